@@ -1,0 +1,55 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "FiberStacks",
+    products: [
+        .library(name: "GuardPages", targets: ["GuardPages"]),
+        .library(name: "StackAllocators", targets: ["StackAllocators"]),
+        .executable(name: "fiberstacks", targets: ["fiberstacks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // C shims: kernel constants and functions that Swift's Glibc module hides.
+        .target(name: "CStackSupport"),
+        .systemLibrary(name: "CNuma", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "CHugeTLBFS", providers: [.apt(["libhugetlbfs-dev"])]),
+
+        // Page geometry, guards, prefault, non-faulting probes. Depends on nothing of ours but the shims.
+        .target(
+            name: "GuardPages",
+            dependencies: [
+                "CStackSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The StackAllocator protocol, Stack, and the allocators.
+        .target(
+            name: "StackAllocators",
+            dependencies: [
+                "GuardPages",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "fiberstacks",
+            dependencies: [
+                "StackAllocators",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
+        .testTarget(name: "StackAllocatorsTests", dependencies: ["StackAllocators"]),
+        // Implements an allocator from outside the package, with public API only (no @testable).
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators"]),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

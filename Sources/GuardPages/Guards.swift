@@ -1,0 +1,85 @@
+import CStackSupport
+import Glibc
+import SystemPackage
+
+/// What protects the bottom of a stack.
+public enum GuardMechanism: String, Sendable, Hashable, CaseIterable, Codable {
+    /// `MADV_GUARD_INSTALL` (Linux >= 6.13): faults on access, adds no VMA.
+    case lightweight
+    /// `mprotect(PROT_NONE)` or a separate PROT_NONE mapping: faults on access, costs a VMA.
+    case protNone
+    /// A known pattern at the usable bottom, checked on release and on request: detects, does not trap.
+    case canary
+    /// Nothing.
+    case none
+}
+
+/// Which hardware guard an allocator installs.
+public enum GuardMode: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Lightweight guards where the kernel offers them, mprotect otherwise (decided once per process).
+    case automatic
+    /// Always `MADV_GUARD_INSTALL`; allocators refuse to start on kernels without it.
+    case lightweight
+    /// Always `mprotect(PROT_NONE)` (old kernels, or to measure the difference).
+    case mprotect
+}
+
+/// Installs guards over page ranges with the mechanism a `GuardMode` resolves to.
+public struct GuardInstaller: Sendable, Hashable {
+    /// Whether this kernel accepts `MADV_GUARD_INSTALL`: probed once per process on a scratch mapping.
+    public static let lightweightGuardsSupported: Bool = probeLightweightGuards()
+
+    /// The mechanism `install` uses: never `.canary` or `.none`.
+    public let mechanism: GuardMechanism
+
+    /// Resolves `mode` on this kernel. Forcing `.lightweight` where the kernel lacks it is an error.
+    public init(mode: GuardMode) throws(StackError) {
+        switch mode {
+        case .automatic:
+            mechanism = Self.lightweightGuardsSupported ? .lightweight : .protNone
+        case .lightweight:
+            guard Self.lightweightGuardsSupported else {
+                throw .capabilityMissing(
+                    "MADV_GUARD_INSTALL (lightweight guard pages)",
+                    fix: "needs Linux >= 6.13 (running \(kernelRelease)); use GuardMode.mprotect or .automatic")
+            }
+            mechanism = .lightweight
+        case .mprotect:
+            mechanism = .protNone
+        }
+    }
+
+    /// Makes `range` (page-aligned, inside a private anonymous mapping) fault on any access.
+    /// ENOMEM from mprotect means the VMA split hit vm.max_map_count and becomes `.mapCountExhausted`.
+    public func install(on range: Range<UInt>) throws(StackError) {
+        guard !range.isEmpty else { return }
+        let size = Int(range.upperBound - range.lowerBound)
+        let result =
+            mechanism == .lightweight
+            ? Syscall.advise(range.lowerBound, size: size, Int32(FS_MADV_GUARD_INSTALL))
+            : Syscall.protect(range.lowerBound, size: size, PROT_NONE)
+        if case .failure(let errno) = result {
+            if errno == .noMemory, mechanism == .protNone, let exhausted = MapCount.exhaustedError() {
+                throw exhausted
+            }
+            throw .guardInstallFailed(errno, mechanism: mechanism)
+        }
+    }
+
+    private static func probeLightweightGuards() -> Bool {
+        let page = systemPageSize
+        guard case .success(let scratch) = Syscall.map(size: 2 * page, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS)
+        else { return false }
+        defer { _ = Syscall.unmap(scratch, size: 2 * page) }
+        guard case .success = Syscall.advise(scratch, size: page, Int32(FS_MADV_GUARD_INSTALL)) else { return false }
+        // Installed: the page must now be inaccessible to a non-faulting read.
+        return fs_probe_readable(UnsafeRawPointer(bitPattern: scratch)) == EFAULT
+    }
+}
+
+/// The running kernel's release string (`uname -r`).
+public let kernelRelease: String = {
+    var name = utsname()
+    guard uname(&name) == 0 else { return "unknown" }
+    return withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}()

@@ -1,0 +1,70 @@
+import CStackSupport
+import Logging
+import Synchronization
+
+/// How a stack's pages are made resident before the fiber runs (RustFiber's `prefetch_pages`, made real).
+public enum PrefaultStrategy: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Nothing: pages fault in as the stack grows.
+    case none
+    /// Write each page of the `PrefaultPlan`, top down, from the calling thread.
+    case touch
+    /// `MADV_POPULATE_WRITE` over the planned range (Linux >= 5.14); falls back to `touch` where missing.
+    case populate
+}
+
+/// A prefault strategy and how deep it goes.
+public struct PrefaultPolicy: Sendable, Hashable {
+    /// The strategy.
+    public var strategy: PrefaultStrategy
+    /// How much of the stack, from the top.
+    public var depth: PrefaultDepth
+
+    /// A policy of `strategy` over `depth` (default: the whole usable range).
+    public init(_ strategy: PrefaultStrategy, depth: PrefaultDepth = .all) {
+        self.strategy = strategy
+        self.depth = depth
+    }
+
+    /// No prefault.
+    public static let none = PrefaultPolicy(.none)
+}
+
+/// Runs prefault policies over stack layouts. Only the usable range is ever touched; never a guard.
+public enum Prefault {
+    /// Whether this kernel has `MADV_POPULATE_WRITE` (Linux >= 5.14): probed once on a scratch page.
+    public static let populateSupported: Bool = {
+        let page = systemPageSize
+        guard case .success(let scratch) = Syscall.map(size: page, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS)
+        else { return false }
+        defer { _ = Syscall.unmap(scratch, size: page) }
+        return (try? Syscall.advise(scratch, size: page, Int32(FS_MADV_POPULATE_WRITE)).get()) != nil
+    }()
+    /// Set once the missing `MADV_POPULATE_WRITE` has been logged.
+    private static let fallbackLogged = Atomic<Bool>(false)
+
+    /// Applies `policy` to `layout`. A failure throws `.prefaultFailed` and is logged on `logger`.
+    public static func apply(_ policy: PrefaultPolicy, to layout: StackLayout, logger: Logger) throws(StackError) {
+        guard policy.strategy != .none else { return }
+        let plan = try PrefaultPlan(layout: layout, depth: policy.depth)
+        guard plan.pageCount > 0 else { return }
+        if policy.strategy == .populate {
+            if populateSupported {
+                let range = plan.range
+                let size = Int(range.upperBound - range.lowerBound)
+                guard case .failure(let errno) = Syscall.advise(range.lowerBound, size: size, Int32(FS_MADV_POPULATE_WRITE))
+                else { return }
+                let error = StackError.prefaultFailed(errno, strategy: .populate, address: range.lowerBound)
+                logger.error("prefault failed", metadata: ["error": "\(error)", "stack": "\(layout)"])
+                throw error
+            }
+            if !fallbackLogged.exchange(true, ordering: .relaxed) {
+                logger.warning(
+                    "MADV_POPULATE_WRITE is not supported by this kernel (needs Linux >= 5.14); populate falls back to touch",
+                    metadata: ["kernel": "\(kernelRelease)"])
+            }
+        }
+        for page in plan {
+            fs_touch_page(UnsafeMutableRawPointer(bitPattern: page))
+        }
+    }
+}

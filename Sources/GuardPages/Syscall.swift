@@ -1,0 +1,57 @@
+import CStackSupport
+import Glibc
+import SystemPackage
+
+/// The one funnel for the memory syscalls of this package: errno is read right after each call,
+/// EINTR is retried, and every failure comes back as an `Errno` for the caller to wrap with context.
+package enum Syscall {
+    /// Calls `body` until it stops failing with EINTR; returns its result or the errno it failed with.
+    @inline(__always)
+    static func retrying<T>(_ failed: (T) -> Bool, _ body: () -> T) -> Result<T, Errno> {
+        while true {
+            let value = body()
+            if !failed(value) { return .success(value) }
+            let code = Errno(rawValue: errno)
+            if code != .interrupted { return .failure(code) }
+        }
+    }
+
+    /// mmap(2). `address` is a hint unless `flags` holds MAP_FIXED or MAP_FIXED_NOREPLACE.
+    package static func map(
+        address: UInt = 0, size: Int, protection: Int32 = PROT_READ | PROT_WRITE, flags: Int32, fd: Int32 = -1,
+        offset: Int = 0
+    ) -> Result<UInt, Errno> {
+        retrying({ $0 == MAP_FAILED }) {
+            mmap(UnsafeMutableRawPointer(bitPattern: address), size, protection, flags, fd, off_t(offset))
+        }.map { UInt(bitPattern: $0) }
+    }
+
+    /// munmap(2).
+    package static func unmap(_ address: UInt, size: Int) -> Result<Void, Errno> {
+        retrying({ $0 != 0 }) { munmap(UnsafeMutableRawPointer(bitPattern: address), size) }.map { _ in () }
+    }
+
+    /// madvise(2) with a raw advice value (the shims define the ones Glibc lacks).
+    package static func advise(_ address: UInt, size: Int, _ advice: Int32) -> Result<Void, Errno> {
+        retrying({ $0 != 0 }) { madvise(UnsafeMutableRawPointer(bitPattern: address), size, advice) }.map { _ in () }
+    }
+
+    /// mprotect(2).
+    package static func protect(_ address: UInt, size: Int, _ protection: Int32) -> Result<Void, Errno> {
+        retrying({ $0 != 0 }) { mprotect(UnsafeMutableRawPointer(bitPattern: address), size, protection) }
+            .map { _ in () }
+    }
+
+    /// mincore(2) into `vector` (one byte per system page; bit 0 set when resident).
+    package static func residency(_ address: UInt, size: Int, into vector: UnsafeMutablePointer<UInt8>)
+        -> Result<Void, Errno>
+    {
+        retrying({ $0 != 0 }) { mincore(UnsafeMutableRawPointer(bitPattern: address), size, vector) }
+            .map { _ in () }
+    }
+
+    /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
+    package static func close(_ fd: Int32) -> Result<Void, Errno> {
+        Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))
+    }
+}

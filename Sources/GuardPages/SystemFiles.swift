@@ -1,0 +1,60 @@
+import SystemPackage
+
+/// Reads small kernel interface files (procfs, sysfs) without Foundation.
+public enum SystemFile {
+    /// The whole contents of `path` as text.
+    public static func read(_ path: String) throws(StackError) -> String {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)
+        } catch {
+            throw .systemFileUnreadable(path: path, error as? Errno ?? .ioError)
+        }
+        defer { try? fd.close() }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count: Int
+            do {
+                count = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+            } catch {
+                throw .systemFileUnreadable(path: path, error as? Errno ?? .ioError)
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The first whitespace-separated integer in `path` (sysctl and sysfs counters).
+    public static func readInteger(_ path: String) throws(StackError) -> Int {
+        let text = try read(path)
+        guard let value = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) }) else {
+            throw .systemFileUnreadable(path: path, .invalidArgument)
+        }
+        return value
+    }
+}
+
+/// The process's count of memory mappings (VMAs) and the kernel's limit on it.
+public enum MapCount {
+    /// Path of the limit: `vm.max_map_count`.
+    public static let limitPath = "/proc/sys/vm/max_map_count"
+
+    /// Lines in /proc/self/maps: one per VMA.
+    public static func current() throws(StackError) -> Int {
+        try SystemFile.read("/proc/self/maps").utf8.lazy.filter { $0 == UInt8(ascii: "\n") }.count
+    }
+
+    /// `vm.max_map_count`.
+    public static func limit() throws(StackError) -> Int {
+        try SystemFile.readInteger(limitPath)
+    }
+
+    /// `.mapCountExhausted` when the process is within `margin` mappings of the limit, else nil.
+    /// Called after an ENOMEM to tell "out of mappings" from "out of memory".
+    public static func exhaustedError(margin: Int = 4) -> StackError? {
+        guard let limit = try? limit(), let current = try? current() else { return nil }
+        return current + margin >= limit ? .mapCountExhausted(limit: limit, current: current) : nil
+    }
+}

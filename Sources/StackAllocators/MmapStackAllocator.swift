@@ -1,0 +1,76 @@
+import CStackSupport
+import Logging
+
+/// One private anonymous mapping per stack, guard at the low end.
+///
+/// Each stack is `mmap(guard + usable, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_STACK)`
+/// (never PROT_EXEC; MAP_STACK keeps transparent huge pages off small stacks since Linux 6.7), then the
+/// guard: `MADV_GUARD_INSTALL` where the kernel has it (no extra VMA, so adjacent stacks merge into
+/// few VMAs), `mprotect(PROT_NONE)` otherwise (two VMAs per stack: the `vm.max_map_count` ceiling).
+/// Release is one `munmap`.
+public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
+    /// The guard mechanism this allocator installs (resolved from its `GuardMode` at init).
+    public let guardMechanism: GuardMechanism
+    private let installer: GuardInstaller
+    private let logger: Logger
+    private let recorder = StackStatsRecorder()
+
+    /// An allocator whose guards follow `guardMode`. Throws `.capabilityMissing` when `.lightweight`
+    /// is forced on a kernel without `MADV_GUARD_INSTALL`.
+    public init(guardMode: GuardMode = .automatic, logger: Logger = Logger(label: "fiberstacks.mmap"))
+        throws(StackError)
+    {
+        installer = try GuardInstaller(mode: guardMode)
+        guardMechanism = installer.mechanism
+        self.logger = logger
+        logger.debug("mmap stack allocator ready", metadata: ["guard": "\(installer.mechanism)"])
+    }
+
+    public var stats: StackAllocatorStats { recorder.snapshot }
+
+    public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        guard request.pages == .small else {
+            throw .capabilityMissing("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
+        }
+        let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
+        let base: UInt
+        switch Syscall.map(size: sizes.total, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK) {
+        case .success(let address): base = address
+        case .failure(let errno):
+            throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: sizes.total)
+                : .mappingFailed(errno, size: sizes.total)
+        }
+        do throws(StackError) {
+            let layout = try StackLayout(base: base, sizes: sizes)
+            try installer.install(on: layout.guardRange)
+            do throws(StackError) {
+                try Prefault.apply(request.prefault, to: layout, logger: logger)
+            } catch {
+                recorder.recordPrefaultFailure()
+                throw error
+            }
+            let descriptor = StackDescriptor(
+                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism)
+            recorder.recordAllocation(descriptor)
+            return Stack(descriptor: descriptor, allocator: self)
+        } catch {
+            unmap(base, size: sizes.total)
+            throw error
+        }
+    }
+
+    public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)
+        recorder.recordRelease(descriptor, failed: failed)
+    }
+
+    /// munmap, logging a failure (which would mean a corrupted descriptor): returns whether it worked.
+    @discardableResult
+    private func unmap(_ base: UInt, size: Int) -> Bool {
+        guard case .failure(let errno) = Syscall.unmap(base, size: size) else { return true }
+        logger.error(
+            "munmap of a stack failed; its memory is leaked",
+            metadata: ["address": "0x\(String(base, radix: 16))", "size": "\(size)", "errno": "\(errno)"])
+        return false
+    }
+}

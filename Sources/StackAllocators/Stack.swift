@@ -1,0 +1,64 @@
+/// What a stack is, as plain data: where it lies, what guards it, where its pages live.
+public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
+    /// Addresses and sizes.
+    public let layout: StackLayout
+    /// What protects `layout.guardRange` (or the bottom of the usable range, for `.canary`).
+    public let guardMechanism: GuardMechanism
+    /// The NUMA node the usable range is bound to, if any.
+    public let node: Int?
+    /// Allocator-private bookkeeping (a slot index, say); opaque to everyone else.
+    public let tag: UInt
+
+    /// Describes a stack. Allocators outside this package use this to build the `Stack`s they return.
+    public init(layout: StackLayout, guardMechanism: GuardMechanism, node: Int? = nil, tag: UInt = 0) {
+        self.layout = layout
+        self.guardMechanism = guardMechanism
+        self.node = node
+        self.tag = tag
+    }
+
+    public var description: String {
+        "\(layout), guard \(guardMechanism)" + (node.map { ", node \($0)" } ?? "")
+    }
+}
+
+/// One fiber stack, owned: it goes back to its allocator exactly once, when dropped or released.
+///
+/// `~Copyable` makes a double release impossible to write and a leak impossible to forget: the
+/// `deinit` gives the memory back (the model is swift-system's `IORing`, which unmaps in `deinit`).
+public struct Stack: ~Copyable, Sendable {
+    /// Where the stack lies and what guards it.
+    public let descriptor: StackDescriptor
+    /// The allocator that made it; kept alive by the stack.
+    public let allocator: any StackAllocator
+
+    /// Wraps memory that `allocator` made. Only allocators call this, from `allocate`.
+    public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
+        self.descriptor = descriptor
+        self.allocator = allocator
+    }
+
+    /// One past the highest usable address: the initial stack pointer.
+    public var top: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: descriptor.layout.top)! }
+    /// Lowest usable address.
+    public var usableBottom: UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: descriptor.layout.usableBottom)!
+    }
+    /// Usable bytes.
+    public var usableSize: Int { descriptor.layout.sizes.usable }
+    /// The guard's address range (empty when unguarded).
+    public var guardRange: Range<UInt> { descriptor.layout.guardRange }
+    /// Page size of the usable range.
+    public var pageSize: Int { descriptor.layout.pageSize }
+    /// What protects the bottom.
+    public var guardMechanism: GuardMechanism { descriptor.guardMechanism }
+    /// NUMA node, if bound.
+    public var node: Int? { descriptor.node }
+
+    /// Gives the stack back to its allocator now (the same as dropping it, but explicit).
+    public consuming func release() {}
+
+    deinit {
+        allocator.release(descriptor, token: StackReleaseToken())
+    }
+}

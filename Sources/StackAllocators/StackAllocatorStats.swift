@@ -1,0 +1,103 @@
+import Synchronization
+
+/// A snapshot of an allocator's counters.
+public struct StackAllocatorStats: Sendable, Hashable, Codable {
+    /// Stacks handed out since the allocator was made.
+    public var allocations = 0
+    /// Stacks given back.
+    public var releases = 0
+    /// Bytes of address space held now (guards included).
+    public var bytesReserved = 0
+    /// Live stacks per guard mechanism.
+    public var liveByGuard: [GuardMechanism: Int] = [:]
+    /// Requests served with something weaker than asked (small pages instead of huge, say).
+    public var fallbacks = 0
+    /// Allocations that failed because prefault failed.
+    public var prefaultFailures = 0
+    /// Stacks returned to the OS by trimming an idle cache.
+    public var trims = 0
+    /// Releases whose syscall failed (logged; the memory may be leaked).
+    public var releaseFailures = 0
+
+    /// Stacks allocated and not yet released.
+    public var live: Int { allocations - releases }
+
+    /// All zero.
+    public init() {}
+}
+
+/// Thread-safe counters behind `StackAllocatorStats`, for allocators to share (ours and yours).
+public final class StackStatsRecorder: Sendable {
+    private let allocations = Atomic<Int>(0)
+    private let releases = Atomic<Int>(0)
+    private let bytesReserved = Atomic<Int>(0)
+    private let liveLightweight = Atomic<Int>(0)
+    private let liveProtNone = Atomic<Int>(0)
+    private let liveCanary = Atomic<Int>(0)
+    private let liveUnguarded = Atomic<Int>(0)
+    private let fallbacks = Atomic<Int>(0)
+    private let prefaultFailures = Atomic<Int>(0)
+    private let trims = Atomic<Int>(0)
+    private let releaseFailures = Atomic<Int>(0)
+
+    /// Zeroed counters.
+    public init() {}
+
+    /// Counts a stack handed out.
+    public func recordAllocation(_ descriptor: StackDescriptor) {
+        allocations.add(1, ordering: .relaxed)
+        bytesReserved.add(descriptor.layout.sizes.total, ordering: .relaxed)
+        adjustLive(descriptor.guardMechanism, by: 1)
+    }
+
+    /// Counts a stack given back; `failed` when its syscall failed.
+    public func recordRelease(_ descriptor: StackDescriptor, failed: Bool = false) {
+        releases.add(1, ordering: .relaxed)
+        bytesReserved.subtract(descriptor.layout.sizes.total, ordering: .relaxed)
+        adjustLive(descriptor.guardMechanism, by: -1)
+        if failed { releaseFailures.add(1, ordering: .relaxed) }
+    }
+
+    /// Counts a request served with a fallback.
+    public func recordFallback() { fallbacks.add(1, ordering: .relaxed) }
+    /// Counts an allocation lost to a prefault failure.
+    public func recordPrefaultFailure() { prefaultFailures.add(1, ordering: .relaxed) }
+    /// Counts `count` stacks trimmed from a cache.
+    public func recordTrim(_ count: Int = 1) { trims.add(count, ordering: .relaxed) }
+
+    /// The counters now. Fields are read one by one, so a snapshot taken under load can be off by the
+    /// operations in flight.
+    public var snapshot: StackAllocatorStats {
+        var stats = StackAllocatorStats()
+        stats.allocations = allocations.load(ordering: .relaxed)
+        stats.releases = releases.load(ordering: .relaxed)
+        stats.bytesReserved = bytesReserved.load(ordering: .relaxed)
+        for mechanism in GuardMechanism.allCases {
+            let count = liveCount(mechanism)
+            if count != 0 { stats.liveByGuard[mechanism] = count }
+        }
+        stats.fallbacks = fallbacks.load(ordering: .relaxed)
+        stats.prefaultFailures = prefaultFailures.load(ordering: .relaxed)
+        stats.trims = trims.load(ordering: .relaxed)
+        stats.releaseFailures = releaseFailures.load(ordering: .relaxed)
+        return stats
+    }
+
+    private func adjustLive(_ mechanism: GuardMechanism, by delta: Int) {
+        switch mechanism {
+        case .lightweight: liveLightweight.add(delta, ordering: .relaxed)
+        case .protNone: liveProtNone.add(delta, ordering: .relaxed)
+        case .canary: liveCanary.add(delta, ordering: .relaxed)
+        case .none: liveUnguarded.add(delta, ordering: .relaxed)
+        }
+    }
+
+    private func liveCount(_ mechanism: GuardMechanism) -> Int {
+        switch mechanism {
+        case .lightweight: liveLightweight.load(ordering: .relaxed)
+        case .protNone: liveProtNone.load(ordering: .relaxed)
+        case .canary: liveCanary.load(ordering: .relaxed)
+        case .none: liveUnguarded.load(ordering: .relaxed)
+        }
+    }
+}

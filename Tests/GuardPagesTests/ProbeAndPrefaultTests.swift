@@ -1,0 +1,81 @@
+import Glibc
+import GuardPages
+import Logging
+import Testing
+
+/// A real guarded mapping for the duration of a test.
+final class ScratchStack {
+    let layout: StackLayout
+
+    init(usable: Int = 256 << 10, guardSize: Int = 64 << 10, mode: GuardMode = .automatic) throws {
+        let sizes = try StackSizes(usable: usable, guard: guardSize)
+        let address = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        try #require(address != MAP_FAILED)
+        layout = try StackLayout(base: UInt(bitPattern: address), sizes: sizes)
+        try GuardInstaller(mode: mode).install(on: layout.guardRange)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total) }
+}
+
+@Suite("Non-faulting probes and prefault strategies")
+struct ProbeAndPrefaultTests {
+    static var guardModes: [GuardMode] {
+        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+    }
+
+    @Test("Every guard page probes inaccessible, usable pages accessible, without a fault", arguments: guardModes)
+    func guardProbe(mode: GuardMode) throws {
+        let stack = try ScratchStack(mode: mode)
+        #expect(try Probe.accessiblePages(in: stack.layout.guardRange) == 0)
+        #expect(try Probe.isAccessible(stack.layout.usableBottom))
+        #expect(try Probe.isAccessible(stack.layout.top - 1))
+        #expect(try !Probe.isAccessible(stack.layout.usableBottom - 1))
+    }
+
+    @Test("A mapped range is not reported unmapped; an unmapped one is")
+    func unmapped() throws {
+        let stack = try ScratchStack()
+        #expect(try !Probe.isUnmapped(stack.layout.usableRange))
+        let address = mmap(nil, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        try #require(address != MAP_FAILED)
+        munmap(address, 65536)
+        let range = UInt(bitPattern: address)..<UInt(bitPattern: address) + 65536
+        #expect(try Probe.isUnmapped(range))
+    }
+
+    @Test("touch and populate make every usable page resident and no guard page; none leaves at most one",
+          arguments: PrefaultStrategy.allCases, guardModes)
+    func residency(strategy: PrefaultStrategy, mode: GuardMode) throws {
+        let stack = try ScratchStack(mode: mode)
+        try Prefault.apply(PrefaultPolicy(strategy), to: stack.layout, logger: Logger(label: "test"))
+        let report = try StackProbeReport(layout: stack.layout)
+        #expect(report.residentGuardPages == 0)
+        #expect(report.guardIsSound)
+        if strategy == .none {
+            #expect(report.residentUsablePages <= 1)
+        } else {
+            #expect(report.residentUsablePages == report.usablePages)
+        }
+    }
+
+    @Test("A partial depth makes exactly the top pages resident", arguments: [PrefaultStrategy.touch, .populate])
+    func partialDepth(strategy: PrefaultStrategy) throws {
+        let stack = try ScratchStack()
+        try Prefault.apply(PrefaultPolicy(strategy, depth: .top(bytes: 5 * 4096 + 1)), to: stack.layout, logger: Logger(label: "test"))
+        let residency = try Probe.residency(of: stack.layout.usableRange)
+        let expectedPages = 6 * 4096 / systemPageSize
+        #expect(residency.suffix(expectedPages).allSatisfy { $0 })
+        #expect(residency.dropLast(expectedPages).allSatisfy { !$0 })
+    }
+
+    @Test("Forcing lightweight guards on a kernel without them is a named error")
+    func forcedLightweight() throws {
+        if GuardInstaller.lightweightGuardsSupported {
+            #expect(try GuardInstaller(mode: .lightweight).mechanism == .lightweight)
+        } else {
+            #expect(throws: StackError.self) { try GuardInstaller(mode: .lightweight) }
+        }
+        #expect(try GuardInstaller(mode: .mprotect).mechanism == .protNone)
+    }
+}

@@ -1,0 +1,53 @@
+import GuardPages
+import Testing
+
+@Suite("Stack sizes and layouts")
+struct StackSizesTests {
+    @Test("Sizes round up to the page size; a zero guard stays unguarded")
+    func rounding() throws {
+        let sizes = try StackSizes(usable: 1, guard: 1)
+        #expect(sizes.usable == systemPageSize)
+        #expect(sizes.guardSize == systemPageSize)
+        #expect(try StackSizes(usable: 100_000, guard: 0).guardSize == 0)
+        #expect(try StackSizes(usable: 3 << 20, guard: 4096, pageSize: 2 << 20).usable == 4 << 20)
+    }
+
+    @Test("Zero, negative and absurd sizes are errors, never traps", arguments: [0, -1, Int.min, Int.max, Int.max - 4094, 5 << 30])
+    func badUsable(_ size: Int) {
+        #expect(throws: StackError.self) { try StackSizes(usable: size, guard: 4096) }
+        do {
+            _ = try StackSizes(usable: size, guard: 4096)
+        } catch {
+            guard case .invalidSize = error else { Issue.record("wrong error \(error)"); return }
+        }
+    }
+
+    @Test("Guards beyond the sane bound or negative are errors", arguments: [-1, Int.max, StackSizes.maximumGuardSize + 1])
+    func badGuard(_ guardSize: Int) {
+        #expect {
+            try StackSizes(usable: 65536, guard: guardSize)
+        } throws: { error in
+            if case StackError.invalidGuard = error { true } else { false }
+        }
+    }
+
+    @Test("Page sizes must be powers of two of at least 4 KiB", arguments: [0, 1, 4095, 6000, -4096])
+    func badPageSize(_ pageSize: Int) {
+        #expect {
+            try StackSizes(usable: 65536, guard: 4096, pageSize: pageSize)
+        } throws: { error in
+            if case StackError.invalidPageSize = error { true } else { false }
+        }
+    }
+
+    @Test("A layout puts the guard below the usable range and rejects bases that overflow")
+    func layout() throws {
+        let sizes = try StackSizes(usable: 65536, guard: 8192)
+        let layout = try StackLayout(base: 0x10000, sizes: sizes)
+        #expect(layout.guardRange == 0x10000..<0x12000)
+        #expect(layout.usableRange == 0x12000..<0x22000)
+        #expect(layout.top == 0x22000)
+        #expect(throws: StackError.self) { try StackLayout(base: UInt.max & ~0xfff, sizes: sizes) }
+        #expect(throws: StackError.self) { try StackLayout(base: 0x10001, sizes: sizes) }
+    }
+}

@@ -1,0 +1,88 @@
+import Glibc
+import StackAllocators
+import Testing
+
+@Suite("MmapStackAllocator")
+struct MmapStackAllocatorTests {
+    static var guardModes: [GuardMode] {
+        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+    }
+
+    @Test("A stack is the layout it says: guard inaccessible, usable range writable, released once", arguments: guardModes)
+    func allocate(mode: GuardMode) throws {
+        let allocator = try MmapStackAllocator(guardMode: mode)
+        let stack = try allocator.allocate(StackRequest(usableSize: 100_000, guardSize: 5000))
+        #expect(stack.usableSize == 102_400)  // rounded up to 25 pages
+        #expect(stack.guardRange.count == 8192)
+        #expect(stack.guardMechanism == (mode == .lightweight ? .lightweight : .protNone))
+        #expect(UInt(bitPattern: stack.top) - UInt(bitPattern: stack.usableBottom) == 102_400)
+        stack.usableBottom.storeBytes(of: 0xAB, as: UInt8.self)
+        (stack.top - 1).storeBytes(of: 0xCD, as: UInt8.self)
+        #expect(try Probe.accessiblePages(in: stack.guardRange) == 0)
+        #expect(allocator.stats.live == 1)
+        #expect(allocator.stats.liveByGuard[stack.guardMechanism] == 1)
+        let whole = stack.descriptor.layout.base..<stack.descriptor.layout.top
+        stack.release()
+        #expect(try Probe.isUnmapped(whole))
+        #expect(allocator.stats.live == 0)
+        #expect(allocator.stats.releases == 1)
+        #expect(allocator.stats.bytesReserved == 0)
+    }
+
+    @Test("A zero guard means an unguarded stack, reported as such")
+    func unguarded() throws {
+        let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 65536, guardSize: 0))
+        #expect(stack.guardMechanism == .none)
+        #expect(stack.guardRange.isEmpty)
+    }
+
+    @Test("Prefault policies decide residency", arguments: PrefaultStrategy.allCases)
+    func prefault(strategy: PrefaultStrategy) throws {
+        let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 512 << 10, prefault: PrefaultPolicy(strategy)))
+        let report = try StackProbeReport(layout: stack.descriptor.layout)
+        #expect(report.residentGuardPages == 0)
+        if strategy == .none {
+            #expect(report.residentUsablePages <= 1)
+        } else {
+            #expect(report.residentUsablePages == report.usablePages)
+        }
+    }
+
+    @Test("Bad requests get their named errors and leak nothing")
+    func badRequests() throws {
+        let allocator = try MmapStackAllocator()
+        let cases: [(StackRequest, (StackError) -> Bool)] = [
+            (StackRequest(usableSize: 0), { if case .invalidSize = $0 { true } else { false } }),
+            (StackRequest(usableSize: Int.max), { if case .invalidSize = $0 { true } else { false } }),
+            (StackRequest(usableSize: 65536, guardSize: 1 << 40), { if case .invalidGuard = $0 { true } else { false } }),
+            (StackRequest(usableSize: 65536, guardSize: -4096), { if case .invalidGuard = $0 { true } else { false } }),
+        ]
+        for (request, matches) in cases {
+            do {
+                _ = try allocator.allocate(request)
+                Issue.record("\(request) was accepted")
+            } catch {
+                #expect(matches(error), "\(request) gave \(error)")
+                #expect(!error.description.isEmpty)
+            }
+        }
+        #expect(allocator.stats.allocations == 0)
+        #expect(allocator.stats.bytesReserved == 0)
+    }
+
+    @Test("Writing one byte below the usable bottom kills the process with SIGSEGV", arguments: guardModes)
+    func guardTraps(mode: GuardMode) async {
+        await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
+            let stack = try MmapStackAllocator(guardMode: mode).allocate(StackRequest(usableSize: 65536))
+            (stack.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
+        }
+    }
+
+    @Test("Writing at the lowest guard byte traps too")
+    func lowestGuardByteTraps() async {
+        await #expect(processExitsWith: .signal(SIGSEGV)) {
+            let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 65536))
+            UnsafeMutableRawPointer(bitPattern: stack.guardRange.lowerBound)!.storeBytes(of: 1, as: UInt8.self)
+        }
+    }
+}
