@@ -47,3 +47,29 @@ struct CommandTests {
         #expect(try runTool(arguments).status == 2)
     }
 }
+
+@Suite("fiberstacks bench")
+struct BenchCommandTests {
+    @Test("bench --quick --json is well-formed and has every section")
+    func quickJSON() throws {
+        let (status, output) = try runTool(["bench", "--quick", "--json"])
+        #expect(status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        let results = try #require(json["results"] as? [[String: Any]])
+        let sections = Set(results.compactMap { $0["section"] as? String })
+        #expect(sections.isSuperset(of: ["stack_alloc", "prefault"]), "sections: \(sections)")
+        for result in results {
+            #expect((result["median"] as? Double ?? -1) > 0, "\(result)")
+            #expect(result["reps"] as? Int == 3)
+        }
+        #expect(json["machine"] is [String: Any])
+        #expect(json["ratios"] is [[String: Any]])
+        // Either the peers ran in the same invocation, or the report says why not.
+        #expect(json["peers"] is [[String: Any]] || json["peers_skipped"] is String)
+    }
+
+    @Test("bench rejects a non-positive repetition count with exit 2")
+    func badReps() throws {
+        #expect(try runTool(["bench", "--reps", "0"]).status == 2)
+    }
+}
