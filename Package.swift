@@ -33,6 +33,7 @@ let package = Package(
             name: "StackAllocators",
             dependencies: [
                 "GuardPages",
+                "CNuma",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -40,6 +41,7 @@ let package = Package(
             name: "fiberstacks",
             dependencies: [
                 "StackAllocators",
+                "CNuma",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -50,6 +52,8 @@ let package = Package(
         // Implements an allocator from outside the package, with public API only (no @testable).
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators"]),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
+        // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,9 @@
 #include "stack_support.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -30,6 +32,19 @@ const int FS_MFD_CLOEXEC = (int)MFD_CLOEXEC;
 
 int fs_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
+}
+
+int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
+             unsigned long maxnode, unsigned int flags) {
+    return (int)syscall(SYS_mbind, address, length, mode, nodemask, maxnode, flags);
+}
+
+long fs_query_page_nodes(unsigned long count, void **pages, int *status) {
+    return syscall(SYS_move_pages, 0, count, pages, (const int *)NULL, status, 0);
+}
+
+int fs_current_cpu(void) {
+    return sched_getcpu();
 }
 
 int fs_probe_readable(const void *address) {

@@ -25,6 +25,20 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case systemFileUnreadable(path: String, Errno)
     /// The kernel or the machine lacks a capability; `fix` says how to get it.
     case capabilityMissing(String, fix: String)
+    /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
+    case numaNodeOutOfRange(node: Int, possible: [Int])
+    /// A NUMA node the kernel knows of but that is not online.
+    case numaNodeOffline(node: Int, online: [Int])
+    /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
+    /// with memory (by `numa_distance`), if any.
+    case numaNodeMemoryless(node: Int, nearest: Int?)
+    /// A NUMA placement that names no node (an empty interleave set).
+    case numaPlacementEmpty(placement: String)
+    /// mbind(2) refused `placement` over `[address, address + size)`.
+    case numaBindFailed(Errno, placement: String, address: UInt, size: Int)
+    /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
+    /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
+    case numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt)
 
     public var description: String {
         switch self {
@@ -56,6 +70,45 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "cannot read \(path): \(errno) (\(errno.rawValue)); is procfs/sysfs mounted?"
         case .capabilityMissing(let what, let fix):
             return "\(what) is not available: \(fix)"
+        case .numaNodeOutOfRange(let node, let possible):
+            return "NUMA node \(node) does not exist: this kernel's nodes are \(nodeList(possible)) "
+                + "(/sys/devices/system/node/possible); list them with `numactl -H` or `fiberstacks doctor`"
+        case .numaNodeOffline(let node, let online):
+            return "NUMA node \(node) is offline: use an online node (\(nodeList(online)), "
+                + "/sys/devices/system/node/online) or bring its memory online (/sys/devices/system/memory/memory*/online)"
+        case .numaNodeMemoryless(let node, let nearest):
+            return "NUMA node \(node) has no memory (it is not in /sys/devices/system/node/has_memory), so no page can "
+                + "be placed on it: "
+                + (nearest.map { "bind to node \($0), the nearest node with memory" } ?? "no node has memory")
+                + " (its CPUs allocate from there by default)"
+        case .numaPlacementEmpty(let placement):
+            return "NUMA placement \(placement) names no node: give at least one node with memory"
+        case .numaBindFailed(let errno, let placement, let address, let size):
+            let fix: String
+            switch errno {
+            case .ioError: fix = "pages already present lie on other nodes and the placement is strict; use "
+                + "existingPages .move to migrate them, or place the range before its first touch"
+            case .invalidArgument: fix = "the kernel refused the node set (offline or memoryless node, or a range "
+                + "not aligned to its page size); check /sys/devices/system/node/has_memory"
+            case .noFunction: fix = "this kernel has no NUMA support: it needs CONFIG_NUMA=y"
+            case .permissionDenied, .notPermitted: fix = "a seccomp profile or a cpuset forbids it (allow mbind; "
+                + "check the cgroup's cpuset.mems)"
+            case .noMemory: fix = "the kernel is out of memory for the policy; free memory"
+            case .badAddress: fix = "part of the range is not mapped"
+            default: fix = "see mbind(2)"
+            }
+            return "mbind(\(placement)) of \(size) bytes at 0x\(String(address, radix: 16)) failed: "
+                + "\(errno) (\(errno.rawValue)); \(fix)"
+        case .numaPlacementWrong(let expected, let misplaced, let present, let pagesPerNode, let firstMisplaced):
+            let found = pagesPerNode.sorted { $0.key < $1.key }.map { "node \($0.key): \($0.value)" }.joined(separator: ", ")
+            return "\(misplaced) of \(present) present pages are not on node(s) \(nodeList(expected)) (found \(found); "
+                + "first at 0x\(String(firstMisplaced, radix: 16))): bind before the first touch (a preferred "
+                + "placement spills when its node is full), or rebind with existingPages .move"
         }
     }
+}
+
+/// "0,1,3" for a list of node ids, or "none".
+private func nodeList(_ nodes: [Int]) -> String {
+    nodes.isEmpty ? "none" : nodes.map(String.init).joined(separator: ",")
 }

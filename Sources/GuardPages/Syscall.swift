@@ -50,6 +50,29 @@ package enum Syscall {
             .map { _ in () }
     }
 
+    /// mbind(2): sets the NUMA policy `mode` (`FS_MPOL_*`) over `[address, address + size)` for the nodes
+    /// whose bits are set in `nodemask` (64 nodes per word), with `FS_MPOL_MF_*` `flags`.
+    package static func bindMemory(
+        _ address: UInt, size: Int, mode: Int32, nodemask: [UInt], flags: UInt32
+    ) -> Result<Void, Errno> {
+        nodemask.withUnsafeBufferPointer { mask in
+            // The kernel reads maxnode - 1 bits: one more than the mask holds, as libnuma passes it.
+            retrying({ $0 != 0 }) {
+                fs_mbind(
+                    UnsafeMutableRawPointer(bitPattern: address), UInt(size), mode, mask.baseAddress,
+                    UInt(mask.count * UInt.bitWidth + 1), flags)
+            }.map { _ in () }
+        }
+    }
+
+    /// move_pages(2) with nodes NULL on this process: writes the node of each page in `pages` (or a
+    /// negative errno) into `status`. Moves nothing and faults nothing in.
+    package static func queryPageNodes(
+        _ pages: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count: Int, status: UnsafeMutablePointer<Int32>
+    ) -> Result<Void, Errno> {
+        retrying({ $0 != 0 }) { fs_query_page_nodes(UInt(count), pages, status) }.map { _ in () }
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))

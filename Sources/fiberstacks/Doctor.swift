@@ -11,8 +11,9 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let machine = try MachineCapabilities.current()
+        let numa = Result { () throws(StackError) in try NUMATopology.current() }
         if json {
-            print(try encodeJSON(machine))
+            print(try encodeJSON(DoctorReport(machine: machine, numa: numa)))
             return
         }
         func yesNo(_ value: Bool, _ detail: String) -> String { value ? "yes" : "no (\(detail))" }
@@ -25,6 +26,7 @@ struct Doctor: ParsableCommand {
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
         ]
+        rows += numaRows(numa)
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"
             rows.append((
@@ -38,6 +40,60 @@ struct Doctor: ParsableCommand {
             rows.append(("hugetlbfs mount", "\(mount.path) (\(formatBytes(mount.pageSize)) pages)"))
         }
         printTable(rows)
+    }
+}
+
+/// The NUMA section: one row per node from libnuma, or why there is none.
+func numaRows(_ numa: Result<NUMATopology, StackError>) -> [(String, String)] {
+    let topology: NUMATopology
+    switch numa {
+    case .failure(let error): return [("NUMA (libnuma)", "unavailable: \(error)")]
+    case .success(let value): topology = value
+    }
+    let current = NUMATopology.currentNode().map(String.init) ?? "unknown"
+    var rows = [(
+        "NUMA (libnuma)",
+        "nodes: \(topology.nodes.count), with memory: \(topology.memoryNodes.count), max node \(topology.maxNode), "
+            + "this thread on node \(current)")]
+    for node in topology.nodes {
+        let memory = node.hasMemory
+            ? "\(node.memoryTotal >> 20) MiB (\(node.memoryFree >> 20) MiB free)" : "no memory (memoryless)"
+        let distances = node.distances.sorted { $0.key < $1.key }.map { String($0.value) }.joined(separator: " ")
+        rows.append((
+            "NUMA node \(node.id)",
+            "cpus \(node.cpus.isEmpty ? "none" : formatList(node.cpus)), \(memory), distances \(distances)"
+                + (node.online ? "" : ", offline")))
+    }
+    return rows
+}
+
+/// [0, 1, 2, 5] -> "0-2,5".
+func formatList(_ values: [Int]) -> String {
+    var parts: [String] = []
+    var index = 0
+    while index < values.count {
+        var end = index
+        while end + 1 < values.count, values[end + 1] == values[end] + 1 { end += 1 }
+        parts.append(end == index ? "\(values[index])" : "\(values[index])-\(values[end])")
+        index = end + 1
+    }
+    return parts.joined(separator: ",")
+}
+
+/// `doctor --json`: the machine's capabilities, plus `numa` (the topology) or `numaUnavailable` (why not).
+struct DoctorReport: Encodable {
+    let machine: MachineCapabilities
+    let numa: Result<NUMATopology, StackError>
+
+    enum CodingKeys: String, CodingKey { case numa, numaUnavailable }
+
+    func encode(to encoder: Encoder) throws {
+        try machine.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch numa {
+        case .success(let topology): try container.encode(topology, forKey: .numa)
+        case .failure(let error): try container.encode("\(error)", forKey: .numaUnavailable)
+        }
     }
 }
 

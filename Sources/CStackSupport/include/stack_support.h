@@ -31,6 +31,28 @@ extern const int FS_MAP_HUGE_SHIFT;
 extern const int FS_MFD_HUGETLB;
 extern const int FS_MFD_CLOEXEC;
 
+/// NUMA memory policy modes and mbind(2) flags (uapi/linux/mempolicy.h); GuardPages does not link libnuma.
+enum {
+    FS_MPOL_DEFAULT = 0,
+    FS_MPOL_PREFERRED = 1,
+    FS_MPOL_BIND = 2,
+    FS_MPOL_INTERLEAVE = 3,
+    FS_MPOL_MF_STRICT = 1 << 0,  // fail with EIO when a present page is not on the policy's nodes
+    FS_MPOL_MF_MOVE = 1 << 1,    // migrate present pages (mapped by this process only) to the policy's nodes
+};
+
+/// mbind(2) through syscall(2): returns 0, or -1 with errno set. `nodemask` holds `maxnode` bits
+/// (the kernel reads `maxnode - 1` of them, as libnuma's wrapper does).
+int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
+             unsigned long maxnode, unsigned int flags);
+
+/// move_pages(2) on the calling process with `nodes` NULL: moves nothing, writes each page's node (or a
+/// negative errno: -ENOENT not present, -EFAULT no page or zero page) into `status`. 0, or -1 with errno.
+long fs_query_page_nodes(unsigned long count, void **pages, int *status);
+
+/// sched_getcpu(3), hidden from Swift's Glibc module: the CPU the calling thread runs on, or -1.
+int fs_current_cpu(void);
+
 /// memfd_create(2), hidden from Swift's Glibc module.
 int fs_memfd_create(const char *name, unsigned int flags);
 
