@@ -7,6 +7,7 @@ import Logging
 /// (never PROT_EXEC; MAP_STACK keeps transparent huge pages off small stacks since Linux 6.7), then the
 /// guard: `MADV_GUARD_INSTALL` where the kernel has it (no extra VMA, so adjacent stacks merge into
 /// few VMAs), `mprotect(PROT_NONE)` otherwise (two VMAs per stack: the `vm.max_map_count` ceiling).
+/// Each guarded stack is in `GuardRegistry` while it lives, so `OverflowHandler` can name it.
 /// Release is one `munmap`.
 public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// The guard mechanism this allocator installs (resolved from its `GuardMode` at init).
@@ -51,6 +52,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             }
             let descriptor = StackDescriptor(
                 layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism)
+            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
             recorder.recordAllocation(descriptor)
             return Stack(descriptor: descriptor, allocator: self)
         } catch {
@@ -60,6 +62,10 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     }
 
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        // Unregister before unmapping: the address may be reused (and registered) at once.
+        if descriptor.layout.sizes.guardSize > 0, !GuardRegistry.unregister(descriptor.layout) {
+            logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
+        }
         let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)
         recorder.recordRelease(descriptor, failed: failed)
     }
