@@ -39,6 +39,13 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
     /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
     case numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt)
+    /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+    /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
+    case guardRegistrationFailed(Errno, stack: StackLayout)
+    /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
+    case canaryCorrupted(stack: StackLayout, label: String?)
+    /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
+    case signalSetupFailed(Errno, what: String)
 
     public var description: String {
         switch self {
@@ -104,6 +111,33 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(misplaced) of \(present) present pages are not on node(s) \(nodeList(expected)) (found \(found); "
                 + "first at 0x\(String(firstMisplaced, radix: 16))): bind before the first touch (a preferred "
                 + "placement spills when its node is full), or rebind with existingPages .move"
+        case .guardRegistrationFailed(let errno, let stack):
+            let fix: String
+            switch errno {
+            case .fileExists:
+                fix = "a stack at this address is still registered: its allocator unmapped it without "
+                    + "GuardRegistry.unregister; unregister before unmapping"
+            case .noSpace:
+                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+            case .noMemory:
+                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+            default:
+                fix = "the usable bottom must be non-zero and page-aligned, below the top"
+            }
+            return "registering the guard of \(stack) failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .canaryCorrupted(let stack, let label):
+            return "the canary at the usable bottom of \(label.map { "fiber \"\($0)\" " } ?? "")\(stack) was "
+                + "overwritten: the fiber used more than its \(stack.sizes.usable) usable bytes (or something wrote "
+                + "over it); raise the stack size (StackRequest.usableSize), or give the stack a hardware guard "
+                + "(StackRequest.guardSize > 0) so an overflow traps where it happens"
+        case .signalSetupFailed(let errno, let what):
+            let fix =
+                switch errno {
+                case .noMemory: "no memory for the alternate signal stack; check memory limits (ulimit -v, cgroup memory.max)"
+                case .notPermitted: "the thread is running on its alternate signal stack; change it outside a signal handler"
+                default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"
+                }
+            return "\(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
         }
     }
 }

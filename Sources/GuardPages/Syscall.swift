@@ -73,6 +73,12 @@ package enum Syscall {
         retrying({ $0 != 0 }) { fs_query_page_nodes(UInt(count), pages, status) }.map { _ in () }
     }
 
+    /// sigaltstack(2) query: the calling thread's alternate signal stack.
+    package static func alternateSignalStack() -> Result<stack_t, Errno> {
+        var stack = stack_t()
+        return retrying({ $0 != 0 }) { sigaltstack(nil, &stack) }.map { _ in stack }
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))
