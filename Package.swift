@@ -33,6 +33,7 @@ let package = Package(
             name: "StackAllocators",
             dependencies: [
                 "GuardPages",
+                "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

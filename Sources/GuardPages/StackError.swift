@@ -25,6 +25,13 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case systemFileUnreadable(path: String, Errno)
     /// The kernel or the machine lacks a capability; `fix` says how to get it.
     case capabilityMissing(String, fix: String)
+    /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
+    /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
+    case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
+    /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
+    case notHugeTLBFSMount(path: String)
+    /// The canary at the bottom of a canary-guarded stack was overwritten: the fiber overflowed.
+    case canaryCorrupted(stack: String)
 
     public var description: String {
         switch self {
@@ -56,6 +63,19 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "cannot read \(path): \(errno) (\(errno.rawValue)); is procfs/sysfs mounted?"
         case .capabilityMissing(let what, let fix):
             return "\(what) is not available: \(fix)"
+        case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
+            let pool = node.map { "node \($0)'s" } ?? "the"
+            return "\(pool) \(formatByteCount(pageSize)) huge page pool has \(free) free pages, \(needed) needed: "
+                + "add at least \(max(needed - free, 1)) by writing a larger page count to \(controlFile) (as root), "
+                + "or ask for HugePageRequest.ExhaustionPolicy.fallback"
+        case .notHugeTLBFSMount(let path):
+            return "\(path) is not a hugetlbfs mount: mount one (as root) with "
+                + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
+                + "or pass mount: nil to use the one libhugetlbfs finds"
+        case .canaryCorrupted(let stack):
+            return "the canary at the bottom of \(stack) was overwritten: its fiber overflowed the stack "
+                + "(packed stacks have no hardware guard); give it a larger stack or use one stack per "
+                + "huge-page region, which keeps a hardware guard"
         }
     }
 }
