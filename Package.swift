@@ -34,6 +34,7 @@ let package = Package(
             dependencies: [
                 "GuardPages",
                 "CNuma",
+                "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -2,8 +2,11 @@
 #include "stack_support.h"
 
 #include <errno.h>
+#include <linux/perf_event.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -45,6 +48,26 @@ long fs_query_page_nodes(unsigned long count, void **pages, int *status) {
 
 int fs_current_cpu(void) {
     return sched_getcpu();
+}
+
+int fs_statfs(const char *path, long *type, long *block_size) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    *type = (long)info.f_type;
+    *block_size = (long)info.f_bsize;
+    return 0;
+}
+
+int fs_perf_open_dtlb_read_misses(void) {
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_HW_CACHE;
+    attr.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+    attr.exclude_kernel = 1;
+    attr.exclude_hv = 1;
+    long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : (int)fd;
 }
 
 int fs_probe_readable(const void *address) {

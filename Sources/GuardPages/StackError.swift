@@ -46,6 +46,11 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case canaryCorrupted(stack: StackLayout, label: String?)
     /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
     case signalSetupFailed(Errno, what: String)
+    /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
+    /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
+    case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
+    /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
+    case notHugeTLBFSMount(path: String)
 
     public var description: String {
         switch self {
@@ -138,6 +143,15 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"
                 }
             return "\(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
+            let pool = node.map { "node \($0)'s" } ?? "the"
+            return "\(pool) \(formatByteCount(pageSize)) huge page pool has \(free) free pages, \(needed) needed: "
+                + "add at least \(max(needed - free, 1)) by writing a larger page count to \(controlFile) (as root), "
+                + "or ask for HugePageRequest.ExhaustionPolicy.fallback"
+        case .notHugeTLBFSMount(let path):
+            return "\(path) is not a hugetlbfs mount: mount one (as root) with "
+                + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
+                + "or pass mount: nil to use the one libhugetlbfs finds"
         }
     }
 }

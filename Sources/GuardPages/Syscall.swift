@@ -79,6 +79,31 @@ package enum Syscall {
         return retrying({ $0 != 0 }) { sigaltstack(nil, &stack) }.map { _ in stack }
     }
 
+    /// An unlinked, close-on-exec temporary file in `directory`: mkstemp(3), then unlink(2) at once.
+    package static func unlinkedTemporaryFile(in directory: String) -> Result<Int32, Errno> {
+        var template = Array("\(directory)/fiberstacks.XXXXXX".utf8CString)
+        let opened = template.withUnsafeMutableBufferPointer { buffer in
+            retrying({ $0 < 0 }) { mkstemp(buffer.baseAddress!) }
+        }
+        guard case .success(let fd) = opened else { return opened }
+        let unlinked = template.withUnsafeBufferPointer { buffer in
+            retrying({ $0 != 0 }) { unlink(buffer.baseAddress!) }
+        }
+        let cloexec = retrying({ $0 != 0 }) { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        if case .failure(let errno) = unlinked.flatMap({ _ in cloexec }) {
+            _ = Glibc.close(fd)
+            return .failure(errno)
+        }
+        return .success(fd)
+    }
+
+    /// statfs(2): the file system type and block size of the one holding `path`.
+    package static func fileSystem(at path: String) -> Result<(type: Int, blockSize: Int), Errno> {
+        var type = 0
+        var blockSize = 0
+        return retrying({ $0 != 0 }) { fs_statfs(path, &type, &blockSize) }.map { _ in (type, blockSize) }
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))

@@ -38,4 +38,6 @@ public struct StackRequest: Sendable, Hashable {
 public enum PageKind: Sendable, Hashable {
     /// The system's base pages (4 KiB on x86_64).
     case small
+    /// Huge pages (hugetlbfs, anonymous hugetlb or transparent), served by `HugePageStackAllocator`.
+    case huge(HugePageRequest)
 }

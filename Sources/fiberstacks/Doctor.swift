@@ -22,7 +22,10 @@ struct Doctor: ParsableCommand {
             ("page size", "\(machine.pageSize) B"),
             ("lightweight guards (MADV_GUARD_INSTALL)", yesNo(machine.lightweightGuards, "needs Linux >= 6.13; mprotect fallback")),
             ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "needs Linux >= 5.14; touch fallback")),
-            ("transparent huge pages", machine.transparentHugePages ?? "absent"),
+            ("transparent huge pages", machine.transparentHugePages.map {
+                "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
+                    + (machine.transparentHugePageSize.map { ", \(formatBytes($0)) pages" } ?? "")
+            } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
         ]
@@ -31,7 +34,9 @@ struct Doctor: ParsableCommand {
             let scope = pool.node.map { "node \($0)" } ?? "global"
             rows.append((
                 "huge pages \(formatBytes(pool.pageSize)) \(scope)",
-                "\(pool.free) free of \(pool.total)" + (pool.reserved.map { ", \($0) reserved" } ?? "") + " (\(pool.controlFile))"))
+                "\(pool.free) free of \(pool.total)" + (pool.reserved.map { ", \($0) reserved" } ?? "")
+                    + (pool.surplus > 0 ? ", \(pool.surplus) surplus" : "")
+                    + (pool.overcommit.map { $0 > 0 ? ", overcommit \($0)" : "" } ?? "") + " (\(pool.controlFile))"))
         }
         if machine.hugeTLBMounts.isEmpty {
             rows.append(("hugetlbfs mounts", "none (mount -t hugetlbfs none /dev/hugepages)"))
@@ -98,12 +103,7 @@ struct DoctorReport: Encodable {
 }
 
 /// "2 MiB", "64 KiB", "1 GiB", or bytes.
-func formatBytes(_ bytes: Int) -> String {
-    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-        return "\(bytes >> shift) \(unit)"
-    }
-    return "\(bytes) B"
-}
+func formatBytes(_ bytes: Int) -> String { formatByteCount(bytes) }
 
 /// Two aligned columns.
 func printTable(_ rows: [(String, String)]) {

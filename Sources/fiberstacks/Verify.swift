@@ -14,6 +14,7 @@ struct Verify: ParsableCommand {
         var report = VerifyReport()
         MmapChecks.run(into: &report)
         NUMAChecks.run(into: &report)
+        HugePageChecks.run(into: &report)
         OverflowChecks.run(into: &report)
         if json {
             print(try encodeJSON(report))

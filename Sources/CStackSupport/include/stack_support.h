@@ -56,6 +56,16 @@ int fs_current_cpu(void);
 /// memfd_create(2), hidden from Swift's Glibc module.
 int fs_memfd_create(const char *name, unsigned int flags);
 
+/// statfs(2) on `path`, reduced to what Swift needs (sys/statfs.h is not in Swift's Glibc module):
+/// the file system type (f_type, e.g. HUGETLBFS_MAGIC) and block size (f_bsize: the page size on
+/// hugetlbfs). Returns 0, or -1 with errno set.
+int fs_statfs(const char *path, long *type, long *block_size);
+
+/// Opens a perf_event_open(2) counter of data-TLB read misses (PERF_TYPE_HW_CACHE) for the calling
+/// thread, user space only, counting from now. Returns the descriptor (read 8 bytes for the count), or
+/// -errno where the kernel or the hypervisor does not offer it (ENOENT, EOPNOTSUPP, EACCES).
+int fs_perf_open_dtlb_read_misses(void);
+
 /// Reads one byte at `address` through process_vm_readv(2) on the calling process.
 /// Returns 0 when the byte is readable, or the errno: EFAULT means inaccessible (a guard, PROT_NONE,
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
