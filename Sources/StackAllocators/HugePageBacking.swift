@@ -134,10 +134,10 @@ struct HugePageBacking: Sendable, Hashable {
     }
 
     /// The error for a hugetlb pool that could not give `needed` pages, with the pool's numbers now.
-    func exhaustedError(needed: Int) -> StackError {
-        let pool = MachineCapabilities.hugePagePool(pageSize: pageSize)
+    func exhaustedError(needed: Int, node: Int? = nil) -> StackError {
+        let pool = MachineCapabilities.hugePagePool(pageSize: pageSize, node: node)
         return .hugePagesExhausted(
-            pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: nil,
+            pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: node,
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")
     }
 

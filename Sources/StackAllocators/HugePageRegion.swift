@@ -11,14 +11,17 @@ import SystemPackage
 ///     2. usable bottom = the first page-size boundary at least `guard` above the reservation's start
 ///     3. trim the reservation to [usable bottom - guard, top): the guard stays, PROT_NONE, in small pages
 ///     4. MAP_FIXED the backing over [usable bottom, top)
-///     5. hugetlb: MADV_POPULATE_WRITE over the usable range, always, so an empty pool is an error
+///     5. with a NUMA placement: mbind the usable range, before any page exists (docs/numa.md)
+///     6. hugetlb: MADV_POPULATE_WRITE over the usable range, always, so an empty pool is an error
 ///        here instead of a SIGBUS at the first touch; other backings: the request's prefault policy
 ///
 /// On every error path everything mapped is unmapped before the error is thrown.
 enum HugePageRegion {
     /// Maps `sizes` (whose `pageSize` is `backing.pageSize`) and returns where it lies.
-    static func map(_ sizes: StackSizes, backing: HugePageBacking, prefault: PrefaultPolicy, logger: Logger)
-        throws(StackError) -> StackLayout
+    static func map(
+        _ sizes: StackSizes, backing: HugePageBacking, prefault: PrefaultPolicy, placement: NUMAPlacement?,
+        logger: Logger
+    ) throws(StackError) -> StackLayout
     {
         let slack = sizes.pageSize - systemPageSize
         let reservedSize = sizes.total + slack
@@ -50,11 +53,17 @@ enum HugePageRegion {
             throw error
         }
         do throws(StackError) {
+            if let placement {
+                try NUMABinding.apply(placement, to: layout.usableRange, untouched: true)
+            }
             try fill(layout, backing: backing, prefault: prefault, logger: logger)
         } catch {
             unmap(layout, logger: logger)
             // The pool's numbers are read after the unmap, so our own partial populate is not counted.
-            if case .hugePagesExhausted = error { throw backing.exhaustedError(needed: sizes.usable / sizes.pageSize) }
+            // A bound stack draws on its node's pool: name that pool and its file.
+            if case .hugePagesExhausted = error {
+                throw backing.exhaustedError(needed: sizes.usable / sizes.pageSize, node: placement?.homeNode)
+            }
             throw error
         }
         return layout

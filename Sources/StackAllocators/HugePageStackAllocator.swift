@@ -19,6 +19,9 @@ import Synchronization
 /// warning the first time, debug after that).
 ///
 /// `.small` requests get guarded small-page stacks laid out the same way (not counted as fallbacks).
+/// `StackRequest.placement` binds the usable range before it is populated; an empty pool on that node
+/// is `.hugePagesExhausted` naming the node's control file. Hardware-guarded stacks are in
+/// `GuardRegistry` while they live, so an overflow names them.
 public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
     private let logger: Logger
     private let recorder = StackStatsRecorder()
@@ -63,6 +66,9 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
 
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         guard descriptor.guardMechanism == .canary else {
+            if descriptor.guardMechanism == .protNone, !GuardRegistry.unregister(descriptor.layout) {
+                logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
+            }
             recorder.recordRelease(descriptor, failed: !HugePageRegion.unmap(descriptor.layout, logger: logger))
             return
         }
@@ -89,12 +95,15 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize, pageSize: backing.pageSize)
         let layout: StackLayout
         do throws(StackError) {
-            layout = try HugePageRegion.map(sizes, backing: backing, prefault: request.prefault, logger: logger)
+            layout = try HugePageRegion.map(
+                sizes, backing: backing, prefault: request.prefault, placement: request.placement, logger: logger)
+            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
         } catch {
             if case .prefaultFailed = error { recorder.recordPrefaultFailure() }
             throw error
         }
-        let descriptor = StackDescriptor(layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone)
+        let descriptor = StackDescriptor(
+            layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone, node: request.placement?.homeNode)
         recorder.recordAllocation(descriptor)
         return Stack(descriptor: descriptor, allocator: self)
     }
@@ -116,7 +125,8 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         if let free = packed.takeSlot(key) {
             slot = free
         } else {
-            let region = try HugePageRegion.map(regionSizes, backing: backing, prefault: PrefaultPolicy(.populate), logger: logger)
+            let region = try HugePageRegion.map(
+                regionSizes, backing: backing, prefault: PrefaultPolicy(.populate), placement: request.placement, logger: logger)
             slot = packed.add(region, key: key)
         }
         let layout: StackLayout

@@ -1,12 +1,12 @@
-import CStackSupport
 import Foundation
 import Logging
 import StackAllocators
 
-/// Huge pages bound to a node whose per-node pool is empty: mmap and mbind succeed (the reservation is
-/// global), and the first touch would die of SIGBUS. Prefault with MADV_POPULATE_WRITE turns it into an
-/// error at allocation time; this check proves it, and that the same mapping bound to a node with pages
-/// is placed there. Needs root (it resizes the per-node 2 MiB pools, then restores them).
+/// Huge-page stacks bound to a node whose per-node pool is empty: mmap and mbind succeed (the reservation
+/// is global), and the first touch would die of SIGBUS. `HugePageStackAllocator` populates hugetlb stacks
+/// with MADV_POPULATE_WRITE, so it is `.hugePagesExhausted` naming that node's pool file at allocation;
+/// this check proves it, and that the same request bound to a node with pages is placed there. Needs
+/// root (it resizes the per-node 2 MiB pools, then restores them).
 enum HugePageNodeCheck {
     static let name = "huge/empty-node-pool"
     static let pageSize = 2 << 20
@@ -38,41 +38,37 @@ enum HugePageNodeCheck {
             guard freeFull >= 1, freeEmpty == 0 else {
                 return (true, "skipped: could not reserve a 2 MiB page on node \(full) (free: \(freeFull))", [:])
             }
-            let refused = try populateBound(to: empty)
-            let placed = try populateBound(to: full)
-            var errno = 0
-            if case .prefaultFailed(let code, _, _)? = refused.error { errno = Int(code.rawValue) }
+            let allocator = HugePageStackAllocator(logger: quietLogger)
+            let refused = allocateBound(allocator, to: empty)
+            let placed = allocateBound(allocator, to: full)
+            var namesNode = false
+            if case .hugePagesExhausted(_, _, _, let node, let controlFile)? = refused.error {
+                namesNode = node == empty && controlFile == poolFile(empty, "nr_hugepages")
+            }
             let onFull = placed.report?.pagesPerNode[full] ?? 0
             return (
-                refused.error != nil && errno != 0 && placed.error == nil && onFull == 1,
-                "node \(empty) pool empty: bind + populate gave " + (refused.error.map { "\($0)" } ?? "no error")
+                namesNode && placed.error == nil && onFull == 1,
+                "node \(empty) pool empty: " + (refused.error.map { "\($0)" } ?? "no error")
                     + " (no SIGBUS); node \(full) (\(freeFull) free): "
                     + (placed.report.map { "\($0)" } ?? "\(placed.error!)"),
-                ["errno": errno, "freeOnEmptyNode": freeEmpty, "freeOnFullNode": freeFull, "onFullNode": onFull]
+                ["namesNode": namesNode ? 1 : 0, "freeOnEmptyNode": freeEmpty, "freeOnFullNode": freeFull, "onFullNode": onFull]
             )
         }
     }
 
-    /// One private anonymous 2 MiB hugetlb page bound to `node`, then populated: the error, or where it went.
-    static func populateBound(to node: Int) throws(StackError) -> (error: StackError?, report: PlacementReport?) {
-        let flags = FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_HUGETLB | Int32(21 << FS_MAP_HUGE_SHIFT)
-        let base: UInt
-        switch Syscall.map(size: pageSize, flags: flags) {
-        case .success(let address): base = address
-        case .failure(let errno): throw .mappingFailed(errno, size: pageSize)
-        }
-        defer { _ = Syscall.unmap(base, size: pageSize) }
-        let layout = try StackLayout(base: base, sizes: try StackSizes(usable: pageSize, guard: 0, pageSize: pageSize))
-        do {
-            try NUMABinding.apply(.bind(node), to: layout.usableRange)
-            try Prefault.apply(PrefaultPolicy(.populate), to: layout, logger: quietLogger)
+    /// One 2 MiB anonymous hugetlb stack bound to `node`: the error, or where its page went.
+    static func allocateBound(_ allocator: HugePageStackAllocator, to node: Int) -> (error: StackError?, report: PlacementReport?) {
+        let request = StackRequest(
+            usableSize: pageSize, pages: .huge(HugePageRequest(.anonymous, pageSize: pageSize)), placement: .bind(node))
+        do throws(StackError) {
+            let stack = try allocator.allocate(request)
+            return (nil, try stack.placementReport())
         } catch {
             return (error, nil)
         }
-        return (nil, try PlacementReport(range: layout.usableRange, pageSize: pageSize))
     }
 
-    /// The expected prefault failure is the result here, not news: log only what is critical.
+    /// The expected exhaustion is the result here, not news: log only what is critical.
     static let quietLogger: Logger = {
         var logger = Logger(label: "fiberstacks.numa-check")
         logger.logLevel = .critical
