@@ -2,6 +2,8 @@
 #include "stack_support.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -42,4 +44,16 @@ int fs_probe_readable(const void *address) {
         if (n < 0 && errno == EINTR) continue;
         return n < 0 ? errno : EFAULT;
     }
+}
+
+int fs_process_getaffinity(size_t size, void *mask) {
+    return sched_getaffinity(getpid(), size, (cpu_set_t *)mask);
+}
+
+int fs_thread_setaffinity(size_t size, const void *mask) {
+    return sched_setaffinity(0, size, (const cpu_set_t *)mask);
+}
+
+int fs_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

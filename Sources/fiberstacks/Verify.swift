@@ -13,6 +13,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         var report = VerifyReport()
         MmapChecks.run(into: &report)
+        SchedulerChecks.run(into: &report)
         if json {
             print(try encodeJSON(report))
         } else {

@@ -39,6 +39,15 @@ int fs_memfd_create(const char *name, unsigned int flags);
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
 int fs_probe_readable(const void *address);
 
+/// sched_getaffinity(2) for the process (its main thread) and sched_setaffinity(2) for the calling
+/// thread, over a CPU bitmask of `size` bytes (bit n of byte n/8 is CPU n): the glibc wrappers are
+/// hidden from Swift. 0, or -1 with errno.
+int fs_process_getaffinity(size_t size, void *mask);
+int fs_thread_setaffinity(size_t size, const void *mask);
+
+/// pthread_setname_np(3) for the calling thread (hidden from Swift); the kernel keeps 15 bytes.
+int fs_set_thread_name(const char *name);
+
 /// Writes to the page holding `address` without changing its contents (an atomic OR of zero),
 /// so a never-touched page takes exactly one write fault.
 static inline void fs_touch_page(void *address) {
