@@ -23,7 +23,8 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-static __thread void *current_worker;
+// initial-exec: one instruction per access instead of a __tls_get_addr call (8 bytes of static TLS).
+static __thread __attribute__((tls_model("initial-exec"))) void *current_worker;
 
 fs_transfer fs_switch_context(void *to, void *data, const fs_switch_target *target) {
 #ifdef FS_ASAN

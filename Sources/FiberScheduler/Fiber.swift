@@ -37,6 +37,8 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The `Fiber` that owns this block, unretained: the fiber's frames hold no reference to it.
     var owner: UnsafeMutableRawPointer?
+    /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
+    var job: Job?
 }
 
 /// A context on a stack from a `StackAllocator`, owned by one worker, running one job at a time.
@@ -50,8 +52,6 @@ final class Fiber: @unchecked Sendable {
     let info: FiberInfo
     /// The worker that owns it.
     unowned let worker: Worker
-    /// The job to run on the next `.run` resume.
-    var job: Job?
     private let stack: Stack
     private let control: UnsafeMutablePointer<FiberControl>
 
@@ -72,7 +72,7 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, owner: nil))
+                resumeReason: .run, owner: nil, job: nil))
         self.stack = stack
         control.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
         worker.scheduler.register(info)
@@ -84,6 +84,11 @@ final class Fiber: @unchecked Sendable {
         control.deinitialize(count: 1)
         control.deallocate()
         // `stack` is dropped after this: it goes back to its allocator.
+    }
+
+    /// Worker side: hands the fiber its next job (run on the next `.run` resume).
+    func assign(_ job: Job) {
+        control.pointee.job = job
     }
 
     /// Worker side: switches into the fiber and returns when it switches back, saying why.
@@ -115,10 +120,7 @@ final class Fiber: @unchecked Sendable {
     /// the entry loop switches away.
     @inline(never)
     static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
-        let fiber = Unmanaged<Fiber>.fromOpaque(control.pointee.owner!).takeUnretainedValue()
-        let job = fiber.job
-        fiber.job = nil
-        job?.run()
+        control.pointee.job.take()?.run()
     }
 }
 

@@ -9,36 +9,49 @@ import StackAllocators
 final class FiberPool {
     private let config: FiberConfig
     private let allocator: any StackAllocator
-    private unowned let worker: Worker
+    /// The owning worker, set once by it right after both exist (it owns the pool).
+    unowned(unsafe) var owner: Worker?
     private let counters: WorkerCounters
-    private var idle: [Fiber] = []
-    private var size = 0
-    private var growthStopped = false
+    /// Mutable state in raw memory: used on one thread only, so no exclusivity bookkeeping per access.
+    private let state = UnsafeMutablePointer<State>.allocate(capacity: 1)
 
-    init(config: FiberConfig, allocator: any StackAllocator, worker: Worker, counters: WorkerCounters) {
-        self.config = config
-        self.allocator = allocator
-        self.worker = worker
-        self.counters = counters
+    private struct State {
+        var idle: [Fiber] = []
+        var size = 0
+        var growthStopped = false
     }
 
+    init(config: FiberConfig, allocator: any StackAllocator, counters: WorkerCounters) {
+        self.config = config
+        self.allocator = allocator
+        self.counters = counters
+        state.initialize(to: State())
+    }
+
+    deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
+    private var worker: Worker { owner! }
+
     /// Whether `acquire` can hand out a fiber without exceeding the maximum.
-    var canProvideFiber: Bool { !idle.isEmpty || size < config.maxPoolSize }
+    var canProvideFiber: Bool { !state.pointee.idle.isEmpty || state.pointee.size < config.maxPoolSize }
 
     /// Makes the initial pool (prefaulted when `prefaultInitialPool` is set).
     func fillInitial() throws(StackError) {
         let prefault = config.prefaultInitialPool ? config.prefetchPages : .none
         for _ in 0..<config.initialPoolSize {
-            idle.append(try make(prefault: prefault, grownWhileIdle: false))
+            state.pointee.idle.append(try make(prefault: prefault, grownWhileIdle: false))
         }
     }
 
     /// An idle fiber, or a new one while below the maximum; nil when all `maxPoolSize` are in use.
     func acquire() throws(StackError) -> Fiber? {
         let fiber: Fiber
-        if let reused = idle.popLast() {
+        if let reused = state.pointee.idle.popLast() {
             fiber = reused
-        } else if size < config.maxPoolSize {
+        } else if state.pointee.size < config.maxPoolSize {
             fiber = try make(prefault: .none, grownWhileIdle: false)
         } else {
             return nil
@@ -51,24 +64,24 @@ final class FiberPool {
 
     /// Takes back a fiber whose job ended.
     func recycle(_ fiber: Fiber) {
-        idle.append(fiber)
+        state.pointee.idle.append(fiber)
         bump(counters.inUse, by: -1)
     }
 
     /// Idle growth: one more fiber, prefaulted per `prefetchPages`, while below the target. Returns whether
     /// the pool grew. A failure is logged and stops growth for good; the pool goes on with what it has.
     func growWhileIdle() -> Bool {
-        guard !growthStopped, size < config.targetPoolSize else { return false }
+        guard !state.pointee.growthStopped, state.pointee.size < config.targetPoolSize else { return false }
         do {
-            idle.append(try make(prefault: config.prefetchPages, grownWhileIdle: true))
+            state.pointee.idle.append(try make(prefault: config.prefetchPages, grownWhileIdle: true))
             bump(counters.grownWhileIdle)
             return true
         } catch {
-            growthStopped = true
+            state.pointee.growthStopped = true
             bump(counters.growthFailures)
             config.logger.error(
                 "growing the fiber pool failed; the pool stays at its current size",
-                metadata: ["worker": "\(worker.index)", "size": "\(size)", "error": "\(error)"])
+                metadata: ["worker": "\(worker.index)", "size": "\(state.pointee.size)", "error": "\(error)"])
             return false
         }
     }
@@ -81,10 +94,10 @@ final class FiberPool {
                 "fibers still in use at shutdown; their stacks are not released",
                 metadata: ["worker": "\(worker.index)", "inUse": "\(inUse)"])
         }
-        let count = idle.count
-        idle.removeAll()
-        size -= count
-        counters.size.store(size, ordering: .relaxed)
+        let count = state.pointee.idle.count
+        state.pointee.idle.removeAll()
+        state.pointee.size -= count
+        counters.size.store(state.pointee.size, ordering: .relaxed)
         bump(counters.released, by: count)
     }
 
@@ -95,8 +108,8 @@ final class FiberPool {
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,
             grownWhileIdle: grownWhileIdle, prefault: prefault)
-        size += 1
-        counters.size.store(size, ordering: .relaxed)
+        state.pointee.size += 1
+        counters.size.store(state.pointee.size, ordering: .relaxed)
         bump(counters.created)
         if prefault != .none { bump(counters.prefaulted) }
         return fiber

@@ -104,7 +104,9 @@ public final class FiberScheduler: @unchecked Sendable {
             try started.wait()
         } catch {
             shutdown(.cancel)
-            throw error as? StackError ?? .jobCancelled
+            // Only StackErrors reach `started`: from fillInitial and from WorkerThread.spawn.
+            guard let error = error as? StackError else { preconditionFailure("worker start failed: \(error)") }
+            throw error
         }
     }
 

@@ -5,14 +5,24 @@ import Synchronization
 ///
 /// `run` never throws: the body's error is caught here, on the fiber, and handed to the counter, so no
 /// Swift error ever unwinds through the context switch.
-struct Job: Sendable {
-    /// The counter decremented when the job ends (carrying its error, if it threw or was cancelled).
-    let counter: JobCounter
-    /// The work.
-    let body: @Sendable () throws -> Void
+///
+/// The job holds one reference to its counter, taken at creation and given back by `run` or `cancel`,
+/// exactly one of which is called for every job. Copies of a job (queue slots, the fiber's slot) do not
+/// touch the counter's reference count: many jobs share one counter across workers, and a contended
+/// reference count costs more than the rest of an empty job.
+struct Job: @unchecked Sendable {
+    private let counter: Unmanaged<JobCounter>
+    private let body: @Sendable () throws -> Void
+
+    /// A job of `counter` (which it keeps alive until it ends) running `body`.
+    init(counter: JobCounter, body: @escaping @Sendable () throws -> Void) {
+        self.counter = .passRetained(counter)
+        self.body = body
+    }
 
     /// Runs the body and signs off on the counter.
-    func run() {
+    consuming func run() {
+        let counter = counter.takeRetainedValue()
         do {
             try body()
             counter.decrement()
@@ -22,8 +32,8 @@ struct Job: Sendable {
     }
 
     /// Ends the job without running it.
-    func cancel(_ error: StackError) {
-        counter.decrement(failing: error)
+    consuming func cancel(_ error: StackError) {
+        counter.takeRetainedValue().decrement(failing: error)
     }
 }
 

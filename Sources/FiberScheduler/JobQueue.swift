@@ -55,22 +55,22 @@ private struct Ring {
 
     mutating func removeFirst() -> Job? {
         guard count > 0 else { return nil }
-        defer { slots[head] = nil; head = (head + 1) & (slots.count - 1); count -= 1 }
-        return slots[head]
+        let job = slots[head].take()
+        head = (head + 1) & (slots.count - 1)
+        count -= 1
+        return job
     }
 
     mutating func removeLast() -> Job? {
         guard count > 0 else { return nil }
         count -= 1
-        let index = (head + count) & (slots.count - 1)
-        defer { slots[index] = nil }
-        return slots[index]
+        return slots[(head + count) & (slots.count - 1)].take()
     }
 
     /// Doubles the capacity (always a power of two), unwrapping the contents to start at 0.
     private mutating func grow() {
         var larger = [Job?](repeating: nil, count: slots.count * 2)
-        for offset in 0..<count { larger[offset] = slots[(head + offset) & (slots.count - 1)] }
+        for offset in 0..<count { larger[offset] = slots[(head + offset) & (slots.count - 1)].take() }
         slots = larger
         head = 0
     }

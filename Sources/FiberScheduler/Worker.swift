@@ -9,8 +9,9 @@ import Synchronization
 /// or another worker's oldest, same node first); otherwise, if shutting down and nothing is left, stop;
 /// otherwise grow the pool by one fiber while below target; otherwise park until work arrives.
 ///
-/// Fields under "thread-owned" are used only on this worker's thread (by the loop and by the fibers it
-/// runs, which are on the same thread), so they need no lock.
+/// State used only on this worker's thread (by the loop, and by the fibers it runs, which are on the same
+/// thread) lives in `ThreadState`, in raw memory: it needs no lock, costs no exclusivity bookkeeping on the
+/// hot path, and no access to it can stay open across a fiber switch.
 final class Worker: @unchecked Sendable {
     /// Index in the scheduler, from 0.
     let index: Int
@@ -31,22 +32,40 @@ final class Worker: @unchecked Sendable {
     /// Fibers made runnable by other threads (a counter reached zero).
     private let readyFromOthers = Lock<[Fiber]>([])
     private let readyCount = Atomic<Int>(0)
+    private let pool: FiberPool
+    private let local = UnsafeMutablePointer<ThreadState>.allocate(capacity: 1)
 
-    // Thread-owned.
-    /// The fiber running now, nil while the worker's own loop runs.
-    private(set) var currentFiber: Fiber?
-    /// This thread's sanitizer handle (TSan), for fibers switching back.
-    private(set) var sanitizerFiber: UnsafeMutableRawPointer?
-    private var pool: FiberPool!
-    private var localReady: [Fiber] = []
-    private var suspended: [ObjectIdentifier: FiberWaiter] = [:]
+    private struct ThreadState {
+        /// The fiber running now, nil while the worker's own loop runs. Unowned: the pool owns it.
+        unowned(unsafe) var currentFiber: Fiber?
+        /// This thread's sanitizer handle (TSan), for fibers switching back.
+        var sanitizerFiber: UnsafeMutableRawPointer?
+        /// Fibers that yielded, to resume after the work already waiting.
+        var localReady: [Fiber] = []
+        /// An empty buffer with capacity, swapped with `localReady` so a yield allocates nothing.
+        var spareReady: [Fiber] = []
+        /// Fibers suspended in a wait, by fiber.
+        var suspended: [ObjectIdentifier: FiberWaiter] = [:]
+    }
 
     init(index: Int, placement: CPUTopology.Placement, scheduler: FiberScheduler, allocator: any StackAllocator) {
         self.index = index
         self.placement = placement
         self.scheduler = scheduler
-        pool = FiberPool(config: scheduler.config, allocator: allocator, worker: self, counters: counters)
+        local.initialize(to: ThreadState())
+        pool = FiberPool(config: scheduler.config, allocator: allocator, counters: counters)
+        pool.owner = self
     }
+
+    deinit {
+        local.deinitialize(count: 1)
+        local.deallocate()
+    }
+
+    /// The fiber running now on this worker (call on the worker's thread only).
+    var currentFiber: Fiber? { local.pointee.currentFiber }
+    /// This thread's sanitizer handle (TSan), for fibers switching back.
+    var sanitizerFiber: UnsafeMutableRawPointer? { local.pointee.sanitizerFiber }
 
     /// The worker whose thread is calling, if any.
     static var current: Worker? {
@@ -58,7 +77,7 @@ final class Worker: @unchecked Sendable {
         // Per-thread setup: everything a thread needs before it runs a fiber happens here, once.
         // (The overflow handler's alternate signal stack and handler installation belong here too.)
         fs_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
-        sanitizerFiber = fs_sanitizer_current_fiber()
+        local.pointee.sanitizerFiber = fs_sanitizer_current_fiber()
         if let error = WorkerThread.setName("fs-worker-\(index)") {
             scheduler.logger.debug("naming a worker thread failed", metadata: ["worker": "\(index)", "errno": "\(error)"])
         }
@@ -96,7 +115,7 @@ final class Worker: @unchecked Sendable {
                 start(job)
                 continue
             }
-            if !localReady.isEmpty || readyCount.load(ordering: .acquiring) > 0 { continue }
+            if !local.pointee.localReady.isEmpty || readyCount.load(ordering: .acquiring) > 0 { continue }
             if scheduler.isShuttingDown {
                 if scheduler.isFinished { return }
             } else if pool.growWhileIdle() {
@@ -110,18 +129,23 @@ final class Worker: @unchecked Sendable {
 
     /// Resumes every fiber that was runnable when called (yields first, then wake-ups).
     private func resumeReadyFibers() {
-        var batch = localReady
-        localReady = []
-        if readyCount.load(ordering: .acquiring) > 0 {
+        let othersReady = readyCount.load(ordering: .acquiring) > 0
+        guard othersReady || !local.pointee.localReady.isEmpty else { return }
+        var batch: [Fiber] = []
+        swap(&batch, &local.pointee.spareReady)
+        swap(&batch, &local.pointee.localReady)
+        if othersReady {
             let woken = readyFromOthers.withLock { ready in
                 defer { ready = [] }
                 return ready
             }
             readyCount.subtract(woken.count, ordering: .relaxed)
-            for fiber in woken { suspended[ObjectIdentifier(fiber)] = nil }
+            for fiber in woken { local.pointee.suspended[ObjectIdentifier(fiber)] = nil }
             batch += woken
         }
         for fiber in batch { run(fiber, .signalled) }
+        batch.removeAll(keepingCapacity: true)
+        local.pointee.spareReady = batch
     }
 
     /// Called from any thread when a fiber of this worker may continue.
@@ -133,7 +157,7 @@ final class Worker: @unchecked Sendable {
 
     /// Called on the fiber: parks it until `waiter` is claimed. Returns how it was resumed.
     func suspend(_ fiber: Fiber, until waiter: FiberWaiter) -> ResumeReason {
-        suspended[ObjectIdentifier(fiber)] = waiter
+        local.pointee.suspended[ObjectIdentifier(fiber)] = waiter
         bump(counters.suspensions)
         return fiber.switchOut(.suspended)
     }
@@ -144,9 +168,9 @@ final class Worker: @unchecked Sendable {
     }
 
     private func run(_ fiber: Fiber, _ reason: ResumeReason) {
-        currentFiber = fiber
+        local.pointee.currentFiber = fiber
         let exit = fiber.resume(reason)
-        currentFiber = nil
+        local.pointee.currentFiber = nil
         switch exit {
         case .finished:
             pool.recycle(fiber)
@@ -155,7 +179,7 @@ final class Worker: @unchecked Sendable {
         case .suspended:
             break  // its FiberWaiter brings it back: a counter reaching zero, or cancellation
         case .yielded:
-            localReady.append(fiber)
+            local.pointee.localReady.append(fiber)
         }
     }
 
@@ -164,7 +188,7 @@ final class Worker: @unchecked Sendable {
     /// A job to start now, or nil. With `.wait` and no fiber to spare, jobs stay queued for thieves.
     private func nextJob() -> Job? {
         guard pool.canProvideFiber || scheduler.config.whenExhausted == .fail else { return nil }
-        if let job = jobs.popNewest() { return job }
+        if !jobs.looksEmpty, let job = jobs.popNewest() { return job }
         for victim in victims where !victim.worker.jobs.looksEmpty {
             if let job = victim.worker.jobs.stealOldest() {
                 bump(counters.jobsStolen)
@@ -186,7 +210,7 @@ final class Worker: @unchecked Sendable {
             scheduler.logger.error("no fiber for a job: making one failed", metadata: ["worker": "\(index)", "error": "\(error)"])
             return end(job, error)
         }
-        fiber.job = job
+        fiber.assign(job)
         run(fiber, .run)
     }
 
@@ -200,10 +224,10 @@ final class Worker: @unchecked Sendable {
     /// `.cancelled` so their waits throw and their frames unwind normally.
     private func cancelLocalWork() {
         while let job = jobs.popNewest() { end(job, .jobCancelled) }
-        guard !suspended.isEmpty else { return }
-        let waiting = Array(suspended.values)
+        guard !local.pointee.suspended.isEmpty else { return }
+        let waiting = Array(local.pointee.suspended.values)
         for waiter in waiting where waiter.claim() {
-            suspended[ObjectIdentifier(waiter.fiber)] = nil
+            local.pointee.suspended[ObjectIdentifier(waiter.fiber)] = nil
             run(waiter.fiber, .cancelled)
         }
     }

@@ -17,21 +17,27 @@ struct BenchScheduler: ParsableCommand {
     @Option(help: "Worker threads for the throughput rows (default: one per CPU).")
     var workers: Int?
 
+    @Option(help: "Only the rows whose name contains this text.")
+    var only: String?
+
     func run() throws {
         guard repetitions > 0 else { throw ValidationError("--repetitions must be positive") }
-        var rows: [(String, Summary, String)] = []
-        rows.append(("switch, raw fs_jump_context from Swift", measure { rawSwitch(roundTrips: 2_000_000, annotated: false) }, "ns/switch"))
-        rows.append(("switch, fs_switch_context (scheduler's path)", measure { rawSwitch(roundTrips: 2_000_000, annotated: true) }, "ns/switch"))
-        rows.append(("yield round trip / 2 (job <-> worker loop)", try measure { try yieldSwitch(yields: 200_000) }, "ns/switch"))
+        var rows: [(name: String, unit: String, warmUp: Int, body: () throws -> Double)] = [
+            ("switch, raw fs_jump_context from Swift", "ns/switch", 3, { rawSwitch(roundTrips: 2_000_000, annotated: false) }),
+            ("switch, fs_switch_context (scheduler's path)", "ns/switch", 3, { rawSwitch(roundTrips: 2_000_000, annotated: true) }),
+            ("yield round trip / 2 (job <-> worker loop)", "ns/switch", 3, { try yieldSwitch(yields: 200_000) }),
+        ]
         for (name, config) in startupConfigs() {
-            rows.append(("startup to first job done: \(name)", try measure { try startup(config) }, "us"))
+            rows.append(("startup to first job done: \(name)", "us", 3, { try startup(config) }))
         }
-        rows.append(("empty jobs, 1M submitted as a batch from a thread", try measure(warmUp: 1) { try emptyJobs(1_000_000) }, "ns/job"))
-        rows.append(("fan-out: 1 job spawns 10,000 and waits", try measure { try fanOut(10_000) }, "us"))
+        rows.append(("empty jobs, 1M submitted as a batch from a thread", "ns/job", 1, { try emptyJobs(1_000_000) }))
+        rows.append(("fan-out: 1 job spawns 10,000 and waits", "us", 3, { try fanOut(10_000) }))
         print("cpus: \(try CPUTopology.current().cpus.count), repetitions: \(repetitions)")
-        let width = rows.map(\.0.count).max() ?? 0
-        for (name, summary, unit) in rows {
-            print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + summary.formatted + " " + unit)
+        let selected = rows.filter { only.map($0.name.contains) ?? true }
+        let width = selected.map(\.name.count).max() ?? 0
+        for row in selected {
+            let summary = try measure(warmUp: row.warmUp, row.body)
+            print(row.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + summary.formatted + " " + row.unit)
         }
     }
 

@@ -1,4 +1,5 @@
 import FiberScheduler
+import Glibc
 import Synchronization
 import Testing
 
@@ -142,6 +143,37 @@ struct JobTests {
         let sawSteal = stolen.load(ordering: .relaxed)
         #expect(sawSteal)
         #expect(scheduler.stats.workers.map(\.jobsStolen).reduce(0, +) >= 1)
+    }
+
+    @Test("A thief on the busy worker's node is woken first")
+    func stealingPrefersTheSameNode() throws {
+        var config = testConfig(workers: 4, initial: 2, target: 2)
+        config.pinWorkers = false
+        // Two fake nodes: workers 0 and 1 on node 0, workers 2 and 3 on node 1.
+        config.topology = CPUTopology(nodes: [.init(id: 0, cpus: [0]), .init(id: 1, cpus: [1])])
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        // Let every worker reach its first park: an awake worker steals from any node when it finds
+        // its own node idle, which is right but is not what this test looks at.
+        usleep(50_000)
+        let firstThief = Atomic<Int>(-1)
+        let parent = scheduler.submit { () throws -> Int in
+            let home = FiberScheduler.currentFiber!.worker
+            let deadline = now() + 10
+            try FiberScheduler.current!.submit(batch: (0..<8).map { _ in
+                { @Sendable in
+                    let worker = FiberScheduler.currentFiber!.worker
+                    if worker != home { _ = firstThief.compareExchange(expected: -1, desired: worker, ordering: .relaxed) }
+                    while firstThief.load(ordering: .relaxed) == -1 && now() < deadline {}
+                }
+            }).wait()
+            return home
+        }
+        let home = try parent.wait()
+        let thief = firstThief.load(ordering: .relaxed)
+        let nodes = scheduler.stats.workers.map(\.placement.node)
+        #expect(thief >= 0, "no worker stole")
+        #expect(thief >= 0 && nodes[thief] == nodes[home], "first thief: worker \(thief), home: worker \(home)")
     }
 
     @Test("A yielding job lets its worker run the other jobs")
