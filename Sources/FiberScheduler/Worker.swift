@@ -78,8 +78,8 @@ final class Worker: @unchecked Sendable {
         // (The overflow handler's alternate signal stack and handler installation belong here too.)
         fs_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
         local.pointee.sanitizerFiber = fs_sanitizer_current_fiber()
-        if let error = WorkerThread.setName("fs-worker-\(index)") {
-            scheduler.logger.debug("naming a worker thread failed", metadata: ["worker": "\(index)", "errno": "\(error)"])
+        if case .failure(let errno) = WorkerThread.setName("fs-worker-\(index)") {
+            scheduler.logger.debug("naming a worker thread failed", metadata: ["worker": "\(index)", "errno": "\(errno)"])
         }
         if scheduler.config.pinWorkers { pin() }
         do {

@@ -1,4 +1,3 @@
-import CStackSupport
 import Glibc
 import SystemPackage
 import StackAllocators
@@ -27,11 +26,9 @@ enum WorkerThread {
         precondition(result == 0, "pthread_join of a worker failed with \(result): the thread id is corrupt")
     }
 
-    /// Names the calling thread (shown by ps, top, gdb; the kernel keeps 15 bytes). Returns the error
-    /// number when it failed.
-    static func setName(_ name: String) -> Int32? {
-        let result = fs_set_thread_name(String(name.utf8.prefix(15))!)
-        return result == 0 ? nil : result
+    /// Names the calling thread (shown by ps, top, gdb; the kernel keeps 15 bytes).
+    static func setName(_ name: String) -> Result<Void, Errno> {
+        Syscall.setThreadName(name)
     }
 
     private final class Box {

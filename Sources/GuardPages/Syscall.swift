@@ -73,6 +73,12 @@ package enum Syscall {
         return retrying({ $0 != 0 }) { fs_thread_setaffinity(mask.count, mask) }.map { _ in () }
     }
 
+    /// pthread_setname_np(3) for the calling thread; the name is cut to the kernel's 15 bytes.
+    package static func setThreadName(_ name: String) -> Result<Void, Errno> {
+        let result = fs_set_thread_name(String(decoding: name.utf8.prefix(15), as: UTF8.self))
+        return result == 0 ? .success(()) : .failure(Errno(rawValue: result))
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))
