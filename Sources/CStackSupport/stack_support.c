@@ -81,3 +81,11 @@ int fs_probe_readable(const void *address) {
         return n < 0 ? errno : EFAULT;
     }
 }
+
+int fs_process_getaffinity(size_t size, void *mask) {
+    return sched_getaffinity(getpid(), size, (cpu_set_t *)mask);
+}
+
+int fs_thread_setaffinity(size_t size, const void *mask) {
+    return sched_setaffinity(0, size, (const cpu_set_t *)mask);
+}

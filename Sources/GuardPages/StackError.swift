@@ -51,6 +51,16 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
     /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
     case notHugeTLBFSMount(path: String)
+    /// A `FiberConfig` field holds a value the scheduler cannot use.
+    case invalidFiberConfig(field: String, reason: String)
+    /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
+    case fiberPoolExhausted(worker: Int, maxPoolSize: Int)
+    /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
+    case jobCancelled
+    /// The job was submitted after `shutdown` began.
+    case schedulerShutDown
+    /// `pthread_create` failed for a scheduler worker.
+    case threadCreationFailed(Errno)
 
     public var description: String {
         switch self {
@@ -152,6 +162,18 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "\(path) is not a hugetlbfs mount: mount one (as root) with "
                 + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
                 + "or pass mount: nil to use the one libhugetlbfs finds"
+        case .invalidFiberConfig(let field, let reason):
+            return "invalid FiberConfig.\(field): \(reason)"
+        case .fiberPoolExhausted(let worker, let maxPoolSize):
+            return "worker \(worker) has all \(maxPoolSize) fibers of its pool in use; raise FiberConfig.maxPoolSize, "
+                + "or set FiberConfig.whenExhausted = .wait to queue jobs until a fiber is free"
+        case .jobCancelled:
+            return "the job was cancelled by shutdown(.cancel); use shutdown(.drain) to let queued and waiting jobs finish"
+        case .schedulerShutDown:
+            return "the job was submitted after the scheduler began shutting down; submit jobs before calling shutdown"
+        case .threadCreationFailed(let errno):
+            return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
+                + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
         }
     }
 }

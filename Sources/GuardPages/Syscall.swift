@@ -2,7 +2,7 @@ import CStackSupport
 import Glibc
 import SystemPackage
 
-/// The one funnel for the memory syscalls of this package: errno is read right after each call,
+/// The one funnel for the syscalls of this package (memory, thread affinity): errno is read right after each call,
 /// EINTR is retried, and every failure comes back as an `Errno` for the caller to wrap with context.
 package enum Syscall {
     /// Calls `body` until it stops failing with EINTR; returns its result or the errno it failed with.
@@ -102,6 +102,35 @@ package enum Syscall {
         var type = 0
         var blockSize = 0
         return retrying({ $0 != 0 }) { fs_statfs(path, &type, &blockSize) }.map { _ in (type, blockSize) }
+    }
+
+    /// Bytes in the CPU masks below: 1024 CPUs, glibc's `cpu_set_t`.
+    private static let cpuMaskBytes = 128
+
+    /// sched_getaffinity(2) for the process (its main thread, so a pinned worker asking still gets
+    /// the whole set): the CPUs it may run on, ascending.
+    package static func processAffinity() -> Result<[Int], Errno> {
+        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
+        let count = mask.count
+        let result = retrying({ $0 != 0 }) { fs_process_getaffinity(count, &mask) }
+        return result.map { _ in
+            (0..<count * 8).filter { (cpu: Int) -> Bool in mask[cpu / 8] & (UInt8(1) << (cpu % 8)) != 0 }
+        }
+    }
+
+    /// sched_setaffinity(2) for the calling thread: restricts it to `cpus`. EINVAL for a CPU beyond
+    /// 1023 or outside the allowed set.
+    package static func setThreadAffinity(_ cpus: [Int]) -> Result<Void, Errno> {
+        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
+        guard cpus.allSatisfy({ $0 >= 0 && $0 < cpuMaskBytes * 8 }) else { return .failure(.invalidArgument) }
+        for cpu in cpus { mask[cpu / 8] |= UInt8(1) << (cpu % 8) }
+        return retrying({ $0 != 0 }) { fs_thread_setaffinity(mask.count, mask) }.map { _ in () }
+    }
+
+    /// prctl(PR_SET_NAME) for the calling thread; the name is cut to the kernel's 15 bytes.
+    package static func setThreadName(_ name: String) -> Result<Void, Errno> {
+        let result = fs_set_thread_name(String(decoding: name.utf8.prefix(15), as: UTF8.self))
+        return result == 0 ? .success(()) : .failure(Errno(rawValue: result))
     }
 
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.

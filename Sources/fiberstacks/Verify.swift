@@ -16,6 +16,7 @@ struct Verify: ParsableCommand {
         NUMAChecks.run(into: &report)
         HugePageChecks.run(into: &report)
         OverflowChecks.run(into: &report)
+        SchedulerChecks.run(into: &report)
         if json {
             print(try encodeJSON(report))
         } else {

@@ -71,6 +71,13 @@ int fs_perf_open_dtlb_read_misses(void);
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
 int fs_probe_readable(const void *address);
 
+/// sched_getaffinity(2) for the process (its main thread) and sched_setaffinity(2) for the calling
+/// thread, over a CPU bitmask of `size` bytes (bit n of byte n/8 is CPU n): the glibc wrappers are
+/// hidden from Swift. 0, or -1 with errno.
+int fs_process_getaffinity(size_t size, void *mask);
+int fs_thread_setaffinity(size_t size, const void *mask);
+
+
 /// Writes to the page holding `address` without changing its contents (an atomic OR of zero),
 /// so a never-touched page takes exactly one write fault.
 static inline void fs_touch_page(void *address) {
