@@ -58,8 +58,9 @@ final class Fiber: @unchecked Sendable {
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
     init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
         self.worker = worker
-        // The single place a fiber's stack gets its label. The scheduler's registry (and the overflow
-        // handler's guard registry, keyed by stack.guardRange) take it here and drop it in deinit.
+        // The single place a fiber's stack gets its label: the scheduler's registry takes it here (and
+        // drops it in deinit); so does the guard registry, for the overflow diagnostic, when the
+        // allocator registered the stack (its entry goes when the stack is released).
         info = FiberInfo(
             id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
             label: "fiber \(id) on worker \(worker.index) (cpu \(worker.placement.cpu), node \(worker.placement.node))",
@@ -73,6 +74,7 @@ final class Fiber: @unchecked Sendable {
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
                 resumeReason: .run, owner: nil, job: nil))
+        stack.setOverflowLabel(info.label)
         self.stack = stack
         control.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
         worker.scheduler.register(info)

@@ -39,6 +39,10 @@ public struct FiberConfig: Sendable {
     /// Whether each worker is pinned to its CPU (`sched_setaffinity`). Failures are logged, not fatal.
     /// Default true.
     public var pinWorkers = true
+    /// Install `OverflowHandler` and give every worker an alternate signal stack, so a fiber that
+    /// overflows into its guard dies with a line naming the fiber and its worker (docs/overflow-detection.md).
+    /// Default true.
+    public var overflowDetection = true
     /// What a job does when its worker's pool is exhausted. Default `.wait`.
     public var whenExhausted: ExhaustionPolicy = .wait
     /// Makes the allocator for one NUMA node; called once per node that has workers, at startup.

@@ -69,6 +69,7 @@ public final class FiberScheduler: @unchecked Sendable {
             allocators[node] = try config.allocatorFactory(node)
         }
         self.allocators = allocators
+        if config.overflowDetection { try OverflowHandler.install() }
         workers = placements.enumerated().map { index, placement in
             Worker(index: index, placement: placement, scheduler: self, allocator: allocators[placement.node]!)
         }

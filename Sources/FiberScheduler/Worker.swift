@@ -75,7 +75,16 @@ final class Worker: @unchecked Sendable {
     /// The thread's whole life. `started` is told once the initial pool exists (or failed).
     func threadMain(started: JobCounter) {
         // Per-thread setup: everything a thread needs before it runs a fiber happens here, once.
-        // (The overflow handler's alternate signal stack and handler installation belong here too.)
+        if scheduler.config.overflowDetection {
+            do {
+                // Without it the overflow handler cannot run on an overflowed stack.
+                try AlternateSignalStack.installForCurrentThread()
+            } catch {
+                scheduler.logger.error(
+                    "no alternate signal stack: a fiber overflow on this worker dies without its diagnostic",
+                    metadata: ["worker": "\(index)", "error": "\(error)"])
+            }
+        }
         fs_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
         local.pointee.sanitizerFiber = fs_sanitizer_current_fiber()
         if case .failure(let errno) = WorkerThread.setName("fs-worker-\(index)") {

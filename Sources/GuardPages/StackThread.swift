@@ -19,7 +19,7 @@ package enum StackThread {
         var thread = pthread_t()
         code = pthread_create(&thread, &attributes, { context in
             let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
-            _ = fs_set_thread_name(job.name)
+            _ = Syscall.setThreadName(job.name)  // cosmetic: the diagnostic falls back to the thread id
             job.body()
             return nil
         }, context)
