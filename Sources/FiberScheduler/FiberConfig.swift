@@ -34,6 +34,11 @@ public struct FiberConfig: Sendable {
     /// Whether the initial pool is prefaulted with `prefetchPages` as well (at startup, on each worker's
     /// thread). Default false: startup stays cheap and idle time does the work.
     public var prefaultInitialPool = false
+    /// Whether each worker's stacks are bound (mbind, `NUMAPlacement.bind`) to the worker's NUMA node
+    /// before any page exists, so they stay there whoever touches them and `PlacementReport` can prove it.
+    /// Default false: stacks follow first touch, which prefault on the worker's thread already makes local.
+    /// A worker on a node without memory then fails at startup with `.numaNodeMemoryless`.
+    public var bindStacksToNode = false
     /// Worker threads; nil: one per CPU of `topology`. Default nil.
     public var workerCount: Int?
     /// Whether each worker is pinned to its CPU (`sched_setaffinity`). Failures are logged, not fatal.
@@ -80,8 +85,9 @@ public struct FiberConfig: Sendable {
         }
     }
 
-    /// The stack request for one fiber. Prefault is applied by the pool itself, on the worker's thread.
-    var stackRequest: StackRequest {
-        StackRequest(usableSize: stackSize, guardSize: guardSize)
+    /// The stack request for one fiber of a worker on `node`. Prefault is applied by the pool itself, on
+    /// the worker's thread.
+    func stackRequest(node: Int) -> StackRequest {
+        StackRequest(usableSize: stackSize, guardSize: guardSize, placement: bindStacksToNode ? .bind(node) : nil)
     }
 }

@@ -103,7 +103,7 @@ final class FiberPool {
 
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.
     private func make(prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
-        let stack = try allocator.allocate(config.stackRequest)
+        let stack = try allocator.allocate(config.stackRequest(node: worker.placement.node))
         try Prefault.apply(PrefaultPolicy(prefault), to: stack.descriptor.layout, logger: config.logger)
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,

@@ -86,6 +86,24 @@ struct FiberPoolTests {
         #expect(scheduler.stats.pool.prefaulted == (strategy == .none ? 0 : 8))
     }
 
+    @Test("With bindStacksToNode, grown and prefaulted stacks are on their worker's node (placement report)")
+    func grownStacksPlacement() throws {
+        var config = testConfig(initial: 1, target: 3, max: 3, allocator: try MmapStackAllocator())
+        config.prefetchPages = .populate
+        config.bindStacksToNode = true
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 3 } })
+        let grown = scheduler.fibers.filter(\.grownWhileIdle)
+        #expect(grown.count == 4)
+        for fiber in grown {
+            #expect(fiber.stack.node == fiber.node)
+            let placement = try PlacementReport(range: fiber.stack.layout.usableRange, pageSize: fiber.stack.layout.pageSize)
+            #expect(placement.present == placement.pages, "\(fiber.label): \(placement)")
+            try placement.verify(on: [fiber.node])
+        }
+    }
+
     @Test("prefaultInitialPool prefaults the startup fibers too")
     func prefaultInitialPool() throws {
         var config = testConfig(initial: 3, target: 3, max: 3, allocator: try MmapStackAllocator())

@@ -52,6 +52,9 @@ struct VirtualMachineTests {
         // file, at allocation, not SIGBUS; bound to the node with pages, they land there.
         let huge = try report.passed("huge/empty-node-pool", notSkipped: true)
         #expect(huge["namesNode"] == 1 && huge["freeOnEmptyNode"] == 0 && huge["onFullNode"] == 1, "\(huge)")
+        // The scheduler: each worker's stacks, bound to its node and grown while idle, are all there.
+        let scheduler = try report.passed("scheduler/worker-node-stacks", notSkipped: true)
+        #expect(scheduler["grown"] == 6 && scheduler["misplaced"] == 0, "\(scheduler)")
         report.expectAllPassed()
     }
 

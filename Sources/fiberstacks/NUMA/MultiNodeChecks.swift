@@ -50,6 +50,7 @@ enum MultiNodeChecks {
         existingPages(context, into: &report)
         refusals(context, into: &report)
         guards(context, into: &report)
+        SchedulerNodeCheck.run(context, into: &report)
     }
 
     /// What every check needs.
