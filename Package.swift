@@ -66,11 +66,13 @@ let package = Package(
         .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
         .testTarget(name: "StackAllocatorsTests", dependencies: ["StackAllocators"]),
         // Implements an allocator from outside the package, with public API only (no @testable).
-        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators"]),
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
+        // A custom allocator and helpers shared by the test targets, written with public API only.
+        .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
         .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks"]),
-        .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext"]),
+        .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

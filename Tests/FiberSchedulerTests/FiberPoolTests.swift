@@ -1,3 +1,4 @@
+import StackTestSupport
 import FiberScheduler
 import Glibc
 import Synchronization
