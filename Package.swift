@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "GuardPages", targets: ["GuardPages"]),
         .library(name: "StackAllocators", targets: ["StackAllocators"]),
+        .library(name: "FiberScheduler", targets: ["FiberScheduler"]),
         .executable(name: "fiberstacks", targets: ["fiberstacks"]),
     ],
     dependencies: [
@@ -18,6 +19,8 @@ let package = Package(
         .target(name: "CStackSupport"),
         .systemLibrary(name: "CNuma", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CHugeTLBFS", providers: [.apt(["libhugetlbfs-dev"])]),
+        // The fiber context switch (assembly) and the sanitizer-aware switch around it.
+        .target(name: "CFiberContext"),
 
         // Page geometry, guards, prefault, non-faulting probes. Depends on nothing of ours but the shims.
         .target(
@@ -33,13 +36,28 @@ let package = Package(
             name: "StackAllocators",
             dependencies: [
                 "GuardPages",
+                "CNuma",
+                "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Fibers, workers, pools, jobs and counters on top of any StackAllocator.
+        .target(
+            name: "FiberScheduler",
+            dependencies: [
+                "StackAllocators",
+                "CFiberContext",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .executableTarget(
             name: "fiberstacks",
             dependencies: [
                 "StackAllocators",
+                "CNuma",
+                "FiberScheduler",
+                "CFiberContext",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -48,8 +66,13 @@ let package = Package(
         .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
         .testTarget(name: "StackAllocatorsTests", dependencies: ["StackAllocators"]),
         // Implements an allocator from outside the package, with public API only (no @testable).
-        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators"]),
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
+        // A custom allocator and helpers shared by the test targets, written with public API only.
+        .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
+        // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks"]),
+        .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,12 @@
 #include "stack_support.h"
 
 #include <errno.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -32,6 +37,39 @@ int fs_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
 }
 
+int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
+             unsigned long maxnode, unsigned int flags) {
+    return (int)syscall(SYS_mbind, address, length, mode, nodemask, maxnode, flags);
+}
+
+long fs_query_page_nodes(unsigned long count, void **pages, int *status) {
+    return syscall(SYS_move_pages, 0, count, pages, (const int *)NULL, status, 0);
+}
+
+int fs_current_cpu(void) {
+    return sched_getcpu();
+}
+
+int fs_statfs(const char *path, long *type, long *block_size) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    *type = (long)info.f_type;
+    *block_size = (long)info.f_bsize;
+    return 0;
+}
+
+int fs_perf_open_dtlb_read_misses(void) {
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_HW_CACHE;
+    attr.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+    attr.exclude_kernel = 1;
+    attr.exclude_hv = 1;
+    long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : (int)fd;
+}
+
 int fs_probe_readable(const void *address) {
     unsigned char byte;
     struct iovec local = {.iov_base = &byte, .iov_len = 1};
@@ -42,4 +80,12 @@ int fs_probe_readable(const void *address) {
         if (n < 0 && errno == EINTR) continue;
         return n < 0 ? errno : EFAULT;
     }
+}
+
+int fs_process_getaffinity(size_t size, void *mask) {
+    return sched_getaffinity(getpid(), size, (cpu_set_t *)mask);
+}
+
+int fs_thread_setaffinity(size_t size, const void *mask) {
+    return sched_setaffinity(0, size, (const cpu_set_t *)mask);
 }

@@ -15,8 +15,15 @@ public struct MachineCapabilities: Sendable, Codable {
         public let free: Int
         /// Pages promised to mappings but not yet faulted (`resv_hugepages`; global pools only).
         public let reserved: Int?
+        /// Surplus pages allocated beyond `total` under overcommit (`surplus_hugepages`).
+        public let surplus: Int
+        /// How many surplus pages the kernel may allocate on demand (`nr_overcommit_hugepages`; global pools only).
+        public let overcommit: Int?
         /// The file to write to grow this pool.
         public let controlFile: String
+
+        /// Free pages not promised to any mapping: what a new mapping can still get (`free - reserved`).
+        public var available: Int { free - (reserved ?? 0) }
     }
 
     /// A mounted hugetlbfs.
@@ -41,6 +48,10 @@ public struct MachineCapabilities: Sendable, Codable {
     public let hugeTLBMounts: [HugeTLBMount]
     /// Transparent huge page mode (`always`, `madvise`, `never`), nil if THP is absent.
     public let transparentHugePages: String?
+    /// Transparent huge page defrag mode (`always`, `defer`, `defer+madvise`, `madvise`, `never`), nil if absent.
+    public let transparentHugePageDefrag: String?
+    /// Size of a transparent huge page (`hpage_pmd_size`), nil if THP is absent.
+    public let transparentHugePageSize: Int?
     /// Online NUMA node ids per sysfs.
     public let numaNodes: [Int]
     /// `vm.max_map_count`.
@@ -62,8 +73,10 @@ public struct MachineCapabilities: Sendable, Codable {
             populateWrite: Prefault.populateSupported,
             hugePagePools: pools,
             hugeTLBMounts: hugeTLBMounts(),
-            transparentHugePages: (try? SystemFile.read("/sys/kernel/mm/transparent_hugepage/enabled"))
+            transparentHugePages: transparentHugePageMode(),
+            transparentHugePageDefrag: (try? SystemFile.read("\(transparentHugePageDirectory)/defrag"))
                 .flatMap(bracketedChoice),
+            transparentHugePageSize: transparentHugePagePMDSize(),
             numaNodes: nodes,
             maxMapCount: try MapCount.limit(),
             mapCount: try MapCount.current())
@@ -75,11 +88,31 @@ public struct MachineCapabilities: Sendable, Codable {
         return pools.map(\.pageSize).sorted()
     }
 
+    /// One pool: `pageSize`'s, global (`node` nil) or on `node`; nil when the kernel has no such pool.
+    public static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
+        let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? "/sys/kernel/mm/hugepages"
+        return hugePagePools(under: directory, node: node, only: pageSize).first
+    }
+
+    /// Where the transparent huge page controls live.
+    public static let transparentHugePageDirectory = "/sys/kernel/mm/transparent_hugepage"
+
+    /// The transparent huge page mode (`always`, `madvise`, `never`), nil when the kernel has no THP.
+    public static func transparentHugePageMode() -> String? {
+        (try? SystemFile.read("\(transparentHugePageDirectory)/enabled")).flatMap(bracketedChoice)
+    }
+
+    /// The size of a PMD-mapped transparent huge page (`hpage_pmd_size`), nil when the kernel has no THP.
+    public static func transparentHugePagePMDSize() -> Int? {
+        try? SystemFile.readInteger("\(transparentHugePageDirectory)/hpage_pmd_size")
+    }
+
     /// The pools under a sysfs `hugepages` directory (`hugepages-2048kB/...`).
-    static func hugePagePools(under directory: String, node: Int?) -> [HugePagePool] {
+    /// `only` restricts them to one page size.
+    static func hugePagePools(under directory: String, node: Int?, only: Int? = nil) -> [HugePagePool] {
         directoryEntries(directory).compactMap { entry -> HugePagePool? in
             guard entry.hasPrefix("hugepages-"), entry.hasSuffix("kB"),
-                let kib = Int(entry.dropFirst("hugepages-".count).dropLast(2))
+                let kib = Int(entry.dropFirst("hugepages-".count).dropLast(2)), only.map({ $0 == kib << 10 }) ?? true
             else { return nil }
             let path = "\(directory)/\(entry)"
             guard let total = try? SystemFile.readInteger("\(path)/nr_hugepages"),
@@ -88,6 +121,8 @@ public struct MachineCapabilities: Sendable, Codable {
             return HugePagePool(
                 pageSize: kib << 10, node: node, total: total, free: free,
                 reserved: try? SystemFile.readInteger("\(path)/resv_hugepages"),
+                surplus: (try? SystemFile.readInteger("\(path)/surplus_hugepages")) ?? 0,
+                overcommit: try? SystemFile.readInteger("\(path)/nr_overcommit_hugepages"),
                 controlFile: node == nil && kib << 10 == defaultHugePageSize() ? "/proc/sys/vm/nr_hugepages" : "\(path)/nr_hugepages")
         }.sorted { $0.pageSize < $1.pageSize }
     }
@@ -102,7 +137,7 @@ public struct MachineCapabilities: Sendable, Codable {
     }
 
     /// hugetlbfs mounts from /proc/mounts with their `pagesize=` option (default size when absent).
-    static func hugeTLBMounts() -> [HugeTLBMount] {
+    public static func hugeTLBMounts() -> [HugeTLBMount] {
         guard let mounts = try? SystemFile.read("/proc/mounts") else { return [] }
         return mounts.split(separator: "\n").compactMap { line -> HugeTLBMount? in
             let fields = line.split(separator: " ")
@@ -112,6 +147,24 @@ public struct MachineCapabilities: Sendable, Codable {
             return HugeTLBMount(path: String(fields[1]), pageSize: size)
         }
     }
+}
+
+/// 2 MiB -> "2 MiB", 65536 -> "64 KiB", 1 GiB -> "1 GiB"; bytes when not a whole number of units.
+public func formatByteCount(_ bytes: Int) -> String {
+    wholeUnits(bytes, units: ["GiB", "MiB", "KiB"], separator: " ") ?? "\(bytes) B"
+}
+
+/// A page size in the syntax of hugetlbfs's `pagesize=` mount option: "2M", "1G", "64K" (`parseSize` reads it back).
+public func formatSizeOption(_ bytes: Int) -> String {
+    wholeUnits(bytes, units: ["G", "M", "K"], separator: "") ?? "\(bytes)"
+}
+
+/// `bytes` in the largest of GiB, MiB, KiB (named by `units`, largest first) that divides it, or nil.
+private func wholeUnits(_ bytes: Int, units: [String], separator: String) -> String? {
+    for (shift, unit) in zip([30, 20, 10], units) where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        return "\(bytes >> shift)\(separator)\(unit)"
+    }
+    return nil
 }
 
 /// "0-3,5" -> [0, 1, 2, 3, 5]. Malformed parts are skipped.

@@ -25,6 +25,42 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case systemFileUnreadable(path: String, Errno)
     /// The kernel or the machine lacks a capability; `fix` says how to get it.
     case capabilityMissing(String, fix: String)
+    /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
+    case numaNodeOutOfRange(node: Int, possible: [Int])
+    /// A NUMA node the kernel knows of but that is not online.
+    case numaNodeOffline(node: Int, online: [Int])
+    /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
+    /// with memory (by `numa_distance`), if any.
+    case numaNodeMemoryless(node: Int, nearest: Int?)
+    /// A NUMA placement that names no node (an empty interleave set).
+    case numaPlacementEmpty(placement: String)
+    /// mbind(2) refused `placement` over `[address, address + size)`.
+    case numaBindFailed(Errno, placement: String, address: UInt, size: Int)
+    /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
+    /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
+    case numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt)
+    /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+    /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
+    case guardRegistrationFailed(Errno, stack: StackLayout)
+    /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
+    case canaryCorrupted(stack: StackLayout, label: String?)
+    /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
+    case signalSetupFailed(Errno, what: String)
+    /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
+    /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
+    case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
+    /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
+    case notHugeTLBFSMount(path: String)
+    /// A `FiberConfig` field holds a value the scheduler cannot use.
+    case invalidFiberConfig(field: String, reason: String)
+    /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
+    case fiberPoolExhausted(worker: Int, maxPoolSize: Int)
+    /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
+    case jobCancelled
+    /// The job was submitted after `shutdown` began.
+    case schedulerShutDown
+    /// `pthread_create` failed for a scheduler worker.
+    case threadCreationFailed(Errno)
 
     public var description: String {
         switch self {
@@ -56,6 +92,93 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "cannot read \(path): \(errno) (\(errno.rawValue)); is procfs/sysfs mounted?"
         case .capabilityMissing(let what, let fix):
             return "\(what) is not available: \(fix)"
+        case .numaNodeOutOfRange(let node, let possible):
+            return "NUMA node \(node) does not exist: this kernel's nodes are \(nodeList(possible)) "
+                + "(/sys/devices/system/node/possible); list them with `numactl -H` or `fiberstacks doctor`"
+        case .numaNodeOffline(let node, let online):
+            return "NUMA node \(node) is offline: use an online node (\(nodeList(online)), "
+                + "/sys/devices/system/node/online) or bring its memory online (/sys/devices/system/memory/memory*/online)"
+        case .numaNodeMemoryless(let node, let nearest):
+            return "NUMA node \(node) has no memory (it is not in /sys/devices/system/node/has_memory), so no page can "
+                + "be placed on it: "
+                + (nearest.map { "bind to node \($0), the nearest node with memory" } ?? "no node has memory")
+                + " (its CPUs allocate from there by default)"
+        case .numaPlacementEmpty(let placement):
+            return "NUMA placement \(placement) names no node: give at least one node with memory"
+        case .numaBindFailed(let errno, let placement, let address, let size):
+            let fix: String
+            switch errno {
+            case .ioError: fix = "pages already present lie on other nodes and the placement is strict; use "
+                + "existingPages .move to migrate them, or place the range before its first touch"
+            case .invalidArgument: fix = "the kernel refused the node set (offline or memoryless node, or a range "
+                + "not aligned to its page size); check /sys/devices/system/node/has_memory"
+            case .noFunction: fix = "this kernel has no NUMA support: it needs CONFIG_NUMA=y"
+            case .permissionDenied, .notPermitted: fix = "a seccomp profile or a cpuset forbids it (allow mbind; "
+                + "check the cgroup's cpuset.mems)"
+            case .noMemory: fix = "the kernel is out of memory for the policy; free memory"
+            case .badAddress: fix = "part of the range is not mapped"
+            default: fix = "see mbind(2)"
+            }
+            return "mbind(\(placement)) of \(size) bytes at 0x\(String(address, radix: 16)) failed: "
+                + "\(errno) (\(errno.rawValue)); \(fix)"
+        case .numaPlacementWrong(let expected, let misplaced, let present, let pagesPerNode, let firstMisplaced):
+            let found = pagesPerNode.sorted { $0.key < $1.key }.map { "node \($0.key): \($0.value)" }.joined(separator: ", ")
+            return "\(misplaced) of \(present) present pages are not on node(s) \(nodeList(expected)) (found \(found); "
+                + "first at 0x\(String(firstMisplaced, radix: 16))): bind before the first touch (a preferred "
+                + "placement spills when its node is full), or rebind with existingPages .move"
+        case .guardRegistrationFailed(let errno, let stack):
+            let fix: String
+            switch errno {
+            case .fileExists:
+                fix = "a stack at this address is still registered: its allocator unmapped it without "
+                    + "GuardRegistry.unregister; unregister before unmapping"
+            case .noSpace:
+                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+            case .noMemory:
+                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+            default:
+                fix = "the usable bottom must be non-zero and page-aligned, below the top"
+            }
+            return "registering the guard of \(stack) failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .canaryCorrupted(let stack, let label):
+            return "the canary at the usable bottom of \(label.map { "fiber \"\($0)\" " } ?? "")\(stack) was "
+                + "overwritten: the fiber used more than its \(stack.sizes.usable) usable bytes (or something wrote "
+                + "over it); raise the stack size (StackRequest.usableSize), or give the stack a hardware guard "
+                + "(StackRequest.guardSize > 0) so an overflow traps where it happens"
+        case .signalSetupFailed(let errno, let what):
+            let fix =
+                switch errno {
+                case .noMemory: "no memory for the alternate signal stack; check memory limits (ulimit -v, cgroup memory.max)"
+                case .notPermitted: "the thread is running on its alternate signal stack; change it outside a signal handler"
+                default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"
+                }
+            return "\(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
+            let pool = node.map { "node \($0)'s" } ?? "the"
+            return "\(pool) \(formatByteCount(pageSize)) huge page pool has \(free) free pages, \(needed) needed: "
+                + "add at least \(max(needed - free, 1)) by writing a larger page count to \(controlFile) (as root), "
+                + "or ask for HugePageRequest.ExhaustionPolicy.fallback"
+        case .notHugeTLBFSMount(let path):
+            return "\(path) is not a hugetlbfs mount: mount one (as root) with "
+                + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
+                + "or pass mount: nil to use the one libhugetlbfs finds"
+        case .invalidFiberConfig(let field, let reason):
+            return "invalid FiberConfig.\(field): \(reason)"
+        case .fiberPoolExhausted(let worker, let maxPoolSize):
+            return "worker \(worker) has all \(maxPoolSize) fibers of its pool in use; raise FiberConfig.maxPoolSize, "
+                + "or set FiberConfig.whenExhausted = .wait to queue jobs until a fiber is free"
+        case .jobCancelled:
+            return "the job was cancelled by shutdown(.cancel); use shutdown(.drain) to let queued and waiting jobs finish"
+        case .schedulerShutDown:
+            return "the job was submitted after the scheduler began shutting down; submit jobs before calling shutdown"
+        case .threadCreationFailed(let errno):
+            return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
+                + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
         }
     }
+}
+
+/// "0,1,3" for a list of node ids, or "none".
+private func nodeList(_ nodes: [Int]) -> String {
+    nodes.isEmpty ? "none" : nodes.map(String.init).joined(separator: ",")
 }

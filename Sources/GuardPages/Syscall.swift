@@ -2,7 +2,7 @@ import CStackSupport
 import Glibc
 import SystemPackage
 
-/// The one funnel for the memory syscalls of this package: errno is read right after each call,
+/// The one funnel for the syscalls of this package (memory, thread affinity): errno is read right after each call,
 /// EINTR is retried, and every failure comes back as an `Errno` for the caller to wrap with context.
 package enum Syscall {
     /// Calls `body` until it stops failing with EINTR; returns its result or the errno it failed with.
@@ -48,6 +48,89 @@ package enum Syscall {
     {
         retrying({ $0 != 0 }) { mincore(UnsafeMutableRawPointer(bitPattern: address), size, vector) }
             .map { _ in () }
+    }
+
+    /// mbind(2): sets the NUMA policy `mode` (`FS_MPOL_*`) over `[address, address + size)` for the nodes
+    /// whose bits are set in `nodemask` (64 nodes per word), with `FS_MPOL_MF_*` `flags`.
+    package static func bindMemory(
+        _ address: UInt, size: Int, mode: Int32, nodemask: [UInt], flags: UInt32
+    ) -> Result<Void, Errno> {
+        nodemask.withUnsafeBufferPointer { mask in
+            // The kernel reads maxnode - 1 bits: one more than the mask holds, as libnuma passes it.
+            retrying({ $0 != 0 }) {
+                fs_mbind(
+                    UnsafeMutableRawPointer(bitPattern: address), UInt(size), mode, mask.baseAddress,
+                    UInt(mask.count * UInt.bitWidth + 1), flags)
+            }.map { _ in () }
+        }
+    }
+
+    /// move_pages(2) with nodes NULL on this process: writes the node of each page in `pages` (or a
+    /// negative errno) into `status`. Moves nothing and faults nothing in.
+    package static func queryPageNodes(
+        _ pages: UnsafeMutablePointer<UnsafeMutableRawPointer?>, count: Int, status: UnsafeMutablePointer<Int32>
+    ) -> Result<Void, Errno> {
+        retrying({ $0 != 0 }) { fs_query_page_nodes(UInt(count), pages, status) }.map { _ in () }
+    }
+
+    /// sigaltstack(2) query: the calling thread's alternate signal stack.
+    package static func alternateSignalStack() -> Result<stack_t, Errno> {
+        var stack = stack_t()
+        return retrying({ $0 != 0 }) { sigaltstack(nil, &stack) }.map { _ in stack }
+    }
+
+    /// An unlinked, close-on-exec temporary file in `directory`: mkstemp(3), then unlink(2) at once.
+    package static func unlinkedTemporaryFile(in directory: String) -> Result<Int32, Errno> {
+        var template = Array("\(directory)/fiberstacks.XXXXXX".utf8CString)
+        let opened = template.withUnsafeMutableBufferPointer { buffer in
+            retrying({ $0 < 0 }) { mkstemp(buffer.baseAddress!) }
+        }
+        guard case .success(let fd) = opened else { return opened }
+        let unlinked = template.withUnsafeBufferPointer { buffer in
+            retrying({ $0 != 0 }) { unlink(buffer.baseAddress!) }
+        }
+        let cloexec = retrying({ $0 != 0 }) { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        if case .failure(let errno) = unlinked.flatMap({ _ in cloexec }) {
+            _ = Glibc.close(fd)
+            return .failure(errno)
+        }
+        return .success(fd)
+    }
+
+    /// statfs(2): the file system type and block size of the one holding `path`.
+    package static func fileSystem(at path: String) -> Result<(type: Int, blockSize: Int), Errno> {
+        var type = 0
+        var blockSize = 0
+        return retrying({ $0 != 0 }) { fs_statfs(path, &type, &blockSize) }.map { _ in (type, blockSize) }
+    }
+
+    /// Bytes in the CPU masks below: 1024 CPUs, glibc's `cpu_set_t`.
+    private static let cpuMaskBytes = 128
+
+    /// sched_getaffinity(2) for the process (its main thread, so a pinned worker asking still gets
+    /// the whole set): the CPUs it may run on, ascending.
+    package static func processAffinity() -> Result<[Int], Errno> {
+        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
+        let count = mask.count
+        let result = retrying({ $0 != 0 }) { fs_process_getaffinity(count, &mask) }
+        return result.map { _ in
+            (0..<count * 8).filter { (cpu: Int) -> Bool in mask[cpu / 8] & (UInt8(1) << (cpu % 8)) != 0 }
+        }
+    }
+
+    /// sched_setaffinity(2) for the calling thread: restricts it to `cpus`. EINVAL for a CPU beyond
+    /// 1023 or outside the allowed set.
+    package static func setThreadAffinity(_ cpus: [Int]) -> Result<Void, Errno> {
+        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
+        guard cpus.allSatisfy({ $0 >= 0 && $0 < cpuMaskBytes * 8 }) else { return .failure(.invalidArgument) }
+        for cpu in cpus { mask[cpu / 8] |= UInt8(1) << (cpu % 8) }
+        return retrying({ $0 != 0 }) { fs_thread_setaffinity(mask.count, mask) }.map { _ in () }
+    }
+
+    /// prctl(PR_SET_NAME) for the calling thread; the name is cut to the kernel's 15 bytes.
+    package static func setThreadName(_ name: String) -> Result<Void, Errno> {
+        let result = fs_set_thread_name(String(decoding: name.utf8.prefix(15), as: UTF8.self))
+        return result == 0 ? .success(()) : .failure(Errno(rawValue: result))
     }
 
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.

@@ -7,6 +7,8 @@ import Logging
 /// (never PROT_EXEC; MAP_STACK keeps transparent huge pages off small stacks since Linux 6.7), then the
 /// guard: `MADV_GUARD_INSTALL` where the kernel has it (no extra VMA, so adjacent stacks merge into
 /// few VMAs), `mprotect(PROT_NONE)` otherwise (two VMAs per stack: the `vm.max_map_count` ceiling).
+/// With `StackRequest.placement`, the whole mapping is bound with mbind before the guard and prefault
+/// (docs/numa.md). Each guarded stack is in `GuardRegistry` while it lives, so `OverflowHandler` can name it.
 /// Release is one `munmap`.
 public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// The guard mechanism this allocator installs (resolved from its `GuardMode` at init).
@@ -42,6 +44,11 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
         }
         do throws(StackError) {
             let layout = try StackLayout(base: base, sizes: sizes)
+            if let placement = request.placement {
+                // Before the guard: MADV_GUARD_INSTALL gives the VMA an anon_vma, after which a bound stack
+                // could no longer merge with its bound neighbour (one VMA per stack instead of a few).
+                try NUMABinding.apply(placement, to: layout.base..<layout.top, untouched: true)
+            }
             try installer.install(on: layout.guardRange)
             do throws(StackError) {
                 try Prefault.apply(request.prefault, to: layout, logger: logger)
@@ -50,7 +57,9 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
                 throw error
             }
             let descriptor = StackDescriptor(
-                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism)
+                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
+                node: request.placement?.homeNode)
+            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
             recorder.recordAllocation(descriptor)
             return Stack(descriptor: descriptor, allocator: self)
         } catch {
@@ -60,6 +69,10 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     }
 
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        // Unregister before unmapping: the address may be reused (and registered) at once.
+        if descriptor.layout.sizes.guardSize > 0, !GuardRegistry.unregister(descriptor.layout) {
+            logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
+        }
         let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)
         recorder.recordRelease(descriptor, failed: failed)
     }

@@ -18,6 +18,8 @@ public struct StackAllocatorStats: Sendable, Hashable, Codable {
     public var trims = 0
     /// Releases whose syscall failed (logged; the memory may be leaked).
     public var releaseFailures = 0
+    /// Canary-guarded stacks found overwritten on release (logged).
+    public var canaryCorruptions = 0
 
     /// Stacks allocated and not yet released.
     public var live: Int { allocations - releases }
@@ -39,6 +41,7 @@ public final class StackStatsRecorder: Sendable {
     private let prefaultFailures = Atomic<Int>(0)
     private let trims = Atomic<Int>(0)
     private let releaseFailures = Atomic<Int>(0)
+    private let canaryCorruptions = Atomic<Int>(0)
 
     /// Zeroed counters.
     public init() {}
@@ -62,6 +65,8 @@ public final class StackStatsRecorder: Sendable {
     public func recordFallback() { fallbacks.add(1, ordering: .relaxed) }
     /// Counts an allocation lost to a prefault failure.
     public func recordPrefaultFailure() { prefaultFailures.add(1, ordering: .relaxed) }
+    /// Counts a canary found overwritten on release.
+    public func recordCanaryCorruption() { canaryCorruptions.add(1, ordering: .relaxed) }
     /// Counts `count` stacks trimmed from a cache.
     public func recordTrim(_ count: Int = 1) { trims.add(count, ordering: .relaxed) }
 
@@ -80,6 +85,7 @@ public final class StackStatsRecorder: Sendable {
         stats.prefaultFailures = prefaultFailures.load(ordering: .relaxed)
         stats.trims = trims.load(ordering: .relaxed)
         stats.releaseFailures = releaseFailures.load(ordering: .relaxed)
+        stats.canaryCorruptions = canaryCorruptions.load(ordering: .relaxed)
         return stats
     }
 

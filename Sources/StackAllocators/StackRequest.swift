@@ -14,18 +14,23 @@ public struct StackRequest: Sendable, Hashable {
     public var pages: PageKind
     /// What to make resident before the stack is returned.
     public var prefault: PrefaultPolicy
+    /// The NUMA node(s) the pages must live on, applied before prefault (`NUMABinding.apply`); nil leaves
+    /// the process's policy (first touch: the node of the CPU that faults a page in). See docs/numa.md.
+    public var placement: NUMAPlacement?
 
     /// A request; every field has the documented default.
     public init(
         usableSize: Int = StackRequest.defaultUsableSize,
         guardSize: Int = StackRequest.defaultGuardSize,
         pages: PageKind = .small,
-        prefault: PrefaultPolicy = .none
+        prefault: PrefaultPolicy = .none,
+        placement: NUMAPlacement? = nil
     ) {
         self.usableSize = usableSize
         self.guardSize = guardSize
         self.pages = pages
         self.prefault = prefault
+        self.placement = placement
     }
 }
 
@@ -33,4 +38,6 @@ public struct StackRequest: Sendable, Hashable {
 public enum PageKind: Sendable, Hashable {
     /// The system's base pages (4 KiB on x86_64).
     case small
+    /// Huge pages (hugetlbfs, anonymous hugetlb or transparent), served by `HugePageStackAllocator`.
+    case huge(HugePageRequest)
 }

@@ -11,8 +11,9 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let machine = try MachineCapabilities.current()
+        let numa = Result { () throws(StackError) in try NUMATopology.current() }
         if json {
-            print(try encodeJSON(machine))
+            print(try encodeJSON(DoctorReport(machine: machine, numa: numa)))
             return
         }
         func yesNo(_ value: Bool, _ detail: String) -> String { value ? "yes" : "no (\(detail))" }
@@ -21,15 +22,21 @@ struct Doctor: ParsableCommand {
             ("page size", "\(machine.pageSize) B"),
             ("lightweight guards (MADV_GUARD_INSTALL)", yesNo(machine.lightweightGuards, "needs Linux >= 6.13; mprotect fallback")),
             ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "needs Linux >= 5.14; touch fallback")),
-            ("transparent huge pages", machine.transparentHugePages ?? "absent"),
+            ("transparent huge pages", machine.transparentHugePages.map {
+                "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
+                    + (machine.transparentHugePageSize.map { ", \(formatBytes($0)) pages" } ?? "")
+            } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
         ]
+        rows += numaRows(numa)
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"
             rows.append((
                 "huge pages \(formatBytes(pool.pageSize)) \(scope)",
-                "\(pool.free) free of \(pool.total)" + (pool.reserved.map { ", \($0) reserved" } ?? "") + " (\(pool.controlFile))"))
+                "\(pool.free) free of \(pool.total)" + (pool.reserved.map { ", \($0) reserved" } ?? "")
+                    + (pool.surplus > 0 ? ", \(pool.surplus) surplus" : "")
+                    + (pool.overcommit.map { $0 > 0 ? ", overcommit \($0)" : "" } ?? "") + " (\(pool.controlFile))"))
         }
         if machine.hugeTLBMounts.isEmpty {
             rows.append(("hugetlbfs mounts", "none (mount -t hugetlbfs none /dev/hugepages)"))
@@ -41,13 +48,62 @@ struct Doctor: ParsableCommand {
     }
 }
 
-/// "2 MiB", "64 KiB", "1 GiB", or bytes.
-func formatBytes(_ bytes: Int) -> String {
-    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-        return "\(bytes >> shift) \(unit)"
+/// The NUMA section: one row per node from libnuma, or why there is none.
+func numaRows(_ numa: Result<NUMATopology, StackError>) -> [(String, String)] {
+    let topology: NUMATopology
+    switch numa {
+    case .failure(let error): return [("NUMA (libnuma)", "unavailable: \(error)")]
+    case .success(let value): topology = value
     }
-    return "\(bytes) B"
+    let current = NUMATopology.currentNode().map(String.init) ?? "unknown"
+    var rows = [(
+        "NUMA (libnuma)",
+        "nodes: \(topology.nodes.count), with memory: \(topology.memoryNodes.count), max node \(topology.maxNode), "
+            + "this thread on node \(current)")]
+    for node in topology.nodes {
+        let memory = node.hasMemory
+            ? "\(node.memoryTotal >> 20) MiB (\(node.memoryFree >> 20) MiB free)" : "no memory (memoryless)"
+        let distances = node.distances.sorted { $0.key < $1.key }.map { String($0.value) }.joined(separator: " ")
+        rows.append((
+            "NUMA node \(node.id)",
+            "cpus \(node.cpus.isEmpty ? "none" : formatList(node.cpus)), \(memory), distances \(distances)"
+                + (node.online ? "" : ", offline")))
+    }
+    return rows
 }
+
+/// [0, 1, 2, 5] -> "0-2,5".
+func formatList(_ values: [Int]) -> String {
+    var parts: [String] = []
+    var index = 0
+    while index < values.count {
+        var end = index
+        while end + 1 < values.count, values[end + 1] == values[end] + 1 { end += 1 }
+        parts.append(end == index ? "\(values[index])" : "\(values[index])-\(values[end])")
+        index = end + 1
+    }
+    return parts.joined(separator: ",")
+}
+
+/// `doctor --json`: the machine's capabilities, plus `numa` (the topology) or `numaUnavailable` (why not).
+struct DoctorReport: Encodable {
+    let machine: MachineCapabilities
+    let numa: Result<NUMATopology, StackError>
+
+    enum CodingKeys: String, CodingKey { case numa, numaUnavailable }
+
+    func encode(to encoder: Encoder) throws {
+        try machine.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch numa {
+        case .success(let topology): try container.encode(topology, forKey: .numa)
+        case .failure(let error): try container.encode("\(error)", forKey: .numaUnavailable)
+        }
+    }
+}
+
+/// "2 MiB", "64 KiB", "1 GiB", or bytes.
+func formatBytes(_ bytes: Int) -> String { formatByteCount(bytes) }
 
 /// Two aligned columns.
 func printTable(_ rows: [(String, String)]) {

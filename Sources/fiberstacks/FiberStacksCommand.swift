@@ -7,7 +7,10 @@ struct FiberStacksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
-        subcommands: [Doctor.self, Verify.self, Bench.self],
+        subcommands: [
+            Doctor.self, Verify.self, Bench.self, NUMACheck.self, BenchNUMA.self, BenchHuge.self, BenchScheduler.self,
+            OverflowChild.self,
+        ],
         defaultSubcommand: Verify.self)
 
     /// Exit codes: 0 success, 1 a check failed, 2 bad arguments (ArgumentParser's own code is 64).

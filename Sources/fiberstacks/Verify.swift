@@ -13,6 +13,10 @@ struct Verify: ParsableCommand {
     func run() throws {
         var report = VerifyReport()
         MmapChecks.run(into: &report)
+        NUMAChecks.run(into: &report)
+        HugePageChecks.run(into: &report)
+        OverflowChecks.run(into: &report)
+        SchedulerChecks.run(into: &report)
         if json {
             print(try encodeJSON(report))
         } else {

@@ -1,35 +1,9 @@
-import Glibc
 import StackAllocators
-import Synchronization
+import StackTestSupport
 import Testing
 
-/// A third-party allocator written against the public API only: plain malloc'd memory aligned to a
-/// page, no guard, counting what it hands out and takes back.
-final class CountingHeapAllocator: StackAllocator {
-    let allocated = Atomic<Int>(0)
-    let released = Atomic<Int>(0)
-    let handedOut = Mutex<Set<UInt>>([])
-
-    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: 0)
-        var memory: UnsafeMutableRawPointer?
-        let result = posix_memalign(&memory, sizes.pageSize, sizes.total)
-        guard result == 0, let memory else {
-            throw .capabilityMissing("heap memory", fix: "posix_memalign returned \(result)")
-        }
-        let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
-        allocated.add(1, ordering: .relaxed)
-        handedOut.withLock { _ = $0.insert(layout.base) }
-        return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .none), allocator: self)
-    }
-
-    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        let known = handedOut.withLock { $0.remove(descriptor.layout.base) != nil }
-        precondition(known, "released a stack this allocator did not hand out")
-        free(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base))
-        released.add(1, ordering: .relaxed)
-    }
-}
+// `CountingHeapAllocator` (Tests/StackTestSupport) is a third-party allocator: page-aligned heap memory,
+// no guard, written against the public API only. The scheduler's tests plug the same one into fibers.
 
 @Suite("A custom allocator from outside the package")
 struct CustomAllocatorTests {
@@ -50,11 +24,12 @@ struct CustomAllocatorTests {
             _ = consume second  // dropping is releasing
         }
         #expect(allocator.released.load(ordering: .relaxed) == 2)
-        #expect(allocator.handedOut.withLock { $0.isEmpty })
+        #expect(allocator.live.withLock { $0.isEmpty })
     }
 
     @Test("Its errors are the package's typed errors")
     func errors() {
         #expect(throws: StackError.self) { _ = try CountingHeapAllocator().allocate(StackRequest(usableSize: 0)) }
+        #expect(throws: StackError.self) { _ = try CountingHeapAllocator(limit: 0).allocate(StackRequest()) }
     }
 }

@@ -31,13 +31,52 @@ extern const int FS_MAP_HUGE_SHIFT;
 extern const int FS_MFD_HUGETLB;
 extern const int FS_MFD_CLOEXEC;
 
+/// NUMA memory policy modes and mbind(2) flags (uapi/linux/mempolicy.h); GuardPages does not link libnuma.
+enum {
+    FS_MPOL_DEFAULT = 0,
+    FS_MPOL_PREFERRED = 1,
+    FS_MPOL_BIND = 2,
+    FS_MPOL_INTERLEAVE = 3,
+    FS_MPOL_MF_STRICT = 1 << 0,  // fail with EIO when a present page is not on the policy's nodes
+    FS_MPOL_MF_MOVE = 1 << 1,    // migrate present pages (mapped by this process only) to the policy's nodes
+};
+
+/// mbind(2) through syscall(2): returns 0, or -1 with errno set. `nodemask` holds `maxnode` bits
+/// (the kernel reads `maxnode - 1` of them, as libnuma's wrapper does).
+int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
+             unsigned long maxnode, unsigned int flags);
+
+/// move_pages(2) on the calling process with `nodes` NULL: moves nothing, writes each page's node (or a
+/// negative errno: -ENOENT not present, -EFAULT no page or zero page) into `status`. 0, or -1 with errno.
+long fs_query_page_nodes(unsigned long count, void **pages, int *status);
+
+/// sched_getcpu(3), hidden from Swift's Glibc module: the CPU the calling thread runs on, or -1.
+int fs_current_cpu(void);
+
 /// memfd_create(2), hidden from Swift's Glibc module.
 int fs_memfd_create(const char *name, unsigned int flags);
+
+/// statfs(2) on `path`, reduced to what Swift needs (sys/statfs.h is not in Swift's Glibc module):
+/// the file system type (f_type, e.g. HUGETLBFS_MAGIC) and block size (f_bsize: the page size on
+/// hugetlbfs). Returns 0, or -1 with errno set.
+int fs_statfs(const char *path, long *type, long *block_size);
+
+/// Opens a perf_event_open(2) counter of data-TLB read misses (PERF_TYPE_HW_CACHE) for the calling
+/// thread, user space only, counting from now. Returns the descriptor (read 8 bytes for the count), or
+/// -errno where the kernel or the hypervisor does not offer it (ENOENT, EOPNOTSUPP, EACCES).
+int fs_perf_open_dtlb_read_misses(void);
 
 /// Reads one byte at `address` through process_vm_readv(2) on the calling process.
 /// Returns 0 when the byte is readable, or the errno: EFAULT means inaccessible (a guard, PROT_NONE,
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
 int fs_probe_readable(const void *address);
+
+/// sched_getaffinity(2) for the process (its main thread) and sched_setaffinity(2) for the calling
+/// thread, over a CPU bitmask of `size` bytes (bit n of byte n/8 is CPU n): the glibc wrappers are
+/// hidden from Swift. 0, or -1 with errno.
+int fs_process_getaffinity(size_t size, void *mask);
+int fs_thread_setaffinity(size_t size, const void *mask);
+
 
 /// Writes to the page holding `address` without changing its contents (an atomic OR of zero),
 /// so a never-touched page takes exactly one write fault.

@@ -1,0 +1,139 @@
+import CFiberContext
+import StackAllocators
+
+/// Why the worker switched into a fiber.
+enum ResumeReason: Int {
+    /// Run the job just placed in `Fiber.job` (from the entry loop).
+    case run
+    /// The counter the fiber waited for reached zero, or a yield is over.
+    case signalled
+    /// Shutdown with `.cancel`: the wait returns `StackError.jobCancelled`.
+    case cancelled
+}
+
+/// Why a fiber switched back to its worker (passed as the switch's `data`).
+enum FiberExit: Int {
+    /// The job ended; the fiber is idle at the top of its entry loop.
+    case finished = 1
+    /// The fiber waits for a counter; a `FiberWaiter` holds it.
+    case suspended
+    /// The fiber yielded; the worker resumes it after the work already queued.
+    case yielded
+}
+
+/// The raw memory a fiber and its worker share. Saved stack pointers live here and never behind
+/// `&property`: an inout access held open across a switch would trip exclusivity checking.
+struct FiberControl {
+    /// The fiber's saved stack pointer while it is not running; nil until it first runs (a fiber that
+    /// never ran has touched no page of its stack).
+    var context: UnsafeMutableRawPointer?
+    /// The worker's saved stack pointer while the fiber runs.
+    var returnContext: UnsafeMutableRawPointer?
+    /// The fiber, for switches into it (sanitizer handles, stack bounds).
+    var target: fs_switch_target
+    /// The worker thread, for switches out of the fiber.
+    var returnTarget: fs_switch_target
+    /// Set by the worker before each switch in.
+    var resumeReason: ResumeReason
+    /// The `Fiber` that owns this block, unretained: the fiber's frames hold no reference to it.
+    var owner: UnsafeMutableRawPointer?
+    /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
+    var job: Job?
+}
+
+/// A context on a stack from a `StackAllocator`, owned by one worker, running one job at a time.
+///
+/// A fiber runs many jobs in turn without remaking its context: its entry loop runs a job, switches back
+/// to the worker, and waits for the next. It resumes only on its worker's thread (the Swift runtime keeps
+/// its exclusivity access set per thread). Its frames hold nothing between jobs, so an idle fiber can be
+/// freed without being resumed; a suspended one is resumed (signalled or cancelled) before it is freed.
+final class Fiber: @unchecked Sendable {
+    /// What this fiber is, for stats, tests and diagnostics.
+    let info: FiberInfo
+    /// The worker that owns it.
+    unowned let worker: Worker
+    private let stack: Stack
+    private let control: UnsafeMutablePointer<FiberControl>
+
+    /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
+    init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
+        self.worker = worker
+        // The single place a fiber's stack gets its label: the scheduler's registry takes it here (and
+        // drops it in deinit); so does the guard registry, for the overflow diagnostic, when the
+        // allocator registered the stack (its entry goes when the stack is released).
+        info = FiberInfo(
+            id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
+            label: "fiber \(id) on worker \(worker.index) (cpu \(worker.placement.cpu), node \(worker.placement.node))",
+            grownWhileIdle: grownWhileIdle, prefault: prefault)
+        control = .allocate(capacity: 1)
+        control.initialize(
+            to: FiberControl(
+                context: nil, returnContext: nil,
+                target: fs_switch_target(
+                    tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
+                    stack_size: stack.usableSize),
+                returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
+                resumeReason: .run, owner: nil, job: nil))
+        stack.setOverflowLabel(info.label)
+        self.stack = stack
+        control.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
+        worker.scheduler.register(info)
+    }
+
+    deinit {
+        worker.scheduler.unregister(info)
+        fs_sanitizer_destroy_fiber(control.pointee.target.tsan_fiber)
+        control.deinitialize(count: 1)
+        control.deallocate()
+        // `stack` is dropped after this: it goes back to its allocator.
+    }
+
+    /// Worker side: hands the fiber its next job (run on the next `.run` resume).
+    func assign(_ job: Job) {
+        control.pointee.job = job
+    }
+
+    /// Worker side: switches into the fiber and returns when it switches back, saying why.
+    func resume(_ reason: ResumeReason) -> FiberExit {
+        if control.pointee.context == nil {
+            control.pointee.context = fs_make_context(stack.top, stack.usableSize, fiberEntry)
+        }
+        control.pointee.resumeReason = reason
+        let transfer = fs_switch_context(
+            control.pointee.context, UnsafeMutableRawPointer(control), control.pointer(to: \.target))
+        control.pointee.context = transfer.from
+        return FiberExit(rawValue: Int(bitPattern: transfer.data))!
+    }
+
+    /// Fiber side: switches back to the worker and returns when the worker resumes this fiber.
+    func switchOut(_ exit: FiberExit) -> ResumeReason {
+        Fiber.switchOut(control, exit)
+    }
+
+    static func switchOut(_ control: UnsafeMutablePointer<FiberControl>, _ exit: FiberExit) -> ResumeReason {
+        let transfer = fs_switch_context(
+            control.pointee.returnContext, UnsafeMutableRawPointer(bitPattern: exit.rawValue),
+            control.pointer(to: \.returnTarget))
+        control.pointee.returnContext = transfer.from
+        return control.pointee.resumeReason
+    }
+
+    /// Runs the job waiting in the fiber. Out of line, so every reference it takes is released before
+    /// the entry loop switches away.
+    @inline(never)
+    static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
+        control.pointee.job.take()?.run()
+    }
+}
+
+/// Every fiber starts here, on its own stack, with its control block in `data`. It never returns: it
+/// runs a job, switches back to the worker, and waits for the next job, holding only raw pointers.
+private let fiberEntry: fs_entry = { transfer in
+    let control = transfer.data!.assumingMemoryBound(to: FiberControl.self)
+    fs_fiber_entered(&control.pointee.returnTarget.stack_bottom, &control.pointee.returnTarget.stack_size)
+    control.pointee.returnContext = transfer.from
+    while true {
+        Fiber.runJob(control)
+        _ = Fiber.switchOut(control, .finished)
+    }
+}

@@ -1,0 +1,288 @@
+import Glibc
+import Logging
+@_exported import StackAllocators
+import Synchronization
+
+/// How `shutdown` treats work that has not finished.
+public enum ShutdownMode: Sendable, Hashable {
+    /// Every queued job runs and every waiting job finishes (jobs may still spawn jobs meanwhile).
+    case drain
+    /// Queued jobs end with `StackError.jobCancelled` without running; suspended fibers are resumed and
+    /// their waits throw `.jobCancelled`, so their frames unwind and release what they hold.
+    case cancel
+}
+
+/// Runs jobs (Swift closures) on fibers, on worker threads pinned per CPU and grouped by NUMA node, with
+/// stacks from any `StackAllocator`.
+///
+/// ```swift
+/// let scheduler = try FiberScheduler(config: FiberConfig())
+/// let handle = scheduler.submit { 6 * 7 }
+/// let answer = try handle.wait()          // blocks this thread; inside a job it suspends the fiber
+/// scheduler.shutdown(.drain)              // joins the threads, every stack back to its allocator
+/// ```
+///
+/// Threading rules: a job runs on one fiber from start to end, and that fiber only ever runs on its
+/// worker's thread; waiting inside a job (`JobCounter.wait`, `JobHandle.wait`) suspends the fiber and the
+/// worker runs other jobs. Idle workers steal queued jobs, never suspended fibers. The worker threads keep
+/// the scheduler alive until `shutdown` returns: always shut a scheduler down.
+public final class FiberScheduler: @unchecked Sendable {
+    /// The configuration it was made with.
+    public let config: FiberConfig
+    /// The topology the workers were placed on.
+    public let topology: CPUTopology
+    /// The allocator of each NUMA node that has workers.
+    public let allocators: [Int: any StackAllocator]
+    let logger: Logger
+    /// Fiber ids, from 1.
+    let nextFiberID = Atomic<Int>(1)
+    /// Workers parked or about to park.
+    let sleepers = Atomic<Int>(0)
+    private var workers: [Worker] = []
+    private var threads: [pthread_t] = []
+    /// Jobs submitted and not yet ended (running and suspended ones included).
+    private let outstanding = Atomic<Int>(0)
+    private let accepting = Atomic<Bool>(true)
+    /// 0 running, 1 draining, 2 cancelling.
+    private let mode = Atomic<Int>(0)
+    private let nextWorker = Atomic<Int>(0)
+    private let registry = Lock<[Int: FiberInfo]>([:])
+    private let joined = Lock<Bool>(false)
+
+    /// Starts the workers and waits until each has its initial pool. Throws the first configuration,
+    /// allocation or thread error (after stopping the workers already started).
+    public init(config: FiberConfig = FiberConfig()) throws(StackError) {
+        try config.validate()
+        self.config = config
+        logger = config.logger
+        if let topology = config.topology {
+            self.topology = topology
+        } else {
+            topology = try CPUTopology.current(logger: config.logger)
+        }
+        let placements = topology.placements(workers: config.workerCount ?? topology.cpus.count)
+        guard !placements.isEmpty else {
+            throw .invalidFiberConfig(field: "topology", reason: "it has no CPU to run a worker on")
+        }
+        var allocators: [Int: any StackAllocator] = [:]
+        for node in Set(placements.map(\.node)) {
+            allocators[node] = try config.allocatorFactory(node)
+        }
+        self.allocators = allocators
+        if config.overflowDetection { try OverflowHandler.install() }
+        workers = placements.enumerated().map { index, placement in
+            Worker(index: index, placement: placement, scheduler: self, allocator: allocators[placement.node]!)
+        }
+        for worker in workers {
+            let sameNode = workers.filter { $0.placement.node == worker.placement.node }
+            let rotated = sameNode.drop { $0 !== worker }.dropFirst() + sameNode.prefix { $0 !== worker }
+            worker.victims = (Array(rotated) + workers.filter { $0.placement.node != worker.placement.node })
+                .map(Peer.init)
+        }
+        try start()
+        logger.debug(
+            "fiber scheduler started",
+            metadata: ["workers": "\(workers.count)", "nodes": "\(allocators.keys.sorted())",
+                       "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.stackSize)"])
+    }
+
+    private func start() throws(StackError) {
+        let started = JobCounter(workers.count)
+        for worker in workers {
+            do {
+                // The thread holds the scheduler (and its worker) until it ends.
+                threads.append(try WorkerThread.spawn { [self] in
+                    worker.threadMain(started: started)
+                    withExtendedLifetime(self) {}
+                })
+            } catch {
+                started.decrement(failing: error)
+                for _ in worker.index + 1..<workers.count { started.decrement() }
+                break
+            }
+        }
+        do {
+            try started.wait()
+        } catch {
+            shutdown(.cancel)
+            // Only StackErrors reach `started`: from fillInitial and from WorkerThread.spawn.
+            guard let error = error as? StackError else { preconditionFailure("worker start failed: \(error)") }
+            throw error
+        }
+    }
+
+    // MARK: Submitting
+
+    /// Submits one job; its value or error comes back through the handle.
+    @discardableResult
+    public func submit<Value: Sendable>(_ body: @escaping @Sendable () throws -> Value) -> JobHandle<Value> {
+        let handle = JobHandle<Value>()
+        enqueue(Job(counter: handle.counter) { handle.fulfil(try body()) })
+        return handle
+    }
+
+    /// Submits one job that decrements `counter` when it ends (the counter is incremented here).
+    public func submit(counter: JobCounter, _ body: @escaping @Sendable () throws -> Void) {
+        counter.increment()
+        enqueue(Job(counter: counter, body: body))
+    }
+
+    /// Submits jobs under one counter, which reaches zero when all have ended.
+    @discardableResult
+    public func submit(batch bodies: [@Sendable () throws -> Void]) -> JobCounter {
+        let counter = JobCounter(bodies.count)
+        enqueue(bodies.map { Job(counter: counter, body: $0) })
+        return counter
+    }
+
+    /// Runs `body` for every index of `range` as jobs of `chunkSize` indices (default: about four chunks
+    /// per worker; values below 1 count as 1), and waits for all of them: inside a job the fiber
+    /// suspends, elsewhere the thread blocks. Throws the first error a chunk threw.
+    public func parallelFor(
+        _ range: Range<Int>, chunkSize: Int? = nil, _ body: @escaping @Sendable (Int) throws -> Void
+    ) throws {
+        guard !range.isEmpty else { return }
+        let chunk = max(1, chunkSize ?? range.count / (workers.count * 4))
+        let chunks = stride(from: range.lowerBound, to: range.upperBound, by: chunk).map { start in
+            let indices = start..<min(start + chunk, range.upperBound)
+            return { @Sendable () throws -> Void in for index in indices { try body(index) } }
+        }
+        try submit(batch: chunks).wait()
+    }
+
+    private func enqueue(_ job: Job) {
+        outstanding.add(1, ordering: .sequentiallyConsistent)
+        if let worker = Worker.current, worker.scheduler === self {
+            // From a job: onto this worker's queue (locality); a sleeping worker may come and steal it.
+            if isCancelling { return end([job], .jobCancelled) }
+            worker.jobs.push(job)
+            wakeSleeper(near: worker)
+            return
+        }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .schedulerShutDown) }
+        let worker = workers[nextWorker.add(1, ordering: .relaxed).oldValue % workers.count]
+        worker.jobs.push(job)
+        worker.unpark()
+        // If that worker is busy, a sleeping peer may come and steal the job.
+        if !worker.isSleeping.load(ordering: .relaxed) { wakeSleeper(near: worker) }
+    }
+
+    private func enqueue(_ jobs: [Job]) {
+        guard !jobs.isEmpty else { return }
+        outstanding.add(jobs.count, ordering: .sequentiallyConsistent)
+        if let worker = Worker.current, worker.scheduler === self {
+            if isCancelling { return end(jobs, .jobCancelled) }
+            worker.jobs.push(contentsOf: jobs[...])
+            wakeSleeper(near: worker)
+            return
+        }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .schedulerShutDown) }
+        // Spread evenly, one lock per worker.
+        let first = nextWorker.add(1, ordering: .relaxed).oldValue
+        let share = (jobs.count + workers.count - 1) / workers.count
+        for (offset, start) in stride(from: 0, to: jobs.count, by: share).enumerated() {
+            let worker = workers[(first + offset) % workers.count]
+            worker.jobs.push(contentsOf: jobs[start..<min(start + share, jobs.count)])
+            worker.unpark()
+        }
+    }
+
+    /// Ends jobs that will never run.
+    private func end(_ jobs: [Job], _ error: StackError) {
+        for job in jobs {
+            job.cancel(error)
+            jobEnded()
+        }
+    }
+
+    /// Wakes one sleeping worker (same node as `worker` first) so it can steal. See `Worker.sleep`.
+    private func wakeSleeper(near worker: Worker) {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        guard sleepers.load(ordering: .sequentiallyConsistent) > 0 else { return }
+        worker.victims.first { $0.worker.isSleeping.load(ordering: .sequentiallyConsistent) }?.worker.unpark()
+    }
+
+    // MARK: Inside a job
+
+    /// The scheduler running the calling job, or nil outside a job.
+    public static var current: FiberScheduler? {
+        Worker.current?.scheduler
+    }
+
+    /// The fiber running the calling job, or nil outside a job.
+    public static var currentFiber: FiberInfo? {
+        Worker.current?.currentFiber?.info
+    }
+
+    /// Inside a job: lets the worker run the fibers and one job that are waiting, then continues on the
+    /// same fiber. Outside a job: does nothing.
+    public static func yield() {
+        guard let worker = Worker.current, let fiber = worker.currentFiber else { return }
+        worker.yield(fiber)
+    }
+
+    // MARK: Shutting down
+
+    /// Stops accepting jobs from outside, finishes or cancels the rest per `mode`, joins every worker
+    /// thread, and returns once every stack is back with its allocator. Calling it again (say, `.cancel`
+    /// after `.drain`) upgrades the mode and waits for the same end. Must not be called from one of this
+    /// scheduler's jobs (it would join its own thread): that traps.
+    public func shutdown(_ mode: ShutdownMode = .drain) {
+        precondition(
+            Worker.current?.scheduler !== self,
+            "FiberScheduler.shutdown was called from one of its own jobs; call it from outside the scheduler")
+        accepting.store(false, ordering: .sequentiallyConsistent)
+        let requested = mode == .cancel ? 2 : 1
+        var current = self.mode.load(ordering: .sequentiallyConsistent)
+        while current < requested {
+            let (exchanged, original) = self.mode.compareExchange(
+                expected: current, desired: requested, ordering: .sequentiallyConsistent)
+            if exchanged { break }
+            current = original
+        }
+        for worker in workers { worker.unpark() }
+        joined.withLock { joined in
+            guard !joined else { return }
+            for thread in threads { WorkerThread.join(thread) }
+            joined = true
+            logger.debug("fiber scheduler shut down", metadata: ["mode": "\(mode)"])
+        }
+    }
+
+    /// Whether `shutdown` has begun.
+    var isShuttingDown: Bool { mode.load(ordering: .sequentiallyConsistent) != 0 }
+    /// Whether `shutdown(.cancel)` has begun.
+    var isCancelling: Bool { mode.load(ordering: .relaxed) == 2 }
+    /// Whether no job is left (meaningful once shutting down: then nothing new can arrive from outside).
+    var isFinished: Bool { outstanding.load(ordering: .sequentiallyConsistent) == 0 }
+
+    /// Called once per job that ended (ran, failed to start, or was cancelled).
+    func jobEnded() {
+        if outstanding.subtract(1, ordering: .sequentiallyConsistent).newValue == 0, isShuttingDown {
+            for worker in workers { worker.unpark() }
+        }
+    }
+
+    // MARK: Observing
+
+    /// Number of worker threads.
+    public var workerCount: Int { workers.count }
+
+    /// The counters of every worker and its pool.
+    public var stats: SchedulerStats {
+        SchedulerStats(workers: workers.map(\.stats))
+    }
+
+    /// Every fiber alive now, by id.
+    public var fibers: [FiberInfo] {
+        registry.withLock { $0.values.sorted { $0.id < $1.id } }
+    }
+
+    func register(_ fiber: FiberInfo) {
+        registry.withLock { $0[fiber.id] = fiber }
+    }
+
+    func unregister(_ fiber: FiberInfo) {
+        registry.withLock { $0[fiber.id] = nil }
+    }
+}

@@ -1,0 +1,155 @@
+import StackAllocators
+import Synchronization
+
+/// A count of jobs still to finish, and everyone waiting for it to reach zero.
+///
+/// Jobs submitted with a counter decrement it when they end. Waiting works from anywhere:
+/// - inside a job, `wait()` suspends the fiber; its worker runs other jobs, and the fiber resumes on
+///   the same worker (never another) once the count is zero;
+/// - on any other thread, `wait()` blocks the thread;
+/// - in async code, `await wait()` suspends the task through a continuation.
+///
+/// A counter that reaches zero wakes every waiter; it can be incremented again and reused. The first
+/// error a job ended with (its own, or a cancellation) is kept and thrown by every `wait()` after it.
+public final class JobCounter: Sendable {
+    private let count: Atomic<Int>
+    private let state = Lock(State())
+
+    private struct State {
+        var waiters: [Waiter] = []
+        var firstError: (any Error)?
+    }
+
+    /// A counter at `count` (not negative).
+    public init(_ count: Int = 0) {
+        precondition(count >= 0, "a JobCounter starts at zero or more, not \(count)")
+        self.count = Atomic(count)
+    }
+
+    /// The count now.
+    public var value: Int { count.load(ordering: .acquiring) }
+
+    /// The first error a job of this counter ended with, if any.
+    public var error: (any Error)? { state.withLock { $0.firstError } }
+
+    /// Adds `amount` (not negative) jobs to wait for.
+    public func increment(by amount: Int = 1) {
+        precondition(amount >= 0, "JobCounter.increment(by:) takes a count of jobs, not \(amount)")
+        count.add(amount, ordering: .relaxed)
+    }
+
+    /// One job ended well. Decrementing below zero is a programming error and traps.
+    public func decrement() {
+        let remaining = count.subtract(1, ordering: .acquiringAndReleasing).newValue
+        precondition(remaining >= 0, "JobCounter decremented below zero")
+        if remaining == 0 { wakeAll() }
+    }
+
+    /// One job ended with `error`; the first error is kept for the waiters.
+    public func decrement(failing error: any Error) {
+        state.withLock { state in
+            if state.firstError == nil { state.firstError = error }
+        }
+        decrement()
+    }
+
+    /// Waits until the count is zero, then throws the first job error if there was one.
+    /// Inside a job the fiber suspends (and `StackError.jobCancelled` is thrown if the scheduler is shut
+    /// down with `.cancel` meanwhile); on any other thread the thread blocks.
+    public func wait() throws {
+        if let worker = Worker.current, let fiber = worker.currentFiber {
+            try suspend(fiber, on: worker)
+        } else {
+            let waiter = ThreadWaiter()
+            if register(.thread(waiter)) { waiter.wait() }
+        }
+        if let error { throw error }
+    }
+
+    /// Awaits the count reaching zero without blocking a thread, then throws the first job error.
+    public func wait() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            if !register(.task(continuation)) { continuation.resume() }
+        }
+        if let error { throw error }
+    }
+
+    private func suspend(_ fiber: Fiber, on worker: Worker) throws(StackError) {
+        guard count.load(ordering: .acquiring) > 0 else { return }
+        if worker.scheduler.isCancelling { throw .jobCancelled }
+        let waiter = FiberWaiter(fiber: fiber)
+        guard register(.fiber(waiter)) else { return }
+        if worker.suspend(fiber, until: waiter) == .cancelled {
+            state.withLock { state in state.waiters.removeAll { $0.isWaiter(waiter) } }
+            throw .jobCancelled
+        }
+    }
+
+    /// Adds `waiter` unless the count is already zero; returns whether it was added.
+    private func register(_ waiter: Waiter) -> Bool {
+        state.withLock { state in
+            guard count.load(ordering: .acquiring) > 0 else { return false }
+            state.waiters.append(waiter)
+            return true
+        }
+    }
+
+    private func wakeAll() {
+        let waiters = state.withLock { state in
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.wake() }
+    }
+}
+
+/// Someone waiting for a counter.
+private enum Waiter: Sendable {
+    case fiber(FiberWaiter)
+    case thread(ThreadWaiter)
+    case task(CheckedContinuation<Void, Never>)
+
+    func wake() {
+        switch self {
+        case .fiber(let waiter):
+            // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
+            if waiter.claim() { waiter.fiber.worker.makeReady(waiter.fiber) }
+        case .thread(let waiter): waiter.wake()
+        case .task(let continuation): continuation.resume()
+        }
+    }
+
+    func isWaiter(_ other: FiberWaiter) -> Bool {
+        if case .fiber(let waiter) = self { return waiter === other }
+        return false
+    }
+}
+
+/// A fiber suspended in `JobCounter.wait`. Whoever claims it first (the counter reaching zero, or a
+/// cancelling shutdown) resumes it; the other leaves it alone.
+final class FiberWaiter: Sendable {
+    let fiber: Fiber
+    private let claimed = Atomic<Bool>(false)
+
+    init(fiber: Fiber) { self.fiber = fiber }
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        !claimed.exchange(true, ordering: .acquiringAndReleasing)
+    }
+}
+
+/// A thread blocked in `JobCounter.wait`.
+private final class ThreadWaiter: Sendable {
+    private let parker = Parker()
+    private let woken = Atomic<Bool>(false)
+
+    func wait() {
+        while !woken.load(ordering: .acquiring) { parker.park() }
+    }
+
+    func wake() {
+        woken.store(true, ordering: .releasing)
+        parker.unpark()
+    }
+}

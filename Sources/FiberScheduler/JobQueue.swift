@@ -1,0 +1,77 @@
+import Synchronization
+
+/// One worker's jobs that have not started: its owner takes the newest (depth first, so a job that waits
+/// for the jobs it just spawned finds them next and few fibers stay suspended); idle workers steal the
+/// oldest. Only jobs live here: a started job is a fiber, and fibers never change workers.
+final class JobQueue: Sendable {
+    private let ring = Lock(Ring())
+    /// Mirror of the count, read without the lock to skip empty queues (may lag by the operations in flight).
+    private let approximateCount = Atomic<Int>(0)
+
+    /// Adds one job.
+    func push(_ job: Job) {
+        ring.withLock { $0.append(job) }
+        approximateCount.add(1, ordering: .relaxed)
+    }
+
+    /// Adds jobs under one lock.
+    func push(contentsOf jobs: ArraySlice<Job>) {
+        guard !jobs.isEmpty else { return }
+        ring.withLock { ring in
+            for job in jobs { ring.append(job) }
+        }
+        approximateCount.add(jobs.count, ordering: .relaxed)
+    }
+
+    /// The newest job, for the owner.
+    func popNewest() -> Job? {
+        guard let job = ring.withLock({ $0.removeLast() }) else { return nil }
+        approximateCount.subtract(1, ordering: .relaxed)
+        return job
+    }
+
+    /// The oldest job, for a thief.
+    func stealOldest() -> Job? {
+        guard let job = ring.withLock({ $0.removeFirst() }) else { return nil }
+        approximateCount.subtract(1, ordering: .relaxed)
+        return job
+    }
+
+    /// Whether the queue looks empty (without taking the lock).
+    var looksEmpty: Bool { approximateCount.load(ordering: .relaxed) <= 0 }
+}
+
+/// A growable ring buffer of jobs: append at the back, remove from either end, all O(1) amortized.
+private struct Ring {
+    private var slots: [Job?] = Array(repeating: nil, count: 64)
+    private var head = 0
+    private var count = 0
+
+    mutating func append(_ job: Job) {
+        if count == slots.count { grow() }
+        slots[(head + count) & (slots.count - 1)] = job
+        count += 1
+    }
+
+    mutating func removeFirst() -> Job? {
+        guard count > 0 else { return nil }
+        let job = slots[head].take()
+        head = (head + 1) & (slots.count - 1)
+        count -= 1
+        return job
+    }
+
+    mutating func removeLast() -> Job? {
+        guard count > 0 else { return nil }
+        count -= 1
+        return slots[(head + count) & (slots.count - 1)].take()
+    }
+
+    /// Doubles the capacity (always a power of two), unwrapping the contents to start at 0.
+    private mutating func grow() {
+        var larger = [Job?](repeating: nil, count: slots.count * 2)
+        for offset in 0..<count { larger[offset] = slots[(head + offset) & (slots.count - 1)].take() }
+        slots = larger
+        head = 0
+    }
+}

@@ -1,0 +1,123 @@
+import CNuma
+import CStackSupport
+import Glibc
+import Synchronization
+
+/// The machine's NUMA nodes as libnuma and sysfs report them: which exist, which are online, which have
+/// memory, their CPUs, memory and distances.
+///
+/// Memoryless nodes exist (CPUs, no memory; nothing can be placed on them), and so do CPU-less memory
+/// nodes. Tables indexed by node id are sized `maxNode + 1`: `numa_num_configured_nodes()` counts only
+/// nodes with memory.
+public struct NUMATopology: Sendable, Hashable, Codable {
+    /// One node.
+    public struct Node: Sendable, Hashable, Codable {
+        /// The node id.
+        public let id: Int
+        /// Listed in /sys/devices/system/node/online.
+        public let online: Bool
+        /// Has memory (`numa_node_size64` > 0): pages can be placed on it.
+        public let hasMemory: Bool
+        /// Its CPUs (`numa_node_to_cpus`); empty for a CPU-less memory node.
+        public let cpus: [Int]
+        /// Memory in bytes (`numa_node_size64`).
+        public let memoryTotal: Int
+        /// Free memory in bytes when the topology was read.
+        public let memoryFree: Int
+        /// `numa_distance` to each node of the topology, by node id (10 is local; 0 unknown).
+        public let distances: [Int: Int]
+    }
+
+    /// Node ids this kernel can ever have (/sys/devices/system/node/possible).
+    public let possible: [Int]
+    /// The highest node id present (`numa_max_node()`).
+    public let maxNode: Int
+    /// The nodes present (libnuma's configured nodes), by id.
+    public let nodes: [Node]
+
+    /// Ids of the nodes with memory.
+    public var memoryNodes: [Int] { nodes.filter(\.hasMemory).map(\.id) }
+
+    /// The node with `id`, if present.
+    public func node(_ id: Int) -> Node? { nodes.first { $0.id == id } }
+
+    /// The node with memory closest to `id` by `numa_distance` (itself when it has memory).
+    public func nearestMemoryNode(to id: Int) -> Int? {
+        let distances = node(id)?.distances ?? [:]
+        return nodes.filter(\.hasMemory).min { a, b in
+            (distances[a.id] ?? Int.max, a.id) < (distances[b.id] ?? Int.max, b.id)
+        }?.id
+    }
+
+    /// Throws the error that says why no page can be placed on `id`: out of range, offline, memoryless.
+    public func validateMemoryNode(_ id: Int) throws(StackError) {
+        guard possible.contains(id) else {
+            throw .numaNodeOutOfRange(node: id, possible: possible)
+        }
+        guard let node = node(id), node.online else {
+            throw .numaNodeOffline(node: id, online: nodes.filter(\.online).map(\.id))
+        }
+        guard node.hasMemory else {
+            throw .numaNodeMemoryless(node: id, nearest: nearestMemoryNode(to: id))
+        }
+    }
+
+    /// Whether libnuma works on this machine (`numa_available() >= 0`).
+    public static let available: Bool = numa_available() >= 0
+
+    /// Reads the topology now. Throws `.capabilityMissing` when `numa_available() < 0`.
+    public static func current() throws(StackError) -> NUMATopology {
+        guard available else { throw unavailableError }
+        // libnuma fills its cpumask and distance caches without locks: one reader at a time.
+        return libnumaLock.withLock { _ in read() }
+    }
+
+    /// The topology read once per process, for validating placements cheaply on every allocation.
+    /// Nodes that change later (memory hotplug) are still caught: the kernel refuses them with EINVAL.
+    static let cached: Result<NUMATopology, StackError> = {
+        do throws(StackError) { return .success(try current()) } catch { return .failure(error) }
+    }()
+
+    /// The node of the CPU the calling thread runs on now (`numa_node_of_cpu(sched_getcpu())`), nil when
+    /// libnuma is unavailable or the CPU is unknown. The thread may migrate right after.
+    public static func currentNode() -> Int? {
+        guard available else { return nil }
+        let cpu = fs_current_cpu()
+        guard cpu >= 0 else { return nil }
+        let node = numa_node_of_cpu(cpu)
+        return node >= 0 ? Int(node) : nil
+    }
+
+    private static let libnumaLock = Mutex(())
+
+    private static let unavailableError = StackError.capabilityMissing(
+        "NUMA (libnuma: numa_available() < 0)",
+        fix: "the kernel needs CONFIG_NUMA=y and the get_mempolicy/mbind syscalls (a seccomp profile may block "
+            + "them); install libnuma1 (apt-get install libnuma1)")
+
+    private static func read() -> NUMATopology {
+        let maxNode = Int(numa_max_node())
+        let online = Set((try? SystemFile.read("/sys/devices/system/node/online")).map(parseCPUList) ?? [])
+        let possible =
+            (try? SystemFile.read("/sys/devices/system/node/possible")).map(parseCPUList)
+            ?? Array(0...maxNode)
+        let ids = (0...maxNode).filter { fs_numa_node_configured(Int32($0)) != 0 }
+        let cpuCount = Int(numa_num_possible_cpus())
+        let mask = numa_allocate_cpumask()
+        defer { numa_bitmask_free(mask) }
+        let nodes = ids.map { id -> Node in
+            var free: Int64 = 0
+            let total = numa_node_size64(Int32(id), &free)
+            var cpus: [Int] = []
+            if numa_node_to_cpus(Int32(id), mask) == 0 {
+                cpus = (0..<cpuCount).filter { numa_bitmask_isbitset(mask, UInt32($0)) != 0 }
+            }
+            var distances: [Int: Int] = [:]
+            for other in ids { distances[other] = Int(numa_distance(Int32(id), Int32(other))) }
+            return Node(
+                id: id, online: online.contains(id), hasMemory: total > 0, cpus: cpus,
+                memoryTotal: max(Int(total), 0), memoryFree: total > 0 ? Int(free) : 0, distances: distances)
+        }
+        return NUMATopology(possible: possible, maxNode: maxNode, nodes: nodes)
+    }
+}

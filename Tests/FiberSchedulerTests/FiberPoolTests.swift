@@ -1,0 +1,145 @@
+import StackTestSupport
+import FiberScheduler
+import Glibc
+import Synchronization
+import Testing
+
+@Suite("Fiber pools: initial size, idle growth, maximum, prefault")
+struct FiberPoolTests {
+    @Test("The pool starts at initialPoolSize and grows toward targetPoolSize while idle, one fiber at a time")
+    func startsAtInitialAndGrowsToTarget() throws {
+        let scheduler = try FiberScheduler(config: testConfig(initial: 3, target: 10, max: 12))
+        defer { scheduler.shutdown() }
+        // Fibers made at startup are the only ones not grown while idle: exactly `initial` per worker.
+        for worker in 0..<2 {
+            #expect(scheduler.fibers.filter { $0.worker == worker && !$0.grownWhileIdle }.count == 3)
+        }
+        #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 10 } })
+        // At the target, growth stops: it never passes it on its own.
+        usleep(50_000)
+        for worker in scheduler.stats.workers {
+            #expect(worker.pool.size == 10)
+            #expect(worker.pool.created == 10)
+            #expect(worker.pool.grownWhileIdle == 7)
+            #expect(worker.pool.prefaulted == 0)
+            #expect(worker.pool.inUse == 0)
+        }
+    }
+
+    @Test("The pool never passes maxPoolSize: with .wait, extra jobs queue until a fiber is free")
+    func neverPassesMaximumWhenWaiting() throws {
+        let scheduler = try FiberScheduler(config: testConfig(initial: 2, target: 2, max: 6))
+        let gate = JobCounter(1)
+        let started = Atomic<Int>(0)
+        let handles = (0..<40).map { _ in
+            scheduler.submit { () throws -> Void in
+                started.add(1, ordering: .relaxed)
+                try gate.wait()
+            }
+        }
+        #expect(eventually { started.load(ordering: .relaxed) == 12 })
+        usleep(50_000)
+        // 2 workers x 6 fibers are all suspended; the other 28 jobs wait in the queues.
+        #expect(started.load(ordering: .relaxed) == 12)
+        gate.decrement()
+        for handle in handles { try handle.wait() }
+        scheduler.shutdown()
+        for worker in scheduler.stats.workers {
+            #expect(worker.pool.peakInUse == 6)
+            #expect(worker.pool.created <= 6)
+        }
+    }
+
+    @Test("With .fail, a job that finds the pool exhausted fails with fiberPoolExhausted")
+    func failsWhenExhausted() throws {
+        var config = testConfig(workers: 1, initial: 1, target: 1, max: 2)
+        config.whenExhausted = .fail
+        let scheduler = try FiberScheduler(config: config)
+        let gate = JobCounter(1)
+        let waiting = (0..<2).map { _ in scheduler.submit { try gate.wait() } }
+        #expect(eventually { scheduler.stats.pool.inUse == 2 })
+        let refused = scheduler.submit { 1 }
+        #expect(throws: StackError.fiberPoolExhausted(worker: 0, maxPoolSize: 2)) { try refused.wait() }
+        gate.decrement()
+        for handle in waiting { try handle.wait() }
+        scheduler.shutdown()
+    }
+
+    @Test(
+        "With prefetchPages on, stacks grown while idle are fully resident; with it off, untouched",
+        arguments: [PrefaultStrategy.touch, .populate, .none])
+    func grownStacksResidency(_ strategy: PrefaultStrategy) throws {
+        var config = testConfig(initial: 1, target: 5, max: 5, allocator: try MmapStackAllocator())
+        config.prefetchPages = strategy
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 5 } })
+        let grown = scheduler.fibers.filter(\.grownWhileIdle)
+        #expect(grown.count == 8)
+        for fiber in grown {
+            let report = try StackProbeReport(layout: fiber.stack.layout)
+            #expect(fiber.prefault == strategy)
+            #expect(report.residentGuardPages == 0)
+            #expect(report.guardIsSound)
+            let expected = strategy == .none ? 0 : report.usablePages
+            #expect(report.residentUsablePages == expected, "\(fiber.label): \(report)")
+        }
+        #expect(scheduler.stats.pool.prefaulted == (strategy == .none ? 0 : 8))
+    }
+
+    @Test("With bindStacksToNode, grown and prefaulted stacks are on their worker's node (placement report)")
+    func grownStacksPlacement() throws {
+        var config = testConfig(initial: 1, target: 3, max: 3, allocator: try MmapStackAllocator())
+        config.prefetchPages = .populate
+        config.bindStacksToNode = true
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 3 } })
+        let grown = scheduler.fibers.filter(\.grownWhileIdle)
+        #expect(grown.count == 4)
+        for fiber in grown {
+            #expect(fiber.stack.node == fiber.node)
+            let placement = try PlacementReport(range: fiber.stack.layout.usableRange, pageSize: fiber.stack.layout.pageSize)
+            #expect(placement.present == placement.pages, "\(fiber.label): \(placement)")
+            try placement.verify(on: [fiber.node])
+        }
+    }
+
+    @Test("prefaultInitialPool prefaults the startup fibers too")
+    func prefaultInitialPool() throws {
+        var config = testConfig(initial: 3, target: 3, max: 3, allocator: try MmapStackAllocator())
+        config.prefetchPages = .populate
+        config.prefaultInitialPool = true
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        for fiber in scheduler.fibers {
+            let report = try StackProbeReport(layout: fiber.stack.layout)
+            #expect(report.residentUsablePages == report.usablePages)
+        }
+    }
+
+    @Test("Allocation failure while growing is logged and the pool goes on with what it has")
+    func growthFailure() throws {
+        let allocator = CountingHeapAllocator(limit: 5)
+        let scheduler = try FiberScheduler(config: testConfig(workers: 1, initial: 2, target: 10, max: 10, allocator: allocator))
+        #expect(eventually { scheduler.stats.pool.growthFailures == 1 })
+        #expect(scheduler.stats.pool.size == 5)
+        #expect(try scheduler.submit { 5 }.wait() == 5)
+        scheduler.shutdown()
+        #expect(allocator.released.load(ordering: .relaxed) == 5)
+    }
+
+    @Test("Allocation failure when a job needs a fiber is that job's error")
+    func allocationFailureIsTheJobsError() throws {
+        let allocator = CountingHeapAllocator(limit: 1)
+        let scheduler = try FiberScheduler(config: testConfig(workers: 1, initial: 1, target: 1, max: 4, allocator: allocator))
+        let gate = JobCounter(1)
+        let first = scheduler.submit { try gate.wait() }
+        #expect(eventually { scheduler.stats.pool.inUse == 1 })
+        let second = scheduler.submit { 2 }
+        #expect(throws: StackError.self) { try second.wait() }
+        gate.decrement()
+        try first.wait()
+        scheduler.shutdown()
+    }
+}

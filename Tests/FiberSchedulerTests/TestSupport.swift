@@ -1,0 +1,40 @@
+import FiberScheduler
+import Glibc
+
+/// A small, fast configuration for tests: 64 KiB stacks, 2 workers, small pools.
+func testConfig(
+    workers: Int = 2, initial: Int = 4, target: Int = 8, max: Int = 256, allocator: (any StackAllocator)? = nil
+) -> FiberConfig {
+    var config = allocator.map { FiberConfig(allocator: $0) } ?? FiberConfig()
+    config.stackSize = 64 << 10
+    config.guardSize = 16 << 10
+    config.workerCount = workers
+    config.initialPoolSize = initial
+    config.targetPoolSize = target
+    config.maxPoolSize = max
+    return config
+}
+
+/// Polls `condition` every millisecond until it holds or `seconds` pass; returns whether it held.
+func eventually(within seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = now() + seconds
+    while now() < deadline {
+        if condition() { return true }
+        usleep(1000)
+    }
+    return condition()
+}
+
+/// Monotonic seconds.
+func now() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// Something a job's frame holds; reports its deinit so tests can see frames unwind.
+final class FrameResource: Sendable {
+    private let onDeinit: @Sendable () -> Void
+    init(onDeinit: @escaping @Sendable () -> Void) { self.onDeinit = onDeinit }
+    deinit { onDeinit() }
+}

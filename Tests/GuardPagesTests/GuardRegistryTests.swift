@@ -1,0 +1,133 @@
+import Glibc
+import GuardPages
+import Testing
+
+/// Address space reserved PROT_NONE, carved into fake stacks for the registry (which never touches
+/// the memory it describes): no real allocator can hand out these addresses while the test runs.
+final class AddressReservation: Sendable {
+    let base: UInt
+    let size: Int
+
+    init(size: Int) throws {
+        let address = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        try #require(address != MAP_FAILED)
+        base = UInt(bitPattern: address)
+        self.size = size
+    }
+
+    /// A stack whose reservation starts `offset` bytes into the region.
+    func layout(at offset: Int, usable: Int, guard guardSize: Int) throws -> StackLayout {
+        precondition(offset + guardSize + usable <= size)
+        return try StackLayout(base: base + UInt(offset), sizes: StackSizes(usable: usable, guard: guardSize))
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(bitPattern: base), size) }
+}
+
+@Suite("GuardRegistry")
+struct GuardRegistryTests {
+    @Test("A registered guard is found from each of its addresses, and from no other")
+    func findsGuard() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layout = try region.layout(at: 64 << 10, usable: 64 << 10, guard: 16 << 10)
+        try GuardRegistry.register(layout, label: "job-1@worker-0")
+        defer { GuardRegistry.unregister(layout) }
+        var addresses = Array(stride(from: layout.guardRange.lowerBound, to: layout.usableBottom, by: 997))
+        addresses.append(layout.usableBottom - 1)
+        for address in addresses {
+            let entry = GuardRegistry.entry(guarding: address)
+            #expect(entry?.guardRange == layout.guardRange, "0x\(String(address, radix: 16))")
+            #expect(entry?.usableRange == layout.usableRange)
+            #expect(entry?.label == "job-1@worker-0")
+        }
+        for address in [layout.base - 1, layout.usableBottom, layout.top - 1, layout.top, 0, 8, UInt.max] {
+            #expect(GuardRegistry.entry(guarding: address) == nil, "0x\(String(address, radix: 16))")
+        }
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange)
+        #expect(GuardRegistry.unregister(layout))
+        #expect(GuardRegistry.entry(guarding: layout.usableBottom - 1) == nil)
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil)
+    }
+
+    @Test("Adjacent stacks: a fault in each guard names that stack")
+    func adjacentStacks() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layouts = try (0..<8).map { try region.layout(at: $0 * (20 << 10), usable: 16 << 10, guard: 4 << 10) }
+        for (index, layout) in layouts.enumerated() { try GuardRegistry.register(layout, label: "stack-\(index)") }
+        defer { for layout in layouts { GuardRegistry.unregister(layout) } }
+        for (index, layout) in layouts.enumerated() {
+            #expect(GuardRegistry.entry(guarding: layout.base)?.label == "stack-\(index)")
+            #expect(GuardRegistry.entry(guarding: layout.usableBottom - 1)?.label == "stack-\(index)")
+            #expect(GuardRegistry.entry(guarding: layout.usableBottom) == nil)
+        }
+    }
+
+    @Test("Labels are replaced, cut at 63 bytes on a character boundary, and made printable")
+    func labels() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layout = try region.layout(at: 0, usable: 16 << 10, guard: 4 << 10)
+        try GuardRegistry.register(layout)
+        defer { GuardRegistry.unregister(layout) }
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "")
+        #expect(GuardRegistry.setLabel("job-17@worker-1", forStackAt: layout.usableBottom))
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "job-17@worker-1")
+        let long = String(repeating: "a", count: 62) + "é" + "tail"  // "é" is 2 bytes at offsets 62-63
+        #expect(GuardRegistry.setLabel(long, forStackAt: layout.usableBottom))
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == String(repeating: "a", count: 62))
+        #expect(GuardRegistry.setLabel("a\"b\nc\u{7F}", forStackAt: layout.usableBottom))
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "a?b?c?")
+        #expect(GuardRegistry.setLabel("before\0after", forStackAt: layout.usableBottom))
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "before")
+        #expect(!GuardRegistry.setLabel("nobody", forStackAt: layout.top))
+    }
+
+    @Test("Registering a usable bottom twice is refused with EEXIST; unregistering twice returns false")
+    func duplicates() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layout = try region.layout(at: 0, usable: 16 << 10, guard: 4 << 10)
+        try GuardRegistry.register(layout)
+        #expect(throws: StackError.guardRegistrationFailed(.fileExists, stack: layout)) {
+            try GuardRegistry.register(layout)
+        }
+        #expect(StackError.guardRegistrationFailed(.fileExists, stack: layout).description.contains("unregister"))
+        #expect(GuardRegistry.unregister(layout))
+        #expect(!GuardRegistry.unregister(layout))
+    }
+
+    @Test("An empty guard keeps a label for the stack and never matches a fault")
+    func labelOnly() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layout = try region.layout(at: 0, usable: 16 << 10, guard: 0)
+        try GuardRegistry.register(layout, label: "canary-stack")
+        defer { GuardRegistry.unregister(layout) }
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "canary-stack")
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange.isEmpty == true)
+        #expect(GuardRegistry.entry(guarding: layout.usableBottom - 1) == nil)
+        #expect(GuardRegistry.entry(guarding: layout.usableBottom) == nil)
+    }
+
+    @Test("100,000 stacks: the index grows, every guard is found, and the count comes back")
+    func growth() async {
+        // In a child process: the count is process-wide, and other tests register stacks in parallel.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let stacks = 100_000
+            let region = try AddressReservation(size: stacks * (8 << 10))
+            let baseline = GuardRegistry.count
+            let layouts = try (0..<stacks).map { try region.layout(at: $0 * (8 << 10), usable: 4 << 10, guard: 4 << 10) }
+            for layout in layouts { try GuardRegistry.register(layout) }
+            precondition(GuardRegistry.count == baseline + stacks, "count \(GuardRegistry.count) after registering")
+            for layout in layouts {
+                precondition(GuardRegistry.entry(guarding: layout.base + 100)?.usableRange == layout.usableRange)
+            }
+            for layout in layouts.reversed() where layout.base % (16 << 10) == 0 {
+                precondition(GuardRegistry.unregister(layout))
+            }
+            for layout in layouts {
+                let registered = layout.base % (16 << 10) != 0
+                precondition((GuardRegistry.entry(guarding: layout.base) != nil) == registered, "after removing half")
+            }
+            for layout in layouts where layout.base % (16 << 10) != 0 { precondition(GuardRegistry.unregister(layout)) }
+            precondition(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import StackAllocators
+import Testing
+
+/// Runs `fiberstacks numa-check --json --disposable-machine` inside scripts/numa-vm guests with several NUMA nodes and
+/// asserts on its results. Each boot takes 10-40 s under TCG (qemu without KVM).
+@Suite("NUMA placement in multi-node VMs (scripts/numa-vm)", .serialized)
+struct VirtualMachineTests {
+    /// Two nodes with CPUs and memory; node 1 small enough that the preferred-spill check stays quick.
+    static let twoNodes = "0:cpus=0,mem=576;1:cpus=1,mem=256"
+    /// Node 2 has CPUs 2-3 and no memory.
+    static let memoryless = "0:cpus=0,mem=256;1:cpus=1,mem=256;2:cpus=2-3,mem=0"
+
+    @Test(
+        "Two nodes: bound stacks have every page on their node whichever node prefaults them",
+        .enabled(if: VM.missing == nil, VM.reason))
+    func twoNodes() throws {
+        let report = try VM.run(nodes: Self.twoNodes)
+        let topology = try #require(report.topology)
+        #expect(topology.memoryNodes == [0, 1])
+        #expect(topology.nodes.map(\.cpus) == [[0], [1]])
+        for target in [0, 1] {
+            let remote = 1 - target
+            for strategy in ["populate", "touch"] {
+                let counts = try report.passed("bind/node\(target)/\(strategy)-from-node\(remote)")
+                #expect(counts["pages"] == 64 && counts["present"] == 64 && counts["node\(target)"] == 64, "\(counts)")
+            }
+            // Control: without a placement the same prefault lands on the prefaulting CPU's node.
+            #expect(try report.passed("first-touch/node\(remote)")["node\(remote)"] == 64)
+            #expect(try report.passed("preferred/node\(target)")["node\(target)"] == 64)
+            #expect(try report.passed("pin/node\(target)")["node"] == target)
+        }
+        // Preferred spills to the other node when its own is full; verify reports the spill.
+        let spill = try report.passed("preferred-spill/node1", notSkipped: true)
+        #expect(
+            (spill["node1"] ?? 0) > 0 && (spill["node0"] ?? 0) > 0 && spill["present"] == spill["pages"], "\(spill)")
+        // Interleave: 64 pages over 2 nodes, 32 each.
+        let interleave = try report.passed("interleave")
+        #expect(interleave["node0"] == 32 && interleave["node1"] == 32, "\(interleave)")
+        // Existing pages on node 0, then bound to node 1.
+        #expect(try report.passed("existing-pages/move")["node1"] == 64)
+        let strict = try report.passed("existing-pages/strict")
+        #expect(strict["failed"] == 1 && strict["node0"] == 64)
+        let leave = try report.passed("existing-pages/leave")
+        #expect(leave["failed"] == 0 && leave["node0"] == 64)
+        #expect(try report.passed("reject/out-of-range/2").isEmpty)
+        // The guest kernel (Debian 6.1) lacks MADV_GUARD_INSTALL: automatic guards fall back to mprotect.
+        let guards = try report.passed("guard/automatic")
+        #expect(guards["guardPresent"] == 0 && (guards["guardPages"] ?? 0) > 0)
+        #expect(try report.passed("guard/mprotect")["lightweight"] == 0)
+        // Huge-page stacks bound to a node with an empty pool: hugePagesExhausted naming that node's pool
+        // file, at allocation, not SIGBUS; bound to the node with pages, they land there.
+        let huge = try report.passed("huge/empty-node-pool", notSkipped: true)
+        #expect(huge["namesNode"] == 1 && huge["freeOnEmptyNode"] == 0 && huge["onFullNode"] == 1, "\(huge)")
+        // The scheduler: each worker's stacks, bound to its node and grown while idle, are all there.
+        let scheduler = try report.passed("scheduler/worker-node-stacks", notSkipped: true)
+        #expect(scheduler["grown"] == 6 && scheduler["misplaced"] == 0, "\(scheduler)")
+        report.expectAllPassed()
+    }
+
+    @Test(
+        "A memoryless node: binding to it is refused with its error; its CPUs can prefault bound stacks",
+        .enabled(if: VM.missing == nil, VM.reason))
+    func memorylessNode() throws {
+        let report = try VM.run(nodes: Self.memoryless)
+        let topology = try #require(report.topology)
+        #expect(topology.memoryNodes == [0, 1])
+        let node2 = try #require(topology.node(2))
+        #expect(!node2.hasMemory && node2.online && node2.cpus == [2, 3])
+        for mode in ["bind", "preferred", "interleave"] {
+            _ = try report.passed("reject/memoryless/node2/\(mode)")
+        }
+        // The kernel agrees, without our validation: mbind to the memoryless node is EINVAL.
+        #expect(try report.passed("kernel-refuses/memoryless/node2/bind")["errno"] == Int(EINVAL))
+        #expect(try report.passed("kernel-refuses/memoryless/node2/preferred")["errno"] == Int(EINVAL))
+        for target in [0, 1] {
+            #expect(try report.passed("bind/node\(target)/populate-from-node2")["node\(target)"] == 64)
+        }
+        // Its CPUs' own first touch lands on a node with memory.
+        let local = try report.passed("first-touch/node2")
+        #expect(local["present"] == 64 && local["node2"] == nil)
+        report.expectAllPassed()
+    }
+}
+
+/// What `numa-check --json` prints.
+struct VMReport: Decodable {
+    struct Check: Decodable {
+        let name: String
+        let passed: Bool
+        let detail: String
+        let counts: [String: Int]
+    }
+
+    let passed: Bool
+    let kernel: String
+    let topology: NUMATopology?
+    let checks: [Check]
+
+    /// The counts of the check `name`, after expecting it to be present and passed (and, with
+    /// `notSkipped`, actually run).
+    func passed(_ name: String, notSkipped: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> [String: Int]
+    {
+        let check = try #require(
+            checks.first { $0.name == name }, "no check \(name) in \(checks.map(\.name))",
+            sourceLocation: sourceLocation)
+        #expect(check.passed, "\(name): \(check.detail)", sourceLocation: sourceLocation)
+        if notSkipped {
+            #expect(!check.detail.hasPrefix("skipped:"), "\(name): \(check.detail)", sourceLocation: sourceLocation)
+        }
+        return check.counts
+    }
+
+    /// Every check passed.
+    func expectAllPassed(sourceLocation: SourceLocation = #_sourceLocation) {
+        for check in checks where !check.passed {
+            Issue.record("\(check.name) failed: \(check.detail)", sourceLocation: sourceLocation)
+        }
+        #expect(passed, sourceLocation: sourceLocation)
+    }
+}
+
+/// scripts/numa-vm and what it needs.
+enum VM {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let script = packageRoot.appendingPathComponent("scripts/numa-vm").path
+    /// The fiberstacks binary built next to the test bundle.
+    static let fiberstacks = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("fiberstacks").path
+
+    /// What is missing to boot a VM here, or nil.
+    static let missing: String? = {
+        #if arch(x86_64)
+            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+            let hasQemu = path.split(separator: ":").contains {
+                FileManager.default.isExecutableFile(atPath: "\($0)/qemu-system-x86_64")
+            }
+            let kernels = (try? FileManager.default.contentsOfDirectory(atPath: "/boot")) ?? []
+            let hasKernel = kernels.contains {
+                $0.hasPrefix("vmlinuz-") && $0.hasSuffix("-amd64")
+                    && FileManager.default.isReadableFile(atPath: "/boot/\($0)")
+            }
+            let hasBusybox = ["/bin/busybox", "/usr/bin/busybox"].contains {
+                FileManager.default.isExecutableFile(atPath: $0)
+            }
+            let absent = [
+                (hasQemu, "qemu-system-x86_64"), (hasKernel, "a readable /boot/vmlinuz-*-amd64"),
+                (hasBusybox, "busybox"),
+            ]
+            .filter { !$0.0 }.map(\.1)
+            guard absent.isEmpty else { return absent.joined(separator: ", ") }
+            guard FileManager.default.isExecutableFile(atPath: fiberstacks) else {
+                return "the fiberstacks binary at \(fiberstacks)"
+            }
+            return nil
+        #else
+            return "an x86_64 host (scripts/numa-vm boots qemu-system-x86_64)"
+        #endif
+    }()
+
+    static var reason: Comment {
+        "needs \(missing ?? ""): apt-get install qemu-system-x86 linux-image-amd64 busybox-static (scripts/setup does)"
+    }
+
+    /// Boots a VM with the node layout `nodes`, runs `fiberstacks numa-check --json --disposable-machine` in
+    /// it, and decodes what it printed. The guest's exit status must be 0 (all passed) or 1 (a check failed).
+    static func run(nodes: String) throws -> VMReport {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [
+            script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks, "numa-check", "--json",
+            "--disposable-machine",
+        ]
+        let output = Pipe()
+        // Standard error goes to a file, so neither stream can fill up while the other is read.
+        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "numa-vm-\(UUID().uuidString).stderr")
+        try #require(
+            FileManager.default.createFile(atPath: errorPath.path, contents: nil), "cannot create \(errorPath.path)")
+        defer { try? FileManager.default.removeItem(at: errorPath) }
+        process.standardOutput = output
+        process.standardError = try FileHandle(forWritingTo: errorPath)
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stderr = (try? String(contentsOf: errorPath, encoding: .utf8)) ?? ""
+        let status = process.terminationStatus
+        try #require(status == 0 || status == 1, "scripts/numa-vm --nodes '\(nodes)' exited \(status): \(stderr)")
+        return try JSONDecoder().decode(VMReport.self, from: data)
+    }
+}
