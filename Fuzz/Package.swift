@@ -15,7 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
-        // C helpers that must run uninstrumented (the mapping census).
+        // C helpers: what must run uninstrumented (the mapping census, the recursion) and process control.
         .target(name: "CFuzzSupport"),
         // Input decoding, checks that report findings, and process-wide measurements shared by the targets.
         .target(name: "FuzzSupport", dependencies: ["CFuzzSupport"]),
@@ -32,6 +32,16 @@ let package = Package(
                 .product(name: "StackAllocators", package: fiberStacks),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // GuardRegistry against a dictionary model: overlapping, adjacent and colliding stacks.
+        .executableTarget(
+            name: "GuardRegistryFuzzer",
+            dependencies: ["FuzzSupport", .product(name: "GuardPages", package: fiberStacks)]
+        ),
+        // Real guards, really hit: recursion on a guarded stack in a forked child, per input.
+        .executableTarget(
+            name: "GuardProbeFuzzer",
+            dependencies: ["FuzzSupport", "CFuzzSupport", .product(name: "StackAllocators", package: fiberStacks)]
         ),
     ],
     swiftLanguageModes: [.v6]

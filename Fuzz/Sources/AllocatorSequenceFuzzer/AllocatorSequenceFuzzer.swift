@@ -36,6 +36,8 @@ struct SequenceRun {
     let allocator: any StackAllocator & StackStatsReporting
     let live = LiveStacks()
     let logger = Logger(label: "fuzz.allocator-sequence")
+    /// Stacks in GuardRegistry before the input.
+    let registeredBefore = GuardRegistry.count
     /// Bytes this input may still make resident.
     var budget = residentBudget
     /// The next value written into a stack: unique within the input.
@@ -62,6 +64,7 @@ struct SequenceRun {
         while live.count > 0 { release(at: live.count - 1) }
         let stats = allocator.stats
         check(stats.live == 0 && stats.bytesReserved == 0, "\(subject): counters after releasing everything: \(stats)")
+        check(GuardRegistry.count == registeredBefore, "\(subject): \(GuardRegistry.count) stacks in GuardRegistry after releasing everything, \(registeredBefore) before")
     }
 
     /// The live stack an operation applies to, or nil when there is none.
@@ -82,6 +85,10 @@ struct SequenceRun {
             case .failure(let expected):
                 check(error == expected, "\(context()) threw \(error), expected \(expected)")
             case .success:
+                if let placement = request.placement, !placement.isValid {
+                    check(isPlacementError(error), "\(context()) threw \(error), expected an error naming the NUMA nodes")
+                    break
+                }
                 guard request.prefault.isInvalid, case .top(let depth) = request.prefault.depth else {
                     finding("\(context()) threw \(error) for a valid request")
                 }
@@ -97,6 +104,7 @@ struct SequenceRun {
             finding("\(context()) returned \(stack.descriptor), expected \(expected)")
         case .success(let sizes):
             check(!request.prefault.isInvalid, "\(context()) accepted a negative prefault depth")
+            check(request.placement?.isValid ?? true, "\(context()) accepted a placement on nodes without memory")
             adopt(stack, sizes: sizes, request: request, context: context())
         }
         checkCounters(context())
@@ -119,6 +127,8 @@ struct SequenceRun {
         budget -= request.prefault.bytes(usable: sizes.usable)
         checkResidency(model, exact: subject.residencyIsExact, context())
         checkGuard(layout, context())
+        checkRegistered(layout, context())
+        check(descriptor.node == request.placement?.homeNode, "\(context()): node \(String(describing: descriptor.node)), placed on \(String(describing: request.placement))")
         // Marks at both ends: the top word and the bottom word of the usable range.
         mark(&model, at: layout.top - 8)
         mark(&model, at: layout.usableBottom)
@@ -152,6 +162,7 @@ struct SequenceRun {
         let model = live.models[index]
         let context = { [subject] in "\(subject): probe of \(model.layout)" }
         checkGuard(model.layout, context())
+        checkRegistered(model.layout, context())
         checkResidency(model, exact: subject.residencyIsExact, context())
         checkReport(model, context())
         checkMarks(model, context())
@@ -180,6 +191,9 @@ struct SequenceRun {
         checkGuard(model.layout, context())
         live.remove(at: index).release()
         if subject.unmapsOnRelease { checkUnmapped(model.layout, context()) }
+        if subject.registersGuards, !live.models.contains(where: { $0.layout.usableBottom == model.layout.usableBottom }) {
+            check(GuardRegistry.entry(forStackAt: model.layout.usableBottom) == nil, "\(context()): still in GuardRegistry")
+        }
         checkCounters(context())
     }
 
@@ -189,6 +203,14 @@ struct SequenceRun {
         UnsafeMutablePointer<UInt64>(bitPattern: address)!.pointee = nextMark
         model.marks[address] = nextMark
         model.residentPages.insert(address & ~UInt(systemPageSize - 1))
+    }
+
+    /// A guarded stack is in GuardRegistry with its layout (when the allocator registers its stacks).
+    func checkRegistered(_ layout: StackLayout, _ context: @autoclosure () -> String) {
+        guard subject.registersGuards, layout.sizes.guardSize > 0 else { return }
+        let entry = GuardRegistry.entry(forStackAt: layout.usableBottom)
+        check(entry?.guardRange == layout.guardRange && entry?.usableRange == layout.usableRange, "\(context()): GuardRegistry holds \(String(describing: entry))")
+        check(GuardRegistry.entry(guarding: layout.usableBottom - 1)?.usableRange == layout.usableRange, "\(context()): the guard's top byte is not found in GuardRegistry")
     }
 
     /// The allocator's counters agree with the live stacks.

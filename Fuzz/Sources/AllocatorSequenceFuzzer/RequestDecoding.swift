@@ -40,6 +40,18 @@ extension ByteReader {
         }
     }
 
+    /// Mostly no placement; sometimes one on this machine's memory nodes, on nodes it lacks, on
+    /// absurd node numbers, or an interleave over no node at all.
+    mutating func placement() -> NUMAPlacement? {
+        let candidates = memoryNodes + [memoryNodes.count, 63, 64, 1024, -1, Int.min, Int.max]
+        switch byte() % 10 {
+        case 0: return .bind(pick(candidates))
+        case 1: return .preferred(pick(candidates))
+        case 2: return .interleave((0..<int(in: 0...3)).map { _ in pick(candidates) })
+        default: return nil
+        }
+    }
+
     /// A whole request. `.all` on a stack larger than `prefaultCap` is cut to the cap, and a prefault
     /// that would overrun the input's `remainingBudget` becomes `.none`.
     mutating func request(remainingBudget: Int) -> StackRequest {
@@ -48,7 +60,25 @@ extension ByteReader {
         var policy = prefaultPolicy()
         if case .all = policy.depth, usable > prefaultCap { policy.depth = .top(bytes: prefaultCap) }
         if policy.bytes(usable: usable) > remainingBudget { policy.strategy = .none }
-        return StackRequest(usableSize: usable, guardSize: guardSize, prefault: policy)
+        return StackRequest(usableSize: usable, guardSize: guardSize, prefault: policy, placement: placement())
+    }
+}
+
+/// The NUMA nodes with memory on this machine: where a placement may put pages.
+let memoryNodes: [Int] = {
+    do { return try NUMATopology.current().memoryNodes } catch { finding("reading the NUMA topology failed: \(error)") }
+}()
+
+extension NUMAPlacement {
+    /// Whether the placement can be honoured here: at least one node, and only nodes with memory.
+    var isValid: Bool { !nodes.isEmpty && nodes.allSatisfy(memoryNodes.contains) }
+}
+
+/// Whether `error` is one of the errors that say a placement names no usable node.
+func isPlacementError(_ error: StackError) -> Bool {
+    switch error {
+    case .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty: true
+    default: false
     }
 }
 

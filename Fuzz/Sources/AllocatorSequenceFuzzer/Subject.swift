@@ -27,6 +27,13 @@ enum Subject: CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// Whether the allocator keeps its guarded stacks in GuardRegistry while they live.
+    var registersGuards: Bool {
+        switch self {
+        case .mmapAutomatic, .mmapMprotect: true
+        }
+    }
+
     /// Whether the pages of a new stack are resident exactly where its prefault plan says (fresh
     /// memory); otherwise at least there (reused memory may hold more).
     var residencyIsExact: Bool {
