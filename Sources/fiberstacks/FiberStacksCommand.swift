@@ -7,7 +7,7 @@ struct FiberStacksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
-        subcommands: [Doctor.self, Verify.self],
+        subcommands: [Doctor.self, Verify.self, BenchSlab.self],
         defaultSubcommand: Verify.self)
 
     /// Exit codes: 0 success, 1 a check failed, 2 bad arguments (ArgumentParser's own code is 64).

@@ -13,6 +13,8 @@ struct Verify: ParsableCommand {
     func run() throws {
         var report = VerifyReport()
         MmapChecks.run(into: &report)
+        SlabChecks.run(into: &report)
+        PooledChecks.run(into: &report)
         if json {
             print(try encodeJSON(report))
         } else {

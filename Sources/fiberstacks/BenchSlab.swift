@@ -1,0 +1,223 @@
+import ArgumentParser
+import Foundation
+import Synchronization
+import StackAllocators
+
+/// `fiberstacks bench-slab` (hidden): the numbers behind docs/benchmarks.md for slabs and pools.
+/// Build with `-c release`; run alone on the machine. Prints Markdown tables.
+struct BenchSlab: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-slab", abstract: "Benchmark slab and pooled stack allocators (Markdown).",
+        shouldDisplay: false)
+
+    @Option(help: "Acquire+release pairs per pooled measurement.")
+    var iterations = 10_000_000
+
+    @Option(help: "Stacks per cold-carve and mmap measurement.")
+    var stacks = 20_000
+
+    @Option(help: "Stacks for the bulk creation measurement.")
+    var million = 1_000_000
+
+    @Option(parsing: .upToNextOption, help: "Sections to run: pooled, carve, scrub, bulk.")
+    var sections = ["pooled", "carve", "scrub", "bulk"]
+
+    func run() throws {
+        if sections.contains("pooled") { try pooled() }
+        if sections.contains("carve") { try carve() }
+        if sections.contains("scrub") { try scrub() }
+        if sections.contains("bulk") { try bulk() }
+    }
+
+    // MARK: - Pooled acquire+release
+
+    private func pooled() throws {
+        print("## Pooled acquire+release\n")
+        print("| configuration | threads | ns per acquire+release |")
+        print("|---|---|---|")
+        let request = StackRequest(usableSize: 64 << 10)
+        for (name, config, threads) in [
+            ("thread cache 16", PooledStackAllocator.Configuration(stack: request), 1),
+            ("thread cache 16", PooledStackAllocator.Configuration(stack: request), 2),
+            ("no thread cache (depot mutex)", PooledStackAllocator.Configuration(stack: request, threadCacheSize: 0), 1),
+            ("no thread cache (depot mutex)", PooledStackAllocator.Configuration(stack: request, threadCacheSize: 0), 2),
+            ("thread cache 16, scrub on release (untouched stack)",
+             PooledStackAllocator.Configuration(stack: request, scrubOnRelease: true), 1),
+            ("thread cache 16, watermark 16 KiB every release",
+             PooledStackAllocator.Configuration(
+                stack: request, hotWatermark: .init(bytes: 16 << 10, timing: .everyRelease)), 1),
+        ] {
+            if let only = ProcessInfo.processInfo.environment["BENCH_POOLED_ONLY"], !name.hasPrefix(only) { continue }
+            let pool = try PooledStackAllocator(wrapping: try SlabStackAllocator(), config)
+            let perThread = name.contains("every release") || name.contains("scrub") ? iterations / 100 : iterations
+            let nanoseconds = try concurrently(threads) {
+                for _ in 0..<1000 { try pool.allocate(request).release() }
+                return try timed(perThread) { try pool.allocate(request).release() }
+            }
+            print("| \(name) | \(threads) | \(format(nanoseconds.max()!)) |")
+        }
+        let null = opaque(try NullStackAllocator() as any StackAllocator)
+        let floor = try timed(iterations) { try null.allocate(request).release() }
+        print("| floor: a `Stack` made and dropped, no pool (allocator retain + release, one dynamic call) | 1 | \(format(floor)) |")
+        print()
+    }
+
+    // MARK: - Cold carve vs mmap
+
+    private func carve() throws {
+        print("## Cold stack: slab carve vs mmap\n")
+        print("64 KiB usable, 64 KiB guard; \(stacks) stacks per row.\n")
+        print("| operation | µs per stack |")
+        print("|---|---|")
+        let request = StackRequest(usableSize: 64 << 10)
+        var modes: [GuardMode] = [.mprotect]
+        if GuardInstaller.lightweightGuardsSupported { modes.insert(.lightweight, at: 0) }
+        for mode in modes {
+            let mmap = try MmapStackAllocator(guardMode: mode)
+            let cycle = try timed(stacks) { try mmap.allocate(request).release() }
+            let guardName = mode == .lightweight ? "MADV_GUARD_INSTALL" : "mprotect"
+            print("| mmap + \(guardName) + munmap (MmapStackAllocator, allocate+release) | \(format(cycle / 1000, digits: 2)) |")
+        }
+        for mode in modes {
+            let slab = try SlabStackAllocator(.init(guardMode: mode))
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: stacks)
+            defer { storage.deallocate() }
+            var index = 0
+            let carve = try timed(stacks) {
+                (storage + index).initialize(to: try slab.allocate(request))
+                index += 1
+            }
+            let release = timed(stacks) {
+                index -= 1
+                (storage + index).deinitialize(count: 1)
+            }
+            let reuse = try timed(stacks) { try slab.allocate(request).release() }
+            print("| slab carve of a cold slot (\(mode) guard) | \(format(carve / 1000, digits: 2)) |")
+            print("| slab release (MADV_DONTNEED, slot kept) (\(mode) guard) | \(format(release / 1000, digits: 2)) |")
+            print("| slab reuse of a released slot, allocate+release (\(mode) guard) | \(format(reuse / 1000, digits: 2)) |")
+        }
+        print()
+    }
+
+    // MARK: - Scrub
+
+    private func scrub() throws {
+        print("## Scrub and discard cost\n")
+        print("256 KiB stacks from a pool over a slab; each iteration acquires, writes `depth` bytes below the top, ")
+        print("releases. Cost per KiB = (time with the option - time without) / depth.\n")
+        print("| depth | baseline ns/iter | scrub (mincore + memset) ns/KiB | discard (MADV_DONTNEED, refault on reuse) ns/KiB |")
+        print("|---|---|---|---|")
+        let request = StackRequest(usableSize: 256 << 10)
+        let slab = try SlabStackAllocator(.init(usableSize: 256 << 10))
+        func pool(_ scrub: Bool, _ watermark: PooledStackAllocator.HotWatermark?) throws -> PooledStackAllocator {
+            try PooledStackAllocator(
+                wrapping: slab, .init(stack: request, hotWatermark: watermark, scrubOnRelease: scrub))
+        }
+        let variants = [
+            try pool(false, nil), try pool(true, nil), try pool(false, .init(bytes: 0, timing: .everyRelease)),
+        ]
+        for depth in [4 << 10, 16 << 10, 64 << 10, 256 << 10] {
+            var results: [Double] = []
+            for pool in variants {
+                results.append(try timed(20_000) {
+                    let stack = try pool.allocate(request)
+                    memset(stack.top - depth, 0x5A, depth)
+                    stack.release()
+                })
+            }
+            let kib = Double(depth >> 10)
+            print("| \(depth >> 10) KiB | \(format(results[0])) | \(format((results[1] - results[0]) / kib, digits: 1)) "
+                + "| \(format((results[2] - results[0]) / kib, digits: 1)) |")
+        }
+        print()
+    }
+
+    // MARK: - A million stacks
+
+    private func bulk() throws {
+        print("## \(million) guarded stacks\n")
+        print("| measure | value |")
+        print("|---|---|")
+        let slab = try SlabStackAllocator()
+        let request = StackRequest(usableSize: 64 << 10)
+        let storage = UnsafeMutablePointer<Stack>.allocate(capacity: million)
+        defer { storage.deallocate() }
+        let mapsBefore = try MapCount.current()
+        let rssBefore = statusKiB("VmRSS"), pteBefore = statusKiB("VmPTE")
+        var index = 0
+        let create = try timed(million) {
+            (storage + index).initialize(to: try slab.allocate(request))
+            index += 1
+        }
+        let mapsAfter = try MapCount.current()
+        let rssAfter = statusKiB("VmRSS"), pteAfter = statusKiB("VmPTE")
+        let resident = try slab.residentBytes()
+        let release = timed(million) {
+            index -= 1
+            (storage + index).deinitialize(count: 1)
+        }
+        slab.trim()
+        let mapsReleased = try MapCount.current()
+        print("| guard | \(slab.guardMechanism) |")
+        print("| create, total | \(format(create * Double(million) / 1e9, digits: 2)) s (\(format(create / 1000, digits: 2)) µs per stack) |")
+        print("| release, total | \(format(release * Double(million) / 1e9, digits: 2)) s |")
+        print("| map lines | \(mapsBefore) before, \(mapsAfter) with all live (+\(mapsAfter - mapsBefore)), \(mapsReleased) after release and trim |")
+        print("| VmRSS growth (includes the test's Stack storage) | \((rssAfter - rssBefore) >> 10) MiB |")
+        print("| VmPTE growth (page tables: guard markers) | \((pteAfter - pteBefore) >> 10) MiB |")
+        print("| slab resident bytes (mincore) | \(resident) |")
+        print("| address space reserved | \(slab.stats.bytesReserved >> 30) GiB |")
+        print()
+    }
+}
+
+/// Hands out one fixed descriptor and takes it back doing nothing: the cost of `Stack` itself.
+private final class NullStackAllocator: StackAllocator {
+    let descriptor: StackDescriptor
+
+    init() throws {
+        descriptor = StackDescriptor(
+            layout: try StackLayout(base: 1 << 30, sizes: try StackSizes(usable: 64 << 10, guard: 0)), guardMechanism: .none)
+    }
+
+    func allocate(_ request: StackRequest) -> Stack { Stack(descriptor: descriptor, allocator: self) }
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
+}
+
+/// `value`, hidden from the optimizer.
+@inline(never)
+private func opaque<T>(_ value: T) -> T { value }
+
+/// Runs `body` on `threads` threads at once; returns each thread's result.
+private func concurrently(_ threads: Int, _ body: @escaping @Sendable () throws -> Double) throws -> [Double] {
+    let results = Mutex<[Double]>([])
+    let failure = Mutex<(any Error)?>(nil)
+    DispatchQueue.concurrentPerform(iterations: threads) { _ in
+        do {
+            let value = try body()
+            results.withLock { $0.append(value) }
+        } catch {
+            failure.withLock { $0 = error }
+        }
+    }
+    if let error = failure.withLock({ $0 }) { throw error }
+    return results.withLock { $0 }
+}
+
+/// Nanoseconds per call of `body`, over `count` calls.
+private func timed(_ count: Int, _ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<count { try body() }
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / Double(count)
+}
+
+private func format(_ value: Double, digits: Int = 1) -> String {
+    String(format: "%.\(digits)f", value)
+}
+
+/// A `kB` field of /proc/self/status, in KiB.
+private func statusKiB(_ field: String) -> Int {
+    guard let status = try? SystemFile.read("/proc/self/status"),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") })
+    else { return 0 }
+    return line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
+}
