@@ -1,10 +1,10 @@
 /// The shared part of a pool, behind its mutex: idle stacks no thread cache holds, and slot ids.
 /// Plain bookkeeping: no syscalls, no inner allocator calls (the pool makes those outside the lock).
 struct PoolDepot {
-    /// An idle stack and when it became idle.
+    /// An idle stack and when it became idle (`CoarseClock` nanoseconds).
     struct Entry {
         let slot: UInt32
-        let since: ContinuousClock.Instant
+        let since: Int64
     }
 
     /// Idle stacks, oldest first: taken from the end (warmest), trimmed from the start (coldest).
@@ -14,18 +14,20 @@ struct PoolDepot {
     /// Slot ids `0..<nextSlot` have been used.
     private(set) var nextSlot = 0
     /// When the last trim pass ran.
-    private var lastTrim: ContinuousClock.Instant = .now
+    private var lastTrim = CoarseClock.now()
 
-    /// Takes up to `count` of the warmest idle stacks, warmest last.
-    mutating func take(upTo count: Int) -> ArraySlice<Entry> {
-        let taken = idle.suffix(count)
-        idle.removeLast(taken.count)
+    /// Takes up to `count` of the warmest idle stacks, giving each to `body`, warmest last; returns how
+    /// many were taken.
+    mutating func take(upTo count: Int, _ body: (UInt32) -> Void) -> Int {
+        let taken = Swift.min(count, idle.count)
+        for entry in idle[(idle.count - taken)...] { body(entry.slot) }
+        idle.removeLast(taken)
         return taken
     }
 
     /// Adds idle stacks, idle from `now`.
-    mutating func put<S: Sequence<UInt32>>(_ slots: S, now: ContinuousClock.Instant) {
-        idle.append(contentsOf: slots.lazy.map { Entry(slot: $0, since: now) })
+    mutating func put<S: Sequence<UInt32>>(_ slots: S, now: Int64) {
+        for slot in slots { idle.append(Entry(slot: slot, since: now)) }
     }
 
     /// A slot id for a new stack, or nil when the table is full.
@@ -44,17 +46,18 @@ struct PoolDepot {
     /// The idle stacks to give back now, oldest first: those beyond `cap`, then, when `force` is set or
     /// `period` has passed since the last pass, those idle for `period` or longer, keeping `floor`.
     mutating func expire(
-        now: ContinuousClock.Instant, period: Duration, floor: Int, cap: Int, force: Bool
+        now: Int64, period: Int64, floor: Int, cap: Int, force: Bool
     ) -> (overCap: [UInt32], trimmed: [UInt32]) {
         let overCap = Swift.max(0, idle.count - cap)
         var trimmed = overCap
-        if force || now - lastTrim >= period {
+        if force || now &- lastTrim >= period {
             lastTrim = now
-            while trimmed < idle.count, idle.count - trimmed > floor, now - idle[trimmed].since >= period {
+            while trimmed < idle.count, idle.count - trimmed > floor, now &- idle[trimmed].since >= period {
                 trimmed += 1
             }
         }
-        let victims = idle.prefix(trimmed).map(\.slot)
+        guard trimmed > 0 else { return ([], []) }
+        let victims = idle[..<trimmed].map(\.slot)
         idle.removeFirst(trimmed)
         return (Array(victims.prefix(overCap)), Array(victims.dropFirst(overCap)))
     }

@@ -24,8 +24,8 @@ struct PoolThreadCache: ~Copyable {
     var lowWater = 0
     /// Operations since the last look at the clock.
     var ticks = 0
-    /// When the last decay ran.
-    var lastDecay: ContinuousClock.Instant
+    /// When the last decay ran (`CoarseClock` nanoseconds).
+    var lastDecay: Int64
 
     init(poolID: UInt64, capacity: Int) {
         self.poolID = poolID
@@ -33,7 +33,7 @@ struct PoolThreadCache: ~Copyable {
         entries = .allocate(capacity: Swift.max(capacity, 1))
         acquired = GuardCounters()
         released = GuardCounters()
-        lastDecay = .now
+        lastDecay = CoarseClock.now()
     }
 
     deinit {

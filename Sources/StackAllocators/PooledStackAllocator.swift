@@ -36,6 +36,8 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     private let sharedReleased = GuardCounters()
     /// Whether a release scrubs or discards (the configuration asks for work on every release).
     private let cleansEveryRelease: Bool
+    /// `configuration.idlePeriod` in `CoarseClock` nanoseconds.
+    private let idleNanoseconds: Int64
 
     /// A pool over `inner`. Makes `minimumIdle` stacks now; throws what `inner` throws for them, or a
     /// typed error for an invalid configuration.
@@ -54,20 +56,25 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         self.inner = inner
         self.configuration = configuration
         cleansEveryRelease = configuration.scrubOnRelease || configuration.hotWatermark?.timing == .everyRelease
+        idleNanoseconds = CoarseClock.nanoseconds(configuration.idlePeriod)
         self.logger = logger
         (registryIndex, poolID) = PoolRegistry.register()
         PoolRegistry.attach(self, index: registryIndex)
-        var floor: [UInt32] = []
         for _ in 0..<configuration.minimumIdle {
-            floor.append(try makeStack(prefault: configuration.stack.prefault))
+            // Into the depot one by one: if a later one throws, deinit gives these back.
+            let slot = try makeStack(prefault: configuration.stack.prefault)
+            depot.withLock { $0.put(CollectionOfOne(slot), now: CoarseClock.now()) }
         }
-        depot.withLock { $0.put(floor, now: .now) }
     }
 
     deinit {
         // No pooled stack is handed out (each holds the pool): every stack is idle in a cache or the depot.
         PoolRegistry.unregister(index: registryIndex) { cache in absorb(cache, discarding: false) }
-        let all = depot.withLock { depot in depot.take(upTo: depot.idle.count).map(\.slot) }
+        let all = depot.withLock { depot in
+            var all: [UInt32] = []
+            _ = depot.take(upTo: depot.idle.count) { all.append($0) }
+            return all
+        }
         retire(all, trimmed: false)
     }
 
@@ -99,7 +106,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
                 try Prefault.apply(request.prefault, to: descriptor.layout, logger: logger)
             } catch {
                 recorder.recordPrefaultFailure()
-                deposit([slot])
+                deposit(CollectionOfOne(slot))
                 throw error
             }
         }
@@ -125,7 +132,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         }
         guard let cache = localCache() else {
             sharedReleased.add(descriptor.guardMechanism, 1)
-            deposit([slot])
+            deposit(CollectionOfOne(slot))
             return
         }
         cache.pointee.released.incrementFromOwner(descriptor.guardMechanism)
@@ -147,20 +154,19 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// operations and are emptied when their threads exit.
     @discardableResult
     public func trim() -> Int {
+        var trimmed = 0
         if let cache = existingLocalCache() {
             let count = cache.pointee.count.load(ordering: .relaxed)
-            deposit(Array(UnsafeBufferPointer(start: cache.pointee.entries, count: count)))
+            trimmed += deposit(UnsafeBufferPointer(start: cache.pointee.entries, count: count))
             cache.pointee.count.store(0, ordering: .relaxed)
             cache.pointee.lowWater = 0
         }
-        let (overCap, trimmed) = depot.withLock { depot in
+        trimmed += giveBack(depot.withLock { depot in
             depot.expire(
-                now: .now, period: configuration.idlePeriod, floor: configuration.minimumIdle,
+                now: CoarseClock.now(), period: idleNanoseconds, floor: configuration.minimumIdle,
                 cap: configuration.maximumIdle, force: true)
-        }
-        retire(overCap, trimmed: false)
-        retire(trimmed, trimmed: true)
-        return trimmed.count
+        })
+        return trimmed
     }
 
     /// Counters; `cached` counts idle stacks in the depot and in every thread's cache, `bytesReserved`
@@ -233,8 +239,8 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     }
 
     private func decay(_ cache: UnsafeMutablePointer<PoolThreadCache>) {
-        let now = ContinuousClock.now
-        guard now - cache.pointee.lastDecay >= configuration.idlePeriod else { return }
+        let now = CoarseClock.now()
+        guard now &- cache.pointee.lastDecay >= idleNanoseconds else { return }
         cache.pointee.lastDecay = now
         let idle = cache.pointee.lowWater
         let count = cache.pointee.count.load(ordering: .relaxed)
@@ -257,8 +263,8 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// Moves the `moving` oldest entries of a cache holding `count` to the depot and shifts the rest down.
     private func depositBottom(of cache: UnsafeMutablePointer<PoolThreadCache>, _ moving: Int, count: Int) {
         let entries = cache.pointee.entries
-        deposit(Array(UnsafeBufferPointer(start: entries, count: moving)))
-        (entries).update(from: entries + moving, count: count - moving)
+        deposit(UnsafeBufferPointer(start: entries, count: moving))
+        entries.update(from: entries + moving, count: count - moving)
         cache.pointee.count.store(count - moving, ordering: .relaxed)
     }
 
@@ -267,55 +273,65 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     private func refill(_ cache: UnsafeMutablePointer<PoolThreadCache>) throws(StackError) -> UInt32 {
         let batch = Swift.max(1, cache.pointee.capacity / 2)
         let entries = cache.pointee.entries
-        let (taken, stored, overCap, trimmed) = depot.withLock { depot in
+        let (taken, expired) = depot.withLock { depot in
             let expired = depotExpiry(&depot)
-            let taken = depot.take(upTo: batch)
-            for (offset, entry) in taken.dropLast().enumerated() {
-                entries[offset] = entry.slot
+            var index = 0
+            let taken = depot.take(upTo: batch) { slot in
+                entries[index] = slot
+                index += 1
             }
-            return (taken.last?.slot, Swift.max(0, taken.count - 1), expired.overCap, expired.trimmed)
+            return (taken, expired)
         }
-        cache.pointee.count.store(stored, ordering: .relaxed)
-        retire(overCap, trimmed: false)
-        retire(trimmed, trimmed: true)
-        guard let taken else { return try makeStack(prefault: .none) }
-        return taken
+        giveBack(expired)
+        guard taken > 0 else { return try makeStack(prefault: .none) }
+        // The warmest was taken last: hand it out, keep the rest.
+        cache.pointee.count.store(taken - 1, ordering: .relaxed)
+        return entries[taken - 1]
     }
 
     // MARK: - Depot
 
     /// Without a thread cache: one stack from the depot, or a new one.
     private func takeShared() throws(StackError) -> UInt32 {
-        let (taken, overCap, trimmed) = depot.withLock { depot in
+        let (taken, expired) = depot.withLock { depot in
             let expired = depotExpiry(&depot)
-            return (depot.take(upTo: 1).first?.slot, expired.overCap, expired.trimmed)
+            var taken: UInt32?
+            _ = depot.take(upTo: 1) { taken = $0 }
+            return (taken, expired)
         }
-        retire(overCap, trimmed: false)
-        retire(trimmed, trimmed: true)
+        giveBack(expired)
         if let taken { return taken }
         return try makeStack(prefault: .none)
     }
 
     /// Puts idle stacks in the depot (after discarding below the watermark when that happens on deposit),
-    /// then gives back what exceeds the cap and what the periodic trim pass finds idle too long.
-    private func deposit(_ idle: [UInt32]) {
-        guard !idle.isEmpty else { return }
+    /// then gives back what exceeds the cap and what the periodic trim pass finds idle too long. Returns
+    /// how many were trimmed.
+    @discardableResult
+    private func deposit<Slots: Collection<UInt32>>(_ idle: Slots) -> Int {
+        guard !idle.isEmpty else { return 0 }
         if let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
             for slot in idle { _ = discard(slots.lent(slot).layout, keeping: watermark.bytes) }
         }
-        let (overCap, trimmed) = depot.withLock { depot in
-            depot.put(idle, now: .now)
+        return giveBack(depot.withLock { depot in
+            depot.put(idle, now: CoarseClock.now())
             return depotExpiry(&depot)
-        }
-        retire(overCap, trimmed: false)
-        retire(trimmed, trimmed: true)
+        })
+    }
+
+    /// Gives back to the inner allocator what a depot pass expired; returns how many were trims.
+    @discardableResult
+    private func giveBack(_ expired: (overCap: [UInt32], trimmed: [UInt32])) -> Int {
+        retire(expired.overCap, trimmed: false)
+        retire(expired.trimmed, trimmed: true)
+        return expired.trimmed.count
     }
 
     /// What the depot must give back now: stacks over the cap, and, once per `idlePeriod`, stacks idle
     /// that long above the floor.
     private func depotExpiry(_ depot: inout PoolDepot) -> (overCap: [UInt32], trimmed: [UInt32]) {
         depot.expire(
-            now: .now, period: configuration.idlePeriod, floor: configuration.minimumIdle,
+            now: CoarseClock.now(), period: idleNanoseconds, floor: configuration.minimumIdle,
             cap: configuration.maximumIdle, force: false)
     }
 
@@ -337,7 +353,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         if discarding, let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
             for slot in entries { _ = discard(slots.lent(slot).layout, keeping: watermark.bytes) }
         }
-        depot.withLock { $0.put(entries, now: .now) }
+        depot.withLock { $0.put(entries, now: CoarseClock.now()) }
     }
 
     // MARK: - Inner stacks
@@ -394,7 +410,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         }
         guard configuration.scrubOnRelease else { return true }
         do {
-            _ = try StackHygiene.scrub(scrubRange)
+            try StackHygiene.scrub(scrubRange)
             return true
         } catch {
             recorder.recordReleaseFailure()

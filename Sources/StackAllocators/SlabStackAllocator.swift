@@ -64,11 +64,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     }
 
     deinit {
-        // No stack is live (each holds the slab), so every region is empty.
+        // No stack is live (each holds the slab): every region goes, with any slot a failed release kept.
         state.withLock { state in
-            for index in state.regions.emptyRegionIndices {
-                unmap(state.regions.remove(index))
-            }
+            for case let region? in state.regions.regions { unmap(region) }
         }
     }
 
@@ -183,11 +181,20 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Discards the slot's pages and puts it back on its region's free list; unmaps the region when it
-    /// became one empty region too many. Returns false (logged) when the descriptor does not name a live
-    /// slot or the discard failed: such a slot is not reused, since its old contents might survive.
+    /// Checks that the descriptor names a live slot, discards the slot's pages, and puts it back on its
+    /// region's free list (unmapping the region when it became one empty region too many). Returns false
+    /// (logged) when the descriptor does not name a live slot, or the discard failed: such a slot is not
+    /// reused, since its old contents might survive.
     @discardableResult
     private func giveBack(_ slot: SlabSlot, layout: StackLayout) -> Bool {
+        let held = state.withLock { state in
+            state.regions.base(of: slot).map { $0 + UInt(slot.slot * sizes.total) == layout.base } ?? false
+        }
+        guard held else {
+            logger.error("release of a stack this slab does not hold", metadata: ["stack": "\(layout)"])
+            return false
+        }
+        // Outside the lock: the slot is still handed out, so nobody else touches it.
         let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usable, Int32(FS_MADV_DONTNEED))
         if case .failure(let errno) = discarded {
             logger.error(
@@ -195,16 +202,12 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                 metadata: ["stack": "\(layout)", "errno": "\(errno)"])
             return false
         }
-        return state.withLock { state in
-            guard let base = state.regions.base(of: slot), base + UInt(slot.slot * sizes.total) == layout.base else {
-                logger.error("release of a stack this slab does not hold", metadata: ["stack": "\(layout)"])
-                return false
-            }
+        state.withLock { state in
             if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions) {
                 unmap(state.regions.remove(emptied))
             }
-            return true
         }
+        return true
     }
 
     /// Unmaps a region, logging a failure (which would mean corrupted bookkeeping).

@@ -24,12 +24,11 @@ enum StackHygiene {
             .map { range }
     }
 
-    /// Zeroes the resident system pages of `range` (page-aligned); returns the bytes zeroed.
-    static func scrub(_ range: Range<UInt>) throws(StackError) -> Int {
-        guard !range.isEmpty else { return 0 }
+    /// Zeroes the resident system pages of `range` (page-aligned).
+    static func scrub(_ range: Range<UInt>) throws(StackError) {
+        guard !range.isEmpty else { return }
         let residency = try Probe.residency(of: range)
         let page = systemPageSize
-        var zeroed = 0
         var index = 0
         while index < residency.count {
             guard residency[index] else {
@@ -39,9 +38,7 @@ enum StackHygiene {
             var end = index + 1
             while end < residency.count, residency[end] { end += 1 }
             memset(UnsafeMutableRawPointer(bitPattern: range.lowerBound + UInt(index * page))!, 0, (end - index) * page)
-            zeroed += (end - index) * page
             index = end
         }
-        return zeroed
     }
 }

@@ -47,7 +47,6 @@ struct BenchSlab: ParsableCommand {
              PooledStackAllocator.Configuration(
                 stack: request, hotWatermark: .init(bytes: 16 << 10, timing: .everyRelease)), 1),
         ] {
-            if let only = ProcessInfo.processInfo.environment["BENCH_POOLED_ONLY"], !name.hasPrefix(only) { continue }
             let pool = try PooledStackAllocator(wrapping: try SlabStackAllocator(), config)
             let perThread = name.contains("every release") || name.contains("scrub") ? iterations / 100 : iterations
             let nanoseconds = try concurrently(threads) {
@@ -66,37 +65,54 @@ struct BenchSlab: ParsableCommand {
 
     private func carve() throws {
         print("## Cold stack: slab carve vs mmap\n")
-        print("64 KiB usable, 64 KiB guard; \(stacks) stacks per row.\n")
-        print("| operation | µs per stack |")
-        print("|---|---|")
-        let request = StackRequest(usableSize: 64 << 10)
+        print("64 KiB usable, 64 KiB guard; \(stacks) stacks per row, all live before any is released.\n")
+        print("| allocator, guard | allocate µs/stack | release µs/stack | allocate+release µs/stack |")
+        print("|---|---|---|---|")
         var modes: [GuardMode] = [.mprotect]
         if GuardInstaller.lightweightGuardsSupported { modes.insert(.lightweight, at: 0) }
+        var rows: [String: (Double, Double)] = [:]
         for mode in modes {
-            let mmap = try MmapStackAllocator(guardMode: mode)
-            let cycle = try timed(stacks) { try mmap.allocate(request).release() }
             let guardName = mode == .lightweight ? "MADV_GUARD_INSTALL" : "mprotect"
-            print("| mmap + \(guardName) + munmap (MmapStackAllocator, allocate+release) | \(format(cycle / 1000, digits: 2)) |")
+            let mmap = try MmapStackAllocator(guardMode: mode)
+            let (allocate, release) = try allocateThenRelease(mmap)
+            rows["mmap/\(mode)"] = (allocate, release)
+            print("| mmap + \(guardName) / munmap (MmapStackAllocator) | \(format(allocate / 1000, digits: 2)) "
+                + "| \(format(release / 1000, digits: 2)) | \(format((allocate + release) / 1000, digits: 2)) |")
         }
         for mode in modes {
-            let slab = try SlabStackAllocator(.init(guardMode: mode))
-            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: stacks)
-            defer { storage.deallocate() }
-            var index = 0
-            let carve = try timed(stacks) {
-                (storage + index).initialize(to: try slab.allocate(request))
-                index += 1
-            }
-            let release = timed(stacks) {
-                index -= 1
-                (storage + index).deinitialize(count: 1)
-            }
-            let reuse = try timed(stacks) { try slab.allocate(request).release() }
-            print("| slab carve of a cold slot (\(mode) guard) | \(format(carve / 1000, digits: 2)) |")
-            print("| slab release (MADV_DONTNEED, slot kept) (\(mode) guard) | \(format(release / 1000, digits: 2)) |")
-            print("| slab reuse of a released slot, allocate+release (\(mode) guard) | \(format(reuse / 1000, digits: 2)) |")
+            // Keep the emptied regions, so the second pass reuses released slots instead of carving anew.
+            let slab = try SlabStackAllocator(.init(guardMode: mode, retainedEmptyRegions: .max))
+            let (allocate, release) = try allocateThenRelease(slab)
+            rows["slab/\(mode)"] = (allocate, release)
+            print("| slab, cold slots (carve + \(mode) guard) / MADV_DONTNEED | \(format(allocate / 1000, digits: 2)) "
+                + "| \(format(release / 1000, digits: 2)) | \(format((allocate + release) / 1000, digits: 2)) |")
+            let (again, releaseAgain) = try allocateThenRelease(slab)
+            print("| slab, released slots reused (\(mode) guard kept) / MADV_DONTNEED | \(format(again / 1000, digits: 2)) "
+                + "| \(format(releaseAgain / 1000, digits: 2)) | \(format((again + releaseAgain) / 1000, digits: 2)) |")
+        }
+        if let slab = rows["slab/\(modes[0])"], let mmap = rows["mmap/mprotect"] {
+            print("\nSlab carve of a cold stack (\(modes[0]) guard) vs mmap + mprotect: "
+                + "\(format(mmap.0 / slab.0, digits: 1))x faster to allocate, "
+                + "\(format((mmap.0 + mmap.1) / (slab.0 + slab.1), digits: 1))x over allocate+release.")
         }
         print()
+    }
+
+    /// Allocates `stacks` stacks (all live), then releases them: nanoseconds per allocate and per release.
+    private func allocateThenRelease(_ allocator: some StackAllocator) throws -> (Double, Double) {
+        let request = StackRequest(usableSize: 64 << 10)
+        let storage = UnsafeMutablePointer<Stack>.allocate(capacity: stacks)
+        defer { storage.deallocate() }
+        var index = 0
+        let allocate = try timed(stacks) {
+            (storage + index).initialize(to: try allocator.allocate(request))
+            index += 1
+        }
+        let release = timed(stacks) {
+            index -= 1
+            (storage + index).deinitialize(count: 1)
+        }
+        return (allocate, release)
     }
 
     // MARK: - Scrub
@@ -152,6 +168,7 @@ struct BenchSlab: ParsableCommand {
         let mapsAfter = try MapCount.current()
         let rssAfter = statusKiB("VmRSS"), pteAfter = statusKiB("VmPTE")
         let resident = try slab.residentBytes()
+        let reserved = slab.stats.bytesReserved
         let release = timed(million) {
             index -= 1
             (storage + index).deinitialize(count: 1)
@@ -165,7 +182,7 @@ struct BenchSlab: ParsableCommand {
         print("| VmRSS growth (includes the test's Stack storage) | \((rssAfter - rssBefore) >> 10) MiB |")
         print("| VmPTE growth (page tables: guard markers) | \((pteAfter - pteBefore) >> 10) MiB |")
         print("| slab resident bytes (mincore) | \(resident) |")
-        print("| address space reserved | \(slab.stats.bytesReserved >> 30) GiB |")
+        print("| address space reserved (MAP_NORESERVE) | \(reserved >> 30) GiB in \(reserved / slab.regionSize) regions |")
         print()
     }
 }

@@ -176,6 +176,22 @@ struct PooledStackAllocatorTests {
         #expect(inner.stats.live == 1)
     }
 
+    @Test("A pool whose inner allocator refuses its stacks fails at init and leaves nothing behind")
+    func innerRefuses() throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 16 << 10))
+        do {
+            _ = try PooledStackAllocator(wrapping: slab, .init(stack: StackRequest(usableSize: 64 << 10), minimumIdle: 2))
+            Issue.record("a pool of 64 KiB stacks over a slab of 16 KiB stacks was made")
+        } catch {
+            guard case .invalidSize = error else { Issue.record("got \(error)"); return }
+        }
+        #expect(slab.stats.allocations == 0)
+        // The failed pool unregistered itself: a new pool and a thread exit work as usual.
+        let pool = try PooledStackAllocator(wrapping: slab, .init(stack: StackRequest(usableSize: 16 << 10)))
+        JoinableThread { try! pool.allocate(StackRequest(usableSize: 16 << 10)).release() }.join()
+        #expect(pool.stats.cached == 1)
+    }
+
     @Test("Several threads acquiring and releasing: counts balance, and the pool gives everything back when dropped")
     func concurrency() throws {
         let inner = try SlabStackAllocator()
