@@ -121,6 +121,40 @@ struct SlabStackAllocatorTests {
         #expect(try slab.residentBytes() == 0)
     }
 
+    @Test("Several threads allocating and releasing across region boundaries: counts balance, no slot is shared")
+    func concurrency() throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 16 << 10, guardSize: 4096, stacksPerRegion: 32))
+        let threads = 4
+        let iterations = 500
+        let workers = (0..<threads).map { worker in
+            JoinableThread {
+                let held = UnsafeMutablePointer<Stack>.allocate(capacity: 40)
+                defer { held.deallocate() }
+                for iteration in 0..<iterations {
+                    let count = 1 + (iteration * 7 + worker) % 40
+                    for index in 0..<count {
+                        (held + index).initialize(to: try! slab.allocate(StackRequest(usableSize: 16 << 10, guardSize: 4096)))
+                        // A slot shared with another thread would see another worker's mark here.
+                        let top = held[index].top - 8
+                        precondition(top.load(as: UInt64.self) == 0, "a slot handed out twice or not discarded")
+                        top.storeBytes(of: UInt64(worker + 1), as: UInt64.self)
+                    }
+                    held.deinitialize(count: count)
+                }
+            }
+        }
+        for worker in workers { worker.join() }
+        let stats = slab.stats
+        let expected = (0..<threads).reduce(0) { total, worker in
+            total + (0..<iterations).reduce(0) { $0 + 1 + ($1 * 7 + worker) % 40 }
+        }
+        #expect(stats.allocations == expected)
+        #expect(stats.releases == expected)
+        #expect(stats.live == 0)
+        #expect(stats.bytesReserved <= 2 * slab.regionSize, "empty regions beyond the retained one were unmapped")
+        #expect(try slab.residentBytes() == 0)
+    }
+
     @Test("Writing one byte below a slab stack's usable bottom kills the process with SIGSEGV", arguments: guardModes)
     func guardTraps(mode: GuardMode) async {
         await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
