@@ -17,6 +17,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case guardInstallFailed(Errno, mechanism: GuardMechanism)
     /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
     case mapCountExhausted(limit: Int, current: Int)
+    /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
+    /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
+    /// costs two. `stacksRemaining` more would fit below the hard limit itself.
+    case mapCountReserveReached(limit: Int, current: Int, reserve: Int, stacksRemaining: Int)
     /// Prefaulting the usable range failed; nothing was left half-mapped.
     case prefaultFailed(Errno, strategy: PrefaultStrategy, address: UInt)
     /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
@@ -82,6 +86,12 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "the process has \(current) of vm.max_map_count=\(limit) mappings; raise it with "
                 + "`sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist in /etc/sysctl.d/), "
                 + "or use lightweight guards (Linux >= 6.13), which add no mapping"
+        case .mapCountReserveReached(let limit, let current, let reserve, let stacksRemaining):
+            return "mprotect guards cost two mappings per stack: the process has \(current) of vm.max_map_count=\(limit) "
+                + "mappings and \(reserve) are kept for the rest of the process, so no new guarded stack is carved "
+                + "(\(stacksRemaining) more would fit below the limit itself); release stacks (their slots are reused "
+                + "without new mappings), raise the limit with `sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` "
+                + "(persist in /etc/sysctl.d/), or use lightweight guards (MADV_GUARD_INSTALL, Linux >= 6.13), which add no mapping"
         case .prefaultFailed(let errno, let strategy, let address):
             return "prefault (\(strategy)) failed at 0x\(String(address, radix: 16)): \(errno) (\(errno.rawValue)); "
                 + "for huge pages raise the pool (/proc/sys/vm/nr_hugepages), otherwise check memory limits"

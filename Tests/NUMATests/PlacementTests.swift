@@ -34,6 +34,28 @@ struct PlacementTests {
         }
     }
 
+    @Test(
+        "Slab and pool stacks follow the placement they were configured with, and refuse another one",
+        .enabled(if: numaAvailable, needsNUMA))
+    func slabAndPoolPlacement() throws {
+        let node = try #require(Self.memoryNodes.first)
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8, placement: .bind(node)))
+        let pool = try PooledStackAllocator(
+            wrapping: try MmapStackAllocator(),
+            .init(stack: StackRequest(usableSize: 64 << 10, placement: .bind(node))))
+        for allocator in [slab, pool] as [any StackAllocator] {
+            let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate)))
+            #expect(stack.node == node)
+            let report = try stack.placementReport()
+            #expect(report.pagesPerNode == [node: 16], "\(allocator): \(report)")
+            #expect {
+                _ = try allocator.allocate(StackRequest(usableSize: 64 << 10, placement: .interleave([node])))
+            } throws: { error in
+                if case StackError.capabilityMissing(let what, _) = error { what.contains("placement") } else { false }
+            }
+        }
+    }
+
     @Test("Preferred and interleave placements put every page on their nodes", .enabled(if: numaAvailable, needsNUMA))
     func preferredAndInterleave() throws {
         let allocator = try MmapStackAllocator()

@@ -84,4 +84,16 @@ static inline void fs_touch_page(void *address) {
     __atomic_fetch_or((volatile unsigned char *)address, (unsigned char)0, __ATOMIC_RELAXED);
 }
 
+/// The calling thread's table of pool caches (Swift has no thread-local variables): read on every pooled
+/// acquire and release, so it is a `__thread` variable (one %fs-relative load) rather than a
+/// pthread_getspecific call. The pools' registry also stores the table under a pthread key, whose
+/// destructor frees it at thread exit and clears this.
+extern __thread void *fs_pool_thread_table;
+
+/// `fs_pool_thread_table` of the calling thread.
+static inline void *fs_get_pool_thread_table(void) { return fs_pool_thread_table; }
+
+/// Sets `fs_pool_thread_table` of the calling thread.
+static inline void fs_set_pool_thread_table(void *table) { fs_pool_thread_table = table; }
+
 #endif
