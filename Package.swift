@@ -69,15 +69,15 @@ let package = Package(
         .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
         .testTarget(
             name: "StackAllocatorsTests",
-            dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics")]
+            dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
         ),
         // Implements an allocator from outside the package, with public API only (no @testable).
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
-        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks"]),
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks", "StackTestSupport"]),
         .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

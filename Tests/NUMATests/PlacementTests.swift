@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 private let numaAvailable = NUMATopology.available
@@ -118,7 +119,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "Refused placements leave no mapping behind (map count, in a child process)",
+        "Refused placements leave no mapping behind (map count, in a child process)", needsNoThreadSanitizer,
         .enabled(if: numaAvailable, needsNUMA))
     func refusalsDoNotLeak() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -138,7 +139,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)",
+        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)", needsNoThreadSanitizer,
         .enabled(
             if: numaAvailable && GuardInstaller.lightweightGuardsSupported,
             "needs libnuma and MADV_GUARD_INSTALL (Linux >= 6.13)"))

@@ -1,5 +1,6 @@
 import Foundation
 import StackAllocators
+import StackTestSupport
 import Testing
 
 /// Runs the fiberstacks binary built next to the test bundle; returns its status and standard output.
@@ -19,7 +20,7 @@ private func fiberstacks(_ arguments: [String]) throws -> (status: Int32, output
 @Suite("fiberstacks NUMA commands on this host")
 struct ToolTests {
     @Test(
-        "verify binds a stack to every node with memory and proves it; invalid nodes are refused",
+        "verify binds a stack to every node with memory and proves it; invalid nodes are refused", needsNoThreadSanitizer,
         .enabled(if: NUMATopology.available, "needs libnuma working here (numa_available() >= 0)"))
     func verify() throws {
         let (status, output) = try fiberstacks(["verify", "--json"])

@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 @Suite("SlabStackAllocator")
@@ -155,7 +156,7 @@ struct SlabStackAllocatorTests {
         #expect(try slab.residentBytes() == 0)
     }
 
-    @Test("Writing one byte below a slab stack's usable bottom kills the process with SIGSEGV", arguments: guardModes)
+    @Test("Writing one byte below a slab stack's usable bottom kills the process with SIGSEGV", needsNoThreadSanitizer, arguments: guardModes)
     func guardTraps(mode: GuardMode) async {
         await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
             let slab = try SlabStackAllocator(.init(guardMode: mode))

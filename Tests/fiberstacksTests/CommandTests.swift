@@ -1,4 +1,5 @@
 import Foundation
+import StackTestSupport
 import Testing
 
 /// Runs the built `fiberstacks` binary (next to the test bundle) and returns its exit status and stdout.
@@ -19,7 +20,7 @@ func runTool(_ arguments: [String]) throws -> (status: Int32, output: String) {
 
 @Suite("The fiberstacks command")
 struct CommandTests {
-    @Test("verify --json passes on this machine and lists its checks")
+    @Test("verify --json passes on this machine and lists its checks", needsNoThreadSanitizer)
     func verifyJSON() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])

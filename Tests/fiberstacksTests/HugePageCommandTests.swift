@@ -1,9 +1,10 @@
 import Foundation
+import StackTestSupport
 import Testing
 
 @Suite("The fiberstacks command: huge pages")
 struct HugePageCommandTests {
-    @Test("verify covers every huge-page backing: checked, or skipped with the reason")
+    @Test("verify covers every huge-page backing: checked, or skipped with the reason", needsNoThreadSanitizer)
     func verifyCoversBackings() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
