@@ -1,6 +1,5 @@
 import CStackSupport
 import Glibc
-import Synchronization
 import SystemPackage
 
 /// The process-wide bookkeeping behind the pools' thread caches: a per-thread `PoolThreadTable` (read
@@ -42,7 +41,7 @@ enum PoolRegistry {
     }()
 
     /// The registry; see the type's documentation for the lock order.
-    static let state = Mutex(State())
+    static let state = Lock(State())
 
     /// Reserves an index and an id for a new pool.
     static func register() -> (index: Int, id: UInt64) {

@@ -1,6 +1,5 @@
 import Glibc
 import Logging
-import Synchronization
 import SystemPackage
 
 /// A cache of stacks over any allocator: a per-thread cache with no lock on the hot path, a shared depot
@@ -28,7 +27,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     private let registryIndex: Int
     private let poolID: UInt64
     private let slots = PoolSlotTable()
-    private let depot = Mutex(PoolDepot())
+    private let depot = Lock(PoolDepot())
     /// Trims, prefault failures, hygiene failures, bytes reserved.
     private let recorder = StackStatsRecorder(reservesPerStack: false)
     /// Operations of threads without a cache, and of caches whose thread exited.

@@ -1,6 +1,5 @@
 import CStackSupport
 import Logging
-import Synchronization
 
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded
 /// stacks in a few hundred mappings.
@@ -35,7 +34,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder(reservesPerStack: false)
-    private let state: Mutex<State>
+    private let state: Lock<State>
 
     private struct State: ~Copyable {
         var regions: SlabRegions
@@ -57,7 +56,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         guardMechanism = sizes.guardSize == 0 ? .none : installer.mechanism
         let needsBudget = guardMechanism == .protNone
         let budget = needsBudget ? try MapCountBudget(reserve: configuration.mapCountReserve) : nil
-        state = Mutex(State(regions: SlabRegions(capacity: configuration.stacksPerRegion), budget: budget))
+        state = Lock(State(regions: SlabRegions(capacity: configuration.stacksPerRegion), budget: budget))
         logger.debug(
             "slab stack allocator ready",
             metadata: ["guard": "\(guardMechanism)", "stack": "\(sizes.total)", "region": "\(regionSize)"])

@@ -1,6 +1,5 @@
 import Logging
 import Metrics
-import Synchronization
 
 /// Exports an allocator's `StackAllocatorStats` through swift-metrics, to whatever backend the program
 /// bootstrapped (`MetricsSystem.bootstrap`) or the factory passed in.
@@ -25,7 +24,7 @@ public final class StackAllocatorMetrics: Sendable {
     private let prefaultFailures: Counter
     private let trims: Counter
     private let releaseFailures: Counter
-    private let last = Mutex(StackAllocatorStats())
+    private let last = Lock(StackAllocatorStats())
 
     /// Exports `allocator`'s counters under `name`.
     public convenience init(
