@@ -19,6 +19,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Write the whole report as JSON to standard output.")
     var json = false
 
+    @Option(help: "Also write the JSON report to this file (with the table on standard output).")
+    var output: String?
+
     @Flag(help: "Tiny counts: a smoke test of every section.")
     var quick = false
 
@@ -74,8 +77,16 @@ struct Bench: ParsableCommand {
             ratios: RatioPlan.ratios(ours: recorder.results, peers: peerResults),
             targets: RatioPlan.boundChecks(ours: recorder.results), seconds: Double(nanoseconds() - started) / 1e9,
             loadAverageEnd: BenchMachine.loadAverage())
+        let encoded = try encodeJSON(report)
+        if let output {
+            do {
+                try (encoded + "\n").write(toFile: output, atomically: true, encoding: .utf8)
+            } catch {
+                throw BenchFailure("cannot write the report to \(output): \(error)")
+            }
+        }
         if json {
-            print(try encodeJSON(report))
+            print(encoded)
         } else {
             report.printTable()
         }

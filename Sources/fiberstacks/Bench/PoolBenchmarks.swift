@@ -60,7 +60,7 @@ enum PoolBenchmarks {
         let plain = try pool(scrub: false, nil)
         let scrubbing = try pool(scrub: true, nil)
         let discarding = try pool(scrub: false, .init(bytes: 0, timing: .everyRelease))
-        let iterations = recorder.scale.ops(5_000, quick: 20)
+        let iterations = recorder.scale.ops(1_000, quick: 20)
         for depth in [4 << 10, 16 << 10, 64 << 10, 256 << 10] {
             // The three pools alternate within each repetition, so outside load hits them alike.
             let columns = try measureFigures(recorder.scale) {
