@@ -65,6 +65,8 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case schedulerShutDown
     /// `pthread_create` failed for a scheduler worker.
     case threadCreationFailed(Errno)
+    /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
+    case perfCounterUnavailable(Errno, event: String)
 
     public var description: String {
         switch self {
@@ -184,6 +186,23 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .threadCreationFailed(let errno):
             return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
                 + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
+        case .perfCounterUnavailable(let errno, let event):
+            let fix: String
+            switch errno {
+            case .noSuchFileOrDirectory, .notSupported:
+                fix = "the CPU or the hypervisor offers no such event (virtual machines often expose no PMU; "
+                    + "enable PMU passthrough on the host, or measure by time); software events such as page faults still work"
+            case .permissionDenied, .notPermitted:
+                fix = "lower kernel.perf_event_paranoid (`sysctl -w kernel.perf_event_paranoid=2` allows user-space "
+                    + "counting of one's own threads), grant CAP_PERFMON, or allow perf_event_open in the seccomp profile"
+            case .noFunction:
+                fix = "the kernel was built without perf events: it needs CONFIG_PERF_EVENTS=y"
+            case .tooManyOpenFiles:
+                fix = "the process is out of file descriptors: close some or raise `ulimit -n`"
+            default:
+                fix = "see perf_event_open(2)"
+            }
+            return "the perf counter of \(event) is not available: \(errno) (\(errno.rawValue)); \(fix)"
         }
     }
 }

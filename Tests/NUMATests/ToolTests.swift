@@ -51,14 +51,14 @@ struct ToolTests {
     }
 
     @Test(
-        "numa-check passes on this host, and bench-numa --quick --json is well-formed",
+        "numa-check passes on this host, and bench --section numa measures every NUMA figure",
         .enabled(if: NUMATopology.available, "needs libnuma working here"))
     func hiddenCommands() throws {
         let (checkStatus, checkOutput) = try fiberstacks(["numa-check", "--json"])
         #expect(checkStatus == 0, "\(checkOutput)")
         let report = try JSONDecoder().decode(VMReport.self, from: Data(checkOutput.utf8))
         report.expectAllPassed()
-        let (benchStatus, benchOutput) = try fiberstacks(["bench-numa", "--quick", "--json"])
+        let (benchStatus, benchOutput) = try fiberstacks(["bench", "--quick", "--json", "--section", "numa"])
         #expect(benchStatus == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(benchOutput.utf8)) as? [String: Any])
         let results = try #require(json["results"] as? [[String: Any]])
