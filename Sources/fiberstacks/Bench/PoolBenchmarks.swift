@@ -28,12 +28,6 @@ enum PoolBenchmarks {
         ]
         for (name, configuration, count) in configurations {
             for threads in [1, 2] {
-                if threads > 1, fs_sanitizer_thread_enabled() {
-                    // PoolRegistry's lock is a Synchronization.Mutex, which ThreadSanitizer cannot see: the
-                    // pool threads' exit is reported as a race, and the run would stop there.
-                    recorder.skip(.pooled, "\(name) threads=\(threads)", because: "built with ThreadSanitizer, which cannot see the pool registry's Synchronization.Mutex and reports the threads' exit as a race; timings under a sanitizer mean nothing anyway")
-                    continue
-                }
                 let pool = try PooledStackAllocator(
                     wrapping: try SlabStackAllocator(logger: benchLogger), configuration, logger: benchLogger)
                 let samples = try measureFigures(scale) { [try contended(pool, threads: threads, count: count)] }[0]
