@@ -1,4 +1,3 @@
-import CFiberContext
 import Glibc
 import StackAllocators
 
