@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     ],
     targets: [
         // C shims: kernel constants and functions that Swift's Glibc module hides.
@@ -39,6 +40,8 @@ let package = Package(
                 "CNuma",
                 "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         // Fibers, workers, pools, jobs and counters on top of any StackAllocator.
@@ -64,14 +67,17 @@ let package = Package(
         ),
 
         .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
-        .testTarget(name: "StackAllocatorsTests", dependencies: ["StackAllocators"]),
+        .testTarget(
+            name: "StackAllocatorsTests",
+            dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
+        ),
         // Implements an allocator from outside the package, with public API only (no @testable).
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks"]),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
-        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks"]),
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks", "StackTestSupport"]),
         .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

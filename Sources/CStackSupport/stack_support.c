@@ -11,6 +11,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -32,6 +36,8 @@ const int FS_MAP_HUGETLB = MAP_HUGETLB;
 const int FS_MAP_HUGE_SHIFT = MAP_HUGE_SHIFT;
 const int FS_MFD_HUGETLB = (int)MFD_HUGETLB;
 const int FS_MFD_CLOEXEC = (int)MFD_CLOEXEC;
+
+__thread void *fs_pool_thread_table = NULL;
 
 int fs_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);
@@ -58,16 +64,26 @@ int fs_statfs(const char *path, long *type, long *block_size) {
     return 0;
 }
 
-int fs_perf_open_dtlb_read_misses(void) {
+int fs_perf_open(int event) {
     struct perf_event_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.size = sizeof attr;
-    attr.type = PERF_TYPE_HW_CACHE;
-    attr.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+    switch (event) {
+    case FS_PERF_PAGE_FAULTS:
+        attr.type = PERF_TYPE_SOFTWARE;
+        attr.config = PERF_COUNT_SW_PAGE_FAULTS;
+        break;
+    case FS_PERF_DTLB_READ_MISSES:
+        attr.type = PERF_TYPE_HW_CACHE;
+        attr.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | (PERF_COUNT_HW_CACHE_RESULT_MISS << 16);
+        break;
+    default:
+        errno = EINVAL;
+        return -1;
+    }
     attr.exclude_kernel = 1;
     attr.exclude_hv = 1;
-    long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
-    return fd < 0 ? -errno : (int)fd;
+    return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
 int fs_probe_readable(const void *address) {
@@ -88,4 +104,20 @@ int fs_process_getaffinity(size_t size, void *mask) {
 
 int fs_thread_setaffinity(size_t size, const void *mask) {
     return sched_setaffinity(0, size, (const cpu_set_t *)mask);
+}
+
+int fs_hypervisor_vendor(char vendor[13]) {
+    vendor[0] = 0;
+#if defined(__x86_64__)
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 31))) return 0;
+    __cpuid(0x40000000, eax, ebx, ecx, edx);
+    memcpy(vendor, &ebx, 4);
+    memcpy(vendor + 4, &ecx, 4);
+    memcpy(vendor + 8, &edx, 4);
+    vendor[12] = 0;
+    return 1;
+#else
+    return 0;
+#endif
 }

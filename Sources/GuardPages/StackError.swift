@@ -17,6 +17,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case guardInstallFailed(Errno, mechanism: GuardMechanism)
     /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
     case mapCountExhausted(limit: Int, current: Int)
+    /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
+    /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
+    /// costs two. `stacksRemaining` more would fit below the hard limit itself.
+    case mapCountReserveReached(limit: Int, current: Int, reserve: Int, stacksRemaining: Int)
     /// Prefaulting the usable range failed; nothing was left half-mapped.
     case prefaultFailed(Errno, strategy: PrefaultStrategy, address: UInt)
     /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
@@ -61,6 +65,8 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case schedulerShutDown
     /// `pthread_create` failed for a scheduler worker.
     case threadCreationFailed(Errno)
+    /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
+    case perfCounterUnavailable(Errno, event: String)
 
     public var description: String {
         switch self {
@@ -82,6 +88,12 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "the process has \(current) of vm.max_map_count=\(limit) mappings; raise it with "
                 + "`sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist in /etc/sysctl.d/), "
                 + "or use lightweight guards (Linux >= 6.13), which add no mapping"
+        case .mapCountReserveReached(let limit, let current, let reserve, let stacksRemaining):
+            return "mprotect guards cost two mappings per stack: the process has \(current) of vm.max_map_count=\(limit) "
+                + "mappings and \(reserve) are kept for the rest of the process, so no new guarded stack is carved "
+                + "(\(stacksRemaining) more would fit below the limit itself); release stacks (their slots are reused "
+                + "without new mappings), raise the limit with `sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` "
+                + "(persist in /etc/sysctl.d/), or use lightweight guards (MADV_GUARD_INSTALL, Linux >= 6.13), which add no mapping"
         case .prefaultFailed(let errno, let strategy, let address):
             return "prefault (\(strategy)) failed at 0x\(String(address, radix: 16)): \(errno) (\(errno.rawValue)); "
                 + "for huge pages raise the pool (/proc/sys/vm/nr_hugepages), otherwise check memory limits"
@@ -174,6 +186,23 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .threadCreationFailed(let errno):
             return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
                 + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
+        case .perfCounterUnavailable(let errno, let event):
+            let fix: String
+            switch errno {
+            case .noSuchFileOrDirectory, .notSupported:
+                fix = "the CPU or the hypervisor offers no such event (virtual machines often expose no PMU; "
+                    + "enable PMU passthrough on the host, or measure by time); software events such as page faults still work"
+            case .permissionDenied, .notPermitted:
+                fix = "lower kernel.perf_event_paranoid (`sysctl -w kernel.perf_event_paranoid=2` allows user-space "
+                    + "counting of one's own threads), grant CAP_PERFMON, or allow perf_event_open in the seccomp profile"
+            case .noFunction:
+                fix = "the kernel was built without perf events: it needs CONFIG_PERF_EVENTS=y"
+            case .tooManyOpenFiles:
+                fix = "the process is out of file descriptors: close some or raise `ulimit -n`"
+            default:
+                fix = "see perf_event_open(2)"
+            }
+            return "the perf counter of \(event) is not available: \(errno) (\(errno.rawValue)); \(fix)"
         }
     }
 }

@@ -133,6 +133,20 @@ package enum Syscall {
         return result == 0 ? .success(()) : .failure(Errno(rawValue: result))
     }
 
+    /// perf_event_open(2) through the shim: a user-space counter of `event` (an `FS_PERF_*` value) for the
+    /// calling thread, counting from now.
+    package static func openPerfCounter(_ event: Int32) -> Result<Int32, Errno> {
+        retrying({ $0 < 0 }) { fs_perf_open(event) }
+    }
+
+    /// read(2) of a perf counter's 8-byte value.
+    package static func readPerfCounter(_ fd: Int32) -> Result<UInt64, Errno> {
+        var value: UInt64 = 0
+        return retrying({ $0 < 0 }) { read(fd, &value, 8) }.flatMap { count in
+            count == 8 ? .success(value) : .failure(.ioError)
+        }
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))

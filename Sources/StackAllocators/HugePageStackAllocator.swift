@@ -28,7 +28,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
     private let packed = PackedHugePageStacks()
     private let fallbackWarned = Atomic<Bool>(false)
     /// Successful resolutions, so sysfs and the mount table are read once per kind of request.
-    private let resolved = Mutex<[ResolutionKey: HugePageBacking]>([:])
+    private let resolved = Lock<[ResolutionKey: HugePageBacking]>([:])
 
     private struct ResolutionKey: Hashable {
         let backing: HugePageRequest.Backing

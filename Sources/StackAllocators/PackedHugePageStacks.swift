@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The regions that packed stacks are carved from: each is one huge page (mapped by `HugePageRegion`,
 /// so with a hardware guard below its lowest stack), cut into equal slots of one stack size.
@@ -41,7 +40,7 @@ final class PackedHugePageStacks: Sendable {
         var open: [Key: Set<UInt>] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// A free slot in an existing region for `key`, or nil when every region for it is full. The
     /// fullest region is used first (the oldest among equals), so that emptier ones can drain and give

@@ -20,6 +20,12 @@ public struct StackAllocatorStats: Sendable, Hashable, Codable {
     public var releaseFailures = 0
     /// Canary-guarded stacks found overwritten on release (logged).
     public var canaryCorruptions = 0
+    /// Stacks kept ready for reuse and not handed out: a pool's idle stacks, a slab's released slots
+    /// (guard kept, pages returned to the OS).
+    public var cached = 0
+    /// Bytes of the allocator's stacks resident in memory. Measured only on request (it walks every stack
+    /// with mincore): nil in `stats`, filled by `StackResidencyReporting.measuredStats()`.
+    public var bytesResident: Int?
 
     /// Stacks allocated and not yet released.
     public var live: Int { allocations - releases }
@@ -42,21 +48,26 @@ public final class StackStatsRecorder: Sendable {
     private let trims = Atomic<Int>(0)
     private let releaseFailures = Atomic<Int>(0)
     private let canaryCorruptions = Atomic<Int>(0)
+    private let reservesPerStack: Bool
 
-    /// Zeroed counters.
-    public init() {}
+    /// Zeroed counters. With `reservesPerStack` (the default) each allocation adds its stack's size to
+    /// `bytesReserved` and each release subtracts it; allocators that reserve address space in bulk (a
+    /// slab's regions, a pool's kept stacks) pass false and report it with `recordReserved(_:)`.
+    public init(reservesPerStack: Bool = true) {
+        self.reservesPerStack = reservesPerStack
+    }
 
     /// Counts a stack handed out.
     public func recordAllocation(_ descriptor: StackDescriptor) {
         allocations.add(1, ordering: .relaxed)
-        bytesReserved.add(descriptor.layout.sizes.total, ordering: .relaxed)
+        if reservesPerStack { bytesReserved.add(descriptor.layout.sizes.total, ordering: .relaxed) }
         adjustLive(descriptor.guardMechanism, by: 1)
     }
 
     /// Counts a stack given back; `failed` when its syscall failed.
     public func recordRelease(_ descriptor: StackDescriptor, failed: Bool = false) {
         releases.add(1, ordering: .relaxed)
-        bytesReserved.subtract(descriptor.layout.sizes.total, ordering: .relaxed)
+        if reservesPerStack { bytesReserved.subtract(descriptor.layout.sizes.total, ordering: .relaxed) }
         adjustLive(descriptor.guardMechanism, by: -1)
         if failed { releaseFailures.add(1, ordering: .relaxed) }
     }
@@ -69,6 +80,10 @@ public final class StackStatsRecorder: Sendable {
     public func recordCanaryCorruption() { canaryCorruptions.add(1, ordering: .relaxed) }
     /// Counts `count` stacks trimmed from a cache.
     public func recordTrim(_ count: Int = 1) { trims.add(count, ordering: .relaxed) }
+    /// Moves `bytesReserved` by `delta` bytes (for recorders made with `reservesPerStack: false`).
+    public func recordReserved(_ delta: Int) { bytesReserved.add(delta, ordering: .relaxed) }
+    /// Counts a release whose syscall failed, for releases not counted through `recordRelease`.
+    public func recordReleaseFailure() { releaseFailures.add(1, ordering: .relaxed) }
 
     /// The counters now. Fields are read one by one, so a snapshot taken under load can be off by the
     /// operations in flight.

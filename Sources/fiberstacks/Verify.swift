@@ -14,6 +14,8 @@ struct Verify: ParsableCommand {
         var report = VerifyReport()
         MmapChecks.run(into: &report)
         NUMAChecks.run(into: &report)
+        SlabChecks.run(into: &report)
+        PooledChecks.run(into: &report)
         HugePageChecks.run(into: &report)
         OverflowChecks.run(into: &report)
         SchedulerChecks.run(into: &report)

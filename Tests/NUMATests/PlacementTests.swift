@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 private let numaAvailable = NUMATopology.available
@@ -31,6 +32,28 @@ struct PlacementTests {
             try report.verify(on: [node])
             // Prefault never touched the guard.
             #expect(try PlacementReport(range: stack.guardRange).present == 0)
+        }
+    }
+
+    @Test(
+        "Slab and pool stacks follow the placement they were configured with, and refuse another one",
+        .enabled(if: numaAvailable, needsNUMA))
+    func slabAndPoolPlacement() throws {
+        let node = try #require(Self.memoryNodes.first)
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8, placement: .bind(node)))
+        let pool = try PooledStackAllocator(
+            wrapping: try MmapStackAllocator(),
+            .init(stack: StackRequest(usableSize: 64 << 10, placement: .bind(node))))
+        for allocator in [slab, pool] as [any StackAllocator] {
+            let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate)))
+            #expect(stack.node == node)
+            let report = try stack.placementReport()
+            #expect(report.pagesPerNode == [node: 16], "\(allocator): \(report)")
+            #expect {
+                _ = try allocator.allocate(StackRequest(usableSize: 64 << 10, placement: .interleave([node])))
+            } throws: { error in
+                if case StackError.capabilityMissing(let what, _) = error { what.contains("placement") } else { false }
+            }
         }
     }
 
@@ -96,7 +119,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "Refused placements leave no mapping behind (map count, in a child process)",
+        "Refused placements leave no mapping behind (map count, in a child process)", needsNoThreadSanitizer,
         .enabled(if: numaAvailable, needsNUMA))
     func refusalsDoNotLeak() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -116,7 +139,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)",
+        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)", needsNoThreadSanitizer,
         .enabled(
             if: numaAvailable && GuardInstaller.lightweightGuardsSupported,
             "needs libnuma and MADV_GUARD_INSTALL (Linux >= 6.13)"))

@@ -1,5 +1,6 @@
 import Foundation
 import StackAllocators
+import StackTestSupport
 import Testing
 
 /// Runs the fiberstacks binary built next to the test bundle; returns its status and standard output.
@@ -19,7 +20,7 @@ private func fiberstacks(_ arguments: [String]) throws -> (status: Int32, output
 @Suite("fiberstacks NUMA commands on this host")
 struct ToolTests {
     @Test(
-        "verify binds a stack to every node with memory and proves it; invalid nodes are refused",
+        "verify binds a stack to every node with memory and proves it; invalid nodes are refused", needsNoThreadSanitizer,
         .enabled(if: NUMATopology.available, "needs libnuma working here (numa_available() >= 0)"))
     func verify() throws {
         let (status, output) = try fiberstacks(["verify", "--json"])
@@ -50,14 +51,14 @@ struct ToolTests {
     }
 
     @Test(
-        "numa-check passes on this host, and bench-numa --quick --json is well-formed",
+        "numa-check passes on this host, and bench --section numa measures every NUMA figure",
         .enabled(if: NUMATopology.available, "needs libnuma working here"))
     func hiddenCommands() throws {
         let (checkStatus, checkOutput) = try fiberstacks(["numa-check", "--json"])
         #expect(checkStatus == 0, "\(checkOutput)")
         let report = try JSONDecoder().decode(VMReport.self, from: Data(checkOutput.utf8))
         report.expectAllPassed()
-        let (benchStatus, benchOutput) = try fiberstacks(["bench-numa", "--quick", "--json"])
+        let (benchStatus, benchOutput) = try fiberstacks(["bench", "--quick", "--json", "--section", "numa"])
         #expect(benchStatus == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(benchOutput.utf8)) as? [String: Any])
         let results = try #require(json["results"] as? [[String: Any]])

@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 /// Checks a one-stack-per-region hugetlb stack: huge pages per smaps, populated, guard sound, aligned.
@@ -91,19 +92,19 @@ struct HugePageStackAllocatorTests {
         #expect(try Probe.residentPages(in: stack.descriptor.layout.usableRange) >= 1)
     }
 
-    @Test("Writing one byte below the usable bottom traps: anonymous hugetlb",
+    @Test("Writing one byte below the usable bottom traps: anonymous hugetlb", needsNoThreadSanitizer,
           .enabled(if: HugePages.haveFree(), HugePages.needFree))
     func anonymousGuardTraps() async {
         await expectGuardTrap(.anonymous)
     }
 
-    @Test("Writing one byte below the usable bottom traps: hugetlbfs",
+    @Test("Writing one byte below the usable bottom traps: hugetlbfs", needsNoThreadSanitizer,
           .enabled(if: HugePages.haveFree() && !HugePages.mounts.isEmpty, HugePages.needMount))
     func hugetlbfsGuardTraps() async {
         await expectGuardTrap(.hugetlbfs())
     }
 
-    @Test("Writing one byte below the usable bottom traps: transparent huge pages",
+    @Test("Writing one byte below the usable bottom traps: transparent huge pages", needsNoThreadSanitizer,
           .enabled(if: HugePages.transparentEnabled, HugePages.needTransparent))
     func transparentGuardTraps() async {
         await expectGuardTrap(.transparent)

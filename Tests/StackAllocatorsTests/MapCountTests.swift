@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 // These run in child processes (exit tests): the map count is process-wide, and other tests mapping
@@ -21,7 +22,7 @@ private func withLiveStacks(
 
 @Suite("Map count")
 struct MapCountTests {
-    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline")
+    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoThreadSanitizer)
     func lightweight() async throws {
         try #require(GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)")
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -35,7 +36,7 @@ struct MapCountTests {
         }
     }
 
-    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline")
+    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoThreadSanitizer)
     func mprotect() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = try MmapStackAllocator(guardMode: .mprotect)
@@ -49,7 +50,7 @@ struct MapCountTests {
         }
     }
 
-    @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks")
+    @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks", needsNoThreadSanitizer)
     func exhaustion() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = try MmapStackAllocator(guardMode: .mprotect)

@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 @Suite("MmapStackAllocator")
@@ -70,7 +71,7 @@ struct MmapStackAllocatorTests {
         #expect(allocator.stats.bytesReserved == 0)
     }
 
-    @Test("Writing one byte below the usable bottom kills the process with SIGSEGV", arguments: guardModes)
+    @Test("Writing one byte below the usable bottom kills the process with SIGSEGV", needsNoThreadSanitizer, arguments: guardModes)
     func guardTraps(mode: GuardMode) async {
         await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
             let stack = try MmapStackAllocator(guardMode: mode).allocate(StackRequest(usableSize: 65536))
@@ -78,7 +79,7 @@ struct MmapStackAllocatorTests {
         }
     }
 
-    @Test("Writing at the lowest guard byte traps too")
+    @Test("Writing at the lowest guard byte traps too", needsNoThreadSanitizer)
     func lowestGuardByteTraps() async {
         await #expect(processExitsWith: .signal(SIGSEGV)) {
             let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 65536))

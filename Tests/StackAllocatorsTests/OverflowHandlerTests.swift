@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackTestSupport
 import Testing
 
 // Real faults, in child processes (exit tests): the handler is process-wide, and the fault kills.
@@ -76,7 +77,7 @@ struct OverflowHandlerTests {
         #expect(!text.contains("stack overflow"))
     }
 
-    @Test("A null dereference elsewhere dies by SIGSEGV, as without the handler, and is not called an overflow")
+    @Test("A null dereference elsewhere dies by SIGSEGV, as without the handler, and is not called an overflow", needsNoThreadSanitizer)
     func nullDereference() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()
@@ -88,7 +89,7 @@ struct OverflowHandlerTests {
         #expect(!text.contains("stack overflow"))
     }
 
-    @Test("SIGSEGV sent by kill is not taken for a fault: the default action still kills")
+    @Test("SIGSEGV sent by kill is not taken for a fault: the default action still kills", needsNoThreadSanitizer)
     func sentSignal() async {
         await #expect(processExitsWith: .signal(SIGSEGV)) {
             try OverflowHandler.install()

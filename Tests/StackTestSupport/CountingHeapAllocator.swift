@@ -21,17 +21,19 @@ public final class CountingHeapAllocator: StackAllocator {
     public init(limit: Int = .max) { self.limit = limit }
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        guard allocated.load(ordering: .relaxed) < limit else {
+        let sizes = try StackSizes(usable: request.usableSize, guard: 0)
+        // Count first, atomically, so concurrent callers cannot both pass the limit.
+        guard allocated.add(1, ordering: .relaxed).newValue <= limit else {
+            allocated.subtract(1, ordering: .relaxed)
             throw .capabilityMissing("test heap memory", fix: "the test allocator stops after \(limit) stacks")
         }
-        let sizes = try StackSizes(usable: request.usableSize, guard: 0)
         var memory: UnsafeMutableRawPointer?
         let result = posix_memalign(&memory, sizes.pageSize, sizes.total)
         guard result == 0, let memory else {
+            allocated.subtract(1, ordering: .relaxed)
             throw .capabilityMissing("heap memory", fix: "posix_memalign returned \(result)")
         }
         let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
-        allocated.add(1, ordering: .relaxed)
         live.withLock { _ = $0.insert(layout.usableRange) }
         everHandedOut.withLock { $0.append(layout.usableRange) }
         return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .none), allocator: self)

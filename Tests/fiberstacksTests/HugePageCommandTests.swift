@@ -1,9 +1,10 @@
 import Foundation
+import StackTestSupport
 import Testing
 
 @Suite("The fiberstacks command: huge pages")
 struct HugePageCommandTests {
-    @Test("verify covers every huge-page backing: checked, or skipped with the reason")
+    @Test("verify covers every huge-page backing: checked, or skipped with the reason", needsNoThreadSanitizer)
     func verifyCoversBackings() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
@@ -34,10 +35,20 @@ struct HugePageCommandTests {
         }
     }
 
-    @Test("bench-huge runs (tiny sizes) and prints both tables")
+    @Test("bench measures huge-page prefault and the TLB round-robin, or says why not")
     func bench() throws {
-        let (status, output) = try runTool(["bench-huge", "--prefault-mib", "2", "--repeats", "1", "--stacks", "8", "--rounds", "1"])
+        let (status, output) = try runTool(["bench", "--quick", "--json", "--section", "prefault", "--section", "tlb"])
         #expect(status == 0)
-        #expect(output.contains("| 4 KiB | MADV_POPULATE_WRITE |") && output.contains("| 2 MiB hugetlb, packed |"), "\(output)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+        let results = try #require(json["results"] as? [[String: Any]])
+        let skipped = try #require(json["skipped"] as? [[String: Any]])
+        for name in ["alloc_hugetlb_2m", "alloc_hugetlbfs_2m", "alloc_thp_2m", "hugetlb_packed", "thp_packed"] {
+            let skip = skipped.first { $0["name"] as? String == name }
+            #expect(results.contains { $0["name"] as? String == name } || skip != nil, "\(name) neither measured nor skipped")
+            if let reason = skip?["reason"] as? String {
+                #expect(reason.contains("/") || reason.contains("mount"), "a skip must name what is missing: \(reason)")
+            }
+        }
+        #expect(results.contains { $0["name"] as? String == "small_4k" && ($0["params"] as? [String: Int])?["stride"] == 4096 })
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StackTestSupport
 import Testing
 
 /// How a run of the built `fiberstacks` binary ended.
@@ -32,7 +33,7 @@ struct OverflowCommandTests {
     /// The Swift runtime's backtracer on, as it is by default outside exit tests.
     static let backtracer = ["SWIFT_BACKTRACE": "enable=yes,interactive=no,threads=crashed,registers=none,images=none"]
 
-    @Test("A null dereference still reaches the Swift runtime's backtracer: same signal, same crash report")
+    @Test("A null dereference still reaches the Swift runtime's backtracer: same signal, same crash report", needsNoThreadSanitizer)
     func chainsToSwiftBacktracer() throws {
         let with = try runChild(["overflow-child", "--fault", "null"], environment: Self.backtracer)
         let without = try runChild(["overflow-child", "--fault", "null", "--no-handler"], environment: Self.backtracer)
@@ -52,7 +53,7 @@ struct OverflowCommandTests {
         #expect(child.standardError.contains(#""fs-worker-1"): fault at 0x"#))
     }
 
-    @Test("verify runs the overflow checks and they pass; the child command is hidden from help")
+    @Test("verify runs the overflow checks and they pass; the child command is hidden from help", needsNoThreadSanitizer)
     func verifyRows() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])

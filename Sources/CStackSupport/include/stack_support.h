@@ -61,10 +61,21 @@ int fs_memfd_create(const char *name, unsigned int flags);
 /// hugetlbfs). Returns 0, or -1 with errno set.
 int fs_statfs(const char *path, long *type, long *block_size);
 
-/// Opens a perf_event_open(2) counter of data-TLB read misses (PERF_TYPE_HW_CACHE) for the calling
-/// thread, user space only, counting from now. Returns the descriptor (read 8 bytes for the count), or
-/// -errno where the kernel or the hypervisor does not offer it (ENOENT, EOPNOTSUPP, EACCES).
-int fs_perf_open_dtlb_read_misses(void);
+/// Page faults taken in user mode (PERF_COUNT_SW_PAGE_FAULTS, a software event: works without a PMU).
+#define FS_PERF_PAGE_FAULTS 0
+/// Data-TLB read misses (PERF_TYPE_HW_CACHE; needs a PMU, which most VMs do not expose).
+#define FS_PERF_DTLB_READ_MISSES 1
+
+/// Opens a perf_event_open(2) counter of `event` (an FS_PERF_* value) for the calling thread, user space
+/// only, counting from now. Returns the descriptor (read 8 bytes for the count), or -1 with errno set:
+/// ENOENT or EOPNOTSUPP where the CPU or hypervisor does not offer the event, EACCES or EPERM where
+/// kernel.perf_event_paranoid forbids it, ENOSYS without CONFIG_PERF_EVENTS, EINVAL for an unknown event.
+int fs_perf_open(int event);
+
+/// The hypervisor's CPUID vendor signature (leaf 0x40000000: "KVMKVMKVM", "Microsoft Hv", ...) into
+/// `vendor`, NUL-terminated. Returns 1 when the CPU reports a hypervisor, 0 otherwise (bare metal, or
+/// an architecture without CPUID; `vendor` is then empty).
+int fs_hypervisor_vendor(char vendor[13]);
 
 /// Reads one byte at `address` through process_vm_readv(2) on the calling process.
 /// Returns 0 when the byte is readable, or the errno: EFAULT means inaccessible (a guard, PROT_NONE,
@@ -83,5 +94,17 @@ int fs_thread_setaffinity(size_t size, const void *mask);
 static inline void fs_touch_page(void *address) {
     __atomic_fetch_or((volatile unsigned char *)address, (unsigned char)0, __ATOMIC_RELAXED);
 }
+
+/// The calling thread's table of pool caches (Swift has no thread-local variables): read on every pooled
+/// acquire and release, so it is a `__thread` variable (one %fs-relative load) rather than a
+/// pthread_getspecific call. The pools' registry also stores the table under a pthread key, whose
+/// destructor frees it at thread exit and clears this.
+extern __thread void *fs_pool_thread_table;
+
+/// `fs_pool_thread_table` of the calling thread.
+static inline void *fs_get_pool_thread_table(void) { return fs_pool_thread_table; }
+
+/// Sets `fs_pool_thread_table` of the calling thread.
+static inline void fs_set_pool_thread_table(void *table) { fs_pool_thread_table = table; }
 
 #endif

@@ -1,7 +1,6 @@
 import CNuma
 import CStackSupport
 import Glibc
-import Synchronization
 
 /// The machine's NUMA nodes as libnuma and sysfs report them: which exist, which are online, which have
 /// memory, their CPUs, memory and distances.
@@ -88,7 +87,7 @@ public struct NUMATopology: Sendable, Hashable, Codable {
         return node >= 0 ? Int(node) : nil
     }
 
-    private static let libnumaLock = Mutex(())
+    private static let libnumaLock = Lock(())
 
     private static let unavailableError = StackError.capabilityMissing(
         "NUMA (libnuma: numa_available() < 0)",

@@ -10,13 +10,17 @@ let benchLogger: Logger = {
     return logger
 }()
 
-/// `fiberstacks bench`: every benchmark section, then the peers, then ours/peer ratios.
+/// `fiberstacks bench`: every benchmark section, then the peers, then ours/peer ratios and the targets.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark stack allocation, prefault and the peers in one run (use a release build).")
+        abstract: "Benchmark stacks, pools, prefault, switches, the scheduler, TLB, NUMA and capacity, next to "
+            + "the peers in the same run (use a release build; see docs/benchmarks.md).")
 
     @Flag(help: "Write the whole report as JSON to standard output.")
     var json = false
+
+    @Option(help: "Also write the JSON report to this file (with the table on standard output).")
+    var output: String?
 
     @Flag(help: "Tiny counts: a smoke test of every section.")
     var quick = false
@@ -24,86 +28,75 @@ struct Bench: ParsableCommand {
     @Option(help: "Repetitions per figure (after warm-up).")
     var reps = 15
 
+    @Option(
+        name: .customLong("section"),
+        help: "Run only this section (repeatable): \(BenchSection.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var sections: [BenchSection] = []
+
     @Option(help: "The peer harness; build it with scripts/build-peers.")
     var peers = "scripts/peers/build/peers"
 
+    @Option(name: .customLong("capacity-limit"), help: "Most stacks the capacity section makes (--quick: 1,000).")
+    var capacityLimit = 1_000_000
+
+    @Option(name: .customLong("capacity-seconds"), help: "Time bound of the capacity section, in seconds.")
+    var capacitySeconds = 20.0
+
     func validate() throws {
         guard reps > 0 else { throw ValidationError("--reps must be positive") }
+        guard capacityLimit > 0, capacitySeconds > 0 else {
+            throw ValidationError("--capacity-limit and --capacity-seconds must be positive")
+        }
     }
 
     func run() throws {
-        let scale = BenchScale(reps: quick ? 3 : reps, warmups: quick ? 1 : 2, quick: quick)
-        let results = try StackBenchmarks.run(scale)
-        let (peerReport, peerSkip) = Peers.run(path: peers, quick: quick)
+        let started = nanoseconds()
+        let machine = BenchMachine.current()
+        let recorder = BenchRecorder(
+            scale: BenchScale(reps: quick ? 3 : reps, warmups: quick ? 1 : 2, quick: quick),
+            capacityLimit: capacityLimit, capacitySeconds: capacitySeconds)
+        let selected = BenchSection.allCases.filter { sections.isEmpty || sections.contains($0) }
+        for section in selected {
+            let start = nanoseconds()
+            try section.run(recorder)
+            FileStream.standardError.write(
+                "bench: \(section.rawValue) done in \(String(format: "%.1f", Double(nanoseconds() - start) / 1e9)) s\n")
+        }
+        var peerReport: Peers.Report?
+        var peersSkipped: String?
+        if selected.contains(where: \.hasPeerFigures) {
+            (peerReport, peersSkipped) = Peers.run(path: peers, quick: quick)
+        } else {
+            peersSkipped = "no selected section is compared with the peers"
+        }
+        let peerResults = peerReport?.results ?? []
         let report = BenchReport(
-            machine: BenchMachine.current(), quick: quick, results: results, peers: peerReport?.results,
-            peersSkipped: peerSkip, ratios: RatioPlan.ratios(ours: results, peers: peerReport?.results ?? []))
+            command: (["fiberstacks"] + CommandLine.arguments.dropFirst()).joined(separator: " "), machine: machine,
+            quick: quick, reps: recorder.scale.reps, sections: selected.map(\.rawValue), counters: Self.counters(),
+            results: recorder.results, skipped: recorder.skipped, peers: peerReport?.results, peersSkipped: peersSkipped,
+            ratios: RatioPlan.ratios(ours: recorder.results, peers: peerResults),
+            targets: RatioPlan.boundChecks(ours: recorder.results), seconds: Double(nanoseconds() - started) / 1e9,
+            loadAverageEnd: BenchMachine.loadAverage())
+        let encoded = try encodeJSON(report)
+        if let output {
+            do {
+                try (encoded + "\n").write(toFile: output, atomically: true, encoding: .utf8)
+            } catch {
+                throw BenchFailure("cannot write the report to \(output): \(error)")
+            }
+        }
         if json {
-            print(try encodeJSON(report))
+            print(encoded)
         } else {
             report.printTable()
         }
     }
-}
 
-/// The machine a report was measured on.
-struct BenchMachine: Codable {
-    let cpu: String
-    let kernel: String
-    let cores: Int
-
-    static func current() -> BenchMachine {
-        let cpuinfo = (try? SystemFile.read("/proc/cpuinfo")) ?? ""
-        let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
-            .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
-        return BenchMachine(cpu: model, kernel: kernelRelease, cores: ProcessInfo.processInfo.activeProcessorCount)
+    /// Whether perf_event_open offers each counter the benchmarks read, on this thread.
+    static func counters() -> [String: String] {
+        let keys: [(String, PerfCounter.Event)] = [("page_faults", .pageFaults), ("dtlb_read_misses", .dataTLBReadMisses)]
+        return Dictionary(uniqueKeysWithValues: keys.map { key, event in
+            (key, PerfCounter.unavailability(of: event).map { "not available: \($0)" } ?? "available")
+        })
     }
-}
-
-/// Everything one `bench` run measured.
-struct BenchReport: Codable {
-    let suite = "fiberstacks"
-    let machine: BenchMachine
-    let quick: Bool
-    let results: [BenchResult]
-    let peers: [BenchResult]?
-    let peersSkipped: String?
-    let ratios: [BenchRatio]
-
-    enum CodingKeys: String, CodingKey {
-        case suite, machine, quick, results, peers, ratios
-        case peersSkipped = "peers_skipped"
-    }
-
-    func printTable() {
-        print("machine: \(machine.cpu), \(machine.cores) cores, Linux \(machine.kernel)")
-        func rows(_ title: String, _ results: [BenchResult]) {
-            print("\n\(title)")
-            var table = [("section/name", "params", "median", "p10..p90", "extra")]
-            for result in results {
-                let params = result.params.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                let extra = (result.extra ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\(format($0.value))" }.joined(separator: " ")
-                table.append(("\(result.section)/\(result.name)", params, "\(format(result.median)) \(result.unit)",
-                              "\(format(result.p10))..\(format(result.p90))", extra))
-            }
-            let widths = [table.map(\.0.count).max()!, table.map(\.1.count).max()!, table.map(\.2.count).max()!, table.map(\.3.count).max()!]
-            for row in table {
-                print([row.0.padding(toLength: widths[0], withPad: " ", startingAt: 0),
-                       row.1.padding(toLength: widths[1], withPad: " ", startingAt: 0),
-                       row.2.padding(toLength: widths[2], withPad: " ", startingAt: 0),
-                       row.3.padding(toLength: widths[3], withPad: " ", startingAt: 0), row.4].joined(separator: "  "))
-            }
-        }
-        rows("ours", results)
-        if let peers { rows("peers (same run)", peers) } else { print("\npeers skipped: \(peersSkipped ?? "")") }
-        if !ratios.isEmpty {
-            print("\nratios (ours/peer median; < 1: ours faster)")
-            for ratio in ratios { print("  \(ratio.ours) / \(ratio.peer) = \(format(ratio.ratio)) (target \(ratio.target))") }
-        }
-    }
-}
-
-/// Three significant decimals for small numbers, none for large ones.
-func format(_ value: Double) -> String {
-    value >= 100 ? String(Int(value.rounded())) : String(format: "%.3g", value)
 }

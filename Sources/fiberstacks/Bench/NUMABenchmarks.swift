@@ -1,54 +1,28 @@
-import ArgumentParser
 import StackAllocators
 
-/// `fiberstacks bench-numa` (hidden): what NUMA placement costs on this host, in one run: allocate +
-/// populate + release of a stack with and without a bind placement, mbind alone, and the placement
-/// query (move_pages) per page. Host numbers only: in scripts/numa-vm the nodes are emulated.
-struct BenchNUMA: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench-numa",
-        abstract:
-            "Benchmark NUMA bind + prefault and placement verification (use a release build; see docs/benchmarks.md).",
-        shouldDisplay: false)
-
-    @Flag(help: "Write the report as JSON to standard output.")
-    var json = false
-
-    @Flag(help: "Tiny counts: a smoke test.")
-    var quick = false
-
-    @Option(help: "Repetitions per figure (after warm-up).")
-    var reps = 15
-
-    func validate() throws {
-        guard reps > 0 else { throw ValidationError("--reps must be positive") }
-    }
-
-    func run() throws {
-        let scale = BenchScale(reps: quick ? 3 : reps, warmups: quick ? 1 : 2, quick: quick)
-        let report = BenchReport(
-            machine: BenchMachine.current(), quick: quick, results: try NUMABenchmarks.run(scale), peers: nil,
-            peersSkipped: "bench-numa has no peers", ratios: [])
-        if json {
-            print(try encodeJSON(report))
-        } else {
-            report.printTable()
-        }
-    }
-}
-
-extension [Double] {
-    /// The middle value (the upper one of an even count).
-    fileprivate var median: Double { isEmpty ? 0 : sorted()[count / 2] }
-}
-
-/// The figures of `bench-numa`.
+/// `numa`: what NUMA placement costs on this host, 256 KiB stacks with the default guard on the first
+/// node with memory. Host numbers only: in scripts/numa-vm the nodes are emulated.
+///
+/// - `alloc_populate`, `alloc_bind_populate`: `allocate` with `PrefaultPolicy(.populate)`, then `release`,
+///   without and with `placement: .bind(node)`, alternating within each repetition (so outside load hits
+///   both alike); `extra.overhead_ns` and `extra.ratio` compare the medians.
+/// - `mbind_untouched`: `NUMABinding.apply(.bind(node), untouched: true)` on a fresh stack, as allocators
+///   call it (no `MPOL_MF_*` flag); `mbind_move`: with the default `.move` (`MPOL_MF_MOVE`: the kernel
+///   drains every CPU's LRU cache first). Allocation is not timed.
+/// - `placement_query`: `PlacementReport` (move_pages with nodes NULL) per page, over one populated
+///   256 KiB stack (64 pages a query) and over a populated 64 MiB range (16,384 pages a query, which
+///   move_pages takes 1,024 at a time), the same number of pages per repetition.
 enum NUMABenchmarks {
     static let stackSize = 256 << 10
 
-    static func run(_ scale: BenchScale) throws -> [BenchResult] {
+    static func run(_ recorder: BenchRecorder) throws {
+        guard NUMATopology.available else {
+            recorder.skip(.numa, "*", because: "libnuma reports no NUMA support (numa_available() < 0): the kernel needs CONFIG_NUMA=y, and seccomp must allow get_mempolicy")
+            return
+        }
+        let scale = recorder.scale
         let node = try NUMATopology.current().memoryNodes.first ?? 0
-        let allocator = try MmapStackAllocator()
+        let allocator = try MmapStackAllocator(logger: benchLogger)
         let ops = scale.ops(1_000, quick: 10)
         let params = ["size": stackSize, "node": node]
         let populate = PrefaultPolicy(.populate)
@@ -56,40 +30,38 @@ enum NUMABenchmarks {
             StackRequest(usableSize: stackSize, prefault: populate),
             StackRequest(usableSize: stackSize, prefault: populate, placement: .bind(node)),
         ]
-        // The two alternate within each repetition, so load from elsewhere hits both alike.
-        var samples: [[Double]] = [[], []]
-        for repetition in 0..<(scale.warmups + scale.reps) {
-            for (index, request) in requests.enumerated() {
-                let elapsed = try timeLoop(ops) { try allocator.allocate(request).release() }
-                if repetition >= scale.warmups { samples[index].append(Double(elapsed) / Double(ops)) }
+        let columns = try measureFigures(scale) {
+            try requests.map { request in
+                Double(try timeLoop(ops) { try allocator.allocate(request).release() }) / Double(ops)
             }
         }
-        let alone = BenchResult(
-            section: "numa", name: "alloc_populate", params: params, samples: samples[0], opsPerRep: ops)
-        let bound = BenchResult(
-            section: "numa", name: "alloc_bind_populate", params: params, samples: samples[1], opsPerRep: ops
-        ).withExtra(["overhead_ns": samples[1].median - samples[0].median, "ratio": samples[1].median / samples[0].median])
-        return [
-            alone, bound, try bindAlone(scale, node: node, untouched: true, allocator: allocator),
-            try bindAlone(scale, node: node, untouched: false, allocator: allocator),
-        ] + (try placementQuery(scale, allocator: allocator))
+        let (unbound, bound) = (BenchResult.median(columns[0]), BenchResult.median(columns[1]))
+        recorder.add(
+            BenchResult(section: .numa, name: "alloc_populate", params: params, samples: columns[0], opsPerRep: ops),
+            BenchResult(
+                section: .numa, name: "alloc_bind_populate", params: params, samples: columns[1], opsPerRep: ops,
+                extra: ["overhead_ns": bound - unbound, "ratio": bound / unbound]))
+        for untouched in [true, false] {
+            recorder.add(try bindAlone(scale, node: node, untouched: untouched, allocator: allocator))
+        }
+        recorder.add(try placementQuery(scale, allocator: allocator))
     }
 
-    /// `NUMABinding.apply` alone on fresh stacks (allocation and release not timed): as allocators call it
-    /// (`untouched`: no flags), and with the default `.move` (MPOL_MF_MOVE: the kernel drains every CPU's
-    /// LRU cache first).
+    /// `NUMABinding.apply` alone on fresh stacks (allocation and release not timed).
     static func bindAlone(_ scale: BenchScale, node: Int, untouched: Bool, allocator: MmapStackAllocator) throws
         -> BenchResult
     {
         let count = scale.ops(256, quick: 4)
         let samples = try measure(scale, ops: count) {
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            var live = 0
             defer {
-                storage.deinitialize(count: count)
+                storage.deinitialize(count: live)
                 storage.deallocate()
             }
-            for index in 0..<count {
-                (storage + index).initialize(to: try allocator.allocate(StackRequest(usableSize: stackSize)))
+            while live < count {
+                (storage + live).initialize(to: try allocator.allocate(StackRequest(usableSize: stackSize)))
+                live += 1
             }
             let start = nanoseconds()
             for index in 0..<count {
@@ -99,23 +71,23 @@ enum NUMABenchmarks {
             return nanoseconds() - start
         }
         return BenchResult(
-            section: "numa", name: untouched ? "mbind_untouched" : "mbind_move",
+            section: .numa, name: untouched ? "mbind_untouched" : "mbind_move",
             params: ["size": stackSize, "node": node], samples: samples, opsPerRep: count)
     }
 
-    /// `PlacementReport` (move_pages with nodes NULL) per page: over one 256 KiB stack (64 pages, one
-    /// call) and over a 64 MiB populated range (16 384 pages, 16 calls).
+    /// `PlacementReport` per page: over one 256 KiB stack and over a 64 MiB populated range.
     static func placementQuery(_ scale: BenchScale, allocator: MmapStackAllocator) throws -> [BenchResult] {
-        try [stackSize, scale.ops(64 << 20, quick: 1 << 20)].map { size in
+        let large = scale.ops(64 << 20, quick: 1 << 20)
+        return try [stackSize, large].map { size in
             let stack = try allocator.allocate(
                 StackRequest(usableSize: size, guardSize: 0, prefault: PrefaultPolicy(.populate)))
             let pages = size / systemPageSize
-            let calls = max(1, scale.ops(64 << 20, quick: 1 << 20) / size)
+            let calls = max(1, large / size)
             let samples = try measure(scale, ops: pages * calls) {
                 try timeLoop(calls) { _ = try stack.placementReport() }
             }
             return BenchResult(
-                section: "numa", name: "placement_query", params: ["range": size, "page": systemPageSize],
+                section: .numa, name: "placement_query", params: ["range": size, "page": systemPageSize],
                 samples: samples, opsPerRep: pages * calls)
         }
     }

@@ -1,0 +1,98 @@
+import Synchronization
+
+/// One thread's cache of one pool's idle stacks: slot ids, last in first out, touched without a lock.
+///
+/// Owned by its thread and reached through the thread's `PoolThreadTable`. Only the owner reads and
+/// writes `entries`, `lowWater`, `ticks` and `lastDecay`; `count` and the counters are atomics that the
+/// owner updates with plain relaxed loads and stores (no read-modify-write: nobody else writes them while
+/// the owner lives) and that statistics read from other threads. When the owner exits, the registry hands
+/// the entries to the pool under its lock; when the pool dies first, its deinit takes them.
+struct PoolThreadCache: ~Copyable {
+    /// The pool this cache belongs to (ids are never reused).
+    let poolID: UInt64
+    /// Most entries held.
+    let capacity: Int
+    /// Slot ids; `entries[count - 1]` is the most recently released.
+    let entries: UnsafeMutablePointer<UInt32>
+    /// Entries held.
+    let count = Atomic<Int>(0)
+    /// Stacks handed out through this thread.
+    let acquired: GuardCounters
+    /// Stacks given back through this thread.
+    let released: GuardCounters
+    /// Lowest `count` since the last decay: entries below it stayed idle for the whole period.
+    var lowWater = 0
+    /// Operations since the last look at the clock.
+    var ticks = 0
+    /// When the last decay ran (`CoarseClock` nanoseconds).
+    var lastDecay: Int64
+
+    init(poolID: UInt64, capacity: Int) {
+        self.poolID = poolID
+        self.capacity = capacity
+        entries = .allocate(capacity: Swift.max(capacity, 1))
+        acquired = GuardCounters()
+        released = GuardCounters()
+        lastDecay = CoarseClock.now()
+    }
+
+    deinit {
+        entries.deallocate()
+    }
+}
+
+/// Per-guard-mechanism counters: written by one thread with relaxed loads and stores
+/// (`incrementFromOwner`), or by several with atomic adds (`add`); read by any.
+struct GuardCounters: ~Copyable {
+    private let lightweight = Atomic<Int>(0)
+    private let protNone = Atomic<Int>(0)
+    private let canary = Atomic<Int>(0)
+    private let unguarded = Atomic<Int>(0)
+
+    /// Adds one, from the owning thread only (a load and a store: no locked instruction).
+    @inline(__always)
+    func incrementFromOwner(_ mechanism: GuardMechanism) {
+        switch mechanism {
+        case .lightweight: lightweight.store(lightweight.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        case .protNone: protNone.store(protNone.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        case .canary: canary.store(canary.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        case .none: unguarded.store(unguarded.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        }
+    }
+
+    /// Adds `amount`, from any thread.
+    func add(_ mechanism: GuardMechanism, _ amount: Int) {
+        switch mechanism {
+        case .lightweight: lightweight.wrappingAdd(amount, ordering: .relaxed)
+        case .protNone: protNone.wrappingAdd(amount, ordering: .relaxed)
+        case .canary: canary.wrappingAdd(amount, ordering: .relaxed)
+        case .none: unguarded.wrappingAdd(amount, ordering: .relaxed)
+        }
+    }
+
+    /// The count for `mechanism`.
+    func value(_ mechanism: GuardMechanism) -> Int {
+        switch mechanism {
+        case .lightweight: lightweight.load(ordering: .relaxed)
+        case .protNone: protNone.load(ordering: .relaxed)
+        case .canary: canary.load(ordering: .relaxed)
+        case .none: unguarded.load(ordering: .relaxed)
+        }
+    }
+}
+
+/// A thread's cache as the registry keeps it: the pointer, sendable because the registry's lock and the
+/// ownership rules of `PoolThreadCache` order every access to it.
+struct PoolThreadCacheReference: @unchecked Sendable, Equatable {
+    /// The cache.
+    let cache: UnsafeMutablePointer<PoolThreadCache>
+}
+
+/// A thread's caches, one per pool it used, indexed by the pool's registry index. Stored behind the
+/// registry's pthread key; freed, with every cache in it, when the thread exits.
+struct PoolThreadTable {
+    /// Entries in `caches`.
+    var capacity: Int
+    /// Caches by pool registry index; nil where the thread has none.
+    var caches: UnsafeMutablePointer<UnsafeMutablePointer<PoolThreadCache>?>
+}

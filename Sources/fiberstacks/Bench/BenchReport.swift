@@ -1,0 +1,85 @@
+import Foundation
+
+/// Everything one `bench` run measured, in the JSON `fiberstacks bench --json` writes.
+struct BenchReport: Codable {
+    var suite = "fiberstacks"
+    let command: String
+    let machine: BenchMachine
+    let quick: Bool
+    let reps: Int
+    let sections: [String]
+    /// Per perf counter (`page_faults`, `dtlb_read_misses`): "available", or "not available: " and why.
+    let counters: [String: String]
+    let results: [BenchResult]
+    let skipped: [BenchSkip]
+    let peers: [BenchResult]?
+    let peersSkipped: String?
+    let ratios: [BenchRatio]
+    let targets: [BenchTargetCheck]
+    let seconds: Double
+    /// The load averages when the run ended.
+    let loadAverageEnd: [Double]
+
+    enum CodingKeys: String, CodingKey {
+        case suite, command, machine, quick, reps, sections, counters, results, skipped, peers, ratios, targets, seconds
+        case peersSkipped = "peers_skipped"
+        case loadAverageEnd = "load_average_end"
+    }
+
+    /// The report as aligned text tables.
+    func printTable() {
+        print("fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s")
+        print("machine: \(machine.cpu), \(machine.cores) cores, \(machine.virtualization), Linux \(machine.kernel), "
+            + "THP \(machine.transparentHugePages), \(machine.hugePagesFree) free huge pages, lightweight guards "
+            + "\(machine.lightweightGuards ? "yes" : "no")")
+        print("load average: \(machine.loadAverage.map(format).joined(separator: " ")) at the start, "
+            + "\(loadAverageEnd.map(format).joined(separator: " ")) at the end")
+        print("perf counters: " + counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "))
+        print("median and p10..p90 over \(reps) repetitions after warm-up; unit per operation")
+        for section in sections {
+            Self.rows("\n\(section)", results.filter { $0.section == section })
+        }
+        if let peers {
+            Self.rows("\npeers (scripts/peers, same run)", peers)
+        } else {
+            print("\npeers skipped: \(peersSkipped ?? "")")
+        }
+        if !skipped.isEmpty {
+            print("\nskipped")
+            for skip in skipped { print("  \(skip.section)/\(skip.name): \(skip.reason)") }
+        }
+        if !ratios.isEmpty {
+            print("\nratios (ours / versus, medians; below 1: ours faster)")
+            for ratio in ratios {
+                print("  \(ratio.met ? "met   " : "MISSED") \(ratio.ours) / \(ratio.versus) = \(format(ratio.ratio)) "
+                    + "(at most \(format(ratio.maxRatio)): \(ratio.target))")
+            }
+        }
+        if !targets.isEmpty {
+            print("\ntargets")
+            for check in targets {
+                print("  \(check.met ? "met   " : "MISSED") \(check.figure) = \(format(check.median)) \(check.unit) "
+                    + "(at most \(format(check.maxMedian)): \(check.target))")
+            }
+        }
+    }
+
+    /// One table: label, median, spread, repetitions x operations, extra figures.
+    static func rows(_ title: String, _ results: [BenchResult]) {
+        guard !results.isEmpty else { return }
+        print(title)
+        let table = results.map { result in
+            [
+                result.label, "\(format(result.median)) \(result.unit)", "\(format(result.p10))..\(format(result.p90))",
+                "\(result.reps)x\(result.opsPerRep)",
+                (result.extra ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\(format($0.value))" }
+                    .joined(separator: " "),
+            ]
+        }
+        let widths = (0..<4).map { column in table.map { $0[column].count }.max() ?? 0 }
+        for row in table {
+            let cells = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+            print("  " + (cells + [row[4]]).joined(separator: "  "))
+        }
+    }
+}

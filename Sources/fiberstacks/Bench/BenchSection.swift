@@ -1,0 +1,98 @@
+import ArgumentParser
+import StackAllocators
+
+/// The sections of `fiberstacks bench`, in the order they run; the raw values are the JSON `section` values.
+enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
+    /// Stack allocate+release: mmap per guard kind and size, slab cold carve and reuse, huge-page regions.
+    case stackAlloc = "stack_alloc"
+    /// Pooled acquire+release: one thread, two threads on one pool, the depot, scrub and discard.
+    case pooled
+    /// Prefault ns/page and GB/s per strategy and page size.
+    case prefault
+    /// The raw context switch and the scheduler's yield.
+    case contextSwitch = "context_switch"
+    /// Scheduler startup, empty-job throughput, counter fan-out.
+    case scheduler
+    /// A TLB-sensitive round-robin over many stacks, small pages against huge pages.
+    case tlb
+    /// NUMA bind + prefault against prefault alone, mbind, placement verification.
+    case numa
+    /// The most live guarded stacks one process holds within a time bound.
+    case capacity
+
+    /// Whether the peer harness measures figures this section is compared with.
+    var hasPeerFigures: Bool { [.stackAlloc, .pooled, .prefault, .contextSwitch].contains(self) }
+
+    /// Runs this section's benchmarks into `recorder`.
+    func run(_ recorder: BenchRecorder) throws {
+        switch self {
+        case .stackAlloc: try StackAllocBenchmarks.run(recorder)
+        case .pooled: try PoolBenchmarks.run(recorder)
+        case .prefault: try PrefaultBenchmarks.run(recorder)
+        case .contextSwitch: try ContextSwitchBenchmarks.run(recorder)
+        case .scheduler: try SchedulerBenchmarks.run(recorder)
+        case .tlb: try TLBBenchmarks.run(recorder)
+        case .numa: try NUMABenchmarks.run(recorder)
+        case .capacity: try CapacityBenchmarks.run(recorder)
+        }
+    }
+}
+
+/// A figure, or a whole section, that did not run on this machine, and why.
+struct BenchSkip: Codable {
+    let section: String
+    let name: String
+    let reason: String
+}
+
+/// What a run measured and what it skipped, section by section.
+final class BenchRecorder {
+    /// Repetitions and operation counts.
+    let scale: BenchScale
+    /// The capacity section's bounds: most stacks, and seconds.
+    let capacityLimit: Int
+    let capacitySeconds: Double
+    private(set) var results: [BenchResult] = []
+    private(set) var skipped: [BenchSkip] = []
+
+    init(scale: BenchScale, capacityLimit: Int, capacitySeconds: Double) {
+        self.scale = scale
+        self.capacityLimit = capacityLimit
+        self.capacitySeconds = capacitySeconds
+    }
+
+    /// Records measured figures.
+    func add(_ figures: BenchResult...) { results += figures }
+
+    /// Records measured figures.
+    func add(_ figures: [BenchResult]) { results += figures }
+
+    /// Records that `name` (or `"*"`: the whole section) did not run, and why.
+    func skip(_ section: BenchSection, _ name: String, because reason: String) {
+        skipped.append(BenchSkip(section: section.rawValue, name: name, reason: reason))
+    }
+
+    /// Runs `body`, which measures the figures called `name`; where it fails because the machine lacks a
+    /// capability (huge pages, a hugetlbfs mount, THP, a NUMA node), records a skip with the error's
+    /// cause and fix instead. Any other failure propagates: a benchmark that breaks must not look skipped.
+    func figure(_ section: BenchSection, _ name: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as StackError where error.meansMissingCapability {
+            skip(section, name, because: error.description)
+        }
+    }
+}
+
+extension StackError {
+    /// Whether the error says the machine lacks something a figure needs, rather than that it failed.
+    var meansMissingCapability: Bool {
+        switch self {
+        case .hugePagesExhausted, .capabilityMissing, .notHugeTLBFSMount, .numaNodeOutOfRange, .numaNodeOffline,
+            .numaNodeMemoryless, .perfCounterUnavailable:
+            true
+        default:
+            false
+        }
+    }
+}

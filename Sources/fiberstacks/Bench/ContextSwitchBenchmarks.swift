@@ -1,0 +1,71 @@
+import CFiberContext
+import FiberScheduler
+import StackAllocators
+
+/// `context_switch`: ns per switch (a round trip is two).
+///
+/// - `jump_raw`: `fs_jump_context` ping-pong between this thread and a fiber on a 64 KiB guarded stack,
+///   called from Swift: what the peer harness measures with Boost's `jump_fcontext` and `swapcontext`.
+/// - `switch_scheduler_path`: the same through `fs_switch_context`, the sanitizer-aware wrapper the
+///   scheduler calls (a tail call when no sanitizer is built in).
+/// - `scheduler_yield`: `FiberScheduler.yield()` in a job on one worker: two switches and one pass of the
+///   worker loop per yield.
+enum ContextSwitchBenchmarks {
+    static func run(_ recorder: BenchRecorder) throws {
+        let scale = recorder.scale
+        if fs_sanitizer_thread_enabled() || fs_sanitizer_address_enabled() {
+            for name in ["jump_raw", "switch_scheduler_path"] {
+                recorder.skip(.contextSwitch, name, because: "built with a sanitizer: the raw switch is not announced to it, and its timings would measure the sanitizer")
+            }
+        } else {
+            let roundTrips = scale.ops(2_000_000, quick: 1_000)
+            let stack = try MmapStackAllocator(logger: benchLogger).allocate(StackRequest(usableSize: 64 << 10))
+            for (name, annotated) in [("jump_raw", false), ("switch_scheduler_path", true)] {
+                let samples = measure(scale, ops: 2 * roundTrips) {
+                    pingPong(on: stack, roundTrips: roundTrips, annotated: annotated)
+                }
+                recorder.add(BenchResult(
+                    section: .contextSwitch, name: name, params: ["stack": 64 << 10], samples: samples,
+                    opsPerRep: 2 * roundTrips))
+            }
+        }
+        let yields = scale.ops(200_000, quick: 200)
+        var config = FiberConfig()
+        config.workerCount = 1
+        config.initialPoolSize = 1
+        config.targetPoolSize = 1
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        let samples = try measure(scale, ops: 2 * yields) {
+            try scheduler.submit { () -> UInt64 in
+                let start = nanoseconds()
+                for _ in 0..<yields { FiberScheduler.yield() }
+                return nanoseconds() - start
+            }.wait()
+        }
+        recorder.add(BenchResult(
+            section: .contextSwitch, name: "scheduler_yield", params: ["workers": 1], samples: samples,
+            opsPerRep: 2 * yields))
+    }
+
+    /// Nanoseconds for `roundTrips` round trips between this thread and a new fiber on `stack`, which is
+    /// left suspended inside `partner` (it holds nothing, so its stack can be reused or released).
+    static func pingPong(on stack: borrowing Stack, roundTrips: Int, annotated: Bool) -> UInt64 {
+        var transfer = fs_jump_context(fs_make_context(stack.top, stack.usableSize, partner), nil)
+        let start = nanoseconds()
+        if annotated {
+            var target = fs_switch_target(
+                tsan_fiber: nil, stack_bottom: UnsafeRawPointer(stack.usableBottom), stack_size: stack.usableSize)
+            for _ in 0..<roundTrips { transfer = fs_switch_context(transfer.from, nil, &target) }
+        } else {
+            for _ in 0..<roundTrips { transfer = fs_jump_context(transfer.from, nil) }
+        }
+        return nanoseconds() - start
+    }
+}
+
+/// Switches back to whoever resumed it, forever: the benchmark's partner fiber.
+private let partner: fs_entry = { transfer in
+    var transfer = transfer
+    while true { transfer = fs_jump_context(transfer.from, nil) }
+}

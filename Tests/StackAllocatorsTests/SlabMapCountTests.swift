@@ -1,0 +1,108 @@
+import Glibc
+import StackAllocators
+import StackTestSupport
+import Testing
+
+// Exit tests: the map count is process-wide, and other tests mapping memory in parallel would blur it.
+// A failing precondition makes the child exit non-zero; the message is on its standard error.
+
+@Suite("Slab map count", needsNoThreadSanitizer)
+struct SlabMapCountTests {
+    /// One million live stacks of 64 KiB over 64 KiB guards: 128 GiB of address space (MAP_NORESERVE), none
+    /// of it touched but 1,000 pages. What it costs in memory: page tables for the guard markers (about
+    /// 250 MiB: a page-table page per 16 stacks), the test's `Stack` storage (about 100 MiB) and the slab's
+    /// bookkeeping (4 MiB of free lists after release). The test machine (24 GiB) holds it with room.
+    @Test(
+        "A million live guarded 64 KiB stacks add fewer than 1,000 map lines; 1,000 sampled guards are inaccessible",
+        .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))
+    func millionStacks() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let count = 1_000_000
+            let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 64 << 10, guardMode: .lightweight))
+            let request = StackRequest(usableSize: 64 << 10, guardSize: 64 << 10)
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            defer { storage.deallocate() }
+            let baseline = try MapCount.current()
+            for index in 0..<count {
+                (storage + index).initialize(to: try slab.allocate(request))
+            }
+            let live = try MapCount.current()
+            precondition(live - baseline < 1000, "a million stacks added \(live - baseline) map lines")
+            precondition(slab.stats.live == count)
+            precondition(slab.stats.liveByGuard[.lightweight] == count)
+
+            var generator = SystemRandomNumberGenerator()
+            var sample = Set<Int>()
+            while sample.count < 1000 { sample.insert(Int.random(in: 0..<count, using: &generator)) }
+            for index in sample {
+                let stack = storage + index
+                precondition(stack.pointee.guardMechanism == .lightweight)
+                let guardRange = stack.pointee.guardRange
+                for address in [guardRange.lowerBound, guardRange.upperBound - 1, guardRange.lowerBound + UInt(guardRange.count / 2)] {
+                    let accessible = try Probe.isAccessible(address)
+                    precondition(!accessible, "guard byte 0x\(String(address, radix: 16)) of stack \(index) is accessible")
+                }
+                // Touch one page of each sampled stack: resident memory must be exactly these pages.
+                (stack.pointee.top - 1).storeBytes(of: 1, as: UInt8.self)
+            }
+            let resident = try slab.residentBytes()
+            precondition(resident == 1000 * systemPageSize, "\(resident) bytes resident, expected the 1,000 touched pages")
+
+            storage.deinitialize(count: count)
+            let released = try MapCount.current()
+            precondition(released - baseline <= 1, "after release: \(released) map lines, baseline \(baseline) (+1 retained region)")
+            slab.trim()
+            let trimmed = try MapCount.current()
+            precondition(trimmed <= baseline, "after trim: \(trimmed) map lines, baseline \(baseline)")
+            precondition(slab.stats.live == 0 && slab.stats.bytesReserved == 0)
+        }
+    }
+
+    @Test("With mprotect guards the slab stops with mapCountReserveReached before vm.max_map_count, and nothing leaks")
+    func mprotectReserve() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let reserve = 1024
+            let slab = try SlabStackAllocator(
+                .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect, mapCountReserve: reserve))
+            let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
+            let limit = try MapCount.limit()
+            // Room for every stack the limit allows, plus slack, so the loop must stop on the reserve.
+            let capacity = (limit - (try MapCount.current())) / 2 + 100
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: capacity)
+            defer { storage.deallocate() }
+            let baseline = try MapCount.current()  // after the storage, which malloc may have mapped
+            var count = 0
+            var failure: StackError?
+            while count < capacity {
+                do throws(StackError) {
+                    (storage + count).initialize(to: try slab.allocate(request))
+                    count += 1
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            guard case .mapCountReserveReached(let reportedLimit, let current, let reportedReserve, let remaining) = failure else {
+                preconditionFailure("expected mapCountReserveReached after \(count) stacks, got \(String(describing: failure))")
+            }
+            let now = try MapCount.current()
+            precondition(reportedLimit == limit && reportedReserve == reserve)
+            precondition(now <= limit - reserve, "the slab went into the reserve: \(now) of \(limit) mappings")
+            precondition(current <= limit - reserve + MapCountBudget.linesPerGuard)
+            precondition(remaining == (limit - current) / 2 && remaining >= reserve / 2 - 1, "\(remaining) stacks remaining")
+            let description = failure!.description
+            precondition(description.contains("vm.max_map_count") && description.contains("\(remaining) more"), description)
+            precondition(count > 20_000, "only \(count) stacks before the reserve")
+
+            // A released slot is reused without new mappings, even at the reserve.
+            (storage + count - 1).deinitialize(count: 1)
+            (storage + count - 1).initialize(to: try slab.allocate(request))
+
+            storage.deinitialize(count: count)
+            slab.trim()
+            let after = try MapCount.current()
+            precondition(after <= baseline, "map count \(after) after release and trim, baseline \(baseline)")
+            precondition(slab.stats.live == 0 && slab.stats.bytesReserved == 0)
+        }
+    }
+}
