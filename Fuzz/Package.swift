@@ -18,7 +18,10 @@ let package = Package(
         // C helpers: what must run uninstrumented (the mapping census, the recursion) and process control.
         .target(name: "CFuzzSupport"),
         // Input decoding, checks that report findings, and process-wide measurements shared by the targets.
-        .target(name: "FuzzSupport", dependencies: ["CFuzzSupport"]),
+        .target(
+            name: "FuzzSupport",
+            dependencies: ["CFuzzSupport", .product(name: "GuardPages", package: fiberStacks)]
+        ),
         // StackSizes, StackLayout and PrefaultPlan against an Int128 model: pure arithmetic.
         .executableTarget(
             name: "ProbePlanFuzzer",

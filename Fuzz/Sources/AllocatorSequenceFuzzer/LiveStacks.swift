@@ -8,6 +8,8 @@ struct StackModel {
     var marks: [UInt: UInt64] = [:]
     /// System pages of the usable range known to be resident (prefaulted or written).
     var residentPages: Set<UInt> = []
+    /// System pages that may be resident without having been written (read, which may map the zero page).
+    var maybeResidentPages: Set<UInt> = []
 
     var layout: StackLayout { descriptor.layout }
 }

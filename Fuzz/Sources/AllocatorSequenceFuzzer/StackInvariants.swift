@@ -58,7 +58,7 @@ func checkResidency(_ model: StackModel, exact: Bool, _ context: @autoclosure ()
         let known = model.residentPages.filter { window.contains($0) }
         check(known.isSubset(of: resident), "\(context()): pages \(known.subtracting(resident).sorted().map { "0x" + String($0, radix: 16) }) should be resident in \(window)")
         if exact {
-            check(resident == known, "\(context()): pages \(resident.subtracting(known).sorted().map { "0x" + String($0, radix: 16) }) are resident but were never touched")
+            check(resident.subtracting(model.maybeResidentPages) == known.subtracting(model.maybeResidentPages), "\(context()): pages \(resident.subtracting(known).sorted().map { "0x" + String($0, radix: 16) }) are resident but were never touched")
         }
     }
     for page in model.residentPages where !windows.contains(where: { $0.contains(page) }) {
@@ -90,5 +90,28 @@ func checkUnmapped(_ layout: StackLayout, _ context: @autoclosure () -> String) 
     for window in probeWindows(layout.base..<layout.top) {
         let unmapped = probing("mapping state") { () throws(StackError) in try Probe.isUnmapped(window) }
         check(unmapped, "\(context()): \(window) is still mapped after release")
+    }
+}
+
+/// A released slab slot keeps no resident page (discarded), unless its whole region was unmapped.
+func checkDiscarded(_ layout: StackLayout, _ context: @autoclosure () -> String) {
+    let firstPage = layout.usableBottom..<(layout.usableBottom + UInt(systemPageSize))
+    let unmapped = probing("mapping state") { () throws(StackError) in try Probe.isUnmapped(firstPage) }
+    if unmapped { return }
+    for window in probeWindows(layout.usableRange) {
+        let resident = residentPages(in: window)
+        check(resident.isEmpty, "\(context()): \(resident.count) pages still resident after release in \(window)")
+    }
+}
+
+/// A pool that scrubs on release leaves zeros where the stack's owner wrote (or the memory went back
+/// to the pool's inner allocator and is unmapped).
+func checkScrubbed(_ model: StackModel, _ context: @autoclosure () -> String) {
+    for (address, value) in model.marks {
+        let page = address & ~UInt(systemPageSize - 1)
+        let unmapped = probing("mapping state") { () throws(StackError) in try Probe.isUnmapped(page..<(page + UInt(systemPageSize))) }
+        if unmapped { continue }
+        let found = UnsafePointer<UInt64>(bitPattern: address)!.pointee
+        check(found == 0, "\(context()): 0x\(String(address, radix: 16)) still holds \(found) (written: \(value)) after a scrubbing release")
     }
 }

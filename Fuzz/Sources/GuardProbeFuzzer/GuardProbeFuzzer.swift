@@ -1,8 +1,8 @@
-// Fuzz target: real guard pages, really hit. Each input is one case — guard mode, stack and guard
-// sizes, frame size and recursion depth, label — run in a forked child: the child installs the
-// overflow handler, takes a guarded stack from MmapStackAllocator, maps a sentinel (pages of a
-// known pattern, shared with the fuzzer) directly below the guard, and recurses on a thread whose
-// stack is the usable range. Frames keep to the documented contract (smaller than the guard). Checked:
+// Fuzz target: real guard pages, really hit. Each input is one case — allocator (mmap, slab, pool),
+// guard mode, stack and guard sizes, frame size and recursion depth, label — run in a forked child:
+// the child installs the overflow handler, takes a guarded stack from the allocator, maps a sentinel
+// (pages of a known pattern, shared with the fuzzer) directly below the guard, and recurses on a thread
+// whose stack is the usable range. Frames keep to the documented contract (smaller than the guard). Checked:
 // - the child either completes (exit 0) or dies by SIGSEGV after writing our diagnostic, naming the
 //   stored label, with a fault address inside the guard and the stack's sizes; a SIGSEGV without the
 //   diagnostic, any other signal or exit status, or a hang is a finding;
@@ -43,6 +43,7 @@ public func guardProbeFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
 /// A case whose frames keep to the contract: smaller than the guard by at least the call's overhead.
 func decodeCase(_ input: inout ByteReader) -> ProbeCase {
     let page = systemPageSize
+    let allocator = input.pick(ProbeAllocator.allCases)
     let guardMode: GuardMode = input.bool() ? .automatic : .mprotect
     let guardSize = input.int(in: 1...(maximumGuard / page)) * page
     let usable = input.int(in: 16...1024) * page
@@ -54,7 +55,7 @@ func decodeCase(_ input: inout ByteReader) -> ProbeCase {
     case 1: depth = usable / max(frameBytes, 1) + input.int(in: 1...1000)  // cannot fit
     default: depth = input.int(in: 0...(capacity * 2))  // anything between
     }
-    return ProbeCase(guardMode: guardMode, usable: usable, guardSize: guardSize, frameBytes: frameBytes, depth: depth, label: input.label(maximumLength: 80))
+    return ProbeCase(allocator: allocator, guardMode: guardMode, usable: usable, guardSize: guardSize, frameBytes: frameBytes, depth: depth, label: input.label(maximumLength: 80))
 }
 
 /// What became of one child.
@@ -133,7 +134,7 @@ func confirmOversizeFrameLimitation() {
     var conclusive = 0
     for attempt in 0..<8 {
         let probe = ProbeCase(
-            guardMode: .automatic, usable: 64 * page, guardSize: page, frameBytes: 8 * page + attempt * 512, depth: 1000,
+            allocator: .mmap, guardMode: .automatic, usable: 64 * page, guardSize: page, frameBytes: 8 * page + attempt * 512, depth: 1000,
             label: "oversize")
         let outcome = run(probe)
         guard !outcome.inconclusive else { continue }

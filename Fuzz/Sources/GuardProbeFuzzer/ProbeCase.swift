@@ -2,9 +2,34 @@ import CFuzzSupport
 import Glibc
 import StackAllocators
 
+/// Where a case's stack comes from.
+enum ProbeAllocator: CaseIterable {
+    /// `MmapStackAllocator`.
+    case mmap
+    /// `SlabStackAllocator` with one stack per region (so that the pages below its guard are free).
+    case slab
+    /// `PooledStackAllocator` over `MmapStackAllocator`.
+    case pool
+
+    /// The allocator for stacks of `usable` bytes over `guardSize`-byte guards of `mode`.
+    func make(usable: Int, guardSize: Int, mode: GuardMode) throws(StackError) -> any StackAllocator {
+        switch self {
+        case .mmap:
+            return try MmapStackAllocator(guardMode: mode)
+        case .slab:
+            return try SlabStackAllocator(.init(usableSize: usable, guardSize: guardSize, stacksPerRegion: 1, guardMode: mode))
+        case .pool:
+            return try PooledStackAllocator(
+                wrapping: try MmapStackAllocator(guardMode: mode), .init(stack: StackRequest(usableSize: usable, guardSize: guardSize)))
+        }
+    }
+}
+
 /// One guarded stack and one recursion on it: what a child process runs.
 struct ProbeCase: CustomStringConvertible {
-    /// Which guard `MmapStackAllocator` installs.
+    /// Where the stack comes from.
+    var allocator: ProbeAllocator
+    /// Which guard the allocator installs.
     var guardMode: GuardMode
     /// Requested usable bytes (a multiple of the page size).
     var usable: Int
@@ -32,7 +57,7 @@ struct ProbeCase: CustomStringConvertible {
     var cannotFit: Bool { depth * frameBytes > usable }
 
     var description: String {
-        "\(guardMode) guard \(guardSize) B, usable \(usable) B, \(depth) frames of \(frameBytes) B, label \(label.debugDescription)"
+        "\(allocator) allocator, \(guardMode) guard \(guardSize) B, usable \(usable) B, \(depth) frames of \(frameBytes) B, label \(label.debugDescription)"
     }
 }
 
@@ -60,14 +85,14 @@ func exitChild(_ status: ChildExit, _ message: String) -> Never {
 }
 
 /// The child: a fresh handler chaining to the default action (so a fault outside a guard kills
-/// silently, as in a process without a crash reporter), a stack from the allocator with the shared
+/// silently, as in a process without a crash reporter), a stack from the case's allocator with the shared
 /// sentinel mapped directly below its guard, and the recursion on a thread whose stack it is.
 func runChild(_ probe: ProbeCase, sentinel: Sentinel) -> Int32 {
     signal(SIGSEGV, SIG_DFL)
     signal(SIGBUS, SIG_DFL)
     do throws(StackError) {
         try OverflowHandler.install()
-        let allocator = try MmapStackAllocator(guardMode: probe.guardMode)
+        let allocator = try probe.allocator.make(usable: probe.usable, guardSize: probe.guardSize, mode: probe.guardMode)
         // Stacks whose pages below were taken are kept, so that the next one lands elsewhere.
         let held = UnsafeMutablePointer<Stack>.allocate(capacity: 4)
         var stack = try allocator.allocate(StackRequest(usableSize: probe.usable, guardSize: probe.guardSize))

@@ -78,24 +78,12 @@ func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes?
         check(sizes.total == sizes.usable + sizes.guardSize, "\(context): total \(sizes.total)")
         return sizes
     case (.failure(let error), .failure(let model)):
-        check(sameCase(error, model), "\(context): threw \(error), model expects \(model)")
+        check(error.matches(model), "\(context): threw \(error), model expects \(model)")
         return nil
     case (.success(let sizes), .failure(let model)):
         finding("\(context) accepted (\(sizes)), model expects \(model)")
     case (.failure(let error), .success(let model)):
         finding("\(context) threw \(error), model accepts \(model)")
-    }
-}
-
-/// Whether two errors are the same case with the same requested value (reasons are prose).
-func sameCase(_ lhs: StackError, _ rhs: StackError) -> Bool {
-    switch (lhs, rhs) {
-    case (.invalidPageSize(let a, _), .invalidPageSize(let b, _)),
-        (.invalidSize(let a, _), .invalidSize(let b, _)),
-        (.invalidGuard(let a, _), .invalidGuard(let b, _)):
-        return a == b
-    default:
-        return false
     }
 }
 
