@@ -106,11 +106,12 @@ enum Subject: CustomStringConvertible {
     /// reserves more than its live stacks).
     var reservesPerStack: Bool { unmapsOnRelease }
 
-    /// The mechanism a guarded stack of `allocator` must report.
+    /// The mechanism a guarded stack must report when its guards were installed in `mode`.
     func guardMechanism(mode: GuardMode) -> GuardMechanism {
         mode == .mprotect ? .protNone : GuardInstaller.lightweightGuardsSupported ? .lightweight : .protNone
     }
 
+    /// The guard mode the subject's stacks get (a slab under a pool uses `.automatic`).
     var guardMode: GuardMode {
         switch self {
         case .mmap(let mode): mode
