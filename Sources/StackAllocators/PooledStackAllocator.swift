@@ -434,26 +434,8 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
 
     /// Checks a request that is not exactly the pool's shape: it must fit the pooled stacks.
     private func accept(_ request: StackRequest) throws(StackError) {
-        guard request.pages == configuration.stack.pages else {
-            throw .capabilityMissing(
-                "\(request.pages) pages from a pool of \(configuration.stack.pages)-page stacks",
-                fix: "make a pool over an allocator of that page kind")
-        }
-        if let placement = request.placement, placement != configuration.stack.placement {
-            throw .capabilityMissing(
-                "placement \(placement) from a pool placed \(configuration.stack.placement.map { "\($0)" } ?? "by first touch")",
-                fix: "make one pool per placement (PooledStackAllocator.Configuration.stack.placement)")
-        }
-        let asked = try StackSizes(usable: request.usableSize, guard: request.guardSize)
-        guard asked.usable <= sizes.usable else {
-            throw .invalidSize(
-                requested: request.usableSize,
-                reason: "this pool holds stacks of \(sizes.usable) usable bytes; make a pool of the larger size")
-        }
-        guard asked.guardSize <= sizes.guardSize else {
-            throw .invalidGuard(
-                requested: request.guardSize,
-                reason: "this pool's stacks have \(sizes.guardSize)-byte guards; make a pool with the larger guard")
-        }
+        try StackShape(
+            sizes: sizes, pages: configuration.stack.pages, placement: configuration.stack.placement, owner: "pool"
+        ).accept(request)
     }
 }

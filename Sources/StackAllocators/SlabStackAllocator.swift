@@ -130,26 +130,12 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
 
     /// Checks that `request` fits this slab's stacks.
     private func accept(_ request: StackRequest) throws(StackError) {
-        guard request.pages == .small else {
-            throw .capabilityMissing("huge pages in SlabStackAllocator", fix: "use HugePageStackAllocator")
+        if request.usableSize == configuration.usableSize, request.guardSize == configuration.guardSize,
+            request.pages == .small, request.placement == nil || request.placement == configuration.placement
+        {
+            return
         }
-        if let placement = request.placement, placement != configuration.placement {
-            throw .capabilityMissing(
-                "placement \(placement) in a slab placed \(configuration.placement.map { "\($0)" } ?? "by first touch")",
-                fix: "make one SlabStackAllocator per placement (SlabStackAllocator.Configuration.placement)")
-        }
-        if request.usableSize == configuration.usableSize, request.guardSize == configuration.guardSize { return }
-        let asked = try StackSizes(usable: request.usableSize, guard: request.guardSize)
-        guard asked.usable <= sizes.usable else {
-            throw .invalidSize(
-                requested: request.usableSize,
-                reason: "this slab carves stacks of \(sizes.usable) usable bytes; make a slab of the larger size")
-        }
-        guard asked.guardSize <= sizes.guardSize else {
-            throw .invalidGuard(
-                requested: request.guardSize,
-                reason: "this slab's guards are \(sizes.guardSize) bytes; make a slab with the larger guard")
-        }
+        try StackShape(sizes: sizes, pages: .small, placement: configuration.placement, owner: "slab").accept(request)
     }
 
     /// Picks a slot (reused, carved, or from a new region), installs its guard when new, and hands it out.

@@ -1,5 +1,6 @@
 import Foundation
 import StackAllocators
+import StackTestSupport
 import Testing
 
 /// Runs `fiberstacks numa-check --json --disposable-machine` inside scripts/numa-vm guests with several NUMA nodes and
@@ -127,8 +128,7 @@ enum VM {
         .deletingLastPathComponent()
     static let script = packageRoot.appendingPathComponent("scripts/numa-vm").path
     /// The fiberstacks binary built next to the test bundle.
-    static let fiberstacks = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        .deletingLastPathComponent().appendingPathComponent("fiberstacks").path
+    static let fiberstacks = fiberstacksBinary
 
     /// What is missing to boot a VM here, or nil.
     static let missing: String? = {

@@ -2,20 +2,10 @@ import Foundation
 import StackTestSupport
 import Testing
 
-/// Runs the built `fiberstacks` binary (next to the test bundle) and returns its exit status and stdout.
+/// Exit status and standard output of the built `fiberstacks` binary run with `arguments`.
 func runTool(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        .deletingLastPathComponent().appendingPathComponent("fiberstacks")
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let run = try runFiberstacks(arguments)
+    return (run.status, run.output)
 }
 
 @Suite("The fiberstacks command")

@@ -70,6 +70,9 @@ enum RatioPlan {
         let versus: FigureKey
         let maxRatio: Double
         let target: String
+        /// Compare time per byte (each median over its `page` parameter), for figures per page of
+        /// different sizes.
+        var perByte = false
     }
 
     struct Bound {
@@ -129,6 +132,23 @@ enum RatioPlan {
             ours: FigureKey(.ours, "prefault", "touch_4k"),
             versus: FigureKey(.peers, "prefault", "touch_4k"), maxRatio: 1.25,
             target: "Prefault.apply(.touch) within 1.25x of a top-down touch loop in C"),
+        // The targets of the foundation, huge-page and slab issues.
+        Pair(
+            ours: FigureKey(.ours, "stack_alloc", "mmap_lightweight", size64K),
+            versus: FigureKey(.ours, "stack_alloc", "mmap_mprotect", size64K), maxRatio: 0.75,
+            target: "lightweight guard allocate+release at most 0.75x the mprotect path (64 KiB)"),
+        Pair(
+            ours: FigureKey(.ours, "prefault", "populate_4k"),
+            versus: FigureKey(.ours, "prefault", "touch_4k"), maxRatio: 1 / 1.3,
+            target: "populate at least 1.3x faster per page than touch"),
+        Pair(
+            ours: FigureKey(.ours, "prefault", "alloc_hugetlb_2m"),
+            versus: FigureKey(.ours, "prefault", "alloc_populate_4k"), maxRatio: 1 / 3,
+            target: "2 MiB hugetlb prefault at least 3x the 4 KiB rate (per byte)", perByte: true),
+        Pair(
+            ours: FigureKey(.ours, "stack_alloc", "slab_cold_lightweight", size64K),
+            versus: FigureKey(.peers, "stack_alloc", "mmap_mprotect", size64K), maxRatio: 1 / 2,
+            target: "slab carve of a cold stack at least 2x faster than mmap+mprotect+munmap"),
     ]
 
     static let bounds: [Bound] = [
@@ -146,7 +166,10 @@ enum RatioPlan {
             guard let mine = plan.ours.find(ours: ours, peers: peers),
                 let other = plan.versus.find(ours: ours, peers: peers), other.median > 0
             else { return nil }
-            let ratio = mine.median / other.median
+            func cost(_ result: BenchResult) -> Double {
+                plan.perByte ? result.median / Double(result.params["page"] ?? 1) : result.median
+            }
+            let ratio = cost(mine) / cost(other)
             return BenchRatio(
                 ours: plan.ours.label, versus: plan.versus.label, ratio: ratio, maxRatio: plan.maxRatio,
                 target: plan.target, met: ratio <= plan.maxRatio)
