@@ -1,5 +1,6 @@
 import CStackSupport
 import Glibc
+import Logging
 import SystemPackage
 
 /// The one funnel for the syscalls of this package (memory, thread affinity): errno is read right after each call,
@@ -150,5 +151,18 @@ package enum Syscall {
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))
+    }
+}
+
+extension Syscall {
+    /// munmap(2) for memory this package mapped, logging a failure on `logger` (which would mean a
+    /// corrupted address or size: the memory is then leaked). Returns whether it worked.
+    @discardableResult
+    package static func unmap(_ address: UInt, size: Int, logger: Logger, what: String) -> Bool {
+        guard case .failure(let errno) = unmap(address, size: size) else { return true }
+        logger.error(
+            "munmap of \(what) failed; its memory is leaked",
+            metadata: ["address": "0x\(String(address, radix: 16))", "size": "\(size)", "errno": "\(errno)"])
+        return false
     }
 }

@@ -37,14 +37,14 @@ enum HugePageRegion {
         do throws(StackError) {
             layout = try StackLayout(base: usableBottom - UInt(sizes.guardSize), sizes: sizes)
         } catch {
-            _ = Syscall.unmap(reservation, size: reservedSize)
+            Syscall.unmap(reservation, size: reservedSize, logger: logger, what: "a huge-page reservation")
             throw error
         }
         let end = reservation + UInt(reservedSize)
         for slackPiece in [reservation..<layout.base, layout.top..<end] where !slackPiece.isEmpty {
             if case .failure(let errno) = Syscall.unmap(slackPiece.lowerBound, size: slackPiece.count) {
                 // Unmapping part of a mapping splits it first, which can hit vm.max_map_count.
-                _ = Syscall.unmap(reservation, size: reservedSize)
+                Syscall.unmap(reservation, size: reservedSize, logger: logger, what: "a huge-page reservation")
                 throw mappingError(errno, size: reservedSize)
             }
         }
@@ -72,11 +72,7 @@ enum HugePageRegion {
     /// Unmaps a region `map` made (guard and usable range); logs a failure, returns whether it worked.
     @discardableResult
     static func unmap(_ layout: StackLayout, logger: Logger) -> Bool {
-        guard case .failure(let errno) = Syscall.unmap(layout.base, size: layout.sizes.total) else { return true }
-        logger.error(
-            "munmap of a huge-page region failed; its memory is leaked",
-            metadata: ["region": "\(layout)", "errno": "\(errno)"])
-        return false
+        Syscall.unmap(layout.base, size: layout.sizes.total, logger: logger, what: "a huge-page region")
     }
 
     /// Makes the usable range resident: all of it for hugetlb (MADV_POPULATE_WRITE, never a touch, which

@@ -80,10 +80,6 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// munmap, logging a failure (which would mean a corrupted descriptor): returns whether it worked.
     @discardableResult
     private func unmap(_ base: UInt, size: Int) -> Bool {
-        guard case .failure(let errno) = Syscall.unmap(base, size: size) else { return true }
-        logger.error(
-            "munmap of a stack failed; its memory is leaked",
-            metadata: ["address": "0x\(String(base, radix: 16))", "size": "\(size)", "errno": "\(errno)"])
-        return false
+        Syscall.unmap(base, size: size, logger: logger, what: "a stack")
     }
 }

@@ -169,7 +169,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                 do throws(StackError) {
                     try NUMABinding.apply(placement, to: base..<(base + UInt(regionSize)), untouched: true)
                 } catch {
-                    _ = Syscall.unmap(base, size: regionSize)
+                    Syscall.unmap(base, size: regionSize, logger: logger, what: "a slab region")
                     throw error
                 }
             }
