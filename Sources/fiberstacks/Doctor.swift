@@ -24,7 +24,7 @@ struct Doctor: ParsableCommand {
             ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "needs Linux >= 5.14; touch fallback")),
             ("transparent huge pages", machine.transparentHugePages.map {
                 "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
-                    + (machine.transparentHugePageSize.map { ", \(formatBytes($0)) pages" } ?? "")
+                    + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
             } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
@@ -33,7 +33,7 @@ struct Doctor: ParsableCommand {
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"
             rows.append((
-                "huge pages \(formatBytes(pool.pageSize)) \(scope)",
+                "huge pages \(formatByteCount(pool.pageSize)) \(scope)",
                 "\(pool.free) free of \(pool.total)" + (pool.reserved.map { ", \($0) reserved" } ?? "")
                     + (pool.surplus > 0 ? ", \(pool.surplus) surplus" : "")
                     + (pool.overcommit.map { $0 > 0 ? ", overcommit \($0)" : "" } ?? "") + " (\(pool.controlFile))"))
@@ -42,7 +42,7 @@ struct Doctor: ParsableCommand {
             rows.append(("hugetlbfs mounts", "none (mount -t hugetlbfs none /dev/hugepages)"))
         }
         for mount in machine.hugeTLBMounts {
-            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatBytes(mount.pageSize)) pages)"))
+            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatByteCount(mount.pageSize)) pages)"))
         }
         printTable(rows)
     }
@@ -101,9 +101,6 @@ struct DoctorReport: Encodable {
         }
     }
 }
-
-/// "2 MiB", "64 KiB", "1 GiB", or bytes.
-func formatBytes(_ bytes: Int) -> String { formatByteCount(bytes) }
 
 /// Two aligned columns.
 func printTable(_ rows: [(String, String)]) {

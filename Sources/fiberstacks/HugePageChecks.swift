@@ -20,12 +20,12 @@ enum HugePageChecks {
         let mounts = MachineCapabilities.hugeTLBMounts()
         for size in sizes {
             let short: String? = MachineCapabilities.hugePagePool(pageSize: size).map { pool in
-                pool.available < 1 ? "skipped: needs a free \(formatBytes(size)) huge page: \(pool.controlFile) (0 free)" : nil
-            } ?? "skipped: no \(formatBytes(size)) pool"
+                pool.available < 1 ? "skipped: needs a free \(formatByteCount(size)) huge page: \(pool.controlFile) (0 free)" : nil
+            } ?? "skipped: no \(formatByteCount(size)) pool"
             for backing in [HugePageRequest.Backing.anonymous, .hugetlbfs()] {
-                let name = "huge/\(label(backing))-\(formatBytes(size))"
+                let name = "huge/\(label(backing))-\(formatByteCount(size))"
                 if case .hugetlbfs = backing, !mounts.contains(where: { $0.pageSize == size }) {
-                    report.add("backing", name, true, "skipped: needs a hugetlbfs mount for \(formatBytes(size)) pages "
+                    report.add("backing", name, true, "skipped: needs a hugetlbfs mount for \(formatByteCount(size)) pages "
                         + "(mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none /dev/hugepages-\(formatSizeOption(size)))")
                 } else if let short {
                     report.add("backing", name, true, short)
@@ -75,14 +75,14 @@ enum HugePageChecks {
             let passed = hugetlb ? usage.hugetlbBytes == layout.sizes.usable && usage.kernelPageSizes == [layout.pageSize]
                 : usage.anonHugeBytes >= layout.pageSize
             return (passed, "\(usage.hugeBytes) of \(layout.sizes.usable) B in huge pages "
-                + "(smaps: KernelPageSize \(usage.kernelPageSizes.map(formatBytes)), AnonHugePages \(usage.anonHugeBytes) B)")
+                + "(smaps: KernelPageSize \(usage.kernelPageSizes.map(formatByteCount)), AnonHugePages \(usage.anonHugeBytes) B)")
         }
         report.check("guard-below-huge", name) {
             let guardPages = try Smaps.usage(of: layout.guardRange).kernelPageSizes
             let aligned = layout.usableBottom % UInt(layout.pageSize) == 0
             return (aligned && guardPages == [systemPageSize] && mechanism == .protNone,
-                "usable bottom \(aligned ? "" : "not ")\(formatBytes(layout.pageSize))-aligned; "
-                    + "\(layout.guardRange.count) B \(mechanism) guard in \(guardPages.map(formatBytes)) pages")
+                "usable bottom \(aligned ? "" : "not ")\(formatByteCount(layout.pageSize))-aligned; "
+                    + "\(layout.guardRange.count) B \(mechanism) guard in \(guardPages.map(formatByteCount)) pages")
         }
         let whole = layout.base..<layout.top
         stack.release()
@@ -148,7 +148,7 @@ enum HugePageChecks {
             let stack = try allocator.allocate(StackRequest(usableSize: needed * size, pages: .huge(fallback)))
             let probe = try StackProbeReport(layout: stack.descriptor.layout)
             return (stack.pageSize == systemPageSize && probe.guardIsSound && allocator.stats.fallbacks == before + 1,
-                "small-page stack (\(formatBytes(stack.pageSize)) pages, \(stack.guardMechanism) guard), counted in stats.fallbacks")
+                "small-page stack (\(formatByteCount(stack.pageSize)) pages, \(stack.guardMechanism) guard), counted in stats.fallbacks")
         }
     }
 
