@@ -50,6 +50,7 @@ let package = Package(
             dependencies: [
                 "StackAllocators",
                 "CFiberContext",
+                "CStackSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -78,7 +79,10 @@ let package = Package(
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
         .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks", "StackTestSupport"]),
-        .testTarget(name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport"]),
+        .testTarget(
+            name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport", "CJumpFixtures"]),
+        // C frames that skip guards without touching them, for the overflow tests.
+        .target(name: "CJumpFixtures", path: "Tests/CJumpFixtures"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,17 +12,23 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 static struct sigaction previous_segv;
 static struct sigaction previous_bus;
 static int installed;
+/// How far below a running fiber's stack its stack pointer may be and still count as an overflow of it,
+/// at least: 1 MiB, or the stack's own size when larger.
+#define JUMP_REACH ((uintptr_t)1 << 20)
+// initial-exec: one instruction per access, no __tls_get_addr (which is not async-signal-safe).
+static __thread __attribute__((tls_model("initial-exec"))) const fs_running_stack *running_stack;
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 // MARK: - Formatting without libc's formatted output
 
 struct line {
-    char text[512];
+    char text[1024];
     size_t length;
 };
 
@@ -62,38 +68,117 @@ static void write_all(int fd, const char *bytes, size_t length) {
     }
 }
 
-/// The diagnostic, one line on stderr.
-static void report_overflow(const fs_guard_entry *entry, uintptr_t address) {
+/// "fiber "LABEL"" or "an unlabelled fiber".
+static void put_fiber(struct line *line, const char *label) {
+    if (label && label[0]) {
+        put_text(line, "fiber \"");
+        put_text(line, label);
+        put_text(line, "\"");
+    } else {
+        put_text(line, "an unlabelled fiber");
+    }
+}
+
+/// " (thread TID "NAME")".
+static void put_thread(struct line *line) {
     char thread_name[17] = {0};
     if (prctl(PR_GET_NAME, thread_name, 0, 0, 0) != 0) thread_name[0] = 0;
+    put_text(line, " (thread ");
+    put_decimal(line, (uint64_t)syscall(SYS_gettid));
+    put_text(line, " \"");
+    put_text(line, thread_name);
+    put_text(line, "\")");
+}
+
+/// "[BOTTOM, TOP); usable N B, guard N B".
+static void put_stack(struct line *line, uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top) {
+    put_text(line, "[");
+    put_hex(line, usable_bottom);
+    put_text(line, ", ");
+    put_hex(line, top);
+    put_text(line, "); usable ");
+    put_decimal(line, top - usable_bottom);
+    put_text(line, " B, guard ");
+    put_decimal(line, usable_bottom - guard_low);
+    put_text(line, " B");
+}
+
+static void finish(struct line *line, const char *advice) {
+    put_text(line, advice);
+    if (line->length == sizeof line->text - 1) line->length--;
+    line->text[line->length++] = '\n';
+    write_all(STDERR_FILENO, line->text, line->length);
+}
+
+static const char resize_advice[] =
+    "; raise the stack size (StackRequest.usableSize) or the guard size (StackRequest.guardSize)";
+static const char jump_advice[] =
+    "; a frame larger than the guard skipped it: make the guard at least the largest frame "
+    "(`fiberstacks frames` lists them)";
+
+/// A fault in the guard of the stack that was running (or on a thread that runs no fiber).
+static void report_overflow(const fs_guard_entry *entry, uintptr_t address) {
     struct line line = {.length = 0};
     put_text(&line, "fiberstacks: stack overflow in ");
-    if (entry->label[0]) {
-        put_text(&line, "fiber \"");
-        put_text(&line, entry->label);
-        put_text(&line, "\"");
-    } else {
-        put_text(&line, "an unlabelled fiber");
-    }
-    put_text(&line, " (thread ");
-    put_decimal(&line, (uint64_t)syscall(SYS_gettid));
-    put_text(&line, " \"");
-    put_text(&line, thread_name);
-    put_text(&line, "\"): fault at ");
+    put_fiber(&line, entry->label);
+    put_thread(&line);
+    put_text(&line, ": fault at ");
     put_hex(&line, address);
     put_text(&line, " is ");
     put_decimal(&line, entry->usable_bottom - address);
-    put_text(&line, " bytes below the usable bottom of stack [");
-    put_hex(&line, entry->usable_bottom);
-    put_text(&line, ", ");
-    put_hex(&line, entry->top);
-    put_text(&line, "); usable ");
-    put_decimal(&line, entry->top - entry->usable_bottom);
-    put_text(&line, " B, guard ");
-    put_decimal(&line, entry->usable_bottom - entry->guard_low);
-    put_text(&line, " B; raise the stack size (StackRequest.usableSize) or the guard size (StackRequest.guardSize)\n");
-    if (line.text[line.length - 1] != '\n') line.text[line.length++] = '\n';
-    write_all(STDERR_FILENO, line.text, line.length);
+    put_text(&line, " bytes below the usable bottom of stack ");
+    put_stack(&line, entry->guard_low, entry->usable_bottom, entry->top);
+    finish(&line, resize_advice);
+}
+
+/// A fault in the guard of another stack than the running fiber's: the running fiber's frame jumped
+/// past its own guard, through whatever lay below it, into `victim`'s guard.
+static void report_jump_into(const fs_running_stack *running, const fs_guard_entry *victim, uintptr_t address) {
+    struct line line = {.length = 0};
+    put_text(&line, "fiberstacks: stack overflow in ");
+    put_fiber(&line, running->label);
+    put_thread(&line);
+    put_text(&line, ", stack ");
+    put_stack(&line, running->guard_low, running->usable_bottom, running->top);
+    put_text(&line, ": its frame jumped past its own guard; fault at ");
+    put_hex(&line, address);
+    put_text(&line, " is in the guard of another stack, ");
+    put_fiber(&line, victim->label);
+    put_text(&line, ", and is ");
+    put_decimal(&line, victim->usable_bottom - address);
+    put_text(&line, " bytes below the usable bottom of that stack ");
+    put_stack(&line, victim->guard_low, victim->usable_bottom, victim->top);
+    finish(&line, jump_advice);
+}
+
+/// A fault in no registered guard while the running fiber's stack pointer is below its usable bottom:
+/// its frame jumped past its guard into memory that is not a stack, or its guard is not registered.
+static void report_below(const fs_running_stack *running, uintptr_t address, uintptr_t stack_pointer) {
+    struct line line = {.length = 0};
+    put_text(&line, "fiberstacks: stack overflow in ");
+    put_fiber(&line, running->label);
+    put_thread(&line);
+    put_text(&line, ": fault at ");
+    put_hex(&line, address);
+    put_text(&line, " with the stack pointer ");
+    put_decimal(&line, running->usable_bottom - stack_pointer);
+    put_text(&line, " bytes below the usable bottom of stack ");
+    put_stack(&line, running->guard_low, running->usable_bottom, running->top);
+    int jumped = stack_pointer < running->guard_low;
+    finish(&line, jumped ? jump_advice : resize_advice);
+}
+
+/// The interrupted thread's stack pointer.
+static uintptr_t stack_pointer_of(const void *context) {
+    const ucontext_t *uc = context;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return UINTPTR_MAX;
+#endif
 }
 
 // MARK: - Dispositions
@@ -148,8 +233,30 @@ static void chain(int signal, siginfo_t *info, void *context) {
 static void on_fault(int signal, siginfo_t *info, void *context) {
     int saved_errno = errno;
     fs_guard_entry entry;
-    if (is_hardware_fault(info) && fs_guard_registry_find((uintptr_t)info->si_addr, &entry)) {
-        report_overflow(&entry, (uintptr_t)info->si_addr);
+    const fs_running_stack *running = running_stack;
+    uintptr_t address = (uintptr_t)info->si_addr;
+    int ours = 0;
+    if (is_hardware_fault(info)) {
+        if (fs_guard_registry_find(address, &entry)) {
+            if (running && running->usable_bottom != entry.usable_bottom) {
+                report_jump_into(running, &entry, address);
+            } else {
+                report_overflow(&entry, address);
+            }
+            ours = 1;
+        } else if (running && context) {
+            // Within reach of one frame below the stack: farther away, the fiber's code may be running on
+            // a stack of its own (a nested coroutine library), and the fault is not an overflow.
+            uintptr_t stack_pointer = stack_pointer_of(context);
+            uintptr_t size = running->top - running->usable_bottom;
+            uintptr_t reach = size > JUMP_REACH ? size : JUMP_REACH;
+            if (stack_pointer < running->usable_bottom && running->usable_bottom - stack_pointer <= reach) {
+                report_below(running, address, stack_pointer);
+                ours = 1;
+            }
+        }
+    }
+    if (ours) {
         // Returning re-executes the faulting access, which now kills the process by `signal` with
         // the kernel's own siginfo in the core dump.
         reset_to_default(signal);
@@ -197,3 +304,7 @@ int fs_overflow_handler_install(void) {
 int fs_overflow_handler_installed(void) {
     return __atomic_load_n(&installed, __ATOMIC_ACQUIRE);
 }
+
+void fs_overflow_set_running_stack(const fs_running_stack *stack) { running_stack = stack; }
+
+const fs_running_stack *fs_overflow_running_stack(void) { return running_stack; }

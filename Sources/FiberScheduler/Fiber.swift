@@ -1,4 +1,6 @@
 import CFiberContext
+import CStackSupport
+import Glibc
 import StackAllocators
 
 /// Why the worker switched into a fiber.
@@ -35,8 +37,6 @@ struct FiberControl {
     var returnTarget: fs_switch_target
     /// Set by the worker before each switch in.
     var resumeReason: ResumeReason
-    /// The `Fiber` that owns this block, unretained: the fiber's frames hold no reference to it.
-    var owner: UnsafeMutableRawPointer?
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
 }
@@ -54,6 +54,8 @@ final class Fiber: @unchecked Sendable {
     unowned let worker: Worker
     private let stack: Stack
     private let control: UnsafeMutablePointer<FiberControl>
+    /// What the overflow handler reads while this fiber runs, to blame a fault on it.
+    private let running: UnsafeMutablePointer<fs_running_stack>
 
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
     init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
@@ -73,15 +75,24 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, owner: nil, job: nil))
+                resumeReason: .run, job: nil))
+        let layout = stack.descriptor.layout
+        running = .allocate(capacity: 1)
+        running.initialize(
+            to: fs_running_stack(
+                guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
+                label: strdup(info.label)))
         stack.setOverflowLabel(info.label)
         self.stack = stack
-        control.pointee.owner = Unmanaged.passUnretained(self).toOpaque()
         worker.scheduler.register(info)
     }
 
     deinit {
+        if control.pointee.context != nil { checkTopCanary() }
         worker.scheduler.unregister(info)
+        free(UnsafeMutablePointer(mutating: running.pointee.label))
+        running.deinitialize(count: 1)
+        running.deallocate()
         fs_sanitizer_destroy_fiber(control.pointee.target.tsan_fiber)
         control.deinitialize(count: 1)
         control.deallocate()
@@ -94,15 +105,37 @@ final class Fiber: @unchecked Sendable {
     }
 
     /// Worker side: switches into the fiber and returns when it switches back, saying why.
+    /// The first run writes a canary above the fiber's first frame; every later one checks it first.
     func resume(_ reason: ResumeReason) -> FiberExit {
         if control.pointee.context == nil {
-            control.pointee.context = fs_make_context(stack.top, stack.usableSize, fiberEntry)
+            Canary.writeTop(stack.descriptor.layout)
+            control.pointee.context = fs_make_context(
+                stack.top - Canary.size, stack.usableSize - Canary.size, fiberEntry)
+        } else {
+            checkTopCanary()
         }
         control.pointee.resumeReason = reason
+        fs_overflow_set_running_stack(running)
         let transfer = fs_switch_context(
             control.pointee.context, UnsafeMutableRawPointer(control), control.pointer(to: \.target))
+        fs_overflow_set_running_stack(nil)
         control.pointee.context = transfer.from
         return FiberExit(rawValue: Int(bitPattern: transfer.data))!
+    }
+
+    /// Ends the process when the canary at the top of this fiber's stack was overwritten while the
+    /// fiber was not running: another fiber's frame jumped past its own guard into this stack, and
+    /// resuming or reusing it would run on corrupted frames.
+    private func checkTopCanary() {
+        let layout = stack.descriptor.layout
+        guard !Canary.isTopIntact(layout) else { return }
+        let line = "fiberstacks: the top of the stack of \(info.label) [0x\(String(layout.usableBottom, radix: 16)), "
+            + "0x\(String(layout.top, radix: 16))) was overwritten while the fiber was not running: a frame of "
+            + "another fiber jumped past its guard into this stack; make the guard at least the largest frame "
+            + "(`fiberstacks frames` lists them)\n"
+        var bytes = Array(line.utf8)
+        _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        abort()
     }
 
     /// Fiber side: switches back to the worker and returns when the worker resumes this fiber.

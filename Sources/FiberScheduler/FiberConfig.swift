@@ -48,6 +48,10 @@ public struct FiberConfig: Sendable {
     /// overflows into its guard dies with a line naming the fiber and its worker (docs/overflow-detection.md).
     /// Default true.
     public var overflowDetection = true
+    /// Whether a `guardSize` smaller than the largest fixed frame of the code loaded in the process is
+    /// accepted (with a warning in the log) instead of refused at startup. Default false: such a frame
+    /// can jump the guard without touching it and silently write into the stack below (docs/sizing-stacks.md).
+    public var allowGuardSmallerThanLargestFrame = false
     /// What a job does when its worker's pool is exhausted. Default `.wait`.
     public var whenExhausted: ExhaustionPolicy = .wait
     /// Makes the allocator for one NUMA node; called once per node that has workers, at startup.

@@ -11,16 +11,25 @@ public enum Canary {
 
     /// Writes the canary at the usable bottom of `layout` (which must be mapped and writable).
     public static func write(_ layout: StackLayout) {
-        let words = UnsafeMutablePointer<UInt64>(bitPattern: layout.usableBottom)!
-        for index in 0..<wordCount {
-            words[index] = word(index, of: layout)
-        }
+        write(at: layout.usableBottom)
     }
 
     /// Whether the canary of `layout` is intact.
     public static func isIntact(_ layout: StackLayout) -> Bool {
-        let words = UnsafePointer<UInt64>(bitPattern: layout.usableBottom)!
-        return (0..<wordCount).allSatisfy { words[$0] == word($0, of: layout) }
+        isIntact(at: layout.usableBottom)
+    }
+
+    /// Writes the canary in the highest `size` bytes of the usable range of `layout`, above the first
+    /// frame of a fiber started at `layout.top - size`. Stacks are usually laid out next to each other,
+    /// so a frame of the fiber above that jumped past its own guard lands here: the scheduler checks
+    /// this canary whenever it resumes or frees the fiber.
+    public static func writeTop(_ layout: StackLayout) {
+        write(at: layout.top - UInt(size))
+    }
+
+    /// Whether the canary written by `writeTop` is intact.
+    public static func isTopIntact(_ layout: StackLayout) -> Bool {
+        isIntact(at: layout.top - UInt(size))
     }
 
     /// Throws `.canaryCorrupted` naming the stack (and its label from `GuardRegistry`, if any) when the
@@ -34,9 +43,24 @@ public enum Canary {
 
     private static let wordCount = size / MemoryLayout<UInt64>.size
 
-    /// Word `index` of the pattern: a constant mixed with the word's address.
-    private static func word(_ index: Int, of layout: StackLayout) -> UInt64 {
-        let address = UInt64(layout.usableBottom) + UInt64(index * MemoryLayout<UInt64>.size)
-        return (address &* 0x9E37_79B9_7F4A_7C15) ^ 0xC0DE_CAFE_F1BE_5AC5
+    private static func write(at start: UInt) {
+        let words = UnsafeMutablePointer<UInt64>(bitPattern: start)!
+        for index in 0..<wordCount {
+            words[index] = word(at: start + UInt(index * MemoryLayout<UInt64>.size))
+        }
+    }
+
+    private static func isIntact(at start: UInt) -> Bool {
+        let words = UnsafePointer<UInt64>(bitPattern: start)!
+        var difference: UInt64 = 0
+        for index in 0..<wordCount {
+            difference |= words[index] ^ word(at: start + UInt(index * MemoryLayout<UInt64>.size))
+        }
+        return difference == 0
+    }
+
+    /// The pattern's word at `address`: a constant mixed with the address.
+    private static func word(at address: UInt) -> UInt64 {
+        (UInt64(address) &* 0x9E37_79B9_7F4A_7C15) ^ 0xC0DE_CAFE_F1BE_5AC5
     }
 }
