@@ -1,4 +1,5 @@
 import CFiberContext
+import CStackSupport
 import FiberScheduler
 import StackAllocators
 
@@ -8,24 +9,26 @@ import StackAllocators
 ///   called from Swift: what the peer harness measures with Boost's `jump_fcontext` and `swapcontext`.
 /// - `switch_scheduler_path`: the same through `fs_switch_context`, the sanitizer-aware wrapper the
 ///   scheduler calls (a tail call when no sanitizer is built in).
+/// - `switch_checked`: `switch_scheduler_path` plus what a fiber's resume adds to catch jumped guards:
+///   the check of the canary at the top of the stack and the running-stack slot the overflow handler reads.
 /// - `scheduler_yield`: `FiberScheduler.yield()` in a job on one worker: two switches and one pass of the
 ///   worker loop per yield.
 enum ContextSwitchBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
         let scale = recorder.scale
         if fs_sanitizer_thread_enabled() || fs_sanitizer_address_enabled() {
-            for name in ["jump_raw", "switch_scheduler_path"] {
+            for name in ["jump_raw", "switch_scheduler_path", "switch_checked"] {
                 recorder.skip(.contextSwitch, name, because: "built with a sanitizer: the raw switch is not announced to it, and its timings would measure the sanitizer")
             }
         } else {
             let roundTrips = scale.ops(2_000_000, quick: 1_000)
             let stack = try MmapStackAllocator(logger: benchLogger).allocate(StackRequest(usableSize: 64 << 10))
-            for (name, annotated) in [("jump_raw", false), ("switch_scheduler_path", true)] {
+            for path in [SwitchPath.jump_raw, .switch_scheduler_path, .switch_checked] {
                 let samples = measure(scale, ops: 2 * roundTrips) {
-                    pingPong(on: stack, roundTrips: roundTrips, annotated: annotated)
+                    pingPong(on: stack, roundTrips: roundTrips, path: path)
                 }
                 recorder.add(BenchResult(
-                    section: .contextSwitch, name: name, params: ["stack": 64 << 10], samples: samples,
+                    section: .contextSwitch, name: "\(path)", params: ["stack": 64 << 10], samples: samples,
                     opsPerRep: 2 * roundTrips))
             }
         }
@@ -48,17 +51,38 @@ enum ContextSwitchBenchmarks {
             opsPerRep: 2 * yields))
     }
 
+    /// What one switch into the partner goes through.
+    enum SwitchPath {
+        case jump_raw, switch_scheduler_path, switch_checked
+    }
+
     /// Nanoseconds for `roundTrips` round trips between this thread and a new fiber on `stack`, which is
     /// left suspended inside `partner` (it holds nothing, so its stack can be reused or released).
-    static func pingPong(on stack: borrowing Stack, roundTrips: Int, annotated: Bool) -> UInt64 {
-        var transfer = fs_jump_context(fs_make_context(stack.top, stack.usableSize, partner), nil)
+    static func pingPong(on stack: borrowing Stack, roundTrips: Int, path: SwitchPath) -> UInt64 {
+        let layout = stack.descriptor.layout
+        Canary.writeTop(layout)
+        var transfer = fs_jump_context(
+            fs_make_context(stack.top - Canary.size, stack.usableSize - Canary.size, partner), nil)
+        var target = fs_switch_target(
+            tsan_fiber: nil, stack_bottom: UnsafeRawPointer(stack.usableBottom), stack_size: stack.usableSize)
+        let running = UnsafeMutablePointer<fs_running_stack>.allocate(capacity: 1)
+        defer { running.deallocate() }
+        running.initialize(
+            to: fs_running_stack(
+                guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top, label: nil))
         let start = nanoseconds()
-        if annotated {
-            var target = fs_switch_target(
-                tsan_fiber: nil, stack_bottom: UnsafeRawPointer(stack.usableBottom), stack_size: stack.usableSize)
-            for _ in 0..<roundTrips { transfer = fs_switch_context(transfer.from, nil, &target) }
-        } else {
+        switch path {
+        case .jump_raw:
             for _ in 0..<roundTrips { transfer = fs_jump_context(transfer.from, nil) }
+        case .switch_scheduler_path:
+            for _ in 0..<roundTrips { transfer = fs_switch_context(transfer.from, nil, &target) }
+        case .switch_checked:
+            for _ in 0..<roundTrips {
+                precondition(Canary.isTopIntact(layout), "the benchmark's stack top was overwritten")
+                fs_overflow_set_running_stack(running)
+                transfer = fs_switch_context(transfer.from, nil, &target)
+                fs_overflow_set_running_stack(nil)
+            }
         }
         return nanoseconds() - start
     }

@@ -113,6 +113,10 @@ enum RatioPlan {
             versus: FigureKey(.peers, "context_switch", "boost_jump_fcontext"), maxRatio: 1.3,
             target: "context switch within 1.3x of Boost jump_fcontext"),
         Pair(
+            ours: FigureKey(.ours, "context_switch", "switch_checked", ["stack": 64 << 10]),
+            versus: FigureKey(.ours, "context_switch", "switch_scheduler_path", ["stack": 64 << 10]), maxRatio: 1.25,
+            target: "the jumped-guard checks (top canary, running-stack slot) add at most 25% to a switch"),
+        Pair(
             ours: FigureKey(.ours, "context_switch", "jump_raw"),
             versus: FigureKey(.peers, "context_switch", "ucontext_swapcontext"), maxRatio: 1 / 20,
             target: "context switch at least 20x faster than swapcontext"),
