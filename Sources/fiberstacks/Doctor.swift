@@ -12,8 +12,10 @@ struct Doctor: ParsableCommand {
     func run() throws {
         let machine = try MachineCapabilities.current()
         let numa = Result { () throws(StackError) in try NUMATopology.current() }
+        let limits = HugeTLBSizeLimit.all()
         if json {
-            print(try encodeJSON(DoctorReport(machine: machine, numa: numa)))
+            let report = DoctorReport(machine: machine, numa: numa, hugeTLBSizeLimits: limits)
+            print(try encodeJSON(ReportEnvelope(schemaVersion: DoctorReport.schemaVersion, report: report), snakeCase: true))
             return
         }
         func yesNo(_ value: Bool, _ detail: String) -> String { value ? "yes" : "no (\(detail))" }
@@ -42,9 +44,14 @@ struct Doctor: ParsableCommand {
             rows.append(("hugetlbfs mounts", "none (mount -t hugetlbfs none /dev/hugepages)"))
         }
         for mount in machine.hugeTLBMounts {
-            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatByteCount(mount.pageSize)) pages)"))
+            let limit = limits.first { $0.path == mount.path }?.text ?? "size limit unknown"
+            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatByteCount(mount.pageSize)) pages, \(limit))"))
         }
         printTable(rows)
+        if case .success(let topology) = numa {
+            print("\nNUMA node distances (numa_distance; 10 is local)")
+            numaDistanceMatrix(topology).forEach { print($0) }
+        }
     }
 }
 
@@ -63,13 +70,21 @@ func numaRows(_ numa: Result<NUMATopology, StackError>) -> [(String, String)] {
     for node in topology.nodes {
         let memory = node.hasMemory
             ? "\(node.memoryTotal >> 20) MiB (\(node.memoryFree >> 20) MiB free)" : "no memory (memoryless)"
-        let distances = node.distances.sorted { $0.key < $1.key }.map { String($0.value) }.joined(separator: " ")
         rows.append((
             "NUMA node \(node.id)",
-            "cpus \(node.cpus.isEmpty ? "none" : formatList(node.cpus)), \(memory), distances \(distances)"
-                + (node.online ? "" : ", offline")))
+            "cpus \(node.cpus.isEmpty ? "none" : formatList(node.cpus)), \(memory)" + (node.online ? "" : ", offline")))
     }
     return rows
+}
+
+/// The distance matrix as `numactl -H` prints it: a header row of node ids, then one labelled row per node.
+func numaDistanceMatrix(_ topology: NUMATopology) -> [String] {
+    let ids = topology.nodes.map(\.id)
+    let cells = topology.nodes.map { node in ids.map { node.distances[$0].map(String.init) ?? "?" } }
+    let width = max(3, (cells.joined().map(\.count) + ids.map { String($0).count }).max() ?? 0) + 1
+    func pad(_ text: String) -> String { String(repeating: " ", count: max(0, width - text.count)) + text }
+    return ["node" + ids.map { pad(String($0)) }.joined()]
+        + zip(ids, cells).map { id, row in pad("\(id):") + row.map(pad).joined() }
 }
 
 /// [0, 1, 2, 5] -> "0-2,5".
@@ -85,16 +100,22 @@ func formatList(_ values: [Int]) -> String {
     return parts.joined(separator: ",")
 }
 
-/// `doctor --json`: the machine's capabilities, plus `numa` (the topology) or `numaUnavailable` (why not).
+/// `doctor --json`: the machine's capabilities, `numa` (the topology) or `numa_unavailable` (why not),
+/// and `hugetlbfs_size_limits` (each mount's `size_limit` in bytes, null for none).
 struct DoctorReport: Encodable {
     let machine: MachineCapabilities
     let numa: Result<NUMATopology, StackError>
+    let hugeTLBSizeLimits: [HugeTLBSizeLimit]
 
-    enum CodingKeys: String, CodingKey { case numa, numaUnavailable }
+    /// The shape of the JSON (`schema_version`): raised when a key changes meaning or disappears.
+    static let schemaVersion = 1
+
+    enum CodingKeys: String, CodingKey { case numa, numaUnavailable, hugetlbfsSizeLimits }
 
     func encode(to encoder: Encoder) throws {
         try machine.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(hugeTLBSizeLimits, forKey: .hugetlbfsSizeLimits)
         switch numa {
         case .success(let topology): try container.encode(topology, forKey: .numa)
         case .failure(let error): try container.encode("\(error)", forKey: .numaUnavailable)
@@ -110,9 +131,10 @@ func printTable(_ rows: [(String, String)]) {
     }
 }
 
-/// Sorted, pretty JSON.
-func encodeJSON<T: Encodable>(_ value: T) throws -> String {
+/// Sorted, pretty JSON; `snakeCase` turns camelCase keys into snake_case (kernelRelease: kernel_release).
+func encodeJSON<T: Encodable>(_ value: T, snakeCase: Bool = false) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    if snakeCase { encoder.keyEncodingStrategy = .convertToSnakeCase }
     return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

@@ -4,31 +4,45 @@ import Glibc
 /// The `fiberstacks` tool: what this machine offers, and proof that our stacks behave on it.
 @main
 struct FiberStacksCommand: ParsableCommand {
+    /// The package's version: `fiberstacks --version`, and `tool_version` in every JSON report.
+    package static let version = "0.1.0"
+
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
+        discussion: """
+            Start with `fiberstacks doctor`, then `fiberstacks verify`.
+
+            Exit codes:
+              0   success
+              1   a check failed (verify), or a target was missed (bench --check)
+              64  a usage error: an unknown command or flag, or a value out of its range
+              70  an internal error (the message names what failed)
+            """,
+        version: version,
         subcommands: [
             Doctor.self, Verify.self, Bench.self, NUMACheck.self, OverflowChild.self,
-        ],
-        defaultSubcommand: Verify.self)
+        ])
 
-    /// Exit codes: 0 success, 1 a check failed, 2 bad arguments (ArgumentParser's own code is 64).
+    /// Runs the command and maps every outcome to the exit codes in the discussion above.
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
-        } catch let exit as ExitCode {
-            Glibc.exit(exit.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
-                print(fullMessage(for: error))
+                print(fullMessage(for: error))  // --help, --version, or a bare `fiberstacks`
                 Glibc.exit(0)
             }
+            if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
             FileStream.standardError.write(fullMessage(for: error) + "\n")
-            Glibc.exit(2)
+            Glibc.exit(code == .validationFailure ? ExitCode.validationFailure.rawValue : internalError)
         }
     }
+
+    /// EX_SOFTWARE from sysexits.h.
+    static let internalError: Int32 = 70
 }
 
 /// Unbuffered writes to a standard stream.

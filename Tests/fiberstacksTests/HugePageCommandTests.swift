@@ -26,12 +26,12 @@ struct HugePageCommandTests {
         let (status, output) = try runTool(["doctor", "--json"])
         #expect(status == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
-        let pools = try #require(json["hugePagePools"] as? [[String: Any]])
+        let pools = try #require(json["huge_page_pools"] as? [[String: Any]])
         for pool in pools {
-            #expect(pool["surplus"] as? Int != nil && pool["controlFile"] as? String != nil)
+            #expect(pool["surplus"] as? Int != nil && pool["control_file"] as? String != nil)
         }
-        if json["transparentHugePages"] as? String != nil {
-            #expect((json["transparentHugePageSize"] as? Int ?? 0) > 0)
+        if json["transparent_huge_pages"] as? String != nil {
+            #expect((json["transparent_huge_page_size"] as? Int ?? 0) > 0)
         }
     }
 

@@ -25,7 +25,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Tiny counts: a smoke test of every section.")
     var quick = false
 
-    @Option(help: "Repetitions per figure (after warm-up).")
+    @Option(parsing: .unconditional, help: "Repetitions per figure, after warm-up (\(Bench.repsRange)).",
+            transform: bounded(Bench.repsRange))
     var reps = 15
 
     @Option(
@@ -36,16 +37,30 @@ struct Bench: ParsableCommand {
     @Option(help: "The peer harness; build it with scripts/build-peers.")
     var peers = "scripts/peers/build/peers"
 
-    @Option(name: .customLong("capacity-limit"), help: "Most stacks the capacity section makes (--quick: 1,000).")
+    @Option(
+        name: .customLong("capacity-limit"), parsing: .unconditional,
+        help: "Most stacks the capacity section makes (\(Bench.capacityLimitRange); --quick: at most 1000).",
+        transform: bounded(Bench.capacityLimitRange))
     var capacityLimit = 1_000_000
 
-    @Option(name: .customLong("capacity-seconds"), help: "Time bound of the capacity section, in seconds.")
+    @Option(
+        name: .customLong("capacity-seconds"), parsing: .unconditional,
+        help: "Time bound of the capacity section, in seconds (\(Bench.capacitySecondsRange)).",
+        transform: bounded(Bench.capacitySecondsRange))
     var capacitySeconds = 20.0
 
+    @Flag(help: "Exit 1 unless every target and ratio is met (one whose figure was not measured counts as missed).")
+    var check = false
+
+    /// Repetitions: a run of every section at the top of the range takes hours, not days.
+    static let repsRange = 1...1_000
+    /// Stacks: at the top, the page tables of the live stacks reach about 1 GiB.
+    static let capacityLimitRange = 1...4_000_000
+    static let capacitySecondsRange = 0.1...600.0
+
     func validate() throws {
-        guard reps > 0 else { throw ValidationError("--reps must be positive") }
-        guard capacityLimit > 0, capacitySeconds > 0 else {
-            throw ValidationError("--capacity-limit and --capacity-seconds must be positive")
+        if let output, let reason = ReportFile(path: output).unwritableReason() {
+            throw ValidationError("--output \(output): \(reason)")
         }
     }
 
@@ -58,6 +73,7 @@ struct Bench: ParsableCommand {
         let selected = BenchSection.allCases.filter { sections.isEmpty || sections.contains($0) }
         for section in selected {
             let start = nanoseconds()
+            FileStream.standardError.write("bench: \(section.rawValue) \(section.progressDetail(recorder))...\n")
             try section.run(recorder)
             FileStream.standardError.write(
                 "bench: \(section.rawValue) done in \(String(format: "%.1f", Double(nanoseconds() - start) / 1e9)) s\n")
@@ -65,6 +81,7 @@ struct Bench: ParsableCommand {
         var peerReport: Peers.Report?
         var peersSkipped: String?
         if selected.contains(where: \.hasPeerFigures) {
+            FileStream.standardError.write("bench: peers (\(peers)\(quick ? " --quick" : ""))...\n")
             (peerReport, peersSkipped) = Peers.run(path: peers, quick: quick)
         } else {
             peersSkipped = "no selected section is compared with the peers"
@@ -77,18 +94,19 @@ struct Bench: ParsableCommand {
             ratios: RatioPlan.ratios(ours: recorder.results, peers: peerResults),
             targets: RatioPlan.boundChecks(ours: recorder.results), seconds: Double(nanoseconds() - started) / 1e9,
             loadAverageEnd: BenchMachine.loadAverage())
-        let encoded = try encodeJSON(report)
-        if let output {
-            do {
-                try (encoded + "\n").write(toFile: output, atomically: true, encoding: .utf8)
-            } catch {
-                throw BenchFailure("cannot write the report to \(output): \(error)")
-            }
-        }
+        let encoded = try encodeJSON(ReportEnvelope(schemaVersion: BenchReport.schemaVersion, report: report))
+        // Standard output first: a report that cannot be written to --output is still shown.
         if json {
             print(encoded)
         } else {
             report.printTable()
+        }
+        if let output {
+            try ReportFile(path: output).write(encoded + "\n")
+        }
+        if check, report.missed > 0 {
+            FileStream.standardError.write("bench: \(report.missed) targets missed or not run (--check)\n")
+            throw ExitCode(1)
         }
     }
 

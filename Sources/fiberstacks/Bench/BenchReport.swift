@@ -26,6 +26,17 @@ struct BenchReport: Codable {
         case loadAverageEnd = "load_average_end"
     }
 
+    /// The shape of the JSON (`schema_version`): raised when a key changes meaning or disappears.
+    static let schemaVersion = 1
+
+    /// Targets and ratios not met, including those not evaluated.
+    var missed: Int { ratios.filter { !$0.met }.count + targets.filter { !$0.met }.count }
+
+    /// Targets and ratios this run could not judge.
+    var notEvaluated: Int {
+        ratios.filter { $0.status == .notEvaluated }.count + targets.filter { $0.status == .notEvaluated }.count
+    }
+
     /// The report as aligned text tables.
     func printTable() {
         print("fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s")
@@ -51,16 +62,20 @@ struct BenchReport: Codable {
         if !ratios.isEmpty {
             print("\nratios (ours / versus, medians; below 1: ours faster)")
             for ratio in ratios {
-                print("  \(ratio.met ? "met   " : "MISSED") \(ratio.ours) / \(ratio.versus) = \(format(ratio.ratio)) "
+                print("  \(ratio.status.marker) \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
                     + "(at most \(format(ratio.maxRatio)): \(ratio.target))")
             }
         }
         if !targets.isEmpty {
             print("\ntargets")
             for check in targets {
-                print("  \(check.met ? "met   " : "MISSED") \(check.figure) = \(format(check.median)) \(check.unit) "
+                print("  \(check.status.marker) \(check.figure) = \(check.median.map(format) ?? "?") \(check.unit ?? "") "
                     + "(at most \(format(check.maxMedian)): \(check.target))")
             }
+        }
+        if notEvaluated > 0 {
+            print("\n\(notEvaluated) targets NOT RUN: this run did not measure a figure they compare "
+                + "(a section not selected, a skip, or no peers)")
         }
     }
 

@@ -23,6 +23,22 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     /// Whether the peer harness measures figures this section is compared with.
     var hasPeerFigures: Bool { [.stackAlloc, .pooled, .prefault, .contextSwitch].contains(self) }
 
+    /// What the section is about to measure, for the progress line on standard error.
+    func progressDetail(_ recorder: BenchRecorder) -> String {
+        switch self {
+        case .stackAlloc: "(allocate+release: mmap per guard kind and size, slab, huge-page regions)"
+        case .pooled: "(pooled acquire+release: one thread, two threads, the depot)"
+        case .prefault: "(per strategy and page size)"
+        case .contextSwitch: "(the raw switch and the scheduler's yield)"
+        case .scheduler: "(startup, empty jobs, counter fan-out)"
+        case .tlb: "(round-robin over many stacks, small pages against huge pages)"
+        case .numa: "(bind + prefault, mbind, placement verification)"
+        case .capacity:
+            "(up to \(recorder.capacityStacks) live guarded stacks or \(format(recorder.capacitySeconds)) s, "
+                + "whichever comes first)"
+        }
+    }
+
     /// Runs this section's benchmarks into `recorder`.
     func run(_ recorder: BenchRecorder) throws {
         switch self {
@@ -52,6 +68,8 @@ final class BenchRecorder {
     /// The capacity section's bounds: most stacks, and seconds.
     let capacityLimit: Int
     let capacitySeconds: Double
+    /// The most stacks the capacity section makes: the limit, or 1,000 under `--quick`.
+    var capacityStacks: Int { scale.quick ? min(capacityLimit, 1_000) : capacityLimit }
     private(set) var results: [BenchResult] = []
     private(set) var skipped: [BenchSkip] = []
 

@@ -11,7 +11,7 @@ import StackAllocators
 /// `reserved_bytes` (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`.
 enum CapacityBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
-        let limit = recorder.scale.quick ? min(recorder.capacityLimit, 1_000) : recorder.capacityLimit
+        let limit = recorder.capacityStacks
         let bound = recorder.capacitySeconds
         let slab = try SlabStackAllocator(logger: benchLogger)
         let request = StackRequest(usableSize: 64 << 10)

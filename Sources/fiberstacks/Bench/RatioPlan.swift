@@ -31,39 +31,59 @@ struct FigureKey {
     }
 }
 
+/// Whether a target was met, missed, or not evaluated because this run did not measure a figure it needs
+/// (`bench --check` counts that as missed).
+enum TargetStatus: String, Codable {
+    case met, missed
+    case notEvaluated = "not_evaluated"
+
+    init(met: Bool) { self = met ? .met : .missed }
+
+    /// The first column of the text report.
+    var marker: String {
+        switch self {
+        case .met: "met    "
+        case .missed: "MISSED "
+        case .notEvaluated: "NOT RUN"
+        }
+    }
+}
+
 /// One of our figures over another (a peer's, or ours as a baseline) from the same run, and whether it
-/// met its target: below 1 means ours is faster.
+/// met its target: below 1 means ours is faster. `ratio` is absent when a figure was not measured.
 struct BenchRatio: Codable {
     let ours: String
     let versus: String
-    let ratio: Double
+    let ratio: Double?
     let maxRatio: Double
     let target: String
-    let met: Bool
+    let status: TargetStatus
+    var met: Bool { status == .met }
 
     enum CodingKeys: String, CodingKey {
-        case ours, versus, ratio, target, met
+        case ours, versus, ratio, target, status
         case maxRatio = "max_ratio"
     }
 }
 
-/// One of our figures against an absolute bound from the issue.
+/// One of our figures against an absolute bound. `median` is absent when the figure was not measured.
 struct BenchTargetCheck: Codable {
     let figure: String
-    let median: Double
-    let unit: String
+    let median: Double?
+    let unit: String?
     let maxMedian: Double
     let target: String
-    let met: Bool
+    let status: TargetStatus
+    var met: Bool { status == .met }
 
     enum CodingKeys: String, CodingKey {
-        case figure, median, unit, target, met
+        case figure, median, unit, target, status
         case maxMedian = "max_median"
     }
 }
 
-/// What the benchmark issue expects, as numbers: ratios of figures measured in one run (`maxRatio`:
-/// ours over the other at most this), and absolute bounds on medians.
+/// The targets `bench` judges, as numbers: ratios of figures measured in one run (`maxRatio`: ours over
+/// the other at most this), and absolute bounds on medians.
 enum RatioPlan {
     struct Pair {
         let ours: FigureKey
@@ -99,11 +119,11 @@ enum RatioPlan {
         Pair(
             ours: FigureKey(.ours, "stack_alloc", "mmap_mprotect", size64K),
             versus: FigureKey(.peers, "stack_alloc", "mmap_mprotect", size64K), maxRatio: 1.25,
-            target: "our mmap + mprotect path within 1.25x of the same syscalls in C (no target in the issue)"),
+            target: "our mmap + mprotect path within 1.25x of the same syscalls in C (a bar set here: the same syscalls should cost the same)"),
         Pair(
             ours: FigureKey(.ours, "pooled", "thread_cache", ["threads": 1]),
             versus: FigureKey(.peers, "stack_alloc", "boost_pooled_fixedsize_stack", size64K), maxRatio: 1,
-            target: "no slower than Boost's unguarded pool (no target in the issue; bar set here)"),
+            target: "no slower than Boost's unguarded pool (a bar set here)"),
         Pair(
             ours: FigureKey(.ours, "pooled", "thread_cache", ["threads": 1]),
             versus: FigureKey(.ours, "stack_alloc", "mmap_lightweight", size64K), maxRatio: 1 / 100,
@@ -136,7 +156,7 @@ enum RatioPlan {
             ours: FigureKey(.ours, "prefault", "touch_4k"),
             versus: FigureKey(.peers, "prefault", "touch_4k"), maxRatio: 1.25,
             target: "Prefault.apply(.touch) within 1.25x of a top-down touch loop in C"),
-        // The targets of the foundation, huge-page and slab issues.
+        // Allocation, prefault and slab targets.
         Pair(
             ours: FigureKey(.ours, "stack_alloc", "mmap_lightweight", size64K),
             versus: FigureKey(.ours, "stack_alloc", "mmap_mprotect", size64K), maxRatio: 0.75,
@@ -164,29 +184,34 @@ enum RatioPlan {
             target: "scheduler startup (2 workers x 16 x 512 KiB, first job done) under 1 ms median"),
     ]
 
-    /// Every ratio whose two figures this run measured.
+    /// Every ratio, judged where this run measured both figures.
     static func ratios(ours: [BenchResult], peers: [BenchResult]) -> [BenchRatio] {
-        pairs.compactMap { plan in
+        pairs.map { plan in
             guard let mine = plan.ours.find(ours: ours, peers: peers),
                 let other = plan.versus.find(ours: ours, peers: peers), other.median > 0
-            else { return nil }
+            else {
+                return BenchRatio(
+                    ours: plan.ours.label, versus: plan.versus.label, ratio: nil, maxRatio: plan.maxRatio,
+                    target: plan.target, status: .notEvaluated)
+            }
             func cost(_ result: BenchResult) -> Double {
                 plan.perByte ? result.median / Double(result.params["page"] ?? 1) : result.median
             }
             let ratio = cost(mine) / cost(other)
             return BenchRatio(
                 ours: plan.ours.label, versus: plan.versus.label, ratio: ratio, maxRatio: plan.maxRatio,
-                target: plan.target, met: ratio <= plan.maxRatio)
+                target: plan.target, status: TargetStatus(met: ratio <= plan.maxRatio))
         }
     }
 
-    /// Every bound whose figure this run measured.
+    /// Every bound, judged where this run measured its figure.
     static func boundChecks(ours: [BenchResult]) -> [BenchTargetCheck] {
-        bounds.compactMap { plan in
-            guard let figure = plan.figure.find(ours: ours, peers: []) else { return nil }
+        bounds.map { plan in
+            let figure = plan.figure.find(ours: ours, peers: [])
             return BenchTargetCheck(
-                figure: plan.figure.label, median: figure.median, unit: figure.unit, maxMedian: plan.maxMedian,
-                target: plan.target, met: figure.median <= plan.maxMedian)
+                figure: plan.figure.label, median: figure?.median, unit: figure?.unit, maxMedian: plan.maxMedian,
+                target: plan.target,
+                status: figure.map { TargetStatus(met: $0.median <= plan.maxMedian) } ?? .notEvaluated)
         }
     }
 }

@@ -1,0 +1,111 @@
+import Foundation
+import StackAllocators
+import StackTestSupport
+import Testing
+
+/// How the tool behaves as a command-line citizen: usage, version, exit codes, JSON shape, progress.
+@Suite("fiberstacks command-line conventions")
+struct ConventionTests {
+    @Test("A bare fiberstacks prints usage and exits 0 without running a check")
+    func bareCommand() throws {
+        let run = try runFiberstacks([])
+        #expect(run.status == 0 && run.signal == nil)
+        #expect(run.output.contains("USAGE: fiberstacks <subcommand>"), "\(run.output)")
+        #expect(!run.output.contains("PASS"), "verify ran: \(run.output)")
+    }
+
+    @Test("--version prints the version of the newest CHANGELOG.md entry")
+    func version() throws {
+        let changelog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("CHANGELOG.md")
+        let text = try String(contentsOf: changelog, encoding: .utf8)
+        let heading = try #require(text.split(separator: "\n").first { $0.hasPrefix("## [") })
+        let newest = heading.dropFirst("## [".count).prefix { $0 != "]" }
+        let run = try runFiberstacks(["--version"])
+        #expect(run.status == 0)
+        #expect(run.output.trimmingCharacters(in: .whitespacesAndNewlines) == String(newest))
+    }
+
+    @Test("--help documents the exit codes")
+    func exitCodesDocumented() throws {
+        let help = try runFiberstacks(["--help"]).output
+        for line in ["0   success", "1   a check failed", "64  a usage error", "70  an internal error"] {
+            #expect(help.contains(line), "\(help)")
+        }
+    }
+
+    @Test("doctor and bench JSON: schema_version and tool_version at the top, every key snake_case")
+    func jsonEnvelope() throws {
+        let version = try runFiberstacks(["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        for arguments in [["doctor", "--json"], ["bench", "--quick", "--json", "--section", "capacity"]] {
+            let run = try runFiberstacks(arguments)
+            #expect(run.status == 0, "\(arguments): \(run.standardError)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+            #expect(json["schema_version"] as? Int == 1, "\(arguments)")
+            #expect(json["tool_version"] as? String == version, "\(arguments)")
+            let camel = Self.keys(json).filter { $0.contains { $0.isUppercase } }
+            #expect(camel.isEmpty, "\(arguments): keys not in snake_case: \(camel)")
+        }
+    }
+
+    /// Every key of every object in `value`, nested ones included.
+    static func keys(_ value: Any) -> [String] {
+        if let object = value as? [String: Any] { return object.keys + object.values.flatMap(keys) }
+        if let array = value as? [Any] { return array.flatMap(keys) }
+        return []
+    }
+
+    @Test("bench --check exits 1 when a target is not evaluated; without --check the run exits 0")
+    func benchCheck() throws {
+        let plain = try runFiberstacks(["bench", "--quick", "--json", "--section", "capacity"])
+        #expect(plain.status == 0, "\(plain.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(plain.output.utf8)) as? [String: Any])
+        let ratios = try #require(json["ratios"] as? [[String: Any]])
+        #expect(!ratios.isEmpty && ratios.allSatisfy { $0["status"] as? String == "not_evaluated" }, "\(ratios)")
+        let checked = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--check"])
+        #expect(checked.status == 1, "\(checked.standardError)")
+        #expect(checked.standardError.contains("targets missed or not run (--check)"), "\(checked.standardError)")
+        #expect(checked.output.contains("NOT RUN"), "\(checked.output)")
+    }
+
+    @Test("bench says what it is running as each section starts, on standard error")
+    func benchProgress() throws {
+        let run = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--capacity-seconds", "5"])
+        #expect(run.status == 0)
+        let start = try #require(run.standardError.range(of: "bench: capacity (up to 1000 live guarded stacks or 5 s"))
+        let done = try #require(run.standardError.range(of: "bench: capacity done in "))
+        #expect(start.upperBound <= done.lowerBound, "\(run.standardError)")
+    }
+
+    @Test("doctor lists every hugetlbfs mount of /proc/mounts with its page size and size limit")
+    func doctorHugeTLBMounts() throws {
+        let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8).split(separator: "\n")
+            .map { $0.split(separator: " ") }.filter { $0.count >= 4 && $0[2] == "hugetlbfs" }
+        let text = try runFiberstacks(["doctor"]).output
+        let run = try runFiberstacks(["doctor", "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        let limits = try #require(json["hugetlbfs_size_limits"] as? [[String: Any]])
+        #expect(limits.count == mounts.count)
+        for fields in mounts {
+            let size = fields[3].split(separator: ",").first { $0.hasPrefix("size=") }.map { Int($0.dropFirst(5))! }
+            let entry = try #require(limits.first { $0["path"] as? String == String(fields[1]) })
+            #expect(entry["size_limit"] as? Int == size, "\(entry)")
+            let limit = size.map { "size limit \(formatByteCount($0))" } ?? "no size limit"
+            #expect(text.contains("\(fields[1]) ("), "\(text)")
+            #expect(text.contains("pages, \(limit))"), "\(text)")
+        }
+    }
+
+    @Test("doctor prints the NUMA distance matrix as numactl -H does", .enabled(if: NUMATopology.available, "needs libnuma"))
+    func doctorDistanceMatrix() throws {
+        let topology = try NUMATopology.current()
+        let text = try runFiberstacks(["doctor"]).output
+        let lines = text.split(separator: "\n").map(String.init)
+        let header = try #require(lines.firstIndex { $0.hasPrefix("node ") }, "\(text)")
+        #expect(lines[header].split(separator: " ") == ["node"] + topology.nodes.map { Substring(String($0.id)) })
+        for (offset, node) in topology.nodes.enumerated() {
+            let row = lines[header + 1 + offset].split(separator: " ").map(String.init)
+            #expect(row == ["\(node.id):"] + topology.nodes.map { String(node.distances[$0.id] ?? -1) }, "\(text)")
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Glibc
+import StackTestSupport
+import Testing
+
+/// Inputs that once crashed or hung the tool: each must be a usage error (exit 64) that names the flag
+/// and what it accepts, before any benchmark runs.
+@Suite("fiberstacks bench: every number and path from a user is checked first")
+struct InputBoundsTests {
+    @Test(
+        "An out-of-range number is a usage error naming the flag and its range",
+        arguments: [
+            (["--section", "capacity", "--quick", "--capacity-seconds", "inf"], "--capacity-seconds"),
+            (["--section", "capacity", "--quick", "--capacity-seconds", "1e300"], "--capacity-seconds"),
+            (["--section", "capacity", "--quick", "--capacity-seconds", "2e10"], "--capacity-seconds"),
+            (["--section", "capacity", "--quick", "--capacity-seconds", "nan"], "--capacity-seconds"),
+            (["--section", "capacity", "--capacity-limit", "4611686018427387904"], "--capacity-limit"),
+            (["--section", "capacity", "--capacity-limit", "100000000000"], "--capacity-limit"),
+            (["--reps", "4611686018427387904", "--section", "context_switch"], "--reps"),
+            (["--reps", "99999999999999999999999", "--section", "context_switch"], "--reps"),
+            (["--reps", "-1"], "--reps"),
+        ])
+    func outOfRange(_ arguments: [String], flag: String) throws {
+        let run = try runFiberstacks(["bench"] + arguments)
+        #expect(run.signal == nil && run.status == 64, "\(run.status): \(run.standardError)")
+        #expect(run.standardError.contains("'\(flag) <"), "\(run.standardError)")
+        #expect(run.standardError.contains("expected a number from "), "\(run.standardError)")
+        #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
+    }
+
+    @Test("An --output in a missing directory is a usage error before any benchmark runs")
+    func outputDirectoryMissing() throws {
+        let run = try runFiberstacks(["bench", "--output", "/nonexistent/x.json"])
+        #expect(run.status == 64, "\(run.standardError)")
+        #expect(run.standardError.contains("/nonexistent") && run.standardError.contains("(errno 2)"), "\(run.standardError)")
+        #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
+    }
+
+    @Test(
+        "A report that cannot be written names the path and the errno, exits 70, and the table is still printed",
+        .enabled(if: access("/dev", W_OK) == 0, "needs write access to /dev (root) to pass the check on /dev/full"))
+    func outputWriteFails() throws {
+        let run = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--output", "/dev/full"])
+        #expect(run.status == 70, "\(run.standardError)")
+        #expect(run.standardError.contains("cannot write /dev/full: No space left on device (errno 28)"), "\(run.standardError)")
+        #expect(!run.standardError.contains("NSCocoaErrorDomain"))
+        #expect(run.output.contains("capacity/slab_guarded_stacks"), "\(run.output)")
+    }
+}
