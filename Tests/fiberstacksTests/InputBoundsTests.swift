@@ -29,7 +29,7 @@ struct InputBoundsTests {
 
     @Test("An --output in a missing directory is a usage error before any benchmark runs")
     func outputDirectoryMissing() throws {
-        let run = try runFiberstacks(["bench", "--output", "/nonexistent/x.json"])
+        let run = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--output", "/nonexistent/x.json"])
         #expect(run.status == 64, "\(run.standardError)")
         #expect(run.standardError.contains("/nonexistent") && run.standardError.contains("(errno 2)"), "\(run.standardError)")
         #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
