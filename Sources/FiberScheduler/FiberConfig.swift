@@ -11,7 +11,7 @@ public enum ExhaustionPolicy: String, Sendable, Hashable, Codable {
 
 /// Everything a `FiberScheduler` is made from: stacks, pools, workers, the allocator, the logger.
 ///
-/// RustFiber's `FiberConfig`, with every switch real: startup makes `initialPoolSize` fibers per worker,
+/// Every setting takes effect: startup makes `initialPoolSize` fibers per worker,
 /// idle workers grow their pool one fiber at a time toward `targetPoolSize` (prefaulting each grown stack
 /// per `prefetchPages`, on the worker's own thread and so on its own NUMA node), and no pool ever holds
 /// more than `maxPoolSize` fibers.

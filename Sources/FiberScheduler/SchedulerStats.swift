@@ -19,7 +19,7 @@ public struct FiberInfo: Sendable, Hashable {
     public let prefault: PrefaultStrategy
 }
 
-/// One worker's fiber pool: RustFiber's pool, counted.
+/// One worker's fiber pool, counted.
 public struct FiberPoolStats: Sendable, Hashable, Codable {
     /// Fibers alive now (idle, running or suspended).
     public var size = 0

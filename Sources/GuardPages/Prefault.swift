@@ -2,7 +2,7 @@ import CStackSupport
 import Logging
 import Synchronization
 
-/// How a stack's pages are made resident before the fiber runs (RustFiber's `prefetch_pages`, made real).
+/// How a stack's pages are made resident before the fiber runs.
 public enum PrefaultStrategy: String, Sendable, Hashable, CaseIterable, Codable {
     /// Nothing: pages fault in as the stack grows.
     case none

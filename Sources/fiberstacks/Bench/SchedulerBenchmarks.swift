@@ -5,7 +5,7 @@ import StackAllocators
 ///
 /// - `startup_lazy16`, `startup_eager128`, `startup_prefaulted` (µs): from `init` to the first job's
 ///   value back on this thread (shutdown not timed), 2 workers with 512 KiB stacks: 16 fibers per worker
-///   (the default), 128 (`initialPoolSize`, RustFiber's eager pool), and 16 populated at startup
+///   (the default), 128 (`initialPoolSize`, an eager pool), and 16 populated at startup
 ///   (`prefetchPages = .populate`, `prefaultInitialPool`).
 /// - `empty_jobs` (ns per job): a batch of empty jobs submitted from this thread and waited for, on a
 ///   running scheduler with a worker per CPU and 64 KiB stacks.
