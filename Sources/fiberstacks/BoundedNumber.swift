@@ -7,8 +7,11 @@ func bounded<Value: LosslessStringConvertible & Comparable & Sendable>(
 ) -> @Sendable (String) throws -> Value {
     { text in
         guard let value = Value(text), range.contains(value) else {
-            throw ValidationError("expected a number from \(range.lowerBound) to \(range.upperBound)")
+            throw ValidationError("expected a number \(describe(range))")
         }
         return value
     }
 }
+
+/// "from 1 to 1000": a range as help texts and errors state it.
+func describe<Value>(_ range: ClosedRange<Value>) -> String { "from \(range.lowerBound) to \(range.upperBound)" }

@@ -87,7 +87,7 @@ struct ConventionTests {
         let limits = try #require(json["hugetlbfs_size_limits"] as? [[String: Any]])
         #expect(limits.count == mounts.count)
         for fields in mounts {
-            let size = fields[3].split(separator: ",").first { $0.hasPrefix("size=") }.map { Int($0.dropFirst(5))! }
+            let size = fields[3].split(separator: ",").first { $0.hasPrefix("size=") }.flatMap { Int($0.dropFirst(5)) }
             let entry = try #require(limits.first { $0["path"] as? String == String(fields[1]) })
             #expect(entry["size_limit"] as? Int == size, "\(entry)")
             let limit = size.map { "size limit \(formatByteCount($0))" } ?? "no size limit"

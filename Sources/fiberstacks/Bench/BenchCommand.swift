@@ -25,9 +25,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Tiny counts: a smoke test of every section.")
     var quick = false
 
-    @Option(parsing: .unconditional, help: "Repetitions per figure, after warm-up (\(Bench.repsRange)).",
+    @Option(parsing: .unconditional, help: "Repetitions per figure, after warm-up: \(describe(Bench.repsRange)) (default \(Bench.defaults.reps)).",
             transform: bounded(Bench.repsRange))
-    var reps = 15
+    var reps = Bench.defaults.reps
 
     @Option(
         name: .customLong("section"),
@@ -39,19 +39,21 @@ struct Bench: ParsableCommand {
 
     @Option(
         name: .customLong("capacity-limit"), parsing: .unconditional,
-        help: "Most stacks the capacity section makes (\(Bench.capacityLimitRange); --quick: at most 1000).",
+        help: "Most stacks the capacity section makes: \(describe(Bench.capacityLimitRange)) (default \(Bench.defaults.capacityLimit); --quick: at most 1000).",
         transform: bounded(Bench.capacityLimitRange))
-    var capacityLimit = 1_000_000
+    var capacityLimit = Bench.defaults.capacityLimit
 
     @Option(
         name: .customLong("capacity-seconds"), parsing: .unconditional,
-        help: "Time bound of the capacity section, in seconds (\(Bench.capacitySecondsRange)).",
+        help: "Time bound of the capacity section, in seconds: \(describe(Bench.capacitySecondsRange)) (default \(format(Bench.defaults.capacitySeconds))).",
         transform: bounded(Bench.capacitySecondsRange))
-    var capacitySeconds = 20.0
+    var capacitySeconds = Bench.defaults.capacitySeconds
 
     @Flag(help: "Exit 1 unless every target and ratio is met (one whose figure was not measured counts as missed).")
     var check = false
 
+    /// The defaults of the numeric flags, stated in their help.
+    static let defaults = (reps: 15, capacityLimit: 1_000_000, capacitySeconds: 20.0)
     /// Repetitions: a run of every section at the top of the range takes hours, not days.
     static let repsRange = 1...1_000
     /// Stacks: at the top, the page tables of the live stacks reach about 1 GiB.
