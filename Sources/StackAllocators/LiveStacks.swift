@@ -17,6 +17,8 @@ final class LiveStacks<Extra: Sendable>: Sendable {
     }
 
     private let state = Lock(State())
+    /// Entries whose table is kept when all its stacks are released.
+    private static var keptCapacity: Int { 1024 }
 
     /// Records a stack about to be handed out, with what the allocator needs back at release; returns
     /// `descriptor` with its serial as the tag.
@@ -38,6 +40,9 @@ final class LiveStacks<Extra: Sendable>: Sendable {
             let key = descriptor.layout.usableBottom
             guard let entry = state.entries[key], entry.descriptor == descriptor else { return nil }
             state.entries[key] = nil
+            // A large table is freed once empty (its memory would outlive the stacks); a small one is kept,
+            // so allocating and releasing one stack at a time never reallocates it.
+            if state.entries.isEmpty, state.entries.capacity > Self.keptCapacity { state.entries = [:] }
             return entry.extra
         }
     }
