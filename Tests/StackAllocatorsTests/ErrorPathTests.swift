@@ -130,7 +130,8 @@ struct ErrorPathTests {
         }
     }
 
-    @Test("huge pages: a failure at any step of a region, in every backing and packed, leaves nothing mapped or registered")
+    @Test("huge pages: a failure at any step of a region, in every backing and packed, leaves nothing mapped or registered",
+          .enabled(if: !HugePages.availableBackings.isEmpty, "needs free huge pages (/proc/sys/vm/nr_hugepages) or THP mode madvise or always (/sys/kernel/mm/transparent_hugepage/enabled)"))
     func hugePages() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = HugePageStackAllocator()

@@ -40,6 +40,40 @@ private func refusals(in log: CapturingLogHandler.Store, allocator: String) -> I
         .count
 }
 
+/// Releases a forged copy of a live stack, then the stack itself, and checks with the kernel that its
+/// mapping went once: the stack allocated in between (usually in the freed hole) stays mapped and
+/// registered, and exactly one release was refused.
+private func expectUnmappedOnce(_ allocator: some StackAllocator & StackStatsReporting, _ request: StackRequest) throws {
+    let genuine = try allocator.allocate(request)
+    let whole = genuine.descriptor.layout.base..<genuine.descriptor.layout.top
+    _ = forge(genuine)
+    #expect(try KernelMaps.mappedBytes(in: whole) == 0)
+    let next = try allocator.allocate(request)
+    let nextWhole = next.descriptor.layout.base..<next.descriptor.layout.top
+    genuine.release()
+    #expect(try KernelMaps.mappedBytes(in: nextWhole) == nextWhole.count, "the refused release unmapped a live stack")
+    #expect(GuardRegistry.entry(forStackAt: next.descriptor.layout.usableBottom) != nil)
+    let other = try allocator.allocate(request)
+    #expect(other.usableBottom != next.usableBottom)
+    #expect(allocator.stats.refusedReleases == 1)
+    #expect(allocator.stats.releases == 1 && allocator.stats.live == 2)
+}
+
+/// Releases a forged copy of a live stack, then the stack itself, while another stack keeps its region in
+/// use: the slot must be freed once, so the next two stacks differ, and exactly one release was refused.
+private func expectNoSharedSlot(_ allocator: some StackAllocator & StackStatsReporting, _ request: StackRequest) throws {
+    let keeper = try allocator.allocate(request)
+    let genuine = try allocator.allocate(request)
+    _ = forge(genuine)
+    genuine.release()
+    let first = try allocator.allocate(request)
+    let second = try allocator.allocate(request)
+    #expect(first.usableBottom != second.usableBottom, "one slot handed to two owners")
+    #expect(first.usableBottom != keeper.usableBottom && second.usableBottom != keeper.usableBottom)
+    #expect(allocator.stats.refusedReleases == 1)
+    #expect(allocator.stats.releases == 1 && allocator.stats.live == 3)
+}
+
 @Suite("Forged and repeated releases")
 struct ForgedReleaseTests {
     @Test("mmap: a forged copy released first frees the stack once; the genuine release is refused",
@@ -47,21 +81,7 @@ struct ForgedReleaseTests {
     func mmapForgedThenGenuine(mode: GuardMode) throws {
         let (logger, log) = CapturingLogHandler.logger()
         let allocator = try MmapStackAllocator(guardMode: mode, logger: logger)
-        let request = StackRequest(usableSize: 64 << 10)
-        let genuine = try allocator.allocate(request)
-        let whole = genuine.descriptor.layout.base..<genuine.descriptor.layout.top
-        _ = forge(genuine)
-        #expect(try KernelMaps.mappedBytes(in: whole) == 0)
-        // The hole is free again: the next stack of that size usually lands in it.
-        let next = try allocator.allocate(request)
-        let nextWhole = next.descriptor.layout.base..<next.descriptor.layout.top
-        genuine.release()
-        #expect(try KernelMaps.mappedBytes(in: nextWhole) == nextWhole.count, "the refused release unmapped a live stack")
-        #expect(GuardRegistry.entry(forStackAt: next.descriptor.layout.usableBottom) != nil)
-        let other = try allocator.allocate(request)
-        #expect(other.usableBottom != next.usableBottom)
-        #expect(allocator.stats.refusedReleases == 1)
-        #expect(allocator.stats.releases == 1 && allocator.stats.live == 2)
+        try expectUnmappedOnce(allocator, StackRequest(usableSize: 64 << 10))
         #expect(refusals(in: log, allocator: "mmap") == 1)
     }
 
@@ -84,17 +104,7 @@ struct ForgedReleaseTests {
     func slabForgedThenGenuine() throws {
         let (logger, log) = CapturingLogHandler.logger()
         let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8), logger: logger)
-        let request = StackRequest(usableSize: 64 << 10)
-        let keeper = try slab.allocate(request)  // keeps the region in use
-        let genuine = try slab.allocate(request)
-        _ = forge(genuine)
-        genuine.release()
-        let first = try slab.allocate(request)
-        let second = try slab.allocate(request)
-        #expect(first.usableBottom != second.usableBottom, "one slot handed to two owners")
-        #expect(first.usableBottom != keeper.usableBottom && second.usableBottom != keeper.usableBottom)
-        #expect(slab.stats.refusedReleases == 1)
-        #expect(slab.stats.releases == 1 && slab.stats.live == 3)
+        try expectNoSharedSlot(slab, StackRequest(usableSize: 64 << 10))
         #expect(refusals(in: log, allocator: "slab") == 1)
     }
 
@@ -120,14 +130,7 @@ struct ForgedReleaseTests {
         do {
             let pool = try PooledStackAllocator(
                 wrapping: inner, .init(stack: StackRequest(usableSize: 64 << 10), minimumIdle: 0), logger: logger)
-            let request = StackRequest(usableSize: 64 << 10)
-            let genuine = try pool.allocate(request)
-            _ = forge(genuine)
-            genuine.release()
-            let first = try pool.allocate(request)
-            let second = try pool.allocate(request)
-            #expect(first.usableBottom != second.usableBottom, "one pooled stack handed to two owners")
-            #expect(pool.stats.refusedReleases == 1)
+            try expectNoSharedSlot(pool, StackRequest(usableSize: 64 << 10))
             #expect(refusals(in: log, allocator: "pool") == 1)
         }
         // The pool is gone: every inner stack went back once, and the kernel has none of them.
@@ -160,19 +163,7 @@ struct ForgedReleaseTests {
     func hugeRegionForgedThenGenuine() throws {
         let (logger, log) = CapturingLogHandler.logger()
         let allocator = HugePageStackAllocator(logger: logger)
-        let request = HugePages.request(.anonymous)
-        let genuine = try allocator.allocate(request)
-        let whole = genuine.descriptor.layout.base..<genuine.descriptor.layout.top
-        _ = forge(genuine)
-        #expect(try KernelMaps.mappedBytes(in: whole) == 0)
-        let next = try allocator.allocate(request)
-        let nextWhole = next.descriptor.layout.base..<next.descriptor.layout.top
-        genuine.release()
-        #expect(try KernelMaps.mappedBytes(in: nextWhole) == nextWhole.count, "the refused release unmapped a live stack")
-        #expect(GuardRegistry.entry(forStackAt: next.descriptor.layout.usableBottom) != nil)
-        let other = try allocator.allocate(request)
-        #expect(other.usableBottom != next.usableBottom)
-        #expect(allocator.stats.refusedReleases == 1 && allocator.stats.releases == 1)
+        try expectUnmappedOnce(allocator, HugePages.request(.anonymous))
         #expect(refusals(in: log, allocator: "huge-page") == 1)
         let scratch = try Scratch()
         _ = Stack(descriptor: StackDescriptor(layout: scratch.layout, guardMechanism: .protNone), allocator: allocator)
@@ -185,16 +176,10 @@ struct ForgedReleaseTests {
     func hugePackedForgedThenGenuine() throws {
         let allocator = HugePageStackAllocator()
         let request = HugePages.request(.anonymous, usable: 64 << 10, packing: .packed)
-        let keeper = try allocator.allocate(request)  // keeps the region mapped
-        let genuine = try allocator.allocate(request)
-        _ = forge(genuine)
-        genuine.release()
-        let first = try allocator.allocate(request)
-        let second = try allocator.allocate(request)
-        #expect(first.usableBottom != second.usableBottom, "one packed slot handed to two owners")
-        #expect(first.usableBottom != keeper.usableBottom && second.usableBottom != keeper.usableBottom)
+        try expectNoSharedSlot(allocator, request)
+        let keeper = try allocator.allocate(request)
         _ = madeUp(keeper, tag: 0)
-        #expect(allocator.stats.refusedReleases == 2 && allocator.stats.releases == 1)
+        #expect(allocator.stats.refusedReleases == 2)
         let region = keeper.descriptor.layout.usableBottom & ~UInt(HugePages.size - 1)
         #expect(try KernelMaps.mappedBytes(in: region..<(region + UInt(HugePages.size))) == HugePages.size)
     }
