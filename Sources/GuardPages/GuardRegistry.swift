@@ -37,6 +37,7 @@ public enum GuardRegistry {
     /// Registers the stack at `layout` with an optional label. Throws `.guardRegistrationFailed` when a
     /// stack with the same usable bottom is still registered (EEXIST), or the registry is full.
     public static func register(_ layout: StackLayout, label: String = "") throws(StackError) {
+        if let injected = FailureInjection.injected(.register) { throw .guardRegistrationFailed(injected, stack: layout) }
         var label = label
         let code = label.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) {

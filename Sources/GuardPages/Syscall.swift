@@ -22,9 +22,12 @@ package enum Syscall {
         address: UInt = 0, size: Int, protection: Int32 = PROT_READ | PROT_WRITE, flags: Int32, fd: Int32 = -1,
         offset: Int = 0
     ) -> Result<UInt, Errno> {
-        retrying({ $0 == MAP_FAILED }) {
+        if let injected = FailureInjection.injected(.map) { return .failure(injected) }
+        let result = retrying({ $0 == MAP_FAILED }) {
             mmap(UnsafeMutableRawPointer(bitPattern: address), size, protection, flags, fd, off_t(offset))
         }.map { UInt(bitPattern: $0) }
+        if case .success(let mapped) = result { FailureInjection.noteMapped(mapped, size: size) }
+        return result
     }
 
     /// munmap(2).
@@ -34,12 +37,14 @@ package enum Syscall {
 
     /// madvise(2) with a raw advice value (the shims define the ones Glibc lacks).
     package static func advise(_ address: UInt, size: Int, _ advice: Int32) -> Result<Void, Errno> {
-        retrying({ $0 != 0 }) { madvise(UnsafeMutableRawPointer(bitPattern: address), size, advice) }.map { _ in () }
+        if let injected = FailureInjection.injected(.advise(advice)) { return .failure(injected) }
+        return retrying({ $0 != 0 }) { madvise(UnsafeMutableRawPointer(bitPattern: address), size, advice) }.map { _ in () }
     }
 
     /// mprotect(2).
     package static func protect(_ address: UInt, size: Int, _ protection: Int32) -> Result<Void, Errno> {
-        retrying({ $0 != 0 }) { mprotect(UnsafeMutableRawPointer(bitPattern: address), size, protection) }
+        if let injected = FailureInjection.injected(.protect) { return .failure(injected) }
+        return retrying({ $0 != 0 }) { mprotect(UnsafeMutableRawPointer(bitPattern: address), size, protection) }
             .map { _ in () }
     }
 
@@ -56,7 +61,8 @@ package enum Syscall {
     package static func bindMemory(
         _ address: UInt, size: Int, mode: Int32, nodemask: [UInt], flags: UInt32
     ) -> Result<Void, Errno> {
-        nodemask.withUnsafeBufferPointer { mask in
+        if let injected = FailureInjection.injected(.bind) { return .failure(injected) }
+        return nodemask.withUnsafeBufferPointer { mask in
             // The kernel reads maxnode - 1 bits: one more than the mask holds, as libnuma passes it.
             retrying({ $0 != 0 }) {
                 fs_mbind(

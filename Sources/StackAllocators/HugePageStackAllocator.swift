@@ -22,10 +22,15 @@ import Synchronization
 /// `StackRequest.placement` binds the usable range before it is populated; an empty pool on that node
 /// is `.hugePagesExhausted` naming the node's control file. Hardware-guarded stacks are in
 /// `GuardRegistry` while they live, so an overflow names them.
+///
+/// **Release** is honoured for a stack the allocator's own record holds as live (`StackDescriptor.tag`
+/// carries its serial); any other release is refused, logged and counted in `stats.refusedReleases`.
 public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
     private let logger: Logger
     private let recorder = StackStatsRecorder()
     private let packed = PackedHugePageStacks()
+    /// Live stacks, with the packed region of each packed one (nil for a stack with a region of its own).
+    private let live = LiveStacks<UInt?>()
     private let fallbackWarned = Atomic<Bool>(false)
     /// Successful resolutions, so sysfs and the mount table are read once per kind of request.
     private let resolved = Lock<[ResolutionKey: HugePageBacking]>([:])
@@ -64,8 +69,14 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         }
     }
 
+    /// Refuses (logs, counts in `refusedReleases`, frees nothing) a descriptor that is not a live stack of
+    /// this allocator, tag included: see `StackAllocator` on what that protects against.
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        guard descriptor.guardMechanism == .canary else {
+        guard let packedRegion = live.remove(descriptor) else {
+            recorder.recordRefusedRelease(descriptor, allocator: "huge-page", logger: logger)
+            return
+        }
+        guard let packedRegion else {
             if descriptor.guardMechanism == .protNone, !GuardRegistry.unregister(descriptor.layout) {
                 logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
             }
@@ -78,7 +89,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             recorder.recordCanaryCorruption()
             logger.error("\(error)")
         }
-        let slot = PackedHugePageStacks.Slot(region: descriptor.tag, address: descriptor.layout.usableBottom)
+        let slot = PackedHugePageStacks.Slot(region: packedRegion, address: descriptor.layout.usableBottom)
         let emptied = packed.release(slot)
         recorder.recordRelease(descriptor, failed: emptied.map { !HugePageRegion.unmap($0, logger: logger) } ?? false)
     }
@@ -97,13 +108,22 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         do throws(StackError) {
             layout = try HugePageRegion.map(
                 sizes, backing: backing, prefault: request.prefault, placement: request.placement, logger: logger)
-            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
         } catch {
             if case .prefaultFailed = error { recorder.recordPrefaultFailure() }
             throw error
         }
-        let descriptor = StackDescriptor(
-            layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone, node: request.placement?.homeNode)
+        if sizes.guardSize > 0 {
+            do throws(StackError) {
+                try GuardRegistry.register(layout)
+            } catch {
+                HugePageRegion.unmap(layout, logger: logger)
+                throw error
+            }
+        }
+        let descriptor = live.add(
+            StackDescriptor(
+                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone, node: request.placement?.homeNode),
+            nil)
         recorder.recordAllocation(descriptor)
         return Stack(descriptor: descriptor, allocator: self)
     }
@@ -137,7 +157,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             throw error
         }
         Canary.write(layout)
-        let descriptor = StackDescriptor(layout: layout, guardMechanism: .canary, tag: slot.region)
+        let descriptor = live.add(StackDescriptor(layout: layout, guardMechanism: .canary), slot.region)
         recorder.recordAllocation(descriptor)
         return Stack(descriptor: descriptor, allocator: self)
     }

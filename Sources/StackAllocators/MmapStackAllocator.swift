@@ -9,13 +9,15 @@ import Logging
 /// few VMAs), `mprotect(PROT_NONE)` otherwise (two VMAs per stack: the `vm.max_map_count` ceiling).
 /// With `StackRequest.placement`, the whole mapping is bound with mbind before the guard and prefault
 /// (docs/numa.md). Each guarded stack is in `GuardRegistry` while it lives, so `OverflowHandler` can name it.
-/// Release is one `munmap`.
+/// Release is one `munmap`, for a stack the allocator's own record holds as live (`StackDescriptor.tag`
+/// carries its serial); any other release is refused.
 public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// The guard mechanism this allocator installs (resolved from its `GuardMode` at init).
     public let guardMechanism: GuardMechanism
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder()
+    private let live = LiveStacks<Void>()
 
     /// An allocator whose guards follow `guardMode`. Throws `.capabilityMissing` when `.lightweight`
     /// is forced on a kernel without `MADV_GUARD_INSTALL`.
@@ -60,15 +62,22 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
                 layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
                 node: request.placement?.homeNode)
             if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
-            recorder.recordAllocation(descriptor)
-            return Stack(descriptor: descriptor, allocator: self)
+            let recorded = live.add(descriptor)
+            recorder.recordAllocation(recorded)
+            return Stack(descriptor: recorded, allocator: self)
         } catch {
             unmap(base, size: sizes.total)
             throw error
         }
     }
 
+    /// Refuses (logs, counts in `refusedReleases`, frees nothing) a descriptor that is not a live stack of
+    /// this allocator, tag included: see `StackAllocator` on what that protects against.
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        guard live.remove(descriptor) != nil else {
+            recorder.recordRefusedRelease(descriptor, allocator: "mmap", logger: logger)
+            return
+        }
         // Unregister before unmapping: the address may be reused (and registered) at once.
         if descriptor.layout.sizes.guardSize > 0, !GuardRegistry.unregister(descriptor.layout) {
             logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])

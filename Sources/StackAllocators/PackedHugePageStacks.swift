@@ -18,7 +18,7 @@ final class PackedHugePageStacks: Sendable {
 
     /// A slot handed out: the region it is in, and its lowest address.
     struct Slot: Sendable, Hashable {
-        /// The region's identifier (kept in `StackDescriptor.tag`).
+        /// The region's identifier (kept with the stack in the allocator's `LiveStacks`).
         let region: UInt
         /// The slot's lowest address: the stack's usable bottom.
         let address: UInt

@@ -6,7 +6,7 @@ import SystemPackage
 /// behind a mutex, a floor and a cap, and trimming of stacks that stayed idle for `idlePeriod`.
 ///
 /// The pool owns the inner allocator's `Stack`s and hands out `Stack`s of its own for them (same memory,
-/// same guard, the pool's slot id as tag). Releasing one puts it in the releasing thread's cache: a load
+/// same guard; the tag holds the pool's slot id and a generation, checked on release). Releasing one puts it in the releasing thread's cache: a load
 /// and a store, no lock, no syscall, unless the configuration asks for a scrub or a watermark on every
 /// release. A thread's cache overflows half of itself into the depot, refills half of itself from it,
 /// and decays: stacks that sat unused below its low-water mark for `idlePeriod` move to the depot.
@@ -99,16 +99,17 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         } else {
             slot = try takeShared()
         }
-        let descriptor = slots.lent(slot)
         if request.prefault.strategy != .none {
             do {
-                try Prefault.apply(request.prefault, to: descriptor.layout, logger: logger)
+                try Prefault.apply(request.prefault, to: slots.inner(slot).layout, logger: logger)
             } catch {
+                // Back to the inner allocator, not to the cache: it may be the stack just made for this call.
                 recorder.recordPrefaultFailure()
-                deposit(CollectionOfOne(slot))
+                retire([slot], trimmed: false)
                 throw error
             }
         }
+        let descriptor = slots.lend(slot)
         if let cache {
             cache.pointee.acquired.incrementFromOwner(descriptor.guardMechanism)
         } else {
@@ -117,8 +118,14 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         return Stack(descriptor: descriptor, allocator: self)
     }
 
+    /// Refuses (logs, counts in `refusedReleases`, caches nothing) a descriptor that is not a stack this
+    /// pool has handed out and not taken back, tag included: see `StackAllocator` on what that protects
+    /// against. The check is one atomic compare-and-exchange on the slot's lending state.
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        let slot = UInt32(truncatingIfNeeded: descriptor.tag)
+        guard let slot = slots.reclaim(descriptor) else {
+            recorder.recordRefusedRelease(descriptor, allocator: "pool", logger: logger)
+            return
+        }
         if cleansEveryRelease, !prepareForNextOwner(descriptor.layout) {
             // Not clean: it must not reach another owner. The inner allocator takes it back.
             if let cache = localCache() {
@@ -310,7 +317,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     private func deposit<Slots: Collection<UInt32>>(_ idle: Slots) -> Int {
         guard !idle.isEmpty else { return 0 }
         if let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
-            for slot in idle { _ = discard(slots.lent(slot).layout, keeping: watermark.bytes) }
+            for slot in idle { _ = discard(slots.inner(slot).layout, keeping: watermark.bytes) }
         }
         return giveBack(depot.withLock { depot in
             depot.put(idle, now: CoarseClock.now())
@@ -350,7 +357,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         let entries = Array(UnsafeBufferPointer(start: cache.pointee.entries, count: count))
         cache.pointee.count.store(0, ordering: .relaxed)
         if discarding, let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
-            for slot in entries { _ = discard(slots.lent(slot).layout, keeping: watermark.bytes) }
+            for slot in entries { _ = discard(slots.inner(slot).layout, keeping: watermark.bytes) }
         }
         depot.withLock { $0.put(entries, now: CoarseClock.now()) }
     }

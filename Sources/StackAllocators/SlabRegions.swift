@@ -4,7 +4,9 @@ struct SlabRegion {
     /// First byte of the region (slot 0's guard).
     let base: UInt
     /// Slots whose guard is installed (the low ones; carving goes up).
-    var carved = 0
+    var carved: Int { serials.count }
+    /// Per carved slot: the serial of the stack handed out in it, 0 while it is not handed out.
+    var serials: [UInt] = []
     /// Slots handed out and not yet released.
     var live = 0
     /// Released slots, guard kept: reused last-in first-out, before any new slot is carved.
@@ -22,16 +24,6 @@ struct SlabSlot: Hashable {
     /// True when the slot was never carved: its guard must be installed before use.
     let isNew: Bool
 
-    /// The slot as a `StackDescriptor.tag`: region in the high 32 bits, slot in the low 32.
-    var tag: UInt { UInt(region) << 32 | UInt(slot) }
-
-    /// Decodes a tag made by `tag`.
-    init(tag: UInt) {
-        region = Int(tag >> 32)
-        slot = Int(tag & 0xFFFF_FFFF)
-        isNew = false
-    }
-
     init(region: Int, slot: Int, isNew: Bool) {
         self.region = region
         self.slot = slot
@@ -40,13 +32,20 @@ struct SlabSlot: Hashable {
 }
 
 /// The bookkeeping of a slab, without syscalls: which regions exist, which slots are free, which
-/// regions have room. Compact by design: one `UInt32` per released slot, a few words per region.
+/// regions have room, which stack each slot holds. Compact by design: a word per carved slot (the
+/// serial of its stack), one `UInt32` per released slot, a few words per region.
 /// Not thread-safe: the slab keeps it behind its mutex.
 struct SlabRegions {
     /// Slots per region.
     let capacity: Int
+    /// Bytes per slot (guard and usable).
+    let stride: Int
     /// Regions by index; nil where a region was unmapped (its index is in `vacant`).
     private(set) var regions: [SlabRegion?] = []
+    /// Mapped regions as (base, index), ascending by base: finds a released stack's region.
+    private var byBase: [(base: UInt, index: Int)] = []
+    /// The serial of the next stack handed out (never 0, never reused).
+    private var nextSerial: UInt = 1
     /// Indices of unmapped regions, for reuse.
     private var vacant: [Int] = []
     /// Regions with a free or never-carved slot; the most recently released into is last.
@@ -56,8 +55,9 @@ struct SlabRegions {
     /// Released slots across all regions.
     private(set) var cached = 0
 
-    init(capacity: Int) {
+    init(capacity: Int, stride: Int) {
         self.capacity = capacity
+        self.stride = stride
     }
 
     /// The slot the next stack should use: a released one (guard already installed) if any region has
@@ -78,16 +78,41 @@ struct SlabRegions {
         return nil
     }
 
-    /// Hands out `slot`, as returned by `nextSlot()` (for a new slot: after its guard was installed).
-    mutating func take(_ slot: SlabSlot) {
+    /// Hands out `slot`, as returned by `nextSlot()` (for a new slot: after its guard was installed);
+    /// returns the serial of the stack it now holds.
+    mutating func take(_ slot: SlabSlot) -> UInt {
+        let serial = nextSerial
+        nextSerial += 1
         if slot.isNew {
-            regions[slot.region]!.carved += 1
+            regions[slot.region]!.serials.append(serial)
         } else {
             regions[slot.region]!.free.removeLast()
+            regions[slot.region]!.serials[slot.slot] = serial
             cached -= 1
         }
         if regions[slot.region]!.live == 0 { emptyRegions -= 1 }
         regions[slot.region]!.live += 1
+        return serial
+    }
+
+    /// The handed-out slot whose stack starts at `base` with `serial`, now marked as not handed out (a
+    /// second call for it finds nothing); nil when no slot holds that stack. The caller then `put`s it.
+    mutating func reclaim(base: UInt, serial: UInt) -> SlabSlot? {
+        // The last region starting at or below `base`.
+        var low = 0
+        var high = byBase.count
+        while low < high {
+            let middle = (low + high) / 2
+            if byBase[middle].base <= base { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0, serial != 0 else { return nil }
+        let (regionBase, index) = byBase[low - 1]
+        let offset = base - regionBase
+        guard offset % UInt(stride) == 0, offset / UInt(stride) < UInt(regions[index]!.carved) else { return nil }
+        let slot = Int(offset / UInt(stride))
+        guard regions[index]!.serials[slot] == serial else { return nil }
+        regions[index]!.serials[slot] = 0
+        return SlabSlot(region: index, slot: slot, isNew: false)
     }
 
     /// Records a region mapped at `base`; returns its index.
@@ -103,18 +128,12 @@ struct SlabRegions {
         }
         available.append(index)
         emptyRegions += 1
+        let position = byBase.firstIndex { $0.base > base } ?? byBase.count
+        byBase.insert((base, index), at: position)
         return index
     }
 
-    /// The region's base if `slot` names a handed-out slot of a mapped region, else nil.
-    func base(of slot: SlabSlot) -> UInt? {
-        guard slot.region >= 0, slot.region < regions.count, let region = regions[slot.region],
-            slot.slot < region.carved, region.live > 0
-        else { return nil }
-        return region.base
-    }
-
-    /// Takes back a handed-out slot. Returns the region's index when it just became empty and more than
+    /// Takes back a slot `reclaim` returned. Returns the region's index when it just became empty and more than
     /// `retainingEmpty` regions are empty: the caller unmaps it after `remove(_:)`.
     mutating func put(_ slot: SlabSlot, retainingEmpty: Int) -> Int? {
         regions[slot.region]!.free.append(UInt32(slot.slot))
@@ -135,6 +154,7 @@ struct SlabRegions {
         precondition(region.live == 0, "a slab region with live stacks cannot be removed")
         regions[index] = nil
         vacant.append(index)
+        byBase.removeAll { $0.index == index }
         if region.listed, let position = available.lastIndex(of: index) {
             available.remove(at: position)
         }

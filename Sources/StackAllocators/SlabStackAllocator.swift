@@ -21,7 +21,9 @@ import Logging
 /// the slab, which is where reuse without page faults belongs.
 ///
 /// Requests up to the slab's size are served with the slab's size; larger ones, or huge pages, get a typed
-/// error. `StackDescriptor.tag` holds the slot. The slab is thread-safe: one mutex guards its bookkeeping.
+/// error. `StackDescriptor.tag` holds the stack's serial: a release is honoured only for the stack a slot
+/// holds now, so a slot never goes on the free list twice. The slab is thread-safe: one mutex guards its
+/// bookkeeping.
 public final class SlabStackAllocator: StackAllocator, StackStatsReporting, StackResidencyReporting {
     /// The configuration the slab was made with.
     public let configuration: Configuration
@@ -56,7 +58,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         guardMechanism = sizes.guardSize == 0 ? .none : installer.mechanism
         let needsBudget = guardMechanism == .protNone
         let budget = needsBudget ? try MapCountBudget(reserve: configuration.mapCountReserve) : nil
-        state = Lock(State(regions: SlabRegions(capacity: configuration.stacksPerRegion), budget: budget))
+        state = Lock(State(regions: SlabRegions(capacity: configuration.stacksPerRegion, stride: sizes.total), budget: budget))
         logger.debug(
             "slab stack allocator ready",
             metadata: ["guard": "\(guardMechanism)", "stack": "\(sizes.total)", "region": "\(regionSize)"])
@@ -78,25 +80,31 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         try accept(request)
-        let (slot, layout) = try state.withLock { (state) throws(StackError) -> (SlabSlot, StackLayout) in
-            try claimSlot(&state)
-        }
+        let claim = try state.withLock { (state) throws(StackError) -> Claim in try claimSlot(&state) }
         do {
-            try Prefault.apply(request.prefault, to: layout, logger: logger)
+            try Prefault.apply(request.prefault, to: claim.layout, logger: logger)
         } catch {
             recorder.recordPrefaultFailure()
-            giveBack(slot, layout: layout)
+            abandon(claim)
             throw error
         }
         let descriptor = StackDescriptor(
-            layout: layout, guardMechanism: guardMechanism, node: configuration.placement?.homeNode, tag: slot.tag)
+            layout: claim.layout, guardMechanism: guardMechanism, node: configuration.placement?.homeNode, tag: claim.serial)
         recorder.recordAllocation(descriptor)
         return Stack(descriptor: descriptor, allocator: self)
     }
 
+    /// Refuses (logs, counts in `refusedReleases`, frees nothing) a descriptor that is not the stack a
+    /// slot holds now, serial (`tag`) included: see `StackAllocator` on what that protects against.
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        let returned = giveBack(SlabSlot(tag: descriptor.tag), layout: descriptor.layout)
-        recorder.recordRelease(descriptor, failed: !returned)
+        guard descriptor.layout.sizes == sizes, descriptor.guardMechanism == guardMechanism,
+            descriptor.node == configuration.placement?.homeNode,
+            let slot = state.withLock({ $0.regions.reclaim(base: descriptor.layout.base, serial: descriptor.tag) })
+        else {
+            recorder.recordRefusedRelease(descriptor, allocator: "slab", logger: logger)
+            return
+        }
+        recorder.recordRelease(descriptor, failed: !giveBack(slot, layout: descriptor.layout))
     }
 
     /// Unmaps every region with no live stack; returns how many. Their released slots count as trims.
@@ -138,26 +146,48 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         try StackShape(sizes: sizes, pages: .small, placement: configuration.placement, owner: "slab").accept(request)
     }
 
-    /// Picks a slot (reused, carved, or from a new region), installs its guard when new, and hands it out.
-    private func claimSlot(_ state: inout State) throws(StackError) -> (SlabSlot, StackLayout) {
-        if state.regions.nextSlot() == nil {
-            try mapRegion(&state)
-        }
-        let slot = state.regions.nextSlot()!
-        let base = state.regions.regions[slot.region]!.base + UInt(slot.slot * sizes.total)
-        let layout = try StackLayout(base: base, sizes: sizes)
-        if slot.isNew, guardMechanism != .none {
-            try state.budget?.charge(MapCountBudget.linesPerGuard)
-            try installer.install(on: layout.guardRange)
-            // A slot stays registered while its region is mapped, like its guard; release clears its label.
-            try GuardRegistry.register(layout)
-        }
-        state.regions.take(slot)
-        return (slot, layout)
+    /// A slot handed out by `claimSlot`.
+    private struct Claim {
+        let slot: SlabSlot
+        let layout: StackLayout
+        /// The serial of its stack (the descriptor's tag).
+        let serial: UInt
+        /// The region's base when this claim mapped the region.
+        let mappedRegion: UInt?
     }
 
-    /// Maps a new region (checking the map budget first, with mprotect guards).
-    private func mapRegion(_ state: inout State) throws(StackError) {
+    /// Picks a slot (reused, carved, or from a new region), registers it and installs its guard when new,
+    /// and hands it out. A failure leaves nothing behind: no registration, and no region it mapped.
+    private func claimSlot(_ state: inout State) throws(StackError) -> Claim {
+        var mapped: Int?
+        if state.regions.nextSlot() == nil {
+            mapped = try mapRegion(&state)
+        }
+        let slot = state.regions.nextSlot()!
+        let regionBase = state.regions.regions[slot.region]!.base
+        do throws(StackError) {
+            let layout = try StackLayout(base: regionBase + UInt(slot.slot * sizes.total), sizes: sizes)
+            if slot.isNew, guardMechanism != .none {
+                try state.budget?.charge(MapCountBudget.linesPerGuard)
+                // A slot stays registered while its region is mapped, like its guard; release clears its label.
+                try GuardRegistry.register(layout)
+                do throws(StackError) {
+                    try installer.install(on: layout.guardRange)
+                } catch {
+                    GuardRegistry.unregister(layout)
+                    throw error
+                }
+            }
+            let serial = state.regions.take(slot)
+            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mapped.map { _ in regionBase })
+        } catch {
+            if let mapped { unmap(state.regions.remove(mapped)) }
+            throw error
+        }
+    }
+
+    /// Maps a new region (checking the map budget first, with mprotect guards); returns its index.
+    private func mapRegion(_ state: inout State) throws(StackError) -> Int {
         if state.budget != nil {
             try state.budget!.refresh()
             try state.budget!.charge(1)
@@ -173,8 +203,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                     throw error
                 }
             }
-            _ = state.regions.add(base: base)
             recorder.recordReserved(regionSize)
+            return state.regions.add(base: base)
         case .failure(let errno):
             throw errno == .noMemory
                 ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: regionSize)
@@ -182,20 +212,25 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Checks that the descriptor names a live slot, discards the slot's pages, and puts it back on its
-    /// region's free list (unmapping the region when it became one empty region too many). Returns false
-    /// (logged) when the descriptor does not name a live slot, or the discard failed: such a slot is not
-    /// reused, since its old contents might survive.
+    /// Gives back a claim whose stack was never handed out; unmaps the region too when the claim mapped it
+    /// and it holds no other stack.
+    private func abandon(_ claim: Claim) {
+        guard let slot = state.withLock({ $0.regions.reclaim(base: claim.layout.base, serial: claim.serial) }) else { return }
+        giveBack(slot, layout: claim.layout)
+        guard let mappedRegion = claim.mappedRegion else { return }
+        state.withLock { state in
+            if let region = state.regions.regions[slot.region], region.base == mappedRegion, region.live == 0 {
+                unmap(state.regions.remove(slot.region))
+            }
+        }
+    }
+
+    /// Discards a reclaimed slot's pages and puts it back on its region's free list (unmapping the region
+    /// when it became one empty region too many). Returns false (logged) when the discard failed: such a
+    /// slot is not reused, since its old contents might survive.
     @discardableResult
     private func giveBack(_ slot: SlabSlot, layout: StackLayout) -> Bool {
-        let held = state.withLock { state in
-            state.regions.base(of: slot).map { $0 + UInt(slot.slot * sizes.total) == layout.base } ?? false
-        }
-        guard held else {
-            logger.error("release of a stack this slab does not hold", metadata: ["stack": "\(layout)"])
-            return false
-        }
-        // Outside the lock: the slot is still handed out, so nobody else touches it.
+        // Outside the lock: the slot is on no free list, so nobody else touches it.
         if guardMechanism != .none { GuardRegistry.setLabel("", forStackAt: layout.usableBottom) }
         let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usable, Int32(FS_MADV_DONTNEED))
         if case .failure(let errno) = discarded {

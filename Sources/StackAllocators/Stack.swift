@@ -6,7 +6,8 @@ public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
     public let guardMechanism: GuardMechanism
     /// The NUMA node the usable range is bound to, if any.
     public let node: Int?
-    /// Allocator-private bookkeeping (a slot index, say); opaque to everyone else.
+    /// Allocator-private bookkeeping (the built-in allocators keep a serial here that their release
+    /// checks); opaque to everyone else.
     public let tag: UInt
 
     /// Describes a stack. Allocators outside this package use this to build the `Stack`s they return.
@@ -22,17 +23,21 @@ public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// One fiber stack, owned: it goes back to its allocator exactly once, when dropped or released.
+/// One fiber stack, owned: it goes back to its allocator when dropped or released.
 ///
-/// `~Copyable` makes a double release impossible to write and a leak impossible to forget: the
-/// `deinit` gives the memory back (the model is swift-system's `IORing`, which unmaps in `deinit`).
+/// `~Copyable` makes a leak impossible to forget and a stack impossible to release twice by copying
+/// it: the `deinit` gives the memory back (the model is swift-system's `IORing`, which unmaps in
+/// `deinit`). `init(descriptor:allocator:)` can still make a second `Stack` for the same memory; the
+/// built-in allocators refuse the second release (see `StackAllocator`).
 public struct Stack: ~Copyable, Sendable {
     /// Where the stack lies and what guards it.
     public let descriptor: StackDescriptor
     /// The allocator that made it; kept alive by the stack.
     public let allocator: any StackAllocator
 
-    /// Wraps memory that `allocator` made. Only allocators call this, from `allocate`.
+    /// Wraps memory that `allocator` made. For allocator implementers only, from `allocate`: any other
+    /// `Stack` for the same memory is a second owner (the built-in allocators refuse its release if the
+    /// first already happened, but a copy released first frees the memory under the original).
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
         self.descriptor = descriptor
         self.allocator = allocator

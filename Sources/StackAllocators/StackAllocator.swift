@@ -9,16 +9,21 @@
 /// whose `guardMechanism` is true: `.lightweight` and `.protNone` mean every byte of `guardRange`
 /// faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
 ///
-/// **Ownership.** A `Stack` is `~Copyable` and carries its allocator: it is given back exactly once,
-/// when it is dropped or consumed by `Stack.release()`. `release` is called by that path only; a
-/// `StackReleaseToken` cannot be made outside this module, so nobody else can call it and a double
-/// release cannot be written.
+/// **Ownership.** A `Stack` is `~Copyable` and carries its allocator: it is given back when it is dropped
+/// or consumed by `Stack.release()`. `release` is called by that path only (a `StackReleaseToken` cannot be
+/// made outside this module). But `Stack.init` is public, for allocator implementers: a second `Stack`
+/// built from a live stack's descriptor is released too. So `release` must check that `descriptor` is a
+/// stack it handed out and has not taken back, against its own record, and refuse anything else: log it,
+/// count it (`StackStatsRecorder.recordRefusedRelease()`), free nothing. The built-in allocators do, with a
+/// serial in `StackDescriptor.tag`: that stops a double release and the release of a stale or made-up
+/// descriptor. A copy of a live stack's descriptor is indistinguishable from the original: the first of
+/// the two releases is honoured, the second refused.
 public protocol StackAllocator: AnyObject, Sendable {
     /// Returns a stack satisfying `request`, or throws the error that names why not.
     func allocate(_ request: StackRequest) throws(StackError) -> Stack
 
-    /// Takes back the memory described by `descriptor`. Called exactly once per allocated stack.
-    /// Failures here cannot be thrown (the caller is a deinit): log them and count them.
+    /// Takes back the memory described by `descriptor`, if it is a live stack of this allocator (refuses
+    /// it otherwise). Failures here cannot be thrown (the caller is a deinit): log them and count them.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken)
 }
 

@@ -9,7 +9,8 @@ import Metrics
 /// `none`), `fiberstacks_stacks_cached`, `fiberstacks_bytes_reserved` and, when residency is measured,
 /// `fiberstacks_bytes_resident`. Counters (incremented by what changed since the last `record()`):
 /// `fiberstacks_stack_allocations`, `fiberstacks_stack_releases`, `fiberstacks_fallbacks`,
-/// `fiberstacks_prefault_failures`, `fiberstacks_trims`, `fiberstacks_release_failures`.
+/// `fiberstacks_prefault_failures`, `fiberstacks_trims`, `fiberstacks_release_failures`,
+/// `fiberstacks_refused_releases`.
 /// Values are read when `record()` runs, on demand or every interval with `run(every:)`.
 public final class StackAllocatorMetrics: Sendable {
     private let read: @Sendable () throws(StackError) -> StackAllocatorStats
@@ -24,6 +25,7 @@ public final class StackAllocatorMetrics: Sendable {
     private let prefaultFailures: Counter
     private let trims: Counter
     private let releaseFailures: Counter
+    private let refusedReleases: Counter
     private let last = Lock(StackAllocatorStats())
 
     /// Exports `allocator`'s counters under `name`.
@@ -72,6 +74,7 @@ public final class StackAllocatorMetrics: Sendable {
         prefaultFailures = counter("prefault_failures")
         trims = counter("trims")
         releaseFailures = counter("release_failures")
+        refusedReleases = counter("refused_releases")
     }
 
     /// Reads the allocator's stats now and records them. Throws only when measuring residency fails.
@@ -95,6 +98,7 @@ public final class StackAllocatorMetrics: Sendable {
                 (prefaultFailures, stats.prefaultFailures, previous.prefaultFailures),
                 (trims, stats.trims, previous.trims),
                 (releaseFailures, stats.releaseFailures, previous.releaseFailures),
+                (refusedReleases, stats.refusedReleases, previous.refusedReleases),
             ] where now > before {
                 counter.increment(by: now - before)
             }

@@ -20,6 +20,9 @@ public struct StackAllocatorStats: Sendable, Hashable, Codable {
     public var releaseFailures = 0
     /// Canary-guarded stacks found overwritten on release (logged).
     public var canaryCorruptions = 0
+    /// Releases refused because the stack was not one the allocator has handed out and not yet taken
+    /// back: a second release of the same stack, or a descriptor it never made (logged; nothing freed).
+    public var refusedReleases = 0
     /// Stacks kept ready for reuse and not handed out: a pool's idle stacks, a slab's released slots
     /// (guard kept, pages returned to the OS).
     public var cached = 0
@@ -48,6 +51,7 @@ public final class StackStatsRecorder: Sendable {
     private let trims = Atomic<Int>(0)
     private let releaseFailures = Atomic<Int>(0)
     private let canaryCorruptions = Atomic<Int>(0)
+    private let refusedReleases = Atomic<Int>(0)
     private let reservesPerStack: Bool
 
     /// Zeroed counters. With `reservesPerStack` (the default) each allocation adds its stack's size to
@@ -84,6 +88,8 @@ public final class StackStatsRecorder: Sendable {
     public func recordReserved(_ delta: Int) { bytesReserved.add(delta, ordering: .relaxed) }
     /// Counts a release whose syscall failed, for releases not counted through `recordRelease`.
     public func recordReleaseFailure() { releaseFailures.add(1, ordering: .relaxed) }
+    /// Counts a release refused because it named no live stack of the allocator (not a release).
+    public func recordRefusedRelease() { refusedReleases.add(1, ordering: .relaxed) }
 
     /// The counters now. Fields are read one by one, so a snapshot taken under load can be off by the
     /// operations in flight.
@@ -101,6 +107,7 @@ public final class StackStatsRecorder: Sendable {
         stats.trims = trims.load(ordering: .relaxed)
         stats.releaseFailures = releaseFailures.load(ordering: .relaxed)
         stats.canaryCorruptions = canaryCorruptions.load(ordering: .relaxed)
+        stats.refusedReleases = refusedReleases.load(ordering: .relaxed)
         return stats
     }
 

@@ -11,7 +11,7 @@ struct SlabMapCountTests {
     /// One million live stacks of 64 KiB over 64 KiB guards: 128 GiB of address space (MAP_NORESERVE), none
     /// of it touched but 1,000 pages. What it costs in memory: page tables for the guard markers (about
     /// 250 MiB: a page-table page per 16 stacks), the test's `Stack` storage (about 100 MiB) and the slab's
-    /// bookkeeping (4 MiB of free lists after release). The test machine (24 GiB) holds it with room.
+    /// bookkeeping (8 MiB of slot serials, 4 MiB of free lists after release). The test machine (24 GiB) holds it with room.
     @Test(
         "A million live guarded 64 KiB stacks add fewer than 1,000 map lines; 1,000 sampled guards are inaccessible",
         .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))

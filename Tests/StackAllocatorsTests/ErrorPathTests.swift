@@ -1,0 +1,171 @@
+import CStackSupport
+import StackAllocators
+import StackTestSupport
+import SystemPackage
+import Testing
+
+// Exit tests: failure injection is process-wide, so each runs in a child of its own where no other test
+// maps memory or hits an injected failure. A failing precondition makes the child exit non-zero; the
+// message is on its standard error.
+
+/// Injects one failure into an allocation and checks, with the kernel, that it left nothing behind.
+enum InjectedFailure {
+    static let guardInstall = FailureInjection.Step.advise(Int32(FS_MADV_GUARD_INSTALL))
+    static let populate = FailureInjection.Step.advise(Int32(FS_MADV_POPULATE_WRITE))
+    static let hugePageAdvice = FailureInjection.Step.advise(Int32(FS_MADV_HUGEPAGE))
+
+    /// The step that installs `mechanism`'s guards.
+    static func guardStep(_ mechanism: GuardMechanism) -> FailureInjection.Step {
+        mechanism == .lightweight ? guardInstall : .protect
+    }
+
+    /// Makes `step` fail (after `skip` calls that succeed), runs `attempt`, and requires that it threw,
+    /// that every range mmap returned during it is absent from /proc/self/maps, and that the guard
+    /// registry holds what it held before.
+    static func check(
+        _ name: String, _ step: FailureInjection.Step, after skip: Int = 0, mapsFirst: Bool = true,
+        _ attempt: () throws(StackError) -> Stack
+    ) throws(StackError) {
+        let registered = GuardRegistry.count
+        FailureInjection.fail(step, with: .ioError, after: skip)
+        var threw = false
+        do {
+            _ = try attempt()
+        } catch {
+            threw = true
+        }
+        let mapped = FailureInjection.reset()
+        precondition(threw, "\(name): the allocation succeeded although \(step) failed")
+        precondition(!mapsFirst || !mapped.isEmpty, "\(name): nothing was mapped before \(step) failed")
+        for range in mapped {
+            let left = try KernelMaps.mappedBytes(in: range)
+            precondition(left == 0, "\(name): \(left) bytes of [0x\(String(range.lowerBound, radix: 16)), 0x\(String(range.upperBound, radix: 16))) still mapped after \(step) failed")
+        }
+        precondition(GuardRegistry.count == registered, "\(name): \(GuardRegistry.count - registered) stacks still registered after \(step) failed")
+    }
+
+    /// Whether this machine takes an mbind to node 0 (allocating `request` with it also warms up the
+    /// lazily read topology, so no check sees that work).
+    static func bindable(_ allocate: (StackRequest) throws(StackError) -> Stack, _ request: StackRequest) -> Bool {
+        var placed = request
+        placed.placement = .bind(0)
+        return (try? allocate(placed)) != nil
+    }
+}
+
+@Suite("Error paths unmap what they mapped", needsNoThreadSanitizer)
+struct ErrorPathTests {
+    @Test("mmap: a failure at mmap, mbind, the guard, prefault or registration leaves nothing mapped or registered")
+    func mmap() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            for mode in [GuardMode.mprotect] + (GuardInstaller.lightweightGuardsSupported ? [.lightweight] : []) {
+                let allocator = try MmapStackAllocator(guardMode: mode)
+                let request = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
+                _ = try allocator.allocate(request)
+                let name = "mmap \(mode)"
+                try InjectedFailure.check(name, .map, mapsFirst: false) { () throws(StackError) in try allocator.allocate(request) }
+                try InjectedFailure.check(name, InjectedFailure.guardStep(allocator.guardMechanism)) { () throws(StackError) in
+                    try allocator.allocate(request)
+                }
+                try InjectedFailure.check(name, InjectedFailure.populate) { () throws(StackError) in try allocator.allocate(request) }
+                try InjectedFailure.check(name, .register) { () throws(StackError) in try allocator.allocate(request) }
+                if InjectedFailure.bindable(allocator.allocate, request) {
+                    var placed = request
+                    placed.placement = .bind(0)
+                    try InjectedFailure.check(name, .bind) { () throws(StackError) in try allocator.allocate(placed) }
+                }
+                precondition(allocator.stats.live == 0, "\(name): \(allocator.stats.live) stacks counted live")
+            }
+        }
+    }
+
+    @Test("slab: a failure at the region's mmap, mbind, a guard, prefault or registration leaves nothing mapped or registered")
+    func slab() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            for mode in [GuardMode.mprotect] + (GuardInstaller.lightweightGuardsSupported ? [.lightweight] : []) {
+                let request = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
+                let configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode)
+                let warm = try SlabStackAllocator(configuration)
+                _ = try warm.allocate(request)
+                let name = "slab \(mode)"
+                // A new slab each time, so each attempt maps a region of its own.
+                for (step, mapsFirst) in [
+                    (FailureInjection.Step.map, false), (InjectedFailure.guardStep(warm.guardMechanism), true),
+                    (InjectedFailure.populate, true), (.register, true),
+                ] {
+                    let slab = try SlabStackAllocator(configuration)
+                    try InjectedFailure.check(name, step, mapsFirst: mapsFirst) { () throws(StackError) in try slab.allocate(request) }
+                }
+                var placedConfiguration = configuration
+                placedConfiguration.placement = .bind(0)
+                if let placed = try? SlabStackAllocator(placedConfiguration), (try? placed.allocate(request)) != nil {
+                    let slab = try SlabStackAllocator(placedConfiguration)
+                    try InjectedFailure.check(name, .bind) { () throws(StackError) in try slab.allocate(request) }
+                }
+            }
+        }
+    }
+
+    @Test("pool: a failure in its inner allocator or at prefault leaves nothing mapped or registered")
+    func pool() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let request = StackRequest(usableSize: 64 << 10)
+            let populated = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
+            let inner = try MmapStackAllocator()
+            // Keeps no idle stack: every allocation asks the inner allocator.
+            let pool = try PooledStackAllocator(
+                wrapping: inner, .init(stack: request, minimumIdle: 0, maximumIdle: 0, threadCacheSize: 0))
+            _ = try pool.allocate(populated)
+            for (step, mapsFirst) in [
+                (FailureInjection.Step.map, false), (InjectedFailure.guardStep(inner.guardMechanism), true),
+                (.register, true), (InjectedFailure.populate, true),
+            ] {
+                try InjectedFailure.check("pool", step, mapsFirst: mapsFirst) { () throws(StackError) in try pool.allocate(populated) }
+            }
+            // A pool that keeps idle stacks gives a stack whose prefault failed back, rather than keeping it.
+            let keeping = try PooledStackAllocator(wrapping: inner, .init(stack: request, minimumIdle: 0, threadCacheSize: 0))
+            try InjectedFailure.check("pool", InjectedFailure.populate) { () throws(StackError) in try keeping.allocate(populated) }
+            precondition(keeping.stats.cached == 0, "pool: the stack whose prefault failed was kept")
+            precondition(pool.stats.live == 0 && inner.stats.live == 0, "pool: stacks counted live after the failures")
+        }
+    }
+
+    @Test("huge pages: a failure at any step of a region, in every backing and packed, leaves nothing mapped or registered",
+          .enabled(if: !HugePages.availableBackings.isEmpty, "needs free huge pages (/proc/sys/vm/nr_hugepages) or THP mode madvise or always (/sys/kernel/mm/transparent_hugepage/enabled)"))
+    func hugePages() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let allocator = HugePageStackAllocator()
+            let populate = PrefaultPolicy(.populate)
+            var requests: [(String, StackRequest)] = [("small pages", StackRequest(usableSize: 64 << 10, prefault: populate))]
+            for backing in HugePages.availableBackings {
+                requests.append(("\(backing)", HugePages.request(backing, prefault: populate)))
+            }
+            for (name, request) in requests {
+                _ = try allocator.allocate(request)
+                // The reservation, then the fixed mapping of the backing.
+                try InjectedFailure.check(name, .map, mapsFirst: false) { () throws(StackError) in try allocator.allocate(request) }
+                try InjectedFailure.check(name, .map, after: 1) { () throws(StackError) in try allocator.allocate(request) }
+                try InjectedFailure.check(name, InjectedFailure.populate) { () throws(StackError) in try allocator.allocate(request) }
+                try InjectedFailure.check(name, .register) { () throws(StackError) in try allocator.allocate(request) }
+                if name == "\(HugePageRequest.Backing.transparent)" {
+                    try InjectedFailure.check(name, InjectedFailure.hugePageAdvice) { () throws(StackError) in
+                        try allocator.allocate(request)
+                    }
+                }
+                if InjectedFailure.bindable(allocator.allocate, request) {
+                    var placed = request
+                    placed.placement = .bind(0)
+                    try InjectedFailure.check(name, .bind) { () throws(StackError) in try allocator.allocate(placed) }
+                }
+            }
+            for backing in HugePages.availableBackings {
+                let packed = HugePages.request(backing, usable: 64 << 10, packing: .packed)
+                _ = try allocator.allocate(packed)  // maps a region and gives it back
+                let name = "\(backing), packed"
+                try InjectedFailure.check(name, .map, after: 1) { () throws(StackError) in try allocator.allocate(packed) }
+                try InjectedFailure.check(name, InjectedFailure.populate) { () throws(StackError) in try allocator.allocate(packed) }
+            }
+            precondition(allocator.stats.live == 0, "huge pages: \(allocator.stats.live) stacks counted live")
+        }
+    }
+}
