@@ -7,10 +7,14 @@ struct FiberStacksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
+        version: version,
         subcommands: [
             Doctor.self, Verify.self, Bench.self, NUMACheck.self, OverflowChild.self,
         ],
         defaultSubcommand: Verify.self)
+
+    /// The version `--version` and `verify --json` report.
+    static let version = "0.1.0"
 
     /// Exit codes: 0 success, 1 a check failed, 2 bad arguments (ArgumentParser's own code is 64).
     static func main() {
@@ -33,14 +37,14 @@ struct FiberStacksCommand: ParsableCommand {
 
 /// Unbuffered writes to a standard stream.
 enum FileStream {
-    case standardError
+    case standardOutput, standardError
 
     func write(_ text: String) {
         var text = text
         text.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = Glibc.write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                let written = Glibc.write(self == .standardOutput ? 1 : 2, bytes.baseAddress! + offset, bytes.count - offset)
                 if written <= 0 { if errno == EINTR { continue } else { return } }
                 offset += written
             }

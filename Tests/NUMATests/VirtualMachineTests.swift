@@ -1,4 +1,5 @@
 import Foundation
+import GuardPages
 import StackAllocators
 import StackTestSupport
 import Testing
@@ -178,27 +179,13 @@ enum VM {
         preconditionFailure("unreachable: the second attempt returns or throws")
     }
 
-    /// One run of scripts/numa-vm: its exit status, standard output and standard error.
+    /// One run of scripts/numa-vm (killed past its 450 s limit): its exit status, standard output and error.
     private static func boot(nodes: String) throws -> (Int32, Data, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [
-            script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks, "numa-check", "--json",
-            "--disposable-machine",
-        ]
-        let output = Pipe()
-        // Standard error goes to a file, so neither stream can fill up while the other is read.
-        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "numa-vm-\(UUID().uuidString).stderr")
-        try #require(
-            FileManager.default.createFile(atPath: errorPath.path, contents: nil), "cannot create \(errorPath.path)")
-        defer { try? FileManager.default.removeItem(at: errorPath) }
-        process.standardOutput = output
-        process.standardError = try FileHandle(forWritingTo: errorPath)
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stderr = (try? String(contentsOf: errorPath, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, data, stderr)
+        let child = try ChildProcess.run(
+            "/bin/bash",
+            [script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks, "numa-check", "--json", "--disposable-machine"],
+            timeLimit: 450)
+        try #require(!child.timedOut, "scripts/numa-vm --nodes '\(nodes)' ran past 450 s: \(child.standardError.suffix(2000))")
+        return (child.status ?? 128 + (child.signal ?? 0), Data(child.standardOutput.utf8), child.standardError)
     }
 }
