@@ -8,6 +8,11 @@ package struct OverflowDiagnostic: Sendable, Equatable {
     /// Bytes between the faulting address and the usable bottom.
     package let distance: Int
 
+    package init(label: String?, distance: Int) {
+        self.label = label
+        self.distance = distance
+    }
+
     /// The first diagnostic line in `standardError`, or nil when there is none.
     package init?(in standardError: String) {
         guard let line = standardError.split(separator: "\n").first(where: { $0.contains("stack overflow in ") }),

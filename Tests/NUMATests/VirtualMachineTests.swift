@@ -85,6 +85,36 @@ struct VirtualMachineTests {
     }
 }
 
+extension VirtualMachineTests {
+    @Test(
+        "verify --require multi-node passes in a guest with a memoryless node: the multi-node checks run, none skips",
+        .enabled(if: VM.missing == nil, VM.reason), .timeLimit(.minutes(10)))
+    func verifyRequiresMultiNode() throws {
+        let start = ContinuousClock.now
+        let (status, data) = try VM.run(nodes: Self.memoryless, ["verify", "--json", "--require", "multi-node"])
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(decoding: data, as: UTF8.self))")
+        let checks = try #require(json["checks"] as? [[String: Any]])
+        for check in checks where check["status"] as? String == "fail" {
+            Issue.record("failed in the guest: \(check)")
+        }
+        #expect(status == 0 && json["status"] as? String == "pass")
+        #expect(json["required"] as? [String] == ["multi-node"])
+        let multiNode = checks.filter { $0["allocator"] as? String == "numa/multi-node" }
+        let passed = Set(multiNode.filter { $0["status"] as? String == "pass" }.compactMap { $0["name"] as? String })
+        #expect(passed.isSuperset(of: [
+            "bind/node0/populate-from-node1", "bind/node1/populate-from-node2", "reject/memoryless/node2/bind",
+            "kernel-refuses/memoryless/node2/bind", "first-touch/node2", "interleave", "scheduler/worker-node-stacks",
+        ]), "\(passed.sorted())")
+        // The bind checks of verify itself: MPOL_BIND read back, the control populated on the other node.
+        for node in [0, 1] {
+            let bind = checks.first { $0["name"] as? String == "bind-node\(node)" }
+            #expect(bind?["status"] as? String == "pass", "\(String(describing: bind))")
+            #expect((bind?["detail"] as? String)?.contains("populated on node \(1 - node)") == true, "\(String(describing: bind))")
+        }
+        #expect(ContinuousClock.now - start < .seconds(450))
+    }
+}
+
 /// What `numa-check --json` prints.
 struct VMReport: Decodable {
     struct Check: Decodable {
@@ -170,21 +200,26 @@ enum VM {
     /// A boot that fails before the guest runs anything (exit 3: emulated hardware misbehaving under a loaded
     /// host) is tried once more; the test never sees half a run.
     static func run(nodes: String) throws -> VMReport {
+        let (_, data) = try run(nodes: nodes, ["numa-check", "--json", "--disposable-machine"])
+        return try JSONDecoder().decode(VMReport.self, from: data)
+    }
+
+    /// Boots a VM with the node layout `nodes` and runs `fiberstacks arguments` in it: its exit status
+    /// (0 or 1; anything else fails the test) and standard output.
+    static func run(nodes: String, _ arguments: [String]) throws -> (Int32, Data) {
         for attempt in 1...2 {
-            let (status, data, stderr) = try boot(nodes: nodes)
+            let (status, data, stderr) = try boot(nodes: nodes, arguments)
             if status == 3, attempt == 1 { continue }
             try #require(status == 0 || status == 1, "scripts/numa-vm --nodes '\(nodes)' exited \(status): \(stderr)")
-            return try JSONDecoder().decode(VMReport.self, from: data)
+            return (status, data)
         }
         preconditionFailure("unreachable: the second attempt returns or throws")
     }
 
     /// One run of scripts/numa-vm (killed past its 450 s limit): its exit status, standard output and error.
-    private static func boot(nodes: String) throws -> (Int32, Data, String) {
+    private static func boot(nodes: String, _ arguments: [String]) throws -> (Int32, Data, String) {
         let child = try ChildProcess.run(
-            "/bin/bash",
-            [script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks, "numa-check", "--json", "--disposable-machine"],
-            timeLimit: 450)
+            "/bin/bash", [script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks] + arguments, timeLimit: 450)
         try #require(!child.timedOut, "scripts/numa-vm --nodes '\(nodes)' ran past 450 s: \(child.standardError.suffix(2000))")
         return (child.status ?? 128 + (child.signal ?? 0), Data(child.standardOutput.utf8), child.standardError)
     }
