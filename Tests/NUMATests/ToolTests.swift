@@ -9,7 +9,7 @@ struct ToolTests {
         "verify binds a stack to every node with memory and proves it; invalid nodes are refused", needsNoThreadSanitizer,
         .enabled(if: NUMATopology.available, "needs libnuma working here (numa_available() >= 0)"))
     func verify() throws {
-        let run = try runFiberstacks(["verify", "--json", "--million-stacks", "1000"])
+        let run = try runFiberstacks(["verify", "--json", "--million-stacks", "100000"])
         let (status, output) = (run.status, run.output)
         #expect(status == 0, "\(output)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])

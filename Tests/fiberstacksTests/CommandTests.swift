@@ -40,7 +40,7 @@ struct CommandTests {
 
     @Test("verify prints a row per check, then 'N passed, N failed, N skipped'", needsNoThreadSanitizer)
     func verifyTable() throws {
-        let (_, output) = try runTool(["verify", "--million-stacks", "1000"])
+        let (_, output) = try runTool(["verify", "--million-stacks", "100000"])
         let lines = output.split(separator: "\n")
         let rows = lines.dropLast()
         #expect(rows.allSatisfy { $0.hasPrefix("PASS  ") || $0.hasPrefix("FAIL  ") || $0.hasPrefix("SKIP  ") }, "\(output)")
@@ -56,11 +56,11 @@ struct CommandTests {
         #expect(bad.standardError.contains("lightweight-guards, mprotect-guards, hugetlbfs, hugetlb-anonymous, thp"))
         // Every machine lacks something: the multi-node checks skip on one node, lightweight guards
         // before Linux 6.13, the 1 GiB pool almost everywhere. Require what was skipped.
-        let plain = try runTool(["verify", "--json", "--million-stacks", "1000"])
+        let plain = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(plain.output.utf8)) as? [String: Any])
         let skipped = try #require(json["checks"] as? [[String: Any]]).filter { $0["status"] as? String == "skip" }
         let capability = try #require(skipped.first?["capability"] as? String, "nothing skipped here")
-        let strict = try runTool(["verify", "--json", "--million-stacks", "1000", "--require", capability])
+        let strict = try runTool(["verify", "--json", "--million-stacks", "100000", "--require", capability])
         #expect(strict.status == 1)
         let strictJSON = try #require(try JSONSerialization.jsonObject(with: Data(strict.output.utf8)) as? [String: Any])
         let rows = try #require(strictJSON["checks"] as? [[String: Any]]).filter { $0["capability"] as? String == capability }

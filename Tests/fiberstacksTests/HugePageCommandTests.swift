@@ -7,7 +7,7 @@ import Testing
 struct HugePageCommandTests {
     @Test("verify covers every huge-page backing: checked, or skipped naming the capability and what is missing", needsNoThreadSanitizer)
     func verifyCoversBackings() throws {
-        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "1000"])
+        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let checks = try #require(json["checks"] as? [[String: Any]])
         #expect(status == 0, "\(output)")

@@ -29,7 +29,7 @@ struct OverflowCommandTests {
 
     @Test("verify runs the overflow checks and they pass; the child command is hidden from help", needsNoThreadSanitizer)
     func verifyRows() throws {
-        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "1000"])
+        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let checks = try #require(json["checks"] as? [[String: Any]])
         let overflow = checks.filter { $0["allocator"] as? String == "overflow" }

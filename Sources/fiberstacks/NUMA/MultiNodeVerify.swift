@@ -26,14 +26,12 @@ enum MultiNodeVerify {
         report.observer?.willStart(name: "multi-node", allocator: allocatorName, timeLimit: timeLimit)
         MultiNodeChecks.run(disposable: disposable, into: &numa)
         for check in numa.checks {
-            guard check.detail.hasPrefix("skipped:") else {
-                report.add(check.name, allocatorName, check.passed, check.detail)
-                continue
+            if let capability = check.capability {
+                report.skip(check.name, allocatorName, lacking: capability, capability == .machineChanges && !disposable
+                    ? "needs --allow-machine-changes, as root (it fills a node's memory or resizes its huge page pool)" : check.detail)
+            } else {
+                report.add(check.name, allocatorName, check.status == .pass, check.detail)
             }
-            let reason = String(check.detail.dropFirst("skipped: ".count))
-            let changes = reason.contains("--disposable-machine") || reason.contains("needs root")
-            report.skip(check.name, allocatorName, lacking: changes ? .machineChanges : .multiNode,
-                        changes ? "needs --allow-machine-changes, as root (it fills a node's memory or resizes its huge page pool)" : reason)
         }
     }
 }
