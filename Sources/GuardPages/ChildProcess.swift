@@ -20,7 +20,7 @@ package enum ChildProcess {
         /// Standard error, decoded as UTF-8.
         package let standardError: String
 
-        /// "exit 0", "signal 11", "killed after the 30 s time limit".
+        /// "exit 0", "signal 11", "killed after its time limit".
         package var ending: String {
             if timedOut { return "killed after its time limit" }
             return signal.map { "signal \($0)" } ?? "exit \(status ?? -1)"
@@ -92,24 +92,24 @@ package enum ChildProcess {
         guard spawned == 0 else { throw fail("posix_spawn", spawned) }
 
         var streams = Streams(output: output[0], error: error[0])
-        let start = now()
+        let start = monotonicSeconds()
         var deadline = start + timeLimit
         var timedOut = false
         var killed = false
         var waitStatus: Int32 = 0
         var reaped = false
         while true {
-            let remaining = deadline - now()
+            let remaining = deadline - monotonicSeconds()
             if remaining <= 0 {
                 if !timedOut {
                     timedOut = true
                     kill(pid, SIGTERM)
-                    deadline = now() + grace
+                    deadline = monotonicSeconds() + grace
                     continue
                 } else if !killed {
                     killed = true
                     kill(pid, SIGKILL)
-                    deadline = now() + grace
+                    deadline = monotonicSeconds() + grace
                     continue
                 } else {
                     break  // killed and still not reaped after the grace period: give up waiting
@@ -128,22 +128,13 @@ package enum ChildProcess {
             }
             if result < 0 && Glibc.errno != EINTR { throw fail("waitpid", Glibc.errno) }
         }
-        if !reaped {
-            // Not reaped yet: the last SIGKILL ends it; wait for it so no zombie stays behind.
-            _ = waitpid(pid, &waitStatus, 0)
-        }
-        let exited = waitStatus & 0x7f == 0
+        // Still not reaped after SIGKILL and the grace period (stuck in the kernel): report it without
+        // waiting any longer; it stays a zombie until this process exits.
+        let exited = reaped && waitStatus & 0x7f == 0
         return Outcome(
-            status: exited ? (waitStatus >> 8) & 0xff : nil, signal: exited ? nil : waitStatus & 0x7f,
+            status: exited ? (waitStatus >> 8) & 0xff : nil, signal: reaped && !exited ? waitStatus & 0x7f : nil,
             timedOut: timedOut, standardOutput: String(decoding: streams.outputBytes, as: UTF8.self),
             standardError: String(decoding: streams.errorBytes, as: UTF8.self))
-    }
-
-    /// Seconds since an arbitrary start (CLOCK_MONOTONIC).
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
     /// `KEY=value` for this process's environment with `overrides` replacing or adding entries.
@@ -209,4 +200,11 @@ package enum ChildProcess {
             return false
         }
     }
+}
+
+/// Seconds since an arbitrary start (CLOCK_MONOTONIC): for time limits, which wall-clock steps must not move.
+package func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

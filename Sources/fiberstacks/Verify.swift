@@ -17,7 +17,7 @@ struct Verify: ParsableCommand {
     @Option(
         name: .customLong("require"),
         help: ArgumentHelp(
-            "Fail, rather than skip, the checks that need one of these capabilities (comma-separated).",
+            "Fail, rather than skip, the checks that need one of these capabilities (comma-separated): \(Capability.names).",
             valueName: "capability,..."))
     var requireList: [String] = []
 

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Glibc
 import StackAllocators
 
 /// What a machine may lack for a check to run. A check that cannot run skips and names the capability;
@@ -147,11 +146,4 @@ struct VerifyDocument: Encodable {
                     total: report.checks.count), forKey: .summary)
         try container.encode(report.checks, forKey: .checks)
     }
-}
-
-/// Seconds on CLOCK_MONOTONIC.
-func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

@@ -1,4 +1,5 @@
 import Glibc
+import StackAllocators
 import Synchronization
 
 /// Bounds the time of in-process checks for `verify`: a check still running past its limit ends the
