@@ -42,6 +42,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         let output = VerifyOutput(json: json, required: required)
         let watchdog = try Watchdog { output.finishAfterTimeout($0) }
+        watchdog.arm(name: "setup", allocator: "verify", timeLimit: VerifyReport.defaultTimeLimit)
         var report = VerifyReport()
         report.required = required
         report.observer = VerifyObserver(

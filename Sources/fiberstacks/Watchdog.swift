@@ -2,8 +2,8 @@ import Glibc
 import StackAllocators
 import Synchronization
 
-/// Bounds the time of in-process checks for `verify`: a check still running past its limit ends the
-/// run. The watchdog records it as a failure naming the check, prints what was found so far (`finish`),
+/// Bounds the time of in-process checks for `verify`, and of the work between them: a check still
+/// running past its limit ends the run. The watchdog records it as a failure naming the check, prints what was found so far (`finish`),
 /// and exits 1. A hung check cannot be stopped from outside its thread, so the process ends instead.
 final class Watchdog: Sendable {
     private struct Running {
@@ -36,9 +36,12 @@ final class Watchdog: Sendable {
         running.withLock { $0 = Running(name: name, allocator: allocator, deadline: monotonicSeconds() + timeLimit, timeLimit: timeLimit) }
     }
 
-    /// The running check ended.
-    func disarm() {
-        running.withLock { $0.deadline = .infinity }
+    /// The running check ended. Work between checks (allocating the stack the next rows probe) is
+    /// bounded too: the next check must start within `idleLimit` seconds.
+    func disarm(idleLimit: Double = VerifyReport.defaultTimeLimit) {
+        running.withLock {
+            $0 = Running(name: "after " + $0.name, allocator: $0.allocator, deadline: monotonicSeconds() + idleLimit, timeLimit: idleLimit)
+        }
     }
 
     private func watch() -> Never {
