@@ -1,16 +1,30 @@
 import Glibc
 import StackAllocators
 
-/// This executable run as a child process (`/proc/self/exe`, posix_spawn) for the checks that need a
-/// process to die: a child past its time limit is killed, and the check fails naming the command.
+/// The `fiberstacks` executable run as a child process (posix_spawn) for the checks that need a process
+/// to die: a child past its time limit is killed, and the check fails naming the command.
 enum SelfChild {
     /// The default time limit of one child, in seconds.
     static let timeLimit = 30.0
 
+    /// This executable when it is `fiberstacks`; otherwise (the checks run in-process by another program,
+    /// such as a test bundle) the `fiberstacks` next to it.
+    static let executable: String = {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return "/proc/self/exe" }
+        let path = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = path.lastIndex(of: "/"), path[path.index(after: slash)...] != "fiberstacks" else {
+            return "/proc/self/exe"
+        }
+        let sibling = String(path[...slash]) + "fiberstacks"
+        return access(sibling, X_OK) == 0 ? sibling : "/proc/self/exe"
+    }()
+
     static func run(_ arguments: [String], environment: [String: String] = [:], timeLimit: Double = timeLimit)
         throws -> ChildProcess.Outcome
     {
-        let outcome = try ChildProcess.run("/proc/self/exe", arguments, environment: environment, timeLimit: timeLimit)
+        let outcome = try ChildProcess.run(executable, arguments, environment: environment, timeLimit: timeLimit)
         if outcome.timedOut {
             throw CheckError(description: "the child `fiberstacks \(arguments.joined(separator: " "))` ran past its "
                 + "\(Int(timeLimit)) s limit and was killed; stderr: \(oneLine(outcome.standardError))")
