@@ -90,8 +90,18 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             logger.error("\(error)")
         }
         let slot = PackedHugePageStacks.Slot(region: packedRegion, address: descriptor.layout.usableBottom)
+        GuardRegistry.setLabel("", forStackAt: slot.address)  // the region's lowest slot carries its label
         let emptied = packed.release(slot)
-        recorder.recordRelease(descriptor, failed: emptied.map { !HugePageRegion.unmap($0, logger: logger) } ?? false)
+        recorder.recordRelease(descriptor, failed: emptied.map { !unmapPackedRegion($0) } ?? false)
+    }
+
+    /// Unregisters the guard of a packed region that no stack uses any more, then unmaps the region.
+    @discardableResult
+    private func unmapPackedRegion(_ region: StackLayout) -> Bool {
+        if region.sizes.guardSize > 0, !GuardRegistry.unregister(region) {
+            logger.error("a packed huge-page region was not in the guard registry", metadata: ["region": "\(region)"])
+        }
+        return HugePageRegion.unmap(region, logger: logger)
     }
 
     /// Bytes of the stack's usable range that the kernel backs with huge pages now, from
@@ -147,13 +157,22 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         } else {
             let region = try HugePageRegion.map(
                 regionSizes, backing: backing, prefault: PrefaultPolicy(.populate), placement: request.placement, logger: logger)
+            // The region's guard lies below its lowest slot: registered, an overflow of that slot is named.
+            if regionSizes.guardSize > 0 {
+                do throws(StackError) {
+                    try GuardRegistry.register(region)
+                } catch {
+                    HugePageRegion.unmap(region, logger: logger)
+                    throw error
+                }
+            }
             slot = packed.add(region, key: key)
         }
         let layout: StackLayout
         do throws(StackError) {
             layout = try StackLayout(base: slot.address, sizes: slotSizes)
         } catch {
-            if let emptied = packed.release(slot) { HugePageRegion.unmap(emptied, logger: logger) }
+            if let emptied = packed.release(slot) { unmapPackedRegion(emptied) }
             throw error
         }
         Canary.write(layout)

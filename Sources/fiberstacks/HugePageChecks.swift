@@ -7,59 +7,81 @@ import StackAllocators
 /// then packed canary stacks and both exhaustion policies. What it cannot check it skips, naming why.
 ///
 /// The huge page pool is shared with other processes: a backing whose pool is empty when its stack is
-/// asked for is skipped, not failed. The exhaustion checks ask for more pages than the pool has in
-/// total, so they hold whatever others do meanwhile, and take nothing from the pool.
+/// asked for is skipped, not failed, but only when the pool's own sysfs file agrees that it was empty;
+/// an allocator that reports exhaustion while the kernel says pages were free fails. The exhaustion
+/// checks ask for more pages than the pool has in total, so they hold whatever others do meanwhile, and
+/// take nothing from the pool. Leaks are judged by the kernel: HugetlbPages, RSS and map lines of
+/// /proc/self/status and /proc/self/maps, with stacks live and after release.
 enum HugePageChecks {
     static func run(into report: inout VerifyReport) {
         // Deliberate failures (a corrupted canary, a fallback) are checked here, not logged.
         let allocator = HugePageStackAllocator(logger: Logger(label: "fiberstacks.verify", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let baseline = try? MemorySnapshot.now()
         let sizes = MachineCapabilities.hugePageSizes()
         if sizes.isEmpty {
-            report.add("backing", "huge/hugetlb", true, "skipped: this kernel has no hugetlb pages (/sys/kernel/mm/hugepages; CONFIG_HUGETLBFS)")
+            report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous,
+                        "this kernel has no hugetlb pages (/sys/kernel/mm/hugepages; CONFIG_HUGETLBFS)")
         }
         let mounts = MachineCapabilities.hugeTLBMounts()
         for size in sizes {
-            let short: String? = MachineCapabilities.hugePagePool(pageSize: size).map { pool in
-                pool.available < 1 ? "skipped: needs a free \(formatByteCount(size)) huge page: \(pool.controlFile) (0 free)" : nil
-            } ?? "skipped: no \(formatByteCount(size)) pool"
+            let pool = MachineCapabilities.hugePagePool(pageSize: size)
             for backing in [HugePageRequest.Backing.anonymous, .hugetlbfs()] {
                 let name = "huge/\(label(backing))-\(formatByteCount(size))"
+                let capability: Capability = backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
                 if case .hugetlbfs = backing, !mounts.contains(where: { $0.pageSize == size }) {
-                    report.add("backing", name, true, "skipped: needs a hugetlbfs mount for \(formatByteCount(size)) pages "
+                    report.skip("backing", name, lacking: .hugetlbfs, "needs a hugetlbfs mount for \(formatByteCount(size)) pages "
                         + "(mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none /dev/hugepages-\(formatSizeOption(size)))")
-                } else if let short {
-                    report.add("backing", name, true, short)
+                } else if let pool, pool.available >= 1 {
+                    checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), capability: capability, into: &report)
                 } else {
-                    checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), into: &report)
+                    report.skip("backing", name, lacking: capability, pool.map {
+                        "needs a free \(formatByteCount(size)) huge page: \($0.controlFile) (\($0.available) free)"
+                    } ?? "no \(formatByteCount(size)) pool (/sys/kernel/mm/hugepages)")
                 }
             }
         }
         switch MachineCapabilities.transparentHugePageMode() {
         case nil:
-            report.add("backing", "huge/transparent", true, "skipped: no transparent huge pages (\(MachineCapabilities.transparentHugePageDirectory) missing)")
+            report.skip("backing", "huge/transparent", lacking: .thp,
+                        "no transparent huge pages (\(MachineCapabilities.transparentHugePageDirectory) missing)")
         case "never":
-            report.add("backing", "huge/transparent", true, "skipped: THP mode is never (\(MachineCapabilities.transparentHugePageDirectory)/enabled)")
+            report.skip("backing", "huge/transparent", lacking: .thp,
+                        "THP mode is never (\(MachineCapabilities.transparentHugePageDirectory)/enabled)")
         default:
-            checkBacking(allocator, name: "huge/transparent", request: HugePageRequest(.transparent), into: &report)
+            checkBacking(allocator, name: "huge/transparent", request: HugePageRequest(.transparent), capability: .thp, into: &report)
         }
         checkPacked(allocator, into: &report)
         checkExhaustion(allocator, into: &report)
         report.check("no-leak", "huge") {
-            let stats = allocator.stats
-            return (stats.live == 0 && stats.bytesReserved == 0 && stats.releaseFailures == 0, "\(stats.live) live stacks, "
-                + "\(stats.bytesReserved) B reserved, \(stats.releaseFailures) failed releases after all huge-page checks")
+            guard let baseline else { throw CheckError(description: "could not read /proc/self/status before the huge-page checks") }
+            let after = try MemorySnapshot.now()
+            return (after.hugetlbKiB == baseline.hugetlbKiB && after.mapLines <= baseline.mapLines,
+                    "after every huge-page check: \(after); before them: \(baseline)")
         }
     }
 
     /// One stack per region: allocated populated, probed (guard, residency), measured (smaps), released.
     private static func checkBacking(
-        _ allocator: HugePageStackAllocator, name: String, request: HugePageRequest, into report: inout VerifyReport
+        _ allocator: HugePageStackAllocator, name: String, request: HugePageRequest, capability: Capability,
+        into report: inout VerifyReport
     ) {
         let stack: Stack
+        // Transparent huge pages: several pages, so "huge-backed" shows the whole range, not one page.
+        let size = request.backing == .transparent ? 8 << 20 : 2 << 20
+        let before: MemorySnapshot
         do {
-            stack = try allocator.allocate(StackRequest(usableSize: 2 << 20, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
-        } catch .hugePagesExhausted(_, let needed, let free, _, let file) {
-            report.add("backing", name, true, "skipped: the pool emptied meanwhile (\(free) free, \(needed) needed; \(file))")
+            before = try MemorySnapshot.now()
+            stack = try allocator.allocate(StackRequest(usableSize: size, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
+        } catch .hugePagesExhausted(let pageSize, let needed, let free, _, let file) {
+            // Believe the allocator only when the kernel's own count agrees.
+            let path = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB"
+            let kernelFree = (try? SystemFile.readInteger("\(path)/free_hugepages")).map { $0 - ((try? SystemFile.readInteger("\(path)/resv_hugepages")) ?? 0) }
+            if let kernelFree, kernelFree < needed {
+                report.skip("backing", name, lacking: capability, "the pool emptied meanwhile (\(path): \(kernelFree) free, \(needed) needed; raise \(file))")
+            } else {
+                report.add("allocate", name, false, "the allocator reported hugePagesExhausted (\(free) free, \(needed) needed) but "
+                    + "\(path)/free_hugepages - resv_hugepages says \(kernelFree.map(String.init) ?? "unreadable")")
+            }
             return
         } catch {
             report.add("allocate", name, false, "error: \(error)")
@@ -71,11 +93,21 @@ enum HugePageChecks {
         report.check("huge-backed", name) {
             let usage = try Smaps.usage(of: layout.usableRange)
             let hugetlb = request.backing != .transparent
-            // Transparent huge pages are best effort: pass with at least one, and say how many.
+            // Transparent huge pages: every whole huge page of the usable range must be one (AnonHugePages).
+            let huge = UInt(layout.pageSize)
+            let alignedBottom = (layout.usableBottom + huge - 1) / huge * huge
+            let alignedBytes = layout.top > alignedBottom ? Int((layout.top - alignedBottom) / huge * huge) : 0
             let passed = hugetlb ? usage.hugetlbBytes == layout.sizes.usable && usage.kernelPageSizes == [layout.pageSize]
-                : usage.anonHugeBytes >= layout.pageSize
-            return (passed, "\(usage.hugeBytes) of \(layout.sizes.usable) B in huge pages "
+                : alignedBytes > 0 && usage.anonHugeBytes >= alignedBytes
+            return (passed, "\(usage.hugeBytes) of \(layout.sizes.usable) B in huge pages, \(alignedBytes) B huge-page aligned "
                 + "(smaps: KernelPageSize \(usage.kernelPageSizes.map(formatByteCount)), AnonHugePages \(usage.anonHugeBytes) B)")
+        }
+        report.check("kernel-accounts-live", name) {
+            let live = try MemorySnapshot.now()
+            let hugetlb = (live.hugetlbKiB - before.hugetlbKiB) << 10
+            let resident = (live.residentKiB - before.residentKiB) << 10
+            let passed = request.backing == .transparent ? resident >= layout.sizes.usable : hugetlb == layout.sizes.usable
+            return (passed, "with the stack live: HugetlbPages +\(hugetlb) B, RSS +\(resident) B, for \(layout.sizes.usable) usable B")
         }
         report.check("guard-below-huge", name) {
             let guardPages = try Smaps.usage(of: layout.guardRange).kernelPageSizes
@@ -87,7 +119,10 @@ enum HugePageChecks {
         let whole = layout.base..<layout.top
         stack.release()
         report.check("release-unmaps/populate", name) {
-            (try Probe.isUnmapped(whole), "guard and usable range unmapped after release (mincore: ENOMEM)")
+            let after = try MemorySnapshot.now()
+            return (try Probe.isUnmapped(whole) && after.hugetlbKiB == before.hugetlbKiB && after.mapLines <= before.mapLines,
+                    "after release: guard and usable range unmapped (mincore: ENOMEM); HugetlbPages \(after.hugetlbKiB) KiB "
+                        + "(\(before.hugetlbKiB) before), \(after.mapLines) map lines (\(before.mapLines) before)")
         }
     }
 
@@ -99,7 +134,7 @@ enum HugePageChecks {
         } else if ["madvise", "always"].contains(MachineCapabilities.transparentHugePageMode() ?? "never") {
             backing = .transparent
         } else {
-            report.add("packed-canary", "huge/packed", true, "skipped: needs a free huge page (/proc/sys/vm/nr_hugepages) or THP")
+            report.skip("packed-canary", "huge/packed", lacking: .hugetlbAnonymous, "needs a free huge page (/proc/sys/vm/nr_hugepages) or THP")
             return
         }
         let name = "huge/packed-\(label(backing))"
@@ -125,12 +160,12 @@ enum HugePageChecks {
     private static func checkExhaustion(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
         let size = MachineCapabilities.defaultHugePageSize()
         guard let pool = MachineCapabilities.hugePagePool(pageSize: size) else {
-            report.add("exhaustion", "huge", true, "skipped: no default huge page pool")
+            report.skip("exhaustion", "huge", lacking: .hugetlbAnonymous, "no default huge page pool (/sys/kernel/mm/hugepages)")
             return
         }
         let needed = pool.total + (pool.overcommit ?? 0) + 1
         guard needed * size <= StackSizes.maximumUsableSize else {
-            report.add("exhaustion", "huge", true, "skipped: the pool (\(pool.total) pages) is larger than the largest stack")
+            report.skip("exhaustion", "huge", lacking: .hugetlbAnonymous, "the pool (\(pool.total) pages, \(pool.controlFile)) is larger than the largest stack")
             return
         }
         let request = HugePageRequest(.anonymous, pageSize: size)
@@ -139,7 +174,11 @@ enum HugePageChecks {
                 return (false, "a stack of \(needed) pages from a pool of \(pool.total) was granted")
             }
             guard case .hugePagesExhausted(_, let reportedNeed, let free, _, let file) = error else { throw error }
-            return (reportedNeed == needed && file == pool.controlFile, "hugePagesExhausted: \(needed) needed, \(free) free, raise \(file)")
+            // The kernel's own count must confirm that the pool could not serve the request.
+            let path = "/sys/kernel/mm/hugepages/hugepages-\(size >> 10)kB/free_hugepages"
+            let kernelFree = try SystemFile.readInteger(path)
+            return (reportedNeed == needed && file == pool.controlFile && kernelFree < needed,
+                    "hugePagesExhausted: \(needed) needed, \(free) free (\(path): \(kernelFree)), raise \(file)")
         }
         report.check("exhaustion-fallback", "huge") {
             var fallback = request

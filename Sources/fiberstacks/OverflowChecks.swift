@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 import StackAllocators
 
 /// `verify` for overflow detection: a child process that overflows a labelled guarded stack on a
@@ -6,33 +6,41 @@ import StackAllocators
 /// die exactly as it would without our handler; canaries and high-water marks must measure what happened.
 enum OverflowChecks {
     static func run(into report: inout VerifyReport) {
-        let modes: [GuardMode] = GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
-        for mode in modes {
-            report.check("overflow-diagnostic/\(mode)", "overflow") { try overflowDiagnostic(mode) }
+        for mode in [GuardMode.lightweight, .mprotect] {
+            if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
+                report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .lightweightGuards,
+                            "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+                continue
+            }
+            report.check("overflow-diagnostic/\(mode)", "overflow", timeLimit: SelfChild.timeLimit + 10) { try overflowDiagnostic(mode) }
         }
-        report.check("foreign-fault-chains", "overflow", foreignFaultChains)
+        report.check("foreign-fault-chains", "overflow", timeLimit: 2 * SelfChild.timeLimit + 10, foreignFaultChains)
         report.check("canary", "overflow", canary)
         report.check("high-water-mark", "overflow", highWaterMark)
     }
 
-    /// The child overflows a stack labelled with our pid; it must die by SIGSEGV naming that label.
+    /// The child overflows a stack labelled with our pid by recursion; it must die by SIGSEGV with the
+    /// diagnostic naming that label and a fault inside the guard.
     private static func overflowDiagnostic(_ mode: GuardMode) throws -> (Bool, String) {
         let label = "verify-\(getpid())@worker-1"
-        let child = try Child.run(["overflow-child", "--label", label, "--guard-mode", mode.rawValue])
-        let line = child.standardError.split(separator: "\n").first { $0.contains("stack overflow in fiber") }
-        let named = line?.contains("\"\(label)\"") == true && line?.contains("bytes below the usable bottom") == true
-        guard child.signal == SIGSEGV, named, let line else {
-            return (false, "expected death by SIGSEGV naming \"\(label)\"; got \(child.ending): \(child.standardError.prefix(300))")
+        let child = try SelfChild.run(["overflow-child", "--label", label, "--guard-mode", mode.rawValue])
+        let guardSize = StackRequest.defaultGuardSize
+        guard child.signal == SIGSEGV, let diagnostic = OverflowDiagnostic(in: child.standardError), diagnostic.label == label,
+            (1...guardSize).contains(diagnostic.distance)
+        else {
+            return (false, "expected death by SIGSEGV naming \"\(label)\" with a fault within the \(guardSize) B guard; "
+                + "got \(child.ending): \(SelfChild.oneLine(child.standardError))")
         }
-        return (true, "child died by SIGSEGV: " + line.replacingOccurrences(of: "fiberstacks: ", with: ""))
+        return (true, "child died by SIGSEGV naming \"\(label)\", fault \(diagnostic.distance) B below the usable bottom "
+            + "(guard \(guardSize) B)")
     }
 
     /// A null dereference with our handler installed dies the way it does without it (same signal,
     /// same Swift runtime crash report when the runtime's backtracer is on), and is not called an overflow.
     private static func foreignFaultChains() throws -> (Bool, String) {
         let environment = ["SWIFT_BACKTRACE": "enable=yes,interactive=no,threads=crashed,registers=none,images=none"]
-        let with = try Child.run(["overflow-child", "--fault", "null"], environment: environment)
-        let without = try Child.run(["overflow-child", "--fault", "null", "--no-handler"], environment: environment)
+        let with = try SelfChild.run(["overflow-child", "--fault", "null"], environment: environment)
+        let without = try SelfChild.run(["overflow-child", "--fault", "null", "--no-handler"], environment: environment)
         let marker = "Program crashed"
         let passed = with.signal == SIGSEGV && with.signal == without.signal
             && with.standardError.contains(marker) == without.standardError.contains(marker)
@@ -77,32 +85,5 @@ enum OverflowChecks {
         let plausible = (depth << 10...(depth + 64) << 10).contains(painted)
         let agree = residency >= painted && residency - painted < systemPageSize
         return (plausible && agree, "\(depth) KiB of recursion: residency says \(residency) B, painting says \(painted) B")
-    }
-}
-
-/// A run of this executable as a child process, and how it ended.
-private struct Child {
-    let status: Int32
-    let signal: Int32?
-    let standardError: String
-
-    var ending: String { signal.map { "signal \($0)" } ?? "exit \(status)" }
-
-    /// Runs `/proc/self/exe arguments` with `environment` added to ours, and waits for it.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Child {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let pipe = Pipe()
-        process.standardError = pipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let signaled = process.terminationReason == .uncaughtSignal
-        return Child(
-            status: process.terminationStatus, signal: signaled ? process.terminationStatus : nil,
-            standardError: String(decoding: data, as: UTF8.self))
     }
 }

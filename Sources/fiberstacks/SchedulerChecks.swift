@@ -10,8 +10,8 @@ enum SchedulerChecks {
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(.lightweight, at: 0)
         } else {
-            report.add("nested-jobs", "scheduler/mmap/lightweight", true,
-                       "skipped: MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+            report.skip("nested-jobs", "scheduler/mmap/lightweight", lacking: .lightweightGuards,
+                        "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
         }
         for mode in modes {
             let name = "scheduler/mmap/\(mode)"

@@ -9,7 +9,7 @@ enum SlabChecks {
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(.lightweight, at: 0)
         } else {
-            report.add("lightweight-guard", "slab", true, "skipped: MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+            report.skip("lightweight-guard", "slab", lacking: .lightweightGuards, "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
         }
         for mode in modes {
             let name = "slab/\(mode)"

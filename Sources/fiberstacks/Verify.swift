@@ -2,88 +2,66 @@ import ArgumentParser
 import StackAllocators
 
 /// `fiberstacks verify`: allocates stacks with every allocator this machine supports and proves, with
-/// the kernel's own answers, that guards are inaccessible, prefault did what it says, and release unmaps.
+/// the kernel's own answers, that guards fault, prefault did what it says, and release unmaps.
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Prove guards, prefault and release on this machine (exit 0: all passed, 1: a check failed).")
+        abstract: "Prove guards, prefault, placement and release on this machine.",
+        discussion: """
+            Every check ends PASS, FAIL or SKIP; a skip names the capability this machine lacks. \
+            Exit status: 0 when no check failed, 1 when one did (a timeout is a failure), 2 for bad arguments.
+            """)
 
-    @Flag(help: "Print {\"passed\", \"checks\": [...]} as JSON instead of a table.")
+    @Flag(help: "Print JSON (schema_version, tool_version, summary, checks) instead of a table.")
     var json = false
 
+    @Option(
+        name: .customLong("require"),
+        help: ArgumentHelp(
+            "Fail, rather than skip, the checks that need one of these capabilities (comma-separated): \(Capability.names).",
+            valueName: "capability,..."))
+    var requireList: [String] = []
+
+    @Flag(help: "Allow checks that change the machine: fill a NUMA node's free memory, resize huge page pools (root).")
+    var allowMachineChanges = false
+
+    @Option(help: .hidden)
+    var millionStacks = CapacityCheck.defaultStacks
+
+    /// The capabilities named by `--require`.
+    var required: Set<Capability> { Set(requireList.flatMap { $0.split(separator: ",") }.compactMap { Capability(rawValue: String($0)) }) }
+
+    func validate() throws {
+        for name in requireList.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: false) }) where Capability(rawValue: String(name)) == nil {
+            throw ValidationError("--require: unknown capability '\(name)'; valid capabilities: \(Capability.names)")
+        }
+        guard (1_000...CapacityCheck.defaultStacks).contains(millionStacks) else {
+            throw ValidationError("--million-stacks must lie in 1000...\(CapacityCheck.defaultStacks)")
+        }
+    }
+
     func run() throws {
+        let output = VerifyOutput(json: json, required: required)
+        let watchdog = try Watchdog { output.finishAfterTimeout($0) }
+        watchdog.arm(name: "setup", allocator: "verify", timeLimit: VerifyReport.defaultTimeLimit)
         var report = VerifyReport()
+        report.required = required
+        report.observer = VerifyObserver(
+            willStart: { watchdog.arm(name: $0, allocator: $1, timeLimit: $2) },
+            didEnd: { watchdog.disarm(); output.print($0) })
         MmapChecks.run(into: &report)
         NUMAChecks.run(into: &report)
         SlabChecks.run(into: &report)
         PooledChecks.run(into: &report)
         HugePageChecks.run(into: &report)
         OverflowChecks.run(into: &report)
+        GuardFaultChecks.run(into: &report)
+        CapacityCheck.run(stacks: millionStacks, into: &report)
         SchedulerChecks.run(into: &report)
-        if json {
-            print(try encodeJSON(report))
-        } else {
-            printReport(report)
-        }
+        MultiNodeVerify.run(allowMachineChanges: allowMachineChanges, into: &report)
+        output.finish()
         if !report.passed { throw ExitCode(1) }
     }
-
-    private func printReport(_ report: VerifyReport) {
-        let nameWidth = report.checks.map(\.name.count).max() ?? 0
-        let allocatorWidth = report.checks.map(\.allocator.count).max() ?? 0
-        for check in report.checks {
-            print(
-                (check.passed ? "PASS  " : "FAIL  ")
-                    + check.allocator.padding(toLength: allocatorWidth, withPad: " ", startingAt: 0) + "  "
-                    + check.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  " + check.detail)
-        }
-        let failed = report.checks.filter { !$0.passed }.count
-        print("\(report.checks.count - failed) passed, \(failed) failed")
-    }
 }
-
-/// One verified property.
-struct VerifyCheck: Codable {
-    let name: String
-    let allocator: String
-    let passed: Bool
-    let detail: String
-}
-
-/// Everything `verify` found.
-struct VerifyReport: Codable {
-    private(set) var checks: [VerifyCheck] = []
-    var passed: Bool { checks.allSatisfy(\.passed) }
-
-    /// Records a check.
-    mutating func add(_ name: String, _ allocator: String, _ passed: Bool, _ detail: String) {
-        checks.append(VerifyCheck(name: name, allocator: allocator, passed: passed, detail: detail))
-    }
-
-    /// Runs `body`, recording its result, or a failed check naming the error it threw.
-    mutating func check(_ name: String, _ allocator: String, _ body: () throws -> (Bool, String)) {
-        do {
-            let (passed, detail) = try body()
-            add(name, allocator, passed, detail)
-        } catch {
-            add(name, allocator, false, "error: \(error)")
-        }
-    }
-
-    enum CodingKeys: String, CodingKey { case passed, checks }
-
-    func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(passed, forKey: .passed)
-        try container.encode(checks, forKey: .checks)
-    }
-
-    init() {}
-
-    init(from decoder: Decoder) throws {
-        checks = try decoder.container(keyedBy: CodingKeys.self).decode([VerifyCheck].self, forKey: .checks)
-    }
-}
-
 /// Checks every allocator-independent property of one live stack: its guard and its residency.
 enum StackChecks {
     /// Allocates one stack for `request`, checks it, releases it, and (when `unmapsOnRelease`) checks

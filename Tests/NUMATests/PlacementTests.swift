@@ -8,14 +8,20 @@ private let needsNUMA: Comment = "needs libnuma working here (numa_available() >
 
 @Suite("NUMA placement on this host")
 struct PlacementTests {
-    static var memoryNodes: [Int] { (try? NUMATopology.current().memoryNodes) ?? [] }
+    /// The nodes with memory; an unreadable topology or none with memory fails the test (never a pass
+    /// over no nodes).
+    static func memoryNodes(sourceLocation: SourceLocation = #_sourceLocation) throws -> [Int] {
+        let nodes = try NUMATopology.current().memoryNodes
+        try #require(!nodes.isEmpty, "the topology lists no node with memory", sourceLocation: sourceLocation)
+        return nodes
+    }
 
     @Test(
         "A stack bound to a node with memory has every prefaulted page there, by move_pages",
         .enabled(if: numaAvailable, needsNUMA), arguments: PrefaultStrategy.allCases)
     func bind(strategy: PrefaultStrategy) throws {
         let allocator = try MmapStackAllocator()
-        for node in Self.memoryNodes {
+        for node in try Self.memoryNodes() {
             let stack = try allocator.allocate(
                 StackRequest(usableSize: 256 << 10, prefault: PrefaultPolicy(strategy), placement: .bind(node)))
             #expect(stack.node == node)
@@ -39,7 +45,7 @@ struct PlacementTests {
         "Slab and pool stacks follow the placement they were configured with, and refuse another one",
         .enabled(if: numaAvailable, needsNUMA))
     func slabAndPoolPlacement() throws {
-        let node = try #require(Self.memoryNodes.first)
+        let node = try #require(Self.memoryNodes().first)
         let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8, placement: .bind(node)))
         let pool = try PooledStackAllocator(
             wrapping: try MmapStackAllocator(),
@@ -60,7 +66,7 @@ struct PlacementTests {
     @Test("Preferred and interleave placements put every page on their nodes", .enabled(if: numaAvailable, needsNUMA))
     func preferredAndInterleave() throws {
         let allocator = try MmapStackAllocator()
-        let nodes = Self.memoryNodes
+        let nodes = try Self.memoryNodes()
         let preferred = try allocator.allocate(
             StackRequest(usableSize: 128 << 10, prefault: PrefaultPolicy(.touch), placement: .preferred(nodes[0])))
         #expect(preferred.node == nodes[0])
@@ -164,7 +170,7 @@ struct PlacementTests {
         "Existing pages: strict and move accept pages already on the node; leave keeps them",
         .enabled(if: numaAvailable, needsNUMA))
     func existingPagesOnTheirNode() throws {
-        let node = Self.memoryNodes[0]
+        let node = try Self.memoryNodes()[0]
         let allocator = try MmapStackAllocator()
         for mode in NUMAPlacement.ExistingPages.allCases {
             let stack = try allocator.allocate(

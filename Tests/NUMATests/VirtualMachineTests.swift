@@ -1,4 +1,5 @@
 import Foundation
+import GuardPages
 import StackAllocators
 import StackTestSupport
 import Testing
@@ -32,7 +33,7 @@ struct VirtualMachineTests {
             #expect(try report.passed("pin/node\(target)")["node"] == target)
         }
         // Preferred spills to the other node when its own is full; verify reports the spill.
-        let spill = try report.passed("preferred-spill/node1", notSkipped: true)
+        let spill = try report.passed("preferred-spill/node1")
         #expect(
             (spill["node1"] ?? 0) > 0 && (spill["node0"] ?? 0) > 0 && spill["present"] == spill["pages"], "\(spill)")
         // Interleave: 64 pages over 2 nodes, 32 each.
@@ -51,10 +52,10 @@ struct VirtualMachineTests {
         #expect(try report.passed("guard/mprotect")["lightweight"] == 0)
         // Huge-page stacks bound to a node with an empty pool: hugePagesExhausted naming that node's pool
         // file, at allocation, not SIGBUS; bound to the node with pages, they land there.
-        let huge = try report.passed("huge/empty-node-pool", notSkipped: true)
+        let huge = try report.passed("huge/empty-node-pool")
         #expect(huge["namesNode"] == 1 && huge["freeOnEmptyNode"] == 0 && huge["onFullNode"] == 1, "\(huge)")
         // The scheduler: each worker's stacks, bound to its node and grown while idle, are all there.
-        let scheduler = try report.passed("scheduler/worker-node-stacks", notSkipped: true)
+        let scheduler = try report.passed("scheduler/worker-node-stacks")
         #expect(scheduler["grown"] == 6 && scheduler["misplaced"] == 0, "\(scheduler)")
         report.expectAllPassed()
     }
@@ -84,13 +85,45 @@ struct VirtualMachineTests {
     }
 }
 
+extension VirtualMachineTests {
+    @Test(
+        "verify --require multi-node passes in a guest with a memoryless node: the multi-node checks run, none skips",
+        .enabled(if: VM.missing == nil, VM.reason), .timeLimit(.minutes(10)))
+    func verifyRequiresMultiNode() throws {
+        let start = ContinuousClock.now
+        let (status, data) = try VM.run(nodes: Self.memoryless, ["verify", "--json", "--require", "multi-node"])
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(String(decoding: data, as: UTF8.self))")
+        let checks = try #require(json["checks"] as? [[String: Any]])
+        for check in checks where check["status"] as? String == "fail" {
+            Issue.record("failed in the guest: \(check)")
+        }
+        #expect(status == 0 && json["status"] as? String == "pass")
+        #expect(json["required"] as? [String] == ["multi-node"])
+        let multiNode = checks.filter { $0["allocator"] as? String == "numa/multi-node" }
+        let passed = Set(multiNode.filter { $0["status"] as? String == "pass" }.compactMap { $0["name"] as? String })
+        #expect(passed.isSuperset(of: [
+            "bind/node0/populate-from-node1", "bind/node1/populate-from-node2", "reject/memoryless/node2/bind",
+            "kernel-refuses/memoryless/node2/bind", "first-touch/node2", "interleave", "scheduler/worker-node-stacks",
+        ]), "\(passed.sorted())")
+        // The bind checks of verify itself: MPOL_BIND read back, the control populated on the other node.
+        for node in [0, 1] {
+            let bind = checks.first { $0["name"] as? String == "bind-node\(node)" }
+            #expect(bind?["status"] as? String == "pass", "\(String(describing: bind))")
+            #expect((bind?["detail"] as? String)?.contains("populated on node \(1 - node)") == true, "\(String(describing: bind))")
+        }
+        #expect(ContinuousClock.now - start < .seconds(450))
+    }
+}
+
 /// What `numa-check --json` prints.
 struct VMReport: Decodable {
     struct Check: Decodable {
         let name: String
-        let passed: Bool
+        /// pass, fail or skip.
+        let status: String
         let detail: String
         let counts: [String: Int]
+        let capability: String?
     }
 
     let passed: Bool
@@ -98,24 +131,18 @@ struct VMReport: Decodable {
     let topology: NUMATopology?
     let checks: [Check]
 
-    /// The counts of the check `name`, after expecting it to be present and passed (and, with
-    /// `notSkipped`, actually run).
-    func passed(_ name: String, notSkipped: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws
-        -> [String: Int]
-    {
+    /// The counts of the check `name`, after expecting it to be present and passed (a skip is not a pass).
+    func passed(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Int] {
         let check = try #require(
             checks.first { $0.name == name }, "no check \(name) in \(checks.map(\.name))",
             sourceLocation: sourceLocation)
-        #expect(check.passed, "\(name): \(check.detail)", sourceLocation: sourceLocation)
-        if notSkipped {
-            #expect(!check.detail.hasPrefix("skipped:"), "\(name): \(check.detail)", sourceLocation: sourceLocation)
-        }
+        #expect(check.status == "pass", "\(name): \(check.status): \(check.detail)", sourceLocation: sourceLocation)
         return check.counts
     }
 
-    /// Every check passed.
+    /// No check failed.
     func expectAllPassed(sourceLocation: SourceLocation = #_sourceLocation) {
-        for check in checks where !check.passed {
+        for check in checks where check.status == "fail" {
             Issue.record("\(check.name) failed: \(check.detail)", sourceLocation: sourceLocation)
         }
         #expect(passed, sourceLocation: sourceLocation)
@@ -169,36 +196,27 @@ enum VM {
     /// A boot that fails before the guest runs anything (exit 3: emulated hardware misbehaving under a loaded
     /// host) is tried once more; the test never sees half a run.
     static func run(nodes: String) throws -> VMReport {
+        let (_, data) = try run(nodes: nodes, ["numa-check", "--json", "--disposable-machine"])
+        return try JSONDecoder().decode(VMReport.self, from: data)
+    }
+
+    /// Boots a VM with the node layout `nodes` and runs `fiberstacks arguments` in it: its exit status
+    /// (0 or 1; anything else fails the test) and standard output.
+    static func run(nodes: String, _ arguments: [String]) throws -> (Int32, Data) {
         for attempt in 1...2 {
-            let (status, data, stderr) = try boot(nodes: nodes)
+            let (status, data, stderr) = try boot(nodes: nodes, arguments)
             if status == 3, attempt == 1 { continue }
             try #require(status == 0 || status == 1, "scripts/numa-vm --nodes '\(nodes)' exited \(status): \(stderr)")
-            return try JSONDecoder().decode(VMReport.self, from: data)
+            return (status, data)
         }
         preconditionFailure("unreachable: the second attempt returns or throws")
     }
 
-    /// One run of scripts/numa-vm: its exit status, standard output and standard error.
-    private static func boot(nodes: String) throws -> (Int32, Data, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [
-            script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks, "numa-check", "--json",
-            "--disposable-machine",
-        ]
-        let output = Pipe()
-        // Standard error goes to a file, so neither stream can fill up while the other is read.
-        let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "numa-vm-\(UUID().uuidString).stderr")
-        try #require(
-            FileManager.default.createFile(atPath: errorPath.path, contents: nil), "cannot create \(errorPath.path)")
-        defer { try? FileManager.default.removeItem(at: errorPath) }
-        process.standardOutput = output
-        process.standardError = try FileHandle(forWritingTo: errorPath)
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let stderr = (try? String(contentsOf: errorPath, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, data, stderr)
+    /// One run of scripts/numa-vm (killed past its 450 s limit): its exit status, standard output and error.
+    private static func boot(nodes: String, _ arguments: [String]) throws -> (Int32, Data, String) {
+        let child = try ChildProcess.run(
+            "/bin/bash", [script, "--nodes", nodes, "--timeout", "400", "--", fiberstacks] + arguments, timeLimit: 450)
+        try #require(!child.timedOut, "scripts/numa-vm --nodes '\(nodes)' ran past 450 s: \(child.standardError.suffix(2000))")
+        return (child.status ?? 128 + (child.signal ?? 0), Data(child.standardOutput.utf8), child.standardError)
     }
 }

@@ -92,31 +92,34 @@ struct HugePageStackAllocatorTests {
         #expect(try Probe.residentPages(in: stack.descriptor.layout.usableRange) >= 1)
     }
 
-    @Test("Writing one byte below the usable bottom traps: anonymous hugetlb", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: anonymous hugetlb", needsNoThreadSanitizer,
           .enabled(if: HugePages.haveFree(), HugePages.needFree))
-    func anonymousGuardTraps() async {
-        await expectGuardTrap(.anonymous)
+    func anonymousGuardTraps() async throws {
+        try await expectGuardTrap(.anonymous)
     }
 
-    @Test("Writing one byte below the usable bottom traps: hugetlbfs", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: hugetlbfs", needsNoThreadSanitizer,
           .enabled(if: HugePages.haveFree() && !HugePages.mounts.isEmpty, HugePages.needMount))
-    func hugetlbfsGuardTraps() async {
-        await expectGuardTrap(.hugetlbfs())
+    func hugetlbfsGuardTraps() async throws {
+        try await expectGuardTrap(.hugetlbfs())
     }
 
-    @Test("Writing one byte below the usable bottom traps: transparent huge pages", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: transparent huge pages", needsNoThreadSanitizer,
           .enabled(if: HugePages.transparentEnabled, HugePages.needTransparent))
-    func transparentGuardTraps() async {
-        await expectGuardTrap(.transparent)
+    func transparentGuardTraps() async throws {
+        try await expectGuardTrap(.transparent)
     }
 
-    private func expectGuardTrap(_ backing: HugePageRequest.Backing) async {
-        await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [backing] in
+    private func expectGuardTrap(_ backing: HugePageRequest.Backing) async throws {
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [backing] in
+            try OverflowHandler.install()
             let stack = try HugePageStackAllocator().allocate(HugePages.request(backing, prefault: PrefaultPolicy(.populate)))
             let readable = try Probe.accessiblePages(in: stack.guardRange)
             precondition(readable == 0, "\(readable) guard pages readable")
+            precondition(stack.setOverflowLabel("huge-guard-test"))
             (stack.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
+        try expectDiagnostic(result, label: "huge-guard-test", distance: 1, guardSize: StackRequest.defaultGuardSize)
     }
 
     @Test("Exhaustion: strict names needed/free/file and leaks nothing; fallback serves small pages, counted, one warning",

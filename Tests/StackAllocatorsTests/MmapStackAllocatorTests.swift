@@ -71,19 +71,26 @@ struct MmapStackAllocatorTests {
         #expect(allocator.stats.bytesReserved == 0)
     }
 
-    @Test("Writing one byte below the usable bottom kills the process with SIGSEGV", needsNoThreadSanitizer, arguments: guardModes)
-    func guardTraps(mode: GuardMode) async {
-        await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic: label, 1 byte below", needsNoThreadSanitizer, arguments: guardModes)
+    func guardTraps(mode: GuardMode) async throws {
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [mode] in
+            try OverflowHandler.install()
             let stack = try MmapStackAllocator(guardMode: mode).allocate(StackRequest(usableSize: 65536))
+            precondition(stack.setOverflowLabel("mmap-guard-test"))
             (stack.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
+        try expectDiagnostic(result, label: "mmap-guard-test", distance: 1, guardSize: StackRequest.defaultGuardSize)
     }
 
-    @Test("Writing at the lowest guard byte traps too", needsNoThreadSanitizer)
-    func lowestGuardByteTraps() async {
-        await #expect(processExitsWith: .signal(SIGSEGV)) {
+    @Test("Writing at the lowest guard byte traps too, a whole guard below", needsNoThreadSanitizer)
+    func lowestGuardByteTraps() async throws {
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
+            try OverflowHandler.install()
             let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 65536))
+            precondition(stack.setOverflowLabel("mmap-lowest-guard-byte"))
             UnsafeMutableRawPointer(bitPattern: stack.guardRange.lowerBound)!.storeBytes(of: 1, as: UInt8.self)
         }
+        let guardSize = StackRequest.defaultGuardSize
+        try expectDiagnostic(result, label: "mmap-lowest-guard-byte", distance: guardSize, guardSize: guardSize)
     }
 }

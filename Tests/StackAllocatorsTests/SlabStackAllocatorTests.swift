@@ -156,15 +156,18 @@ struct SlabStackAllocatorTests {
         #expect(try slab.residentBytes() == 0)
     }
 
-    @Test("Writing one byte below a slab stack's usable bottom kills the process with SIGSEGV", needsNoThreadSanitizer, arguments: guardModes)
-    func guardTraps(mode: GuardMode) async {
-        await #expect(processExitsWith: .signal(SIGSEGV)) { [mode] in
+    @Test("Writing one byte below a slab stack's usable bottom dies by SIGSEGV with the diagnostic naming it", needsNoThreadSanitizer, arguments: guardModes)
+    func guardTraps(mode: GuardMode) async throws {
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [mode] in
+            try OverflowHandler.install()
             let slab = try SlabStackAllocator(.init(guardMode: mode))
             let first = try slab.allocate(StackRequest(usableSize: 64 << 10))
             let second = try slab.allocate(StackRequest(usableSize: 64 << 10))
             // The second stack's guard lies right above the first stack's top, in the same region.
             precondition(second.descriptor.layout.base == first.descriptor.layout.top)
+            precondition(first.setOverflowLabel("slab-first") && second.setOverflowLabel("slab-second"))
             (second.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
+        try expectDiagnostic(result, label: "slab-second", distance: 1, guardSize: StackRequest.defaultGuardSize)
     }
 }

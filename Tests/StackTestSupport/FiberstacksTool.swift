@@ -1,4 +1,5 @@
 import Foundation
+import GuardPages
 
 /// The `fiberstacks` binary built next to the test bundle.
 public let fiberstacksBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -10,33 +11,21 @@ public struct ToolRun: Sendable {
     public let status: Int32
     /// The signal that killed it, if one did.
     public let signal: Int32?
+    /// Whether it ran past its time limit and was killed for it.
+    public let timedOut: Bool
     /// Standard output.
     public let output: String
     /// Standard error.
     public let standardError: String
 }
 
-/// Runs the `fiberstacks` binary with `arguments`, `environment` added to ours, and waits for it.
-/// Standard error goes through a file, so neither stream can fill up while the other is read.
-public func runFiberstacks(_ arguments: [String], environment: [String: String] = [:]) throws -> ToolRun {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: fiberstacksBinary)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let errorFile = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-\(UUID().uuidString).stderr")
-    guard FileManager.default.createFile(atPath: errorFile.path, contents: nil) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: errorFile.path])
-    }
-    defer { try? FileManager.default.removeItem(at: errorFile) }
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = try FileHandle(forWritingTo: errorFile)
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let signaled = process.terminationReason == .uncaughtSignal
+/// Runs the `fiberstacks` binary with `arguments` and `environment` added to ours, and waits at most
+/// `timeLimit` seconds for it (then it is killed, and `timedOut` is set).
+public func runFiberstacks(_ arguments: [String], environment: [String: String] = [:], timeLimit: Double = 300) throws
+    -> ToolRun
+{
+    let child = try ChildProcess.run(fiberstacksBinary, arguments, environment: environment, timeLimit: timeLimit)
     return ToolRun(
-        status: process.terminationStatus, signal: signaled ? process.terminationStatus : nil,
-        output: String(decoding: data, as: UTF8.self),
-        standardError: (try? String(contentsOf: errorFile, encoding: .utf8)) ?? "")
+        status: child.status ?? child.signal ?? -1, signal: child.signal, timedOut: child.timedOut,
+        output: child.standardOutput, standardError: child.standardError)
 }

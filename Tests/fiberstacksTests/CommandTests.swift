@@ -10,18 +10,62 @@ func runTool(_ arguments: [String]) throws -> (status: Int32, output: String) {
 
 @Suite("The fiberstacks command")
 struct CommandTests {
-    @Test("verify --json passes on this machine and lists its checks", needsNoThreadSanitizer)
+    @Test("verify --json passes on this machine: versions, summary, and every check pass, fail or skip", needsNoThreadSanitizer)
     func verifyJSON() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let checks = try #require(json["checks"] as? [[String: Any]])
-        #expect(json["passed"] as? Bool == true, "\(output)")
+        #expect(json["schema_version"] as? Int == 2 && json["tool_version"] is String)
+        let summary = try #require(json["summary"] as? [String: Int])
+        for check in checks where check["status"] as? String == "fail" {
+            Issue.record("failed: \(check)")
+        }
+        #expect(json["status"] as? String == "pass", "\(summary)")
         #expect(status == 0)
         #expect(checks.count >= 10)
         for check in checks {
-            #expect(Set(check.keys) == ["name", "allocator", "passed", "detail"])
+            let status = check["status"] as? String
+            #expect(["pass", "fail", "skip"].contains(status), "\(check)")
+            // A skip names the capability it lacked; nothing else carries one.
+            let keys: Set<String> = ["name", "allocator", "status", "detail", "seconds"]
+            #expect(Set(check.keys) == (status == "skip" ? keys.union(["capability"]) : keys), "\(check)")
         }
+        let counted = ["pass": "passed", "fail": "failed", "skip": "skipped"].mapValues { key in summary[key] }
+        for (state, count) in counted {
+            #expect(count == checks.filter { $0["status"] as? String == state }.count, "\(state): \(summary)")
+        }
+        #expect(summary["total"] == checks.count)
         #expect(checks.contains { ($0["name"] as? String)?.hasPrefix("guard-inaccessible") == true })
+    }
+
+    @Test("verify prints a row per check, then 'N passed, N failed, N skipped'", needsNoThreadSanitizer)
+    func verifyTable() throws {
+        let (_, output) = try runTool(["verify", "--million-stacks", "100000"])
+        let lines = output.split(separator: "\n")
+        let rows = lines.dropLast()
+        #expect(rows.allSatisfy { $0.hasPrefix("PASS  ") || $0.hasPrefix("FAIL  ") || $0.hasPrefix("SKIP  ") }, "\(output)")
+        let count = { (prefix: String) in rows.filter { $0.hasPrefix(prefix) }.count }
+        #expect(lines.last.map(String.init) == "\(count("PASS")) passed, \(count("FAIL")) failed, \(count("SKIP")) skipped")
+    }
+
+    @Test("verify --require turns a skip for that capability into a failure; an unknown one is a usage error", needsNoThreadSanitizer)
+    func require() throws {
+        let bad = try runFiberstacks(["verify", "--require", "thp,no-such-capability"])
+        #expect(bad.status == 2)
+        #expect(bad.standardError.contains("--require") && bad.standardError.contains("no-such-capability"))
+        #expect(bad.standardError.contains("lightweight-guards, mprotect-guards, hugetlbfs, hugetlb-anonymous, thp"))
+        // Every machine lacks something: the multi-node checks skip on one node, lightweight guards
+        // before Linux 6.13, the 1 GiB pool almost everywhere. Require what was skipped.
+        let plain = try runTool(["verify", "--json", "--million-stacks", "100000"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(plain.output.utf8)) as? [String: Any])
+        let skipped = try #require(json["checks"] as? [[String: Any]]).filter { $0["status"] as? String == "skip" }
+        let capability = try #require(skipped.first?["capability"] as? String, "nothing skipped here")
+        let strict = try runTool(["verify", "--json", "--million-stacks", "100000", "--require", capability])
+        #expect(strict.status == 1)
+        let strictJSON = try #require(try JSONSerialization.jsonObject(with: Data(strict.output.utf8)) as? [String: Any])
+        let rows = try #require(strictJSON["checks"] as? [[String: Any]]).filter { $0["capability"] as? String == capability }
+        #expect(!rows.isEmpty && rows.allSatisfy { $0["status"] as? String == "fail" }, "\(rows)")
+        #expect(strictJSON["required"] as? [String] == [capability])
     }
 
     @Test("doctor --json reports the kernel and the map count")

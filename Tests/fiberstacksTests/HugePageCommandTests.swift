@@ -1,12 +1,13 @@
 import Foundation
+import StackAllocators
 import StackTestSupport
 import Testing
 
 @Suite("The fiberstacks command: huge pages")
 struct HugePageCommandTests {
-    @Test("verify covers every huge-page backing: checked, or skipped with the reason", needsNoThreadSanitizer)
+    @Test("verify covers every huge-page backing: checked, or skipped naming the capability and what is missing", needsNoThreadSanitizer)
     func verifyCoversBackings() throws {
-        let (status, output) = try runTool(["verify", "--json"])
+        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let checks = try #require(json["checks"] as? [[String: Any]])
         #expect(status == 0, "\(output)")
@@ -14,11 +15,21 @@ struct HugePageCommandTests {
         for backing in ["huge/anonymous-", "huge/hugetlbfs-", "huge/transparent", "huge/packed"] {
             #expect(huge.contains { ($0["allocator"] as? String)?.hasPrefix(backing) == true }, "no check for \(backing)")
         }
-        for check in huge where (check["detail"] as? String)?.hasPrefix("skipped:") == true {
+        for check in huge where check["status"] as? String == "skip" {
             let detail = check["detail"] as? String ?? ""
             #expect(detail.contains("/") || detail.contains("mount"), "a skip must name what is missing: \(detail)")
+            #expect(["hugetlb-anonymous", "hugetlbfs", "thp"].contains(check["capability"] as? String), "\(check)")
         }
-        #expect(huge.contains { $0["name"] as? String == "exhaustion-strict" || ($0["detail"] as? String)?.hasPrefix("skipped:") == true })
+        // With a default-size pool, exhaustion-strict must have run and passed; without one, the
+        // exhaustion row is a skip naming the missing pool. Nothing else will do.
+        let strict = huge.first { $0["name"] as? String == "exhaustion-strict" }
+        if MachineCapabilities.hugePagePool(pageSize: MachineCapabilities.defaultHugePageSize()) != nil {
+            #expect(strict?["status"] as? String == "pass", "exhaustion-strict: \(String(describing: strict))")
+        } else {
+            let skip = huge.first { $0["name"] as? String == "exhaustion" }
+            #expect(strict == nil && skip?["status"] as? String == "skip" && skip?["capability"] as? String == "hugetlb-anonymous",
+                    "\(String(describing: skip))")
+        }
     }
 
     @Test("doctor reports transparent huge page size and defrag mode, and pool surplus counters")

@@ -29,14 +29,21 @@ struct OverflowCommandTests {
 
     @Test("verify runs the overflow checks and they pass; the child command is hidden from help", needsNoThreadSanitizer)
     func verifyRows() throws {
-        let (status, output) = try runTool(["verify", "--json"])
+        let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let checks = try #require(json["checks"] as? [[String: Any]])
         let overflow = checks.filter { $0["allocator"] as? String == "overflow" }
         let names = Set(overflow.compactMap { $0["name"] as? String })
         #expect(names.isSuperset(of: ["overflow-diagnostic/mprotect", "foreign-fault-chains", "canary", "high-water-mark"]))
         for check in overflow {
-            #expect(check["passed"] as? Bool == true, "\(check)")
+            #expect(check["status"] as? String == "pass" || check["capability"] as? String == "lightweight-guards", "\(check)")
+        }
+        // Every allocator's guard faulted in a child, with the diagnostic at the exact distance.
+        let faults = checks.filter { $0["name"] as? String == "guard-fault" }
+        let allocators = Set(faults.compactMap { $0["allocator"] as? String })
+        #expect(allocators.isSuperset(of: ["mmap/mprotect", "slab/mprotect", "pool/mmap", "huge/anonymous", "huge/packed-anonymous"]))
+        for check in faults {
+            #expect(check["status"] as? String == "pass" || check["status"] as? String == "skip", "\(check)")
         }
         #expect(status == 0)
         #expect(try !runTool(["--help"]).output.contains("overflow-child"))

@@ -1,4 +1,5 @@
 import Foundation
+import GuardPages
 
 /// The peer harness (scripts/peers/build/peers, built by scripts/build-peers), run in the same invocation.
 enum Peers {
@@ -8,28 +9,25 @@ enum Peers {
         let results: [BenchResult]
     }
 
-    /// Runs the harness at `path`; nil with a reason when it is missing or fails.
+    /// The longest the harness may run (its full run takes under a minute).
+    static let timeLimit = 300.0
+
+    /// Runs the harness at `path`; nil with a reason when it is missing, fails or runs past `timeLimit`.
     static func run(path: String, quick: Bool) -> (Report?, String?) {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             return (nil, "peer harness not built at \(path): run scripts/build-peers (needs libboost-context-dev)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["--json"] + (quick ? ["--quick"] : [])
-        let pipe = Pipe()
-        process.standardOutput = pipe
+        let child: ChildProcess.Outcome
         do {
-            try process.run()
+            child = try ChildProcess.run(path, ["--json"] + (quick ? ["--quick"] : []), timeLimit: timeLimit)
         } catch {
-            return (nil, "cannot run \(path): \(error)")
+            return (nil, "\(error)")
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            return (nil, "\(path) exited with status \(process.terminationStatus)")
+        guard child.status == 0 else {
+            return (nil, "\(path) ended with \(child.ending): \(child.standardError.suffix(300))")
         }
         do {
-            return (try JSONDecoder().decode(Report.self, from: data), nil)
+            return (try JSONDecoder().decode(Report.self, from: Data(child.standardOutput.utf8)), nil)
         } catch {
             return (nil, "cannot decode the output of \(path): \(error)")
         }

@@ -14,19 +14,19 @@ enum HugePageNodeCheck {
     static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
-            report.add(name, true, "skipped: needs two nodes with memory")
+            report.skip(name, lacking: .multiNode, "needs two nodes with memory")
             return
         }
         let (full, empty) = (nodes[0], nodes[1])
         guard geteuid() == 0,
             nodes.allSatisfy({ FileManager.default.isWritableFile(atPath: poolFile($0, "nr_hugepages")) })
         else {
-            report.add(name, true, "skipped: needs root and a writable \(poolFile(full, "nr_hugepages"))")
+            report.skip(name, lacking: .machineChanges, "needs root and a writable \(poolFile(full, "nr_hugepages"))")
             return
         }
         let saved = nodes.compactMap { try? SystemFile.readInteger(poolFile($0, "nr_hugepages")) }
         guard saved.count == nodes.count else {
-            report.add(name, true, "skipped: cannot read every node's \(poolFile(full, "nr_hugepages"))")
+            report.skip(name, lacking: .machineChanges, "cannot read every node's \(poolFile(full, "nr_hugepages"))")
             return
         }
         defer { for (node, count) in zip(nodes, saved) { try? write(count, to: poolFile(node, "nr_hugepages")) } }
@@ -36,7 +36,7 @@ enum HugePageNodeCheck {
             let freeFull = try SystemFile.readInteger(poolFile(full, "free_hugepages"))
             let freeEmpty = try SystemFile.readInteger(poolFile(empty, "free_hugepages"))
             guard freeFull >= 1, freeEmpty == 0 else {
-                return (true, "skipped: could not reserve a 2 MiB page on node \(full) (free: \(freeFull))", [:])
+                throw CheckSkipped(.machineChanges, "could not reserve a 2 MiB page on node \(full) (free: \(freeFull))")
             }
             let allocator = HugePageStackAllocator(logger: quietLogger)
             let refused = allocateBound(allocator, to: empty)

@@ -10,7 +10,7 @@ enum MultiNodeChecks {
     static let stackSize = 256 << 10
 
     /// Runs every check; `disposable` allows the two that disturb the machine (filling a node's free
-    /// memory, resizing per-node huge page pools), which are otherwise recorded as skipped.
+    /// memory, resizing per-node huge page pools), which are otherwise skipped (capability machine-changes).
     static func run(disposable: Bool, into report: inout NUMACheckReport) {
         let topology: NUMATopology
         let allocator: MmapStackAllocator
@@ -42,9 +42,9 @@ enum MultiNodeChecks {
             preferredSpill(context, into: &report)
             HugePageNodeCheck.run(context, into: &report)
         } else {
-            let reason = "skipped: needs --disposable-machine (it fills a node's memory or resizes its huge page pool)"
-            report.add("preferred-spill", true, reason)
-            report.add(HugePageNodeCheck.name, true, reason)
+            let reason = "needs --disposable-machine (it fills a node's memory or resizes its huge page pool)"
+            report.skip("preferred-spill", lacking: .machineChanges, reason)
+            report.skip(HugePageNodeCheck.name, lacking: .machineChanges, reason)
         }
         interleave(context, into: &report)
         existingPages(context, into: &report)
@@ -156,7 +156,7 @@ enum MultiNodeChecks {
     static func preferredSpill(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2, let target = nodes.last else {
-            report.add("preferred-spill", true, "skipped: needs two nodes with memory")
+            report.skip("preferred-spill", lacking: .multiNode, "needs two nodes with memory")
             return
         }
         report.check("preferred-spill/node\(target)") {
@@ -165,7 +165,7 @@ enum MultiNodeChecks {
             let elsewhere = now.nodes.filter { $0.id != target }.map(\.memoryFree).reduce(0, +)
             let size = (free + (64 << 20)) & ~((2 << 20) - 1)
             guard elsewhere > 2 * (64 << 20), size <= StackSizes.maximumUsableSize else {
-                return (true, "skipped: needs 128 MiB free outside node \(target) (\(elsewhere >> 20) MiB)", [:])
+                throw CheckSkipped(.multiNode, "needs 128 MiB free outside node \(target) (\(elsewhere >> 20) MiB)")
             }
             let placed = try PlacedStack(
                 context.allocator,
@@ -190,7 +190,7 @@ enum MultiNodeChecks {
     static func interleave(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
-            report.add("interleave", true, "skipped: needs two nodes with memory")
+            report.skip("interleave", lacking: .multiNode, "needs two nodes with memory")
             return
         }
         report.check("interleave") {
@@ -214,7 +214,7 @@ enum MultiNodeChecks {
     static func existingPages(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
-            report.add("existing-pages", true, "skipped: needs two nodes with memory")
+            report.skip("existing-pages", lacking: .multiNode, "needs two nodes with memory")
             return
         }
         let (from, to) = (nodes[0], nodes[1])

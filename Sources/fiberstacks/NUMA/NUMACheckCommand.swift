@@ -2,14 +2,14 @@ import ArgumentParser
 import StackAllocators
 
 /// `fiberstacks numa-check` (hidden): the multi-node placement checks, run inside scripts/numa-vm guests
-/// by Tests/NUMATests. Prints one JSON object (`--json`) or a table; exit 0 when every check passed.
+/// by Tests/NUMATests. Prints one JSON object (`--json`) or a table; exit 0 when no check failed (skips name the capability they lack).
 struct NUMACheck: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "numa-check",
         abstract: "Check NUMA placement on every node of this machine (run in scripts/numa-vm; see docs/numa.md).",
         shouldDisplay: false)
 
-    @Flag(help: "Print {\"passed\", \"kernel\", \"topology\", \"checks\": [...]} as JSON instead of a table.")
+    @Flag(help: "Print {\"passed\", \"kernel\", \"topology\", \"checks\": [{\"name\", \"status\", \"detail\", \"counts\", \"capability\"}]} as JSON instead of a table.")
     var json = false
 
     @Flag(help: "The machine is disposable (a scripts/numa-vm guest): fill a node's free memory, resize huge page pools.")
@@ -25,33 +25,42 @@ struct NUMACheck: ParsableCommand {
                 let counts = check.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
                     separator: " ")
                 print(
-                    (check.passed ? "PASS  " : "FAIL  ") + check.name + "  " + check.detail
-                        + (counts.isEmpty ? "" : "  [\(counts)]"))
+                    check.status.rawValue.uppercased() + "  " + check.name + "  " + check.detail
+                        + (check.capability.map { " [\($0.rawValue)]" } ?? "") + (counts.isEmpty ? "" : "  [\(counts)]"))
             }
-            print("\(report.checks.filter(\.passed).count) passed, \(report.checks.filter { !$0.passed }.count) failed")
+            let count = { (status: CheckStatus) in report.checks.filter { $0.status == status }.count }
+            print("\(count(.pass)) passed, \(count(.fail)) failed, \(count(.skip)) skipped")
         }
         if !report.passed { throw ExitCode(1) }
     }
 }
 
-/// One multi-node check: its name, whether it passed, what it saw, and the page counts behind it.
+/// One multi-node check: its name, how it ended, what it saw, and the page counts behind it.
 struct NUMACheckResult: Codable {
     let name: String
-    let passed: Bool
+    let status: CheckStatus
     let detail: String
     let counts: [String: Int]
+    /// What a skipped check lacked.
+    let capability: Capability?
 }
 
 /// Everything `numa-check` found, with the topology it ran on.
 struct NUMACheckReport: Codable {
-    var passed: Bool { checks.allSatisfy(\.passed) }
+    /// No check failed (skips allowed).
+    var passed: Bool { !checks.contains { $0.status == .fail } }
     var kernel = kernelRelease
     var topology: NUMATopology?
     private(set) var checks: [NUMACheckResult] = []
 
     /// Records a check.
     mutating func add(_ name: String, _ passed: Bool, _ detail: String, counts: [String: Int] = [:]) {
-        checks.append(NUMACheckResult(name: name, passed: passed, detail: detail, counts: counts))
+        checks.append(NUMACheckResult(name: name, status: passed ? .pass : .fail, detail: detail, counts: counts, capability: nil))
+    }
+
+    /// Records a check that could not run for lack of `capability`.
+    mutating func skip(_ name: String, lacking capability: Capability, _ reason: String) {
+        checks.append(NUMACheckResult(name: name, status: .skip, detail: reason, counts: [:], capability: capability))
     }
 
     /// Runs `body`, recording its result, or a failed check naming the error it threw.
@@ -59,6 +68,8 @@ struct NUMACheckReport: Codable {
         do {
             let (passed, detail, counts) = try body()
             add(name, passed, detail, counts: counts)
+        } catch let skipped as CheckSkipped {
+            skip(name, lacking: skipped.capability, skipped.reason)
         } catch {
             add(name, false, "error: \(error)")
         }

@@ -1,7 +1,11 @@
+import CNuma
 import StackAllocators
 
 /// `verify` for NUMA placement: on every node with memory, a stack bound to it and prefaulted has every
-/// page there (move_pages says so); nodes that cannot take pages are refused with their own errors.
+/// page there (move_pages says so) and the kernel holds MPOL_BIND to that node for it (get_mempolicy);
+/// a control stack with no placement, prefaulted from another node's CPU where there is one, holds
+/// MPOL_DEFAULT, so a bind that did nothing fails even on one node. Nodes that cannot take pages are
+/// refused with their own errors.
 enum NUMAChecks {
     static let allocatorName = "mmap+numa"
     /// The stack size of the placement checks.
@@ -12,7 +16,7 @@ enum NUMAChecks {
         do {
             topology = try NUMATopology.current()
         } catch {
-            report.add("numa", allocatorName, true, "skipped: \(error)")
+            report.skip("numa", allocatorName, lacking: .numa, "\(error)")
             return
         }
         let allocator: MmapStackAllocator
@@ -27,8 +31,16 @@ enum NUMAChecks {
                 let placed = try PlacedStack(
                     allocator,
                     StackRequest(usableSize: stackSize, prefault: PrefaultPolicy(.populate), placement: .bind(node)))
-                let passed = placed.isComplete(on: [node]) && placed.node == node
-                return (passed, "bound to node \(node), populated: \(placed.placement)")
+                let control = try controlStack(allocator, topology: topology, awayFrom: node)
+                let bound = MemoryPolicy(mode: Int32(MPOL_BIND), nodes: [node])
+                let unbound = MemoryPolicy(mode: Int32(MPOL_DEFAULT), nodes: [])
+                // With several nodes, the control's pages must land elsewhere: the bind moved them.
+                let controlElsewhere = control.remote == nil || control.placed.placement.pagesOutside([node]) > 0
+                let passed = placed.isComplete(on: [node]) && placed.node == node && placed.policy == bound
+                    && control.placed.policy == unbound && controlElsewhere
+                return (passed, "bound to node \(node), populated: \(placed.placement), kernel policy \(placed.policy); "
+                    + "control (no placement, populated on \(control.remote.map { "node \($0)" } ?? "this thread")): "
+                    + "\(control.placed.placement), kernel policy \(control.placed.policy)")
             }
         }
         report.check("invalid-nodes-rejected", allocatorName) {
@@ -42,6 +54,18 @@ enum NUMAChecks {
                     + (failed.isEmpty ? "" : "; wrong outcome for: \(failed.joined(separator: "; "))")
             )
         }
+    }
+
+    /// A stack with no placement, populated from a thread on a node with CPUs other than `node` when
+    /// there is one (`remote`), else on this thread.
+    static func controlStack(_ allocator: MmapStackAllocator, topology: NUMATopology, awayFrom node: Int) throws
+        -> (placed: PlacedStack, remote: Int?)
+    {
+        let request = StackRequest(usableSize: stackSize, prefault: PrefaultPolicy(.populate))
+        guard let remote = topology.nodes.first(where: { $0.id != node && !$0.cpus.isEmpty && $0.hasMemory })?.id else {
+            return (try PlacedStack(allocator, request), nil)
+        }
+        return (try onThread(pinnedTo: remote) { try PlacedStack(allocator, request) }, remote)
     }
 
     /// A placement no allocation may accept on this machine, and the error it must get.
@@ -110,15 +134,18 @@ struct PlacedStack {
     let guardPlacement: PlacementReport
     /// Guard soundness and residency.
     let probe: StackProbeReport
+    /// The policy the kernel holds for the usable range (get_mempolicy).
+    let policy: MemoryPolicy
 
     /// Allocates, reports, releases.
-    init(_ allocator: any StackAllocator, _ request: StackRequest) throws(StackError) {
+    init(_ allocator: any StackAllocator, _ request: StackRequest) throws {
         let stack = try allocator.allocate(request)
         node = stack.node
         mechanism = stack.guardMechanism
         placement = try stack.placementReport()
         guardPlacement = try PlacementReport(range: stack.guardRange)
         probe = try StackProbeReport(layout: stack.descriptor.layout)
+        policy = try MemoryPolicy(at: stack.descriptor.layout.usableBottom)
     }
 
     /// Every usable page present and on `nodes`, no guard page present.

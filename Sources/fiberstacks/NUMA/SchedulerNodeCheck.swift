@@ -9,7 +9,7 @@ enum SchedulerNodeCheck {
     static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.nodes.filter { $0.hasMemory && !$0.cpus.isEmpty }
         guard nodes.count >= 2 else {
-            report.add(name, true, "skipped: needs two nodes with memory and CPUs")
+            report.skip(name, lacking: .multiNode, "needs two nodes with memory and CPUs")
             return
         }
         report.check(name) {
