@@ -51,7 +51,7 @@ struct CommandTests {
     @Test("verify --require turns a skip for that capability into a failure; an unknown one is a usage error", needsNoThreadSanitizer)
     func require() throws {
         let bad = try runFiberstacks(["verify", "--require", "thp,no-such-capability"])
-        #expect(bad.status == 2)
+        #expect(bad.status == 64)
         #expect(bad.standardError.contains("--require") && bad.standardError.contains("no-such-capability"))
         #expect(bad.standardError.contains("lightweight-guards, mprotect-guards, hugetlbfs, hugetlb-anonymous, thp"))
         // Every machine lacks something: the multi-node checks skip on one node, lightweight guards
