@@ -19,7 +19,7 @@ private let earlierInputsKept = 3
 /// mappings that appeared and went away in each run, and, since the heap's growth depends on what ran
 /// before, it also gives the last inputs this process ran (replay them first, in order, should the
 /// reproducer pass alone). The target's sanitizer options must keep the runtime from mapping at other
-/// moments (docs/fuzzing.md: no fake stacks, no allocation stacks).
+/// moments (docs/fuzzing.md: no per-thread fake stacks or alternate signal stacks).
 public func checkMappingsRestored(_ what: @autoclosure () -> String, input: UnsafeBufferPointer<UInt8>, _ body: () -> Void) {
     var differences: [String] = []
     for _ in 0..<2 {
