@@ -25,7 +25,7 @@ import StackAllocators
 @_cdecl("LLVMFuzzerTestOneInput")
 public func allocatorSequenceFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = ByteReader(data, size)
-    checkMappingsRestored("the sequence") {
+    checkMappingsRestored("the sequence", input: UnsafeBufferPointer(start: data, count: size)) {
         let registered = GuardRegistry.count
         do {
             var reader = input

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,54 +31,61 @@ FZ_UNINSTRUMENTED static int parse_hex(const char **cursor, const char *end, uin
     return digits > 0;
 }
 
-FZ_UNINSTRUMENTED int fz_mapping_census(size_t *count, uintptr_t *bytes) {
+/// Skips one space-separated field and the spaces after it.
+FZ_UNINSTRUMENTED static const char *skip_field(const char *p, const char *end) {
+    while (p < end && *p != ' ') p++;
+    while (p < end && *p == ' ') p++;
+    return p;
+}
+
+/// Parses one line of /proc/self/maps ("low-high perms offset dev inode   name") into `mapping`.
+FZ_UNINSTRUMENTED static int parse_line(const char *p, const char *end, fz_mapping *mapping) {
+    if (!parse_hex(&p, end, &mapping->low) || p >= end || *p != '-') return 0;
+    p++;
+    if (!parse_hex(&p, end, &mapping->high) || p >= end || *p != ' ' || mapping->high < mapping->low) return 0;
+    p++;
+    for (int i = 0; i < 4; i++) mapping->permissions[i] = p + i < end ? p[i] : '?';
+    mapping->permissions[4] = 0;
+    for (int field = 0; field < 4; field++) p = skip_field(p, end);  // perms, offset, dev, inode
+    size_t length = 0;
+    while (p + length < end && length < sizeof mapping->name - 1) {
+        mapping->name[length] = p[length];
+        length++;
+    }
+    mapping->name[length] = 0;
+    return 1;
+}
+
+FZ_UNINSTRUMENTED int fz_mapping_snapshot(fz_mapping *into, size_t capacity, size_t *count) {
+    *count = 0;
     int fd;
     do { fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC); } while (fd < 0 && errno == EINTR);
     if (fd < 0) return errno;
-    // A line is at most a few hundred bytes; keep the unparsed tail of each chunk.
+    // A line is at most a few hundred bytes; keep the unfinished line of each chunk for the next read.
     char buffer[65536];
-    size_t filled = 0, lines = 0;
-    uintptr_t total = 0;
-    int at_line_start = 1, status = 0;
+    size_t filled = 0;
+    int status = 0;
     for (;;) {
         ssize_t n = read(fd, buffer + filled, sizeof buffer - filled);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) { status = errno; break; }
-        if (n == 0) break;
-        filled += (size_t)n;
-        const char *p = buffer, *end = buffer + filled;
-        const char *consumed = buffer;
-        while (p < end) {
-            if (at_line_start) {
-                // Need the "low-high" field complete before parsing it: find the space after it.
-                const char *q = p;
-                while (q < end && *q != ' ') q++;
-                if (q == end) break;
-                uintptr_t low, high;
-                const char *c = p;
-                if (!parse_hex(&c, q, &low) || c >= q || *c != '-') { status = EINVAL; goto done; }
-                c++;
-                if (!parse_hex(&c, q, &high) || c != q || high < low) { status = EINVAL; goto done; }
-                lines++;
-                total += high - low;
-                at_line_start = 0;
-                p = q;
-            }
-            while (p < end && *p != '\n') p++;
-            if (p == end) break;
-            p++;
-            at_line_start = 1;
-            consumed = p;
+        if (n == 0) {
+            if (filled > 0) status = EINVAL;  // a last line without its newline
+            break;
         }
-        if (!at_line_start) consumed = end;  // in the middle of a line's tail: nothing to keep
-        filled = (size_t)(end - consumed);
-        for (size_t i = 0; i < filled; i++) buffer[i] = consumed[i];
+        filled += (size_t)n;
+        const char *line = buffer, *end = buffer + filled;
+        for (const char *newline; (newline = memchr(line, '\n', (size_t)(end - line))) != NULL; line = newline + 1) {
+            if (*count == capacity) { status = ENOBUFS; goto done; }
+            if (!parse_line(line, newline, &into[*count])) { status = EINVAL; goto done; }
+            (*count)++;
+        }
+        filled = (size_t)(end - line);
+        memmove(buffer, line, filled);
         if (filled == sizeof buffer) { status = EINVAL; break; }
     }
 done:
     close(fd);
-    *count = lines;
-    *bytes = total;
     return status;
 }
 

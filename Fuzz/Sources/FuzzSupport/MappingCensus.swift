@@ -1,43 +1,55 @@
 import CFuzzSupport
 
-/// How many mappings the process has and how many bytes they span, from one read of /proc/self/maps.
+/// The process's mappings, from one read of /proc/self/maps into memory allocated once, so that taking
+/// a census maps nothing itself.
 ///
-/// `count` is what `MapCount.current()` reports; `bytes` also catches a leaked mapping that merged
-/// with a neighbour and so left the count unchanged. Read by a C helper that is not instrumented for
-/// coverage and does not allocate, so taking a census adds no noise to the fuzzer's coverage and
-/// no mapping of its own.
-public struct MappingCensus: Sendable, Hashable, CustomStringConvertible {
-    /// Mappings (VMAs).
-    public let count: Int
-    /// Bytes of address space they span.
-    public let bytes: UInt
+/// Read by a C helper that is not instrumented for coverage and does not allocate, so taking a census
+/// adds no noise to the fuzzer's coverage and no mapping of its own.
+final class MappingCensus {
+    /// More mappings than any input makes (64 live stacks with two each, the sanitizers' few hundred).
+    static let capacity = 16384
 
-    /// The census now.
-    public static func now() -> MappingCensus {
-        var count = 0
-        var bytes: UInt = 0
-        let code = fz_mapping_census(&count, &bytes)
+    private let storage = UnsafeMutableBufferPointer<fz_mapping>.allocate(capacity: capacity)
+    /// Mappings (VMAs) at the last `take()`.
+    private(set) var count = 0
+
+    deinit { storage.deallocate() }
+
+    /// Reads /proc/self/maps now.
+    func take() {
+        let code = fz_mapping_snapshot(storage.baseAddress!, Self.capacity, &count)
         check(code == 0, "cannot read /proc/self/maps: errno \(code)")
-        return MappingCensus(count: count, bytes: bytes)
     }
 
-    public var description: String { "\(count) mappings, \(bytes) bytes" }
+    var mappings: Slice<UnsafeMutableBufferPointer<fz_mapping>> { storage[0..<count] }
+
+    /// Bytes of address space the mappings span: also catches a leaked mapping that merged with a
+    /// neighbour and so left the count unchanged.
+    var bytes: UInt { mappings.reduce(0) { $0 + ($1.high - $1.low) } }
+
+    /// Whether both have as many mappings spanning as many bytes.
+    func matches(_ other: MappingCensus) -> Bool { count == other.count && bytes == other.bytes }
+
+    /// The lines of `self` that `other` lacks.
+    func lines(missingFrom other: MappingCensus) -> [String] {
+        mappings.filter { mapping in !other.mappings.contains { $0.isSame(as: mapping) } }.map(\.line)
+    }
+
+    var summary: String { "\(count) mappings, \(bytes) bytes" }
 }
 
-/// Runs `body` (an input's whole sequence, which must give back everything it maps) and checks that
-/// the process has the same mappings after it as before.
-///
-/// The sanitizers map and unmap memory on their own (ASan's allocator grows, libFuzzer's buffers), so
-/// one difference is not yet a leak: `body` runs a second time, and only a difference in both runs is a
-/// finding. A leak repeats with its input; allocator growth almost never happens in two runs in a row.
-public func checkMappingsRestored(_ what: @autoclosure () -> String, _ body: () -> Void) {
-    var differences: [String] = []
-    for _ in 0..<2 {
-        let before = MappingCensus.now()
-        body()
-        let after = MappingCensus.now()
-        if after == before { return }
-        differences.append("before: \(before), after: \(after)")
+extension fz_mapping {
+    /// Whether both are the same range with the same permissions and name.
+    func isSame(as other: fz_mapping) -> Bool {
+        low == other.low && high == other.high && permissions == other.permissions && text(name) == text(other.name)
     }
-    finding("\(what()) left the process's mappings changed in two runs: \(differences.joined(separator: "; "))")
+
+    /// The line as /proc/self/maps writes it, less offset, device and inode, with the size in bytes.
+    var line: String {
+        "\(String(low, radix: 16))-\(String(high, radix: 16)) \(text(permissions)) \(high - low) B \(text(name))"
+    }
+
+    private func text<T>(_ field: T) -> String {
+        withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
 }

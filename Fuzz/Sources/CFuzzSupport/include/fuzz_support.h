@@ -5,10 +5,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Counts the process's mappings and the bytes they span from /proc/self/maps. Returns 0, or the errno
-/// of open/read (EINVAL for a line that does not parse). Not instrumented for coverage: the number of
+/// One line of /proc/self/maps.
+typedef struct fz_mapping {
+    uintptr_t low;
+    uintptr_t high;
+    /// "rwxp" and the like, NUL-terminated.
+    char permissions[5];
+    /// The path or pseudo-path ("[heap]", "[anon:NAME]"), cut to fit, NUL-terminated; empty when anonymous.
+    char name[59];
+} fz_mapping;
+
+/// Reads /proc/self/maps into `into` (at most `capacity` lines) and sets `count`. Returns 0, or the
+/// errno of open/read, ENOBUFS when the process has more than `capacity` mappings, EINVAL for a line
+/// that does not parse. Neither allocates nor maps, and is not instrumented for coverage: the number of
 /// lines would otherwise show up as new coverage and fill the corpus with noise.
-int fz_mapping_census(size_t *count, uintptr_t *bytes);
+int fz_mapping_snapshot(fz_mapping *into, size_t capacity, size_t *count);
 
 /// Recurses `depth` levels, each with a frame of `frame_bytes` bytes (plus the call's own few words)
 /// that it writes from its lowest address up, the way a large Swift frame may be written far end first.
