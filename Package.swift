@@ -5,6 +5,7 @@ let package = Package(
     name: "FiberStacks",
     products: [
         .library(name: "GuardPages", targets: ["GuardPages"]),
+        .library(name: "OverflowDetection", targets: ["OverflowDetection"]),
         .library(name: "StackAllocators", targets: ["StackAllocators"]),
         .library(name: "FiberScheduler", targets: ["FiberScheduler"]),
         .executable(name: "fiberstacks", targets: ["fiberstacks"]),
@@ -32,11 +33,22 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The guard registry, the SIGSEGV handler that names the fiber, alternate signal stacks, canaries,
+        // high-water marks.
+        .target(
+            name: "OverflowDetection",
+            dependencies: [
+                "GuardPages",
+                "CStackSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         // The StackAllocator protocol, Stack, and the allocators.
         .target(
             name: "StackAllocators",
             dependencies: [
                 "GuardPages",
+                "OverflowDetection",
                 "CNuma",
                 "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
@@ -67,7 +79,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection"]),
         .testTarget(
             name: "StackAllocatorsTests",
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]

@@ -12,9 +12,9 @@ import CStackSupport
 ///
 /// It counts the thread that created it (not other threads, not children), so create and read it on
 /// the thread doing the work. It owns its descriptor and closes it when dropped.
-public struct PerfCounter: ~Copyable {
+package struct PerfCounter: ~Copyable {
     /// What a counter counts.
-    public enum Event: String, Sendable, Hashable, CaseIterable, Codable {
+    package enum Event: String, Sendable, Hashable, CaseIterable, Codable {
         /// Page faults taken in user mode (`PERF_COUNT_SW_PAGE_FAULTS`). Faults the kernel takes on the
         /// process's behalf (`MADV_POPULATE_WRITE`, `MAP_POPULATE`) are not counted.
         case pageFaults
@@ -30,12 +30,12 @@ public struct PerfCounter: ~Copyable {
     }
 
     /// What this counter counts.
-    public let event: Event
+    package let event: Event
     private let fd: Int32
 
     /// Opens a counter of `event` for the calling thread; `StackError.perfCounterUnavailable` names the
     /// errno and the fix (a PMU, `kernel.perf_event_paranoid`, `CONFIG_PERF_EVENTS`) where the kernel refuses.
-    public init(_ event: Event) throws(StackError) {
+    package init(_ event: Event) throws(StackError) {
         switch Syscall.openPerfCounter(event.shimEvent) {
         case .success(let fd): self.fd = fd
         case .failure(let errno): throw .perfCounterUnavailable(errno, event: event.rawValue)
@@ -44,7 +44,7 @@ public struct PerfCounter: ~Copyable {
     }
 
     /// The count since the counter was opened.
-    public func read() throws(StackError) -> UInt64 {
+    package func read() throws(StackError) -> UInt64 {
         switch Syscall.readPerfCounter(fd) {
         case .success(let value): return value
         case .failure(let errno): throw .perfCounterUnavailable(errno, event: event.rawValue)
@@ -52,7 +52,7 @@ public struct PerfCounter: ~Copyable {
     }
 
     /// Nil when a counter of `event` can be opened on this thread, or the error that says why not.
-    public static func unavailability(of event: Event) -> StackError? {
+    package static func unavailability(of event: Event) -> StackError? {
         do {
             _ = try PerfCounter(event)
             return nil

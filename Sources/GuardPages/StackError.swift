@@ -1,3 +1,4 @@
+import CStackSupport
 import SystemPackage
 
 /// Every failure of the stack subsystem, each naming its cause and the fix.
@@ -145,7 +146,7 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 fix = "a stack at this address is still registered: its allocator unmapped it without "
                     + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
-                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+                fix = "the registry holds its maximum of \(Int(FS_GUARD_REGISTRY_MAX_ENTRIES)) stacks; release stacks first"
             case .noMemory:
                 fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
             default:

@@ -1,4 +1,5 @@
 @_exported import GuardPages
+@_exported import OverflowDetection
 
 /// Something that hands out fiber stacks and takes them back.
 ///

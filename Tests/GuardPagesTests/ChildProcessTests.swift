@@ -1,5 +1,6 @@
 import Glibc
 @testable import GuardPages
+import OverflowDetection
 import Testing
 
 @Suite("Child processes: posix_spawn with a time limit")

@@ -1,3 +1,4 @@
+import GuardPages
 /// How deep a stack has been used, so stacks can be sized from data.
 ///
 /// Two ways to measure, both from the top of the usable range down:

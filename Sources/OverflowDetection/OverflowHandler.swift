@@ -1,5 +1,6 @@
 import CStackSupport
 import Glibc
+import GuardPages
 import SystemPackage
 
 /// The SIGSEGV/SIGBUS handler that turns a guard hit into a diagnostic naming the fiber.

@@ -1,5 +1,6 @@
 import CStackSupport
 import Glibc
+import GuardPages
 
 /// Runs code on a given stack before fibers exist: a pthread whose stack *is* the usable range
 /// (`pthread_attr_setstack`), so deep recursion on it reaches the stack's guard. For tests and

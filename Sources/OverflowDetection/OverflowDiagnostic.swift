@@ -1,3 +1,4 @@
+import GuardPages
 /// The two facts a parent process reads from the overflow handler's diagnostic line on a child's
 /// standard error: the label of the stack whose guard was hit (the first `fiber "LABEL"`) and how far
 /// below its usable bottom the fault was (`is N bytes below the usable bottom`). The rest of the line

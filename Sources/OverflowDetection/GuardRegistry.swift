@@ -1,4 +1,5 @@
 import CStackSupport
+import GuardPages
 import SystemPackage
 
 /// The process-wide registry of stack guard ranges that the overflow handler reads.

@@ -1,5 +1,6 @@
 import CStackSupport
 import Glibc
+import GuardPages
 import SystemPackage
 
 /// Alternate signal stacks for the threads that run fibers.

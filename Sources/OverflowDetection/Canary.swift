@@ -1,3 +1,4 @@
+import GuardPages
 /// A known pattern at the usable bottom of a stack that has no hardware guard (packed huge-page stacks,
 /// unguarded stacks): it does not trap, but an overflow that wrote over it is found when the stack is
 /// released or checked.
