@@ -67,9 +67,23 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The checks behind `fiberstacks verify` and `doctor`, callable in-process by tests and tools:
+        // machine capabilities, child processes, the check reports.
+        .target(
+            name: "StackDiagnostics",
+            dependencies: [
+                "StackAllocators",
+                "FiberScheduler",
+                "CNuma",
+                "CStackSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "fiberstacks",
             dependencies: [
+                "StackDiagnostics",
                 "StackAllocators",
                 "CNuma",
                 "FiberScheduler",
@@ -79,7 +93,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics"]),
         .testTarget(
             name: "StackAllocatorsTests",
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
@@ -87,10 +101,10 @@ let package = Package(
         // Implements an allocator from outside the package, with public API only (no @testable).
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
-        .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackTestSupport"]),
+        .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics"], path: "Tests/StackTestSupport"),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
-        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks", "StackTestSupport"]),
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "StackDiagnostics", "fiberstacks", "StackTestSupport"]),
         .testTarget(
             name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport", "CJumpFixtures"]),
         // C frames that skip guards without touching them, for the overflow tests.

@@ -1,9 +1,9 @@
 import SystemPackage
 
 /// Reads small kernel interface files (procfs, sysfs) without Foundation.
-public enum SystemFile {
+package enum SystemFile {
     /// The whole contents of `path` as text.
-    public static func read(_ path: String) throws(StackError) -> String {
+    package static func read(_ path: String) throws(StackError) -> String {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)
@@ -27,7 +27,7 @@ public enum SystemFile {
     }
 
     /// The first whitespace-separated integer in `path` (sysctl and sysfs counters).
-    public static func readInteger(_ path: String) throws(StackError) -> Int {
+    package static func readInteger(_ path: String) throws(StackError) -> Int {
         let text = try read(path)
         guard let value = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) }) else {
             throw .systemFileUnreadable(path: path, .invalidArgument)

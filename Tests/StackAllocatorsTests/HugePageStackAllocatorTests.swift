@@ -73,7 +73,7 @@ struct HugePageStackAllocatorTests {
         let allocator = HugePageStackAllocator()
         let stack = try allocator.allocate(HugePages.request(.transparent, usable: 4 << 20, prefault: PrefaultPolicy(.populate)))
         let layout = stack.descriptor.layout
-        #expect(stack.pageSize == MachineCapabilities.transparentHugePagePMDSize())
+        #expect(stack.pageSize == HugePageSystem.transparentHugePagePMDSize())
         #expect(layout.usableBottom % UInt(stack.pageSize) == 0)
         #expect(stack.guardMechanism == .protNone)
         let probe = try StackProbeReport(layout: layout)
@@ -198,7 +198,7 @@ struct HugePageStackAllocatorTests {
         let first = try allocator.allocate(request)
         let second = try allocator.allocate(request)
         let third = try allocator.allocate(request)
-        let regionSize = backing == .transparent ? MachineCapabilities.transparentHugePagePMDSize() ?? 0 : HugePages.size
+        let regionSize = backing == .transparent ? HugePageSystem.transparentHugePagePMDSize() ?? 0 : HugePages.size
         let hugeMask = ~UInt(regionSize - 1)
         let region = first.descriptor.layout.usableBottom & hugeMask
         #expect(second.descriptor.layout.usableBottom & hugeMask == region)
@@ -251,7 +251,7 @@ struct HugePageStackAllocatorTests {
     @Test("Bad input gets named errors, even under the fallback policy, and maps nothing")
     func badInput() throws {
         let allocator = HugePageStackAllocator()
-        let sizes = MachineCapabilities.hugePageSizes()
+        let sizes = HugePageSystem.hugePageSizes()
         var cases: [(StackRequest, (StackError) -> Bool)] = [
             (HugePages.request(.hugetlbfs(mount: "/tmp"), exhaustion: .fallback),
              { $0 == .notHugeTLBFSMount(path: "/tmp") && $0.description.contains("mount -t hugetlbfs") }),
@@ -273,7 +273,7 @@ struct HugePageStackAllocatorTests {
                 if case .invalidGuard = $0 { true } else { false }
             }))
         }
-        if let pmd = MachineCapabilities.transparentHugePagePMDSize() {
+        if let pmd = HugePageSystem.transparentHugePagePMDSize() {
             cases.append((HugePages.request(.transparent, pageSize: pmd * 2), {
                 if case .invalidPageSize = $0 { true } else { false }
             }))

@@ -1,6 +1,7 @@
-@testable import fiberstacks
+import StackDiagnostics
 import StackTestSupport
 import Testing
+@testable import fiberstacks
 
 @Suite("verify's checks run in-process")
 struct InProcessChecksTests {

@@ -1,7 +1,8 @@
-@testable import fiberstacks
 import Glibc
+import StackDiagnostics
 import Synchronization
 import Testing
+@testable import fiberstacks
 
 @Suite("verify's watchdog")
 struct WatchdogTests {

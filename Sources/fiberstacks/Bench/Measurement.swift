@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import StackDiagnostics
 import Synchronization
 
 /// One benchmark figure in the shape the peer harness prints (scripts/peers/peers.cpp), so ours and

@@ -1,5 +1,6 @@
 import Foundation
 import GuardPages
+import StackDiagnostics
 
 /// The peer harness (scripts/peers/build/peers, built by scripts/build-peers), run in the same invocation.
 enum Peers {

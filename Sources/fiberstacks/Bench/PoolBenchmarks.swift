@@ -1,5 +1,6 @@
 import Glibc
 import StackAllocators
+import StackDiagnostics
 
 /// `pooled`: acquire+release of 64 KiB stacks from a `PooledStackAllocator` over a slab.
 ///

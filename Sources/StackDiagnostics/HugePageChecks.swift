@@ -12,19 +12,19 @@ import StackAllocators
 /// checks ask for more pages than the pool has in total, so they hold whatever others do meanwhile, and
 /// take nothing from the pool. Leaks are judged by the kernel: HugetlbPages, RSS and map lines of
 /// /proc/self/status and /proc/self/maps, with stacks live and after release.
-enum HugePageChecks {
-    static func run(into report: inout VerifyReport) {
+package enum HugePageChecks {
+    package static func run(into report: inout VerifyReport) {
         // Deliberate failures (a corrupted canary, a fallback) are checked here, not logged.
         let allocator = HugePageStackAllocator(logger: Logger(label: "fiberstacks.verify", factory: { _ in SwiftLogNoOpLogHandler() }))
         let baseline = try? MemorySnapshot.now()
-        let sizes = MachineCapabilities.hugePageSizes()
+        let sizes = HugePageSystem.hugePageSizes()
         if sizes.isEmpty {
             report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous,
                         "this kernel has no hugetlb pages (/sys/kernel/mm/hugepages; CONFIG_HUGETLBFS)")
         }
-        let mounts = MachineCapabilities.hugeTLBMounts()
+        let mounts = HugePageSystem.hugeTLBMounts()
         for size in sizes {
-            let pool = MachineCapabilities.hugePagePool(pageSize: size)
+            let pool = HugePageSystem.hugePagePool(pageSize: size)
             for backing in [HugePageRequest.Backing.anonymous, .hugetlbfs()] {
                 let name = "huge/\(label(backing))-\(formatByteCount(size))"
                 let capability: Capability = backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
@@ -40,13 +40,13 @@ enum HugePageChecks {
                 }
             }
         }
-        switch MachineCapabilities.transparentHugePageMode() {
+        switch HugePageSystem.transparentHugePageMode() {
         case nil:
             report.skip("backing", "huge/transparent", lacking: .thp,
-                        "no transparent huge pages (\(MachineCapabilities.transparentHugePageDirectory) missing)")
+                        "no transparent huge pages (\(HugePageSystem.transparentHugePageDirectory) missing)")
         case "never":
             report.skip("backing", "huge/transparent", lacking: .thp,
-                        "THP mode is never (\(MachineCapabilities.transparentHugePageDirectory)/enabled)")
+                        "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)")
         default:
             checkBacking(allocator, name: "huge/transparent", request: HugePageRequest(.transparent), capability: .thp, into: &report)
         }
@@ -129,9 +129,9 @@ enum HugePageChecks {
     /// Packed stacks: share one huge page, carry canaries that `check` and release verify.
     private static func checkPacked(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
         let backing: HugePageRequest.Backing
-        if (MachineCapabilities.hugePagePool(pageSize: MachineCapabilities.defaultHugePageSize())?.available ?? 0) > 0 {
+        if (HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0 {
             backing = .anonymous
-        } else if ["madvise", "always"].contains(MachineCapabilities.transparentHugePageMode() ?? "never") {
+        } else if ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never") {
             backing = .transparent
         } else {
             report.skip("packed-canary", "huge/packed", lacking: .hugetlbAnonymous, "needs a free huge page (/proc/sys/vm/nr_hugepages) or THP")
@@ -158,8 +158,8 @@ enum HugePageChecks {
 
     /// Both policies against a request for more pages than the pool holds in total.
     private static func checkExhaustion(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
-        let size = MachineCapabilities.defaultHugePageSize()
-        guard let pool = MachineCapabilities.hugePagePool(pageSize: size) else {
+        let size = HugePageSystem.defaultHugePageSize()
+        guard let pool = HugePageSystem.hugePagePool(pageSize: size) else {
             report.skip("exhaustion", "huge", lacking: .hugetlbAnonymous, "no default huge page pool (/sys/kernel/mm/hugepages)")
             return
         }

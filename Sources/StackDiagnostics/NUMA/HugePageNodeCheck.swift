@@ -7,11 +7,11 @@ import StackAllocators
 /// with MADV_POPULATE_WRITE, so it is `.hugePagesExhausted` naming that node's pool file at allocation;
 /// this check proves it, and that the same request bound to a node with pages is placed there. Needs
 /// root (it resizes the per-node 2 MiB pools, then restores them).
-enum HugePageNodeCheck {
-    static let name = "huge/empty-node-pool"
-    static let pageSize = 2 << 20
+package enum HugePageNodeCheck {
+    package static let name = "huge/empty-node-pool"
+    package static let pageSize = 2 << 20
 
-    static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
+    package static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
             report.skip(name, lacking: .multiNode, "needs two nodes with memory")
@@ -57,7 +57,7 @@ enum HugePageNodeCheck {
     }
 
     /// One 2 MiB anonymous hugetlb stack bound to `node`: the error, or where its page went.
-    static func allocateBound(_ allocator: HugePageStackAllocator, to node: Int) -> (error: StackError?, report: PlacementReport?) {
+    package static func allocateBound(_ allocator: HugePageStackAllocator, to node: Int) -> (error: StackError?, report: PlacementReport?) {
         let request = StackRequest(
             usableSize: pageSize, pages: .huge(HugePageRequest(.anonymous, pageSize: pageSize)), placement: .bind(node))
         do throws(StackError) {
@@ -69,17 +69,17 @@ enum HugePageNodeCheck {
     }
 
     /// The expected exhaustion is the result here, not news: log only what is critical.
-    static let quietLogger: Logger = {
+    package static let quietLogger: Logger = {
         var logger = Logger(label: "fiberstacks.numa-check")
         logger.logLevel = .critical
         return logger
     }()
 
-    static func poolFile(_ node: Int, _ file: String) -> String {
+    package static func poolFile(_ node: Int, _ file: String) -> String {
         "/sys/devices/system/node/node\(node)/hugepages/hugepages-2048kB/\(file)"
     }
 
-    static func write(_ value: Int, to path: String) throws {
+    package static func write(_ value: Int, to path: String) throws {
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw CheckError(description: "cannot open \(path) for writing")
         }

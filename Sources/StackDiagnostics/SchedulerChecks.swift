@@ -4,8 +4,8 @@ import Synchronization
 /// `verify` for the fiber scheduler: real jobs with nested counter waits run on fibers whose stacks come
 /// from each allocator; the results must be right, every job must have run on a stack of that allocator
 /// with the guard it promised, and after shutdown the allocator must have no live stack left.
-enum SchedulerChecks {
-    static func run(into report: inout VerifyReport) {
+package enum SchedulerChecks {
+    package static func run(into report: inout VerifyReport) {
         var modes: [GuardMode] = [.mprotect]
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(.lightweight, at: 0)
@@ -24,7 +24,7 @@ enum SchedulerChecks {
 
     /// Runs 20 parent jobs that each spawn 500 children and wait for them, from one root job, on every
     /// CPU; returns whether all went right and what happened. `live` reads the allocator's live stacks.
-    static func runJobs(
+    package static func runJobs(
         on allocator: any StackAllocator, expecting mechanism: GuardMechanism, live: () -> Int
     ) throws -> (Bool, String) {
         var config = FiberConfig(allocator: allocator)

@@ -3,8 +3,8 @@ import StackAllocators
 
 /// `verify` for `SlabStackAllocator`: each guard mechanism this kernel offers times each prefault strategy,
 /// a released slot coming back zeroed with its guard, and the map lines 10,000 stacks cost.
-enum SlabChecks {
-    static func run(into report: inout VerifyReport) {
+package enum SlabChecks {
+    package static func run(into report: inout VerifyReport) {
         var modes: [GuardMode] = [.mprotect]
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(.lightweight, at: 0)

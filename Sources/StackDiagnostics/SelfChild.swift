@@ -3,13 +3,13 @@ import StackAllocators
 
 /// The `fiberstacks` executable run as a child process (posix_spawn) for the checks that need a process
 /// to die: a child past its time limit is killed, and the check fails naming the command.
-enum SelfChild {
+package enum SelfChild {
     /// The default time limit of one child, in seconds.
-    static let timeLimit = 30.0
+    package static let timeLimit = 30.0
 
     /// This executable when it is `fiberstacks`; otherwise (the checks run in-process by another program,
     /// such as a test bundle) the `fiberstacks` next to it.
-    static let executable: String = {
+    package static let executable: String = {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard length > 0 else { return "/proc/self/exe" }
@@ -21,7 +21,7 @@ enum SelfChild {
         return access(sibling, X_OK) == 0 ? sibling : "/proc/self/exe"
     }()
 
-    static func run(_ arguments: [String], environment: [String: String] = [:], timeLimit: Double = timeLimit)
+    package static func run(_ arguments: [String], environment: [String: String] = [:], timeLimit: Double = timeLimit)
         throws -> ChildProcess.Outcome
     {
         let outcome = try ChildProcess.run(executable, arguments, environment: environment, timeLimit: timeLimit)
@@ -35,7 +35,7 @@ enum SelfChild {
     /// Runs `overflow-child --fault guard-write` with `arguments`, writing `offset` bytes below the
     /// usable bottom of the stack labelled `label`; passes when the child died by SIGSEGV and the
     /// diagnostic names `label` and a distance of exactly `offset`, within `guardSize`.
-    static func expectGuardFault(
+    package static func expectGuardFault(
         _ arguments: [String], label: String, offset: Int, guardSize: Int, timeLimit: Double = timeLimit
     ) throws -> (Bool, String) {
         let child = try run(
@@ -51,7 +51,7 @@ enum SelfChild {
     }
 
     /// The start of a child's standard error on one line, for a row of the table.
-    static func oneLine(_ text: String) -> String {
+    package static func oneLine(_ text: String) -> String {
         text.prefix(300).split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " | ")
     }
 }

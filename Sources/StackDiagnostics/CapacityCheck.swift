@@ -4,14 +4,14 @@ import StackAllocators
 /// `verify` for capacity: a child allocates a million guarded 64 KiB slab stacks (fewer where this
 /// machine's map count, address space or memory cannot hold them: the row says so), labels one chosen
 /// at random, writes into its guard, and must die by SIGSEGV with the diagnostic naming that stack.
-enum CapacityCheck {
-    static let defaultStacks = 1_000_000
-    static let stackSize = 64 << 10
-    static let guardSize = 64 << 10
+package enum CapacityCheck {
+    package static let defaultStacks = 1_000_000
+    package static let stackSize = 64 << 10
+    package static let guardSize = 64 << 10
     /// The child's time limit: a million stacks take about ten seconds here.
-    static let timeLimit = 240.0
+    package static let timeLimit = 240.0
 
-    static func run(stacks requested: Int, into report: inout VerifyReport) {
+    package static func run(stacks requested: Int, into report: inout VerifyReport) {
         report.check("million-guarded", "slab/capacity", timeLimit: timeLimit + 10) {
             let lightweight = GuardInstaller.lightweightGuardsSupported
             let (count, limits) = try fitting(requested, lightweight: lightweight)
@@ -27,7 +27,7 @@ enum CapacityCheck {
     }
 
     /// How many stacks this machine can hold, and what limited it.
-    static func fitting(_ requested: Int, lightweight: Bool) throws -> (Int, String) {
+    package static func fitting(_ requested: Int, lightweight: Bool) throws -> (Int, String) {
         var count = requested
         var limits: [String] = []
         if !lightweight {

@@ -2,25 +2,25 @@ import StackAllocators
 
 /// How much a hugetlbfs mount may hold: its `size=` option in /proc/mounts (bytes; the kernel writes
 /// the option only when the mount was given a limit).
-struct HugeTLBSizeLimit: Encodable {
+package struct HugeTLBSizeLimit: Encodable {
     /// The mount point, as /proc/mounts writes it.
-    let path: String
+    package let path: String
     /// The limit in bytes; nil: no limit (the huge page pool is the only bound).
-    let sizeLimit: Int?
+    package let sizeLimit: Int?
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case path
         case sizeLimit = "size_limit"
     }
 
-    func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(path, forKey: .path)
         try container.encode(sizeLimit, forKey: .sizeLimit)  // null, not absent, when there is no limit
     }
 
     /// Every hugetlbfs mount's limit; empty when /proc/mounts cannot be read.
-    static func all() -> [HugeTLBSizeLimit] {
+    package static func all() -> [HugeTLBSizeLimit] {
         guard let mounts = try? SystemFile.read("/proc/mounts") else { return [] }
         return mounts.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
@@ -31,5 +31,5 @@ struct HugeTLBSizeLimit: Encodable {
     }
 
     /// "128 MiB" or "no limit".
-    var text: String { sizeLimit.map { "size limit \(formatByteCount($0))" } ?? "no size limit" }
+    package var text: String { sizeLimit.map { "size limit \(formatByteCount($0))" } ?? "no size limit" }
 }

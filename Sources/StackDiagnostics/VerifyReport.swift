@@ -1,9 +1,8 @@
-import ArgumentParser
 import StackAllocators
 
 /// What a machine may lack for a check to run. A check that cannot run skips and names the capability;
 /// `verify --require CAP` turns such a skip into a failure.
-enum Capability: String, CaseIterable, Codable, Sendable {
+package enum Capability: String, CaseIterable, Codable, Sendable {
     /// MADV_GUARD_INSTALL (Linux >= 6.13).
     case lightweightGuards = "lightweight-guards"
     /// PROT_NONE guards with mprotect.
@@ -23,59 +22,61 @@ enum Capability: String, CaseIterable, Codable, Sendable {
     /// Permission to change the machine (`--allow-machine-changes`, root): fill a node, resize pools.
     case machineChanges = "machine-changes"
 
-    static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+    package static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
 
 /// How a check ended.
-enum CheckStatus: String, Codable, Sendable {
+package enum CheckStatus: String, Codable, Sendable {
     case pass, fail, skip
 }
 
 /// A check body's way to say it cannot run here: recorded as a skip naming `capability`.
-struct CheckSkipped: Error {
-    let capability: Capability
-    let reason: String
+package struct CheckSkipped: Error {
+    package let capability: Capability
+    package let reason: String
 
-    init(_ capability: Capability, _ reason: String) {
+    package init(_ capability: Capability, _ reason: String) {
         self.capability = capability
         self.reason = reason
     }
 }
 
 /// One verified property.
-struct VerifyCheck: Codable, Sendable {
-    let name: String
-    let allocator: String
-    let status: CheckStatus
-    let detail: String
+package struct VerifyCheck: Codable, Sendable {
+    package let name: String
+    package let allocator: String
+    package let status: CheckStatus
+    package let detail: String
     /// What a skipped check lacked.
-    let capability: Capability?
+    package let capability: Capability?
     /// How long the check ran.
-    let seconds: Double
+    package let seconds: Double
 }
 
 /// Everything `verify` found. Checks add rows with `check`, `add` and `skip`; `observer` sees each
 /// check start and end (the CLI prints rows as they end and bounds each check's time).
-struct VerifyReport: Sendable {
+package struct VerifyReport: Sendable {
     /// The default time limit of a check, in seconds.
-    static let defaultTimeLimit = 120.0
+    package static let defaultTimeLimit = 120.0
 
-    private(set) var checks: [VerifyCheck] = []
+    package private(set) var checks: [VerifyCheck] = []
     /// Capabilities whose absence is a failure, not a skip.
-    var required: Set<Capability> = []
-    var observer: VerifyObserver?
+    package var required: Set<Capability> = []
+    package var observer: VerifyObserver?
 
-    var passed: Bool { !checks.contains { $0.status == .fail } }
-    func count(_ status: CheckStatus) -> Int { checks.filter { $0.status == status }.count }
+    package init() {}
+
+    package var passed: Bool { !checks.contains { $0.status == .fail } }
+    package func count(_ status: CheckStatus) -> Int { checks.filter { $0.status == status }.count }
 
     /// Records a check that passed or failed.
-    mutating func add(_ name: String, _ allocator: String, _ passed: Bool, _ detail: String, seconds: Double = 0) {
+    package mutating func add(_ name: String, _ allocator: String, _ passed: Bool, _ detail: String, seconds: Double = 0) {
         append(VerifyCheck(name: name, allocator: allocator, status: passed ? .pass : .fail, detail: detail,
                            capability: nil, seconds: seconds))
     }
 
     /// Records a check that could not run for lack of `capability`: a failure when it is required.
-    mutating func skip(_ name: String, _ allocator: String, lacking capability: Capability, _ reason: String, seconds: Double = 0) {
+    package mutating func skip(_ name: String, _ allocator: String, lacking capability: Capability, _ reason: String, seconds: Double = 0) {
         let required = self.required.contains(capability)
         append(VerifyCheck(
             name: name, allocator: allocator, status: required ? .fail : .skip,
@@ -85,7 +86,7 @@ struct VerifyReport: Sendable {
 
     /// Runs `body` within `timeLimit` seconds (enforced by the observer, when there is one), recording
     /// its result; an error fails the check, naming it, unless it is `CheckSkipped`.
-    mutating func check(
+    package mutating func check(
         _ name: String, _ allocator: String, timeLimit: Double = defaultTimeLimit, _ body: () throws -> (Bool, String)
     ) {
         observer?.willStart(name: name, allocator: allocator, timeLimit: timeLimit)
@@ -101,43 +102,56 @@ struct VerifyReport: Sendable {
     }
 
     /// Records a finished check.
-    mutating func append(_ check: VerifyCheck) {
+    package mutating func append(_ check: VerifyCheck) {
         checks.append(check)
         observer?.didEnd(check)
     }
 }
 
 /// Sees each check start and end.
-struct VerifyObserver: Sendable {
-    let willStart: @Sendable (_ name: String, _ allocator: String, _ timeLimit: Double) -> Void
-    let didEnd: @Sendable (VerifyCheck) -> Void
+package struct VerifyObserver: Sendable {
+    package let willStart: @Sendable (_ name: String, _ allocator: String, _ timeLimit: Double) -> Void
+    package let didEnd: @Sendable (VerifyCheck) -> Void
 
-    func willStart(name: String, allocator: String, timeLimit: Double) { willStart(name, allocator, timeLimit) }
+    package init(
+        willStart: @escaping @Sendable (_ name: String, _ allocator: String, _ timeLimit: Double) -> Void,
+        didEnd: @escaping @Sendable (VerifyCheck) -> Void
+    ) {
+        self.willStart = willStart
+        self.didEnd = didEnd
+    }
+
+    package func willStart(name: String, allocator: String, timeLimit: Double) { willStart(name, allocator, timeLimit) }
 }
 
 /// The JSON `verify --json` prints: versions first, then the summary, then every check.
-struct VerifyDocument: Encodable {
+package struct VerifyDocument: Encodable {
     /// Bumped when a key changes meaning or goes away.
-    static let schemaVersion = 2
+    package static let schemaVersion = 2
 
-    let report: VerifyReport
-    let kernel: String
+    package let report: VerifyReport
+    package let kernel: String
 
-    enum CodingKeys: String, CodingKey {
+    package init(report: VerifyReport, kernel: String) {
+        self.report = report
+        self.kernel = kernel
+    }
+
+    package enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", toolVersion = "tool_version", kernel, status, required, summary, checks
     }
 
-    struct Summary: Encodable {
-        let passed: Int
-        let failed: Int
-        let skipped: Int
-        let total: Int
+    package struct Summary: Encodable {
+        package let passed: Int
+        package let failed: Int
+        package let skipped: Int
+        package let total: Int
     }
 
-    func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(Self.schemaVersion, forKey: .schemaVersion)
-        try container.encode(FiberStacksCommand.version, forKey: .toolVersion)
+        try container.encode(toolVersion, forKey: .toolVersion)
         try container.encode(kernel, forKey: .kernel)
         try container.encode(report.passed ? CheckStatus.pass : .fail, forKey: .status)
         try container.encode(report.required.map(\.rawValue).sorted(), forKey: .required)

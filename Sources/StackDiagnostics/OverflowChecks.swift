@@ -4,8 +4,8 @@ import StackAllocators
 /// `verify` for overflow detection: a child process that overflows a labelled guarded stack on a
 /// secondary thread must die by SIGSEGV with the diagnostic naming that label; a null dereference must
 /// die exactly as it would without our handler; canaries and high-water marks must measure what happened.
-enum OverflowChecks {
-    static func run(into report: inout VerifyReport) {
+package enum OverflowChecks {
+    package static func run(into report: inout VerifyReport) {
         for mode in [GuardMode.lightweight, .mprotect] {
             if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
                 report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .lightweightGuards,

@@ -6,12 +6,12 @@ import StackAllocators
 /// placement mode, the treatment of existing pages, refused nodes, guards, and huge pages on a node
 /// whose pool is empty. Meant for multi-node machines (scripts/numa-vm); on one node most of them
 /// have nothing to compare and record why.
-enum MultiNodeChecks {
-    static let stackSize = 256 << 10
+package enum MultiNodeChecks {
+    package static let stackSize = 256 << 10
 
     /// Runs every check; `disposable` allows the two that disturb the machine (filling a node's free
     /// memory, resizing per-node huge page pools), which are otherwise skipped (capability machine-changes).
-    static func run(disposable: Bool, into report: inout NUMACheckReport) {
+    package static func run(disposable: Bool, into report: inout NUMACheckReport) {
         let topology: NUMATopology
         let allocator: MmapStackAllocator
         do {
@@ -54,17 +54,17 @@ enum MultiNodeChecks {
     }
 
     /// What every check needs.
-    struct Context {
-        let topology: NUMATopology
-        let allocator: MmapStackAllocator
+    package struct Context {
+        package let topology: NUMATopology
+        package let allocator: MmapStackAllocator
         /// Nodes with CPUs (threads can be pinned there).
-        var cpuNodes: [Int] { topology.nodes.filter { !$0.cpus.isEmpty }.map(\.id) }
+        package var cpuNodes: [Int] { topology.nodes.filter { !$0.cpus.isEmpty }.map(\.id) }
         /// Nodes with CPUs other than `node`: where a "remote" prefault runs.
-        func remoteCPUNodes(from node: Int) -> [Int] { cpuNodes.filter { $0 != node } }
+        package func remoteCPUNodes(from node: Int) -> [Int] { cpuNodes.filter { $0 != node } }
     }
 
     /// `NUMATopology.currentNode()` agrees with the node a thread was pinned to.
-    static func pinning(_ context: Context, into report: inout NUMACheckReport) {
+    package static func pinning(_ context: Context, into report: inout NUMACheckReport) {
         for node in context.cpuNodes {
             report.check("pin/node\(node)") {
                 let (current, cpu) = try onThread(pinnedTo: node) {
@@ -82,7 +82,7 @@ enum MultiNodeChecks {
 
     /// The control: without a placement, pages land on the prefaulting CPU's node (or the nearest node
     /// with memory), so the bind checks below show mbind at work, not luck.
-    static func firstTouch(_ context: Context, into report: inout NUMACheckReport) {
+    package static func firstTouch(_ context: Context, into report: inout NUMACheckReport) {
         for node in context.cpuNodes {
             report.check("first-touch/node\(node)") {
                 let placed = try onThread(pinnedTo: node) {
@@ -107,7 +107,7 @@ enum MultiNodeChecks {
     }
 
     /// Bound to each node with memory, prefaulted from a thread on every other node: every page there.
-    static func bind(_ context: Context, into report: inout NUMACheckReport) {
+    package static func bind(_ context: Context, into report: inout NUMACheckReport) {
         for target in context.topology.memoryNodes {
             for (index, remote) in context.remoteCPUNodes(from: target).enumerated() {
                 let strategies: [PrefaultStrategy] = index == 0 ? [.populate, .touch] : [.populate]
@@ -132,7 +132,7 @@ enum MultiNodeChecks {
     }
 
     /// Preferred node with room: every page there, even when prefaulted from another node.
-    static func preferred(_ context: Context, into report: inout NUMACheckReport) {
+    package static func preferred(_ context: Context, into report: inout NUMACheckReport) {
         for target in context.topology.memoryNodes {
             guard let remote = context.remoteCPUNodes(from: target).first else { continue }
             report.check("preferred/node\(target)") {
@@ -153,7 +153,7 @@ enum MultiNodeChecks {
 
     /// Preferred node too small: allocation still succeeds, the overflow lands on other nodes, and
     /// `verify` reports the spill. (Bind would fail instead; that is not run: it ends in the OOM killer.)
-    static func preferredSpill(_ context: Context, into report: inout NUMACheckReport) {
+    package static func preferredSpill(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2, let target = nodes.last else {
             report.skip("preferred-spill", lacking: .multiNode, "needs two nodes with memory")
@@ -187,7 +187,7 @@ enum MultiNodeChecks {
     }
 
     /// Interleave over every node with memory: ⌊n/k⌋ or ⌈n/k⌉ pages on each.
-    static func interleave(_ context: Context, into report: inout NUMACheckReport) {
+    package static func interleave(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
             report.skip("interleave", lacking: .multiNode, "needs two nodes with memory")
@@ -211,7 +211,7 @@ enum MultiNodeChecks {
     }
 
     /// Pages on node A, then a bind to node B: `.strict` fails with EIO, `.move` migrates, `.leave` leaves.
-    static func existingPages(_ context: Context, into report: inout NUMACheckReport) {
+    package static func existingPages(_ context: Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.memoryNodes
         guard nodes.count >= 2 else {
             report.skip("existing-pages", lacking: .multiNode, "needs two nodes with memory")
@@ -259,7 +259,7 @@ enum MultiNodeChecks {
 
     /// Every placement that must be refused is, with its own error; for memoryless nodes the kernel
     /// agrees (mbind EINVAL without our validation).
-    static func refusals(_ context: Context, into report: inout NUMACheckReport) {
+    package static func refusals(_ context: Context, into report: inout NUMACheckReport) {
         for invalid in NUMAChecks.invalidPlacements(context.topology) {
             report.check("reject/\(invalid.name)") {
                 let before = context.allocator.stats.bytesReserved
@@ -291,7 +291,7 @@ enum MultiNodeChecks {
 
     /// Bound stacks keep sound guards with every mechanism this kernel has (mprotect where it lacks
     /// MADV_GUARD_INSTALL, as the guest's 6.1 kernel does), and no guard page is ever faulted in.
-    static func guards(_ context: Context, into report: inout NUMACheckReport) {
+    package static func guards(_ context: Context, into report: inout NUMACheckReport) {
         guard let target = context.topology.memoryNodes.last else { return }
         var modes: [GuardMode] = [.automatic, .mprotect]
         if GuardInstaller.lightweightGuardsSupported { modes.append(.lightweight) }

@@ -3,8 +3,8 @@ import StackAllocators
 
 /// `verify` for `PooledStackAllocator` over the mmap and slab allocators: each prefault strategy (pooled
 /// stacks keep their guards and release does not unmap), reuse, scrub, and the hot watermark.
-enum PooledChecks {
-    static func run(into report: inout VerifyReport) {
+package enum PooledChecks {
+    package static func run(into report: inout VerifyReport) {
         let request = StackRequest(usableSize: 256 << 10)
         let inners: [(String, () throws(StackError) -> any StackAllocator)] = [
             ("pool/mmap", { () throws(StackError) in try MmapStackAllocator() }),

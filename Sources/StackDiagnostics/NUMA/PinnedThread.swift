@@ -3,13 +3,13 @@ import Glibc
 import StackAllocators
 
 /// A check that could not run, and why.
-struct CheckError: Error, CustomStringConvertible {
-    let description: String
+package struct CheckError: Error, CustomStringConvertible {
+    package let description: String
 }
 
 /// Runs `body` on a new thread pinned to the CPUs of `node` (`numa_run_on_node`), waits for it, and
 /// returns what it returned or rethrows what it threw. The thread checks it really runs on `node`.
-func onThread<T>(pinnedTo node: Int, _ body: @escaping () throws -> T) throws -> T {
+package func onThread<T>(pinnedTo node: Int, _ body: @escaping () throws -> T) throws -> T {
     let job = PinnedJob()
     var outcome: Result<T, any Error>?
     job.work = {
@@ -41,5 +41,5 @@ func onThread<T>(pinnedTo node: Int, _ body: @escaping () throws -> T) throws ->
 /// The work a pinned thread runs. The creating thread waits in pthread_join, so the closure's captures
 /// are never used by two threads at once.
 private final class PinnedJob: @unchecked Sendable {
-    var work: () -> Void = {}
+    package var work: () -> Void = {}
 }

@@ -3,10 +3,10 @@ import Glibc
 
 /// The scheduler on several nodes: one worker per node with memory, stacks bound to the worker's node and
 /// grown while idle with populate; every grown stack must have all its pages on its worker's node.
-enum SchedulerNodeCheck {
-    static let name = "scheduler/worker-node-stacks"
+package enum SchedulerNodeCheck {
+    package static let name = "scheduler/worker-node-stacks"
 
-    static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
+    package static func run(_ context: MultiNodeChecks.Context, into report: inout NUMACheckReport) {
         let nodes = context.topology.nodes.filter { $0.hasMemory && !$0.cpus.isEmpty }
         guard nodes.count >= 2 else {
             report.skip(name, lacking: .multiNode, "needs two nodes with memory and CPUs")

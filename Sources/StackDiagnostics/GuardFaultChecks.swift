@@ -4,11 +4,11 @@ import StackAllocators
 /// `verify` for guards that really fault, for every allocator kind: a child process writes one byte
 /// at a random depth into the guard of a labelled stack, and must die by SIGSEGV with the overflow
 /// handler's diagnostic naming that stack and that exact distance below its usable bottom.
-enum GuardFaultChecks {
+package enum GuardFaultChecks {
     /// Guard bytes of every stack the children make.
-    static let guardSize = 64 << 10
+    package static let guardSize = 64 << 10
 
-    static func run(into report: inout VerifyReport) {
+    package static func run(into report: inout VerifyReport) {
         let lightweight = GuardInstaller.lightweightGuardsSupported
         for allocator in ["mmap", "slab"] {
             for mode in [GuardMode.lightweight, .mprotect] {
@@ -22,8 +22,8 @@ enum GuardFaultChecks {
             }
         }
         fault("pool/mmap", ["--allocator", "pool"], into: &report)
-        let anonymous = (MachineCapabilities.hugePagePool(pageSize: MachineCapabilities.defaultHugePageSize())?.available ?? 0) >= 1
-        let transparent = ["madvise", "always"].contains(MachineCapabilities.transparentHugePageMode() ?? "never")
+        let anonymous = (HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) >= 1
+        let transparent = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
         for (packing, allocator) in [("", "huge"), ("packed-", "huge-packed")] {
             if anonymous {
                 fault("huge/\(packing)anonymous", ["--allocator", allocator, "--huge-backing", "anonymous"], into: &report)
@@ -35,7 +35,7 @@ enum GuardFaultChecks {
                 fault("huge/\(packing)transparent", ["--allocator", allocator, "--huge-backing", "transparent"], into: &report)
             } else {
                 report.skip("guard-fault", "huge/\(packing)transparent", lacking: .thp,
-                            "needs THP mode madvise or always (\(MachineCapabilities.transparentHugePageDirectory)/enabled)")
+                            "needs THP mode madvise or always (\(HugePageSystem.transparentHugePageDirectory)/enabled)")
             }
         }
     }

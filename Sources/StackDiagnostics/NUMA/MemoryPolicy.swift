@@ -4,22 +4,22 @@ import StackAllocators
 
 /// The NUMA policy the kernel holds for one address, read back with get_mempolicy(MPOL_F_ADDR), which
 /// (unlike MPOL_F_NODE) does not fault the page in. Checks compare it with what the allocator claims.
-struct MemoryPolicy: Equatable, CustomStringConvertible {
+package struct MemoryPolicy: Equatable, CustomStringConvertible {
     /// MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, ... (mode flags masked off).
-    let mode: Int32
+    package let mode: Int32
     /// The nodes of the policy's mask.
-    let nodes: [Int]
+    package let nodes: [Int]
 
     /// Nodes the mask can hold: more than any kernel's MAX_NUMNODES (1024), as get_mempolicy requires.
     private static let maskBits = 4096
 
-    init(mode: Int32, nodes: [Int]) {
+    package init(mode: Int32, nodes: [Int]) {
         self.mode = mode
         self.nodes = nodes
     }
 
     /// The policy of the VMA holding `address`.
-    init(at address: UInt) throws {
+    package init(at address: UInt) throws {
         var mode: Int32 = 0
         var mask = [UInt](repeating: 0, count: Self.maskBits / UInt.bitWidth)
         let result = mask.withUnsafeMutableBufferPointer { words in
@@ -33,7 +33,7 @@ struct MemoryPolicy: Equatable, CustomStringConvertible {
         nodes = (0..<Self.maskBits).filter { mask[$0 / UInt.bitWidth] & (1 << UInt($0 % UInt.bitWidth)) != 0 }
     }
 
-    var description: String {
+    package var description: String {
         let name = switch mode {
         case Int32(MPOL_DEFAULT): "MPOL_DEFAULT"
         case Int32(MPOL_PREFERRED): "MPOL_PREFERRED"

@@ -159,16 +159,16 @@ package enum ChildProcess {
 
     /// The read ends of the child's standard output and error, and what came through them.
     private struct Streams {
-        var descriptors: [Int32]
-        var outputBytes: [UInt8] = []
-        var errorBytes: [UInt8] = []
+        package var descriptors: [Int32]
+        package var outputBytes: [UInt8] = []
+        package var errorBytes: [UInt8] = []
 
-        init(output: Int32, error: Int32) { descriptors = [output, error] }
+        package init(output: Int32, error: Int32) { descriptors = [output, error] }
 
-        var isOpen: Bool { descriptors.contains { $0 >= 0 } }
+        package var isOpen: Bool { descriptors.contains { $0 >= 0 } }
 
         /// Waits up to `milliseconds` for data and reads what came.
-        mutating func poll(milliseconds: Int32) {
+        package mutating func poll(milliseconds: Int32) {
             var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ready = Glibc.poll(&fds, nfds_t(fds.count), milliseconds)
             guard ready > 0 else { return }
@@ -178,7 +178,7 @@ package enum ChildProcess {
         }
 
         /// Reads what is left once the child has ended (its write ends are closed, so reads end).
-        mutating func drain() {
+        package mutating func drain() {
             for index in descriptors.indices where descriptors[index] >= 0 {
                 _ = fcntl(descriptors[index], F_SETFL, O_NONBLOCK)
                 while descriptors[index] >= 0 && read(index) {}
@@ -187,7 +187,7 @@ package enum ChildProcess {
 
         /// Reads one chunk from stream `index`; false at end of file or when nothing is ready.
         @discardableResult
-        mutating func read(_ index: Int) -> Bool {
+        package mutating func read(_ index: Int) -> Bool {
             var chunk = [UInt8](repeating: 0, count: 65_536)
             let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptors[index], $0.baseAddress, $0.count) }
             if count > 0 {

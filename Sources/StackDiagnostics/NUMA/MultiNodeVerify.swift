@@ -3,12 +3,12 @@ import StackAllocators
 
 /// The multi-node checks of `numa-check`, as rows of `verify`, where the machine has two or more NUMA
 /// nodes with memory. The checks that change the machine run only with `allowMachineChanges` as root.
-enum MultiNodeVerify {
-    static let allocatorName = "numa/multi-node"
+package enum MultiNodeVerify {
+    package static let allocatorName = "numa/multi-node"
     /// All multi-node checks together; in a TCG guest they take a few seconds.
-    static let timeLimit = 300.0
+    package static let timeLimit = 300.0
 
-    static func run(allowMachineChanges: Bool, into report: inout VerifyReport) {
+    package static func run(allowMachineChanges: Bool, into report: inout VerifyReport) {
         let topology: NUMATopology
         do {
             topology = try NUMATopology.current()

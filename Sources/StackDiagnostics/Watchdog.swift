@@ -5,19 +5,19 @@ import Synchronization
 /// Bounds the time of in-process checks for `verify`, and of the work between them: a check still
 /// running past its limit ends the run. The watchdog records it as a failure naming the check, prints what was found so far (`finish`),
 /// and exits 1. A hung check cannot be stopped from outside its thread, so the process ends instead.
-final class Watchdog: Sendable {
+package final class Watchdog: Sendable {
     private struct Running {
-        var name = ""
-        var allocator = ""
-        var deadline = Double.infinity
-        var timeLimit = 0.0
+        package var name = ""
+        package var allocator = ""
+        package var deadline = Double.infinity
+        package var timeLimit = 0.0
     }
 
     private let running = Mutex(Running())
     private let finish: @Sendable (VerifyCheck) -> Never
 
     /// `finish` receives the failed row of the check that timed out, prints the report and exits.
-    init(finish: @escaping @Sendable (VerifyCheck) -> Never) throws(WatchdogError) {
+    package init(finish: @escaping @Sendable (VerifyCheck) -> Never) throws(WatchdogError) {
         self.finish = finish
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -32,13 +32,13 @@ final class Watchdog: Sendable {
     }
 
     /// A check starts: it must end within `timeLimit` seconds.
-    func arm(name: String, allocator: String, timeLimit: Double) {
+    package func arm(name: String, allocator: String, timeLimit: Double) {
         running.withLock { $0 = Running(name: name, allocator: allocator, deadline: monotonicSeconds() + timeLimit, timeLimit: timeLimit) }
     }
 
     /// The running check ended. Work between checks (allocating the stack the next rows probe) is
     /// bounded too: the next check must start within `idleLimit` seconds.
-    func disarm(idleLimit: Double = VerifyReport.defaultTimeLimit) {
+    package func disarm(idleLimit: Double = VerifyReport.defaultTimeLimit) {
         running.withLock {
             $0 = Running(name: "after " + $0.name, allocator: $0.allocator, deadline: monotonicSeconds() + idleLimit, timeLimit: idleLimit)
         }
@@ -59,7 +59,7 @@ final class Watchdog: Sendable {
 }
 
 /// The watchdog thread could not start.
-struct WatchdogError: Error, CustomStringConvertible {
-    let errno: Int32
-    var description: String { "cannot start the verify watchdog thread: pthread_create: errno \(errno) (check ulimit -u)" }
+package struct WatchdogError: Error, CustomStringConvertible {
+    package let errno: Int32
+    package var description: String { "cannot start the verify watchdog thread: pthread_create: errno \(errno) (check ulimit -u)" }
 }

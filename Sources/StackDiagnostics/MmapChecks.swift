@@ -2,8 +2,8 @@ import StackAllocators
 
 /// `verify` for `MmapStackAllocator`: each guard mechanism this kernel offers times each prefault strategy,
 /// then release, then the map lines and RSS of 1000 live stacks and their return to the baseline.
-enum MmapChecks {
-    static func run(into report: inout VerifyReport) {
+package enum MmapChecks {
+    package static func run(into report: inout VerifyReport) {
         var modes: [GuardMode] = [.mprotect]
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(.lightweight, at: 0)
@@ -33,7 +33,7 @@ enum MmapChecks {
     /// release, every stack's whole range unmapped (mincore), RSS back at the baseline, and map lines
     /// within a few of it (other allocations meanwhile can split a mapping). The baseline is taken after
     /// one warm-up round, so what the process keeps for good (guard registry chunks) is not a leak.
-    static func liveAndReleased(_ allocator: MmapStackAllocator, mode: GuardMode) throws -> (Bool, String) {
+    package static func liveAndReleased(_ allocator: MmapStackAllocator, mode: GuardMode) throws -> (Bool, String) {
         let count = 1000
         _ = try liveRound(allocator, count: count)
         let (before, live, after, mapped) = try liveRound(allocator, count: count)

@@ -6,12 +6,12 @@ import StackAllocators
 /// a control stack with no placement, prefaulted from another node's CPU where there is one, holds
 /// MPOL_DEFAULT, so a bind that did nothing fails even on one node. Nodes that cannot take pages are
 /// refused with their own errors.
-enum NUMAChecks {
-    static let allocatorName = "mmap+numa"
+package enum NUMAChecks {
+    package static let allocatorName = "mmap+numa"
     /// The stack size of the placement checks.
-    static let stackSize = 256 << 10
+    package static let stackSize = 256 << 10
 
-    static func run(into report: inout VerifyReport) {
+    package static func run(into report: inout VerifyReport) {
         let topology: NUMATopology
         do {
             topology = try NUMATopology.current()
@@ -58,7 +58,7 @@ enum NUMAChecks {
 
     /// A stack with no placement, populated from a thread on a node with CPUs other than `node` when
     /// there is one (`remote`), else on this thread.
-    static func controlStack(_ allocator: MmapStackAllocator, topology: NUMATopology, awayFrom node: Int) throws
+    package static func controlStack(_ allocator: MmapStackAllocator, topology: NUMATopology, awayFrom node: Int) throws
         -> (placed: PlacedStack, remote: Int?)
     {
         let request = StackRequest(usableSize: stackSize, prefault: PrefaultPolicy(.populate))
@@ -69,15 +69,15 @@ enum NUMAChecks {
     }
 
     /// A placement no allocation may accept on this machine, and the error it must get.
-    struct InvalidPlacement {
+    package struct InvalidPlacement {
         /// A short stable name: `out-of-range/-1`, `memoryless/node2/bind`, ...
-        let name: String
-        let placement: NUMAPlacement
-        let matches: (StackError?) -> Bool
+        package let name: String
+        package let placement: NUMAPlacement
+        package let matches: (StackError?) -> Bool
     }
 
     /// Out-of-range ids, offline and memoryless nodes, an empty interleave set.
-    static func invalidPlacements(_ topology: NUMATopology) -> [InvalidPlacement] {
+    package static func invalidPlacements(_ topology: NUMATopology) -> [InvalidPlacement] {
         func outOfRange(_ node: Int) -> InvalidPlacement {
             InvalidPlacement(name: "out-of-range/\(node)", placement: .bind(node)) {
                 if case .numaNodeOutOfRange(node, _) = $0 { true } else { false }
@@ -112,7 +112,7 @@ enum NUMAChecks {
     }
 
     /// The error allocating a small stack with `placement` gives, or nil when it is accepted.
-    static func rejection(_ allocator: any StackAllocator, _ placement: NUMAPlacement) -> StackError? {
+    package static func rejection(_ allocator: any StackAllocator, _ placement: NUMAPlacement) -> StackError? {
         do {
             _ = try allocator.allocate(StackRequest(usableSize: 16 << 10, placement: placement))
             return nil
@@ -123,22 +123,22 @@ enum NUMAChecks {
 }
 
 /// One stack allocated for a request, probed, and released: what its pages and guard looked like.
-struct PlacedStack {
+package struct PlacedStack {
     /// `StackDescriptor.node`.
-    let node: Int?
+    package let node: Int?
     /// The guard mechanism.
-    let mechanism: GuardMechanism
+    package let mechanism: GuardMechanism
     /// Where the usable pages were.
-    let placement: PlacementReport
+    package let placement: PlacementReport
     /// Where the guard pages were (none should be present).
-    let guardPlacement: PlacementReport
+    package let guardPlacement: PlacementReport
     /// Guard soundness and residency.
-    let probe: StackProbeReport
+    package let probe: StackProbeReport
     /// The policy the kernel holds for the usable range (get_mempolicy).
-    let policy: MemoryPolicy
+    package let policy: MemoryPolicy
 
     /// Allocates, reports, releases.
-    init(_ allocator: any StackAllocator, _ request: StackRequest) throws {
+    package init(_ allocator: any StackAllocator, _ request: StackRequest) throws {
         let stack = try allocator.allocate(request)
         node = stack.node
         mechanism = stack.guardMechanism
@@ -149,7 +149,7 @@ struct PlacedStack {
     }
 
     /// Every usable page present and on `nodes`, no guard page present.
-    func isComplete(on nodes: [Int]) -> Bool {
+    package func isComplete(on nodes: [Int]) -> Bool {
         placement.present == placement.pages && placement.pagesOutside(nodes) == 0 && guardPlacement.present == 0
             && (try? placement.verify(on: nodes)) != nil
     }
