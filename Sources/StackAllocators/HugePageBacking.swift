@@ -133,12 +133,30 @@ struct HugePageBacking: Sendable, Hashable {
         }
     }
 
-    /// The error for a hugetlb pool that could not give `needed` pages, with the pool's numbers now.
+    /// The error for a hugetlb pool that could not give `needed` pages, with the numbers now: the
+    /// hugetlbfs mount's when its `size=` limit is what ran out, else the pool's.
     func exhaustedError(needed: Int, node: Int? = nil) -> StackError {
+        if let full = mountFullError(needed: needed) { return full }
         let pool = MachineCapabilities.hugePagePool(pageSize: pageSize, node: node)
         return .hugePagesExhausted(
             pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: node,
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")
+    }
+
+    /// `.hugeTLBFSMountFull` when this backing's hugetlbfs mount has a size limit (statfs: `f_blocks` > 0)
+    /// with fewer than `needed` pages free, else nil.
+    private func mountFullError(needed: Int) -> StackError? {
+        guard case .hugetlbfsFile(let directory) = source,
+            let path = directory ?? hugetlbfs_find_path_for_size(pageSize).map({ String(cString: $0) }),
+            case .success(let fileSystem) = Syscall.fileSystem(at: path), fileSystem.blocks > 0,
+            fileSystem.freeBlocks < needed
+        else { return nil }
+        // Name the mount point (what `mount -o remount` takes), not a directory below it.
+        let mount = MachineCapabilities.hugeTLBMounts().map(\.path)
+            .filter { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+            .max { $0.count < $1.count } ?? path
+        return .hugeTLBFSMountFull(
+            mount: mount, pageSize: pageSize, limit: fileSystem.blocks, free: fileSystem.freeBlocks, needed: needed)
     }
 
     /// An mmap result with ENOMEM named: the pool (hugetlb), the map count, or memory.
