@@ -215,9 +215,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
             let pool = "\(node.map { "node \($0)'s" } ?? "the") \(formatByteCount(pageSize)) huge page pool"
             guard free < needed else {
-                return "\(pool) has \(free) free pages, \(needed) needed, yet the kernel refused them: a hugetlb cgroup "
-                    + "limit (hugetlb.\(formatSizeOption(pageSize))B.max) may be reached, or another process took the "
-                    + "pages meanwhile; raise the cgroup limit, or ask for HugePageRequest.ExhaustionPolicy.fallback"
+                return "\(pool) has \(free) free pages, \(needed) needed, yet the kernel refused them: a hugetlbfs "
+                    + "mount's size= limit or a hugetlb cgroup limit (hugetlb.\(formatSizeOption(pageSize))B.max) may be "
+                    + "reached, or another process took the pages meanwhile; raise the limit that was reached, or ask "
+                    + "for HugePageRequest.ExhaustionPolicy.fallback"
             }
             return "\(pool) has \(free) free pages, \(needed) needed: "
                 + "add at least \(needed - free) by writing a larger page count to \(controlFile) (as root), "

@@ -52,7 +52,7 @@ struct HugeTLBFSMountLimitTests {
         }
     }
 
-    @Test("Mounting again with the size the error names lets the same 8 MiB stack be allocated",
+    @Test("Mounting again with the options the error names lets the same 8 MiB stack be allocated",
           .enabled(if: HugePages.size == 2 << 20 && HugePages.haveFree(4), HugePages.needFree),
           .enabled(if: canMount, needMountPrivilege))
     func namedFixWorks() async throws {
@@ -61,15 +61,20 @@ struct HugeTLBFSMountLimitTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String] in
             let allocator = HugePageStackAllocator()
             let request = stackRequest(8 << 20, mount: directory)
+            let options: String
             do throws(StackError) {
                 _ = try allocator.allocate(request)
                 preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
             } catch {
-                precondition(error.description.contains("-o pagesize=2M,size=8M none \(directory)"), "\(error)")
+                // The options of the `mount -t hugetlbfs -o OPTIONS none MOUNT` the error names.
+                let text = error.description
+                let named = text.split(separator: "mount -t hugetlbfs -o ").dropFirst().first?.split(separator: " ").first
+                precondition(named != nil && text.contains(" none \(directory)`"), text)
+                options = String(named!)
             }
             precondition(umount2(directory, 0) == 0, "umount: \(errno)")
-            let remounted = "pagesize=2M,size=8M".withCString { mount("none", directory, "hugetlbfs", 0, $0) }
-            precondition(remounted == 0, "mount: \(errno)")
+            let remounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
+            precondition(remounted == 0, "mount -o \(options): \(errno)")
             let stack = try allocator.allocate(request)
             let backed = try HugePages.heldByThisProcess()
             precondition(backed == 8 << 20, "\(backed) B of hugetlb mapped for an 8 MiB stack")

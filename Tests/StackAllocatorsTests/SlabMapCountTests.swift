@@ -144,13 +144,15 @@ struct SlabMapCountTests {
             precondition(failure!.description.contains("would hold \(remaining) more"), failure!.description)
 
             // The mappings the error says are left hold what it says: a slab without a reserve (made now, so
-            // its budget reads the count after the first slab's stacks) fills them, less the one line of its
-            // own region.
+            // its budget reads the count after the first slab's stacks) fills them up to the limit, less the
+            // line its own region may add.
             configuration.mapCountReserve = 0
             let unreserved = try SlabStackAllocator(configuration)
             let (more, last) = fill(unreserved)
+            let full = try MapCount.current()
+            precondition(full <= limit && full + MapCountBudget.linesPerGuard > limit, "\(full) of \(limit) mappings")
             precondition(
-                more == (limit - now - 1) / 2 && (more == remaining || (more == remaining - 1 && (limit - now) % 2 == 0)),
+                more == remaining || (more == remaining - 1 && (limit - now) % 2 == 0),
                 "the error said \(remaining) more would fit in \(limit - now) mappings; a slab with no reserve made \(more)")
             guard case .mapCountReserveReached(_, _, 0, 0)? = last else {
                 preconditionFailure("expected no room left, got \(String(describing: last))")
