@@ -176,17 +176,10 @@ struct PooledStackAllocatorTests {
             (.init(hotWatermark: .init(bytes: -1)), "hotWatermark.bytes", "-1", "zero or positive"),
         ]
         for (configuration, field, value, allowed) in invalid {
-            do {
+            expectInvalidConfiguration(
+                type: "PooledStackAllocator.Configuration", field: field, value: value, allowed: allowed
+            ) { () throws(StackError) in
                 _ = try PooledStackAllocator(wrapping: inner, configuration)
-                Issue.record("\(field) = \(value) was accepted")
-            } catch {
-                guard case .invalidConfiguration(let type, let reportedField, let reportedValue, _) = error else {
-                    Issue.record("got \(error)")
-                    continue
-                }
-                #expect(type == "PooledStackAllocator.Configuration" && reportedField == field && reportedValue == value)
-                #expect(error.description.contains("PooledStackAllocator.Configuration.\(field) \(value)"), "\(error)")
-                #expect(error.description.contains(allowed), "\(error)")
             }
         }
         #expect(inner.stats.live == 1)

@@ -93,17 +93,8 @@ struct SlabStackAllocatorTests {
         (SlabStackAllocator.Configuration(mapCountReserve: -1), "mapCountReserve", "-1", "zero or positive"),
     ])
     func badConfiguration(_ configuration: SlabStackAllocator.Configuration, field: String, value: String, allowed: String) {
-        do {
+        expectInvalidConfiguration(type: "SlabStackAllocator.Configuration", field: field, value: value, allowed: allowed) { () throws(StackError) in
             _ = try SlabStackAllocator(configuration)
-            Issue.record("\(field) = \(value) was accepted")
-        } catch {
-            guard case .invalidConfiguration(let type, let reportedField, let reportedValue, _) = error else {
-                Issue.record("got \(error)")
-                return
-            }
-            #expect(type == "SlabStackAllocator.Configuration" && reportedField == field && reportedValue == value)
-            #expect(error.description.contains("SlabStackAllocator.Configuration.\(field) \(value)"), "\(error)")
-            #expect(error.description.contains(allowed), "\(error)")
         }
     }
 
