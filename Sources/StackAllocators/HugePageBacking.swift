@@ -173,20 +173,26 @@ struct HugePageBacking: Sendable, Hashable {
     /// A new unlinked file on the hugetlbfs for this page size (libhugetlbfs) or in `directory`.
     private func openUnlinkedFile(in directory: String?) -> Result<Int32, StackError> {
         if let directory {
-            return Syscall.unlinkedTemporaryFile(in: directory).mapError { errno in
-                .capabilityMissing(
-                    "a file on the hugetlbfs \(directory) (\(errno))",
-                    fix: "the mount must be writable by this user: check its mode and its uid=/gid= options")
-            }
+            return Syscall.unlinkedTemporaryFile(in: directory).mapError { fileError($0, mount: directory) }
         }
         let fd = hugetlbfs_unlinked_fd_for_size(pageSize)
         guard fd >= 0 else {
             let errno = Errno(rawValue: Glibc.errno)
             let path = hugetlbfs_find_path_for_size(pageSize).map { String(cString: $0) } ?? "(no mount)"
-            return .failure(.capabilityMissing(
-                "a file on the hugetlbfs \(path) (\(errno))",
-                fix: "the mount must be writable by this user: check its mode and its uid=/gid= options"))
+            return .failure(fileError(errno, mount: path))
         }
         return .success(fd)
+    }
+
+    /// Why no file could be made on the hugetlbfs at `mount`, by errno.
+    private func fileError(_ errno: Errno, mount: String) -> StackError {
+        let fix =
+            switch errno {
+            case .permissionDenied, .notPermitted, .readOnlyFileSystem:
+                "the mount must be writable by this user: check its mode and its uid=/gid= options"
+            case .noSpace: "the mount's nr_inodes= limit is reached: mount it again with a larger one, or without it"
+            default: "see open(2) and mkstemp(3)"
+            }
+        return .capabilityMissing("a file on the hugetlbfs \(mount) (\(errno))", fix: fix)
     }
 }
