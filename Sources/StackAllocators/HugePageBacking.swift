@@ -151,7 +151,7 @@ struct HugePageBacking: Sendable, Hashable {
             case .success(let fileSystem) = Syscall.fileSystem(at: path), fileSystem.blocks > 0,
             fileSystem.freeBlocks < needed
         else { return nil }
-        // Name the mount point (what `mount -o remount` takes), not a directory below it.
+        // Name the mount point (what `umount` and `mount` take), not a directory below it.
         let mount = MachineCapabilities.hugeTLBMounts().map(\.path)
             .filter { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
             .max { $0.count < $1.count } ?? path
