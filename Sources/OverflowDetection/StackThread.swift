@@ -1,6 +1,7 @@
 import CStackSupport
 import Glibc
 import GuardPages
+import SystemPackage
 
 /// Runs code on a given stack before fibers exist: a pthread whose stack *is* the usable range
 /// (`pthread_attr_setstack`), so deep recursion on it reaches the stack's guard. For tests and
@@ -52,8 +53,8 @@ package enum StackThread {
     }
 
     private static func failure(_ code: Int32, _ call: String) -> StackError {
-        .capabilityMissing(
-            "a thread on a given stack (\(call): errno \(code))",
-            fix: "EAGAIN: raise the thread limit (ulimit -u, kernel.threads-max); EINVAL: give the stack at least 16 KiB")
+        code == EINVAL
+            ? .invalidRequest("a thread on a given stack (\(call): EINVAL)", fix: "give the stack at least 16 KiB")
+            : .threadCreationFailed(Errno(rawValue: code))
     }
 }

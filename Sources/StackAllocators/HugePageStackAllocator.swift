@@ -119,7 +119,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             layout = try HugePageRegion.map(
                 sizes, backing: backing, prefault: request.prefault, placement: request.placement, logger: logger)
         } catch {
-            if case .prefaultFailed = error { recorder.recordPrefaultFailure() }
+            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
             throw error
         }
         if sizes.guardSize > 0 {
@@ -192,9 +192,6 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
 
     /// Errors the fallback policy absorbs: huge pages cannot be had. Bad input is never absorbed.
     private static func isShortage(_ error: StackError) -> Bool {
-        switch error {
-        case .hugePagesExhausted, .capabilityMissing: true
-        default: false
-        }
+        error.code == .hugePagesExhausted || error.code == .hugeTLBFSMountFull || error.isUnsupported
     }
 }

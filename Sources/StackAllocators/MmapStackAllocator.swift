@@ -34,7 +34,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         guard request.pages == .small else {
-            throw .capabilityMissing("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
+            throw .invalidRequest("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
         }
         let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
         let base: UInt

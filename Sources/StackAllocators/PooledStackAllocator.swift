@@ -380,7 +380,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
         }
         guard let slot else {
             stack.deinitialize(count: 1)
-            throw .capabilityMissing(
+            throw .poolExhausted(
                 "more than \(PoolSlotTable.capacity) stacks in one pool", fix: "use several pools, or a lower cap")
         }
         recorder.recordReserved(total)

@@ -72,7 +72,8 @@ package enum HugePageChecks {
         do {
             before = try MemorySnapshot.now()
             stack = try allocator.allocate(StackRequest(usableSize: size, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
-        } catch .hugePagesExhausted(let pageSize, let needed, let free, _, let file) {
+        } catch let error as StackError where error.code == .hugePagesExhausted {
+            guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let file) = error.reason else { return }
             // Believe the allocator only when the kernel's own count agrees.
             let path = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB"
             let kernelFree = (try? SystemFile.readInteger("\(path)/free_hugepages")).map { $0 - ((try? SystemFile.readInteger("\(path)/resv_hugepages")) ?? 0) }
@@ -173,7 +174,7 @@ package enum HugePageChecks {
             guard let error = allocationError(allocator, StackRequest(usableSize: needed * size, pages: .huge(request))) else {
                 return (false, "a stack of \(needed) pages from a pool of \(pool.total) was granted")
             }
-            guard case .hugePagesExhausted(_, let reportedNeed, let free, _, let file) = error else { throw error }
+            guard case .hugePagesExhausted(_, let reportedNeed, let free, _, let file) = error.reason else { throw error }
             // The kernel's own count must confirm that the pool could not serve the request.
             let path = "/sys/kernel/mm/hugepages/hugepages-\(size >> 10)kB/free_hugepages"
             let kernelFree = try SystemFile.readInteger(path)

@@ -138,8 +138,8 @@ struct AllocatorAndShutdownTests {
         config.stackSize = 0
         #expect(throws: StackError.self) { try FiberScheduler(config: config) }
         config = testConfig()
-        config.allocatorFactory = { _ throws(StackError) in throw .capabilityMissing("test", fix: "none") }
-        #expect(throws: StackError.capabilityMissing("test", fix: "none")) { try FiberScheduler(config: config) }
+        config.allocatorFactory = { _ throws(StackError) in throw StackError(message: "test", fix: "none") }
+        #expect(throws: StackError(message: "test", fix: "none")) { try FiberScheduler(config: config) }
         // An initial pool the allocator cannot make: init stops the started workers and throws.
         let allocator = CountingHeapAllocator(limit: 3)
         #expect(throws: StackError.self) {

@@ -70,7 +70,7 @@ struct MapCountTests {
                     break
                 }
             }
-            guard case .mapCountExhausted(let reportedLimit, _) = failure else {
+            guard case .mapCountExhausted(let reportedLimit, _)? = failure?.reason else {
                 preconditionFailure("expected mapCountExhausted after \(count) stacks, got \(String(describing: failure))")
             }
             precondition(reportedLimit == limit)

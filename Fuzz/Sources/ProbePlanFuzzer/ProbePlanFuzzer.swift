@@ -103,7 +103,7 @@ func checkLayout(base: UInt, sizes: StackSizes) -> StackLayout? {
         return layout
     case .failure(let error):
         check(!valid, "\(context) threw \(error); the model accepts it")
-        guard case .invalidSize = error else { finding("\(context) threw \(error), expected .invalidSize") }
+        guard error.code == .invalidSize else { finding("\(context) threw \(error), expected .invalidSize") }
         return nil
     }
 }
@@ -123,7 +123,7 @@ func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
         expectedPages = usablePages
     case .top(let bytes) where bytes < 0:
         let result = Result { () throws(StackError) in try PrefaultPlan(layout: layout, depth: depth) }
-        guard case .failure(.invalidSize(requested: bytes, _)) = result else {
+        guard case .failure(let error) = result, error.isSizeError(.invalidSize, requested: bytes) else {
             finding("\(context): a negative depth gave \(result), expected .invalidSize")
         }
         return

@@ -42,7 +42,7 @@ package enum HugePageNodeCheck {
             let refused = allocateBound(allocator, to: empty)
             let placed = allocateBound(allocator, to: full)
             var namesNode = false
-            if case .hugePagesExhausted(_, _, _, let node, let controlFile)? = refused.error {
+            if case .hugePagesExhausted(_, _, _, let node, let controlFile)? = refused.error?.reason {
                 namesNode = node == empty && controlFile == poolFile(empty, "nr_hugepages")
             }
             let onFull = placed.report?.pagesPerNode[full] ?? 0

@@ -175,7 +175,7 @@ package enum MultiNodeChecks {
             let spilled = placed.placement.pagesOutside([target])
             var verifyRefused = false
             do throws(StackError) { try placed.placement.verify(on: [target]) } catch {
-                if case .numaPlacementWrong = error { verifyRefused = true }
+                if case .numaPlacementWrong = error.reason { verifyRefused = true }
             }
             return (
                 placed.placement.present == placed.placement.pages && onTarget > 0 && spilled > 0 && verifyRefused,
@@ -234,7 +234,7 @@ package enum MultiNodeChecks {
                 let passed: Bool
                 switch mode {
                 case .strict:
-                    if case .numaBindFailed(.ioError, _, _, _) = failure {
+                    if case .numaBindFailed(.ioError, _, _, _)? = failure?.reason {
                         passed = after.pagesPerNode[from] == after.pages
                     } else {
                         passed = false

@@ -80,19 +80,19 @@ package enum NUMAChecks {
     package static func invalidPlacements(_ topology: NUMATopology) -> [InvalidPlacement] {
         func outOfRange(_ node: Int) -> InvalidPlacement {
             InvalidPlacement(name: "out-of-range/\(node)", placement: .bind(node)) {
-                if case .numaNodeOutOfRange(node, _) = $0 { true } else { false }
+                if case .numaNodeOutOfRange(node, _)? = $0?.reason { true } else { false }
             }
         }
         let beyond = (topology.possible.last ?? topology.maxNode) + 1
         var cases = [outOfRange(-1), outOfRange(beyond), outOfRange(1 << 20), outOfRange(Int.max)]
         cases.append(
             InvalidPlacement(name: "empty-interleave", placement: .interleave([])) {
-                if case .numaPlacementEmpty = $0 { true } else { false }
+                if case .numaPlacementEmpty? = $0?.reason { true } else { false }
             })
         for node in topology.possible where topology.node(node)?.online != true {
             cases.append(
                 InvalidPlacement(name: "offline/node\(node)", placement: .bind(node)) {
-                    if case .numaNodeOffline(node, _) = $0 { true } else { false }
+                    if case .numaNodeOffline(node, _)? = $0?.reason { true } else { false }
                 })
         }
         for node in topology.nodes where node.online && !node.hasMemory {
@@ -104,7 +104,7 @@ package enum NUMAChecks {
             for (mode, placement) in placements {
                 cases.append(
                     InvalidPlacement(name: "memoryless/node\(node.id)/\(mode)", placement: placement) {
-                        if case .numaNodeMemoryless(node.id, nearest) = $0 { true } else { false }
+                        if case .numaNodeMemoryless(node.id, nearest)? = $0?.reason { true } else { false }
                     })
             }
         }
