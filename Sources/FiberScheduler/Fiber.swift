@@ -9,7 +9,7 @@ enum ResumeReason: Int {
     case run
     /// The counter the fiber waited for reached zero, or a yield is over.
     case signalled
-    /// Shutdown with `.cancel`: the wait returns `StackError.jobCancelled`.
+    /// Shutdown with `.cancel`: the wait returns `SchedulerError.jobCancelled`.
     case cancelled
 }
 

@@ -5,7 +5,7 @@ import StackAllocators
 public enum ExhaustionPolicy: String, Sendable, Hashable, Codable {
     /// The job stays queued (idle workers may steal it) until one of the worker's fibers is free.
     case wait
-    /// The job fails at once with `StackError.fiberPoolExhausted`, delivered to whoever waits for it.
+    /// The job fails at once with `SchedulerError.poolExhausted`, delivered to whoever waits for it.
     case fail
 }
 
@@ -73,19 +73,23 @@ public struct FiberConfig: Sendable {
     }
 
     /// Checks the fields against each other; the first problem is thrown.
-    func validate() throws(StackError) {
-        _ = try StackSizes(usable: stackSize, guard: guardSize)
-        guard maxPoolSize >= 1 else { throw .invalidFiberConfig(field: "maxPoolSize", reason: "must be at least 1") }
+    func validate() throws(SchedulerError) {
+        do throws(StackError) {
+            _ = try StackSizes(usable: stackSize, guard: guardSize)
+        } catch {
+            throw .invalidConfiguration(field: error.code == .invalidGuard ? "guardSize" : "stackSize", reason: error.message)
+        }
+        guard maxPoolSize >= 1 else { throw .invalidConfiguration(field: "maxPoolSize", reason: "must be at least 1") }
         guard initialPoolSize >= 0, initialPoolSize <= targetPoolSize else {
-            throw .invalidFiberConfig(
+            throw .invalidConfiguration(
                 field: "initialPoolSize", reason: "\(initialPoolSize) must be between 0 and targetPoolSize (\(targetPoolSize))")
         }
         guard targetPoolSize <= maxPoolSize else {
-            throw .invalidFiberConfig(
+            throw .invalidConfiguration(
                 field: "targetPoolSize", reason: "\(targetPoolSize) must not exceed maxPoolSize (\(maxPoolSize))")
         }
         if let workerCount, workerCount < 1 || workerCount > 4096 {
-            throw .invalidFiberConfig(field: "workerCount", reason: "\(workerCount) must be between 1 and 4096")
+            throw .invalidConfiguration(field: "workerCount", reason: "\(workerCount) must be between 1 and 4096")
         }
     }
 

@@ -7,7 +7,7 @@ import Synchronization
 public enum ShutdownMode: Sendable, Hashable {
     /// Every queued job runs and every waiting job finishes (jobs may still spawn jobs meanwhile).
     case drain
-    /// Queued jobs end with `StackError.jobCancelled` without running; suspended fibers are resumed and
+    /// Queued jobs end with `SchedulerError.jobCancelled` without running; suspended fibers are resumed and
     /// their waits throw `.jobCancelled`, so their frames unwind and release what they hold.
     case cancel
 }
@@ -51,25 +51,33 @@ public final class FiberScheduler: @unchecked Sendable {
 
     /// Starts the workers and waits until each has its initial pool. Throws the first configuration,
     /// allocation or thread error (after stopping the workers already started).
-    public init(config: FiberConfig = FiberConfig()) throws(StackError) {
+    public init(config: FiberConfig = FiberConfig()) throws(SchedulerError) {
         try config.validate()
         self.config = config
         logger = config.logger
         if let topology = config.topology {
             self.topology = topology
         } else {
-            topology = try CPUTopology.current(logger: config.logger)
+            do throws(StackError) {
+                topology = try CPUTopology.current(logger: config.logger)
+            } catch {
+                throw SchedulerError(error)
+            }
         }
         let placements = topology.placements(workers: config.workerCount ?? topology.cpus.count)
         guard !placements.isEmpty else {
-            throw .invalidFiberConfig(field: "topology", reason: "it has no CPU to run a worker on")
+            throw .invalidConfiguration(field: "topology", reason: "it has no CPU to run a worker on")
         }
         var allocators: [Int: any StackAllocator] = [:]
-        for node in Set(placements.map(\.node)) {
-            allocators[node] = try config.allocatorFactory(node)
+        do throws(StackError) {
+            for node in Set(placements.map(\.node)) {
+                allocators[node] = try config.allocatorFactory(node)
+            }
+            if config.overflowDetection { try OverflowHandler.install() }
+        } catch {
+            throw SchedulerError(error)
         }
         self.allocators = allocators
-        if config.overflowDetection { try OverflowHandler.install() }
         workers = placements.enumerated().map { index, placement in
             Worker(index: index, placement: placement, scheduler: self, allocator: allocators[placement.node]!)
         }
@@ -86,7 +94,7 @@ public final class FiberScheduler: @unchecked Sendable {
                        "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.stackSize)"])
     }
 
-    private func start() throws(StackError) {
+    private func start() throws(SchedulerError) {
         let started = JobCounter(workers.count)
         for worker in workers {
             do {
@@ -107,7 +115,7 @@ public final class FiberScheduler: @unchecked Sendable {
             shutdown(.cancel)
             // Only StackErrors reach `started`: from fillInitial and from WorkerThread.spawn.
             guard let error = error as? StackError else { preconditionFailure("worker start failed: \(error)") }
-            throw error
+            throw SchedulerError(error)
         }
     }
 
@@ -159,7 +167,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wakeSleeper(near: worker)
             return
         }
-        guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .schedulerShutDown) }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .shutDown) }
         let worker = workers[nextWorker.add(1, ordering: .relaxed).oldValue % workers.count]
         worker.jobs.push(job)
         worker.unpark()
@@ -176,7 +184,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wakeSleeper(near: worker)
             return
         }
-        guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .schedulerShutDown) }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .shutDown) }
         // Spread evenly, one lock per worker.
         let first = nextWorker.add(1, ordering: .relaxed).oldValue
         let share = (jobs.count + workers.count - 1) / workers.count
@@ -188,7 +196,7 @@ public final class FiberScheduler: @unchecked Sendable {
     }
 
     /// Ends jobs that will never run.
-    private func end(_ jobs: [Job], _ error: StackError) {
+    private func end(_ jobs: [Job], _ error: SchedulerError) {
         for job in jobs {
             job.cancel(error)
             jobEnded()

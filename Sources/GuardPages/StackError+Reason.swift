@@ -61,15 +61,7 @@ extension StackError {
         case hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int)
         /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
         case notHugeTLBFSMount(path: String)
-        /// A `FiberConfig` field holds a value the scheduler cannot use.
-        case invalidFiberConfig(field: String, reason: String)
-        /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
-        case fiberPoolExhausted(worker: Int, maxPoolSize: Int)
-        /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
-        case jobCancelled
-        /// The job was submitted after `shutdown` began.
-        case schedulerShutDown
-        /// `pthread_create` failed for a scheduler worker.
+        /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
         case threadCreationFailed(Errno)
         /// An error made outside this package (`StackError.init(code:message:fix:errno:)`).
         case other(code: Code, message: String, fix: String, errno: Errno?)
@@ -240,15 +232,6 @@ extension StackError.Reason {
             return "\(path) is not a hugetlbfs mount: mount one (as root) with "
                 + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
                 + "or pass mount: nil to use the one libhugetlbfs finds"
-        case .invalidFiberConfig(let field, let reason):
-            return "invalid FiberConfig.\(field): \(reason)"
-        case .fiberPoolExhausted(let worker, let maxPoolSize):
-            return "worker \(worker) has all \(maxPoolSize) fibers of its pool in use; raise FiberConfig.maxPoolSize, "
-                + "or set FiberConfig.whenExhausted = .wait to queue jobs until a fiber is free"
-        case .jobCancelled:
-            return "the job was cancelled by shutdown(.cancel); use shutdown(.drain) to let queued and waiting jobs finish"
-        case .schedulerShutDown:
-            return "the job was submitted after the scheduler began shutting down; submit jobs before calling shutdown"
         case .threadCreationFailed(let errno):
             let fix =
                 switch errno {

@@ -73,15 +73,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let hugeTLBFSMountFull = Code("hugeTLBFSMountFull")
         /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
         public static let notHugeTLBFSMount = Code("notHugeTLBFSMount")
-        /// A `FiberConfig` field holds a value the scheduler cannot use.
-        public static let invalidFiberConfig = Code("invalidFiberConfig")
-        /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
-        public static let fiberPoolExhausted = Code("fiberPoolExhausted")
-        /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
-        public static let jobCancelled = Code("jobCancelled")
-        /// The job was submitted after `shutdown` began.
-        public static let schedulerShutDown = Code("schedulerShutDown")
-        /// `pthread_create` failed for a scheduler worker.
+        /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
         public static let threadCreationFailed = Code("threadCreationFailed")
         /// A request or a value that makes no sense: a usage error in the calling code.
         public static let invalidRequest = Code("invalidRequest")
@@ -130,10 +122,6 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .hugePagesExhausted: .hugePagesExhausted
         case .hugeTLBFSMountFull: .hugeTLBFSMountFull
         case .notHugeTLBFSMount: .notHugeTLBFSMount
-        case .invalidFiberConfig: .invalidFiberConfig
-        case .fiberPoolExhausted: .fiberPoolExhausted
-        case .jobCancelled: .jobCancelled
-        case .schedulerShutDown: .schedulerShutDown
         case .threadCreationFailed: .threadCreationFailed
         }
     }
@@ -165,7 +153,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// later, or with less, can succeed.
     public var isShortage: Bool {
         switch code {
-        case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull, .fiberPoolExhausted,
+        case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
             .poolExhausted:
             true
         case .mappingFailed, .prefaultFailed, .guardInstallFailed, .guardRegistrationFailed, .threadCreationFailed:
@@ -177,7 +165,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A usage error: an invalid size, configuration, placement or request. Fix the calling code.
     public var isUsage: Bool {
         switch code {
-        case .invalidSize, .invalidGuard, .invalidPageSize, .invalidConfiguration, .invalidFiberConfig, .invalidRequest,
+        case .invalidSize, .invalidGuard, .invalidPageSize, .invalidConfiguration, .invalidRequest,
             .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty, .notHugeTLBFSMount:
             true
         default: false
@@ -332,22 +320,6 @@ extension StackError {
     package static func notHugeTLBFSMount(path: String) -> StackError {
         StackError(.notHugeTLBFSMount(path: path))
     }
-
-    /// A `FiberConfig` field holds a value the scheduler cannot use.
-    package static func invalidFiberConfig(field: String, reason: String) -> StackError {
-        StackError(.invalidFiberConfig(field: field, reason: reason))
-    }
-
-    /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
-    package static func fiberPoolExhausted(worker: Int, maxPoolSize: Int) -> StackError {
-        StackError(.fiberPoolExhausted(worker: worker, maxPoolSize: maxPoolSize))
-    }
-
-    /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
-    package static var jobCancelled: StackError { StackError(.jobCancelled) }
-
-    /// The job was submitted after `shutdown` began.
-    package static var schedulerShutDown: StackError { StackError(.schedulerShutDown) }
 
     /// `pthread_create` failed for a scheduler worker.
     package static func threadCreationFailed(_ errno: Errno) -> StackError {

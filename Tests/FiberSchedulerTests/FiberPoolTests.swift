@@ -59,7 +59,7 @@ struct FiberPoolTests {
         let waiting = (0..<2).map { _ in scheduler.submit { try gate.wait() } }
         #expect(eventually { scheduler.stats.pool.inUse == 2 })
         let refused = scheduler.submit { 1 }
-        #expect(throws: StackError.fiberPoolExhausted(worker: 0, maxPoolSize: 2)) { try refused.wait() }
+        #expect(throws: SchedulerError.poolExhausted(worker: 0, maxPoolSize: 2)) { try refused.wait() }
         gate.decrement()
         for handle in waiting { try handle.wait() }
         scheduler.shutdown()
@@ -137,7 +137,12 @@ struct FiberPoolTests {
         let first = scheduler.submit { try gate.wait() }
         #expect(eventually { scheduler.stats.pool.inUse == 1 })
         let second = scheduler.submit { 2 }
-        #expect(throws: StackError.self) { try second.wait() }
+        #expect {
+            try second.wait()
+        } throws: { error in
+            let error = error as? SchedulerError
+            return error?.code == .stackFailed && error?.underlying?.code == .poolExhausted
+        }
         gate.decrement()
         try first.wait()
         scheduler.shutdown()

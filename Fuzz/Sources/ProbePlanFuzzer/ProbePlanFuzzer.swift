@@ -61,11 +61,11 @@ func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes?
     let roundedUsable = usable > 0 && pageSize > 0 ? roundUp(Int128(usable), to: Int128(pageSize)) : 0
     let roundedGuard = guardSize >= 0 ? roundUp(Int128(guardSize), to: Int128(systemPageSize)) : 0
     if pageSize < 4096 || pageSize.nonzeroBitCount != 1 {
-        expected = .failure(.invalidPageSize(requested: pageSize, reason: ""))
+        expected = .failure(.sizeError(.invalidPageSize, requested: pageSize))
     } else if usable <= 0 || roundedUsable > Int128(StackSizes.maximumUsableSize) {
-        expected = .failure(.invalidSize(requested: usable, reason: ""))
+        expected = .failure(.sizeError(.invalidSize, requested: usable))
     } else if guardSize < 0 || roundedGuard > Int128(StackSizes.maximumGuardSize) {
-        expected = .failure(.invalidGuard(requested: guardSize, reason: ""))
+        expected = .failure(.sizeError(.invalidGuard, requested: guardSize))
     } else {
         expected = .success((roundedUsable, roundedGuard))
     }
