@@ -100,7 +100,7 @@ let package = Package(
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
         ),
         // Implements an allocator from outside the package, with public API only (no @testable).
-        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics"], path: "Tests/StackTestSupport"),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "StackTestSupport"]),

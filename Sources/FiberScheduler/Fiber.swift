@@ -1,6 +1,7 @@
 import CFiberContext
 import CStackSupport
 import Glibc
+import Logging
 import StackAllocators
 
 /// Why the worker switched into a fiber.
@@ -53,6 +54,8 @@ final class Fiber: @unchecked Sendable {
     /// The worker that owns it.
     unowned let worker: Worker
     private let stack: Stack
+    /// Whether the fiber put its stack's guard in `GuardRegistry` (its allocator had not).
+    private let registeredHere: Bool
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
     private let running: UnsafeMutablePointer<fs_running_stack>
@@ -82,7 +85,8 @@ final class Fiber: @unchecked Sendable {
             to: fs_running_stack(
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
                 label: strdup(info.label)))
-        stack.setOverflowLabel(info.label)
+        registeredHere = Self.registerIfNeeded(stack, label: info.label, logger: worker.scheduler.logger)
+        if !registeredHere { stack.setOverflowLabel(info.label) }
         self.stack = stack
         worker.scheduler.register(info)
     }
@@ -96,7 +100,26 @@ final class Fiber: @unchecked Sendable {
         fs_sanitizer_destroy_fiber(control.pointee.target.tsan_fiber)
         control.deinitialize(count: 1)
         control.deallocate()
-        // `stack` is dropped after this: it goes back to its allocator.
+        // Out of the registry before `stack` is dropped after this and goes back to its allocator.
+        if registeredHere { GuardRegistry.unregister(stack.descriptor.layout) }
+    }
+
+    /// Registers the guard of a stack whose allocator did not (an allocator of your own that skips
+    /// `Stack.guarded`), so an overflow on it is still named. Returns whether it registered.
+    private static func registerIfNeeded(_ stack: borrowing Stack, label: String, logger: Logger) -> Bool {
+        let layout = stack.descriptor.layout
+        guard !layout.guardRange.isEmpty, stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone,
+            GuardRegistry.entry(forStackAt: layout.usableBottom) == nil
+        else { return false }
+        do {
+            try GuardRegistry.register(layout, label: label)
+            return true
+        } catch {
+            logger.warning(
+                "the guard of a fiber's stack could not be registered: an overflow on it will not be named",
+                metadata: ["stack": "\(layout)", "error": "\(error)"])
+            return false
+        }
     }
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).

@@ -77,9 +77,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             return
         }
         guard let packedRegion else {
-            if descriptor.guardMechanism == .protNone, !GuardRegistry.unregister(descriptor.layout) {
-                logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
-            }
+            // The stack took its guard out of the registry before this call.
             recorder.recordRelease(descriptor, failed: !HugePageRegion.unmap(descriptor.layout, logger: logger))
             return
         }
@@ -122,20 +120,19 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
             throw error
         }
-        if sizes.guardSize > 0 {
-            do throws(StackError) {
-                try GuardRegistry.register(layout)
-            } catch {
-                HugePageRegion.unmap(layout, logger: logger)
-                throw error
-            }
-        }
         let descriptor = live.add(
             StackDescriptor(
                 layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone, node: request.placement?.homeNode),
             nil)
-        recorder.recordAllocation(descriptor)
-        return Stack(descriptor: descriptor, allocator: self)
+        do throws(StackError) {
+            let stack = try Stack.registering(descriptor, allocator: self)
+            recorder.recordAllocation(descriptor)
+            return stack
+        } catch {
+            _ = live.remove(descriptor)
+            HugePageRegion.unmap(layout, logger: logger)
+            throw error
+        }
     }
 
     /// A slot of a shared huge page, with a canary at its bottom. The slot is the usable size rounded

@@ -44,28 +44,28 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: sizes.total)
                 : .mappingFailed(errno, size: sizes.total)
         }
+        let layout: StackLayout
         do throws(StackError) {
-            let layout = try StackLayout(base: base, sizes: sizes)
-            if let placement = request.placement {
-                // Before the guard: MADV_GUARD_INSTALL gives the VMA an anon_vma, after which a bound stack
-                // could no longer merge with its bound neighbour (one VMA per stack instead of a few).
-                try NUMABinding.apply(placement, to: layout.base..<layout.top, untouched: true)
-            }
-            try installer.install(on: layout.guardRange)
-            do throws(StackError) {
-                try Prefault.apply(request.prefault, to: layout, logger: logger)
-            } catch {
-                recorder.recordPrefaultFailure()
-                throw error
-            }
-            let descriptor = StackDescriptor(
-                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
-                node: request.placement?.homeNode)
-            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
-            let recorded = live.add(descriptor)
-            recorder.recordAllocation(recorded)
-            return Stack(descriptor: recorded, allocator: self)
+            layout = try StackLayout(base: base, sizes: sizes)
         } catch {
+            unmap(base, size: sizes.total)
+            throw error
+        }
+        // The record first, for the serial in the tag; taken back if the stack cannot be finished.
+        let recorded = live.add(
+            StackDescriptor(
+                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
+                node: request.placement?.homeNode))
+        do throws(StackError) {
+            // Binds before the guard: MADV_GUARD_INSTALL gives the VMA an anon_vma, after which a bound
+            // stack could no longer merge with its bound neighbour (one VMA per stack instead of a few).
+            let stack = try Stack.guarded(
+                layout, request: request, mechanism: installer.mechanism, allocator: self, tag: recorded.tag, logger: logger)
+            recorder.recordAllocation(stack.descriptor)
+            return stack
+        } catch {
+            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
+            _ = live.remove(recorded)
             unmap(base, size: sizes.total)
             throw error
         }
@@ -78,10 +78,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             recorder.recordRefusedRelease(descriptor, allocator: "mmap", logger: logger)
             return
         }
-        // Unregister before unmapping: the address may be reused (and registered) at once.
-        if descriptor.layout.sizes.guardSize > 0, !GuardRegistry.unregister(descriptor.layout) {
-            logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
-        }
+        // The stack took its guard out of the registry before this call.
         let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)
         recorder.recordRelease(descriptor, failed: failed)
     }

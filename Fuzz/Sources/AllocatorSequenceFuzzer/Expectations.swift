@@ -19,7 +19,7 @@ extension Subject {
         let asked = Result { () throws(StackError) in try StackSizes(usable: request.usableSize, guard: request.guardSize) }
         let prefaultError: StackError? =
             if request.prefault.isInvalid, case .top(let depth) = request.prefault.depth {
-                .invalidSize(requested: depth, reason: "")
+                .sizeError(.invalidSize, requested: depth)
             } else {
                 nil
             }

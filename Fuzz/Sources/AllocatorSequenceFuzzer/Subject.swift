@@ -64,19 +64,19 @@ enum Subject: CustomStringConvertible {
             if configuration.stacksPerRegion <= 0 || configuration.stacksPerRegion > Int(UInt32.max)
                 || region > Int128(SlabStackAllocator.Configuration.maximumRegionSize)
             {
-                return .invalidSize(requested: configuration.stacksPerRegion, reason: "")
+                return .sizeError(.invalidSize, requested: configuration.stacksPerRegion)
             }
-            if configuration.retainedEmptyRegions < 0 { return .invalidSize(requested: configuration.retainedEmptyRegions, reason: "") }
-            if configuration.mapCountReserve < 0 { return .invalidSize(requested: configuration.mapCountReserve, reason: "") }
+            if configuration.retainedEmptyRegions < 0 { return .sizeError(.invalidSize, requested: configuration.retainedEmptyRegions) }
+            if configuration.mapCountReserve < 0 { return .sizeError(.invalidSize, requested: configuration.mapCountReserve) }
             return nil
         case .pool(let configuration, _):
             if let error = sizesError(configuration.stack.usableSize, configuration.stack.guardSize) { return error }
             if configuration.minimumIdle < 0 || configuration.maximumIdle < configuration.minimumIdle {
-                return .invalidSize(requested: configuration.maximumIdle, reason: "")
+                return .sizeError(.invalidSize, requested: configuration.maximumIdle)
             }
-            if configuration.threadCacheSize < 0 { return .invalidSize(requested: configuration.threadCacheSize, reason: "") }
+            if configuration.threadCacheSize < 0 { return .sizeError(.invalidSize, requested: configuration.threadCacheSize) }
             if let watermark = configuration.hotWatermark, watermark.bytes < 0 {
-                return .invalidSize(requested: watermark.bytes, reason: "")
+                return .sizeError(.invalidSize, requested: watermark.bytes)
             }
             return nil
         }
