@@ -1,0 +1,144 @@
+import CStackSupport
+import Glibc
+import Logging
+
+/// One function of an audited object and the stack its frame takes.
+public struct FrameRecord: Sendable, Hashable {
+    /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
+    public let symbol: String
+    /// The path of the object that holds the function ("[vdso]" for the kernel's virtual object).
+    public let object: String
+    /// The function's link-time address in its object.
+    public let address: UInt64
+    /// How far below the stack pointer of its caller the function's frame reaches, in bytes (on
+    /// x86_64 this includes the return address). For a variable frame, the fixed part only.
+    public let frameBytes: Int
+    /// The frame also grows at run time (alloca, a variable-length array, dynamic realignment), so
+    /// no guard size can be proven to cover it.
+    public let isVariable: Bool
+
+    /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: an audit
+    /// holds hundreds of thousands of functions, and only the ones shown need a readable name.
+    public var name: String {
+        symbol.isEmpty ? "0x" + String(address, radix: 16) : Demangler.demangle(symbol)
+    }
+}
+
+/// The stack frames of the functions of ELF objects, read from their call frame information
+/// (`.eh_frame`) and, where a function keeps a frame pointer, from its prologue.
+///
+/// Swift emits no stack probes: a function enters its frame with one stack pointer subtraction and
+/// can skip over a guard smaller than that frame without touching it. A stack guard protects only if
+/// it is at least `largestFixedFrame.frameBytes` of the code the fibers run.
+public struct FrameAudit: Sendable {
+    /// Every function with call frame information, largest frame first.
+    public let functions: [FrameRecord]
+    /// The objects audited.
+    public let objects: [String]
+    /// Call frame records that could not be read and were skipped.
+    public let malformedEntries: Int
+
+    /// The largest frame whose size is fixed.
+    public var largestFixedFrame: FrameRecord? { functions.first { !$0.isVariable } }
+
+    /// Audits the ELF executable or shared library at `path` (64-bit little-endian, x86_64 or aarch64).
+    /// Throws `StackError.objectUnreadable` when it cannot be read or is not such an object; damaged
+    /// call frame records are skipped and counted in `malformedEntries`.
+    public static func auditFile(_ path: String, logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
+        -> FrameAudit
+    {
+        let file = try MappedFile(path, logger: logger)
+        guard let elf = ELFFile(file.bytes) else {
+            throw .objectUnreadable(path: path, reason: ELFFile.problem(file.bytes) ?? "unknown", errno: nil)
+        }
+        let auditor = ObjectAuditor(object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0)
+        let frames = elf.frameHeaderAddress == nil ? elf.section(named: ".eh_frame") : nil
+        let (records, malformed) = auditor.read(
+            header: elf.frameHeaderAddress, frames: frames.map { ($0.sh_addr, $0.sh_size) }, symbols: SymbolTable(elf))
+        return FrameAudit(records: records, objects: [path], malformed: malformed)
+    }
+
+    /// Audits this process's executable and every object it has loaded, reading their call frame
+    /// information and code in memory and their symbols from their files. Throws when the
+    /// executable's own file cannot be read (/proc/self/exe).
+    public static func auditLoadedObjects(logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
+        -> FrameAudit
+    {
+        let walk = LoadedObjectWalk(logger: logger)
+        fs_loaded_objects_iterate(
+            { object, context in
+                guard let object, let context else { return 0 }
+                Unmanaged<LoadedObjectWalk>.fromOpaque(context).takeUnretainedValue().audit(object.pointee)
+                return 0
+            }, Unmanaged.passUnretained(walk).toOpaque())
+        return try withExtendedLifetime(walk) { () throws(StackError) in
+            if let error = walk.error { throw error }
+            return FrameAudit(records: walk.records, objects: walk.objects, malformed: walk.malformed)
+        }
+    }
+
+    /// `auditLoadedObjects()`, run once per process on first use (thread-safe) and kept: the objects a
+    /// process loads rarely change, and the audit reads tens of megabytes.
+    public static var loadedObjects: Result<FrameAudit, StackError> { cachedLoadedObjects }
+
+    private static let cachedLoadedObjects = Result { () throws(StackError) in try auditLoadedObjects() }
+
+    /// One audit of all the objects of `audits`.
+    package init(merging audits: [FrameAudit]) {
+        self.init(
+            records: audits.flatMap(\.functions), objects: audits.flatMap(\.objects),
+            malformed: audits.reduce(0) { $0 + $1.malformedEntries })
+    }
+
+    private init(records: [FrameRecord], objects: [String], malformed: Int) {
+        functions = records.sorted { ($0.frameBytes, $1.address) > ($1.frameBytes, $0.address) }
+        self.objects = objects
+        self.malformedEntries = malformed
+    }
+}
+
+/// Audits one object: runs the CFI reader over it and turns each description into a record.
+struct ObjectAuditor {
+    let object: String
+    let machine: FrameMachine
+    let space: AddressSpace
+    let bias: UInt64
+
+    /// Reads the functions through the `.eh_frame_hdr` at `header`, or by walking `.eh_frame` (at
+    /// the address the header gives, or `frames`: the section's address and size). Returns the
+    /// records and the number of malformed call frame records skipped.
+    func read(header: UInt64?, frames: (UInt64, UInt64)?, symbols: SymbolTable) -> ([FrameRecord], Int) {
+        var reader = CallFrameReader(space: space, machine: machine, bias: bias)
+        var found: [FrameRecord] = []
+        let add = { (description: FrameDescription) in
+            found.append(self.record(description, symbols: symbols))
+        }
+        var walkFrom = frames
+        if let header {
+            let (indexed, start) = reader.readIndexed(header: header, body: add)
+            if !indexed, let start { walkFrom = (start, .max) }
+        }
+        if let (start, size) = walkFrom { reader.walk(from: start, limit: size, body: add) }
+        return (found, reader.malformed)
+    }
+
+    private func record(_ description: FrameDescription, symbols: SymbolTable) -> FrameRecord {
+        var bytes = Int(description.stackPointerOffset)
+        var variable = description.variable
+        if let framePointerFrom = description.framePointerFrom, let code = space.bytes(at: description.start) {
+            let length = Int(min(description.length, UInt64(code.remaining), 1 << 16))
+            let body = UnsafeRawBufferPointer(rebasing: code.bytes[code.offset..<code.offset + length])
+            // x86_64 CFI marks the frame pointer set-up exactly; aarch64 CFI often comes after the
+            // whole prologue, so its prologue is read from the start.
+            let from = machine == .x86_64 ? Int(min(framePointerFrom, UInt64(length))) : 0
+            let prologue = UnsafeRawBufferPointer(rebasing: body[from..<min(from + 256, length)])
+            let adjustment = PrologueDecoder.stackAdjustment(prologue, machine: machine)
+            let saved = Int(max(description.stackPointerOffset, description.deepestSave))
+            bytes = machine == .x86_64 ? saved + adjustment : max(saved, adjustment)
+            variable = variable || PrologueDecoder.resizesAtRunTime(body, machine: machine)
+        }
+        return FrameRecord(
+            symbol: symbols.name(at: description.start), object: object, address: description.start,
+            frameBytes: bytes, isVariable: variable)
+    }
+}
