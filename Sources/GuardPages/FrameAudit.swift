@@ -53,8 +53,10 @@ public struct FrameAudit: Sendable {
         }
         let auditor = ObjectAuditor(object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0)
         let frames = elf.frameHeaderAddress == nil ? elf.section(named: ".eh_frame") : nil
-        let (records, malformed) = auditor.read(
-            header: elf.frameHeaderAddress, frames: frames.map { ($0.sh_addr, $0.sh_size) }, symbols: SymbolTable(elf))
+        var records: [FrameRecord] = []
+        let malformed = auditor.read(
+            header: elf.frameHeaderAddress, frames: frames.map { ($0.sh_addr, $0.sh_size) }, symbols: SymbolTable(elf),
+            into: &records)
         return FrameAudit(records: records, objects: [path], malformed: malformed)
     }
 
@@ -90,8 +92,9 @@ public struct FrameAudit: Sendable {
             malformed: audits.reduce(0) { $0 + $1.malformedEntries })
     }
 
-    private init(records: [FrameRecord], objects: [String], malformed: Int) {
-        functions = records.sorted { ($0.frameBytes, $1.address) > ($1.frameBytes, $0.address) }
+    private init(records: consuming [FrameRecord], objects: [String], malformed: Int) {
+        records.sort { ($0.frameBytes, $1.address) > ($1.frameBytes, $0.address) }
+        functions = records
         self.objects = objects
         self.malformedEntries = malformed
     }
@@ -105,13 +108,12 @@ struct ObjectAuditor {
     let bias: UInt64
 
     /// Reads the functions through the `.eh_frame_hdr` at `header`, or by walking `.eh_frame` (at
-    /// the address the header gives, or `frames`: the section's address and size). Returns the
-    /// records and the number of malformed call frame records skipped.
-    func read(header: UInt64?, frames: (UInt64, UInt64)?, symbols: SymbolTable) -> ([FrameRecord], Int) {
+    /// the address the header gives, or `frames`: the section's address and size), appending to
+    /// `records`. Returns the number of malformed call frame records skipped.
+    func read(header: UInt64?, frames: (UInt64, UInt64)?, symbols: SymbolTable, into records: inout [FrameRecord]) -> Int {
         var reader = CallFrameReader(space: space, machine: machine, bias: bias)
-        var found: [FrameRecord] = []
-        let add = { (description: FrameDescription) in
-            found.append(self.record(description, symbols: symbols))
+        func add(_ description: FrameDescription) {
+            records.append(record(description, symbols: symbols))
         }
         var walkFrom = frames
         if let header {
@@ -119,7 +121,7 @@ struct ObjectAuditor {
             if !indexed, let start { walkFrom = (start, .max) }
         }
         if let (start, size) = walkFrom { reader.walk(from: start, limit: size, body: add) }
-        return (found, reader.malformed)
+        return reader.malformed
     }
 
     private func record(_ description: FrameDescription, symbols: SymbolTable) -> FrameRecord {

@@ -31,29 +31,26 @@ final class LoadedObjectWalk {
         let isVDSO = bias != 0 && UInt(bias) == fs_vdso_base()
         let path = isVDSO ? "[vdso]" : name.isEmpty ? Self.executablePath : name
         let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias)
-        let found: ([FrameRecord], Int)
         if isVDSO {
             // The kernel's object has no file; its whole image, section headers included, is mapped.
             let loads = headers.filter { $0.p_type == PT_LOAD }
             let extent = loads.map { Int($0.p_offset + $0.p_filesz) }.max() ?? 0
             let image = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(bias)), count: extent)
             let symbols = ELFFile(image).map { SymbolTable($0) } ?? SymbolTable()
-            found = auditor.read(header: header, frames: nil, symbols: symbols)
+            malformed += auditor.read(header: header, frames: nil, symbols: symbols, into: &records)
         } else {
             do throws(StackError) {
                 let file = try MappedFile(name.isEmpty ? "/proc/self/exe" : name, logger: logger)
                 let symbols = ELFFile(file.bytes).map { SymbolTable($0) } ?? SymbolTable()
-                found = auditor.read(header: header, frames: nil, symbols: symbols)
+                malformed += auditor.read(header: header, frames: nil, symbols: symbols, into: &records)
             } catch {
                 if name.isEmpty { self.error = error }
                 logger.notice(
                     "the symbols of a loaded object are not readable; its functions are named by address",
                     metadata: ["object": "\(path)", "error": "\(error)"])
-                found = auditor.read(header: header, frames: nil, symbols: SymbolTable())
+                malformed += auditor.read(header: header, frames: nil, symbols: SymbolTable(), into: &records)
             }
         }
-        records += found.0
-        malformed += found.1
         objects.append(path)
     }
 

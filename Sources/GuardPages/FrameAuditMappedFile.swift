@@ -9,6 +9,11 @@ struct MappedFile: ~Copyable {
 
     /// Maps all of `path`. Throws `objectUnreadable` when it cannot be opened, is empty or cannot be mapped.
     init(_ path: String, logger: Logger) throws(StackError) {
+        bytes = try Self.map(path, logger: logger)
+        self.logger = logger
+    }
+
+    private static func map(_ path: String, logger: Logger) throws(StackError) -> UnsafeRawBufferPointer {
         let fd: Int32
         switch Syscall.openReadOnly(path) {
         case .success(let value): fd = value
@@ -30,11 +35,10 @@ struct MappedFile: ~Copyable {
         let size = Int(info.st_size)
         switch Syscall.map(size: size, protection: PROT_READ, flags: MAP_PRIVATE, fd: fd) {
         case .success(let address):
-            bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: size)
+            return UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: address), count: size)
         case .failure(let errno):
             throw .objectUnreadable(path: path, reason: "mmap of \(size) bytes failed", errno: errno)
         }
-        self.logger = logger
     }
 
     deinit {

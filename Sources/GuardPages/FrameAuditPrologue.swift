@@ -47,29 +47,36 @@ enum PrologueDecoder {
         return 0
     }
 
+    /// Scans eight candidate ModRM bytes at a time: a write to rsp from a register has a ModRM byte
+    /// with mod 11 and r/m 100 (`& 0xc7 == 0xc4`), which few bytes of code have; only words holding one
+    /// are looked at byte by byte. (Whole function bodies are scanned: this is the audit's hot loop.)
     private static func x86Resizes(_ code: UnsafeRawBufferPointer) -> Bool {
-        var index = 0
-        while index + 3 <= code.count {
-            defer { index += 1 }
-            let rex = code[index]
-            guard rex & 0xf0 == 0x40, rex & 0x08 != 0 else { continue }  // REX.W
-            let (opcode, modrm) = (code[index + 1], code[index + 2])
-            switch opcode {
-            case 0x83, 0x81:  // and rsp, imm
-                if rex & 0x01 == 0, modrm == 0xe4 { return true }
-            case 0x29, 0x89:  // sub rsp, reg / mov rsp, reg (but not mov rsp, rbp: the epilogue)
-                if rex & 0x01 == 0, modrm & 0xc7 == 0xc4, !(opcode == 0x89 && rex & 0x04 == 0 && modrm == 0xec) {
-                    return true
-                }
-            case 0x2b, 0x8b:  // sub rsp, reg / mov rsp, reg, the other direction
-                if rex & 0x04 == 0, modrm & 0xf8 == 0xe0, !(opcode == 0x8b && rex & 0x01 == 0 && modrm == 0xe5) {
-                    return true
-                }
-            default:
-                break
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        var index = 2  // the ModRM byte of an instruction with a REX prefix and a one-byte opcode
+        while index + 8 <= code.count {
+            let word = code.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let candidates = (word & (0xc7 &* ones)) ^ (0xc4 &* ones)  // a zero byte marks a candidate
+            if (candidates &- ones) & ~candidates & (0x80 &* ones) != 0 {
+                for modrm in index..<index + 8 where x86WritesStackPointer(code, modrm: modrm) { return true }
             }
+            index += 8
         }
+        for modrm in index..<max(index, code.count) where x86WritesStackPointer(code, modrm: modrm) { return true }
         return false
+    }
+
+    /// `and rsp, imm`, `sub rsp, reg` or `mov rsp, reg` (but not `mov rsp, rbp`: the epilogue), with
+    /// its ModRM byte at `modrm`.
+    @inline(__always)
+    private static func x86WritesStackPointer(_ code: UnsafeRawBufferPointer, modrm: Int) -> Bool {
+        let (rex, opcode, operand) = (code[modrm - 2], code[modrm - 1], code[modrm])
+        guard operand & 0xc7 == 0xc4, rex & 0xf9 == 0x48 else { return false }  // rsp, REX.W without REX.B
+        switch opcode {
+        case 0x83, 0x81: return operand == 0xe4 && rex == 0x48
+        case 0x29: return true
+        case 0x89: return !(operand == 0xec && rex == 0x48)
+        default: return false
+        }
     }
 
     private static func arm64Adjustment(_ code: UnsafeRawBufferPointer) -> Int {

@@ -47,9 +47,9 @@ struct SymbolTable {
         guard low > 0, address < symbols[low - 1].end else { return "" }
         // Aliases share an address: any of them names the function.
         let start = Int(symbols[low - 1].name)
-        let tail = UnsafeRawBufferPointer(rebasing: names[start...])
-        let length = tail.firstIndex(of: 0) ?? tail.count
-        return String(decoding: UnsafeRawBufferPointer(rebasing: tail[0..<length]), as: UTF8.self)
+        let tail = names.baseAddress! + start
+        let end = memchr(tail, 0, names.count - start).map { $0 - UnsafeMutableRawPointer(mutating: tail) } ?? names.count - start
+        return String(decoding: UnsafeRawBufferPointer(start: tail, count: end), as: UTF8.self)
     }
 }
 

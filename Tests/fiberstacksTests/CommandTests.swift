@@ -42,7 +42,7 @@ struct CommandTests {
 @Suite("fiberstacks bench")
 struct BenchCommandTests {
     /// Every section `fiberstacks bench` has (the JSON `section` values).
-    static let sections = ["stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "tlb", "numa", "capacity"]
+    static let sections = ["stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "tlb", "numa", "capacity", "frames"]
 
     @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, ratios judged")
     func quickJSON() throws {

@@ -1,0 +1,19 @@
+import StackAllocators
+
+/// `frames`: `audit_loaded` (ms), the time `FrameAudit.auditLoadedObjects()` takes to read the call
+/// frame information of this process and every library it loaded (`objects`, `functions`), which
+/// decides whether the audit can run at startup.
+enum FrameAuditBenchmarks {
+    static func run(_ recorder: BenchRecorder) throws {
+        var audit: FrameAudit?
+        let samples = try measure(recorder.scale, ops: 1) { () throws(StackError) -> UInt64 in
+            let start = nanoseconds()
+            audit = try FrameAudit.auditLoadedObjects(logger: benchLogger)
+            return nanoseconds() - start
+        }
+        recorder.add(BenchResult(
+            section: .frames, name: "audit_loaded",
+            params: ["objects": audit?.objects.count ?? 0, "functions": audit?.functions.count ?? 0],
+            unit: "ms", samples: samples.map { $0 / 1e6 }, opsPerRep: 1))
+    }
+}
