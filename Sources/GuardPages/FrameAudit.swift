@@ -4,8 +4,6 @@ import Logging
 
 /// One function of an audited object and the stack its frame takes.
 public struct FrameRecord: Sendable, Hashable {
-    /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
-    public let symbol: String
     /// The path of the object that holds the function ("[vdso]" for the kernel's virtual object).
     public let object: String
     /// The function's link-time address in its object.
@@ -16,11 +14,45 @@ public struct FrameRecord: Sendable, Hashable {
     /// The frame also grows at run time (alloca, a variable-length array, dynamic realignment), so
     /// no guard size can be proven to cover it.
     public let isVariable: Bool
+    /// The symbol's bytes among its object's names: records share one copy per object rather than
+    /// holding a string each, which keeps auditing a process's hundred thousand functions fast.
+    private let names: SymbolNames
+    private let nameStart: Int
+    private let nameEnd: Int
 
-    /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: an audit
-    /// holds hundreds of thousands of functions, and only the ones shown need a readable name.
+    init(object: String, address: UInt64, frameBytes: Int, isVariable: Bool, names: SymbolNames, name: Range<Int>) {
+        (self.object, self.address, self.frameBytes, self.isVariable) = (object, address, frameBytes, isVariable)
+        (self.names, nameStart, nameEnd) = (names, name.lowerBound, name.upperBound)
+    }
+
+    /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
+    public var symbol: String { String(decoding: names.bytes[nameStart..<nameEnd], as: UTF8.self) }
+
+    /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: only the
+    /// functions shown need a readable name.
     public var name: String {
-        symbol.isEmpty ? "0x" + String(address, radix: 16) : Demangler.demangle(symbol)
+        nameStart == nameEnd ? "0x" + String(address, radix: 16) : Demangler.demangle(symbol)
+    }
+
+    public static func == (left: FrameRecord, right: FrameRecord) -> Bool {
+        (left.object, left.address, left.frameBytes, left.isVariable, left.symbol)
+            == (right.object, right.address, right.frameBytes, right.isVariable, right.symbol)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(object)
+        hasher.combine(address)
+        hasher.combine(frameBytes)
+        hasher.combine(isVariable)
+    }
+}
+
+/// The symbol names of one object's audited functions, copied out of its string table.
+final class SymbolNames: Sendable {
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
     }
 }
 
@@ -93,7 +125,7 @@ public struct FrameAudit: Sendable {
     }
 
     private init(records: consuming [FrameRecord], objects: [String], malformed: Int) {
-        records.sort { ($0.frameBytes, $1.address) > ($1.frameBytes, $0.address) }
+        records.sort { $0.frameBytes > $1.frameBytes }  // stable: equal frames keep the objects' order
         functions = records
         self.objects = objects
         self.malformedEntries = malformed
@@ -112,35 +144,46 @@ struct ObjectAuditor {
     /// `records`. Returns the number of malformed call frame records skipped.
     func read(header: UInt64?, frames: (UInt64, UInt64)?, symbols: SymbolTable, into records: inout [FrameRecord]) -> Int {
         var reader = CallFrameReader(space: space, machine: machine, bias: bias)
-        func add(_ description: FrameDescription) {
-            records.append(record(description, symbols: symbols))
-        }
         var walkFrom = frames
         if let header {
-            let (indexed, start) = reader.readIndexed(header: header, body: add)
+            let (indexed, start) = reader.readIndexed(header: header)
             if !indexed, let start { walkFrom = (start, .max) }
         }
-        if let (start, size) = walkFrom { reader.walk(from: start, limit: size, body: add) }
+        if let (start, size) = walkFrom { reader.walk(from: start, limit: size) }
+        var found: [(bytes: Int, variable: Bool, name: Range<Int>)] = []
+        found.reserveCapacity(reader.descriptions.count)
+        var nameBytes: [UInt8] = []
+        var symbolIndex = 0
+        for description in reader.descriptions {
+            let (bytes, variable) = frame(description)
+            let start = nameBytes.count
+            nameBytes.append(contentsOf: symbols.name(at: description.start, hint: &symbolIndex))
+            found.append((bytes, variable, start..<nameBytes.count))
+        }
+        let names = SymbolNames(nameBytes)
+        for (description, function) in zip(reader.descriptions, found) {
+            records.append(FrameRecord(
+                object: object, address: description.start, frameBytes: function.bytes, isVariable: function.variable,
+                names: names, name: function.name))
+        }
         return reader.malformed
     }
 
-    private func record(_ description: FrameDescription, symbols: SymbolTable) -> FrameRecord {
-        var bytes = Int(description.stackPointerOffset)
-        var variable = description.variable
-        if let framePointerFrom = description.framePointerFrom, let code = space.bytes(at: description.start) {
-            let length = Int(min(description.length, UInt64(code.remaining), 1 << 16))
-            let body = UnsafeRawBufferPointer(rebasing: code.bytes[code.offset..<code.offset + length])
-            // x86_64 CFI marks the frame pointer set-up exactly; aarch64 CFI often comes after the
-            // whole prologue, so its prologue is read from the start.
-            let from = machine == .x86_64 ? Int(min(framePointerFrom, UInt64(length))) : 0
-            let prologue = UnsafeRawBufferPointer(rebasing: body[from..<min(from + 256, length)])
-            let adjustment = PrologueDecoder.stackAdjustment(prologue, machine: machine)
-            let saved = Int(max(description.stackPointerOffset, description.deepestSave))
-            bytes = machine == .x86_64 ? saved + adjustment : max(saved, adjustment)
-            variable = variable || PrologueDecoder.resizesAtRunTime(body, machine: machine)
+    /// The frame size of the function `description` describes, and whether it is variable.
+    private func frame(_ description: FrameDescription) -> (Int, Bool) {
+        guard let framePointerFrom = description.framePointerFrom, let code = space.bytes(at: description.start) else {
+            return (Int(description.stackPointerOffset), description.variable)
         }
-        return FrameRecord(
-            symbol: symbols.name(at: description.start), object: object, address: description.start,
-            frameBytes: bytes, isVariable: variable)
+        let length = Int(min(description.length, UInt64(code.remaining), 1 << 16))
+        let body = UnsafeRawBufferPointer(rebasing: code.bytes[code.offset..<code.offset + length])
+        // x86_64 CFI marks the frame pointer set-up exactly, and the locals are allocated right after
+        // the callee-saved pushes that follow it; aarch64 CFI often comes after the whole prologue, so
+        // its prologue is read from the start (up to its first branch).
+        let (from, window) = machine == .x86_64 ? (Int(min(framePointerFrom, UInt64(length))), 64) : (0, 256)
+        let prologue = UnsafeRawBufferPointer(rebasing: body[from..<min(from + window, length)])
+        let adjustment = PrologueDecoder.stackAdjustment(prologue, machine: machine)
+        let saved = Int(max(description.stackPointerOffset, description.deepestSave))
+        let bytes = machine == .x86_64 ? saved + adjustment : max(saved, adjustment)
+        return (bytes, description.variable || PrologueDecoder.resizesAtRunTime(body, machine: machine))
     }
 }

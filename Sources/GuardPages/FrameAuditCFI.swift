@@ -32,7 +32,6 @@ private struct FrameRules {
     var cfaIsExpression = false
     var location: UInt64 = 0
     var description = FrameDescription()
-    var remembered: [(Int, Int64, Bool)] = []
 
     init(cfaRegister: Int, cfaOffset: Int64) {
         self.cfaRegister = cfaRegister
@@ -61,6 +60,9 @@ private struct FrameRules {
     mutating func execute(
         _ cursor: inout ByteCursor, end: Int, cie: CommonInformation, machine: FrameMachine, bias: UInt64
     ) -> Bool {
+        // The remember_state stack lives only while one program runs, so copying the rules (once per
+        // FDE) copies no array.
+        var remembered: [(Int, Int64, Bool)] = []
         while cursor.offset < end {
             guard let opcode = cursor.load(UInt8.self) else { return false }
             switch opcode >> 6 {
@@ -155,6 +157,8 @@ struct CallFrameReader {
     let bias: UInt64
     /// FDEs (and CIEs) that could not be read.
     private(set) var malformed = 0
+    /// The functions read so far: in address order when read through the header's table.
+    private(set) var descriptions: [FrameDescription] = []
     private var cies: [UInt64: CommonInformation?] = [:]
 
     init(space: AddressSpace, machine: FrameMachine, bias: UInt64) {
@@ -163,9 +167,9 @@ struct CallFrameReader {
         self.bias = bias
     }
 
-    /// Calls `body` for each function described through the `.eh_frame_hdr` at `header`. Returns false
-    /// when the header has no table: then `walk` must read `.eh_frame` itself, at the address given.
-    mutating func readIndexed(header: UInt64, body: (FrameDescription) -> Void) -> (indexed: Bool, frames: UInt64?) {
+    /// Reads each function described through the `.eh_frame_hdr` at `header`. Returns false when the
+    /// header has no table: then `walk` must read `.eh_frame` itself, at the address given.
+    mutating func readIndexed(header: UInt64) -> (indexed: Bool, frames: UInt64?) {
         guard var cursor = space.bytes(at: header), cursor.load(UInt8.self) == 1,
             let frameEncoding = cursor.load(UInt8.self), let countEncoding = cursor.load(UInt8.self),
             let tableEncoding = cursor.load(UInt8.self)
@@ -177,6 +181,7 @@ struct CallFrameReader {
         guard countEncoding != 0xff, tableEncoding != 0xff,
             let count = cursor.pointer(countEncoding, dataBase: header, bias: 0)
         else { return (false, frames) }
+        descriptions.reserveCapacity(Int(min(count, UInt64(cursor.remaining))))
         for _ in 0..<min(count, UInt64(cursor.remaining)) {
             guard cursor.pointer(tableEncoding, dataBase: header, bias: bias) != nil,
                 let entry = cursor.pointer(tableEncoding, dataBase: header, bias: bias)
@@ -184,18 +189,18 @@ struct CallFrameReader {
                 malformed += 1
                 break
             }
-            if let description = readEntry(at: entry) { body(description) }
+            if let description = readEntry(at: entry) { descriptions.append(description) }
         }
         return (true, frames)
     }
 
-    /// Calls `body` for each FDE of the `.eh_frame` records from `address` to the terminator, the end
-    /// of their segment, or `limit` bytes.
-    mutating func walk(from address: UInt64, limit: UInt64 = .max, body: (FrameDescription) -> Void) {
+    /// Reads each FDE of the `.eh_frame` records from `address` to the terminator, the end of their
+    /// segment, or `limit` bytes.
+    mutating func walk(from address: UInt64, limit: UInt64 = .max) {
         var next = address
         while next &- address < limit, let cursor = space.bytes(at: next) {
             guard let (description, size) = readRecord(cursor) else { break }
-            if let description { body(description) }
+            if let description { descriptions.append(description) }
             next &+= size
         }
     }

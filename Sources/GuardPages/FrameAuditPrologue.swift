@@ -47,15 +47,18 @@ enum PrologueDecoder {
         return 0
     }
 
-    /// Scans eight candidate ModRM bytes at a time: a write to rsp from a register has a ModRM byte
-    /// with mod 11 and r/m 100 (`& 0xc7 == 0xc4`), which few bytes of code have; only words holding one
-    /// are looked at byte by byte. (Whole function bodies are scanned: this is the audit's hot loop.)
+    /// Scans eight bytes at a time: a write to rsp from a register has a ModRM byte with mod 11 and
+    /// r/m 100 (`& 0xc7 == 0xc4`) after an opcode among 0x29, 0x81, 0x83, 0x89 (`& 0x55 == 0x01`),
+    /// which few byte pairs of code match; only words holding one are looked at byte by byte. (Whole
+    /// function bodies are scanned: this is the audit's hot loop.)
     private static func x86Resizes(_ code: UnsafeRawBufferPointer) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         var index = 2  // the ModRM byte of an instruction with a REX prefix and a one-byte opcode
         while index + 8 <= code.count {
-            let word = code.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            let candidates = (word & (0xc7 &* ones)) ^ (0xc4 &* ones)  // a zero byte marks a candidate
+            let operands = code.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let opcodes = code.loadUnaligned(fromByteOffset: index - 1, as: UInt64.self)
+            // A zero byte marks a candidate.
+            let candidates = ((operands & (0xc7 &* ones)) ^ (0xc4 &* ones)) | ((opcodes & (0x55 &* ones)) ^ ones)
             if (candidates &- ones) & ~candidates & (0x80 &* ones) != 0 {
                 for modrm in index..<index + 8 where x86WritesStackPointer(code, modrm: modrm) { return true }
             }

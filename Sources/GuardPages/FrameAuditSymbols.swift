@@ -37,19 +37,35 @@ struct SymbolTable {
         symbols.sort { $0.start < $1.start }
     }
 
-    /// The raw (mangled) name of the function containing `address`, or "" when no symbol covers it.
-    func name(at address: UInt64) -> String {
-        var (low, high) = (0, symbols.count)
+    /// The index of the first symbol after `from` that starts above `address` (binary search).
+    private func upperBound(_ address: UInt64, from: Int) -> Int {
+        var (low, high) = (from, symbols.count)
         while low < high {
             let middle = (low + high) / 2
             if symbols[middle].start <= address { low = middle + 1 } else { high = middle }
         }
-        guard low > 0, address < symbols[low - 1].end else { return "" }
+        return low
+    }
+
+    /// The raw (mangled) name of the function containing `address`, empty when no symbol covers it.
+    /// `hint` is the index found for the previous address: functions come in address order from
+    /// `.eh_frame_hdr`, so the next symbol is usually at or just after it.
+    func name(at address: UInt64, hint: inout Int) -> UnsafeRawBufferPointer {
+        var low: Int
+        if hint > 0, hint <= symbols.count, symbols[hint - 1].start <= address {
+            low = hint
+            while low < symbols.count, symbols[low].start <= address, low - hint < 8 { low += 1 }
+            if low - hint == 8 { low = upperBound(address, from: low) }
+        } else {
+            low = upperBound(address, from: 0)
+        }
+        hint = low
+        guard low > 0, address < symbols[low - 1].end else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         // Aliases share an address: any of them names the function.
         let start = Int(symbols[low - 1].name)
         let tail = names.baseAddress! + start
         let end = memchr(tail, 0, names.count - start).map { $0 - UnsafeMutableRawPointer(mutating: tail) } ?? names.count - start
-        return String(decoding: UnsafeRawBufferPointer(start: tail, count: end), as: UTF8.self)
+        return UnsafeRawBufferPointer(start: tail, count: end)
     }
 }
 
