@@ -2,11 +2,13 @@ import StackAllocators
 
 /// `frames`: `audit_loaded` (ms), the time `FrameAudit.auditLoadedObjects()` takes to read the call
 /// frame information of this process and every library it loaded (`objects`, `functions`), which
-/// decides whether the audit can run at startup.
+/// decides whether the audit can run at startup. Under `--quick` it is measured once (a debug build
+/// takes seconds).
 enum FrameAuditBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
+        let scale = recorder.scale.quick ? BenchScale(reps: 1, warmups: 0, quick: true) : recorder.scale
         var audit: FrameAudit?
-        let samples = try measure(recorder.scale, ops: 1) { () throws(StackError) -> UInt64 in
+        let samples = try measure(scale, ops: 1) { () throws(StackError) -> UInt64 in
             let start = nanoseconds()
             let result = try FrameAudit.auditLoadedObjects(logger: benchLogger)
             let elapsed = nanoseconds() - start
