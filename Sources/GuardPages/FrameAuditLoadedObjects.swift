@@ -32,9 +32,11 @@ final class LoadedObjectWalk {
         let path = isVDSO ? "[vdso]" : name.isEmpty ? Self.executablePath : name
         let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias)
         if isVDSO {
-            // The kernel's object has no file; its whole image, section headers included, is mapped.
+            // The kernel's object has no file; its whole image is mapped, in whole pages, with the
+            // section headers after its loadable part.
             let loads = headers.filter { $0.p_type == PT_LOAD }
-            let extent = loads.map { Int($0.p_offset + $0.p_filesz) }.max() ?? 0
+            let loaded = loads.map { Int($0.p_offset + $0.p_filesz) }.max() ?? 0
+            let extent = (loaded + systemPageSize - 1) / systemPageSize * systemPageSize
             let image = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(bias)), count: extent)
             let symbols = ELFFile(image).map { SymbolTable($0) } ?? SymbolTable()
             malformed += auditor.read(header: header, frames: nil, symbols: symbols, into: &records)

@@ -111,6 +111,8 @@ struct FrameAuditTests {
         #expect(audit.objects.contains(testBinary))
         #expect(audit.objects.contains { $0.contains("libswiftCore.so") })
         #expect(audit.objects.contains { $0.contains("libc.so") })
+        // The kernel's vDSO has no file: it is read in memory, its symbols too.
+        #expect(audit.functions.contains { $0.object == "[vdso]" && $0.symbol.contains("clock_gettime") })
         let swift = try record(in: audit) { isSwiftFunction($0, "swiftFrame40KiB") }
         #expect(swift.name.hasPrefix("GuardPagesTests.swiftFrame40KiB("), "\(swift.name)")
         #expect(audit.malformedEntries == 0)
@@ -174,6 +176,32 @@ struct FrameAuditTests {
         }
         #expect(audited > 0)
         #expect(try FrameAudit.auditFile("/bin/true").functions.count > 0)
+    }
+
+    @Test("Without .eh_frame_hdr's table, or without .eh_frame_hdr, walking .eh_frame finds the same frames")
+    func walkWithoutTable() throws {
+        let reference = try FrameAudit.auditFile("/bin/true")
+        let original = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "/bin/true")))
+        let (entry, frameHeaderOffset) = try original.withUnsafeBytes { file in
+            let header = file.loadUnaligned(as: Elf64_Ehdr.self)
+            let entries = (0..<Int(header.e_phnum)).map { Int(header.e_phoff) + $0 * Int(header.e_phentsize) }
+            let entry = try #require(entries.first { file.loadUnaligned(fromByteOffset: $0, as: Elf64_Phdr.self).p_type == PT_GNU_EH_FRAME })
+            return (entry, Int(file.loadUnaligned(fromByteOffset: entry, as: Elf64_Phdr.self).p_offset))
+        }
+        var noTable = original
+        noTable[frameHeaderOffset + 3] = 0xff  // the table's encoding: DW_EH_PE_omit
+        var noHeader = original
+        noHeader.replaceSubrange(entry..<entry + 4, with: [0, 0, 0, 0])  // PT_GNU_EH_FRAME -> PT_NULL
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("frame-audit-walk-\(getpid())").path
+        defer { unlink(path) }
+        func frames(_ audit: FrameAudit) -> Set<[UInt64]> { Set(audit.functions.map { [$0.address, UInt64($0.frameBytes)] }) }
+        #expect(reference.functions.count > 10)
+        for variant in [noTable, noHeader] {
+            try Data(variant).write(to: URL(fileURLWithPath: path))
+            let walked = try FrameAudit.auditFile(path)
+            #expect(frames(walked) == frames(reference))
+            #expect(walked.malformedEntries == 0)
+        }
     }
 
     @Test("aarch64 prologues: sub sp and pre-indexed stores add up; mov sp, xN is variable")
