@@ -154,8 +154,9 @@ struct ObjectAuditor {
         found.reserveCapacity(reader.descriptions.count)
         var nameBytes: [UInt8] = []
         var symbolIndex = 0
+        var scanBudget = 2 * space.size  // as the reader's: overlapping function ranges cannot make it quadratic
         for description in reader.descriptions {
-            let (bytes, variable) = frame(description)
+            let (bytes, variable) = frame(description, scanBudget: &scanBudget)
             let start = nameBytes.count
             nameBytes.append(contentsOf: symbols.name(at: description.start, hint: &symbolIndex))
             found.append((bytes, variable, start..<nameBytes.count))
@@ -170,7 +171,7 @@ struct ObjectAuditor {
     }
 
     /// The frame size of the function `description` describes, and whether it is variable.
-    private func frame(_ description: FrameDescription) -> (Int, Bool) {
+    private func frame(_ description: FrameDescription, scanBudget: inout Int) -> (Int, Bool) {
         guard let framePointerFrom = description.framePointerFrom, let code = space.bytes(at: description.start) else {
             return (Int(description.stackPointerOffset), description.variable)
         }
@@ -184,6 +185,8 @@ struct ObjectAuditor {
         let adjustment = PrologueDecoder.stackAdjustment(prologue, machine: machine)
         let saved = Int(max(description.stackPointerOffset, description.deepestSave))
         let bytes = machine == .x86_64 ? saved + adjustment : max(saved, adjustment)
-        return (bytes, description.variable || PrologueDecoder.resizesAtRunTime(body, machine: machine))
+        scanBudget -= length
+        let resizes = scanBudget >= 0 && PrologueDecoder.resizesAtRunTime(body, machine: machine)
+        return (bytes, description.variable || resizes)
     }
 }

@@ -47,7 +47,8 @@ private struct FrameRules {
         } else {
             // The stack pointer, or a scratch register that holds its final value while a stack-clash
             // probe loop runs (GCC's r11): either way the offset is the frame so far.
-            description.stackPointerOffset = max(description.stackPointerOffset, cfaOffset)
+            // Clamped, so that adding a prologue's adjustment cannot overflow on a hostile offset.
+            description.stackPointerOffset = max(description.stackPointerOffset, min(cfaOffset, 1 << 40))
         }
     }
 
@@ -160,11 +161,15 @@ struct CallFrameReader {
     /// The functions read so far: in address order when read through the header's table.
     private(set) var descriptions: [FrameDescription] = []
     private var cies: [UInt64: CommonInformation?] = [:]
+    /// Bytes of records left to read: twice the object's size, so a table whose entries all point at
+    /// one long record cannot make the audit take quadratic time.
+    private var budget: Int
 
     init(space: AddressSpace, machine: FrameMachine, bias: UInt64) {
         self.space = space
         self.machine = machine
         self.bias = bias
+        budget = 2 * space.size
     }
 
     /// Reads each function described through the `.eh_frame_hdr` at `header`. Returns false when the
@@ -183,6 +188,10 @@ struct CallFrameReader {
         else { return (false, frames) }
         descriptions.reserveCapacity(Int(min(count, UInt64(cursor.remaining))))
         for _ in 0..<min(count, UInt64(cursor.remaining)) {
+            guard budget > 0 else {
+                malformed += 1
+                break
+            }
             guard cursor.pointer(tableEncoding, dataBase: header, bias: bias) != nil,
                 let entry = cursor.pointer(tableEncoding, dataBase: header, bias: bias)
             else {
@@ -227,6 +236,7 @@ struct CallFrameReader {
         guard length <= UInt64(cursor.remaining) else { return nil }
         let end = cursor.offset + Int(length)
         let size = UInt64(end - start.offset)
+        budget -= Int(size)
         let idAddress = cursor.currentAddress
         guard let id = wide ? cursor.load(UInt64.self) : cursor.load(UInt32.self).map(UInt64.init) else { return nil }
         if id == 0 { return (nil, size) }

@@ -37,6 +37,9 @@ struct AddressSpace {
 
     var segments: [Segment] = []
 
+    /// The bytes of all segments.
+    var size: Int { segments.reduce(0) { $0 + $1.bytes.count } }
+
     /// The bytes from `address` to the end of its segment, or nil when no segment holds it.
     func bytes(at address: UInt64) -> ByteCursor? {
         for segment in segments where address >= segment.address {
