@@ -80,16 +80,19 @@ public struct FrameAudit: Sendable {
         -> FrameAudit
     {
         let file = try MappedFile(path, logger: logger)
-        guard let elf = ELFFile(file.bytes) else {
-            throw .objectUnreadable(path: path, reason: ELFFile.problem(file.bytes) ?? "unknown", errno: nil)
+        // Everything below reads the mapping: it must outlive the reads, not just the last use of `file`.
+        return try withExtendedLifetime(file) { () throws(StackError) in
+            guard let elf = ELFFile(file.bytes) else {
+                throw .objectUnreadable(path: path, reason: ELFFile.problem(file.bytes) ?? "unknown", errno: nil)
+            }
+            let auditor = ObjectAuditor(object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0)
+            let frames = elf.frameHeaderAddress == nil ? elf.section(named: ".eh_frame") : nil
+            var records: [FrameRecord] = []
+            let malformed = auditor.read(
+                header: elf.frameHeaderAddress, frames: frames.map { ($0.sh_addr, $0.sh_size) },
+                symbols: SymbolTable(elf), into: &records)
+            return FrameAudit(records: records, objects: [path], malformed: malformed)
         }
-        let auditor = ObjectAuditor(object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0)
-        let frames = elf.frameHeaderAddress == nil ? elf.section(named: ".eh_frame") : nil
-        var records: [FrameRecord] = []
-        let malformed = auditor.read(
-            header: elf.frameHeaderAddress, frames: frames.map { ($0.sh_addr, $0.sh_size) }, symbols: SymbolTable(elf),
-            into: &records)
-        return FrameAudit(records: records, objects: [path], malformed: malformed)
     }
 
     /// Audits this process's executable and every object it has loaded, reading their call frame

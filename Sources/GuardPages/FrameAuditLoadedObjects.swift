@@ -1,6 +1,7 @@
 import CStackSupport
 import Glibc
 import Logging
+import SystemPackage
 
 /// The state of one `dl_iterate_phdr` walk over this process's objects: each object is audited
 /// inside the callback, while the loader lock keeps it from being unloaded.
@@ -29,7 +30,7 @@ final class LoadedObjectWalk {
         guard let header = headers.first(where: { $0.p_type == PT_GNU_EH_FRAME })?.p_vaddr else { return }
         let name = object.name.map { String(cString: $0) } ?? ""
         let isVDSO = bias != 0 && UInt(bias) == fs_vdso_base()
-        let path = isVDSO ? "[vdso]" : name.isEmpty ? Self.executablePath : name
+        let path = isVDSO ? "[vdso]" : name.isEmpty ? executablePath() : name
         let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias)
         if isVDSO {
             // The kernel's object has no file; its whole image is mapped, in whole pages, with the
@@ -43,8 +44,10 @@ final class LoadedObjectWalk {
         } else {
             do throws(StackError) {
                 let file = try MappedFile(name.isEmpty ? "/proc/self/exe" : name, logger: logger)
-                let symbols = ELFFile(file.bytes).map { SymbolTable($0) } ?? SymbolTable()
-                malformed += auditor.read(header: header, frames: nil, symbols: symbols, into: &records)
+                withExtendedLifetime(file) {  // the symbol table points into the mapping
+                    let symbols = ELFFile(file.bytes).map { SymbolTable($0) } ?? SymbolTable()
+                    malformed += auditor.read(header: header, frames: nil, symbols: symbols, into: &records)
+                }
             } catch {
                 if name.isEmpty { self.error = error }
                 logger.notice(
@@ -56,11 +59,17 @@ final class LoadedObjectWalk {
         objects.append(path)
     }
 
-    /// The executable's path, as /proc/self/exe links to it.
-    private static var executablePath: String {
+    /// The executable's path, as /proc/self/exe links to it (or that link's name, logged, when it
+    /// cannot be read).
+    private func executablePath() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return "/proc/self/exe" }
+        guard length > 0 else {
+            logger.notice(
+                "readlink of /proc/self/exe failed; the executable is named /proc/self/exe",
+                metadata: ["errno": "\(Errno(rawValue: errno))"])
+            return "/proc/self/exe"
+        }
         return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -1,7 +1,8 @@
 import Glibc
 
 /// The function symbols of an object, sorted by address, to name the functions its CFI describes:
-/// `.symtab` where the object keeps it (it names local functions too), else `.dynsym`.
+/// `.symtab` where the object keeps it (it names local functions too), else `.dynsym`. It points into
+/// the object's bytes: use it only while they stay mapped.
 struct SymbolTable {
     private struct Symbol {
         let start: UInt64
@@ -18,10 +19,12 @@ struct SymbolTable {
     /// The symbols of `elf`; empty when it has neither table (or they lie outside the file).
     init(_ elf: ELFFile) {
         let sections = elf.sectionHeaders
-        guard let table = sections.first(where: { $0.sh_type == SHT_SYMTAB }) ?? sections.first(where: { $0.sh_type == SHT_DYNSYM }),
+        guard let table = sections.first(where: { $0.sh_type == SHT_SYMTAB })
+                ?? sections.first(where: { $0.sh_type == SHT_DYNSYM }),
             Int(table.sh_link) < sections.count,
             let entries = elf.bytes(offset: table.sh_offset, size: table.sh_size),
-            let strings = elf.bytes(offset: sections[Int(table.sh_link)].sh_offset, size: sections[Int(table.sh_link)].sh_size)
+            case let stringTable = sections[Int(table.sh_link)],
+            let strings = elf.bytes(offset: stringTable.sh_offset, size: stringTable.sh_size)
         else { return }
         names = strings
         let stride = MemoryLayout<Elf64_Sym>.size
@@ -32,7 +35,8 @@ struct SymbolTable {
             guard type == STT_FUNC || type == STT_GNU_IFUNC, symbol.st_shndx != 0, symbol.st_value != 0,
                 Int(symbol.st_name) < strings.count
             else { continue }
-            symbols.append(Symbol(start: symbol.st_value, end: symbol.st_value &+ max(symbol.st_size, 1), name: symbol.st_name))
+            let end = symbol.st_value &+ max(symbol.st_size, 1)
+            symbols.append(Symbol(start: symbol.st_value, end: end, name: symbol.st_name))
         }
         symbols.sort { $0.start < $1.start }
     }

@@ -89,7 +89,8 @@ struct Frames: ParsableCommand {
 
     private func printFrames(_ records: [FrameRecord]) {
         for record in records {
-            print(String(format: "%10d B", record.frameBytes) + "\(record.isVariable ? " + variable" : "           ")  \(record.name)  [\(record.object)]")
+            let variable = record.isVariable ? " + variable" : "           "
+            print(String(format: "%10d B", record.frameBytes) + "\(variable)  \(record.name)  [\(record.object)]")
         }
     }
 }

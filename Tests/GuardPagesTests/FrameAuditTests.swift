@@ -214,8 +214,9 @@ struct FrameAuditTests {
         try file.withUnsafeBytes { file in
             let header = file.loadUnaligned(as: Elf64_Ehdr.self)
             let entries = (0..<Int(header.e_phnum)).map { Int(header.e_phoff) + $0 * Int(header.e_phentsize) }
-            let entry = try #require(entries.first { file.loadUnaligned(fromByteOffset: $0, as: Elf64_Phdr.self).p_type == PT_GNU_EH_FRAME })
-            return (entry, Int(file.loadUnaligned(fromByteOffset: entry, as: Elf64_Phdr.self).p_offset))
+            func programHeader(_ entry: Int) -> Elf64_Phdr { file.loadUnaligned(fromByteOffset: entry, as: Elf64_Phdr.self) }
+            let entry = try #require(entries.first { programHeader($0).p_type == PT_GNU_EH_FRAME })
+            return (entry, Int(programHeader(entry).p_offset))
         }
     }
 
