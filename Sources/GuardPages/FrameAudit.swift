@@ -85,7 +85,8 @@ public struct FrameAudit: Sendable {
             guard let elf = ELFFile(file.bytes) else {
                 throw .objectUnreadable(path: path, reason: ELFFile.problem(file.bytes) ?? "unknown", errno: nil)
             }
-            let auditor = ObjectAuditor(object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0)
+            let auditor = ObjectAuditor(
+                object: path, machine: elf.machine, space: elf.fileAddressSpace, bias: 0, logger: logger)
             let frames = elf.frameHeaderAddress == nil ? elf.section(named: ".eh_frame") : nil
             var records: [FrameRecord] = []
             let malformed = auditor.read(
@@ -141,6 +142,7 @@ struct ObjectAuditor {
     let machine: FrameMachine
     let space: AddressSpace
     let bias: UInt64
+    let logger: Logger
 
     /// Reads the functions through the `.eh_frame_hdr` at `header`, or by walking `.eh_frame` (at
     /// the address the header gives, or `frames`: the section's address and size), appending to
@@ -152,7 +154,11 @@ struct ObjectAuditor {
             let (indexed, start) = reader.readIndexed(header: header)
             if !indexed, let start { walkFrom = (start, .max) }
         }
-        if let (start, size) = walkFrom { reader.walk(from: start, limit: size) }
+        if let (start, size) = walkFrom {
+            logger.debug(
+                "no sorted .eh_frame_hdr table: walking .eh_frame record by record", metadata: ["object": "\(object)"])
+            reader.walk(from: start, limit: size)
+        }
         var found: [(bytes: Int, variable: Bool, name: Range<Int>)] = []
         found.reserveCapacity(reader.descriptions.count)
         var nameBytes: [UInt8] = []

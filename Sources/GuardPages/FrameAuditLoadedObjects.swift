@@ -31,7 +31,7 @@ final class LoadedObjectWalk {
         let name = object.name.map { String(cString: $0) } ?? ""
         let isVDSO = bias != 0 && UInt(bias) == fs_vdso_base()
         let path = isVDSO ? "[vdso]" : name.isEmpty ? executablePath() : name
-        let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias)
+        let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias, logger: logger)
         if isVDSO {
             // The kernel's object has no file; its whole image is mapped, in whole pages, with the
             // section headers after its loadable part.
