@@ -29,34 +29,26 @@ struct ByteCursor {
         return true
     }
 
-    /// Unsigned LEB128; nil when truncated or wider than 64 bits.
-    mutating func uleb() -> UInt64? {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while let byte = load(UInt8.self) {
-            if shift < 64 { result |= UInt64(byte & 0x7f) << shift }
-            else if byte & 0x7f != 0 { return nil }
-            if byte & 0x80 == 0 { return result }
+    /// LEB128 digits: the value's low 64 bits, how many bits were read, and the last byte (whose bit 6
+    /// is the sign of a signed value); nil when truncated or longer than ten bytes.
+    private mutating func leb() -> (bits: UInt64, shift: UInt64, last: UInt8)? {
+        var (bits, shift): (UInt64, UInt64) = (0, 0)
+        while shift < 70, let byte = load(UInt8.self) {
+            if shift < 64 { bits |= UInt64(byte & 0x7f) << shift }
             shift += 7
-            if shift > 70 { return nil }
+            if byte & 0x80 == 0 { return (bits, shift, byte) }
         }
         return nil
     }
 
-    /// Signed LEB128; nil when truncated or wider than 64 bits.
+    /// Unsigned LEB128 (bits above 64 are dropped).
+    mutating func uleb() -> UInt64? { leb()?.bits }
+
+    /// Signed LEB128 (bits above 64 are dropped).
     mutating func sleb() -> Int64? {
-        var result: Int64 = 0
-        var shift: Int64 = 0
-        while let byte = load(UInt8.self) {
-            if shift < 64 { result |= Int64(byte & 0x7f) << shift }
-            shift += 7
-            if byte & 0x80 == 0 {
-                if shift < 64, byte & 0x40 != 0 { result |= -1 << shift }
-                return result
-            }
-            if shift > 70 { return nil }
-        }
-        return nil
+        guard let (bits, shift, last) = leb() else { return nil }
+        let value = Int64(bitPattern: bits)
+        return shift < 64 && last & 0x40 != 0 ? value | (-1 << shift) : value
     }
 
     /// A uleb that must fit an `Int` (a register number, a length, an offset).

@@ -220,6 +220,23 @@ struct FrameAuditTests {
         }
     }
 
+    @Test("LEB128 and pointer encodings read as DWARF defines them; truncation reads nil")
+    func cursorEncodings() {
+        func read<T>(_ bytes: [UInt8], _ body: (inout ByteCursor) -> T) -> T {
+            bytes.withUnsafeBytes { raw in
+                var cursor = ByteCursor(raw, address: 0x1000)
+                return body(&cursor)
+            }
+        }
+        #expect(read([0xe5, 0x8e, 0x26]) { $0.uleb() } == 624_485)
+        #expect(read([0x7f]) { $0.sleb() } == -1)
+        #expect(read([0xc0, 0xbb, 0x78]) { $0.sleb() } == -123_456)
+        #expect(read([0x80, 0x80]) { $0.uleb() } == nil)
+        #expect(read([0xfc, 0xff, 0xff, 0xff]) { $0.pointer(0x1b) } == 0x1000 - 4)  // pcrel | sdata4
+        #expect(read([0x10, 0x00, 0x00, 0x00]) { $0.pointer(0x3b, dataBase: 0x2000) } == 0x2010)  // datarel
+        #expect(read([0x10, 0x00]) { $0.pointer(0x03) } == nil)  // udata4, truncated
+    }
+
     @Test("aarch64 prologues: sub sp and pre-indexed stores add up; mov sp, xN is variable")
     func arm64Prologue() {
         func code(_ words: [UInt32]) -> [UInt8] { words.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) } }
