@@ -4,8 +4,6 @@ import Logging
 
 /// One function of an audited object and the stack its frame takes.
 public struct FrameRecord: Sendable, Hashable {
-    /// The path of the object that holds the function ("[vdso]" for the kernel's virtual object).
-    public let object: String
     /// The function's link-time address in its object.
     public let address: UInt64
     /// How far below the stack pointer of its caller the function's frame reaches, in bytes (on
@@ -14,19 +12,22 @@ public struct FrameRecord: Sendable, Hashable {
     /// The frame also grows at run time (alloca, a variable-length array, dynamic realignment), so
     /// no guard size can be proven to cover it.
     public let isVariable: Bool
-    /// The symbol's bytes among its object's names: records share one copy per object rather than
-    /// holding a string each, which keeps auditing a process's hundred thousand functions fast.
-    private let names: SymbolNames
-    private let nameStart: Int
-    private let nameEnd: Int
+    /// The object's path and the symbol's bytes among its names: records share one per object rather
+    /// than holding strings each, which keeps auditing a process's hundred thousand functions fast.
+    private let source: AuditedObject
+    private let nameStart: UInt32
+    private let nameEnd: UInt32
 
-    init(object: String, address: UInt64, frameBytes: Int, isVariable: Bool, names: SymbolNames, name: Range<Int>) {
-        (self.object, self.address, self.frameBytes, self.isVariable) = (object, address, frameBytes, isVariable)
-        (self.names, nameStart, nameEnd) = (names, name.lowerBound, name.upperBound)
+    init(address: UInt64, frameBytes: Int, isVariable: Bool, source: AuditedObject, name: Range<UInt32>) {
+        (self.address, self.frameBytes, self.isVariable) = (address, frameBytes, isVariable)
+        (self.source, nameStart, nameEnd) = (source, name.lowerBound, name.upperBound)
     }
 
+    /// The path of the object that holds the function ("[vdso]" for the kernel's virtual object).
+    public var object: String { source.path }
+
     /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
-    public var symbol: String { String(decoding: names.bytes[nameStart..<nameEnd], as: UTF8.self) }
+    public var symbol: String { String(decoding: source.names[Int(nameStart)..<Int(nameEnd)], as: UTF8.self) }
 
     /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: only the
     /// functions shown need a readable name.
@@ -47,12 +48,14 @@ public struct FrameRecord: Sendable, Hashable {
     }
 }
 
-/// The symbol names of one object's audited functions, copied out of its string table.
-final class SymbolNames: Sendable {
-    let bytes: [UInt8]
+/// An audited object's path, and the symbol names of its functions copied out of its string table.
+final class AuditedObject: Sendable {
+    let path: String
+    let names: [UInt8]
 
-    init(_ bytes: [UInt8]) {
-        self.bytes = bytes
+    init(path: String, names: [UInt8]) {
+        self.path = path
+        self.names = names
     }
 }
 
@@ -159,22 +162,24 @@ struct ObjectAuditor {
                 "no sorted .eh_frame_hdr table: walking .eh_frame record by record", metadata: ["object": "\(object)"])
             reader.walk(from: start, limit: size)
         }
-        var found: [(bytes: Int, variable: Bool, name: Range<Int>)] = []
+        var found: [(bytes: Int, variable: Bool, name: Range<UInt32>)] = []
         found.reserveCapacity(reader.descriptions.count)
         var nameBytes: [UInt8] = []
         var symbolIndex = 0
         var scanBudget = 2 * space.size  // as the reader's: overlapping function ranges cannot make it quadratic
         for description in reader.descriptions {
             let (bytes, variable) = frame(description, scanBudget: &scanBudget)
-            let start = nameBytes.count
-            nameBytes.append(contentsOf: symbols.name(at: description.start, hint: &symbolIndex))
-            found.append((bytes, variable, start..<nameBytes.count))
+            let start = UInt32(truncatingIfNeeded: nameBytes.count)
+            if nameBytes.count < Int(UInt32.max) - 1 << 16 {  // names past 4 GiB: unnamed
+                nameBytes.append(contentsOf: symbols.name(at: description.start, hint: &symbolIndex).prefix(1 << 16))
+            }
+            found.append((bytes, variable, start..<UInt32(truncatingIfNeeded: nameBytes.count)))
         }
-        let names = SymbolNames(nameBytes)
+        let source = AuditedObject(path: object, names: nameBytes)
         for (description, function) in zip(reader.descriptions, found) {
             records.append(FrameRecord(
-                object: object, address: description.start, frameBytes: function.bytes, isVariable: function.variable,
-                names: names, name: function.name))
+                address: description.start, frameBytes: function.bytes, isVariable: function.variable, source: source,
+                name: function.name))
         }
         return reader.malformed
     }
