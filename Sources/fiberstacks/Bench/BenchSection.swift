@@ -19,6 +19,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     case numa
     /// The most live guarded stacks one process holds within a time bound.
     case capacity
+    /// The frame audit of every object loaded in this process.
+    case frames
 
     /// Whether the peer harness measures figures this section is compared with.
     var hasPeerFigures: Bool { [.stackAlloc, .pooled, .prefault, .contextSwitch].contains(self) }
@@ -50,6 +52,7 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .tlb: try TLBBenchmarks.run(recorder)
         case .numa: try NUMABenchmarks.run(recorder)
         case .capacity: try CapacityBenchmarks.run(recorder)
+        case .frames: try FrameAuditBenchmarks.run(recorder)
         }
     }
 }
