@@ -76,6 +76,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
     /// (`reason` says why; `errno` is set when a syscall failed).
     case objectUnreadable(path: String, reason: String, errno: Errno?)
+    /// A guard of `guardSize` bytes is smaller than the `frameBytes`-byte frame of `function` in `object`,
+    /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
+    case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
 
     public var description: String {
         switch self {
@@ -277,6 +280,12 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 + (errno.map { ": \($0) (\($0.rawValue))" } ?? "")
                 + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
                 + "that this user can read"
+        case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed):
+            return "a guard of \(guardSize) bytes is smaller than the \(frameBytes)-byte stack frame of \(function) in "
+                + "\(object): Swift emits no stack probes, so that frame can skip the guard without touching it and "
+                + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
+                + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
+                + "(`fiberstacks frames` lists the largest frames)"
         }
     }
 }
