@@ -35,12 +35,13 @@ let package = Package(
             ]
         ),
         // The guard registry, the SIGSEGV handler that names the fiber, alternate signal stacks, canaries,
-        // high-water marks.
+        // high-water marks, the frame audit (the largest stack frames of loaded code, against the guard).
         .target(
             name: "OverflowDetection",
             dependencies: [
                 "GuardPages",
                 "CStackSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -94,7 +95,9 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures"]),
+        // Functions with frames of known size (C and assembly) for the frame audit's tests.
+        .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(
             name: "StackAllocatorsTests",
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]

@@ -43,9 +43,11 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
         self.underlying = underlying
     }
 
-    /// A stack error met while starting or running: a thread that could not be created keeps its code.
+    /// A stack error met while starting or running: a thread that could not be created keeps its code, a
+    /// usage error (a guard smaller than the largest frame) is a configuration error.
     package init(_ error: StackError) {
-        let code: Code = error.code == .threadCreationFailed ? .threadCreationFailed : .stackFailed
+        let code: Code =
+            error.code == .threadCreationFailed ? .threadCreationFailed : error.isUsage ? .invalidConfiguration : .stackFailed
         self.init(code, error.message, fix: error.fix, underlying: error)
     }
 

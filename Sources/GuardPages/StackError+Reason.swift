@@ -63,6 +63,12 @@ extension StackError {
         case notHugeTLBFSMount(path: String)
         /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
         case threadCreationFailed(Errno)
+        /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
+        /// (`reason` says why; `errno` is set when a syscall failed).
+        case objectUnreadable(path: String, reason: String, errno: Errno?)
+        /// A guard of `guardSize` bytes is smaller than the `frameBytes`-byte frame of `function` in `object`,
+        /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
+        case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
         /// An error made outside this package (`StackError.init(code:message:fix:errno:)`).
         case other(code: Code, message: String, fix: String, errno: Errno?)
     }
@@ -232,6 +238,17 @@ extension StackError.Reason {
             return "\(path) is not a hugetlbfs mount: mount one (as root) with "
                 + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
                 + "or pass mount: nil to use the one libhugetlbfs finds"
+        case .objectUnreadable(let path, let reason, let errno):
+            return "cannot audit the stack frames of \(path): \(reason)"
+                + (errno.map { ": \($0) (\($0.rawValue))" } ?? "")
+                + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
+                + "that this user can read"
+        case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed):
+            return "a guard of \(guardSize) bytes is smaller than the \(frameBytes)-byte stack frame of \(function) in "
+                + "\(object): Swift emits no stack probes, so that frame can skip the guard without touching it and "
+                + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
+                + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
+                + "(`fiberstacks frames` lists the largest frames)"
         case .threadCreationFailed(let errno):
             let fix =
                 switch errno {

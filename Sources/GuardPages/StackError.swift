@@ -75,6 +75,10 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notHugeTLBFSMount = Code("notHugeTLBFSMount")
         /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
         public static let threadCreationFailed = Code("threadCreationFailed")
+        /// The frame audit cannot read an object as a 64-bit little-endian ELF file for x86_64 or aarch64.
+        public static let objectUnreadable = Code("objectUnreadable")
+        /// A guard smaller than the largest fixed frame of the loaded code: that frame could skip it.
+        public static let guardSmallerThanFrame = Code("guardSmallerThanFrame")
         /// A request or a value that makes no sense: a usage error in the calling code.
         public static let invalidRequest = Code("invalidRequest")
         /// A pool holds as many stacks as it can.
@@ -98,6 +102,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: Code {
         switch reason {
         case .other(let code, _, _, _): code
+        case .objectUnreadable: .objectUnreadable
+        case .guardSmallerThanFrame: .guardSmallerThanFrame
         case .invalidSize: .invalidSize
         case .invalidGuard: .invalidGuard
         case .invalidConfiguration: .invalidConfiguration
@@ -129,7 +135,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The error number of the failed system call (swift-system's `Errno`), if one failed.
     public var errno: Errno? {
         switch reason {
-        case .other(_, _, _, let errno): errno
+        case .other(_, _, _, let errno), .objectUnreadable(_, _, let errno): errno
         case .mappingFailed(let errno, _), .guardInstallFailed(let errno, _), .prefaultFailed(let errno, _, _),
             .probeFailed(let errno, _), .systemFileUnreadable(_, let errno), .numaBindFailed(let errno, _, _, _),
             .guardRegistrationFailed(let errno, _), .signalSetupFailed(let errno, _), .threadCreationFailed(let errno):
@@ -166,7 +172,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isUsage: Bool {
         switch code {
         case .invalidSize, .invalidGuard, .invalidPageSize, .invalidConfiguration, .invalidRequest,
-            .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty, .notHugeTLBFSMount:
+            .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty, .notHugeTLBFSMount,
+            .guardSmallerThanFrame:
             true
         default: false
         }
@@ -324,6 +331,19 @@ extension StackError {
     /// `pthread_create` failed for a scheduler worker.
     package static func threadCreationFailed(_ errno: Errno) -> StackError {
         StackError(.threadCreationFailed(errno))
+    }
+
+    /// The frame audit cannot read `path` (`reason` says why; `errno` when a syscall failed).
+    package static func objectUnreadable(path: String, reason: String, errno: Errno?) -> StackError {
+        StackError(.objectUnreadable(path: path, reason: reason, errno: errno))
+    }
+
+    /// A guard of `guardSize` bytes is smaller than the largest fixed frame of the loaded code.
+    package static func guardSmallerThanFrame(
+        guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int
+    ) -> StackError {
+        StackError(.guardSmallerThanFrame(
+            guardSize: guardSize, function: function, object: object, frameBytes: frameBytes, needed: needed))
     }
 
     /// A pool is full: `what` says of what, `fix` how to make room.

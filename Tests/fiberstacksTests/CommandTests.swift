@@ -86,7 +86,7 @@ struct CommandTests {
 @Suite("fiberstacks bench")
 struct BenchCommandTests {
     /// Every section `fiberstacks bench` has (the JSON `section` values).
-    static let sections = ["stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "tlb", "numa", "capacity"]
+    static let sections = ["stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "tlb", "numa", "capacity", "frames"]
 
     @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, ratios judged")
     func quickJSON() throws {
@@ -110,8 +110,9 @@ struct BenchCommandTests {
             #expect(keys.allSatisfy { result[$0] != nil }, "\(result)")
             let (low, median, high) = (result["min"] as? Double ?? -1, result["median"] as? Double ?? -1, result["max"] as? Double ?? -1)
             #expect(median > 0 && low <= median && median <= high, "\(result)")
-            // Capacity is measured once; everything else 3 times under --quick.
-            #expect(result["reps"] as? Int == (result["section"] as? String == "capacity" ? 1 : 3), "\(result)")
+            // Capacity and the frame audit are measured once; everything else 3 times under --quick.
+            let once = ["capacity", "frames"].contains(result["section"] as? String ?? "")
+            #expect(result["reps"] as? Int == (once ? 1 : 3), "\(result)")
             #expect((result["ops_per_rep"] as? Int ?? 0) > 0, "\(result)")
         }
         let machine = try #require(json["machine"] as? [String: Any])

@@ -19,6 +19,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     case numa
     /// The most live guarded stacks one process holds within a time bound.
     case capacity
+    /// The frame audit of every object loaded in this process.
+    case frames
 
     /// Whether the peer harness measures figures this section is compared with.
     var hasPeerFigures: Bool { [.stackAlloc, .pooled, .prefault, .contextSwitch].contains(self) }
@@ -29,10 +31,11 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .stackAlloc: "(allocate+release: mmap per guard kind and size, slab, huge-page regions)"
         case .pooled: "(pooled acquire+release: one thread, two threads, the depot)"
         case .prefault: "(per strategy and page size)"
-        case .contextSwitch: "(the raw switch and the scheduler's yield)"
+        case .contextSwitch: "(the raw switch, the checks a fiber's resume adds, and the scheduler's yield)"
         case .scheduler: "(startup, empty jobs, counter fan-out)"
         case .tlb: "(round-robin over many stacks, small pages against huge pages)"
         case .numa: "(bind + prefault, mbind, placement verification)"
+        case .frames: "(auditing the stack frames of every object loaded in this process)"
         case .capacity:
             "(up to \(recorder.capacityStacks) live guarded stacks or \(format(recorder.capacitySeconds)) s, "
                 + "whichever comes first)"
@@ -50,6 +53,7 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .tlb: try TLBBenchmarks.run(recorder)
         case .numa: try NUMABenchmarks.run(recorder)
         case .capacity: try CapacityBenchmarks.run(recorder)
+        case .frames: try FrameAuditBenchmarks.run(recorder)
         }
     }
 }

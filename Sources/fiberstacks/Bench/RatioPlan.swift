@@ -182,6 +182,9 @@ enum RatioPlan {
         Bound(
             figure: FigureKey(.ours, "scheduler", "startup_lazy16"), maxMedian: 1000,
             target: "scheduler startup (2 workers x 16 x 512 KiB, first job done) under 1 ms median"),
+        Bound(
+            figure: FigureKey(.ours, "frames", "audit_loaded"), maxMedian: 50,
+            target: "frame audit of every object loaded in fiberstacks under 50 ms (release build)"),
     ]
 
     /// Every ratio, judged where this run measured both figures.
