@@ -34,7 +34,7 @@ struct GuardSizingTests {
             Issue.record("a 4 KiB guard passed, although \(largest.frame.name) has a \(largest.frame.frameBytes)-byte frame")
         } catch let error where error.code == .guardSmallerThanFrame {
             guard case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed) = error.reason
-            else { return Issue.record("\(error)") }
+            else { Issue.record("\(error)"); return }
             #expect(guardSize == 4096 && function == largest.frame.name && object == largest.frame.object)
             #expect(frameBytes == largest.frame.frameBytes && needed == largest.guardSize && needed >= frameBytes)
         } catch {
@@ -55,7 +55,7 @@ struct GuardSizingTests {
         } catch let error where error.underlying?.code == .guardSmallerThanFrame {
             guard error.code == .invalidConfiguration,
                 case .guardSmallerThanFrame(_, let function, _, let frameBytes, _)? = error.underlying?.reason
-            else { return Issue.record("\(error)") }
+            else { Issue.record("\(error)"); return }
             #expect(function == largest.frame.name && frameBytes == largest.frame.frameBytes)
         } catch {
             Issue.record("unexpected error: \(error)")
@@ -85,7 +85,7 @@ struct GuardSizingTests {
             Issue.record("a scheduler started on stacks with 4 KiB guards")
         } catch let error where error.underlying?.code == .guardSmallerThanFrame {
             guard case .guardSmallerThanFrame(let guardSize, _, _, _, _)? = error.underlying?.reason else {
-                return Issue.record("\(error)")
+                Issue.record("\(error)"); return
             }
             #expect(guardSize == 4096)
         } catch {
