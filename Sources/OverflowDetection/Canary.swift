@@ -6,17 +6,17 @@ import GuardPages
 /// The pattern depends on the stack's address, so a canary copied from another stack does not pass.
 /// An allocator whose stacks report `GuardMechanism.canary` writes it when it makes a stack and checks
 /// it when the stack comes back (logging the error: `release` cannot throw).
-public enum Canary {
+package enum Canary {
     /// Bytes of pattern at the usable bottom: 64.
-    public static let size = 64
+    package static let size = 64
 
     /// Writes the canary at the usable bottom of `layout` (which must be mapped and writable).
-    public static func write(_ layout: StackLayout) {
+    package static func write(_ layout: StackLayout) {
         write(at: layout.usableBottom)
     }
 
     /// Whether the canary of `layout` is intact.
-    public static func isIntact(_ layout: StackLayout) -> Bool {
+    package static func isIntact(_ layout: StackLayout) -> Bool {
         isIntact(at: layout.usableBottom)
     }
 
@@ -24,18 +24,18 @@ public enum Canary {
     /// frame of a fiber started at `layout.top - size`. Stacks are usually laid out next to each other,
     /// so a frame of the fiber above that jumped past its own guard lands here: the scheduler checks
     /// this canary whenever it resumes or frees the fiber.
-    public static func writeTop(_ layout: StackLayout) {
+    package static func writeTop(_ layout: StackLayout) {
         write(at: layout.top - UInt(size))
     }
 
     /// Whether the canary written by `writeTop` is intact.
-    public static func isTopIntact(_ layout: StackLayout) -> Bool {
+    package static func isTopIntact(_ layout: StackLayout) -> Bool {
         isIntact(at: layout.top - UInt(size))
     }
 
     /// Throws `.canaryCorrupted` naming the stack (and its label from `GuardRegistry`, if any) when the
     /// canary of `layout` was overwritten.
-    public static func check(_ layout: StackLayout) throws(StackError) {
+    package static func check(_ layout: StackLayout) throws(StackError) {
         guard isIntact(layout) else {
             let label = GuardRegistry.entry(forStackAt: layout.usableBottom)?.label
             throw .canaryCorrupted(stack: layout, label: label.flatMap { $0.isEmpty ? nil : $0 })

@@ -8,14 +8,14 @@ import GuardPages
 /// `FrameAudit.loadedObjects` finds it (audited once per process, on first use; docs/sizing-stacks.md).
 public enum GuardSizing {
     /// The largest fixed frame of the code loaded in the process, and the guard that covers it.
-    public struct Requirement: Sendable, Hashable {
+    package struct Requirement: Sendable, Hashable {
         /// The function with the largest fixed frame.
-        public let frame: FrameRecord
+        package let frame: FrameRecord
         /// The smallest guard that covers it, rounded up to the system page size.
-        public let guardSize: Int
+        package let guardSize: Int
 
         /// The error for a guard of `guardSize` bytes, when it is smaller than the frame (nil otherwise).
-        public func violation(guardSize: Int) -> StackError? {
+        package func violation(guardSize: Int) -> StackError? {
             guard guardSize < frame.frameBytes else { return nil }
             return .guardSmallerThanFrame(
                 guardSize: guardSize, function: frame.name, object: frame.object, frameBytes: frame.frameBytes,
@@ -25,7 +25,7 @@ public enum GuardSizing {
 
     /// What the code loaded in the process requires; nil when it has no call frame information at all.
     /// Throws when the process's own objects cannot be audited.
-    public static func requirement() throws(StackError) -> Requirement? {
+    package static func requirement() throws(StackError) -> Requirement? {
         guard let frame = try FrameAudit.loadedObjects.get().largestFixedFrame else { return nil }
         let page = systemPageSize
         return Requirement(frame: frame, guardSize: (frame.frameBytes + page - 1) / page * page)

@@ -18,11 +18,11 @@ public enum HighWaterMark {
     }
 
     /// The byte `paint(_:)` writes.
-    public static let paintByte: UInt8 = 0xA5
+    package static let paintByte: UInt8 = 0xA5
 
     /// Fills the usable range of `layout` with `paintByte`, except its lowest `Canary.size` bytes (where
     /// a canary may live). Only before the stack is in use: this overwrites whatever is there.
-    public static func paint(_ layout: StackLayout) {
+    package static func paint(_ layout: StackLayout) {
         let start = layout.usableBottom + UInt(Canary.size)
         UnsafeMutableRawPointer(bitPattern: start)!.initializeMemory(
             as: UInt8.self, repeating: paintByte, count: Int(layout.top - start))
@@ -33,7 +33,7 @@ public enum HighWaterMark {
     /// `.residency`: a multiple of the system page size (0 when nothing is resident). `.painted`: exact,
     /// unless a used byte happens to equal `paintByte`; at most `usable - Canary.size` (the canary zone
     /// is not painted), and meaningless without `paint(_:)` first.
-    public static func measure(_ layout: StackLayout, by method: Method) throws(StackError) -> Int {
+    package static func measure(_ layout: StackLayout, by method: Method) throws(StackError) -> Int {
         switch method {
         case .residency:
             guard let lowest = try Probe.residency(of: layout.usableRange).firstIndex(of: true) else { return 0 }

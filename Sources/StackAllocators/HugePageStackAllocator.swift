@@ -77,7 +77,9 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             return
         }
         guard let packedRegion else {
-            // The stack took its guard out of the registry before this call.
+            if descriptor.guardMechanism == .protNone, !Stack.endGuardRegistration(descriptor) {
+                logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
+            }
             recorder.recordRelease(descriptor, failed: !HugePageRegion.unmap(descriptor.layout, logger: logger))
             return
         }

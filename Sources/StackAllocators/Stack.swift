@@ -39,18 +39,9 @@ public struct Stack: ~Copyable, Sendable {
     /// `Stack` for the same memory is a second owner (the built-in allocators refuse its release if the
     /// first already happened, but a copy released first frees the memory under the original).
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
-        self.init(descriptor: descriptor, allocator: allocator, ownsRegistration: false)
-    }
-
-    /// A stack that removes its guard from `GuardRegistry` when released, before its allocator runs.
-    init(descriptor: StackDescriptor, allocator: any StackAllocator, ownsRegistration: Bool) {
         self.descriptor = descriptor
         self.allocator = allocator
-        self.ownsRegistration = ownsRegistration
     }
-
-    /// Whether this stack registered its guard (`Stack.guarded`) and so unregisters it.
-    private let ownsRegistration: Bool
 
     /// One past the highest usable address: the initial stack pointer.
     public var top: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: descriptor.layout.top)! }
@@ -73,8 +64,6 @@ public struct Stack: ~Copyable, Sendable {
     public consuming func release() {}
 
     deinit {
-        // First out of the registry: the allocator may unmap at once, and the address be reused.
-        if ownsRegistration { GuardRegistry.unregister(descriptor.layout) }
         allocator.release(descriptor, token: StackReleaseToken())
     }
 }

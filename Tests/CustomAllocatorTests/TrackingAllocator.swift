@@ -39,6 +39,7 @@ final class TrackingAllocator: StackAllocator {
         }
         guard box != nil else { return }
         live.subtract(1, ordering: .relaxed)
-        // Dropping the last reference to the box releases the inner stack (and unregisters its guard).
+        // Dropping the last reference to the box releases the inner stack (its allocator ends the guard's
+        // registration).
     }
 }
