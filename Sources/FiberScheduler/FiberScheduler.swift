@@ -98,7 +98,7 @@ public final class FiberScheduler: @unchecked Sendable {
         logger.debug(
             "fiber scheduler started",
             metadata: ["workers": "\(workers.count)", "nodes": "\(allocators.keys.sorted())",
-                       "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.stackSize)"])
+                       "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.usableSize)"])
     }
 
     /// Refuses `config.guardSize` when it is smaller than the largest fixed frame of the loaded code, and

@@ -104,7 +104,7 @@ extension StackError.Reason {
                 switch (mechanism, errno) {
                 case (.lightweight, .invalidArgument):
                     "MADV_GUARD_INSTALL needs Linux >= 6.13 and private anonymous memory (hugetlb, file-backed "
-                        + "and locked mappings refuse it); use GuardMode.mprotect there"
+                        + "and locked mappings refuse it); use GuardMode.protNone there"
                 case (_, .noMemory):
                     "the kernel is out of memory for page tables, or the process is at vm.max_map_count "
                         + "(an mprotect guard splits a mapping); check memory limits, or raise vm.max_map_count"

@@ -22,6 +22,9 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     public let configuration: Configuration
     /// Sizes of the pooled stacks (validated and rounded).
     public let sizes: StackSizes
+
+    /// `sizes`: every stack of this allocator has them.
+    public var fixedSizes: StackSizes? { sizes }
     private let logger: Logger
     private let key: pthread_key_t
     private let registryIndex: Int

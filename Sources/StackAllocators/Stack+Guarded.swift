@@ -26,9 +26,13 @@ extension Stack {
         }
         let guarded = layout.sizes.guardSize > 0 && (mechanism == .lightweight || mechanism == .protNone)
         if guarded, installGuard {
-            try GuardInstaller(mode: mechanism == .lightweight ? .lightweight : .mprotect).install(on: layout.guardRange)
+            try GuardInstaller(mode: mechanism == .lightweight ? .lightweight : .protNone).install(on: layout.guardRange)
         }
-        try Prefault.apply(request.prefault, to: layout, logger: logger ?? Stack.logger)
+        if let logger {
+            try Prefault.apply(request.prefault, to: layout, logger: logger)
+        } else {
+            try Prefault.apply(request.prefault, to: layout)
+        }
         let descriptor = StackDescriptor(
             layout: layout, guardMechanism: guarded ? mechanism : (mechanism == .canary ? .canary : .none),
             node: request.placement?.homeNode, tag: tag)
@@ -50,6 +54,4 @@ extension Stack {
     public static func endGuardRegistration(_ descriptor: StackDescriptor) -> Bool {
         descriptor.layout.sizes.guardSize > 0 && GuardRegistry.unregister(descriptor.layout)
     }
-
-    private static let logger = Logger(label: "fiberstacks.stack")
 }

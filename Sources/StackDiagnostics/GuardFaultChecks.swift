@@ -11,7 +11,7 @@ package enum GuardFaultChecks {
     package static func run(into report: inout VerifyReport) {
         let lightweight = GuardInstaller.lightweightGuardsSupported
         for allocator in ["mmap", "slab"] {
-            for mode in [GuardMode.lightweight, .mprotect] {
+            for mode in [GuardMode.lightweight, .protNone] {
                 let name = "\(allocator)/\(mode)"
                 if mode == .lightweight && !lightweight {
                     report.skip("guard-fault", name, lacking: .lightweightGuards,

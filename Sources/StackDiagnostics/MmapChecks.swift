@@ -4,12 +4,7 @@ import StackAllocators
 /// then release, then the map lines and RSS of 1000 live stacks and their return to the baseline.
 package enum MmapChecks {
     package static func run(into report: inout VerifyReport) {
-        var modes: [GuardMode] = [.mprotect]
-        if GuardInstaller.lightweightGuardsSupported {
-            modes.insert(.lightweight, at: 0)
-        } else {
-            report.skip("lightweight-guard", "mmap", lacking: .lightweightGuards, "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
-        }
+        let modes = report.guardModes(skipping: "lightweight-guard", "mmap")
         for mode in modes {
             let name = "mmap/\(mode)"
             let allocator: MmapStackAllocator
@@ -38,7 +33,7 @@ package enum MmapChecks {
         _ = try liveRound(allocator, count: count)
         let (before, live, after, mapped) = try liveRound(allocator, count: count)
         let addedLines = live.mapLines - before.mapLines
-        let expectedLines = mode == .mprotect ? (2 * count - 10)...(2 * count + 10) : 0...100
+        let expectedLines = mode == .protNone ? (2 * count - 10)...(2 * count + 10) : 0...100
         let addedKiB = live.residentKiB - before.residentKiB
         let passed = expectedLines.contains(addedLines) && addedKiB >= count * 60 && mapped == 0
             && after.mapLines <= before.mapLines + 4 && after.residentKiB - before.residentKiB < 4096

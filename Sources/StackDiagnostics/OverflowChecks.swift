@@ -6,7 +6,7 @@ import StackAllocators
 /// die exactly as it would without our handler; canaries and high-water marks must measure what happened.
 package enum OverflowChecks {
     package static func run(into report: inout VerifyReport) {
-        for mode in [GuardMode.lightweight, .mprotect] {
+        for mode in [GuardMode.lightweight, .protNone] {
             if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
                 report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .lightweightGuards,
                             "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")

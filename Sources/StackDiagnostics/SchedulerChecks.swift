@@ -6,13 +6,7 @@ import Synchronization
 /// with the guard it promised, and after shutdown the allocator must have no live stack left.
 package enum SchedulerChecks {
     package static func run(into report: inout VerifyReport) {
-        var modes: [GuardMode] = [.mprotect]
-        if GuardInstaller.lightweightGuardsSupported {
-            modes.insert(.lightweight, at: 0)
-        } else {
-            report.skip("nested-jobs", "scheduler/mmap/lightweight", lacking: .lightweightGuards,
-                        "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
-        }
+        let modes = report.guardModes(skipping: "nested-jobs", "scheduler/mmap/lightweight")
         for mode in modes {
             let name = "scheduler/mmap/\(mode)"
             report.check("nested-jobs", name) {
@@ -28,7 +22,7 @@ package enum SchedulerChecks {
         on allocator: any StackAllocator, expecting mechanism: GuardMechanism, live: () -> Int
     ) throws -> (Bool, String) {
         var config = FiberConfig(allocator: allocator)
-        config.stackSize = 128 << 10
+        config.usableSize = 128 << 10
         config.initialPoolSize = 4
         config.targetPoolSize = 8
         let scheduler = try FiberScheduler(config: config)

@@ -5,12 +5,7 @@ import StackAllocators
 /// a released slot coming back zeroed with its guard, and the map lines 10,000 stacks cost.
 package enum SlabChecks {
     package static func run(into report: inout VerifyReport) {
-        var modes: [GuardMode] = [.mprotect]
-        if GuardInstaller.lightweightGuardsSupported {
-            modes.insert(.lightweight, at: 0)
-        } else {
-            report.skip("lightweight-guard", "slab", lacking: .lightweightGuards, "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
-        }
+        let modes = report.guardModes(skipping: "lightweight-guard", "slab")
         for mode in modes {
             let name = "slab/\(mode)"
             let slab: SlabStackAllocator

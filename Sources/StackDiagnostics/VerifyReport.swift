@@ -66,6 +66,15 @@ package struct VerifyReport: Sendable {
 
     package init() {}
 
+    /// The guard modes a check runs with (`GuardMode.forcible`); where lightweight guards are missing,
+    /// records the check `name` of `allocator` as skipped for lack of them.
+    package mutating func guardModes(skipping name: String, _ allocator: String) -> [GuardMode] {
+        if !GuardInstaller.lightweightGuardsSupported {
+            skip(name, allocator, lacking: .lightweightGuards, "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+        }
+        return GuardMode.forcible
+    }
+
     package var passed: Bool { !checks.contains { $0.status == .fail } }
     package func count(_ status: CheckStatus) -> Int { checks.filter { $0.status == status }.count }
 

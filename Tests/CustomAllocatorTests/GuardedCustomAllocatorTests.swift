@@ -91,7 +91,7 @@ struct GuardedCustomAllocatorTests {
 /// One worker, one fiber, 64 KiB stacks of `allocator`.
 private func oneWorker(_ allocator: any StackAllocator) -> FiberConfig {
     var config = FiberConfig(allocator: allocator)
-    config.stackSize = 64 << 10
+    config.usableSize = 64 << 10
     config.workerCount = 1
     config.initialPoolSize = 1
     config.targetPoolSize = 1

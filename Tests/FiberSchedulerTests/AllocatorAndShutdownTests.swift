@@ -135,7 +135,7 @@ struct AllocatorAndShutdownTests {
         config = testConfig(workers: 0)
         #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig()
-        config.stackSize = 0
+        config.usableSize = 0
         #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig()
         config.allocatorFactory = { _ throws(StackError) in throw StackError(message: "test", fix: "none") }
@@ -146,5 +146,28 @@ struct AllocatorAndShutdownTests {
             try FiberScheduler(config: testConfig(workers: 2, initial: 2, target: 2, allocator: allocator))
         }
         #expect(allocator.allocated.load(ordering: .relaxed) == allocator.released.load(ordering: .relaxed))
+    }
+}
+
+@Suite("Stack sizes set in one place")
+struct FixedShapeAllocatorTests {
+    @Test("A scheduler on a slab takes the slab's stack size: FiberConfig(allocator: SlabStackAllocator()) starts")
+    func slabDecidesTheSize() throws {
+        let slab = try SlabStackAllocator()
+        var config = FiberConfig(allocator: slab)
+        config.workerCount = 1
+        config.initialPoolSize = 1
+        config.targetPoolSize = 1
+        #expect(config.usableSize != slab.sizes.usable, "the default size differs from the slab's: the case at stake")
+        let scheduler = try FiberScheduler(config: config)
+        // The fiber's stack is the slab's shape, as the kernel and the registry see it.
+        let bottom = try scheduler.submit { () -> UInt in
+            var local = 0
+            return withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
+        }.wait()
+        let fiber = try #require(scheduler.fibers.first)
+        #expect(fiber.stack.layout.sizes == slab.sizes)
+        #expect(fiber.stack.layout.usableRange.contains(bottom))
+        scheduler.shutdown()
     }
 }

@@ -66,11 +66,11 @@ struct FiberPoolTests {
     }
 
     @Test(
-        "With prefetchPages on, stacks grown while idle are fully resident; with it off, untouched",
+        "With prefault on, stacks grown while idle are fully resident; with it off, untouched",
         arguments: [PrefaultStrategy.touch, .populate, .none])
     func grownStacksResidency(_ strategy: PrefaultStrategy) throws {
         var config = testConfig(initial: 1, target: 5, max: 5, allocator: try MmapStackAllocator())
-        config.prefetchPages = strategy
+        config.prefault = strategy
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
         #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 5 } })
@@ -90,7 +90,7 @@ struct FiberPoolTests {
     @Test("With bindStacksToNode, grown and prefaulted stacks are on their worker's node (placement report)")
     func grownStacksPlacement() throws {
         var config = testConfig(initial: 1, target: 3, max: 3, allocator: try MmapStackAllocator())
-        config.prefetchPages = .populate
+        config.prefault = .populate
         config.bindStacksToNode = true
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
@@ -108,7 +108,7 @@ struct FiberPoolTests {
     @Test("prefaultInitialPool prefaults the startup fibers too")
     func prefaultInitialPool() throws {
         var config = testConfig(initial: 3, target: 3, max: 3, allocator: try MmapStackAllocator())
-        config.prefetchPages = .populate
+        config.prefault = .populate
         config.prefaultInitialPool = true
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }

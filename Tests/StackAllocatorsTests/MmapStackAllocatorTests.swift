@@ -6,7 +6,7 @@ import Testing
 @Suite("MmapStackAllocator")
 struct MmapStackAllocatorTests {
     static var guardModes: [GuardMode] {
-        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+        GuardMode.forcible
     }
 
     @Test("A stack is the layout it says: guard inaccessible, usable range writable, released once", arguments: guardModes)

@@ -63,7 +63,7 @@ struct SlabMapCountTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let reserve = 1024
             let slab = try SlabStackAllocator(
-                .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect, mapCountReserve: reserve))
+                .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone, mapCountReserve: reserve))
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
             let limit = try MapCount.limit()
             // Room for every stack the limit allows, plus slack, so the loop must stop on the reserve.
@@ -111,7 +111,7 @@ struct SlabMapCountTests {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let limit = 1000
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
-            var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect)
+            var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone)
             configuration.mapCountLimitOverride = limit
             let reserved = try SlabStackAllocator(configuration)  // the default reserve, 1,024: above the limit
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)

@@ -6,7 +6,7 @@ import Testing
 @Suite("SlabStackAllocator")
 struct SlabStackAllocatorTests {
     static var guardModes: [GuardMode] {
-        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+        GuardMode.forcible
     }
 
     @Test("A slab stack is guarded and writable; a released slot comes back zeroed, guard kept, nothing resident",

@@ -293,7 +293,7 @@ package enum MultiNodeChecks {
     /// MADV_GUARD_INSTALL, as the guest's 6.1 kernel does), and no guard page is ever faulted in.
     package static func guards(_ context: Context, into report: inout NUMACheckReport) {
         guard let target = context.topology.memoryNodes.last else { return }
-        var modes: [GuardMode] = [.automatic, .mprotect]
+        var modes: [GuardMode] = [.automatic, .protNone]
         if GuardInstaller.lightweightGuardsSupported { modes.append(.lightweight) }
         for mode in modes {
             report.check("guard/\(mode)") {

@@ -14,11 +14,11 @@ package enum SchedulerNodeCheck {
         }
         report.check(name) {
             var config = FiberConfig()
-            config.stackSize = 64 << 10
+            config.usableSize = 64 << 10
             config.initialPoolSize = 1
             config.targetPoolSize = 4
             config.maxPoolSize = 4
-            config.prefetchPages = .populate
+            config.prefault = .populate
             config.bindStacksToNode = true
             config.topology = CPUTopology(nodes: nodes.map { CPUTopology.Node(id: $0.id, cpus: [$0.cpus[0]]) })
             let scheduler = try FiberScheduler(config: config)

@@ -6,7 +6,7 @@ import StackAllocators
 /// - `startup_lazy16`, `startup_eager128`, `startup_prefaulted` (µs): from `init` to the first job's
 ///   value back on this thread (shutdown not timed), 2 workers with 512 KiB stacks: 16 fibers per worker
 ///   (the default), 128 (`initialPoolSize`, an eager pool), and 16 populated at startup
-///   (`prefetchPages = .populate`, `prefaultInitialPool`).
+///   (`prefault = .populate`, `prefaultInitialPool`).
 /// - `empty_jobs` (ns per job): a batch of empty jobs submitted from this thread and waited for, on a
 ///   running scheduler with a worker per CPU and 64 KiB stacks.
 /// - `fan_out` (µs): one job spawns `jobs` empty jobs as a batch and waits on its counter (its fiber
@@ -18,11 +18,11 @@ enum SchedulerBenchmarks {
             let samples = try measure(scale, ops: 1) { try startup(config) }.map { $0 / 1000 }
             recorder.add(BenchResult(
                 section: .scheduler, name: name,
-                params: ["workers": config.workerCount ?? 0, "fibers": config.initialPoolSize, "size": config.stackSize],
+                params: ["workers": config.workerCount ?? 0, "fibers": config.initialPoolSize, "size": config.usableSize],
                 unit: "us", samples: samples, opsPerRep: 1))
         }
         var config = FiberConfig()
-        config.stackSize = 64 << 10
+        config.usableSize = 64 << 10
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
         let jobs = scale.ops(200_000, quick: 200)
@@ -52,7 +52,7 @@ enum SchedulerBenchmarks {
         var eager = lazy
         eager.initialPoolSize = 128
         var prefaulted = lazy
-        prefaulted.prefetchPages = .populate
+        prefaulted.prefault = .populate
         prefaulted.prefaultInitialPool = true
         return [("startup_lazy16", lazy), ("startup_eager128", eager), ("startup_prefaulted", prefaulted)]
     }

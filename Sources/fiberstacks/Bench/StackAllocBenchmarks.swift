@@ -14,7 +14,7 @@ enum StackAllocBenchmarks {
 
     static func run(_ recorder: BenchRecorder) throws {
         let scale = recorder.scale
-        var modes: [(String, GuardMode)] = [("mprotect", .mprotect)]
+        var modes: [(String, GuardMode)] = [("mprotect", .protNone)]
         if GuardInstaller.lightweightGuardsSupported {
             modes.insert(("lightweight", .lightweight), at: 0)
         } else {
