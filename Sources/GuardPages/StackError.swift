@@ -145,9 +145,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 fix = "a stack at this address is still registered: its allocator unmapped it without "
                     + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
-                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+                fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
             case .noMemory:
-                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+                fix = "mapping the registry's next segment failed; check memory limits (ulimit -v, cgroup "
+                    + "memory.max) and the process's map count against vm.max_map_count"
             default:
                 fix = "the usable bottom must be non-zero and page-aligned, below the top"
             }
