@@ -4,14 +4,14 @@
 // Layout:
 // - Slots live in segments; segment k is its own mapping of 4096 << k slots (chunks of 4096 slots),
 //   so slot ids are dense and segment k starts at id 4096 * (2^k - 1). Segment 0 is mapped when the
-//   library loads and stays; others are mapped when every lower slot is taken and unmapped when they
-//   are empty and the live entries fit twice over below them (no map/unmap churn at a boundary).
+//   library loads and stays; others are mapped when every lower slot is taken and unmapped, highest
+//   first, when they are empty (but not within 4,096 writes of being mapped: no churn at a boundary).
 // - Writers keep, per chunk, a live count, a free list and a carve mark, and take slots from the
 //   lowest chunk with room. A chunk that empties is handed back with MADV_DONTNEED (one empty chunk is
 //   kept as a spare, the lowest), so the resident slots follow the live entries.
 // - The index is one mapping per generation: a header page (mask and shift, never changed while the
-//   mapping exists) and 16-byte buckets. It doubles above 3/4 load and is rebuilt at a quarter load
-//   when it falls below 1/16. The first generation (8,192 buckets) is mapped at load and stays; a
+//   mapping exists) and 16-byte buckets. It doubles above 3/4 load and is rebuilt at half load at most
+//   when it falls to a quarter. The first generation (8,192 buckets) is mapped at load and stays; a
 //   retired generation's buckets are zeroed with MADV_DONTNEED at once and unmapped when no reader can
 //   hold it. Retired and spare memory therefore reads as zeros: "empty bucket", "free slot".
 //
@@ -109,6 +109,8 @@ static int writer_active;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chunk_state *chunk_states[MAX_SEGMENTS];
 static uint64_t segment_live[MAX_SEGMENTS];
+static uint64_t segment_born[MAX_SEGMENTS];  // `writes` when the segment was mapped
+static uint64_t writes;                      // registrations and removals so far
 static unsigned segments_mapped;  // segments [0, segments_mapped) are published
 static struct slot *segment_retired[MAX_SEGMENTS];     // unpublished, zeroed, not yet unmapped
 static struct hash_index *index_maps[MAX_INDEX_BITS + 1];  // every generation still mapped
@@ -301,6 +303,7 @@ static int segment_make(unsigned segment) {
         room[chunk / 64] |= 1ull << (chunk % 64);
     }
     segment_live[segment] = 0;
+    segment_born[segment] = writes;
     STORE(&segments[segment], slots, RELEASE);
     segments_mapped = segment + 1;
     return 0;
@@ -378,13 +381,13 @@ static int index_reserve(void) {
     return index_rebuild(index->bits + 1);
 }
 
-/// Rebuilds the index at a quarter load when it has fallen below 1/16 (writers only). A failure keeps
-/// the larger index, which still works.
+/// Rebuilds the index at half load at most when it has fallen to a quarter (writers only), so a count
+/// that hovers rebuilds at most once per 2,048 changes. A failure keeps the larger index, which works.
 static void index_shrink(void) {
     struct hash_index *index = LOAD(&current_index, RELAXED);
-    if (index->bits == INITIAL_INDEX_BITS || index_used * 16 >= index->mask + 1) return;
+    if (index->bits == INITIAL_INDEX_BITS || index_used * 4 > index->mask + 1) return;
     unsigned bits = INITIAL_INDEX_BITS;
-    while ((1ull << bits) < index_used * 4) bits++;
+    while ((1ull << bits) < index_used * 2) bits++;
     (void)index_rebuild(bits);
 }
 
@@ -462,9 +465,10 @@ static void slot_give(uint32_t id) {
             if (chunk < spare_chunk) spare_chunk = chunk;
         }
     }
-    // The highest segment goes when it is empty and the live entries fill at most half of the others.
+    // The highest segment goes once it is empty, unless it was mapped fewer than CHUNK_SLOTS writes ago:
+    // a count that hovers at a segment boundary maps and unmaps at most once per 4,096 changes.
     while (segments_mapped > 1 && segment_live[segments_mapped - 1] == 0 &&
-           LOAD(&live_count, RELAXED) * 2 <= ((uint64_t)first_chunk(segments_mapped - 1) << CHUNK_SHIFT)) {
+           writes - segment_born[segments_mapped - 1] >= CHUNK_SLOTS) {
         segment_retire();
     }
 }
@@ -497,6 +501,7 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
     encode_label(label, label_length, words);
 
     writer_enter();
+    writes++;
     int error = 0;
     if (!LOAD(&current_index, RELAXED)) registry_load();
     if (!LOAD(&current_index, RELAXED)) {
@@ -521,6 +526,7 @@ int fs_guard_registry_remove(uintptr_t usable_bottom) {
     static const uint64_t no_label[LABEL_WORDS];
     if (usable_bottom == 0) return ENOENT;
     writer_enter();
+    writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
     uint32_t id = index ? index_lookup(index, usable_bottom) : NO_SLOT;
     if (id != NO_SLOT) {
