@@ -8,7 +8,7 @@ struct FiberStacksCommand: ParsableCommand {
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
         subcommands: [
-            Doctor.self, Verify.self, Bench.self, NUMACheck.self, OverflowChild.self,
+            Doctor.self, Verify.self, Bench.self, NUMACheck.self, OverflowChild.self, AddressSpaceChild.self,
         ],
         defaultSubcommand: Verify.self)
 
