@@ -65,6 +65,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case schedulerShutDown
     /// `pthread_create` failed for a scheduler worker.
     case threadCreationFailed(Errno)
+    /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
+    /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
+    case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
     /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
     case perfCounterUnavailable(Errno, event: String)
 
@@ -187,6 +190,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .threadCreationFailed(let errno):
             return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
                 + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
+        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
+            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
+                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
+                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
         case .perfCounterUnavailable(let errno, let event):
             let fix: String
             switch errno {

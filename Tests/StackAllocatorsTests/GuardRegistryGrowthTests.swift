@@ -25,10 +25,10 @@ struct GuardRegistryGrowthTests {
             func layout(_ index: Int) throws -> StackLayout { try StackLayout(base: base + UInt(index * 2 * page), sizes: sizes) }
 
             let baseline = GuardRegistry.count
-            let before = try processStatusBytes("VmRSS")
+            let before = try SystemFile.processStatusBytes("VmRSS")
             for index in 0..<count { try GuardRegistry.register(layout(index)) }
             precondition(GuardRegistry.count == baseline + count, "count \(GuardRegistry.count) after registering")
-            let full = try processStatusBytes("VmRSS")
+            let full = try SystemFile.processStatusBytes("VmRSS")
             // 104 bytes of slot and 21-43 bytes of index per stack: the kernel must see them.
             precondition(full - before > 400 << 20, "VmRSS grew by \(full - before) bytes for \(count) stacks")
             for index in stride(from: 0, to: count, by: 4093) {
@@ -50,7 +50,7 @@ struct GuardRegistryGrowthTests {
                 precondition(removed, "unregistering stack \(index) failed")
             }
             precondition(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
-            let after = try processStatusBytes("VmRSS")
+            let after = try SystemFile.processStatusBytes("VmRSS")
             // Within 10% of the start, plus 8 MiB of slack for the test runtime's own noise (malloc, stacks).
             precondition(
                 after <= before + before / 10 + (8 << 20),

@@ -13,4 +13,15 @@ struct AddressSpaceLimitTests {
         #expect(run.exitStatus == 0, "exit \(String(describing: run.exitStatus)), signal \(String(describing: run.signal)): \(run.output)")
         #expect(run.output.contains("32 jobs on 2 workers"), "\(run.output)")
     }
+
+    @Test("When worker thread stacks do not fit under ulimit -v, the scheduler's error names RLIMIT_AS")
+    func threadStacksOverTheLimit() throws {
+        // Every new thread gets RLIMIT_STACK bytes of stack: 256 MiB cannot fit under a 256 MiB RLIMIT_AS.
+        let run = try spawnAndWait(
+            "/bin/sh", ["-c", "ulimit -v 262144 && ulimit -s 262144 && exec \"$0\" address-space-child", fiberstacksBinary],
+            seconds: 60)
+        #expect(!run.timedOut, "the child ran past 60 s: \(run.output)")
+        #expect(run.exitStatus == 2, "exit \(String(describing: run.exitStatus)), signal \(String(describing: run.signal)): \(run.output)")
+        #expect(run.output.contains("RLIMIT_AS") && run.output.contains("ulimit -v"), "\(run.output)")
+    }
 }
