@@ -14,7 +14,7 @@ struct GuardRegistryGrowthTests {
     @Test("More stacks than the old fixed cap register, a new allocator still gets a guarded stack, and removal hands the memory back")
     func beyondTheOldCap() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let count = 4_194_305  // the registry used to stop at 4,194,304
+            let count = 4_194_305  // one more than 1,024 chunks of 4,096 entries
             let page = systemPageSize
             let span = count * 2 * page
             let region = mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
