@@ -71,6 +71,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case schedulerShutDown
     /// `pthread_create` failed for a scheduler worker.
     case threadCreationFailed(Errno)
+    /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
+    /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
+    case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
     /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
     case perfCounterUnavailable(Errno, event: String)
     /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
@@ -196,9 +199,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 fix = "a stack at this address is still registered: its allocator unmapped it without "
                     + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
-                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+                fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
             case .noMemory:
-                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+                fix = "mapping the registry's next segment failed; check memory limits (ulimit -v, cgroup "
+                    + "memory.max) and the process's map count against vm.max_map_count"
             default:
                 fix = "the usable bottom must be non-zero and page-aligned, below the top"
             }
@@ -258,6 +262,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 default: "see pthread_create(3)"
                 }
             return "creating a worker thread failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
+            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
+                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
+                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
         case .perfCounterUnavailable(let errno, let event):
             let fix: String
             switch errno {
