@@ -47,7 +47,8 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
     /// usage error (a guard smaller than the largest frame) is a configuration error.
     package init(_ error: StackError) {
         let code: Code =
-            error.code == .threadCreationFailed ? .threadCreationFailed : error.isUsage ? .invalidConfiguration : .stackFailed
+            error.code == .threadCreationFailed || error.code == .threadAddressSpaceExhausted
+            ? .threadCreationFailed : error.isUsage ? .invalidConfiguration : .stackFailed
         self.init(code, error.message, fix: error.fix, underlying: error)
     }
 

@@ -69,6 +69,9 @@ extension StackError {
         /// A guard of `guardSize` bytes is smaller than the `frameBytes`-byte frame of `function` in `object`,
         /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
         case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
+        /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
+        /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
+        case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
         /// An error made outside this package (`StackError.init(code:message:fix:errno:)`).
         case other(code: Code, message: String, fix: String, errno: Errno?)
     }
@@ -194,9 +197,10 @@ extension StackError.Reason {
                 fix = "a stack at this address is still registered: its allocator unmapped it without "
                     + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
-                fix = "the registry holds its maximum of \(Int(FS_GUARD_REGISTRY_MAX_ENTRIES)) stacks; release stacks first"
+                fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
             case .noMemory:
-                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+                fix = "mapping the registry's next segment failed; check memory limits (ulimit -v, cgroup "
+                    + "memory.max) and the process's map count against vm.max_map_count"
             default:
                 fix = "the usable bottom must be non-zero and page-aligned, below the top"
             }
@@ -249,6 +253,10 @@ extension StackError.Reason {
                 + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
                 + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
                 + "(`fiberstacks frames` lists the largest frames)"
+        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
+            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
+                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
+                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
         case .threadCreationFailed(let errno):
             let fix =
                 switch errno {

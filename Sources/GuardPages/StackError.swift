@@ -79,6 +79,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let objectUnreadable = Code("objectUnreadable")
         /// A guard smaller than the largest fixed frame of the loaded code: that frame could skip it.
         public static let guardSmallerThanFrame = Code("guardSmallerThanFrame")
+        /// A worker thread's stack does not fit under RLIMIT_AS (`ulimit -v`).
+        public static let threadAddressSpaceExhausted = Code("threadAddressSpaceExhausted")
         /// A request or a value that makes no sense: a usage error in the calling code.
         public static let invalidRequest = Code("invalidRequest")
         /// A pool holds as many stacks as it can.
@@ -103,6 +105,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         switch reason {
         case .other(let code, _, _, _): code
         case .objectUnreadable: .objectUnreadable
+        case .threadAddressSpaceExhausted: .threadAddressSpaceExhausted
         case .guardSmallerThanFrame: .guardSmallerThanFrame
         case .invalidSize: .invalidSize
         case .invalidGuard: .invalidGuard
@@ -160,7 +163,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isShortage: Bool {
         switch code {
         case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
-            .poolExhausted:
+            .poolExhausted, .threadAddressSpaceExhausted:
             true
         case .mappingFailed, .prefaultFailed, .guardInstallFailed, .guardRegistrationFailed, .threadCreationFailed:
             errno == .noMemory || errno == .noSpace || errno == .resourceTemporarilyUnavailable
@@ -344,6 +347,11 @@ extension StackError {
     ) -> StackError {
         StackError(.guardSmallerThanFrame(
             guardSize: guardSize, function: function, object: object, frameBytes: frameBytes, needed: needed))
+    }
+
+    /// A worker thread's `stackSize`-byte stack does not fit under RLIMIT_AS: `inUse` of `limit` bytes mapped.
+    package static func threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int) -> StackError {
+        StackError(.threadAddressSpaceExhausted(limit: limit, inUse: inUse, stackSize: stackSize))
     }
 
     /// A pool is full: `what` says of what, `fix` how to make room.
