@@ -39,6 +39,10 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
+    /// While suspended in a wait: what resumes it (set and cleared on the worker's thread).
+    var waiter: FiberWaiter?
+    /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
+    var registrySlot: Int
 }
 
 /// A context on a stack from a `StackAllocator`, owned by one worker, running one job at a time.
@@ -48,10 +52,12 @@ struct FiberControl {
 /// its exclusivity access set per thread). Its frames hold nothing between jobs, so an idle fiber can be
 /// freed without being resumed; a suspended one is resumed (signalled or cancelled) before it is freed.
 final class Fiber: @unchecked Sendable {
-    /// What this fiber is, for stats, tests and diagnostics.
-    let info: FiberInfo
+    /// Unique within the scheduler, from 1.
+    let id: Int
     /// The worker that owns it.
     unowned let worker: Worker
+    private let grownWhileIdle: Bool
+    private let prefault: PrefaultStrategy
     private let stack: Stack
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
@@ -59,14 +65,13 @@ final class Fiber: @unchecked Sendable {
 
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
     init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
+        self.id = id
         self.worker = worker
-        // The single place a fiber's stack gets its label: the scheduler's registry takes it here (and
-        // drops it in deinit); so does the guard registry, for the overflow diagnostic, when the
-        // allocator registered the stack (its entry goes when the stack is released).
-        info = FiberInfo(
-            id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
-            label: "fiber \(id) on worker \(worker.index) (cpu \(worker.placement.cpu), node \(worker.placement.node))",
-            grownWhileIdle: grownWhileIdle, prefault: prefault)
+        self.grownWhileIdle = grownWhileIdle
+        self.prefault = prefault
+        // The single place a fiber's stack gets its label: the overflow handler's copy and the guard
+        // registry's (when the allocator registered the stack; its entry goes when the stack is released).
+        let label = Fiber.label(id: id, worker: worker)
         control = .allocate(capacity: 1)
         control.initialize(
             to: FiberControl(
@@ -75,21 +80,21 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil))
+                resumeReason: .run, job: nil, waiter: nil, registrySlot: 0))
         let layout = stack.descriptor.layout
         running = .allocate(capacity: 1)
         running.initialize(
             to: fs_running_stack(
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
-                label: strdup(info.label)))
-        stack.setOverflowLabel(info.label)
+                label: strdup(label)))
+        stack.setOverflowLabel(label)
         self.stack = stack
-        worker.scheduler.register(info)
+        worker.fiberRegistry.add(self)
     }
 
     deinit {
         if control.pointee.context != nil { checkTopCanary() }
-        worker.scheduler.unregister(info)
+        worker.fiberRegistry.remove(self)
         free(UnsafeMutablePointer(mutating: running.pointee.label))
         running.deinitialize(count: 1)
         running.deallocate()
@@ -97,6 +102,31 @@ final class Fiber: @unchecked Sendable {
         control.deinitialize(count: 1)
         control.deallocate()
         // `stack` is dropped after this: it goes back to its allocator.
+    }
+
+    /// What this fiber is, for stats, tests and diagnostics (made on demand: a fiber keeps only its
+    /// stack and a few numbers, so a million suspended fibers cost little besides their stack pages).
+    var info: FiberInfo {
+        FiberInfo(
+            id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
+            label: Fiber.label(id: id, worker: worker), grownWhileIdle: grownWhileIdle, prefault: prefault)
+    }
+
+    /// The name an overflow diagnostic uses.
+    private static func label(id: Int, worker: Worker) -> String {
+        "fiber \(id) on worker \(worker.index) (cpu \(worker.placement.cpu), node \(worker.placement.node))"
+    }
+
+    /// Its index in the worker's registry; read and written under the registry's lock only.
+    var registrySlot: Int {
+        get { control.pointee.registrySlot }
+        set { control.pointee.registrySlot = newValue }
+    }
+
+    /// What resumes the fiber while it is suspended in a wait; nil otherwise. Worker thread only.
+    var waiter: FiberWaiter? {
+        get { control.pointee.waiter }
+        set { control.pointee.waiter = newValue }
     }
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).
@@ -129,7 +159,7 @@ final class Fiber: @unchecked Sendable {
     private func checkTopCanary() {
         let layout = stack.descriptor.layout
         guard !Canary.isTopIntact(layout) else { return }
-        let line = "fiberstacks: the top of the stack of \(info.label) [0x\(String(layout.usableBottom, radix: 16)), "
+        let line = "fiberstacks: the top of the stack of \(Fiber.label(id: id, worker: worker)) [0x\(String(layout.usableBottom, radix: 16)), "
             + "0x\(String(layout.top, radix: 16))) was overwritten while the fiber was not running: a frame of "
             + "another fiber jumped past its guard into this stack; make the guard at least the largest frame "
             + "(`fiberstacks frames` lists them)\n"

@@ -99,7 +99,24 @@ public final class JobCounter: Sendable {
             defer { state.waiters = [] }
             return state.waiters
         }
-        for waiter in waiters { waiter.wake() }
+        // Fibers go to their workers in one batch per worker: one lock and one wake-up each.
+        var ready: [(worker: Worker, fibers: [Fiber])] = []
+        for waiter in waiters {
+            switch waiter {
+            case .fiber(let waiter):
+                // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
+                guard waiter.claim() else { continue }
+                let worker = waiter.fiber.worker
+                if let index = ready.firstIndex(where: { $0.worker === worker }) {
+                    ready[index].fibers.append(waiter.fiber)
+                } else {
+                    ready.append((worker, [waiter.fiber]))
+                }
+            case .thread(let waiter): waiter.wake()
+            case .task(let continuation): continuation.resume()
+            }
+        }
+        for (worker, fibers) in ready { worker.makeReady(fibers) }
     }
 }
 
@@ -108,16 +125,6 @@ private enum Waiter: Sendable {
     case fiber(FiberWaiter)
     case thread(ThreadWaiter)
     case task(CheckedContinuation<Void, Never>)
-
-    func wake() {
-        switch self {
-        case .fiber(let waiter):
-            // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
-            if waiter.claim() { waiter.fiber.worker.makeReady(waiter.fiber) }
-        case .thread(let waiter): waiter.wake()
-        case .task(let continuation): continuation.resume()
-        }
-    }
 
     func isWaiter(_ other: FiberWaiter) -> Bool {
         if case .fiber(let waiter) = self { return waiter === other }
