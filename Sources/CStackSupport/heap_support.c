@@ -1,5 +1,6 @@
 #include "heap_support.h"
 
+#include <stdlib.h>  // defines __GLIBC__ with glibc
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

@@ -2,9 +2,9 @@ import CStackSupport
 import Logging
 import StackAllocators
 
-/// One worker's fibers: made at startup, on demand, and one at a time while the worker is idle; given
-/// back in batches once the worker has been idle for a park timeout and the pool is above its target
-/// (after a burst of jobs made it grow on demand), and all at shutdown.
+/// One worker's fibers: made at startup and on demand; once the worker has been idle for a park timeout,
+/// made one at a time up to the target, or given back in batches down to it (after a burst of jobs made
+/// the pool grow on demand); all given back at shutdown.
 ///
 /// Used only on its worker's thread, so it needs no lock; its counters are atomics that anyone may read.
 /// It never holds more than `maxPoolSize` fibers. Stacks grown while idle are prefaulted right there,

@@ -1,3 +1,4 @@
+import CFiberContext
 import StackAllocators
 import Synchronization
 
@@ -151,8 +152,17 @@ private final class ThreadWaiter: Sendable {
     private let parker = Parker()
     private let woken = Atomic<Bool>(false)
 
+    /// Polls briefly before it parks: a short wait (one small job) then costs no sleep and no wake-up.
     func wait() {
-        while !woken.load(ordering: .acquiring) { parker.park() }
+        var polls = 0
+        while !woken.load(ordering: .acquiring) {
+            if polls < Worker.spinChecks {
+                polls += 1
+                fs_cpu_relax()
+            } else {
+                parker.park()
+            }
+        }
     }
 
     func wake() {

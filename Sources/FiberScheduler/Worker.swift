@@ -7,8 +7,8 @@ import Synchronization
 ///
 /// Loop order: resume fibers that became runnable (woken waits, yields); start one job (its own newest,
 /// or another worker's oldest, same node first); otherwise, if shutting down and nothing is left, stop;
-/// otherwise grow the pool by one fiber while below target, or give idle fibers back while above it;
-/// otherwise park until work arrives.
+/// otherwise, once a park has timed out with nothing to do, grow the pool by one fiber while below
+/// target, or give idle fibers back while above it; otherwise park until work arrives.
 ///
 /// State used only on this worker's thread (by the loop, and by the fibers it runs, which are on the same
 /// thread) lives in `ThreadState`, in raw memory: it needs no lock, costs no exclusivity bookkeeping on the
@@ -48,7 +48,9 @@ final class Worker: @unchecked Sendable {
         /// An empty buffer with capacity, swapped with `localReady` so a yield allocates nothing.
         var spareReady: [Fiber] = []
         /// Whether the worker's last park timed out and it has run nothing since: only then does its pool
-        /// shrink, so a pause between bursts of work does not free fibers the next burst makes again.
+        /// grow or shrink toward its target. Growing right at startup would take the CPUs that the first
+        /// jobs (and the thread waiting for them) need; shrinking in a pause between bursts would free
+        /// fibers that the next burst makes again.
         var quiet = false
         /// Fibers suspended in a wait (each holds its `FiberWaiter`).
         var suspendedCount = 0
@@ -137,7 +139,7 @@ final class Worker: @unchecked Sendable {
             settleEndedJobs()
             if scheduler.isShuttingDown {
                 if scheduler.isFinished { return }
-            } else if pool.growWhileIdle() || (local.pointee.quiet && pool.shrinkWhileIdle()) {
+            } else if local.pointee.quiet && (pool.growWhileIdle() || pool.shrinkWhileIdle()) {
                 continue
             }
             local.pointee.quiet = !sleep()
