@@ -56,9 +56,13 @@ final class JobQueue: Sendable {
     var looksEmpty: Bool { approximateCount.load(ordering: .relaxed) <= 0 }
 }
 
-/// A growable ring buffer of jobs: append at the back, remove from either end, all O(1) amortized.
+/// A growable ring buffer of jobs: append at the back, remove from either end, all O(1) amortized. A
+/// large ring goes back to its first size when it empties: a burst of a million jobs leaves no 32 MiB
+/// of empty slots behind.
 private struct Ring {
-    private var slots: [Job?] = Array(repeating: nil, count: 64)
+    private static let initialCapacity = 64
+    private static let keptCapacity = 4096
+    private var slots: [Job?] = Array(repeating: nil, count: Ring.initialCapacity)
     private var head = 0
     private(set) var count = 0
 
@@ -73,13 +77,22 @@ private struct Ring {
         let job = slots[head].take()
         head = (head + 1) & (slots.count - 1)
         count -= 1
+        shrinkIfEmpty()
         return job
     }
 
     mutating func removeLast() -> Job? {
         guard count > 0 else { return nil }
         count -= 1
-        return slots[(head + count) & (slots.count - 1)].take()
+        let job = slots[(head + count) & (slots.count - 1)].take()
+        shrinkIfEmpty()
+        return job
+    }
+
+    private mutating func shrinkIfEmpty() {
+        guard count == 0, slots.count > Self.keptCapacity else { return }
+        slots = Array(repeating: nil, count: Self.initialCapacity)
+        head = 0
     }
 
     /// Doubles the capacity (always a power of two), unwrapping the contents to start at 0.

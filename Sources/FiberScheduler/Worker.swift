@@ -26,6 +26,8 @@ final class Worker: @unchecked Sendable {
     let counters = WorkerCounters()
     /// Its live fibers.
     let fiberRegistry = FiberRegistry()
+    /// The end of its fibers' labels, " on worker 1 (cpu 1, node 0)", in UTF-8 (made once).
+    let labelSuffix: [UInt8]
     /// Whether the worker is parked or about to park (so submitters know whom to wake).
     let isSleeping = Atomic<Bool>(false)
     /// Other workers to steal from, same node first. Set before the threads start; unowned, so that
@@ -63,6 +65,7 @@ final class Worker: @unchecked Sendable {
         self.index = index
         self.placement = placement
         self.scheduler = scheduler
+        labelSuffix = Array(" on worker \(index) (cpu \(placement.cpu), node \(placement.node))".utf8)
         local.initialize(to: ThreadState())
         pool = FiberPool(config: scheduler.config, allocator: allocator, counters: counters)
         pool.owner = self
