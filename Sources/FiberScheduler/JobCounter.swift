@@ -15,6 +15,9 @@ import Synchronization
 public final class JobCounter: Sendable {
     private let count: Atomic<Int>
     private let state = Lock(State())
+    /// Set (under the lock) once `firstError` is: a million waiters woken at once check it without
+    /// taking the lock in turn.
+    private let failed = Atomic<Bool>(false)
 
     private struct State {
         var waiters: [Waiter] = []
@@ -31,7 +34,10 @@ public final class JobCounter: Sendable {
     public var value: Int { count.load(ordering: .acquiring) }
 
     /// The first error a job of this counter ended with, if any.
-    public var error: (any Error)? { state.withLock { $0.firstError } }
+    public var error: (any Error)? {
+        guard failed.load(ordering: .acquiring) else { return nil }
+        return state.withLock { $0.firstError }
+    }
 
     /// Adds `amount` (not negative) jobs to wait for.
     public func increment(by amount: Int = 1) {
@@ -49,7 +55,10 @@ public final class JobCounter: Sendable {
     /// One job ended with `error`; the first error is kept for the waiters.
     public func decrement(failing error: any Error) {
         state.withLock { state in
-            if state.firstError == nil { state.firstError = error }
+            if state.firstError == nil {
+                state.firstError = error
+                failed.store(true, ordering: .releasing)
+            }
         }
         decrement()
     }
