@@ -1,6 +1,7 @@
 import CFiberContext
 import CStackSupport
 import Glibc
+import Synchronization
 import StackAllocators
 
 /// Why the worker switched into a fiber.
@@ -17,7 +18,7 @@ enum ResumeReason: Int {
 enum FiberExit: Int {
     /// The job ended; the fiber is idle at the top of its entry loop.
     case finished = 1
-    /// The fiber waits for a counter; a `FiberWaiter` holds it.
+    /// The fiber waits for a counter, which holds it until its wait is claimed.
     case suspended
     /// The fiber yielded; the worker resumes it after the work already queued.
     case yielded
@@ -39,8 +40,8 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
-    /// While suspended in a wait: what resumes it (set and cleared on the worker's thread).
-    var waiter: FiberWaiter?
+    /// Whether it is suspended in a wait (set and cleared on the worker's thread).
+    var isSuspended: Bool
     /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
     var registrySlot: Int
 }
@@ -58,6 +59,8 @@ final class Fiber: @unchecked Sendable {
     unowned let worker: Worker
     private let grownWhileIdle: Bool
     private let prefault: PrefaultStrategy
+    /// Whether the current wait was claimed (see `claimWait`).
+    private let waitClaimed = Atomic<Bool>(true)
     private let stack: Stack
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
@@ -83,7 +86,7 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil, waiter: nil, registrySlot: 0))
+                resumeReason: .run, job: nil, isSuspended: false, registrySlot: 0))
         let layout = stack.descriptor.layout
         running = .allocate(capacity: 1)
         running.initialize(
@@ -140,10 +143,22 @@ final class Fiber: @unchecked Sendable {
         set { control.pointee.registrySlot = newValue }
     }
 
-    /// What resumes the fiber while it is suspended in a wait; nil otherwise. Worker thread only.
-    var waiter: FiberWaiter? {
-        get { control.pointee.waiter }
-        set { control.pointee.waiter = newValue }
+    /// Whether the fiber is suspended in a wait. Worker thread only.
+    var isSuspended: Bool {
+        get { control.pointee.isSuspended }
+        set { control.pointee.isSuspended = newValue }
+    }
+
+    /// Fiber side, before it registers with a counter: opens a new wait to be claimed once.
+    func beginWait() {
+        waitClaimed.store(false, ordering: .relaxed)
+    }
+
+    /// Whoever claims the wait first (the counter reaching zero, or a cancelling shutdown) resumes the
+    /// fiber; the other leaves it alone. True for the first caller only. The fiber is its own waiter, so
+    /// a wait allocates nothing.
+    func claimWait() -> Bool {
+        !waitClaimed.exchange(true, ordering: .acquiringAndReleasing)
     }
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).

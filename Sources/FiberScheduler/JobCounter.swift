@@ -87,10 +87,10 @@ public final class JobCounter: Sendable {
     private func suspend(_ fiber: Fiber, on worker: Worker) throws(StackError) {
         guard count.load(ordering: .acquiring) > 0 else { return }
         if worker.scheduler.isCancelling { throw .jobCancelled }
-        let waiter = FiberWaiter(fiber: fiber)
-        guard register(.fiber(waiter)) else { return }
-        if worker.suspend(fiber, until: waiter) == .cancelled {
-            state.withLock { state in state.waiters.removeAll { $0.isWaiter(waiter) } }
+        fiber.beginWait()
+        guard register(.fiber(fiber)) else { return }
+        if worker.suspend(fiber) == .cancelled {
+            state.withLock { state in state.waiters.removeAll { $0.isFiber(fiber) } }
             throw .jobCancelled
         }
     }
@@ -113,14 +113,14 @@ public final class JobCounter: Sendable {
         var ready: [(worker: Worker, fibers: [Fiber])] = []
         for waiter in waiters {
             switch waiter {
-            case .fiber(let waiter):
+            case .fiber(let fiber):
                 // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
-                guard waiter.claim() else { continue }
-                let worker = waiter.fiber.worker
+                guard fiber.claimWait() else { continue }
+                let worker = fiber.worker
                 if let index = ready.firstIndex(where: { $0.worker === worker }) {
-                    ready[index].fibers.append(waiter.fiber)
+                    ready[index].fibers.append(fiber)
                 } else {
-                    ready.append((worker, [waiter.fiber]))
+                    ready.append((worker, [fiber]))
                 }
             case .thread(let waiter): waiter.wake()
             case .task(let continuation): continuation.resume()
@@ -132,27 +132,13 @@ public final class JobCounter: Sendable {
 
 /// Someone waiting for a counter.
 private enum Waiter: Sendable {
-    case fiber(FiberWaiter)
+    case fiber(Fiber)
     case thread(ThreadWaiter)
     case task(CheckedContinuation<Void, Never>)
 
-    func isWaiter(_ other: FiberWaiter) -> Bool {
-        if case .fiber(let waiter) = self { return waiter === other }
+    func isFiber(_ other: Fiber) -> Bool {
+        if case .fiber(let fiber) = self { return fiber === other }
         return false
-    }
-}
-
-/// A fiber suspended in `JobCounter.wait`. Whoever claims it first (the counter reaching zero, or a
-/// cancelling shutdown) resumes it; the other leaves it alone.
-final class FiberWaiter: Sendable {
-    let fiber: Fiber
-    private let claimed = Atomic<Bool>(false)
-
-    init(fiber: Fiber) { self.fiber = fiber }
-
-    /// True for the first caller only.
-    func claim() -> Bool {
-        !claimed.exchange(true, ordering: .acquiringAndReleasing)
     }
 }
 

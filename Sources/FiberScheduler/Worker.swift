@@ -54,7 +54,7 @@ final class Worker: @unchecked Sendable {
         /// jobs (and the thread waiting for them) need; shrinking in a pause between bursts would free
         /// fibers that the next burst makes again.
         var quiet = false
-        /// Fibers suspended in a wait (each holds its `FiberWaiter`).
+        /// Fibers suspended in a wait.
         var suspendedCount = 0
         /// Jobs ended here and not yet subtracted from the scheduler's outstanding count: it is shared by
         /// every worker, so it is settled once per burst of work (when the worker runs dry), not per job.
@@ -164,7 +164,7 @@ final class Worker: @unchecked Sendable {
                 return ready
             }
             readyCount.subtract(woken.count, ordering: .relaxed)
-            for fiber in woken { fiber.waiter = nil }
+            for fiber in woken { fiber.isSuspended = false }
             local.pointee.suspendedCount -= woken.count
             batch += woken
         }
@@ -180,9 +180,10 @@ final class Worker: @unchecked Sendable {
         parker.unpark()
     }
 
-    /// Called on the fiber: parks it until `waiter` is claimed. Returns how it was resumed.
-    func suspend(_ fiber: Fiber, until waiter: FiberWaiter) -> ResumeReason {
-        fiber.waiter = waiter
+    /// Called on the fiber: parks it until its wait is claimed (`Fiber.claimWait`). Returns how it was
+    /// resumed.
+    func suspend(_ fiber: Fiber) -> ResumeReason {
+        fiber.isSuspended = true
         local.pointee.suspendedCount += 1
         bump(counters.suspensions)
         return fiber.switchOut(.suspended)
@@ -204,7 +205,7 @@ final class Worker: @unchecked Sendable {
             bump(counters.jobsRun)
             local.pointee.endedJobs += 1
         case .suspended:
-            break  // its FiberWaiter brings it back: a counter reaching zero, or cancellation
+            break  // whoever claims its wait brings it back: a counter reaching zero, or cancellation
         case .yielded:
             local.pointee.localReady.append(fiber)
         }
@@ -261,11 +262,11 @@ final class Worker: @unchecked Sendable {
     private func cancelLocalWork() {
         while let job = jobs.popNewest() { end(job, .jobCancelled) }
         guard local.pointee.suspendedCount > 0 else { return }
-        let waiting = fiberRegistry.map(\.waiter).compactMap { $0 }
-        for waiter in waiting where waiter.claim() {
-            waiter.fiber.waiter = nil
+        let waiting = fiberRegistry.map { $0 }.filter(\.isSuspended)
+        for fiber in waiting where fiber.claimWait() {
+            fiber.isSuspended = false
             local.pointee.suspendedCount -= 1
-            run(waiter.fiber, .cancelled)
+            run(fiber, .cancelled)
         }
     }
 
