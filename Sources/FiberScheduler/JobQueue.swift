@@ -52,13 +52,17 @@ final class JobQueue: Sendable {
         }
     }
 
+    /// Frees a large empty ring's slots (a burst of a million jobs leaves 32 MiB of them). For a quiet
+    /// worker only: shrinking whenever the queue empties would make every burst grow the ring again.
+    func releaseSpareCapacity() {
+        ring.withLock { $0.shrinkIfEmpty() }
+    }
+
     /// Whether the queue looks empty (without taking the lock).
     var looksEmpty: Bool { approximateCount.load(ordering: .relaxed) <= 0 }
 }
 
-/// A growable ring buffer of jobs: append at the back, remove from either end, all O(1) amortized. A
-/// large ring goes back to its first size when it empties: a burst of a million jobs leaves no 32 MiB
-/// of empty slots behind.
+/// A growable ring buffer of jobs: append at the back, remove from either end, all O(1) amortized.
 private struct Ring {
     private static let initialCapacity = 64
     private static let keptCapacity = 4096
@@ -77,19 +81,17 @@ private struct Ring {
         let job = slots[head].take()
         head = (head + 1) & (slots.count - 1)
         count -= 1
-        shrinkIfEmpty()
         return job
     }
 
     mutating func removeLast() -> Job? {
         guard count > 0 else { return nil }
         count -= 1
-        let job = slots[(head + count) & (slots.count - 1)].take()
-        shrinkIfEmpty()
-        return job
+        return slots[(head + count) & (slots.count - 1)].take()
     }
 
-    private mutating func shrinkIfEmpty() {
+    /// Goes back to the first size when empty and large.
+    mutating func shrinkIfEmpty() {
         guard count == 0, slots.count > Self.keptCapacity else { return }
         slots = Array(repeating: nil, count: Self.initialCapacity)
         head = 0

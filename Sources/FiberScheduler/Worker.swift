@@ -146,6 +146,7 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             local.pointee.quiet = !sleep()
+            if local.pointee.quiet { jobs.releaseSpareCapacity() }
         }
     }
 
