@@ -1,4 +1,3 @@
-import CFiberContext
 import StackAllocators
 import Synchronization
 
@@ -147,17 +146,9 @@ private final class ThreadWaiter: Sendable {
     private let parker = Parker()
     private let woken = Atomic<Bool>(false)
 
-    /// Polls briefly before it parks: a short wait (one small job) then costs no sleep and no wake-up.
+    /// Parks at once: a thread polling here would take a CPU from the workers it waits for.
     func wait() {
-        var polls = 0
-        while !woken.load(ordering: .acquiring) {
-            if polls < Worker.spinChecks {
-                polls += 1
-                fs_cpu_relax()
-            } else {
-                parker.park()
-            }
-        }
+        while !woken.load(ordering: .acquiring) { parker.park() }
     }
 
     func wake() {
