@@ -72,6 +72,23 @@ struct FiberPoolTests {
         #expect(scheduler.fibers.count == 8)
     }
 
+    @Test("Each fiber's label names its id, worker, CPU and node, in the guard registry the overflow handler reads")
+    func labels() throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 16 << 10))
+        let scheduler = try FiberScheduler(config: testConfig(initial: 12, target: 12, max: 12, allocator: slab))
+        defer { scheduler.shutdown() }
+        let placements = scheduler.stats.workers.map(\.placement)
+        let fibers = scheduler.fibers
+        #expect(fibers.count == 24)
+        #expect(fibers.contains { $0.id >= 10 }, "ids of several digits")
+        for fiber in fibers {
+            let placement = placements[fiber.worker]
+            let expected = "fiber \(fiber.id) on worker \(fiber.worker) (cpu \(placement.cpu), node \(placement.node))"
+            #expect(fiber.label == expected)
+            #expect(GuardRegistry.entry(forStackAt: fiber.stack.layout.usableBottom)?.label == expected)
+        }
+    }
+
     @Test("With .fail, a job that finds the pool exhausted fails with fiberPoolExhausted")
     func failsWhenExhausted() throws {
         var config = testConfig(workers: 1, initial: 1, target: 1, max: 2)
