@@ -281,7 +281,8 @@ final class Worker: @unchecked Sendable {
     /// syscall and this worker no sleep.
     static let spinChecks = 256
 
-    /// Parks unless work is visible, after polling for it briefly. Pairs with
+    /// Parks unless work is visible, after polling for it briefly (for work on its own node only: a
+    /// thief on another node comes when a producer wakes it, so same-node thieves go first). Pairs with
     /// `FiberScheduler.wake`: each side publishes its write (the sleeping flag, the queued job)
     /// before a sequentially consistent fence and reads the other's after it, so at least one of them
     /// sees the other. Returns false when the park timed out with nothing to do.
@@ -294,19 +295,23 @@ final class Worker: @unchecked Sendable {
             isSleeping.store(false, ordering: .relaxed)
         }
         for _ in 0..<Self.spinChecks {
-            if workVisible { return true }
+            if workVisible(acrossNodes: false) { return true }
             fs_cpu_relax()
         }
-        if workVisible { return true }
+        if workVisible(acrossNodes: true) { return true }
         // The timeout is a safety net (every producer of work unparks) and the pool's cue to shrink.
         return parker.park(timeoutNanoseconds: 100_000_000)
     }
 
-    /// Whether this worker has something to do: a fiber to resume, a job it may start, or the end.
-    private var workVisible: Bool {
+    /// Whether this worker has something to do: a fiber to resume, a job it may start (its own, or one to
+    /// steal on its node or, with `acrossNodes`, on any), or the end.
+    private func workVisible(acrossNodes: Bool) -> Bool {
         let canStartJobs = pool.canProvideFiber || scheduler.config.whenExhausted == .fail
+        let stealable = victims.contains {
+            (acrossNodes || $0.worker.placement.node == placement.node) && !$0.worker.jobs.looksEmpty
+        }
         return readyCount.load(ordering: .acquiring) > 0
-            || (canStartJobs && (!jobs.looksEmpty || victims.contains { !$0.worker.jobs.looksEmpty }))
+            || (canStartJobs && (!jobs.looksEmpty || stealable))
             || (scheduler.isShuttingDown && scheduler.isFinished)
     }
 
