@@ -10,7 +10,7 @@ import StackAllocators
 enum SuspendedFibersBenchmark {
     static func run(_ recorder: BenchRecorder) throws {
         let jobs = recorder.capacityStacks
-        let rssStart = try CapacityBenchmarks.statusBytes("VmRSS")
+        let rssStart = try SystemFile.processStatusBytes("VmRSS")
         let slab = try SlabStackAllocator(.init(usableSize: 64 << 10), logger: benchLogger)
         var config = FiberConfig(allocator: slab)
         config.workerCount = 2
@@ -33,14 +33,14 @@ enum SuspendedFibersBenchmark {
             usleep(1_000)
         }
         let suspended = nanoseconds() - start
-        let rssSuspended = try CapacityBenchmarks.statusBytes("VmRSS")
+        let rssSuspended = try SystemFile.processStatusBytes("VmRSS")
         let releaseStart = nanoseconds()
         gate.decrement()
         try done.wait()
         let release = nanoseconds() - releaseStart
         scheduler.shutdown()
         slab.trim()
-        let rssAfter = try CapacityBenchmarks.statusBytes("VmRSS")
+        let rssAfter = try SystemFile.processStatusBytes("VmRSS")
         recorder.add(BenchResult(
             section: .capacity, name: "suspended_million", params: ["workers": 2, "jobs": jobs, "size": 64 << 10],
             unit: "s", samples: [Double(suspended) / 1e9], opsPerRep: jobs,
