@@ -6,12 +6,20 @@ extension StackError {
         StackError(code: code, message: "requested \(requested)")
     }
 
+    /// A configuration error as a model predicts it: the type and the field it names.
+    public static func configurationError(type: String, field: String) -> StackError {
+        StackError(code: .invalidConfiguration, message: "invalid \(type).\(field)")
+    }
+
     /// Whether `self` is the error a model expects: the same code with the same requested value for the
     /// size errors (their reasons are prose, which models do not predict), equal otherwise.
     public func matches(_ expected: StackError) -> Bool {
         switch expected.code {
         case .invalidPageSize, .invalidSize, .invalidGuard:
             return code == expected.code && firstInteger(in: message) == firstInteger(in: expected.message)
+        case .invalidConfiguration:
+            // "invalid TYPE.FIELD VALUE: ...": the type and the field, not the allowed range's prose.
+            return code == expected.code && message.hasPrefix(expected.message + " ")
         default:
             return self == expected
         }

@@ -9,6 +9,7 @@ import StackAllocators
 /// live), `page_table_bytes` (VmPTE growth: a lightweight guard is a page-table marker),
 /// `rss_bytes` (VmRSS growth, which includes the benchmark's own array of `Stack` values),
 /// `reserved_bytes` (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`.
+/// Then `suspended_million`: see `SuspendedFibersBenchmark`.
 enum CapacityBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
         let limit = recorder.capacityStacks
@@ -54,5 +55,6 @@ enum CapacityBenchmarks {
                 "limit": Double(limit), "time_bound_s": bound,
                 "time_bound_hit": count < limit && !stoppedByError ? 1 : 0, "stopped_by_error": stoppedByError ? 1 : 0,
             ]))
+        try SuspendedFibersBenchmark.run(recorder)
     }
 }

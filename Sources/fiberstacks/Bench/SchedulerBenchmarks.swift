@@ -11,6 +11,7 @@ import StackAllocators
 ///   running scheduler with a worker per CPU and 64 KiB stacks.
 /// - `fan_out` (µs): one job spawns `jobs` empty jobs as a batch and waits on its counter (its fiber
 ///   suspends; the workers run the children).
+/// - `fan_out_single`, `parallel_for`, `suspended_million`: see `SchedulerScaleBenchmarks`.
 enum SchedulerBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
         let scale = recorder.scale
@@ -42,6 +43,7 @@ enum SchedulerBenchmarks {
         recorder.add(BenchResult(
             section: .scheduler, name: "fan_out", params: ["workers": scheduler.workerCount, "jobs": children],
             unit: "us", samples: fanOut.map { $0 / 1000 }, opsPerRep: 1))
+        try SchedulerScaleBenchmarks.run(recorder, on: scheduler)
     }
 
     /// 2 workers x 16 fibers x 512 KiB (the defaults otherwise), eager 2 x 128, and 2 x 16 prefaulted.
