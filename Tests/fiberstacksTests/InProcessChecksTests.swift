@@ -1,7 +1,6 @@
 import StackDiagnostics
 import StackTestSupport
 import Testing
-@testable import fiberstacks
 
 @Suite("verify's checks run in-process")
 struct InProcessChecksTests {

@@ -2,7 +2,6 @@ import Glibc
 import StackDiagnostics
 import Synchronization
 import Testing
-@testable import fiberstacks
 
 @Suite("verify's watchdog")
 struct WatchdogTests {
