@@ -29,18 +29,41 @@ public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
 /// it: the `deinit` gives the memory back (the model is swift-system's `IORing`, which unmaps in
 /// `deinit`). `init(descriptor:allocator:)` can still make a second `Stack` for the same memory; the
 /// built-in allocators refuse the second release (see `StackAllocator`).
+///
+/// A stack keeps its allocator alive. Most stacks hold a strong reference to it; a `PooledStackAllocator`'s
+/// stacks hold none (a retain and a release are two atomic read-modify-writes, most of a pooled acquire
+/// and release): the pool keeps itself alive while any of its stacks is out, even when it is dropped.
 public struct Stack: ~Copyable, Sendable {
     /// Where the stack lies and what guards it.
     public let descriptor: StackDescriptor
-    /// The allocator that made it; kept alive by the stack.
-    public let allocator: any StackAllocator
+    /// The allocator, held strongly; nil for a pooled stack. (Two optionals rather than an enum: binding an
+    /// enum's payload in `deinit` would copy it, a retain and a release more.)
+    private let retained: (any StackAllocator)?
+    /// The pool of a pooled stack, which keeps itself alive while the stack is out; nil otherwise.
+    private let pool: Unmanaged<PoolCore>?
+
+    /// The allocator that made it; kept alive by the stack. For a pooled stack, a handle on its pool.
+    public var allocator: any StackAllocator {
+        if let pool { return PooledStackAllocator(core: pool.takeUnretainedValue()) }
+        return retained.unsafelyUnwrapped
+    }
 
     /// Wraps memory that `allocator` made. For allocator implementers only, from `allocate`: any other
     /// `Stack` for the same memory is a second owner (the built-in allocators refuse its release if the
-    /// first already happened, but a copy released first frees the memory under the original).
+    /// first already happened, but a copy released first frees the memory under the original; a pool
+    /// refuses every release of a `Stack` made this way, since its own stacks are made otherwise).
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
         self.descriptor = descriptor
-        self.allocator = allocator
+        retained = allocator
+        pool = nil
+    }
+
+    /// A stack of `pool`, which counts it as out until it comes back (see `PoolCore`).
+    @inline(__always)
+    init(descriptor: StackDescriptor, pool: PoolCore) {
+        self.descriptor = descriptor
+        retained = nil
+        self.pool = Unmanaged.passUnretained(pool)
     }
 
     /// One past the highest usable address: the initial stack pointer.
@@ -64,6 +87,10 @@ public struct Stack: ~Copyable, Sendable {
     public consuming func release() {}
 
     deinit {
-        allocator.release(descriptor, token: StackReleaseToken())
+        if let pool {
+            pool._withUnsafeGuaranteedRef { $0.takeBack(descriptor) }
+        } else {
+            retained?.release(descriptor, token: StackReleaseToken())
+        }
     }
 }
