@@ -36,16 +36,24 @@ public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
 public struct Stack: ~Copyable, Sendable {
     /// Where the stack lies and what guards it.
     public let descriptor: StackDescriptor
-    /// The allocator, held strongly; nil for a pooled stack. (Two optionals rather than an enum: binding an
-    /// enum's payload in `deinit` would copy it, a retain and a release more.)
-    private let retained: (any StackAllocator)?
+    /// The allocator, held strongly; `.none` for a pooled stack.
+    private let retained: Retained
     /// The pool of a pooled stack, which keeps itself alive while the stack is out; nil otherwise.
     private let pool: Unmanaged<PoolCore>?
 
+    /// A strong reference or none. Noncopyable, so `deinit` borrows the payload (no retain) and destroys it
+    /// with a plain release (an `Optional` of an existential is destroyed through its type metadata).
+    private enum Retained: ~Copyable, Sendable {
+        case none
+        case some(any StackAllocator)
+    }
+
     /// The allocator that made it; kept alive by the stack. For a pooled stack, a handle on its pool.
     public var allocator: any StackAllocator {
-        if let pool { return PooledStackAllocator(core: pool.takeUnretainedValue()) }
-        return retained.unsafelyUnwrapped
+        switch retained {
+        case .some(let allocator): allocator
+        case .none: PooledStackAllocator(core: pool.unsafelyUnwrapped.takeUnretainedValue())
+        }
     }
 
     /// Wraps memory that `allocator` made. For allocator implementers only, from `allocate`: any other
@@ -54,7 +62,7 @@ public struct Stack: ~Copyable, Sendable {
     /// refuses every release of a `Stack` made this way, since its own stacks are made otherwise).
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
         self.descriptor = descriptor
-        retained = allocator
+        retained = .some(allocator)
         pool = nil
     }
 
@@ -62,7 +70,7 @@ public struct Stack: ~Copyable, Sendable {
     @inline(__always)
     init(descriptor: StackDescriptor, pool: PoolCore) {
         self.descriptor = descriptor
-        retained = nil
+        retained = .none
         self.pool = Unmanaged.passUnretained(pool)
     }
 
@@ -89,8 +97,8 @@ public struct Stack: ~Copyable, Sendable {
     deinit {
         if let pool {
             pool._withUnsafeGuaranteedRef { $0.takeBack(descriptor) }
-        } else {
-            retained?.release(descriptor, token: StackReleaseToken())
+        } else if case .some(let allocator) = retained {
+            allocator.release(descriptor, token: StackReleaseToken())
         }
     }
 }
