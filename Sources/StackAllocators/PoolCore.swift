@@ -19,7 +19,7 @@ import SystemPackage
 /// compare-and-exchange: once the slot is idle and not orphaned the pool may be gone, so nothing after it
 /// touches the pool. Releases through `release(_:token:)` come only from a `Stack` built with the public
 /// initializer, a second owner by definition: they are all refused.
-final class PoolCore: Sendable {
+@usableFromInline final class PoolCore: Sendable {
     /// Where the pooled stacks come from and go back to.
     let inner: any StackAllocator
     /// The configuration the pool was made with.

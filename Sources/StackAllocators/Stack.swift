@@ -37,13 +37,13 @@ public struct Stack: ~Copyable, Sendable {
     /// Where the stack lies and what guards it.
     public let descriptor: StackDescriptor
     /// The allocator, held strongly; `.none` for a pooled stack.
-    private let retained: Retained
+    @usableFromInline let retained: Retained
     /// The pool of a pooled stack, which keeps itself alive while the stack is out; nil otherwise.
-    private let pool: Unmanaged<PoolCore>?
+    @usableFromInline let pool: Unmanaged<PoolCore>?
 
     /// A strong reference or none. Noncopyable, so `deinit` borrows the payload (no retain) and destroys it
     /// with a plain release (an `Optional` of an existential is destroyed through its type metadata).
-    private enum Retained: ~Copyable, Sendable {
+    @usableFromInline enum Retained: ~Copyable, Sendable {
         case none
         case some(any StackAllocator)
     }
@@ -60,6 +60,8 @@ public struct Stack: ~Copyable, Sendable {
     /// `Stack` for the same memory is a second owner (the built-in allocators refuse its release if the
     /// first already happened, but a copy released first frees the memory under the original; a pool
     /// refuses every release of a `Stack` made this way, since its own stacks are made otherwise).
+    /// (Inlinable: built in place in the caller's frame, no copy of the result.)
+    @inlinable
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
         self.descriptor = descriptor
         retained = .some(allocator)
