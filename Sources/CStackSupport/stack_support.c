@@ -30,7 +30,7 @@ const int FS_MAP_FIXED = MAP_FIXED;
 const int FS_MAP_HUGETLB = MAP_HUGETLB;
 const int FS_MAP_HUGE_SHIFT = MAP_HUGE_SHIFT;
 
-__thread void *fs_pool_thread_table = NULL;
+__thread void *fs_pool_thread_table __attribute__((tls_model("initial-exec"))) = NULL;
 
 int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
              unsigned long maxnode, unsigned int flags) {

@@ -27,6 +27,8 @@
 ///    indistinguishable from the original: the first of the two releases is honoured, the second
 ///    refused. An honoured release ends the guard's registration (`Stack.endGuardRegistration`) before
 ///    it unmaps; the built-in allocators do all of this, with a serial in `StackDescriptor.tag`.
+///    (`PooledStackAllocator`'s own stacks come back by a path of their own, so it refuses every release
+///    that reaches `release`.)
 ///
 /// A decorator (counting, tracing) cannot return the inner allocator's `Stack`: it keeps it in a box
 /// keyed by usable bottom, returns `Stack(descriptor:allocator: self)` for the same memory, and drops

@@ -5,7 +5,8 @@ import StackDiagnostics
 /// `pooled`: acquire+release of 64 KiB stacks from a `PooledStackAllocator` over a slab.
 ///
 /// - `floor_stack_only`: a `Stack` made and dropped by an allocator that does nothing: the retain and
-///   release of its allocator reference and the dynamic `release` call every allocator pays.
+///   release of its allocator reference and the dynamic `release` call every allocator but the pool pays
+///   (a pooled stack holds its pool unretained).
 /// - `thread_cache` (`threads` 1, and 2 threads on one pool: the slower thread's figure): the default pool.
 /// - `depot_mutex`: no thread cache, every acquire and release takes the depot's mutex.
 /// - `write_release` (`depth`): 256 KiB stacks; acquire, write `depth` bytes below the top, release.
