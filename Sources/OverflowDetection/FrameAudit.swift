@@ -4,15 +4,15 @@ import GuardPages
 import Logging
 
 /// One function of an audited object and the stack its frame takes.
-package struct FrameRecord: Sendable, Hashable {
+public struct FrameRecord: Sendable, Hashable {
     /// The function's link-time address in its object.
-    package let address: UInt64
+    public let address: UInt64
     /// How far below the stack pointer of its caller the function's frame reaches, in bytes (on
     /// x86_64 this includes the return address). For a variable frame, the fixed part only.
-    package let frameBytes: Int
+    public let frameBytes: Int
     /// The frame also grows at run time (alloca, a variable-length array, dynamic realignment), so
     /// no guard size can be proven to cover it.
-    package let isVariable: Bool
+    public let isVariable: Bool
     /// The object's path and the symbol's bytes among its names: records share one per object rather
     /// than holding strings each, which keeps auditing a process's hundred thousand functions fast.
     private let source: AuditedObject
@@ -25,23 +25,23 @@ package struct FrameRecord: Sendable, Hashable {
     }
 
     /// The path of the object that holds the function ("[vdso]" for the kernel's virtual object).
-    package var object: String { source.path }
+    public var object: String { source.path }
 
     /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
-    package var symbol: String { String(decoding: source.names[Int(nameStart)..<Int(nameEnd)], as: UTF8.self) }
+    public var symbol: String { String(decoding: source.names[Int(nameStart)..<Int(nameEnd)], as: UTF8.self) }
 
     /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: only the
     /// functions shown need a readable name.
-    package var name: String {
+    public var name: String {
         nameStart == nameEnd ? "0x" + String(address, radix: 16) : Demangler.demangle(symbol)
     }
 
-    package static func == (left: FrameRecord, right: FrameRecord) -> Bool {
+    public static func == (left: FrameRecord, right: FrameRecord) -> Bool {
         (left.object, left.address, left.frameBytes, left.isVariable, left.symbol)
             == (right.object, right.address, right.frameBytes, right.isVariable, right.symbol)
     }
 
-    package func hash(into hasher: inout Hasher) {
+    public func hash(into hasher: inout Hasher) {
         hasher.combine(object)
         hasher.combine(address)
         hasher.combine(frameBytes)
@@ -66,21 +66,21 @@ final class AuditedObject: Sendable {
 /// Swift emits no stack probes: a function enters its frame with one stack pointer subtraction and
 /// can skip over a guard smaller than that frame without touching it. A stack guard protects only if
 /// it is at least `largestFixedFrame.frameBytes` of the code the fibers run.
-package struct FrameAudit: Sendable {
+public struct FrameAudit: Sendable {
     /// Every function with call frame information, largest frame first.
-    package let functions: [FrameRecord]
+    public let functions: [FrameRecord]
     /// The objects audited.
-    package let objects: [String]
+    public let objects: [String]
     /// Call frame records that could not be read and were skipped.
-    package let malformedEntries: Int
+    public let malformedEntries: Int
 
     /// The largest frame whose size is fixed.
-    package var largestFixedFrame: FrameRecord? { functions.first { !$0.isVariable } }
+    public var largestFixedFrame: FrameRecord? { functions.first { !$0.isVariable } }
 
     /// Audits the ELF executable or shared library at `path` (64-bit little-endian, x86_64 or aarch64).
     /// Throws `StackError.objectUnreadable` when it cannot be read or is not such an object; damaged
     /// call frame records are skipped and counted in `malformedEntries`.
-    package static func auditFile(_ path: String, logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
+    public static func auditFile(_ path: String, logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
         -> FrameAudit
     {
         let file = try MappedFile(path, logger: logger)
@@ -107,7 +107,7 @@ package struct FrameAudit: Sendable {
     /// The loader's lock is held only while the list of objects is copied: the Swift runtime's type
     /// lookups and the unwinder take it too. Each shared library is kept loaded while it is read by a
     /// reference of its own (`dlopen` with `RTLD_NOLOAD`); one unloaded meanwhile is skipped.
-    package static func auditLoadedObjects(logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
+    public static func auditLoadedObjects(logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
         -> FrameAudit
     {
         let walk = LoadedObjectWalk(logger: logger)
@@ -123,7 +123,7 @@ package struct FrameAudit: Sendable {
 
     /// `auditLoadedObjects()`, run once per process on first use (thread-safe) and kept: the objects a
     /// process loads rarely change, and the audit reads tens of megabytes.
-    package static var loadedObjects: Result<FrameAudit, StackError> { cachedLoadedObjects }
+    public static var loadedObjects: Result<FrameAudit, StackError> { cachedLoadedObjects }
 
     private static let cachedLoadedObjects = Result { () throws(StackError) in try auditLoadedObjects() }
 
