@@ -44,6 +44,10 @@ struct GuardRegistryStressTests {
     static let stacksPerWriter = 256
     static let stableStacks = 2_000
     static let operationsPerWriter = 20_000
+    /// Lookups the reader must complete while writers churn, within `patience` seconds: the reader's
+    /// liveness, whatever else the machine (or the rest of the test suite) is running.
+    static let requiredLookups = 200
+    static let patience = 30.0
     static let stride = 32 << 10
 
     /// Stack `index` of the region: guards of 4 to 16 KiB, so lookups cross several candidate pages.
@@ -69,7 +73,13 @@ struct GuardRegistryStressTests {
                 var random = XorShift(state: UInt64(writer + 1) &* 0x9E37_79B9_7F4A_7C15)
                 let mine = (writer * Self.stacksPerWriter)..<((writer + 1) * Self.stacksPerWriter)
                 var registered = [Bool](repeating: false, count: Self.stacksPerWriter)
-                for _ in 0..<Self.operationsPerWriter {
+                let deadline = Date().addingTimeInterval(Self.patience)
+                var operations = 0
+                // Churn until this writer's share is done and the reader has had its chance to run.
+                while operations < Self.operationsPerWriter
+                    || (tally.lookups.load(ordering: .relaxed) < Self.requiredLookups && Date() < deadline)
+                {
+                    operations += 1
                     let slot = Int.random(in: 0..<Self.stacksPerWriter, using: &random)
                     let layout = layouts[mine.lowerBound + slot]
                     if registered[slot] {
@@ -111,7 +121,7 @@ struct GuardRegistryStressTests {
         }
         runOnThreads(writers + [reader])
 
-        #expect(tally.lookups.load(ordering: .relaxed) > 100)
+        #expect(tally.lookups.load(ordering: .relaxed) >= Self.requiredLookups, "the reader starved while writers churned")
         #expect(tally.wrongEntries.load(ordering: .relaxed) == 0)
         #expect(tally.stableMisses.load(ordering: .relaxed) == 0)
         for layout in layouts.prefix(Self.writers * Self.stacksPerWriter) {
