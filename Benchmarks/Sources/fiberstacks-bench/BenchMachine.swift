@@ -63,4 +63,14 @@ struct BenchMachine: Codable {
         guard let text = try? SystemFile.read("/proc/loadavg") else { return [] }
         return text.split(separator: " ").prefix(3).compactMap { Double($0) }
     }
+
+    /// The current time, UTC, to the minute: "2026-11-30 08:40".
+    static func utcNow() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min))
+    }
 }

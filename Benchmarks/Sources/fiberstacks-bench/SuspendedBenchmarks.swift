@@ -1,0 +1,87 @@
+import FiberScheduler
+import Foundation
+import StackAllocators
+import Synchronization
+
+/// `suspended`: `jobs` jobs suspended at once (each waits on one shared `JobCounter`), on 2 workers with
+/// 64 KiB stacks and 64 KiB guards carved from a slab. Measured once (`reps` 1).
+///
+/// `extra`: `suspend_s` (from the first submit until every job has started and is about to wait),
+/// `resume_s` (from the release until every job is done), `rss_per_fiber_bytes` (VmRSS growth with all
+/// suspended, over `jobs`), `page_table_bytes` (VmPTE growth), and `rss_after_ratio` (VmRSS after
+/// shutdown over VmRSS before the scheduler started). The Go peer (a million goroutines blocked on one
+/// channel) is a skip unless `go` is installed.
+enum SuspendedBenchmarks {
+    /// The longest the section waits for the jobs to suspend or to finish.
+    static let timeLimit = 120.0
+
+    static func run(_ recorder: BenchRecorder) throws {
+        let jobs = recorder.suspendedJobs
+        let rssStart = try CapacityBenchmarks.statusBytes("VmRSS")
+        var config = FiberConfig(allocator: try SlabStackAllocator(logger: benchLogger))
+        config.stackSize = 64 << 10
+        config.workerCount = 2
+        config.initialPoolSize = 16
+        config.targetPoolSize = 16
+        config.maxPoolSize = jobs
+        config.logger = benchLogger
+        var extra: [String: Double] = ["jobs": Double(jobs)]
+        do {
+            let scheduler = try FiberScheduler(config: config)
+            defer { scheduler.shutdown() }
+            let (rssBefore, pteBefore) = (try CapacityBenchmarks.statusBytes("VmRSS"), try CapacityBenchmarks.statusBytes("VmPTE"))
+            let gate = JobCounter(1)
+            let progress = Progress()
+            let done = JobCounter()
+            let start = nanoseconds()
+            for _ in 0..<jobs {
+                scheduler.submit(counter: done) {
+                    progress.started.add(1, ordering: .relaxed)
+                    try gate.wait()
+                    progress.finished.add(1, ordering: .relaxed)
+                }
+            }
+            try waitUntil("all \(jobs) jobs started") { progress.started.load(ordering: .relaxed) == jobs }
+            let suspended = nanoseconds() - start
+            let (rssLive, pteLive) = (try CapacityBenchmarks.statusBytes("VmRSS"), try CapacityBenchmarks.statusBytes("VmPTE"))
+            let release = nanoseconds()
+            gate.decrement()
+            try waitUntil("all \(jobs) jobs done") { progress.finished.load(ordering: .relaxed) == jobs }
+            try done.wait()
+            let resumed = nanoseconds() - release
+            extra["suspend_s"] = Double(suspended) / 1e9
+            extra["resume_s"] = Double(resumed) / 1e9
+            extra["rss_per_fiber_bytes"] = Double(rssLive - rssBefore) / Double(jobs)
+            extra["page_table_bytes"] = Double(pteLive - pteBefore)
+        }
+        extra["rss_after_ratio"] = Double(try CapacityBenchmarks.statusBytes("VmRSS")) / Double(rssStart)
+        recorder.add(BenchResult(
+            section: .suspended, name: "suspended_jobs", params: ["workers": 2, "size": 64 << 10, "jobs": jobs],
+            unit: "s", samples: [extra["suspend_s"]!], opsPerRep: jobs, extra: extra))
+        recorder.skip(.suspended, "go_goroutines", because: goUnavailable())
+    }
+
+    /// How many jobs have started, and finished.
+    final class Progress: Sendable {
+        let started = Atomic<Int>(0)
+        let finished = Atomic<Int>(0)
+    }
+
+    /// Polls `condition` every 100 µs for up to `timeLimit` seconds.
+    static func waitUntil(_ what: String, _ condition: () -> Bool) throws {
+        let deadline = nanoseconds() + UInt64(timeLimit * 1e9)
+        while !condition() {
+            guard nanoseconds() < deadline else { throw BenchFailure("suspended: not \(what) within \(Int(timeLimit)) s") }
+            usleep(100)
+        }
+    }
+
+    /// Why the Go peer does not run here.
+    static func goUnavailable() -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let found = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/go") }
+        return found
+            ? "the Go peer is not measured by this version of the benchmark"
+            : "go is not installed (Debian: apt-get install golang-go); the Go peer runs only where it is"
+    }
+}
