@@ -56,11 +56,13 @@ int fs_current_cpu(void) {
     return sched_getcpu();
 }
 
-int fs_statfs(const char *path, long *type, long *block_size) {
+int fs_statfs(const char *path, long *type, long *block_size, long *blocks, long *free_blocks) {
     struct statfs info;
     if (statfs(path, &info) != 0) return -1;
     *type = (long)info.f_type;
     *block_size = (long)info.f_bsize;
+    *blocks = (long)info.f_blocks;
+    *free_blocks = (long)info.f_bfree;
     return 0;
 }
 

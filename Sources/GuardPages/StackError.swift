@@ -9,6 +9,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidSize(requested: Int, reason: String)
     /// The guard size is negative, larger than `StackSizes.maximumGuardSize`, or overflows when rounded.
     case invalidGuard(requested: Int, reason: String)
+    /// A configuration field holds a value outside what it accepts: `type` and `field` name it (as in
+    /// `PooledStackAllocator.Configuration.idlePeriod`), `value` is what it held, `allowed` what it accepts.
+    case invalidConfiguration(type: String, field: String, value: String, allowed: String)
     /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
     case invalidPageSize(requested: Int, reason: String)
     /// `mmap` failed for a mapping of `size` bytes.
@@ -53,6 +56,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
     /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
     case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
+    /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
+    /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
+    case hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int)
     /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
     case notHugeTLBFSMount(path: String)
     /// A `FiberConfig` field holds a value the scheduler cannot use.
@@ -74,34 +80,73 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
             return "invalid stack size \(requested): \(reason)"
         case .invalidGuard(let requested, let reason):
             return "invalid guard size \(requested): \(reason)"
+        case .invalidConfiguration(let type, let field, let value, let allowed):
+            return "invalid \(type).\(field) \(value): it must be \(allowed)"
         case .invalidPageSize(let requested, let reason):
             return "invalid page size \(requested): \(reason)"
         case .mappingFailed(let errno, let size):
-            return "mmap of \(size) bytes failed: \(errno) (\(errno.rawValue)); "
-                + "check memory limits (ulimit -v, cgroup memory.max) and vm.overcommit_memory"
+            let fix =
+                switch errno {
+                case .noMemory: "check memory limits (ulimit -v, cgroup memory.max) and vm.overcommit_memory"
+                case .resourceTemporarilyUnavailable: "locked memory is over its limit: raise `ulimit -l`"
+                case .notPermitted: "a seccomp profile or a security module forbids the mapping"
+                case .permissionDenied: "the file's open mode or its mount's options do not allow this mapping"
+                case .invalidArgument: "the kernel refused the size, alignment or flags; see mmap(2)"
+                default: "see mmap(2)"
+                }
+            return "mmap of \(size) bytes failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .guardInstallFailed(let errno, let mechanism):
-            let fix = mechanism == .lightweight
-                ? "lightweight guards need Linux >= 6.13; use GuardMode.mprotect on older kernels"
-                : "mprotect(PROT_NONE) failed; if ENOMEM, raise vm.max_map_count"
+            let fix =
+                switch (mechanism, errno) {
+                case (.lightweight, .invalidArgument):
+                    "MADV_GUARD_INSTALL needs Linux >= 6.13 and private anonymous memory (hugetlb, file-backed "
+                        + "and locked mappings refuse it); use GuardMode.mprotect there"
+                case (_, .noMemory):
+                    "the kernel is out of memory for page tables, or the process is at vm.max_map_count "
+                        + "(an mprotect guard splits a mapping); check memory limits, or raise vm.max_map_count"
+                default: "see \(mechanism == .lightweight ? "madvise(2)" : "mprotect(2)")"
+                }
             return "installing the \(mechanism) guard failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .mapCountExhausted(let limit, let current):
             return "the process has \(current) of vm.max_map_count=\(limit) mappings; raise it with "
                 + "`sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist in /etc/sysctl.d/), "
-                + "or use lightweight guards (Linux >= 6.13), which add no mapping"
+                + "or, for small-page stacks, use lightweight guards (Linux >= 6.13), which add no mapping"
         case .mapCountReserveReached(let limit, let current, let reserve, let stacksRemaining):
             return "mprotect guards cost two mappings per stack: the process has \(current) of vm.max_map_count=\(limit) "
-                + "mappings and \(reserve) are kept for the rest of the process, so no new guarded stack is carved "
-                + "(\(stacksRemaining) more would fit below the limit itself); release stacks (their slots are reused "
-                + "without new mappings), raise the limit with `sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` "
-                + "(persist in /etc/sysctl.d/), or use lightweight guards (MADV_GUARD_INSTALL, Linux >= 6.13), which add no mapping"
+                + "mappings and the last \(reserve) are kept for the rest of the process (the map count reserve, at most "
+                + "a quarter of the limit), so no new guarded stack is carved; the \(max(limit - current, 0)) mappings "
+                + "left below the limit would hold \(stacksRemaining) more. Release stacks (their slots are reused without "
+                + "new mappings), lower SlabStackAllocator.Configuration.mapCountReserve if the rest of the process needs "
+                + "fewer mappings, raise the limit with `sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist "
+                + "in /etc/sysctl.d/), or use lightweight guards (MADV_GUARD_INSTALL, Linux >= 6.13), which add no mapping"
         case .prefaultFailed(let errno, let strategy, let address):
-            return "prefault (\(strategy)) failed at 0x\(String(address, radix: 16)): \(errno) (\(errno.rawValue)); "
-                + "for huge pages raise the pool (/proc/sys/vm/nr_hugepages), otherwise check memory limits"
+            let fix =
+                switch errno {
+                case .noMemory: "the memory could not be had: check memory limits (ulimit -v, cgroup memory.max)"
+                case .invalidArgument:
+                    "MADV_POPULATE_WRITE needs Linux >= 5.14 and a writable mapping; use PrefaultStrategy.touch on older kernels"
+                case .badAddress: "a page could not be faulted in (a guard inside the range, or a failed fault)"
+                default: "see madvise(2)"
+                }
+            return "prefault (\(strategy)) failed at 0x\(String(address, radix: 16)): \(errno) (\(errno.rawValue)); \(fix)"
         case .probeFailed(let errno, let what):
-            return "probe of \(what) failed: \(errno) (\(errno.rawValue)); process_vm_readv and mincore must be "
-                + "allowed (seccomp profiles may block process_vm_readv)"
+            let fix =
+                switch errno {
+                case .notPermitted, .permissionDenied, .noFunction:
+                    "process_vm_readv, mincore and move_pages must be allowed (seccomp profiles may block process_vm_readv)"
+                case .noMemory: "part of the range is not mapped"
+                default: "see process_vm_readv(2), mincore(2) and move_pages(2)"
+                }
+            return "probe of \(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .systemFileUnreadable(let path, let errno):
-            return "cannot read \(path): \(errno) (\(errno.rawValue)); is procfs/sysfs mounted?"
+            let fix =
+                switch errno {
+                case .noSuchFileOrDirectory:
+                    "the file is missing: procfs or sysfs is not mounted, or this kernel lacks the feature it describes"
+                case .permissionDenied, .notPermitted: "this user may not read it (a sandbox or a container's mask)"
+                default: "see the kernel's documentation of \(path)"
+                }
+            return "cannot read \(path): \(errno) (\(errno.rawValue)); \(fix)"
         case .capabilityMissing(let what, let fix):
             return "\(what) is not available: \(fix)"
         case .numaNodeOutOfRange(let node, let possible):
@@ -162,14 +207,29 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 switch errno {
                 case .noMemory: "no memory for the alternate signal stack; check memory limits (ulimit -v, cgroup memory.max)"
                 case .notPermitted: "the thread is running on its alternate signal stack; change it outside a signal handler"
+                case .resourceTemporarilyUnavailable: "the process is out of pthread keys (PTHREAD_KEYS_MAX)"
+                case .invalidArgument: "the kernel refused the arguments (a stack below MINSIGSTKSZ, or a bad signal)"
                 default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"
                 }
             return "\(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
-            let pool = node.map { "node \($0)'s" } ?? "the"
-            return "\(pool) \(formatByteCount(pageSize)) huge page pool has \(free) free pages, \(needed) needed: "
-                + "add at least \(max(needed - free, 1)) by writing a larger page count to \(controlFile) (as root), "
+            let pool = "\(node.map { "node \($0)'s" } ?? "the") \(formatByteCount(pageSize)) huge page pool"
+            guard free < needed else {
+                return "\(pool) has \(free) free pages, \(needed) needed, yet the kernel refused them: a hugetlbfs "
+                    + "mount's size= limit or a hugetlb cgroup limit (hugetlb.\(formatSizeOption(pageSize))B.max) may be "
+                    + "reached, or another process took the pages meanwhile; raise the limit that was reached, or ask "
+                    + "for HugePageRequest.ExhaustionPolicy.fallback"
+            }
+            return "\(pool) has \(free) free pages, \(needed) needed: "
+                + "add at least \(needed - free) by writing a larger page count to \(controlFile) (as root), "
                 + "or ask for HugePageRequest.ExhaustionPolicy.fallback"
+        case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed):
+            let options = "pagesize=\(formatSizeOption(pageSize)),size=\(formatSizeOption(pageSize * (limit - free + needed)))"
+            return "the hugetlbfs mount \(mount) is limited to \(limit) \(formatByteCount(pageSize)) pages by its size= "
+                + "option and has \(free) free, \(needed) needed: mount it again "
+                + "with a larger size (as root, once nothing uses it: `umount \(mount) && mount -t hugetlbfs -o \(options) "
+                + "none \(mount)`; `mount -o remount` keeps the old size), pass another hugetlbfs mount with room, or use "
+                + "anonymous huge pages (HugePageRequest.Backing.anonymous, MAP_HUGETLB), which no mount limits"
         case .notHugeTLBFSMount(let path):
             return "\(path) is not a hugetlbfs mount: mount one (as root) with "
                 + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
@@ -184,8 +244,14 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .schedulerShutDown:
             return "the job was submitted after the scheduler began shutting down; submit jobs before calling shutdown"
         case .threadCreationFailed(let errno):
-            return "creating a worker thread failed: \(errno) (\(errno.rawValue)); raise the thread limits "
-                + "(ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower FiberConfig.workerCount"
+            let fix =
+                switch errno {
+                case .resourceTemporarilyUnavailable:
+                    "raise the thread limits (ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower "
+                        + "FiberConfig.workerCount"
+                default: "see pthread_create(3)"
+                }
+            return "creating a worker thread failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .perfCounterUnavailable(let errno, let event):
             let fix: String
             switch errno {

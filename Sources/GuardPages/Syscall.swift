@@ -104,11 +104,13 @@ package enum Syscall {
         return .success(fd)
     }
 
-    /// statfs(2): the file system type and block size of the one holding `path`.
-    package static func fileSystem(at path: String) -> Result<(type: Int, blockSize: Int), Errno> {
-        var type = 0
-        var blockSize = 0
-        return retrying({ $0 != 0 }) { fs_statfs(path, &type, &blockSize) }.map { _ in (type, blockSize) }
+    /// statfs(2): the file system type, block size and block counts (in all, free) of the one holding `path`.
+    package static func fileSystem(at path: String)
+        -> Result<(type: Int, blockSize: Int, blocks: Int, freeBlocks: Int), Errno>
+    {
+        var (type, blockSize, blocks, freeBlocks) = (0, 0, 0, 0)
+        return retrying({ $0 != 0 }) { fs_statfs(path, &type, &blockSize, &blocks, &freeBlocks) }
+            .map { _ in (type, blockSize, blocks, freeBlocks) }
     }
 
     /// Bytes in the CPU masks below: 1024 CPUs, glibc's `cpu_set_t`.

@@ -133,12 +133,30 @@ struct HugePageBacking: Sendable, Hashable {
         }
     }
 
-    /// The error for a hugetlb pool that could not give `needed` pages, with the pool's numbers now.
+    /// The error for a hugetlb pool that could not give `needed` pages, with the numbers now: the
+    /// hugetlbfs mount's when its `size=` limit is what ran out, else the pool's.
     func exhaustedError(needed: Int, node: Int? = nil) -> StackError {
+        if let full = mountFullError(needed: needed) { return full }
         let pool = MachineCapabilities.hugePagePool(pageSize: pageSize, node: node)
         return .hugePagesExhausted(
             pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: node,
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")
+    }
+
+    /// `.hugeTLBFSMountFull` when this backing's hugetlbfs mount has a size limit (statfs: `f_blocks` > 0)
+    /// with fewer than `needed` pages free, else nil.
+    private func mountFullError(needed: Int) -> StackError? {
+        guard case .hugetlbfsFile(let directory) = source,
+            let path = directory ?? hugetlbfs_find_path_for_size(pageSize).map({ String(cString: $0) }),
+            case .success(let fileSystem) = Syscall.fileSystem(at: path), fileSystem.blocks > 0,
+            fileSystem.freeBlocks < needed
+        else { return nil }
+        // Name the mount point (what `umount` and `mount` take), not a directory below it.
+        let mount = MachineCapabilities.hugeTLBMounts().map(\.path)
+            .filter { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+            .max { $0.count < $1.count } ?? path
+        return .hugeTLBFSMountFull(
+            mount: mount, pageSize: pageSize, limit: fileSystem.blocks, free: fileSystem.freeBlocks, needed: needed)
     }
 
     /// An mmap result with ENOMEM named: the pool (hugetlb), the map count, or memory.
@@ -155,20 +173,26 @@ struct HugePageBacking: Sendable, Hashable {
     /// A new unlinked file on the hugetlbfs for this page size (libhugetlbfs) or in `directory`.
     private func openUnlinkedFile(in directory: String?) -> Result<Int32, StackError> {
         if let directory {
-            return Syscall.unlinkedTemporaryFile(in: directory).mapError { errno in
-                .capabilityMissing(
-                    "a file on the hugetlbfs \(directory) (\(errno))",
-                    fix: "the mount must be writable by this user: check its mode and its uid=/gid= options")
-            }
+            return Syscall.unlinkedTemporaryFile(in: directory).mapError { fileError($0, mount: directory) }
         }
         let fd = hugetlbfs_unlinked_fd_for_size(pageSize)
         guard fd >= 0 else {
             let errno = Errno(rawValue: Glibc.errno)
             let path = hugetlbfs_find_path_for_size(pageSize).map { String(cString: $0) } ?? "(no mount)"
-            return .failure(.capabilityMissing(
-                "a file on the hugetlbfs \(path) (\(errno))",
-                fix: "the mount must be writable by this user: check its mode and its uid=/gid= options"))
+            return .failure(fileError(errno, mount: path))
         }
         return .success(fd)
+    }
+
+    /// Why no file could be made on the hugetlbfs at `mount`, by errno.
+    private func fileError(_ errno: Errno, mount: String) -> StackError {
+        let fix =
+            switch errno {
+            case .permissionDenied, .notPermitted, .readOnlyFileSystem:
+                "the mount must be writable by this user: check its mode and its uid=/gid= options"
+            case .noSpace: "the mount's nr_inodes= limit is reached: mount it again with a larger one, or without it"
+            default: "see open(2) and mkstemp(3)"
+            }
+        return .capabilityMissing("a file on the hugetlbfs \(mount) (\(errno))", fix: fix)
     }
 }

@@ -61,10 +61,12 @@ enum HugePageRegion {
             unmap(layout, logger: logger)
             // The pool's numbers are read after the unmap, so our own partial populate is not counted.
             // A bound stack draws on its node's pool: name that pool and its file.
-            if case .hugePagesExhausted = error {
+            switch error {
+            case .hugePagesExhausted, .hugeTLBFSMountFull:
                 throw backing.exhaustedError(needed: sizes.usable / sizes.pageSize, node: placement?.homeNode)
+            default:
+                throw error
             }
-            throw error
         }
         return layout
     }

@@ -66,24 +66,33 @@ extension PooledStackAllocator {
             self.scrubOnRelease = scrubOnRelease
         }
 
-        /// The validated sizes of the pooled stacks.
+        /// The validated sizes of the pooled stacks; an invalid field is named in the error.
         func validated() throws(StackError) -> StackSizes {
-            let sizes = try StackSizes(usable: stack.usableSize, guard: stack.guardSize)
-            guard minimumIdle >= 0, maximumIdle >= minimumIdle, maximumIdle <= PoolSlotTable.capacity else {
-                throw .invalidSize(
-                    requested: maximumIdle,
-                    reason: "the pool needs 0 <= minimumIdle (\(minimumIdle)) <= maximumIdle <= \(PoolSlotTable.capacity)")
+            let sizes = try StackSizes(
+                configured: stack.usableSize, guard: stack.guardSize, type: Self.typeName,
+                usableField: "stack.usableSize", guardField: "stack.guardSize")
+            guard maximumIdle >= 0, maximumIdle <= PoolSlotTable.capacity else {
+                throw invalid("maximumIdle", maximumIdle, allowed: "in 0...\(PoolSlotTable.capacity)")
+            }
+            guard minimumIdle >= 0, minimumIdle <= maximumIdle else {
+                throw invalid("minimumIdle", minimumIdle, allowed: "in 0...maximumIdle (\(maximumIdle))")
             }
             guard threadCacheSize >= 0, threadCacheSize <= 1 << 16 else {
-                throw .invalidSize(requested: threadCacheSize, reason: "the thread cache size must be in 0...65536")
+                throw invalid("threadCacheSize", threadCacheSize, allowed: "in 0...65536")
             }
             guard idlePeriod >= .zero else {
-                throw .invalidSize(requested: Int(idlePeriod.components.seconds), reason: "the idle period must not be negative")
+                throw invalid("idlePeriod", idlePeriod, allowed: "zero or positive")
             }
             if let hotWatermark, hotWatermark.bytes < 0 {
-                throw .invalidSize(requested: hotWatermark.bytes, reason: "the hot watermark must not be negative")
+                throw invalid("hotWatermark.bytes", hotWatermark.bytes, allowed: "zero or positive")
             }
             return sizes
+        }
+
+        private static let typeName = "PooledStackAllocator.Configuration"
+
+        private func invalid(_ field: String, _ value: some Any, allowed: String) -> StackError {
+            .invalidConfiguration(type: Self.typeName, field: field, value: "\(value)", allowed: allowed)
         }
     }
 }

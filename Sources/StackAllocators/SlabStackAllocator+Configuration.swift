@@ -19,9 +19,12 @@ extension SlabStackAllocator {
         /// region boundary).
         public var retainedEmptyRegions: Int
         /// Mappings left to the rest of the process when guards are mprotect guards (two mappings each):
-        /// the slab refuses to carve a new guarded stack past `vm.max_map_count - mapCountReserve`.
-        /// Default 1,024. Ignored with lightweight guards, which add no mapping.
+        /// the slab refuses to carve a new guarded stack past `vm.max_map_count - mapCountReserve`. At most
+        /// a quarter of `vm.max_map_count` is kept, so a low limit still leaves the slab room. Default 1,024.
+        /// Ignored with lightweight guards, which add no mapping.
         public var mapCountReserve: Int
+        /// A map count limit used instead of `vm.max_map_count` (nil: read it), to act out a low limit.
+        package var mapCountLimitOverride: Int? = nil
         /// NUMA placement of every region, applied with mbind when the region is mapped (before any guard
         /// or page exists, so it stays one mapping): a slab per node. Requests may repeat it or leave
         /// `StackRequest.placement` nil; another placement is refused. Default nil (first touch).
@@ -46,26 +49,32 @@ extension SlabStackAllocator {
             self.placement = placement
         }
 
-        /// The validated sizes of one stack and the byte size of one region.
+        /// The validated sizes of one stack and the byte size of one region; an invalid field is named.
         func validated() throws(StackError) -> (sizes: StackSizes, regionSize: Int) {
-            let sizes = try StackSizes(usable: usableSize, guard: guardSize)
-            guard stacksPerRegion > 0, stacksPerRegion <= Int(UInt32.max) else {
-                throw .invalidSize(requested: stacksPerRegion, reason: "stacks per region must be in 1...\(UInt32.max)")
-            }
-            let (regionSize, overflow) = sizes.total.multipliedReportingOverflow(by: stacksPerRegion)
-            guard !overflow, regionSize <= Self.maximumRegionSize else {
-                throw .invalidSize(
-                    requested: stacksPerRegion,
-                    reason: "\(stacksPerRegion) stacks of \(sizes.total) bytes exceed the region maximum of "
-                        + "\(Self.maximumRegionSize) bytes; use fewer stacks per region")
+            let sizes = try StackSizes(
+                configured: usableSize, guard: guardSize, type: Self.typeName, usableField: "usableSize",
+                guardField: "guardSize")
+            let mostStacks = min(Int(UInt32.max), Self.maximumRegionSize / sizes.total)
+            guard stacksPerRegion > 0, stacksPerRegion <= mostStacks else {
+                throw invalid(
+                    "stacksPerRegion", stacksPerRegion,
+                    allowed: "in 1...\(mostStacks) for stacks of \(sizes.total) bytes with their guards "
+                        + "(a region is at most \(Self.maximumRegionSize) bytes)")
             }
             guard retainedEmptyRegions >= 0 else {
-                throw .invalidSize(requested: retainedEmptyRegions, reason: "retained empty regions must not be negative")
+                throw invalid("retainedEmptyRegions", retainedEmptyRegions, allowed: "zero or positive")
             }
             guard mapCountReserve >= 0 else {
-                throw .invalidSize(requested: mapCountReserve, reason: "the map count reserve must not be negative")
+                throw invalid("mapCountReserve", mapCountReserve, allowed: "zero or positive")
             }
+            let regionSize = sizes.total * stacksPerRegion
             return (sizes, regionSize)
+        }
+
+        private static let typeName = "SlabStackAllocator.Configuration"
+
+        private func invalid(_ field: String, _ value: Int, allowed: String) -> StackError {
+            .invalidConfiguration(type: Self.typeName, field: field, value: "\(value)", allowed: allowed)
         }
     }
 }

@@ -57,7 +57,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         self.logger = logger
         guardMechanism = sizes.guardSize == 0 ? .none : installer.mechanism
         let needsBudget = guardMechanism == .protNone
-        let budget = needsBudget ? try MapCountBudget(reserve: configuration.mapCountReserve) : nil
+        let budget = needsBudget
+            ? try MapCountBudget(reserve: configuration.mapCountReserve, limitOverride: configuration.mapCountLimitOverride)
+            : nil
         state = Lock(State(regions: SlabRegions(capacity: configuration.stacksPerRegion, stride: sizes.total), budget: budget))
         logger.debug(
             "slab stack allocator ready",

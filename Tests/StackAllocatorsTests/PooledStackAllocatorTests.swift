@@ -162,16 +162,25 @@ struct PooledStackAllocatorTests {
         }
         let smaller = try pool.allocate(StackRequest(usableSize: 4096, guardSize: 4096))
         #expect(smaller.usableSize == 64 << 10)
-        let invalid: [PooledStackAllocator.Configuration] = [
-            .init(stack: StackRequest(usableSize: 0)),
-            .init(minimumIdle: 5, maximumIdle: 4),
-            .init(minimumIdle: -1),
-            .init(threadCacheSize: -1),
-            .init(idlePeriod: .seconds(-1)),
-            .init(hotWatermark: .init(bytes: -1)),
+        // Each invalid field is named with its value and what it accepts.
+        let invalid: [(PooledStackAllocator.Configuration, field: String, value: String, allowed: String)] = [
+            (.init(stack: StackRequest(usableSize: 0)), "stack.usableSize", "0", "1...4294967296"),
+            (.init(stack: StackRequest(guardSize: -1)), "stack.guardSize", "-1", "0...67108864"),
+            (.init(minimumIdle: 5, maximumIdle: 4), "minimumIdle", "5", "0...maximumIdle (4)"),
+            (.init(minimumIdle: -1), "minimumIdle", "-1", "0...maximumIdle (256)"),
+            (.init(maximumIdle: -1), "maximumIdle", "-1", "0..."),
+            (.init(maximumIdle: Int.max), "maximumIdle", "\(Int.max)", "0..."),
+            (.init(threadCacheSize: -1), "threadCacheSize", "-1", "0...65536"),
+            (.init(threadCacheSize: 65537), "threadCacheSize", "65537", "0...65536"),
+            (.init(idlePeriod: .seconds(-1)), "idlePeriod", "-1.0 seconds", "zero or positive"),
+            (.init(hotWatermark: .init(bytes: -1)), "hotWatermark.bytes", "-1", "zero or positive"),
         ]
-        for configuration in invalid {
-            #expect(throws: StackError.self) { try PooledStackAllocator(wrapping: inner, configuration) }
+        for (configuration, field, value, allowed) in invalid {
+            expectInvalidConfiguration(
+                type: "PooledStackAllocator.Configuration", field: field, value: value, allowed: allowed
+            ) { () throws(StackError) in
+                _ = try PooledStackAllocator(wrapping: inner, configuration)
+            }
         }
         #expect(inner.stats.live == 1)
     }

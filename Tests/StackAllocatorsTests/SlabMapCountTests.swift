@@ -105,4 +105,62 @@ struct SlabMapCountTests {
             precondition(slab.stats.live == 0 && slab.stats.bytesReserved == 0)
         }
     }
+
+    @Test("Under a low vm.max_map_count (1,000, injected) the reserve is clamped to a quarter, and the stacks the error says would fit below the limit are what a slab with no reserve then carves")
+    func lowLimit() async {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let limit = 1000
+            let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
+            var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect)
+            configuration.mapCountLimitOverride = limit
+            let reserved = try SlabStackAllocator(configuration)  // the default reserve, 1,024: above the limit
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)
+            defer { storage.deallocate() }
+            var count = 0
+            let baseline = try MapCount.current()
+            precondition(baseline < limit / 2, "the test process already has \(baseline) mappings")
+
+            func fill(_ slab: SlabStackAllocator) -> (made: Int, error: StackError?) {
+                let start = count
+                while count < limit {
+                    do throws(StackError) {
+                        (storage + count).initialize(to: try slab.allocate(request))
+                        count += 1
+                    } catch {
+                        return (count - start, error)
+                    }
+                }
+                return (count - start, nil)
+            }
+            let (made, failure) = fill(reserved)
+            guard case .mapCountReserveReached(let reportedLimit, let current, let reserve, let remaining)? = failure else {
+                preconditionFailure("expected mapCountReserveReached after \(made) stacks, got \(String(describing: failure))")
+            }
+            let now = try MapCount.current()
+            precondition(reportedLimit == limit && reserve == limit / 4 && current == now, "\(failure!)")
+            precondition(now <= limit - reserve && now + 2 + 1 > limit - reserve, "stopped at \(now) of \(limit) mappings")
+            precondition(made >= (limit - reserve - baseline) / 2 - 1, "\(made) stacks from \(baseline) of \(limit) mappings")
+            precondition(remaining == (limit - now) / 2, "\(failure!)")
+            precondition(failure!.description.contains("would hold \(remaining) more"), failure!.description)
+
+            // The mappings the error says are left hold what it says: a slab without a reserve (made now, so
+            // its budget reads the count after the first slab's stacks) fills them up to the limit, less the
+            // line its own region may add.
+            configuration.mapCountReserve = 0
+            let unreserved = try SlabStackAllocator(configuration)
+            let (more, last) = fill(unreserved)
+            let full = try MapCount.current()
+            precondition(full <= limit && full + MapCountBudget.linesPerGuard > limit, "\(full) of \(limit) mappings")
+            precondition(
+                more == remaining || (more == remaining - 1 && (limit - now) % 2 == 0),
+                "the error said \(remaining) more would fit in \(limit - now) mappings; a slab with no reserve made \(more)")
+            guard case .mapCountReserveReached(_, _, 0, 0)? = last else {
+                preconditionFailure("expected no room left, got \(String(describing: last))")
+            }
+            storage.deinitialize(count: count)
+        }
+        if let result, result.exitStatus != .exitCode(EXIT_SUCCESS) {
+            Issue.record("the child said: \(String(decoding: result.standardErrorContent, as: UTF8.self))")
+        }
+    }
 }

@@ -84,16 +84,18 @@ struct SlabStackAllocatorTests {
         #expect(slab.stats.allocations == 1)
     }
 
-    @Test("Invalid configurations are typed errors", arguments: [
-        SlabStackAllocator.Configuration(usableSize: 0),
-        SlabStackAllocator.Configuration(guardSize: -4096),
-        SlabStackAllocator.Configuration(stacksPerRegion: 0),
-        SlabStackAllocator.Configuration(usableSize: 1 << 30, stacksPerRegion: 4096),
-        SlabStackAllocator.Configuration(retainedEmptyRegions: -1),
-        SlabStackAllocator.Configuration(mapCountReserve: -1),
+    @Test("Each invalid configuration field is an error naming the field, its value and what it accepts", arguments: [
+        (SlabStackAllocator.Configuration(usableSize: 0), "usableSize", "0", "1...4294967296"),
+        (SlabStackAllocator.Configuration(guardSize: -4096), "guardSize", "-4096", "0...67108864"),
+        (SlabStackAllocator.Configuration(stacksPerRegion: 0), "stacksPerRegion", "0", "1...8388608"),
+        (SlabStackAllocator.Configuration(usableSize: 1 << 30, stacksPerRegion: 4096), "stacksPerRegion", "4096", "1...1023"),
+        (SlabStackAllocator.Configuration(retainedEmptyRegions: -1), "retainedEmptyRegions", "-1", "zero or positive"),
+        (SlabStackAllocator.Configuration(mapCountReserve: -1), "mapCountReserve", "-1", "zero or positive"),
     ])
-    func badConfiguration(_ configuration: SlabStackAllocator.Configuration) {
-        #expect(throws: StackError.self) { try SlabStackAllocator(configuration) }
+    func badConfiguration(_ configuration: SlabStackAllocator.Configuration, field: String, value: String, allowed: String) {
+        expectInvalidConfiguration(type: "SlabStackAllocator.Configuration", field: field, value: value, allowed: allowed) { () throws(StackError) in
+            _ = try SlabStackAllocator(configuration)
+        }
     }
 
     @Test("Prefault policies decide residency; guards are never resident", arguments: PrefaultStrategy.allCases)

@@ -57,9 +57,10 @@ int fs_current_cpu(void);
 int fs_memfd_create(const char *name, unsigned int flags);
 
 /// statfs(2) on `path`, reduced to what Swift needs (sys/statfs.h is not in Swift's Glibc module):
-/// the file system type (f_type, e.g. HUGETLBFS_MAGIC) and block size (f_bsize: the page size on
-/// hugetlbfs). Returns 0, or -1 with errno set.
-int fs_statfs(const char *path, long *type, long *block_size);
+/// the file system type (f_type, e.g. HUGETLBFS_MAGIC), block size (f_bsize: the page size on
+/// hugetlbfs), and blocks in all and free (f_blocks, f_bfree: on hugetlbfs the `size=` limit and what is
+/// left of it in huge pages, 0 without a limit, -1 with only `min_size=`). Returns 0, or -1 with errno set.
+int fs_statfs(const char *path, long *type, long *block_size, long *blocks, long *free_blocks);
 
 /// Page faults taken in user mode (PERF_COUNT_SW_PAGE_FAULTS, a software event: works without a PMU).
 #define FS_PERF_PAGE_FAULTS 0

@@ -1,0 +1,114 @@
+import Glibc
+import StackAllocators
+import StackTestSupport
+import Testing
+
+// The test mounts a hugetlbfs of its own on a new directory and unmounts it in a `defer`, which runs however
+// the check ends: the checks run in an exit test (a child process), whose failure only ends the child.
+
+@Suite("hugetlbfs mount limit", needsNoThreadSanitizer)
+struct HugeTLBFSMountLimitTests {
+    /// CAP_SYS_ADMIN (bit 21) in this process's effective set (/proc/self/status CapEff): what mount(2) needs.
+    static let canMount: Bool = {
+        guard let status = try? SystemFile.read("/proc/self/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let mask = line.split(whereSeparator: \.isWhitespace).last.flatMap({ UInt64($0, radix: 16) })
+        else { return false }
+        return mask & (1 << 21) != 0
+    }()
+
+    static let needTwoMiB: Comment = "needs 2 MiB hugetlb pages (CONFIG_HUGETLBFS, /sys/kernel/mm/hugepages)"
+    static let needMountPrivilege: Comment = "needs CAP_SYS_ADMIN to mount a private hugetlbfs (run as root)"
+
+    @Test("A size=4M hugetlbfs refuses an 8 MiB stack: the error names the mount, its limit and free pages, not nr_hugepages",
+          .enabled(if: HugePages.size == 2 << 20, needTwoMiB), .enabled(if: canMount, needMountPrivilege))
+    func mountLimitNamed() async throws {
+        let directory = try mountTemporaryHugeTLBFS(options: "pagesize=2M,size=4M")
+        defer { unmountAndRemove(directory) }
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String] in
+            let allocator = HugePageStackAllocator()
+            // One 2 MiB stack in the mount first (when the pool has a page), so `free` is not just the limit.
+            let holdOne = HugePages.haveFree(1)
+            let held = holdOne ? try allocator.allocate(stackRequest(2 << 20, mount: directory)) : nil
+            let expectedFree = holdOne ? 1 : 2
+            do throws(StackError) {
+                _ = try allocator.allocate(stackRequest(8 << 20, mount: directory))
+                preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
+            } catch {
+                guard case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed) = error else {
+                    preconditionFailure("expected hugeTLBFSMountFull, got \(error)")
+                }
+                precondition(mount == directory && pageSize == 2 << 20, "\(error)")
+                precondition(limit == 2 && free == expectedFree && needed == 4, "\(error)")
+                let text = error.description
+                precondition(text.contains(directory) && text.contains("limited to 2 2 MiB pages"), text)
+                precondition(text.contains("\(expectedFree) free, 4 needed"), text)
+                precondition(text.contains("size=\(expectedFree == 2 ? 8 : 10)M") && !text.contains("nr_hugepages"), text)
+            }
+            precondition(allocator.stats.live == (holdOne ? 1 : 0), "\(allocator.stats)")
+            _ = consume held
+            let leaked = try HugePages.heldByThisProcess()
+            precondition(leaked == 0, "\(leaked) B of hugetlb still mapped after the failure and the release")
+        }
+    }
+
+    @Test("Mounting again with the options the error names lets the same 8 MiB stack be allocated",
+          .enabled(if: HugePages.size == 2 << 20 && HugePages.haveFree(4), HugePages.needFree),
+          .enabled(if: canMount, needMountPrivilege))
+    func namedFixWorks() async throws {
+        let directory = try mountTemporaryHugeTLBFS(options: "pagesize=2M,size=4M")
+        defer { unmountAndRemove(directory) }
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String] in
+            let allocator = HugePageStackAllocator()
+            let request = stackRequest(8 << 20, mount: directory)
+            let options: String
+            do throws(StackError) {
+                _ = try allocator.allocate(request)
+                preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
+            } catch {
+                // The options of the `mount -t hugetlbfs -o OPTIONS none MOUNT` the error names.
+                let text = error.description
+                let named = text.split(separator: "mount -t hugetlbfs -o ").dropFirst().first?.split(separator: " ").first
+                precondition(named != nil && text.contains(" none \(directory)`"), text)
+                options = String(named!)
+            }
+            precondition(umount2(directory, 0) == 0, "umount: \(errno)")
+            let remounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
+            precondition(remounted == 0, "mount -o \(options): \(errno)")
+            let stack = try allocator.allocate(request)
+            let backed = try HugePages.heldByThisProcess()
+            precondition(backed == 8 << 20, "\(backed) B of hugetlb mapped for an 8 MiB stack")
+            _ = consume stack
+        }
+    }
+}
+
+/// A stack request of `usable` bytes from a file on the hugetlbfs at `mount`.
+private func stackRequest(_ usable: Int, mount: String) -> StackRequest {
+    StackRequest(usableSize: usable, pages: .huge(HugePageRequest(.hugetlbfs(mount: mount))))
+}
+
+/// A new directory under /tmp with a hugetlbfs mounted on it with `options`.
+private func mountTemporaryHugeTLBFS(options: String) throws -> String {
+    var template = Array("/tmp/fiberstacks-hugetlbfs.XXXXXX".utf8CString)
+    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
+    guard made else { throw MountFailure(what: "mkdtemp", errno: errno) }
+    let directory = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    guard options.withCString({ mount("none", directory, "hugetlbfs", 0, $0) }) == 0 else {
+        let failure = MountFailure(what: "mount -t hugetlbfs -o \(options) none \(directory)", errno: errno)
+        _ = rmdir(directory)
+        throw failure
+    }
+    return directory
+}
+
+private struct MountFailure: Error {
+    let what: String
+    let errno: Int32
+}
+
+/// Unmounts `directory` (lazily: nothing still using it can block this) and removes it.
+private func unmountAndRemove(_ directory: String) {
+    _ = umount2(directory, Int32(MNT_DETACH))
+    _ = rmdir(directory)
+}
