@@ -2,8 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// One benchmark figure in the shape the peer harness prints (scripts/peers/peers.cpp), so ours and
-/// theirs can be compared field by field.
+/// One benchmark figure, ours or a peer's, in one shape so the two can be compared field by field.
 struct BenchResult: Codable {
     let section: String
     let name: String
