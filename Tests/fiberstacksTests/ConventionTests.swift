@@ -82,7 +82,7 @@ struct ConventionTests {
         #expect(start.upperBound <= done.lowerBound, "\(run.standardError)")
         // Within a section, each comparison names ours and its peers as it starts.
         let pooled = try runFiberstacks(["bench", "--quick", "--section", "pooled"])
-        #expect(pooled.standardError.contains("bench:   pooled: thread_cache, thread_cache, peer boost_pooled_fixedsize_stack"),
+        #expect(pooled.standardError.contains("bench:   pooled size=64K threads=1: thread_cache, thread_cache, peer boost_pooled_fixedsize_stack"),
                 "\(pooled.standardError)")
     }
 

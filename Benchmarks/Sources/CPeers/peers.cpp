@@ -15,7 +15,6 @@
 #include <time.h>
 #include <ucontext.h>
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -135,7 +134,6 @@ struct FiberRunner {
     std::condition_variable changed;
     int ready = 0;
     long generation = 0, finished = 0, fibers = 0;
-    bool quitting = false;
     int64_t result = 0;
     std::string error;
     boost::fibers::mutex fiberMutex;
@@ -174,8 +172,7 @@ struct FiberRunner {
         ++ready;
         changed.notify_all();
         for (;;) {
-            changed.wait(lock, [&] { return quitting || generation != seen; });
-            if (quitting) return;
+            changed.wait(lock, [&] { return generation != seen; });
             seen = generation;
             long count = fibers;
             lock.unlock();
@@ -189,8 +186,6 @@ struct FiberRunner {
         }
     }
 };
-
-std::atomic<bool> g_fiber_runner_made{false};
 
 }  // namespace
 
@@ -338,22 +333,31 @@ void fs_peer_ucontext_destroy(void *context) {
     delete peer;
 }
 
-void *fs_peer_boost_fiber_create(int threads) {
-    if (threads < 2) return fail("Boost.Fiber work_stealing needs at least 2 threads"), nullptr;
-    if (g_fiber_runner_made.exchange(true)) {
-        return fail("Boost.Fiber's work_stealing scheduler can be set up once per process"), nullptr;
+void *fs_peer_boost_fiber_runner(int threads) {
+    static std::mutex made;
+    static FiberRunner *runner = nullptr;
+    std::lock_guard<std::mutex> once(made);
+    if (runner) {
+        if (runner->threads == threads) return runner;
+        return fail("Boost.Fiber's work_stealing scheduler is already set up for " + std::to_string(runner->threads) +
+                    " threads in this process"), nullptr;
     }
-    auto *runner = new FiberRunner();
-    runner->threads = threads;
+    if (threads < 2) return fail("Boost.Fiber work_stealing needs at least 2 threads"), nullptr;
+    auto *made_runner = new FiberRunner();
+    made_runner->threads = threads;
     try {
-        for (int index = 0; index < threads; ++index) runner->pool.emplace_back([runner, index] { runner->run(index); });
+        for (int index = 0; index < threads; ++index) {
+            made_runner->pool.emplace_back([made_runner, index] { made_runner->run(index); });
+            made_runner->pool.back().detach();
+        }
     } catch (std::exception const &error) {
-        fs_peer_boost_fiber_destroy(runner);
+        // Threads already made wait for a generation that never comes; they block and cost nothing.
         return fail(std::string("std::thread failed: ") + error.what()), nullptr;
     }
     // Stealing reads every thread's scheduler: none may run before all exist.
-    std::unique_lock<std::mutex> lock(runner->mutex);
-    runner->changed.wait(lock, [&] { return runner->ready == threads; });
+    std::unique_lock<std::mutex> lock(made_runner->mutex);
+    made_runner->changed.wait(lock, [&] { return made_runner->ready == threads; });
+    runner = made_runner;
     return runner;
 }
 
@@ -366,17 +370,6 @@ int64_t fs_peer_boost_fiber_fan_out(void *context, long fibers) {
     runner->changed.wait(lock, [&] { return runner->finished == generation; });
     if (runner->result < 0) return fail(runner->error);
     return runner->result;
-}
-
-void fs_peer_boost_fiber_destroy(void *context) {
-    auto *runner = static_cast<FiberRunner *>(context);
-    {
-        std::lock_guard<std::mutex> lock(runner->mutex);
-        runner->quitting = true;
-        runner->changed.notify_all();
-    }
-    for (auto &thread : runner->pool) thread.join();
-    delete runner;
 }
 
 }  // extern "C"

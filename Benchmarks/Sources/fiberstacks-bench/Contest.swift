@@ -31,7 +31,8 @@ extension BenchRecorder {
     /// Measures `contenders` alternating within every repetition (ours, peer A, peer B, ours, ...), with
     /// the same repetition count, so outside load hits them alike; records each with `opsPerRep`.
     func contest(_ section: BenchSection, opsPerRep: Int, _ contenders: [Contender]) throws {
-        progress("\(section.rawValue): " + contenders.map { "\($0.source == .ours ? "" : "peer ")\($0.name)" }.joined(separator: ", "))
+        let params = (contenders.first?.params ?? [:]).sorted { $0.key < $1.key }.map { " \($0.key)=\(formatParameter($0.value))" }
+        progress("\(section.rawValue)\(params.joined()): " + contenders.map { "\($0.source == .ours ? "" : "peer ")\($0.name)" }.joined(separator: ", "))
         let columns = try measureFigures(scale) { try contenders.map { try $0.repetition() } }
         for (contender, samples) in zip(contenders, columns) {
             let result = BenchResult(

@@ -57,8 +57,7 @@ enum SchedulerBenchmarks {
 
     static func fanOut(_ recorder: BenchRecorder, _ scheduler: FiberScheduler) throws {
         let children = recorder.scale.ops(10_000, quick: 100)
-        let fibers = try peerObject("boost_fiber_fan_out") { fs_peer_boost_fiber_create(Int32(workers)) }
-        defer { fs_peer_boost_fiber_destroy(fibers) }
+        let fibers = try peerObject("boost_fiber_fan_out") { fs_peer_boost_fiber_runner(Int32(workers)) }
         let params = ["workers": workers, "jobs": children]
         try recorder.contest(.scheduler, opsPerRep: children, [
             .ours("fan_out", params, unit: "us") {

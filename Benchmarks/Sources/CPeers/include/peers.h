@@ -47,14 +47,15 @@ void *fs_peer_ucontext_create(size_t stack);
 int64_t fs_peer_ucontext(void *context, long round_trips);
 void fs_peer_ucontext_destroy(void *context);
 
-/// Boost.Fiber with its work_stealing scheduler on `threads` threads (created once: Boost allows one
-/// work_stealing setup per process). Between calls the threads block, so they cost nothing while other
-/// figures run; during a call they run and steal.
-void *fs_peer_boost_fiber_create(int threads);
+/// Boost.Fiber with its work_stealing scheduler on `threads` threads. Boost allows one work_stealing
+/// setup per process, and a thread of it cannot leave while the others run, so the threads are made on
+/// the first call and live as long as the process; later calls return the same runner (or fail for
+/// another thread count). Between fan-outs the threads block, so they cost nothing while other figures
+/// run; during one they run and steal.
+void *fs_peer_boost_fiber_runner(int threads);
 /// `fibers` individually launched empty fibers, then joined: the time from the first launch to the
 /// last join.
 int64_t fs_peer_boost_fiber_fan_out(void *runner, long fibers);
-void fs_peer_boost_fiber_destroy(void *runner);
 
 #ifdef __cplusplus
 }
