@@ -68,7 +68,9 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "CFrameFixtures"]),
+        // Functions with frames of known size (C and assembly) for the frame audit's tests.
+        .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(
             name: "StackAllocatorsTests",
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]

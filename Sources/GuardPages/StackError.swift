@@ -73,6 +73,9 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case threadCreationFailed(Errno)
     /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
     case perfCounterUnavailable(Errno, event: String)
+    /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
+    /// (`reason` says why; `errno` is set when a syscall failed).
+    case objectUnreadable(path: String, reason: String, errno: Errno?)
 
     public var description: String {
         switch self {
@@ -269,6 +272,11 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 fix = "see perf_event_open(2)"
             }
             return "the perf counter of \(event) is not available: \(errno) (\(errno.rawValue)); \(fix)"
+        case .objectUnreadable(let path, let reason, let errno):
+            return "cannot audit the stack frames of \(path): \(reason)"
+                + (errno.map { ": \($0) (\($0.rawValue))" } ?? "")
+                + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
+                + "that this user can read"
         }
     }
 }

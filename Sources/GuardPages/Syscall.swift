@@ -156,6 +156,17 @@ package enum Syscall {
         }
     }
 
+    /// open(2) of `path` for reading, close-on-exec.
+    package static func openReadOnly(_ path: String) -> Result<Int32, Errno> {
+        retrying({ $0 < 0 }) { open(path, O_RDONLY | O_CLOEXEC) }
+    }
+
+    /// fstat(2).
+    package static func fileStatus(_ fd: Int32) -> Result<stat, Errno> {
+        var info = stat()
+        return retrying({ $0 != 0 }) { fstat(fd, &info) }.map { _ in info }
+    }
+
     /// close(2). EINTR is not retried: on Linux the descriptor is already gone.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
         Glibc.close(fd) == 0 ? .success(()) : .failure(Errno(rawValue: errno))

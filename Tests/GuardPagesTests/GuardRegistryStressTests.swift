@@ -12,8 +12,8 @@ private final class StressTally: Sendable {
     let stableMisses = Atomic<Int>(0)
 }
 
-/// A small, fast, deterministic generator (xorshift64*), one per thread.
-private struct XorShift: RandomNumberGenerator {
+/// A small, fast, deterministic generator (xorshift64*), one per thread; also drives the corruption test.
+struct XorShift: RandomNumberGenerator {
     var state: UInt64
     mutating func next() -> UInt64 {
         state ^= state >> 12

@@ -87,7 +87,7 @@ struct CommandTests {
 struct BenchCommandTests {
     /// Every section `fiberstacks bench` has (the JSON `section` values).
     static let sections = [
-        "stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "suspended", "tlb", "numa", "capacity",
+        "stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "suspended", "tlb", "numa", "capacity", "frames",
     ]
 
     @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, peers beside ours, ratios judged, the SVG drawn")
@@ -114,8 +114,8 @@ struct BenchCommandTests {
             #expect(keys.allSatisfy { result[$0] != nil }, "\(result)")
             let (low, median, high) = (result["min"] as? Double ?? -1, result["median"] as? Double ?? -1, result["max"] as? Double ?? -1)
             #expect(median > 0 && low <= median && median <= high, "\(result)")
-            // Capacity and the suspended jobs are measured once; everything else 3 times under --quick.
-            let once = ["capacity", "suspended"].contains(result["section"] as? String ?? "")
+            // Capacity, the suspended jobs and the frame audit are measured once; everything else 3 times under --quick.
+            let once = ["capacity", "suspended", "frames"].contains(result["section"] as? String ?? "")
             #expect(result["reps"] as? Int == (once ? 1 : 3), "\(result)")
             #expect((result["ops_per_rep"] as? Int ?? 0) > 0, "\(result)")
         }

@@ -22,6 +22,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     case numa
     /// The most live guarded stacks one process holds within a time bound.
     case capacity
+    /// The frame audit of every object loaded in this process.
+    case frames
 
     /// What the section is about to measure, for the progress line on standard error.
     func progressDetail(_ recorder: BenchRecorder) -> String {
@@ -29,11 +31,12 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .stackAlloc: "(allocate+release: mmap per guard kind and size, slab, huge-page regions)"
         case .pooled: "(pooled acquire+release: one thread, two threads, the depot)"
         case .prefault: "(per strategy and page size)"
-        case .contextSwitch: "(the raw switch and the scheduler's yield)"
+        case .contextSwitch: "(the raw switch, the checks a fiber's resume adds, and the scheduler's yield)"
         case .scheduler: "(startup, empty jobs, fan-out, parallelFor; Swift concurrency, Dispatch, Boost.Fiber)"
         case .suspended: "(\(recorder.suspendedJobs) jobs suspended at once, 2 workers, 64 KiB guarded slab stacks)"
         case .tlb: "(round-robin over many stacks, small pages against huge pages)"
         case .numa: "(bind + prefault, mbind, placement verification)"
+        case .frames: "(auditing the stack frames of every object loaded in this process)"
         case .capacity:
             "(up to \(recorder.capacityStacks) live guarded stacks or \(format(recorder.capacitySeconds)) s, "
                 + "whichever comes first)"
@@ -52,6 +55,7 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .tlb: try TLBBenchmarks.run(recorder)
         case .numa: try NUMABenchmarks.run(recorder)
         case .capacity: try CapacityBenchmarks.run(recorder)
+        case .frames: try FrameAuditBenchmarks.run(recorder)
         }
     }
 }

@@ -82,11 +82,11 @@ struct BenchScale {
     func ops(_ full: Int, quick small: Int) -> Int { quick ? small : full }
 }
 
-/// Monotonic nanoseconds.
+/// Monotonic nanoseconds (or the nanoseconds of another `clock`, such as the thread's CPU time).
 @inline(__always)
-func nanoseconds() -> UInt64 {
+func nanoseconds(_ clock: clockid_t = CLOCK_MONOTONIC) -> UInt64 {
     var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
+    clock_gettime(clock, &time)
     return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 

@@ -278,6 +278,9 @@ enum RatioPlan {
         Bound(
             id: "capacity_release", figure: FigureKey(.ours, "capacity", "slab_guarded_stacks"),
             metric: "release_s_per_million", maxValue: 0.5, target: "and released in at most 0.5 s"),
+        Bound(
+            id: "frame_audit", figure: FigureKey(.ours, "frames", "audit_loaded"), maxValue: 50,
+            target: "frame audit of every object loaded in fiberstacks-bench at most 50 ms (release build)"),
     ]
 
     /// Every ratio, judged where this run measured both figures.

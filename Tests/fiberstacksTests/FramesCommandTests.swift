@@ -1,0 +1,69 @@
+import Foundation
+import StackTestSupport
+import Testing
+
+@Suite("fiberstacks frames")
+struct FramesCommandTests {
+    @Test("--guard 4096 exits 1 and names a function larger than the guard")
+    func guardTooSmall() throws {
+        let run = try runFiberstacks(["frames", "--guard", "4096", "--top", "5"])
+        #expect(run.status == 1, "\(run.output)\(run.standardError)")
+        let failure = try #require(run.output.components(separatedBy: "\n").firstIndex { $0.hasPrefix("FAIL:") }, "\(run.output)")
+        let named = run.output.components(separatedBy: "\n")[(failure + 1)...].first ?? ""
+        // "     33360 B             __CFSocketManager  [/path/libFoundation.so]"
+        let bytes = Int(named.split(separator: " ").first ?? "") ?? 0
+        #expect(bytes > 4096 && named.contains("[/"), "\(named)")
+    }
+
+    @Test("--guard 1GiB exits 0")
+    func guardLargeEnough() throws {
+        let run = try runFiberstacks(["frames", "--guard", "1GiB"])
+        #expect(run.status == 0, "\(run.output)\(run.standardError)")
+        #expect(run.output.contains("OK: every fixed frame fits in a 1 GiB guard"), "\(run.output)")
+    }
+
+    @Test("--json lists the largest frames with their keys, largest first")
+    func json() throws {
+        let run = try runFiberstacks(["frames", "--json", "--top", "50", "--guard", "64KiB"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any], "\(run.output)")
+        let functions = try #require(json["functions"] as? [[String: Any]])
+        #expect(functions.count == 50)
+        for function in functions {
+            #expect(Set(function.keys) == ["name", "object", "frame_bytes", "variable"], "\(function)")
+        }
+        let sizes = functions.compactMap { $0["frame_bytes"] as? Int }
+        #expect(sizes == sizes.sorted(by: >) && sizes.count == 50)
+        #expect((json["objects"] as? [String])?.contains { $0.contains("libswiftCore.so") } == true)
+        #expect(json["guard_bytes"] as? Int == 65536)
+        #expect((json["function_count"] as? Int ?? 0) > 1000)
+        // The exit status agrees with what the report says about the guard.
+        #expect(run.status == ((json["over_guard_count"] as? Int ?? 0) > 0 ? 1 : 0))
+    }
+
+    @Test("A binary given by path is audited alone")
+    func binaryPath() throws {
+        let run = try runFiberstacks(["frames", "--json", "--top", "3", fiberstacksBinary])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any], "\(run.output)")
+        #expect(json["objects"] as? [String] == [fiberstacksBinary])
+        #expect(run.status == 0)
+    }
+
+    @Test(
+        "Bad values are usage errors that name the flag",
+        arguments: [
+            (["--guard", "2GiB"], "--guard"), (["--guard", "-1"], "--guard"), (["--guard", "12Q"], "--guard"),
+            (["--guard", "99999999999999999999K"], "--guard"), (["--top", "0"], "--top"), (["--top", "1000001"], "--top"),
+        ])
+    func badValues(_ arguments: [String], _ flag: String) throws {
+        let run = try runFiberstacks(["frames"] + arguments)
+        #expect(run.status == 64, "\(run.output)")
+        #expect(run.standardError.contains(flag), "\(run.standardError)")
+    }
+
+    @Test("An unreadable binary is an error that says what to give")
+    func unreadableBinary() throws {
+        let run = try runFiberstacks(["frames", "/nonexistent/binary"])
+        #expect(run.status == 64)
+        #expect(run.standardError.contains("/nonexistent/binary") && run.standardError.contains("ELF"), "\(run.standardError)")
+    }
+}
