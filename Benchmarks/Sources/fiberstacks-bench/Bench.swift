@@ -125,23 +125,6 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// The version of FiberStacks these benchmarks belong to (`tool_version` in the JSON).
-    static let version = "0.1.0"
-
     /// Runs the command: a usage error exits 64, a benchmark that fails 70 (EX_SOFTWARE), with the cause.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))
-                Glibc.exit(0)
-            }
-            if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
-            FileStream.standardError.write(fullMessage(for: error) + "\n")
-            Glibc.exit(code == .validationFailure ? ExitCode.validationFailure.rawValue : 70)
-        }
-    }
+    static func main() { runMappingExitCodes() }
 }

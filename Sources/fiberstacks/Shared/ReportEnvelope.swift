@@ -12,7 +12,7 @@ struct ReportEnvelope<Report: Encodable>: Encodable {
     func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(schemaVersion, forKey: .schemaVersion)
-        try container.encode(FiberStacksCommand.version, forKey: .toolVersion)
+        try container.encode(toolVersion, forKey: .toolVersion)
         try report.encode(to: encoder)
     }
 }
