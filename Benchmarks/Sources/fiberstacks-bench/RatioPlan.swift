@@ -60,7 +60,8 @@ struct BenchRatio: Encodable {
     let maxRatio: Double
     let target: String
     let status: TargetStatus
-    var met: Bool { status == .met }
+    /// Whether `status` is `met`, for readers of the JSON that want a boolean.
+    let met: Bool
 
     enum CodingKeys: String, CodingKey {
         case id, ours, versus, ratio, target, status, met
@@ -81,40 +82,12 @@ struct BenchTargetCheck: Encodable {
     let maxValue: Double
     let target: String
     let status: TargetStatus
-    var met: Bool { status == .met }
+    /// Whether `status` is `met`, for readers of the JSON that want a boolean.
+    let met: Bool
 
     enum CodingKeys: String, CodingKey {
         case id, figure, metric, value, unit, target, status, met
         case maxValue = "max_value"
-    }
-}
-
-extension BenchRatio {
-    func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(ours, forKey: .ours)
-        try container.encode(versus, forKey: .versus)
-        try container.encodeIfPresent(ratio, forKey: .ratio)
-        try container.encode(maxRatio, forKey: .maxRatio)
-        try container.encode(target, forKey: .target)
-        try container.encode(status, forKey: .status)
-        try container.encode(met, forKey: .met)
-    }
-}
-
-extension BenchTargetCheck {
-    func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(figure, forKey: .figure)
-        try container.encode(metric, forKey: .metric)
-        try container.encodeIfPresent(value, forKey: .value)
-        try container.encodeIfPresent(unit, forKey: .unit)
-        try container.encode(maxValue, forKey: .maxValue)
-        try container.encode(target, forKey: .target)
-        try container.encode(status, forKey: .status)
-        try container.encode(met, forKey: .met)
     }
 }
 
@@ -291,7 +264,7 @@ enum RatioPlan {
             else {
                 return BenchRatio(
                     id: plan.id, ours: plan.ours.label, versus: plan.versus.label, ratio: nil, maxRatio: plan.maxRatio,
-                    target: plan.target, status: .notEvaluated)
+                    target: plan.target, status: .notEvaluated, met: false)
             }
             func cost(_ result: BenchResult) -> Double {
                 plan.perByte ? result.median / Double(result.params["page"] ?? 1) : result.median
@@ -299,7 +272,7 @@ enum RatioPlan {
             let ratio = cost(mine) / cost(other)
             return BenchRatio(
                 id: plan.id, ours: plan.ours.label, versus: plan.versus.label, ratio: ratio, maxRatio: plan.maxRatio,
-                target: plan.target, status: TargetStatus(met: ratio <= plan.maxRatio))
+                target: plan.target, status: TargetStatus(met: ratio <= plan.maxRatio), met: ratio <= plan.maxRatio)
         }
     }
 
@@ -308,10 +281,11 @@ enum RatioPlan {
         bounds.map { plan in
             let figure = plan.figure.find(ours: ours, peers: [])
             let value = plan.metric.map { figure?.extra?[$0] } ?? figure?.median
+            let status = value.map { TargetStatus(met: $0 <= plan.maxValue) } ?? .notEvaluated
             return BenchTargetCheck(
                 id: plan.id, figure: plan.figure.label, metric: plan.metric ?? "median", value: value,
                 unit: plan.metric == nil ? figure?.unit : nil, maxValue: plan.maxValue, target: plan.target,
-                status: value.map { TargetStatus(met: $0 <= plan.maxValue) } ?? .notEvaluated)
+                status: status, met: status == .met)
         }
     }
 }
