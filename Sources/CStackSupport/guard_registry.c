@@ -1,37 +1,60 @@
-// The guard registry: entries in chunks that never move or go away, found through an open-addressed
+// The guard registry: entries in slot segments that grow with use, found through an open-addressed
 // hash index keyed by the usable bottom. Design, costs and limits: docs/overflow-detection.md.
+//
+// Layout:
+// - Slots live in segments; segment k is its own mapping of 4096 << k slots (chunks of 4096 slots),
+//   so slot ids are dense and segment k starts at id 4096 * (2^k - 1). Segment 0 is mapped when the
+//   library loads and stays; others are mapped when every lower slot is taken and unmapped, highest
+//   first, when they are empty (but not within 4,096 writes of being mapped: no churn at a boundary).
+// - Writers keep, per chunk, a live count, a free list and a carve mark, and take slots from the
+//   lowest chunk with room. A chunk that empties is handed back with MADV_DONTNEED (one empty chunk is
+//   kept as a spare, the lowest), so the resident slots follow the live entries.
+// - The index is one mapping per generation: a header page (mask and shift, never changed while the
+//   mapping exists) and 16-byte buckets. It doubles above 3/4 load and is rebuilt at half load at most
+//   when it falls to a quarter. The first generation (8,192 buckets) is mapped at load and stays; a
+//   retired generation's buckets are zeroed with MADV_DONTNEED at once and unmapped when no reader can
+//   hold it. Retired and spare memory therefore reads as zeros: "empty bucket", "free slot".
 //
 // Concurrency:
 // - Writers hold `writer_lock`. Every field a reader can see is written with an atomic store.
-// - Each entry slot is a seqlock (`seq` odd while a writer changes it); a reader copies the slot and
-//   keeps the copy only if `seq` was even and unchanged around it.
+// - Each slot is a seqlock (`seq` odd while a writer changes it); a reader copies the slot and keeps
+//   the copy only if `seq` was even and unchanged around it. A slot whose page was zeroed restarts at
+//   `seq_floor`, above every sequence number written so far, so a reader that sampled the slot before
+//   the zeroing can never see the same number again (no ABA across MADV_DONTNEED).
 // - The index is linear probing with backward-shift deletion (no tombstones). A deletion moves
-//   entries, so a reader probing meanwhile can miss a key that is present: every writer bumps
-//   `index_seq` to odd before touching the index and to even after, and a reader that found nothing
-//   trusts the miss only if `index_seq` was even and unchanged. A hit needs no such check: it is
-//   validated against the slot itself.
-// - Growth builds a twice-as-large index and publishes it with one atomic store. Old indexes and all
-//   chunks are never unmapped, so a reader holding an old pointer reads valid (if stale) memory.
-//
-// Memory: two address-space reservations (PROT_NONE, MAP_NORESERVE) made when the library is loaded,
-// one for every slot the registry can hold and one for every generation of the index, with the first
-// chunk and the first index already writable. Growth makes the next piece writable with mprotect,
-// which extends the writable VMA instead of adding one: the registry never changes the process's map
-// count after load, and never needs a new mapping when the process is at vm.max_map_count.
+//   entries, and a rebuild or a zeroing empties buckets, so a reader probing meanwhile can miss a key
+//   that is present: every writer bumps `index_seq` to odd before touching the index, the slots or any
+//   mapping and to even after, and a reader that found nothing trusts the miss only if `index_seq` was
+//   even and unchanged. A hit needs no such check: it is validated against the slot itself, whose
+//   usable bottom must equal the key.
+// - Readers never wait for a writer that is their own thread (a signal handler may have interrupted
+//   it) and wait a bounded number of attempts for others.
+// - Unmapping: readers reach mappings only through `segments[]` and `current_index`. A reader
+//   increments `readers` (sequentially consistent) before it loads either and decrements it when done;
+//   a writer unpublishes a mapping (sequentially consistent store), then unmaps it only if `readers`
+//   is 0 afterwards. Either the reader's increment comes first in the total order (the writer sees it
+//   and keeps the mapping, retrying at a later write) or the unpublishing does (the reader cannot load
+//   the pointer). A signal handler interrupting the writer on its own thread finishes its read before
+//   the writer goes on, so it too sees either the old published mapping intact or none.
 #define _GNU_SOURCE
 #include "guard_registry.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define CHUNK_SLOTS 4096u
+#define CHUNK_SHIFT 12u
+#define CHUNK_SLOTS (1u << CHUNK_SHIFT)
+#define MAX_SEGMENTS 20u  // 4096 * (2^20 - 1) slot ids: all fit below NO_SLOT
+#define MAX_CHUNKS ((1u << MAX_SEGMENTS) - 1)
 #define NO_SLOT UINT32_MAX
+#define NO_CHUNK UINT32_MAX
 #define INITIAL_INDEX_BITS 13u
-#define MAX_INDEX_BITS 23u  // 2^23 buckets at 3/4 load hold FS_GUARD_REGISTRY_MAX_ENTRIES keys
+#define MAX_INDEX_BITS 34u  // holds every slot id at 3/4 load
 #define LABEL_WORDS (FS_GUARD_LABEL_CAPACITY / 8)
 
 #define LOAD(p, order) __atomic_load_n((p), (order))
@@ -39,6 +62,7 @@
 #define RELAXED __ATOMIC_RELAXED
 #define ACQUIRE __ATOMIC_ACQUIRE
 #define RELEASE __ATOMIC_RELEASE
+#define SEQ_CST __ATOMIC_SEQ_CST
 
 /// One registered stack. Every field but `next_free` is read by lock-free readers.
 struct slot {
@@ -47,7 +71,7 @@ struct slot {
     uint64_t usable_bottom;  // 0 while the slot is free
     uint64_t top;
     uint64_t label[LABEL_WORDS];
-    uint32_t next_free;  // writers only: the free list
+    uint32_t next_free;  // writers only: the chunk's free list
 };
 
 struct bucket {
@@ -55,22 +79,26 @@ struct bucket {
     uint64_t slot;
 };
 
-/// One generation of the index; immutable once published.
+/// One generation of the index, at the start of its own mapping; the header never changes.
 struct hash_index {
-    uint64_t mask;    // capacity - 1
-    unsigned shift;   // 64 - log2(capacity)
-    struct bucket *buckets;
+    uint64_t mask;   // buckets - 1
+    unsigned shift;  // 64 - log2(buckets)
+    unsigned bits;
+    struct bucket *buckets;  // one page after the header
 };
 
-// The reservations (set once by the constructor, or by the first writer if that failed).
-static struct slot *slot_region;
-static struct bucket *index_region;
-static struct hash_index generations[MAX_INDEX_BITS + 1];
+/// Writer bookkeeping of one chunk of slots.
+struct chunk_state {
+    uint32_t live;
+    uint32_t carved;  // slots [0, carved) were handed out since the chunk was last zeroed
+    uint32_t free_head;
+};
 
 // Shared with readers (atomics only).
-static uint32_t slots_ready;  // slots in writable chunks
+static struct slot *segments[MAX_SEGMENTS];
 static struct hash_index *current_index;
 static uint64_t index_seq;
+static uint64_t readers;
 static uint64_t max_guard;
 static uint64_t page_size;
 static uint64_t live_count;
@@ -79,18 +107,47 @@ static int writer_active;
 
 // Writers only, under writer_lock.
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t slots_made;
-static uint32_t free_head = NO_SLOT;
+static struct chunk_state *chunk_states[MAX_SEGMENTS];
+static uint64_t segment_live[MAX_SEGMENTS];
+static uint64_t segment_born[MAX_SEGMENTS];  // `writes` when the segment was mapped
+static uint64_t writes;                      // registrations and removals so far
+static unsigned segments_mapped;  // segments [0, segments_mapped) are published
+static struct slot *segment_retired[MAX_SEGMENTS];     // unpublished, zeroed, not yet unmapped
+static struct hash_index *index_maps[MAX_INDEX_BITS + 1];  // every generation still mapped
+static uint64_t room[(MAX_CHUNKS + 63) / 64];  // bit per chunk: mapped and not full
+static uint32_t room_hint;                     // no chunk below this word has room
+static uint32_t spare_chunk = NO_CHUNK;        // the one empty chunk kept resident
 static uint64_t index_used;
+static uint64_t seq_floor;
+static int retired_pending;  // some retired mapping still waits for readers to leave
 
-// MARK: - Hashing and slots
+// MARK: - Geometry
 
-static inline uint64_t bucket_of(const struct hash_index *index, uint64_t key) {
-    return ((key >> 12) * 0x9E3779B97F4A7C15ull) >> index->shift;
+static inline unsigned segment_of_chunk(uint32_t chunk) { return 31u - (unsigned)__builtin_clz(chunk + 1); }
+static inline uint32_t first_chunk(unsigned segment) { return (1u << segment) - 1; }
+static inline size_t segment_bytes(unsigned segment) {
+    return sizeof(struct slot) * ((size_t)CHUNK_SLOTS << segment);
+}
+static inline size_t index_bytes(unsigned bits) {
+    return (size_t)LOAD(&page_size, RELAXED) + (sizeof(struct bucket) << bits);
 }
 
+static inline uint64_t bucket_of(uint64_t shift, uint64_t key) {
+    return ((key >> 12) * 0x9E3779B97F4A7C15ull) >> shift;
+}
+
+/// Slot `id` if its segment is published, else NULL. Safe for readers (inside `readers`) and writers.
 static inline struct slot *slot_at(uint32_t id) {
-    return id < LOAD(&slots_ready, ACQUIRE) ? &slot_region[id] : NULL;
+    uint32_t chunk = id >> CHUNK_SHIFT;
+    if (chunk >= MAX_CHUNKS) return NULL;
+    unsigned segment = segment_of_chunk(chunk);
+    struct slot *base = LOAD(&segments[segment], ACQUIRE);
+    return base ? &base[id - (first_chunk(segment) << CHUNK_SHIFT)] : NULL;
+}
+
+static inline struct chunk_state *chunk_state(uint32_t chunk) {
+    unsigned segment = segment_of_chunk(chunk);
+    return &chunk_states[segment][chunk - first_chunk(segment)];
 }
 
 /// Copies `label` into `words`: truncated on a UTF-8 boundary, control characters and '"' made '?'.
@@ -119,6 +176,7 @@ static void encode_label(const char *label, size_t length, uint64_t words[LABEL_
 static void slot_write(struct slot *slot, uint64_t guard_low, uint64_t usable_bottom, uint64_t top,
                        const uint64_t label[LABEL_WORDS]) {
     uint64_t seq = LOAD(&slot->seq, RELAXED);
+    if (seq == 0) seq = seq_floor;  // a zeroed page: restart above every number a reader may hold
     STORE(&slot->seq, seq + 1, RELAXED);
     __atomic_thread_fence(RELEASE);
     STORE(&slot->guard_low, guard_low, RELAXED);
@@ -126,6 +184,7 @@ static void slot_write(struct slot *slot, uint64_t guard_low, uint64_t usable_bo
     STORE(&slot->top, top, RELAXED);
     for (unsigned i = 0; i < LABEL_WORDS; i++) STORE(&slot->label[i], label[i], RELAXED);
     STORE(&slot->seq, seq + 2, RELEASE);
+    if (seq + 2 > seq_floor) seq_floor = seq + 2;
 }
 
 /// Whether a writer other than the calling thread is mid-update (readers wait for it; a signal
@@ -159,70 +218,106 @@ static int slot_read(uint32_t id, fs_guard_entry *out) {
     return 0;
 }
 
+// MARK: - Mappings
+
+static void *map_zeroed(size_t bytes) {
+    void *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (memory == MAP_FAILED) return NULL;
+    // Huge pages where a mapping is large enough: at a million stacks a lookup otherwise pays a TLB
+    // miss per bucket and per slot. A hint only: where THP is off, nothing changes but speed.
+    if (bytes >= (2u << 20)) (void)madvise(memory, bytes, MADV_HUGEPAGE);
+    return memory;
+}
+
+/// Hands the pages of `[memory, memory + bytes)` back to the kernel; they read as zeros afterwards.
+/// A failure only leaves the memory resident: the contents are cleared either way.
+static void release_pages(void *memory, size_t bytes) {
+    if (madvise(memory, bytes, MADV_DONTNEED) != 0) memset(memory, 0, bytes);
+}
+
+/// Unmaps every retired mapping if no reader is inside the registry (writers only; see the header).
+static void unmap_retired(void) {
+    if (!retired_pending) return;
+    __atomic_thread_fence(SEQ_CST);
+    if (LOAD(&readers, SEQ_CST) != 0) return;
+    for (unsigned segment = 1; segment < MAX_SEGMENTS; segment++) {
+        if (segment_retired[segment]) {
+            (void)munmap(segment_retired[segment], segment_bytes(segment));  // fails only for bad arguments
+            segment_retired[segment] = NULL;
+        }
+    }
+    for (unsigned bits = INITIAL_INDEX_BITS + 1; bits <= MAX_INDEX_BITS; bits++) {
+        struct hash_index *index = index_maps[bits];
+        if (index && index != LOAD(&current_index, RELAXED)) {
+            (void)munmap(index, index_bytes(bits));
+            index_maps[bits] = NULL;
+        }
+    }
+    retired_pending = 0;
+}
+
 // MARK: - The index
 
 /// Looks `key` up in `index`; returns its slot id or NO_SLOT. Safe for readers and writers.
 static uint32_t index_lookup(const struct hash_index *index, uint64_t key) {
-    uint64_t position = bucket_of(index, key);
-    for (uint64_t probes = 0; probes <= index->mask; probes++) {
+    uint64_t mask = index->mask;
+    uint64_t position = bucket_of(index->shift, key);
+    for (uint64_t probes = 0; probes <= mask; probes++) {
         uint64_t found = LOAD(&index->buckets[position].key, ACQUIRE);
         if (found == 0) return NO_SLOT;
         if (found == key) return (uint32_t)LOAD(&index->buckets[position].slot, RELAXED);
-        position = (position + 1) & index->mask;
+        position = (position + 1) & mask;
     }
     return NO_SLOT;
 }
 
-/// Bytes of the buckets of every generation below `bits`: where generation `bits` starts.
-static size_t generation_offset(unsigned bits) {
-    return (((size_t)1 << bits) - ((size_t)1 << INITIAL_INDEX_BITS)) * sizeof(struct bucket);
-}
-
-/// Makes generation `bits` of the index writable and returns it empty, or NULL (errno set).
+/// Generation `bits` of the index, empty: its retired mapping (zeroed) or a new one; NULL on failure.
 static struct hash_index *index_make(unsigned bits) {
     if (bits > MAX_INDEX_BITS) { errno = ENOSPC; return NULL; }
-    struct bucket *buckets = (struct bucket *)((char *)index_region + generation_offset(bits));
-    if (mprotect(buckets, sizeof(struct bucket) << bits, PROT_READ | PROT_WRITE) != 0) return NULL;
-    struct hash_index *index = &generations[bits];
+    if (index_maps[bits]) return index_maps[bits];
+    struct hash_index *index = map_zeroed(index_bytes(bits));
+    if (!index) return NULL;
     index->mask = (1ull << bits) - 1;
     index->shift = 64 - bits;
-    index->buckets = buckets;
+    index->bits = bits;
+    index->buckets = (struct bucket *)((char *)index + LOAD(&page_size, RELAXED));
+    index_maps[bits] = index;
     return index;
 }
 
-/// Makes chunk `chunk` of the slot region writable (writers only).
-static int chunk_make(uint32_t chunk) {
-    if (mprotect(&slot_region[chunk * CHUNK_SLOTS], sizeof(struct slot) * CHUNK_SLOTS, PROT_READ | PROT_WRITE) != 0) {
-        return errno;
+/// Maps segment `segment` (or takes back its retired mapping) and publishes it (writers only).
+static int segment_make(unsigned segment) {
+    if (segment >= MAX_SEGMENTS) return ENOSPC;
+    struct chunk_state *states = calloc((size_t)1 << segment, sizeof *states);
+    if (!states) return ENOMEM;
+    struct slot *slots = segment_retired[segment] ? segment_retired[segment] : map_zeroed(segment_bytes(segment));
+    if (!slots) {
+        free(states);
+        return ENOMEM;
     }
-    STORE(&slots_ready, (chunk + 1) * CHUNK_SLOTS, RELEASE);
+    segment_retired[segment] = NULL;
+    chunk_states[segment] = states;
+    uint32_t first = first_chunk(segment);
+    for (uint32_t chunk = first; chunk < first + (1u << segment); chunk++) {
+        chunk_state(chunk)->free_head = NO_SLOT;
+        room[chunk / 64] |= 1ull << (chunk % 64);
+    }
+    segment_live[segment] = 0;
+    segment_born[segment] = writes;
+    STORE(&segments[segment], slots, RELEASE);
+    segments_mapped = segment + 1;
     return 0;
 }
 
-/// Reserves the address space of both regions and makes the first chunk and index writable.
-/// Runs when the library is loaded, so the process's map count is settled before anyone measures it.
-__attribute__((constructor)) static void reserve_regions(void) {
-    size_t slots_size = sizeof(struct slot) * (size_t)FS_GUARD_REGISTRY_MAX_ENTRIES;
-    size_t index_size = generation_offset(MAX_INDEX_BITS + 1);
-    void *slots = mmap(NULL, slots_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (slots == MAP_FAILED) return;
-    void *index = mmap(NULL, index_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (index == MAP_FAILED) {
-        munmap(slots, slots_size);
-        return;
-    }
-    // Huge pages for the parts that become writable: at a million stacks a lookup otherwise pays a
-    // TLB miss per bucket and per slot. A hint only: where THP is off, nothing changes but speed.
-    (void)madvise(slots, slots_size, MADV_HUGEPAGE);
-    (void)madvise(index, index_size, MADV_HUGEPAGE);
-    slot_region = slots;
-    index_region = index;
+/// The load-time state: segment 0 and the first index generation, so that the process's map count is
+/// settled before anyone measures it and no stack ever waits on the first mappings.
+__attribute__((constructor)) static void registry_load(void) {
+    STORE(&page_size, (uint64_t)sysconf(_SC_PAGESIZE), RELEASE);
     struct hash_index *first = index_make(INITIAL_INDEX_BITS);
-    if (first == NULL || chunk_make(0) != 0) {
-        munmap(slots, slots_size);
-        munmap(index, index_size);
-        slot_region = NULL;
-        index_region = NULL;
+    if (!first) return;
+    if (segment_make(0) != 0) {
+        (void)munmap(first, index_bytes(INITIAL_INDEX_BITS));
+        index_maps[INITIAL_INDEX_BITS] = NULL;
         return;
     }
     STORE(&current_index, first, RELEASE);
@@ -230,7 +325,7 @@ __attribute__((constructor)) static void reserve_regions(void) {
 
 /// The bucket holding `key`, or the empty bucket where it would go (writers only; the index has room).
 static struct bucket *index_position(struct hash_index *index, uint64_t key) {
-    uint64_t position = bucket_of(index, key);
+    uint64_t position = bucket_of(index->shift, key);
     for (;;) {
         uint64_t found = LOAD(&index->buckets[position].key, RELAXED);
         if (found == 0 || found == key) return &index->buckets[position];
@@ -246,14 +341,14 @@ static void bucket_fill(struct bucket *bucket, uint64_t key, uint32_t slot) {
 
 /// Removes `key` (present) by backward shift, leaving no tombstone (writers only, inside index_seq).
 static void index_remove(struct hash_index *index, uint64_t key) {
-    uint64_t hole = bucket_of(index, key);
+    uint64_t hole = bucket_of(index->shift, key);
     while (LOAD(&index->buckets[hole].key, RELAXED) != key) hole = (hole + 1) & index->mask;
     uint64_t next = hole;
     for (;;) {
         next = (next + 1) & index->mask;
         uint64_t candidate = LOAD(&index->buckets[next].key, RELAXED);
         if (candidate == 0) break;
-        uint64_t home = bucket_of(index, candidate);
+        uint64_t home = bucket_of(index->shift, candidate);
         // The candidate may fill the hole unless its home lies cyclically in (hole, next].
         int home_between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
         if (home_between) continue;
@@ -264,19 +359,118 @@ static void index_remove(struct hash_index *index, uint64_t key) {
     STORE(&index->buckets[hole].key, 0, RELEASE);
 }
 
+/// Moves every key into generation `bits`, publishes it and retires the old one (writers only).
+static int index_rebuild(unsigned bits) {
+    struct hash_index *old = LOAD(&current_index, RELAXED);
+    struct hash_index *rebuilt = index_make(bits);
+    if (!rebuilt) return errno == ENOSPC ? ENOSPC : ENOMEM;
+    for (uint64_t i = 0; i <= old->mask; i++) {
+        uint64_t key = LOAD(&old->buckets[i].key, RELAXED);
+        if (key) bucket_fill(index_position(rebuilt, key), key, (uint32_t)LOAD(&old->buckets[i].slot, RELAXED));
+    }
+    STORE(&current_index, rebuilt, SEQ_CST);
+    release_pages(old->buckets, sizeof(struct bucket) << old->bits);
+    if (old->bits != INITIAL_INDEX_BITS) retired_pending = 1;
+    return 0;
+}
+
 /// Makes room for one more key: grows the index when it would pass 3/4 full (writers only).
 static int index_reserve(void) {
     struct hash_index *index = LOAD(&current_index, RELAXED);
     if ((index_used + 1) * 4 <= (index->mask + 1) * 3) return 0;
-    struct hash_index *grown = index_make(64 - index->shift + 1);
-    if (!grown) return errno == ENOSPC ? ENOSPC : ENOMEM;
-    for (uint64_t i = 0; i <= index->mask; i++) {
-        uint64_t key = LOAD(&index->buckets[i].key, RELAXED);
-        if (key) bucket_fill(index_position(grown, key), key, (uint32_t)LOAD(&index->buckets[i].slot, RELAXED));
+    return index_rebuild(index->bits + 1);
+}
+
+/// Rebuilds the index at half load at most when it has fallen to a quarter (writers only), so a count
+/// that hovers rebuilds at most once per 2,048 changes. A failure keeps the larger index, which works.
+static void index_shrink(void) {
+    struct hash_index *index = LOAD(&current_index, RELAXED);
+    if (index->bits == INITIAL_INDEX_BITS || index_used * 4 > index->mask + 1) return;
+    unsigned bits = INITIAL_INDEX_BITS;
+    while ((1ull << bits) < index_used * 2) bits++;
+    (void)index_rebuild(bits);
+}
+
+// MARK: - Slots
+
+/// A free slot id from the lowest chunk with room, mapping the next segment when none has room;
+/// NO_SLOT with `*error` set on failure (writers only).
+static uint32_t slot_take(int *error) {
+    uint32_t word = room_hint;
+    uint32_t words = (first_chunk(segments_mapped) + 63) / 64;
+    while (word < words && room[word] == 0) word++;
+    room_hint = word;
+    if (word == words) {
+        if ((*error = segment_make(segments_mapped)) != 0) return NO_SLOT;
+        room_hint = first_chunk(segments_mapped - 1) / 64;
+        return slot_take(error);
     }
-    // The old generation stays mapped and readable: readers may still be probing it.
-    STORE(&current_index, grown, RELEASE);
-    return 0;
+    uint32_t chunk = word * 64 + (uint32_t)__builtin_ctzll(room[word]);
+    struct chunk_state *state = chunk_state(chunk);
+    uint32_t id;
+    if (state->free_head != NO_SLOT) {
+        id = state->free_head;
+        state->free_head = slot_at(id)->next_free;
+    } else {
+        id = (chunk << CHUNK_SHIFT) + state->carved++;
+    }
+    if (++state->live == CHUNK_SLOTS) room[word] &= ~(1ull << (chunk % 64));
+    if (chunk == spare_chunk) spare_chunk = NO_CHUNK;
+    segment_live[segment_of_chunk(chunk)]++;
+    return id;
+}
+
+/// Unpublishes the highest segment (empty), zeroes it, and unmaps it when no reader can hold it.
+static void segment_retire(void) {
+    unsigned segment = --segments_mapped;
+    struct slot *slots = LOAD(&segments[segment], RELAXED);
+    STORE(&segments[segment], NULL, SEQ_CST);
+    uint32_t first = first_chunk(segment);
+    for (uint32_t chunk = first; chunk < first + (1u << segment); chunk++) room[chunk / 64] &= ~(1ull << (chunk % 64));
+    if (spare_chunk != NO_CHUNK && segment_of_chunk(spare_chunk) == segment) spare_chunk = NO_CHUNK;
+    free(chunk_states[segment]);
+    chunk_states[segment] = NULL;
+    release_pages(slots, segment_bytes(segment));
+    segment_retired[segment] = slots;
+    retired_pending = 1;
+}
+
+/// Zeroes an empty chunk's pages and forgets its free list (writers only).
+static void chunk_release(uint32_t chunk) {
+    struct chunk_state *state = chunk_state(chunk);
+    release_pages(slot_at(chunk << CHUNK_SHIFT), sizeof(struct slot) * CHUNK_SLOTS);
+    state->carved = 0;
+    state->free_head = NO_SLOT;
+}
+
+/// Returns slot `id` (already written free) to its chunk; hands memory back when chunks empty.
+static void slot_give(uint32_t id) {
+    uint32_t chunk = id >> CHUNK_SHIFT;
+    struct chunk_state *state = chunk_state(chunk);
+    slot_at(id)->next_free = state->free_head;
+    state->free_head = id;
+    if (state->live-- == CHUNK_SLOTS) {
+        room[chunk / 64] |= 1ull << (chunk % 64);
+        if (chunk / 64 < room_hint) room_hint = chunk / 64;
+    }
+    unsigned segment = segment_of_chunk(chunk);
+    segment_live[segment]--;
+    if (state->live == 0) {
+        // Keep the lowest empty chunk as a spare, so a count that hovers at a chunk boundary costs
+        // no madvise and no page faults; release the other.
+        if (spare_chunk == NO_CHUNK) {
+            spare_chunk = chunk;
+        } else {
+            chunk_release(chunk > spare_chunk ? chunk : spare_chunk);
+            if (chunk < spare_chunk) spare_chunk = chunk;
+        }
+    }
+    // The highest segment goes once it is empty, unless it was mapped fewer than CHUNK_SLOTS writes ago:
+    // a count that hovers at a segment boundary maps and unmaps at most once per 4,096 changes.
+    while (segments_mapped > 1 && segment_live[segments_mapped - 1] == 0 &&
+           writes - segment_born[segments_mapped - 1] >= CHUNK_SLOTS) {
+        segment_retire();
+    }
 }
 
 // MARK: - Writers
@@ -290,50 +484,33 @@ static void writer_enter(void) {
 }
 
 static void writer_leave(void) {
+    unmap_retired();
     STORE(&index_seq, LOAD(&index_seq, RELAXED) + 1, RELEASE);
     STORE(&writer_active, 0, RELEASE);
     pthread_mutex_unlock(&writer_lock);
 }
 
-/// A free slot id, making the next chunk writable when needed; NO_SLOT with `*error` set on failure.
-static uint32_t slot_take(int *error) {
-    if (free_head != NO_SLOT) {
-        uint32_t id = free_head;
-        free_head = slot_region[id].next_free;
-        return id;
-    }
-    if (slots_made >= FS_GUARD_REGISTRY_MAX_ENTRIES) { *error = ENOSPC; return NO_SLOT; }
-    if (slots_made == LOAD(&slots_ready, RELAXED) && (*error = chunk_make(slots_made / CHUNK_SLOTS)) != 0) {
-        *error = ENOMEM;
-        return NO_SLOT;
-    }
-    return slots_made++;
-}
-
 int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top, const char *label,
                           size_t label_length) {
     uint64_t page = LOAD(&page_size, ACQUIRE);
-    if (page == 0) {
-        page = (uint64_t)sysconf(_SC_PAGESIZE);
-        STORE(&page_size, page, RELEASE);
-    }
-    if (usable_bottom == 0 || usable_bottom % page != 0 || guard_low > usable_bottom || top <= usable_bottom) {
+    if (usable_bottom == 0 || page == 0 || usable_bottom % page != 0 || guard_low > usable_bottom ||
+        top <= usable_bottom) {
         return EINVAL;
     }
     uint64_t words[LABEL_WORDS];
     encode_label(label, label_length, words);
 
     writer_enter();
+    writes++;
     int error = 0;
-    if (!LOAD(&current_index, RELAXED)) reserve_regions();
-    struct hash_index *index = LOAD(&current_index, RELAXED);
-    if (!index) {
+    if (!LOAD(&current_index, RELAXED)) registry_load();
+    if (!LOAD(&current_index, RELAXED)) {
         error = ENOMEM;
     } else if ((error = index_reserve()) == 0) {
         struct bucket *bucket = index_position(LOAD(&current_index, RELAXED), usable_bottom);
         uint32_t id = LOAD(&bucket->key, RELAXED) == usable_bottom ? (error = EEXIST, NO_SLOT) : slot_take(&error);
         if (id != NO_SLOT) {
-            slot_write(&slot_region[id], guard_low, usable_bottom, top, words);
+            slot_write(slot_at(id), guard_low, usable_bottom, top, words);
             uint64_t guard = usable_bottom - guard_low;
             if (guard > LOAD(&max_guard, RELAXED)) STORE(&max_guard, guard, RELEASE);
             bucket_fill(bucket, usable_bottom, id);
@@ -349,16 +526,16 @@ int fs_guard_registry_remove(uintptr_t usable_bottom) {
     static const uint64_t no_label[LABEL_WORDS];
     if (usable_bottom == 0) return ENOENT;
     writer_enter();
+    writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
     uint32_t id = index ? index_lookup(index, usable_bottom) : NO_SLOT;
     if (id != NO_SLOT) {
         index_remove(index, usable_bottom);
         index_used--;
-        struct slot *slot = &slot_region[id];
-        slot_write(slot, 0, 0, 0, no_label);
-        slot->next_free = free_head;
-        free_head = id;
+        slot_write(slot_at(id), 0, 0, 0, no_label);
         STORE(&live_count, LOAD(&live_count, RELAXED) - 1, RELAXED);
+        slot_give(id);
+        index_shrink();
     }
     writer_leave();
     return id == NO_SLOT ? ENOENT : 0;
@@ -371,7 +548,7 @@ int fs_guard_registry_set_label(uintptr_t usable_bottom, const char *label, size
     struct hash_index *index = LOAD(&current_index, RELAXED);
     uint32_t id = index && usable_bottom ? index_lookup(index, usable_bottom) : NO_SLOT;
     if (id != NO_SLOT) {
-        struct slot *slot = &slot_region[id];
+        struct slot *slot = slot_at(id);
         slot_write(slot, LOAD(&slot->guard_low, RELAXED), usable_bottom, LOAD(&slot->top, RELAXED), words);
     }
     writer_leave();
@@ -383,22 +560,34 @@ int fs_guard_registry_set_label(uintptr_t usable_bottom, const char *label, size
 /// Runs `probe` until it hits, or until a miss is confirmed by an even, unchanged `index_seq`.
 /// Gives up waiting for a writer after a bounded number of attempts (and never waits for the calling
 /// thread itself, which a signal handler may have interrupted mid-write): then the last answer stands.
-#define READ_CONSISTENTLY(hit_expression)                                                   \
-    for (unsigned attempt = 0; attempt < 4096; attempt++) {                                 \
-        uint64_t before = LOAD(&index_seq, ACQUIRE);                                        \
-        if ((before & 1) && other_writer_active() && attempt < 4095) {                      \
-            if (attempt % 64 == 63) sched_yield();                                          \
-            continue;                                                                       \
-        }                                                                                   \
-        struct hash_index *index = LOAD(&current_index, ACQUIRE);                           \
-        if (!index) return 0;                                                               \
-        if (hit_expression) return 1;                                                       \
-        __atomic_thread_fence(ACQUIRE);                                                     \
-        uint64_t after = LOAD(&index_seq, RELAXED);                                         \
-        if (before == after && !(before & 1)) return 0;                                     \
-        if ((before & 1) && !other_writer_active()) return 0;                               \
-    }                                                                                       \
+static int read_consistently(int (*probe)(const struct hash_index *, uint64_t, fs_guard_entry *), uint64_t key,
+                             fs_guard_entry *out) {
+    for (unsigned attempt = 0; attempt < 4096; attempt++) {
+        uint64_t before = LOAD(&index_seq, ACQUIRE);
+        if ((before & 1) && other_writer_active() && attempt < 4095) {
+            if (attempt % 64 == 63) sched_yield();
+            continue;
+        }
+        struct hash_index *index = LOAD(&current_index, ACQUIRE);
+        if (!index) return 0;
+        if (probe(index, key, out)) return 1;
+        __atomic_thread_fence(ACQUIRE);
+        uint64_t after = LOAD(&index_seq, RELAXED);
+        if (before == after && !(before & 1)) return 0;
+        if ((before & 1) && !other_writer_active()) return 0;
+    }
     return 0;
+}
+
+/// `read_consistently` inside the `readers` count, so no writer unmaps what it reads.
+static int read_registered(int (*probe)(const struct hash_index *, uint64_t, fs_guard_entry *), uint64_t key,
+                           fs_guard_entry *out) {
+    __atomic_fetch_add(&readers, 1, SEQ_CST);
+    __atomic_thread_fence(SEQ_CST);
+    int found = read_consistently(probe, key, out);
+    __atomic_fetch_sub(&readers, 1, RELEASE);
+    return found;
+}
 
 static int lookup_exact(const struct hash_index *index, uint64_t key, fs_guard_entry *out) {
     uint32_t id = index_lookup(index, key);
@@ -407,7 +596,7 @@ static int lookup_exact(const struct hash_index *index, uint64_t key, fs_guard_e
 
 int fs_guard_registry_get(uintptr_t usable_bottom, fs_guard_entry *out) {
     if (usable_bottom == 0) return 0;
-    READ_CONSISTENTLY(lookup_exact(index, usable_bottom, out))
+    return read_registered(lookup_exact, usable_bottom, out);
 }
 
 /// Tries every page-aligned usable bottom that a guard holding `address` could end at.
@@ -423,7 +612,7 @@ static int lookup_containing(const struct hash_index *index, uint64_t address, f
 }
 
 int fs_guard_registry_find(uintptr_t address, fs_guard_entry *out) {
-    READ_CONSISTENTLY(lookup_containing(index, address, out))
+    return read_registered(lookup_containing, address, out);
 }
 
 size_t fs_guard_registry_count(void) {

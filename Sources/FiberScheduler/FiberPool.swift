@@ -104,6 +104,10 @@ final class FiberPool {
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.
     private func make(prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
         let stack = try allocator.allocate(config.stackRequest(node: worker.placement.node))
+        // The allocator may not honour the requested guard (a custom one, or a fixed-shape one).
+        if let violation = worker.scheduler.guardRequirement?.violation(guardSize: stack.descriptor.layout.sizes.guardSize) {
+            throw violation
+        }
         try Prefault.apply(PrefaultPolicy(prefault), to: stack.descriptor.layout, logger: config.logger)
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,

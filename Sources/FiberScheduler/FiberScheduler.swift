@@ -48,6 +48,8 @@ public final class FiberScheduler: @unchecked Sendable {
     private let nextWorker = Atomic<Int>(0)
     private let registry = Lock<[Int: FiberInfo]>([:])
     private let joined = Lock<Bool>(false)
+    /// What every fiber stack's guard must cover (nil: not checked, see `guardRequirement(_:)`).
+    let guardRequirement: GuardSizing.Requirement?
 
     /// Starts the workers and waits until each has its initial pool. Throws the first configuration,
     /// allocation or thread error (after stopping the workers already started).
@@ -55,6 +57,7 @@ public final class FiberScheduler: @unchecked Sendable {
         try config.validate()
         self.config = config
         logger = config.logger
+        guardRequirement = try Self.guardRequirement(config)
         if let topology = config.topology {
             self.topology = topology
         } else {
@@ -84,6 +87,27 @@ public final class FiberScheduler: @unchecked Sendable {
             "fiber scheduler started",
             metadata: ["workers": "\(workers.count)", "nodes": "\(allocators.keys.sorted())",
                        "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.stackSize)"])
+    }
+
+    /// Refuses `config.guardSize` when it is smaller than the largest fixed frame of the loaded code, and
+    /// returns the requirement each stack's actual guard is held to as fibers are made. Nil (with a
+    /// warning in the log) when the config accepts smaller guards or the loaded code cannot be audited.
+    private static func guardRequirement(_ config: FiberConfig) throws(StackError) -> GuardSizing.Requirement? {
+        let requirement: GuardSizing.Requirement?
+        do {
+            requirement = try GuardSizing.requirement()
+        } catch {
+            config.logger.warning(
+                "the stack frames of the loaded code could not be audited: guard sizes are not checked",
+                metadata: ["error": "\(error)"])
+            return nil
+        }
+        guard let requirement, let violation = requirement.violation(guardSize: config.guardSize) else {
+            return config.allowGuardSmallerThanLargestFrame ? nil : requirement
+        }
+        guard config.allowGuardSmallerThanLargestFrame else { throw violation }
+        config.logger.warning("\(violation)", metadata: ["allowGuardSmallerThanLargestFrame": "true"])
+        return nil
     }
 
     private func start() throws(StackError) {

@@ -10,11 +10,10 @@ import SystemPackage
 /// Writers serialize on a mutex (25–35 ns per register or unregister while the registry fits in
 /// cache; measured in docs/overflow-detection.md); lookups never lock and are async-signal-safe. Lookup
 /// by fault address costs one hash probe per system page of the largest guard ever registered, whatever
-/// the number of stacks. Up to `capacity` stacks. A stack registered with an empty guard keeps its label (for `entry(forStackAt:)` and
-/// canary errors) and never matches a fault.
+/// the number of stacks. The registry grows with the stacks registered and hands its memory back as
+/// they go, so it holds as many stacks as memory allows. A stack registered with an empty guard keeps
+/// its label (for `entry(forStackAt:)` and canary errors) and never matches a fault.
 public enum GuardRegistry {
-    /// The most stacks registered at once.
-    public static let capacity = Int(FS_GUARD_REGISTRY_MAX_ENTRIES)
     /// Longest label kept, in UTF-8 bytes; longer labels are cut on a character boundary.
     public static let labelCapacity = Int(FS_GUARD_LABEL_CAPACITY) - 1
 
@@ -35,7 +34,8 @@ public enum GuardRegistry {
     }
 
     /// Registers the stack at `layout` with an optional label. Throws `.guardRegistrationFailed` when a
-    /// stack with the same usable bottom is still registered (EEXIST), or the registry is full.
+    /// stack with the same usable bottom is still registered (EEXIST), or the registry cannot map its
+    /// next segment (ENOMEM).
     public static func register(_ layout: StackLayout, label: String = "") throws(StackError) {
         if let injected = FailureInjection.injected(.register) { throw .guardRegistrationFailed(injected, stack: layout) }
         var label = label

@@ -71,11 +71,17 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
     case schedulerShutDown
     /// `pthread_create` failed for a scheduler worker.
     case threadCreationFailed(Errno)
+    /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
+    /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
+    case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
     /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
     case perfCounterUnavailable(Errno, event: String)
     /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
     /// (`reason` says why; `errno` is set when a syscall failed).
     case objectUnreadable(path: String, reason: String, errno: Errno?)
+    /// A guard of `guardSize` bytes is smaller than the `frameBytes`-byte frame of `function` in `object`,
+    /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
+    case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
 
     public var description: String {
         switch self {
@@ -193,9 +199,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 fix = "a stack at this address is still registered: its allocator unmapped it without "
                     + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
-                fix = "the registry holds its maximum of \(GuardRegistry.capacity) stacks; release stacks first"
+                fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
             case .noMemory:
-                fix = "no memory for the registry's next chunk; check memory limits (ulimit -v, cgroup memory.max)"
+                fix = "mapping the registry's next segment failed; check memory limits (ulimit -v, cgroup "
+                    + "memory.max) and the process's map count against vm.max_map_count"
             default:
                 fix = "the usable bottom must be non-zero and page-aligned, below the top"
             }
@@ -255,6 +262,10 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 default: "see pthread_create(3)"
                 }
             return "creating a worker thread failed: \(errno) (\(errno.rawValue)); \(fix)"
+        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
+            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
+                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
+                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
         case .perfCounterUnavailable(let errno, let event):
             let fix: String
             switch errno {
@@ -277,6 +288,12 @@ public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
                 + (errno.map { ": \($0) (\($0.rawValue))" } ?? "")
                 + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
                 + "that this user can read"
+        case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed):
+            return "a guard of \(guardSize) bytes is smaller than the \(frameBytes)-byte stack frame of \(function) in "
+                + "\(object): Swift emits no stack probes, so that frame can skip the guard without touching it and "
+                + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
+                + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
+                + "(`fiberstacks frames` lists the largest frames)"
         }
     }
 }

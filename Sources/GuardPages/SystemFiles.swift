@@ -34,6 +34,15 @@ public enum SystemFile {
         }
         return value
     }
+
+    /// A size field of /proc/self/status (`VmRSS`, `VmSize`, `VmPTE`), in bytes: the kernel's account.
+    public static func processStatusBytes(_ field: String) throws(StackError) -> Int {
+        let status = try read("/proc/self/status")
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
+            let kibibytes = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
+        else { throw .systemFileUnreadable(path: "/proc/self/status", .invalidArgument) }
+        return kibibytes << 10
+    }
 }
 
 /// The process's count of memory mappings (VMAs) and the kernel's limit on it.

@@ -21,7 +21,7 @@ struct FiberStacksCommand: ParsableCommand {
             """,
         version: version,
         subcommands: [
-            Doctor.self, Verify.self, Bench.self, Frames.self, NUMACheck.self, OverflowChild.self,
+            Doctor.self, Verify.self, Bench.self, Frames.self, NUMACheck.self, OverflowChild.self, AddressSpaceChild.self,
         ])
 
     /// Runs the command and maps every outcome to the exit codes in the discussion above.

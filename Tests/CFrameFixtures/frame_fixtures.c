@@ -13,10 +13,6 @@ __attribute__((noinline)) size_t fs_fixture_frame_40k(size_t seed) {
     FILL_AND_CONSUME(buffer, seed);
 }
 
-__attribute__((noinline)) size_t fs_fixture_frame_200k(size_t seed) {
-    unsigned char buffer[200 << 10];
-    FILL_AND_CONSUME(buffer, seed);
-}
 
 __attribute__((noinline)) size_t fs_fixture_frame_pointer_24k(size_t seed) {
     unsigned char buffer[24 << 10];

@@ -43,7 +43,7 @@ struct AllocatorAndShutdownTests {
     func perNodeFactory() throws {
         let calls = Locked<[Int]>([])
         let allocator = CountingHeapAllocator()
-        var config = testConfig(workers: 4, initial: 1, target: 1)
+        var config = testConfig(workers: 4, initial: 1, target: 1, unguarded: true)
         config.pinWorkers = false
         // Two fake nodes over the CPUs we have (pinning off: the CPU ids only label the workers).
         config.topology = CPUTopology(nodes: [.init(id: 0, cpus: [0]), .init(id: 1, cpus: [1])])

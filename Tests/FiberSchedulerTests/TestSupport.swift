@@ -1,13 +1,16 @@
 import FiberScheduler
 import Glibc
+import StackTestSupport
 
-/// A small, fast configuration for tests: 64 KiB stacks, 2 workers, small pools.
+/// A small, fast configuration for tests: 64 KiB stacks, 2 workers, small pools. `unguarded` accepts
+/// stacks without a guard (the heap stacks of `CountingHeapAllocator`), which the scheduler otherwise refuses.
 func testConfig(
-    workers: Int = 2, initial: Int = 4, target: Int = 8, max: Int = 256, allocator: (any StackAllocator)? = nil
+    workers: Int = 2, initial: Int = 4, target: Int = 8, max: Int = 256, allocator: (any StackAllocator)? = nil,
+    unguarded: Bool = false
 ) -> FiberConfig {
     var config = allocator.map { FiberConfig(allocator: $0) } ?? FiberConfig()
+    config.allowGuardSmallerThanLargestFrame = unguarded || allocator is CountingHeapAllocator
     config.stackSize = 64 << 10
-    config.guardSize = 16 << 10
     config.workerCount = workers
     config.initialPoolSize = initial
     config.targetPoolSize = target

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import StackAllocators
 import Testing
+import StackTestSupport
 
 /// A second owner of `stack`'s memory, built the way only an allocator should build one.
 private func forge(_ stack: borrowing Stack) -> Stack {

@@ -52,37 +52,3 @@ enum HugePages {
     }
 }
 
-/// A log handler that keeps what it is given, to check what an allocator logged.
-struct CapturingLogHandler: LogHandler {
-    /// One message.
-    struct Entry: Sendable {
-        let level: Logger.Level
-        let message: String
-    }
-
-    /// Everything logged through any copy of this handler.
-    final class Store: Sendable {
-        let entries = Mutex<[Entry]>([])
-        func count(_ level: Logger.Level) -> Int { entries.withLock { $0.filter { $0.level == level }.count } }
-        var all: [Entry] { entries.withLock { $0 } }
-    }
-
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        store.entries.withLock { $0.append(Entry(level: event.level, message: "\(event.message) \(event.metadata ?? [:])")) }
-    }
-
-    /// A logger writing into a new store.
-    static func logger() -> (Logger, Store) {
-        let store = Store()
-        return (Logger(label: "test.huge", factory: { _ in CapturingLogHandler(store: store) }), store)
-    }
-}

@@ -19,7 +19,7 @@ enum CapacityBenchmarks {
         let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)
         defer { storage.deallocate() }
         let mapsBefore = try MapCount.current()
-        let (rssBefore, pteBefore) = (try statusBytes("VmRSS"), try statusBytes("VmPTE"))
+        let (rssBefore, pteBefore) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
         var count = 0
         var stoppedByError = false
         let deadline = nanoseconds() + UInt64(bound * 1e9)
@@ -37,7 +37,7 @@ enum CapacityBenchmarks {
         }
         let create = nanoseconds() - start
         let mapsLive = try MapCount.current()
-        let (rssLive, pteLive) = (try statusBytes("VmRSS"), try statusBytes("VmPTE"))
+        let (rssLive, pteLive) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
         let reserved = slab.stats.bytesReserved
         let releaseStart = nanoseconds()
         storage.deinitialize(count: count)
@@ -59,14 +59,5 @@ enum CapacityBenchmarks {
                 "limit": Double(limit), "time_bound_s": bound,
                 "time_bound_hit": count < limit && !stoppedByError ? 1 : 0, "stopped_by_error": stoppedByError ? 1 : 0,
             ]))
-    }
-
-    /// A `kB` field of /proc/self/status, in bytes.
-    static func statusBytes(_ field: String) throws -> Int {
-        let status = try SystemFile.read("/proc/self/status")
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
-            let kib = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
-        else { throw BenchFailure("no \(field) line in /proc/self/status") }
-        return kib << 10
     }
 }

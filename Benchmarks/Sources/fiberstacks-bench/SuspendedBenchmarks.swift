@@ -17,7 +17,7 @@ enum SuspendedBenchmarks {
 
     static func run(_ recorder: BenchRecorder) throws {
         let jobs = recorder.suspendedJobs
-        let rssStart = try CapacityBenchmarks.statusBytes("VmRSS")
+        let rssStart = try SystemFile.processStatusBytes("VmRSS")
         var config = FiberConfig(allocator: try SlabStackAllocator(logger: benchLogger))
         config.stackSize = 64 << 10
         config.workerCount = 2
@@ -29,7 +29,7 @@ enum SuspendedBenchmarks {
         do {
             let scheduler = try FiberScheduler(config: config)
             defer { scheduler.shutdown() }
-            let (rssBefore, pteBefore) = (try CapacityBenchmarks.statusBytes("VmRSS"), try CapacityBenchmarks.statusBytes("VmPTE"))
+            let (rssBefore, pteBefore) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
             let gate = JobCounter(1)
             let progress = Progress()
             let done = JobCounter()
@@ -43,7 +43,7 @@ enum SuspendedBenchmarks {
             }
             try waitUntil("all \(jobs) jobs started") { progress.started.load(ordering: .relaxed) == jobs }
             let suspended = nanoseconds() - start
-            let (rssLive, pteLive) = (try CapacityBenchmarks.statusBytes("VmRSS"), try CapacityBenchmarks.statusBytes("VmPTE"))
+            let (rssLive, pteLive) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
             let release = nanoseconds()
             gate.decrement()
             try waitUntil("all \(jobs) jobs done") { progress.finished.load(ordering: .relaxed) == jobs }
@@ -54,7 +54,7 @@ enum SuspendedBenchmarks {
             extra["rss_per_fiber_bytes"] = Double(rssLive - rssBefore) / Double(jobs)
             extra["page_table_bytes"] = Double(pteLive - pteBefore)
         }
-        extra["rss_after_ratio"] = Double(try CapacityBenchmarks.statusBytes("VmRSS")) / Double(rssStart)
+        extra["rss_after_ratio"] = Double(try SystemFile.processStatusBytes("VmRSS")) / Double(rssStart)
         recorder.add(BenchResult(
             section: .suspended, name: "suspended_jobs", params: ["workers": 2, "size": 64 << 10, "jobs": jobs],
             unit: "s", samples: [extra["suspend_s"]!], opsPerRep: jobs, extra: extra))

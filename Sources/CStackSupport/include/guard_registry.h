@@ -12,10 +12,6 @@
 /// Bytes of label storage per stack: at most `FS_GUARD_LABEL_CAPACITY - 1` bytes and a NUL.
 #define FS_GUARD_LABEL_CAPACITY 64
 
-/// The most stacks the registry holds at once: 4,194,304 (1,024 chunks of 4,096 entries; the address
-/// space for all of them, 672 MiB, is reserved PROT_NONE at load and made writable chunk by chunk).
-#define FS_GUARD_REGISTRY_MAX_ENTRIES (1024u * 4096u)
-
 /// What the registry knows about one stack: guard `[guard_low, usable_bottom)`, usable `[usable_bottom, top)`.
 typedef struct fs_guard_entry {
     uintptr_t guard_low;
@@ -29,8 +25,9 @@ typedef struct fs_guard_entry {
 /// `guard_low <= usable_bottom < top`; an empty guard (`guard_low == usable_bottom`) keeps the label
 /// for `fs_guard_registry_get` and never matches a fault. `label` may be NULL; it is truncated to
 /// `FS_GUARD_LABEL_CAPACITY - 1` bytes on a UTF-8 character boundary.
-/// Returns 0, EINVAL (bad range), EEXIST (a stack at `usable_bottom` is registered), ENOSPC (the registry
-/// holds FS_GUARD_REGISTRY_MAX_ENTRIES stacks) or ENOMEM (mprotect of its next chunk or index failed).
+/// Returns 0, EINVAL (bad range), EEXIST (a stack at `usable_bottom` is registered), ENOMEM (mapping the
+/// registry's next segment or index generation failed: out of memory, RLIMIT_AS or vm.max_map_count)
+/// or ENOSPC (4,294,963,200 stacks, every slot id, are registered).
 int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top, const char *label,
                           size_t label_length);
 

@@ -6,9 +6,9 @@
 
 #include <stddef.h>
 
-/// Locals of 40 KiB and 200 KiB (frame pointer or not, as the build decides).
+/// Locals of 40 KiB (frame pointer or not, as the build decides). 200 KiB frames are compiled by the
+/// tests into libraries of their own, so that they are never loaded into the test process.
 size_t fs_fixture_frame_40k(size_t seed);
-size_t fs_fixture_frame_200k(size_t seed);
 
 /// 24 KiB of locals in a function that always keeps a frame pointer (it reads it), so its CFA is
 /// defined on rbp / x29 and its size comes from the prologue.

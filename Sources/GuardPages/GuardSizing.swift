@@ -1,0 +1,38 @@
+/// The rule that makes a guard trap: it must be at least as large as the largest frame of the code that
+/// runs on the stack.
+///
+/// Swift emits no stack probes, so a function whose frame is larger than the guard moves the stack
+/// pointer past the guard without touching it and writes into whatever lies below, usually another
+/// fiber's stack. The rule is checked against the code loaded in the process, as
+/// `FrameAudit.loadedObjects` finds it (audited once per process, on first use; docs/sizing-stacks.md).
+public enum GuardSizing {
+    /// The largest fixed frame of the code loaded in the process, and the guard that covers it.
+    public struct Requirement: Sendable, Hashable {
+        /// The function with the largest fixed frame.
+        public let frame: FrameRecord
+        /// The smallest guard that covers it, rounded up to the system page size.
+        public let guardSize: Int
+
+        /// The error for a guard of `guardSize` bytes, when it is smaller than the frame (nil otherwise).
+        public func violation(guardSize: Int) -> StackError? {
+            guard guardSize < frame.frameBytes else { return nil }
+            return .guardSmallerThanFrame(
+                guardSize: guardSize, function: frame.name, object: frame.object, frameBytes: frame.frameBytes,
+                needed: self.guardSize)
+        }
+    }
+
+    /// What the code loaded in the process requires; nil when it has no call frame information at all.
+    /// Throws when the process's own objects cannot be audited.
+    public static func requirement() throws(StackError) -> Requirement? {
+        guard let frame = try FrameAudit.loadedObjects.get().largestFixedFrame else { return nil }
+        let page = systemPageSize
+        return Requirement(frame: frame, guardSize: (frame.frameBytes + page - 1) / page * page)
+    }
+
+    /// Throws `.guardSmallerThanFrame`, naming the function, its frame, its object and the guard needed,
+    /// when `guardSize` bytes are smaller than the largest fixed frame of the code loaded in the process.
+    public static func check(guardSize: Int) throws(StackError) {
+        if let violation = try requirement()?.violation(guardSize: guardSize) { throw violation }
+    }
+}
