@@ -1,6 +1,7 @@
 import CFiberContext
 import CStackSupport
 import Glibc
+import Synchronization
 import StackAllocators
 
 /// Why the worker switched into a fiber.
@@ -17,7 +18,7 @@ enum ResumeReason: Int {
 enum FiberExit: Int {
     /// The job ended; the fiber is idle at the top of its entry loop.
     case finished = 1
-    /// The fiber waits for a counter; a `FiberWaiter` holds it.
+    /// The fiber waits for a counter, which holds it until its wait is claimed.
     case suspended
     /// The fiber yielded; the worker resumes it after the work already queued.
     case yielded
@@ -39,6 +40,10 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
+    /// Whether it is suspended in a wait (set and cleared on the worker's thread).
+    var isSuspended: Bool
+    /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
+    var registrySlot: Int
 }
 
 /// A context on a stack from a `StackAllocator`, owned by one worker, running one job at a time.
@@ -48,10 +53,14 @@ struct FiberControl {
 /// its exclusivity access set per thread). Its frames hold nothing between jobs, so an idle fiber can be
 /// freed without being resumed; a suspended one is resumed (signalled or cancelled) before it is freed.
 final class Fiber: @unchecked Sendable {
-    /// What this fiber is, for stats, tests and diagnostics.
-    let info: FiberInfo
+    /// Unique within the scheduler, from 1.
+    let id: Int
     /// The worker that owns it.
     unowned let worker: Worker
+    private let grownWhileIdle: Bool
+    private let prefault: PrefaultStrategy
+    /// Whether the current wait was claimed (see `claimWait`).
+    private let waitClaimed = Atomic<Bool>(true)
     private let stack: Stack
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
@@ -59,14 +68,16 @@ final class Fiber: @unchecked Sendable {
 
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
     init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
+        self.id = id
         self.worker = worker
-        // The single place a fiber's stack gets its label: the scheduler's registry takes it here (and
-        // drops it in deinit); so does the guard registry, for the overflow diagnostic, when the
-        // allocator registered the stack (its entry goes when the stack is released).
-        info = FiberInfo(
-            id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
-            label: "fiber \(id) on worker \(worker.index) (cpu \(worker.placement.cpu), node \(worker.placement.node))",
-            grownWhileIdle: grownWhileIdle, prefault: prefault)
+        self.grownWhileIdle = grownWhileIdle
+        self.prefault = prefault
+        // The single place a fiber's stack gets its label: the overflow handler's copy and the guard
+        // registry's (when the allocator registered the stack; its entry goes when the stack is released).
+        let label = Fiber.labelBytes(id: id, worker: worker)
+        let cLabel = label.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { strndup($0.baseAddress!, $0.count) }
+        }
         control = .allocate(capacity: 1)
         control.initialize(
             to: FiberControl(
@@ -75,21 +86,21 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil))
+                resumeReason: .run, job: nil, isSuspended: false, registrySlot: 0))
         let layout = stack.descriptor.layout
         running = .allocate(capacity: 1)
         running.initialize(
             to: fs_running_stack(
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
-                label: strdup(info.label)))
-        stack.setOverflowLabel(info.label)
+                label: UnsafePointer(cLabel)))
+        stack.setOverflowLabel(String(decoding: label, as: UTF8.self))
         self.stack = stack
-        worker.scheduler.register(info)
+        worker.fiberRegistry.add(self)
     }
 
     deinit {
         if control.pointee.context != nil { checkTopCanary() }
-        worker.scheduler.unregister(info)
+        worker.fiberRegistry.remove(self)
         free(UnsafeMutablePointer(mutating: running.pointee.label))
         running.deinitialize(count: 1)
         running.deallocate()
@@ -97,6 +108,57 @@ final class Fiber: @unchecked Sendable {
         control.deinitialize(count: 1)
         control.deallocate()
         // `stack` is dropped after this: it goes back to its allocator.
+    }
+
+    /// What this fiber is, for stats, tests and diagnostics (made on demand: a fiber keeps only its
+    /// stack and a few numbers, so a million suspended fibers cost little besides their stack pages).
+    var info: FiberInfo {
+        FiberInfo(
+            id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
+            label: String(decoding: Fiber.labelBytes(id: id, worker: worker), as: UTF8.self),
+            grownWhileIdle: grownWhileIdle, prefault: prefault)
+    }
+
+    /// The name an overflow diagnostic uses, in UTF-8: "fiber 42" and the worker's part (see
+    /// `Worker.labelSuffix`). Written digit by digit: string interpolation was half the cost of making a
+    /// fiber.
+    private static func labelBytes(id: Int, worker: Worker) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(26 + worker.labelSuffix.count)
+        bytes.append(contentsOf: "fiber ".utf8)
+        let start = bytes.count
+        var rest = id.magnitude
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        bytes[start...].reverse()
+        bytes.append(contentsOf: worker.labelSuffix)
+        return bytes
+    }
+
+    /// Its index in the worker's registry; read and written under the registry's lock only.
+    var registrySlot: Int {
+        get { control.pointee.registrySlot }
+        set { control.pointee.registrySlot = newValue }
+    }
+
+    /// Whether the fiber is suspended in a wait. Worker thread only.
+    var isSuspended: Bool {
+        get { control.pointee.isSuspended }
+        set { control.pointee.isSuspended = newValue }
+    }
+
+    /// Fiber side, before it registers with a counter: opens a new wait to be claimed once.
+    func beginWait() {
+        waitClaimed.store(false, ordering: .relaxed)
+    }
+
+    /// Whoever claims the wait first (the counter reaching zero, or a cancelling shutdown) resumes the
+    /// fiber; the other leaves it alone. True for the first caller only. The fiber is its own waiter, so
+    /// a wait allocates nothing.
+    func claimWait() -> Bool {
+        !waitClaimed.exchange(true, ordering: .acquiringAndReleasing)
     }
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).

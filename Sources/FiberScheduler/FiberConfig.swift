@@ -13,8 +13,8 @@ public enum ExhaustionPolicy: String, Sendable, Hashable, Codable {
 ///
 /// Every setting takes effect: startup makes `initialPoolSize` fibers per worker,
 /// idle workers grow their pool one fiber at a time toward `targetPoolSize` (prefaulting each grown stack
-/// per `prefetchPages`, on the worker's own thread and so on its own NUMA node), and no pool ever holds
-/// more than `maxPoolSize` fibers.
+/// per `prefetchPages`, on the worker's own thread and so on its own NUMA node) and give fibers made on
+/// demand back down to it, and no pool ever holds more than `maxPoolSize` fibers.
 public struct FiberConfig: Sendable {
     /// Usable bytes per fiber stack. Default 512 KiB.
     public var stackSize: Int = StackRequest.defaultUsableSize
@@ -23,7 +23,8 @@ public struct FiberConfig: Sendable {
     public var guardSize: Int = StackRequest.defaultGuardSize
     /// Fibers each worker makes at startup. Default 16.
     public var initialPoolSize = 16
-    /// Size each worker's pool grows toward while the worker is idle. Default 128.
+    /// Size each worker's pool grows toward, and shrinks back to, once the worker has been idle for a
+    /// while (100 ms). Default 128.
     public var targetPoolSize = 128
     /// Most fibers a worker's pool ever holds (idle + running + suspended). Default 1024.
     public var maxPoolSize = 1024

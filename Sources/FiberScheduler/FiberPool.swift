@@ -1,7 +1,10 @@
+import CStackSupport
 import Logging
 import StackAllocators
 
-/// One worker's fibers: made at startup, on demand, and one at a time while the worker is idle.
+/// One worker's fibers: made at startup and on demand; once the worker has been idle for a park timeout,
+/// made one at a time up to the target, or given back in batches down to it (after a burst of jobs made
+/// the pool grow on demand); all given back at shutdown.
 ///
 /// Used only on its worker's thread, so it needs no lock; its counters are atomics that anyone may read.
 /// It never holds more than `maxPoolSize` fibers. Stacks grown while idle are prefaulted right there,
@@ -19,6 +22,8 @@ final class FiberPool {
         var idle: [Fiber] = []
         var size = 0
         var growthStopped = false
+        /// Fibers freed since the heap was last trimmed.
+        var freedSinceTrim = 0
     }
 
     init(config: FiberConfig, allocator: any StackAllocator, counters: WorkerCounters) {
@@ -86,6 +91,31 @@ final class FiberPool {
         }
     }
 
+    /// Most idle fibers one shrink step gives back: the worker checks for work between steps.
+    static let shrinkBatch = 256
+    /// Fibers freed before the pool trims the malloc heap: their bookkeeping (some hundred bytes each)
+    /// stays resident in malloc's free lists otherwise.
+    static let trimAfterFreeing = 4096
+
+    /// Idle shrinking: gives back up to `shrinkBatch` idle fibers while the pool is above its target.
+    /// Returns whether the pool shrank.
+    func shrinkWhileIdle() -> Bool {
+        let excess = min(state.pointee.size - config.targetPoolSize, state.pointee.idle.count, Self.shrinkBatch)
+        guard excess > 0 else {
+            trimHeapIfWorthIt()
+            return false
+        }
+        release(excess)
+        // The idle list's storage goes too, once it is mostly empty.
+        if state.pointee.idle.capacity > 1024, state.pointee.idle.count * 4 < state.pointee.idle.capacity {
+            var smaller: [Fiber] = []
+            smaller.reserveCapacity(state.pointee.idle.count * 2)
+            smaller.append(contentsOf: state.pointee.idle)
+            state.pointee.idle = smaller
+        }
+        return true
+    }
+
     /// Gives every idle fiber's stack back to its allocator. At shutdown every fiber is idle.
     func releaseAll() {
         let inUse = counters.inUse.load(ordering: .relaxed)
@@ -94,11 +124,28 @@ final class FiberPool {
                 "fibers still in use at shutdown; their stacks are not released",
                 metadata: ["worker": "\(worker.index)", "inUse": "\(inUse)"])
         }
-        let count = state.pointee.idle.count
-        state.pointee.idle.removeAll()
+        release(state.pointee.idle.count)
+        state.pointee.idle = []
+        trimHeapIfWorthIt()
+    }
+
+    /// Frees the `count` most recently idle fibers; their stacks go back to the allocator.
+    private func release(_ count: Int) {
+        state.pointee.idle.removeLast(count)
         state.pointee.size -= count
         counters.size.store(state.pointee.size, ordering: .relaxed)
         bump(counters.released, by: count)
+        state.pointee.freedSinceTrim += count
+    }
+
+    /// Gives the heap's free pages back to the OS once many fibers were freed (a process-wide walk of
+    /// malloc's free lists: milliseconds for gigabytes, so not after every few fibers).
+    private func trimHeapIfWorthIt() {
+        guard state.pointee.freedSinceTrim >= Self.trimAfterFreeing else { return }
+        state.pointee.freedSinceTrim = 0
+        if fs_heap_trim() < 0 {
+            config.logger.debug("the C library cannot trim its heap; freed fiber bookkeeping stays resident")
+        }
     }
 
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.

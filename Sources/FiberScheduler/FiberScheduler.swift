@@ -46,7 +46,6 @@ public final class FiberScheduler: @unchecked Sendable {
     /// 0 running, 1 draining, 2 cancelling.
     private let mode = Atomic<Int>(0)
     private let nextWorker = Atomic<Int>(0)
-    private let registry = Lock<[Int: FiberInfo]>([:])
     private let joined = Lock<Bool>(false)
     /// What every fiber stack's guard must cover (nil: not checked, see `guardRequirement(_:)`).
     let guardRequirement: GuardSizing.Requirement?
@@ -180,24 +179,23 @@ public final class FiberScheduler: @unchecked Sendable {
             // From a job: onto this worker's queue (locality); a sleeping worker may come and steal it.
             if isCancelling { return end([job], .jobCancelled) }
             worker.jobs.push(job)
-            wakeSleeper(near: worker)
+            wake(worker)
             return
         }
         guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .schedulerShutDown) }
         let worker = workers[nextWorker.add(1, ordering: .relaxed).oldValue % workers.count]
         worker.jobs.push(job)
-        worker.unpark()
-        // If that worker is busy, a sleeping peer may come and steal the job.
-        if !worker.isSleeping.load(ordering: .relaxed) { wakeSleeper(near: worker) }
+        wake(worker)
     }
 
     private func enqueue(_ jobs: [Job]) {
         guard !jobs.isEmpty else { return }
         outstanding.add(jobs.count, ordering: .sequentiallyConsistent)
         if let worker = Worker.current, worker.scheduler === self {
+            // From a job: onto this worker's queue, like single jobs; thieves take half at a time.
             if isCancelling { return end(jobs, .jobCancelled) }
             worker.jobs.push(contentsOf: jobs[...])
-            wakeSleeper(near: worker)
+            wake(worker)
             return
         }
         guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .schedulerShutDown) }
@@ -215,13 +213,16 @@ public final class FiberScheduler: @unchecked Sendable {
     private func end(_ jobs: [Job], _ error: StackError) {
         for job in jobs {
             job.cancel(error)
-            jobEnded()
+            jobsEnded()
         }
     }
 
-    /// Wakes one sleeping worker (same node as `worker` first) so it can steal. See `Worker.sleep`.
-    private func wakeSleeper(near worker: Worker) {
+    /// After a job was queued on `worker`: wakes it if it sleeps; if it is busy, wakes one sleeping peer
+    /// (same node first) that can steal the job. An awake worker costs the producer no write to a line
+    /// the worker reads. See `Worker.sleep` for the pairing.
+    private func wake(_ worker: Worker) {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if worker.isSleeping.load(ordering: .sequentiallyConsistent) { return worker.unpark() }
         guard sleepers.load(ordering: .sequentiallyConsistent) > 0 else { return }
         worker.victims.first { $0.worker.isSleeping.load(ordering: .sequentiallyConsistent) }?.worker.unpark()
     }
@@ -280,9 +281,10 @@ public final class FiberScheduler: @unchecked Sendable {
     /// Whether no job is left (meaningful once shutting down: then nothing new can arrive from outside).
     var isFinished: Bool { outstanding.load(ordering: .sequentiallyConsistent) == 0 }
 
-    /// Called once per job that ended (ran, failed to start, or was cancelled).
-    func jobEnded() {
-        if outstanding.subtract(1, ordering: .sequentiallyConsistent).newValue == 0, isShuttingDown {
+    /// Called for jobs that ended (ran, failed to start, or were cancelled): one at a time where they
+    /// fail, in bursts from the workers that ran them.
+    func jobsEnded(_ count: Int = 1) {
+        if outstanding.subtract(count, ordering: .sequentiallyConsistent).newValue == 0, isShuttingDown {
             for worker in workers { worker.unpark() }
         }
     }
@@ -299,14 +301,6 @@ public final class FiberScheduler: @unchecked Sendable {
 
     /// Every fiber alive now, by id.
     public var fibers: [FiberInfo] {
-        registry.withLock { $0.values.sorted { $0.id < $1.id } }
-    }
-
-    func register(_ fiber: FiberInfo) {
-        registry.withLock { $0[fiber.id] = fiber }
-    }
-
-    func unregister(_ fiber: FiberInfo) {
-        registry.withLock { $0[fiber.id] = nil }
+        workers.flatMap { $0.fiberRegistry.map(\.info) }.sorted { $0.id < $1.id }
     }
 }

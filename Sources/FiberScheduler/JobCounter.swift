@@ -14,6 +14,9 @@ import Synchronization
 public final class JobCounter: Sendable {
     private let count: Atomic<Int>
     private let state = Lock(State())
+    /// Set (under the lock) once `firstError` is: a million waiters woken at once check it without
+    /// taking the lock in turn.
+    private let failed = Atomic<Bool>(false)
 
     private struct State {
         var waiters: [Waiter] = []
@@ -30,7 +33,10 @@ public final class JobCounter: Sendable {
     public var value: Int { count.load(ordering: .acquiring) }
 
     /// The first error a job of this counter ended with, if any.
-    public var error: (any Error)? { state.withLock { $0.firstError } }
+    public var error: (any Error)? {
+        guard failed.load(ordering: .acquiring) else { return nil }
+        return state.withLock { $0.firstError }
+    }
 
     /// Adds `amount` (not negative) jobs to wait for.
     public func increment(by amount: Int = 1) {
@@ -48,7 +54,10 @@ public final class JobCounter: Sendable {
     /// One job ended with `error`; the first error is kept for the waiters.
     public func decrement(failing error: any Error) {
         state.withLock { state in
-            if state.firstError == nil { state.firstError = error }
+            if state.firstError == nil {
+                state.firstError = error
+                failed.store(true, ordering: .releasing)
+            }
         }
         decrement()
     }
@@ -77,10 +86,10 @@ public final class JobCounter: Sendable {
     private func suspend(_ fiber: Fiber, on worker: Worker) throws(StackError) {
         guard count.load(ordering: .acquiring) > 0 else { return }
         if worker.scheduler.isCancelling { throw .jobCancelled }
-        let waiter = FiberWaiter(fiber: fiber)
-        guard register(.fiber(waiter)) else { return }
-        if worker.suspend(fiber, until: waiter) == .cancelled {
-            state.withLock { state in state.waiters.removeAll { $0.isWaiter(waiter) } }
+        fiber.beginWait()
+        guard register(.fiber(fiber)) else { return }
+        if worker.suspend(fiber) == .cancelled {
+            state.withLock { state in state.waiters.removeAll { $0.isFiber(fiber) } }
             throw .jobCancelled
         }
     }
@@ -99,43 +108,36 @@ public final class JobCounter: Sendable {
             defer { state.waiters = [] }
             return state.waiters
         }
-        for waiter in waiters { waiter.wake() }
+        // Fibers go to their workers in one batch per worker: one lock and one wake-up each.
+        var ready: [(worker: Worker, fibers: [Fiber])] = []
+        for waiter in waiters {
+            switch waiter {
+            case .fiber(let fiber):
+                // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
+                guard fiber.claimWait() else { continue }
+                let worker = fiber.worker
+                if let index = ready.firstIndex(where: { $0.worker === worker }) {
+                    ready[index].fibers.append(fiber)
+                } else {
+                    ready.append((worker, [fiber]))
+                }
+            case .thread(let waiter): waiter.wake()
+            case .task(let continuation): continuation.resume()
+            }
+        }
+        for (worker, fibers) in ready { worker.makeReady(fibers) }
     }
 }
 
 /// Someone waiting for a counter.
 private enum Waiter: Sendable {
-    case fiber(FiberWaiter)
+    case fiber(Fiber)
     case thread(ThreadWaiter)
     case task(CheckedContinuation<Void, Never>)
 
-    func wake() {
-        switch self {
-        case .fiber(let waiter):
-            // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
-            if waiter.claim() { waiter.fiber.worker.makeReady(waiter.fiber) }
-        case .thread(let waiter): waiter.wake()
-        case .task(let continuation): continuation.resume()
-        }
-    }
-
-    func isWaiter(_ other: FiberWaiter) -> Bool {
-        if case .fiber(let waiter) = self { return waiter === other }
+    func isFiber(_ other: Fiber) -> Bool {
+        if case .fiber(let fiber) = self { return fiber === other }
         return false
-    }
-}
-
-/// A fiber suspended in `JobCounter.wait`. Whoever claims it first (the counter reaching zero, or a
-/// cancelling shutdown) resumes it; the other leaves it alone.
-final class FiberWaiter: Sendable {
-    let fiber: Fiber
-    private let claimed = Atomic<Bool>(false)
-
-    init(fiber: Fiber) { self.fiber = fiber }
-
-    /// True for the first caller only.
-    func claim() -> Bool {
-        !claimed.exchange(true, ordering: .acquiringAndReleasing)
     }
 }
 
@@ -144,6 +146,7 @@ private final class ThreadWaiter: Sendable {
     private let parker = Parker()
     private let woken = Atomic<Bool>(false)
 
+    /// Parks at once: a thread polling here would take a CPU from the workers it waits for.
     func wait() {
         while !woken.load(ordering: .acquiring) { parker.park() }
     }

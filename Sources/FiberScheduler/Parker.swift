@@ -33,30 +33,31 @@ final class Parker: @unchecked Sendable {
     }
 
     /// Blocks until `unpark`, a spurious wake-up, or `timeoutNanoseconds` (nil: no timeout) have passed.
-    func park(timeoutNanoseconds: Int? = nil) {
+    /// Returns false when the timeout ended it with no `unpark`.
+    @discardableResult
+    func park(timeoutNanoseconds: Int? = nil) -> Bool {
         if state.compareExchange(expected: Self.notified, desired: Self.empty, ordering: .acquiring).exchanged {
-            return
+            return true
         }
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         guard state.compareExchange(expected: Self.empty, desired: Self.parked, ordering: .acquiring).exchanged else {
             // Notified between the first check and the lock.
             state.store(Self.empty, ordering: .relaxed)
-            return
+            return true
         }
         let deadline = timeoutNanoseconds.map(Self.deadline(after:))
         while true {
             if var deadline {
                 if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT {
                     // Either still parked (timeout) or notified just now: both end the park.
-                    _ = state.exchange(Self.empty, ordering: .acquiring)
-                    return
+                    return state.exchange(Self.empty, ordering: .acquiring) == Self.notified
                 }
             } else {
                 pthread_cond_wait(condition, mutex)
             }
             if state.compareExchange(expected: Self.notified, desired: Self.empty, ordering: .acquiring).exchanged {
-                return
+                return true
             }
         }
     }

@@ -7,7 +7,8 @@ import Synchronization
 ///
 /// Loop order: resume fibers that became runnable (woken waits, yields); start one job (its own newest,
 /// or another worker's oldest, same node first); otherwise, if shutting down and nothing is left, stop;
-/// otherwise grow the pool by one fiber while below target; otherwise park until work arrives.
+/// otherwise, once a park has timed out with nothing to do, grow the pool by one fiber while below
+/// target, or give idle fibers back while above it; otherwise park until work arrives.
 ///
 /// State used only on this worker's thread (by the loop, and by the fibers it runs, which are on the same
 /// thread) lives in `ThreadState`, in raw memory: it needs no lock, costs no exclusivity bookkeeping on the
@@ -23,6 +24,10 @@ final class Worker: @unchecked Sendable {
     let jobs = JobQueue()
     /// Counters for stats.
     let counters = WorkerCounters()
+    /// Its live fibers.
+    let fiberRegistry = FiberRegistry()
+    /// The end of its fibers' labels, " on worker 1 (cpu 1, node 0)", in UTF-8 (made once).
+    let labelSuffix: [UInt8]
     /// Whether the worker is parked or about to park (so submitters know whom to wake).
     let isSleeping = Atomic<Bool>(false)
     /// Other workers to steal from, same node first. Set before the threads start; unowned, so that
@@ -44,14 +49,23 @@ final class Worker: @unchecked Sendable {
         var localReady: [Fiber] = []
         /// An empty buffer with capacity, swapped with `localReady` so a yield allocates nothing.
         var spareReady: [Fiber] = []
-        /// Fibers suspended in a wait, by fiber.
-        var suspended: [ObjectIdentifier: FiberWaiter] = [:]
+        /// Whether the worker's last park timed out and it has run nothing since: only then does its pool
+        /// grow or shrink toward its target. Growing right at startup would take the CPUs that the first
+        /// jobs (and the thread waiting for them) need; shrinking in a pause between bursts would free
+        /// fibers that the next burst makes again.
+        var quiet = false
+        /// Fibers suspended in a wait.
+        var suspendedCount = 0
+        /// Jobs ended here and not yet subtracted from the scheduler's outstanding count: it is shared by
+        /// every worker, so it is settled once per burst of work (when the worker runs dry), not per job.
+        var endedJobs = 0
     }
 
     init(index: Int, placement: CPUTopology.Placement, scheduler: FiberScheduler, allocator: any StackAllocator) {
         self.index = index
         self.placement = placement
         self.scheduler = scheduler
+        labelSuffix = Array(" on worker \(index) (cpu \(placement.cpu), node \(placement.node))".utf8)
         local.initialize(to: ThreadState())
         pool = FiberPool(config: scheduler.config, allocator: allocator, counters: counters)
         pool.owner = self
@@ -125,12 +139,14 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             if !local.pointee.localReady.isEmpty || readyCount.load(ordering: .acquiring) > 0 { continue }
+            settleEndedJobs()
             if scheduler.isShuttingDown {
                 if scheduler.isFinished { return }
-            } else if pool.growWhileIdle() {
+            } else if local.pointee.quiet && (pool.growWhileIdle() || pool.shrinkWhileIdle()) {
                 continue
             }
-            sleep()
+            local.pointee.quiet = !sleep()
+            if local.pointee.quiet { jobs.releaseSpareCapacity() }
         }
     }
 
@@ -149,7 +165,8 @@ final class Worker: @unchecked Sendable {
                 return ready
             }
             readyCount.subtract(woken.count, ordering: .relaxed)
-            for fiber in woken { local.pointee.suspended[ObjectIdentifier(fiber)] = nil }
+            for fiber in woken { fiber.isSuspended = false }
+            local.pointee.suspendedCount -= woken.count
             batch += woken
         }
         for fiber in batch { run(fiber, .signalled) }
@@ -157,16 +174,18 @@ final class Worker: @unchecked Sendable {
         local.pointee.spareReady = batch
     }
 
-    /// Called from any thread when a fiber of this worker may continue.
-    func makeReady(_ fiber: Fiber) {
-        readyFromOthers.withLock { $0.append(fiber) }
-        readyCount.add(1, ordering: .releasing)
+    /// Called from any thread when fibers of this worker may continue.
+    func makeReady(_ fibers: [Fiber]) {
+        readyFromOthers.withLock { $0.append(contentsOf: fibers) }
+        readyCount.add(fibers.count, ordering: .releasing)
         parker.unpark()
     }
 
-    /// Called on the fiber: parks it until `waiter` is claimed. Returns how it was resumed.
-    func suspend(_ fiber: Fiber, until waiter: FiberWaiter) -> ResumeReason {
-        local.pointee.suspended[ObjectIdentifier(fiber)] = waiter
+    /// Called on the fiber: parks it until its wait is claimed (`Fiber.claimWait`). Returns how it was
+    /// resumed.
+    func suspend(_ fiber: Fiber) -> ResumeReason {
+        fiber.isSuspended = true
+        local.pointee.suspendedCount += 1
         bump(counters.suspensions)
         return fiber.switchOut(.suspended)
     }
@@ -177,6 +196,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func run(_ fiber: Fiber, _ reason: ResumeReason) {
+        local.pointee.quiet = false
         local.pointee.currentFiber = fiber
         let exit = fiber.resume(reason)
         local.pointee.currentFiber = nil
@@ -184,9 +204,9 @@ final class Worker: @unchecked Sendable {
         case .finished:
             pool.recycle(fiber)
             bump(counters.jobsRun)
-            scheduler.jobEnded()
+            local.pointee.endedJobs += 1
         case .suspended:
-            break  // its FiberWaiter brings it back: a counter reaching zero, or cancellation
+            break  // whoever claims its wait brings it back: a counter reaching zero, or cancellation
         case .yielded:
             local.pointee.localReady.append(fiber)
         }
@@ -199,10 +219,12 @@ final class Worker: @unchecked Sendable {
         guard pool.canProvideFiber || scheduler.config.whenExhausted == .fail else { return nil }
         if !jobs.looksEmpty, let job = jobs.popNewest() { return job }
         for victim in victims where !victim.worker.jobs.looksEmpty {
-            if let job = victim.worker.jobs.stealOldest() {
-                bump(counters.jobsStolen)
-                return job
-            }
+            // Half the victim's queue at once: a burst pushed on one worker spreads in a few steals.
+            let stolen = victim.worker.jobs.stealOldestHalf()
+            guard let first = stolen.first else { continue }
+            bump(counters.jobsStolen, by: stolen.count)
+            jobs.push(contentsOf: stolen.dropFirst())
+            return first
         }
         return nil
     }
@@ -223,21 +245,29 @@ final class Worker: @unchecked Sendable {
         run(fiber, .run)
     }
 
+    /// Tells the scheduler how many jobs ended here since the last call.
+    private func settleEndedJobs() {
+        guard local.pointee.endedJobs > 0 else { return }
+        scheduler.jobsEnded(local.pointee.endedJobs)
+        local.pointee.endedJobs = 0
+    }
+
     /// Ends a job that never ran.
     private func end(_ job: Job, _ error: StackError) {
         job.cancel(error)
-        scheduler.jobEnded()
+        scheduler.jobsEnded()
     }
 
     /// Shutdown with `.cancel`: queued jobs end with `.jobCancelled`; suspended fibers are resumed with
     /// `.cancelled` so their waits throw and their frames unwind normally.
     private func cancelLocalWork() {
         while let job = jobs.popNewest() { end(job, .jobCancelled) }
-        guard !local.pointee.suspended.isEmpty else { return }
-        let waiting = Array(local.pointee.suspended.values)
-        for waiter in waiting where waiter.claim() {
-            local.pointee.suspended[ObjectIdentifier(waiter.fiber)] = nil
-            run(waiter.fiber, .cancelled)
+        guard local.pointee.suspendedCount > 0 else { return }
+        let waiting = fiberRegistry.map { $0 }.filter(\.isSuspended)
+        for fiber in waiting where fiber.claimWait() {
+            fiber.isSuspended = false
+            local.pointee.suspendedCount -= 1
+            run(fiber, .cancelled)
         }
     }
 
@@ -246,10 +276,17 @@ final class Worker: @unchecked Sendable {
     /// Wakes the worker (from any thread); a no-op when it is awake, apart from one atomic exchange.
     func unpark() { parker.unpark() }
 
-    /// Parks unless work is visible. Pairs with `FiberScheduler.wakeSleeper`: each side publishes its
-    /// write (the sleeping flag, the queued job) before a sequentially consistent fence and reads the
-    /// other's after it, so at least one of them sees the other.
-    private func sleep() {
+    /// How many times an idle worker looks for work (with a CPU spin hint between looks, some
+    /// microseconds in all) before it parks: work that arrives meanwhile costs its producer no wake-up
+    /// syscall and this worker no sleep.
+    static let spinChecks = 256
+
+    /// Parks unless work is visible, after polling for it briefly (for work on its own node only: a
+    /// thief on another node comes when a producer wakes it, so same-node thieves go first). Pairs with
+    /// `FiberScheduler.wake`: each side publishes its write (the sleeping flag, the queued job)
+    /// before a sequentially consistent fence and reads the other's after it, so at least one of them
+    /// sees the other. Returns false when the park timed out with nothing to do.
+    private func sleep() -> Bool {
         isSleeping.store(true, ordering: .sequentiallyConsistent)
         scheduler.sleepers.add(1, ordering: .sequentiallyConsistent)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
@@ -257,14 +294,25 @@ final class Worker: @unchecked Sendable {
             scheduler.sleepers.subtract(1, ordering: .sequentiallyConsistent)
             isSleeping.store(false, ordering: .relaxed)
         }
+        for _ in 0..<Self.spinChecks {
+            if workVisible(acrossNodes: false) { return true }
+            fs_cpu_relax()
+        }
+        if workVisible(acrossNodes: true) { return true }
+        // The timeout is a safety net (every producer of work unparks) and the pool's cue to shrink.
+        return parker.park(timeoutNanoseconds: 100_000_000)
+    }
+
+    /// Whether this worker has something to do: a fiber to resume, a job it may start (its own, or one to
+    /// steal on its node or, with `acrossNodes`, on any), or the end.
+    private func workVisible(acrossNodes: Bool) -> Bool {
         let canStartJobs = pool.canProvideFiber || scheduler.config.whenExhausted == .fail
-        let workVisible =
-            readyCount.load(ordering: .acquiring) > 0
-            || (canStartJobs && (!jobs.looksEmpty || victims.contains { !$0.worker.jobs.looksEmpty }))
+        let stealable = victims.contains {
+            (acrossNodes || $0.worker.placement.node == placement.node) && !$0.worker.jobs.looksEmpty
+        }
+        return readyCount.load(ordering: .acquiring) > 0
+            || (canStartJobs && (!jobs.looksEmpty || stealable))
             || (scheduler.isShuttingDown && scheduler.isFinished)
-        if workVisible { return }
-        // The timeout is a safety net only; every producer of work unparks.
-        parker.park(timeoutNanoseconds: 100_000_000)
     }
 
     /// A snapshot of this worker's counters.

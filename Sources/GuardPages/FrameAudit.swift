@@ -102,20 +102,22 @@ public struct FrameAudit: Sendable {
     /// Audits this process's executable and every object it has loaded, reading their call frame
     /// information and code in memory and their symbols from their files. Throws when the
     /// executable's own file cannot be read (/proc/self/exe).
+    ///
+    /// The loader's lock is held only while the list of objects is copied: the Swift runtime's type
+    /// lookups and the unwinder take it too. Each shared library is kept loaded while it is read by a
+    /// reference of its own (`dlopen` with `RTLD_NOLOAD`); one unloaded meanwhile is skipped.
     public static func auditLoadedObjects(logger: Logger = Logger(label: "fiberstacks.frames")) throws(StackError)
         -> FrameAudit
     {
         let walk = LoadedObjectWalk(logger: logger)
-        fs_loaded_objects_iterate(
-            { object, context in
-                guard let object, let context else { return 0 }
-                Unmanaged<LoadedObjectWalk>.fromOpaque(context).takeUnretainedValue().audit(object.pointee)
-                return 0
-            }, Unmanaged.passUnretained(walk).toOpaque())
-        return try withExtendedLifetime(walk) { () throws(StackError) in
-            if let error = walk.error { throw error }
-            return FrameAudit(records: walk.records, objects: walk.objects, malformed: walk.malformed)
+        for object in LoadedObject.all() {
+            let pinned = object.isExecutable || object.isVDSO ? nil : dlopen(object.name, RTLD_NOLOAD | RTLD_LAZY)
+            guard pinned != nil || object.isExecutable || object.isVDSO else { continue }
+            defer { if let pinned { dlclose(pinned) } }
+            walk.audit(object)
         }
+        if let error = walk.error { throw error }
+        return FrameAudit(records: walk.records, objects: walk.objects, malformed: walk.malformed)
     }
 
     /// `auditLoadedObjects()`, run once per process on first use (thread-safe) and kept: the objects a

@@ -3,8 +3,38 @@ import Glibc
 import Logging
 import SystemPackage
 
-/// The state of one `dl_iterate_phdr` walk over this process's objects: each object is audited
-/// inside the callback, while the loader lock keeps it from being unloaded.
+/// One object loaded in this process, copied out of the loader's list (`dl_iterate_phdr`).
+struct LoadedObject {
+    /// Where it is loaded, relative to its link-time addresses.
+    let bias: UInt64
+    /// Its path as the loader knows it ("" for the executable).
+    let name: String
+    /// Its program headers.
+    let headers: [Elf64_Phdr]
+
+    var isExecutable: Bool { name.isEmpty }
+    /// The kernel's virtual object, which has no file and is never unloaded.
+    var isVDSO: Bool { bias != 0 && UInt(bias) == fs_vdso_base() }
+
+    /// Every object loaded now, in the loader's order.
+    static func all() -> [LoadedObject] {
+        var objects: [LoadedObject] = []
+        withUnsafeMutablePointer(to: &objects) { list in
+            _ = fs_loaded_objects_iterate(
+                { object, context in
+                    guard let object = object?.pointee, let context, let first = object.headers else { return 0 }
+                    context.assumingMemoryBound(to: [LoadedObject].self).pointee.append(
+                        LoadedObject(
+                            bias: UInt64(object.bias), name: object.name.map { String(cString: $0) } ?? "",
+                            headers: Array(UnsafeBufferPointer(start: first, count: Int(object.header_count)))))
+                    return 0
+                }, list)
+        }
+        return objects
+    }
+}
+
+/// The state of one walk over this process's objects, audited one at a time.
 final class LoadedObjectWalk {
     private let logger: Logger
     private(set) var records: [FrameRecord] = []
@@ -17,10 +47,10 @@ final class LoadedObjectWalk {
         self.logger = logger
     }
 
-    func audit(_ object: fs_loaded_object) {
-        guard let first = object.headers else { return }
-        let headers = UnsafeBufferPointer(start: first, count: Int(object.header_count))
-        let bias = UInt64(object.bias)
+    /// Audits `object`, which must stay loaded meanwhile.
+    func audit(_ object: LoadedObject) {
+        let headers = object.headers
+        let bias = object.bias
         var space = AddressSpace()
         for header in headers where header.p_type == PT_LOAD && header.p_flags & UInt32(PF_R) != 0 {
             let start = UnsafeRawPointer(bitPattern: UInt(bias &+ header.p_vaddr))
@@ -28,8 +58,8 @@ final class LoadedObjectWalk {
             space.segments.append(AddressSpace.Segment(address: header.p_vaddr, bytes: bytes))
         }
         guard let header = headers.first(where: { $0.p_type == PT_GNU_EH_FRAME })?.p_vaddr else { return }
-        let name = object.name.map { String(cString: $0) } ?? ""
-        let isVDSO = bias != 0 && UInt(bias) == fs_vdso_base()
+        let name = object.name
+        let isVDSO = object.isVDSO
         let path = isVDSO ? "[vdso]" : name.isEmpty ? executablePath() : name
         let auditor = ObjectAuditor(object: path, machine: .host, space: space, bias: bias, logger: logger)
         if isVDSO {

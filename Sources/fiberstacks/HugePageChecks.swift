@@ -27,9 +27,10 @@ enum HugePageChecks {
             let pool = MachineCapabilities.hugePagePool(pageSize: size)
             for backing in [HugePageRequest.Backing.anonymous, .hugetlbfs()] {
                 let name = "huge/\(label(backing))-\(formatByteCount(size))"
-                let capability: Capability = backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
+                let capability: Capability =
+                    size > 2 << 20 ? .giganticPages : backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
                 if case .hugetlbfs = backing, !mounts.contains(where: { $0.pageSize == size }) {
-                    report.skip("backing", name, lacking: .hugetlbfs, "needs a hugetlbfs mount for \(formatByteCount(size)) pages "
+                    report.skip("backing", name, lacking: capability, "needs a hugetlbfs mount for \(formatByteCount(size)) pages "
                         + "(mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none /dev/hugepages-\(formatSizeOption(size)))")
                 } else if let pool, pool.available >= 1 {
                     checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), capability: capability, into: &report)

@@ -12,6 +12,8 @@ enum Capability: String, CaseIterable, Codable, Sendable {
     case hugetlbfs
     /// Anonymous hugetlb pages: a pool with free pages.
     case hugetlbAnonymous = "hugetlb-anonymous"
+    /// Huge pages larger than 2 MiB (1 GiB on x86_64): a pool with free pages, and a hugetlbfs mount for them.
+    case giganticPages = "gigantic-pages"
     /// Transparent huge pages (mode madvise or always).
     case thp
     /// libnuma and a readable NUMA topology.

@@ -50,6 +50,45 @@ struct FiberPoolTests {
         }
     }
 
+    @Test("After a burst, an idle pool shrinks back to its target and its stacks' pages go back to the OS")
+    func shrinksBackAfterBurst() throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 16 << 10))
+        let scheduler = try FiberScheduler(config: testConfig(initial: 2, target: 4, max: 1_000, allocator: slab))
+        defer { scheduler.shutdown() }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let burst = 600
+        let gate = JobCounter(1)
+        let handles = (0..<burst).map { _ in scheduler.submit { try gate.wait() } }
+        #expect(eventually { scheduler.stats.pool.inUse == burst })
+        // Every suspended fiber has touched its stack: the kernel holds at least a page of each.
+        #expect(try slab.residentBytes() >= burst * page)
+        gate.decrement()
+        for handle in handles { try handle.wait() }
+        #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 4 } })
+        for worker in scheduler.stats.workers { #expect(worker.pool.released == worker.pool.created - 4) }
+        // What mincore sees: the stacks of the 8 fibers kept, at most (released slots were madvised away).
+        let resident = try slab.residentBytes()
+        #expect(resident <= 8 * (64 << 10), "resident \(resident) bytes after shrinking")
+        #expect(scheduler.fibers.count == 8)
+    }
+
+    @Test("Each fiber's label names its id, worker, CPU and node, in the guard registry the overflow handler reads")
+    func labels() throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 16 << 10))
+        let scheduler = try FiberScheduler(config: testConfig(initial: 12, target: 12, max: 12, allocator: slab))
+        defer { scheduler.shutdown() }
+        let placements = scheduler.stats.workers.map(\.placement)
+        let fibers = scheduler.fibers
+        #expect(fibers.count == 24)
+        #expect(fibers.contains { $0.id >= 10 }, "ids of several digits")
+        for fiber in fibers {
+            let placement = placements[fiber.worker]
+            let expected = "fiber \(fiber.id) on worker \(fiber.worker) (cpu \(placement.cpu), node \(placement.node))"
+            #expect(fiber.label == expected)
+            #expect(GuardRegistry.entry(forStackAt: fiber.stack.layout.usableBottom)?.label == expected)
+        }
+    }
+
     @Test("With .fail, a job that finds the pool exhausted fails with fiberPoolExhausted")
     func failsWhenExhausted() throws {
         var config = testConfig(workers: 1, initial: 1, target: 1, max: 2)

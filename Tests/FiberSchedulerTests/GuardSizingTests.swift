@@ -31,15 +31,15 @@ struct GuardSizingTests {
     func publicCheck() throws {
         do {
             try GuardSizing.check(guardSize: 4096)
-            Issue.record("a 4 KiB guard passed, although \(largest.frame.name) has a \(largest.frame.frameBytes)-byte frame")
+            Issue.record("a 4 KiB guard passed, although \(largest.function) has a \(largest.frameBytes)-byte frame")
         } catch .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed) {
-            #expect(guardSize == 4096 && function == largest.frame.name && object == largest.frame.object)
-            #expect(frameBytes == largest.frame.frameBytes && needed == largest.guardSize && needed >= frameBytes)
+            #expect(guardSize == 4096 && function == largest.function && object == largest.object)
+            #expect(frameBytes == largest.frameBytes && needed == largest.guardSize && needed >= frameBytes)
         } catch {
             Issue.record("unexpected error: \(error)")
         }
         try GuardSizing.check(guardSize: largest.guardSize)
-        #expect(largest.guardSize <= StackRequest.defaultGuardSize, "the default guard no longer covers \(largest.frame)")
+        #expect(largest.guardSize <= StackRequest.defaultGuardSize, "the default guard no longer covers \(largest.function) (\(largest.frameBytes) B)")
     }
 
     @Test("A scheduler with a guard smaller than the largest frame does not start", arguments: [0, 1, 4096])
@@ -51,7 +51,7 @@ struct GuardSizingTests {
             scheduler.shutdown()
             Issue.record("a scheduler started with a \(guardSize)-byte guard")
         } catch .guardSmallerThanFrame(_, let function, _, let frameBytes, _) {
-            #expect(function == largest.frame.name && frameBytes == largest.frame.frameBytes)
+            #expect(function == largest.function && frameBytes == largest.frameBytes)
         } catch {
             Issue.record("unexpected error: \(error)")
         }
@@ -67,7 +67,7 @@ struct GuardSizingTests {
         let scheduler = try FiberScheduler(config: config)
         #expect(try scheduler.submit { 7 }.wait() == 7)
         scheduler.shutdown()
-        let warnings = log.all.filter { $0.level == .warning && $0.message.contains(largest.frame.name) }
+        let warnings = log.all.filter { $0.level == .warning && $0.message.contains(largest.function) }
         #expect(warnings.count == 1, "\(log.all)")
     }
 

@@ -53,7 +53,7 @@ struct CommandTests {
         let bad = try runFiberstacks(["verify", "--require", "thp,no-such-capability"])
         #expect(bad.status == 64)
         #expect(bad.standardError.contains("--require") && bad.standardError.contains("no-such-capability"))
-        #expect(bad.standardError.contains("lightweight-guards, mprotect-guards, hugetlbfs, hugetlb-anonymous, thp"))
+        #expect(bad.standardError.contains("lightweight-guards, mprotect-guards, hugetlbfs, hugetlb-anonymous, gigantic-pages, thp"))
         // Every machine lacks something: the multi-node checks skip on one node, lightweight guards
         // before Linux 6.13, the 1 GiB pool almost everywhere. Require what was skipped.
         let plain = try runTool(["verify", "--json", "--million-stacks", "100000"])

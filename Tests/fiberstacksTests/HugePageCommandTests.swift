@@ -18,7 +18,7 @@ struct HugePageCommandTests {
         for check in huge where check["status"] as? String == "skip" {
             let detail = check["detail"] as? String ?? ""
             #expect(detail.contains("/") || detail.contains("mount"), "a skip must name what is missing: \(detail)")
-            #expect(["hugetlb-anonymous", "hugetlbfs", "thp"].contains(check["capability"] as? String), "\(check)")
+            #expect(["hugetlb-anonymous", "hugetlbfs", "gigantic-pages", "thp"].contains(check["capability"] as? String), "\(check)")
         }
         // With a default-size pool, exhaustion-strict must have run and passed; without one, the
         // exhaustion row is a skip naming the missing pool. Nothing else will do.

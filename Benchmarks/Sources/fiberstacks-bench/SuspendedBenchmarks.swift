@@ -6,10 +6,11 @@ import Synchronization
 /// `suspended`: `jobs` jobs suspended at once (each waits on one shared `JobCounter`), on 2 workers with
 /// 64 KiB stacks and 64 KiB guards carved from a slab. Measured once (`reps` 1).
 ///
-/// `extra`: `suspend_s` (from the first submit until every job has started and is about to wait),
+/// `extra`: `suspend_s` (from the first submit until the workers have suspended every job),
 /// `resume_s` (from the release until every job is done), `rss_per_fiber_bytes` (VmRSS growth with all
 /// suspended, over `jobs`), `page_table_bytes` (VmPTE growth), and `rss_after_ratio` (VmRSS after
-/// shutdown over VmRSS before the scheduler started). The Go peer (a million goroutines blocked on one
+/// shutdown and the slab's `trim()` over VmRSS before the scheduler started; the guard registry keeps
+/// its entries for stacks ever registered). The Go peer (a million goroutines blocked on one
 /// channel) is a skip unless `go` is installed.
 enum SuspendedBenchmarks {
     /// The longest the section waits for the jobs to suspend or to finish.
@@ -18,12 +19,13 @@ enum SuspendedBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
         let jobs = recorder.suspendedJobs
         let rssStart = try SystemFile.processStatusBytes("VmRSS")
-        var config = FiberConfig(allocator: try SlabStackAllocator(logger: benchLogger))
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10), logger: benchLogger)
+        var config = FiberConfig(allocator: slab)
         config.stackSize = 64 << 10
         config.workerCount = 2
         config.initialPoolSize = 16
         config.targetPoolSize = 16
-        config.maxPoolSize = jobs
+        config.maxPoolSize = max(jobs, config.targetPoolSize)
         config.logger = benchLogger
         var extra: [String: Double] = ["jobs": Double(jobs)]
         do {
@@ -36,12 +38,13 @@ enum SuspendedBenchmarks {
             let start = nanoseconds()
             for _ in 0..<jobs {
                 scheduler.submit(counter: done) {
-                    progress.started.add(1, ordering: .relaxed)
                     try gate.wait()
                     progress.finished.add(1, ordering: .relaxed)
                 }
             }
-            try waitUntil("all \(jobs) jobs started") { progress.started.load(ordering: .relaxed) == jobs }
+            try waitUntil("all \(jobs) jobs suspended") {
+                scheduler.stats.workers.map(\.suspensions).reduce(0, +) >= jobs
+            }
             let suspended = nanoseconds() - start
             let (rssLive, pteLive) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
             let release = nanoseconds()
@@ -54,6 +57,7 @@ enum SuspendedBenchmarks {
             extra["rss_per_fiber_bytes"] = Double(rssLive - rssBefore) / Double(jobs)
             extra["page_table_bytes"] = Double(pteLive - pteBefore)
         }
+        _ = slab.trim()
         extra["rss_after_ratio"] = Double(try SystemFile.processStatusBytes("VmRSS")) / Double(rssStart)
         recorder.add(BenchResult(
             section: .suspended, name: "suspended_jobs", params: ["workers": 2, "size": 64 << 10, "jobs": jobs],
@@ -61,9 +65,8 @@ enum SuspendedBenchmarks {
         recorder.skip(.suspended, "go_goroutines", because: goUnavailable())
     }
 
-    /// How many jobs have started, and finished.
+    /// How many jobs have finished.
     final class Progress: Sendable {
-        let started = Atomic<Int>(0)
         let finished = Atomic<Int>(0)
     }
 

@@ -54,6 +54,15 @@ bool fs_sanitizer_address_enabled(void);
 void *fs_current_worker(void);
 void fs_set_current_worker(void *worker);
 
+/* A spin-wait hint (x86 PAUSE, arm64 YIELD): an idle worker polls for work briefly before it parks. */
+static inline void fs_cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif
