@@ -52,7 +52,7 @@ struct FiberPoolTests {
 
     @Test("After a burst, an idle pool shrinks back to its target and its stacks' pages go back to the OS")
     func shrinksBackAfterBurst() throws {
-        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 16 << 10))
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10))
         let scheduler = try FiberScheduler(config: testConfig(initial: 2, target: 4, max: 1_000, allocator: slab))
         defer { scheduler.shutdown() }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -74,7 +74,7 @@ struct FiberPoolTests {
 
     @Test("Each fiber's label names its id, worker, CPU and node, in the guard registry the overflow handler reads")
     func labels() throws {
-        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 16 << 10))
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10))
         let scheduler = try FiberScheduler(config: testConfig(initial: 12, target: 12, max: 12, allocator: slab))
         defer { scheduler.shutdown() }
         let placements = scheduler.stats.workers.map(\.placement)

@@ -46,11 +46,19 @@ enum Subject: CustomStringConvertible {
             placement: pool.stack.placement)
     }
 
-    /// The error the model expects the configuration to be refused with, first rule first.
+    /// The error the model expects the configuration to be refused with, first rule first. Configuration
+    /// errors name the type and the field; values and ranges are the allocator's wording.
     var configurationError: StackError? {
-        func sizesError(_ usable: Int, _ guardSize: Int) -> StackError? {
+        func invalid(_ type: String, _ field: String) -> StackError {
+            .invalidConfiguration(type: type, field: field, value: "", allowed: "")
+        }
+        func sizesError(_ usable: Int, _ guardSize: Int, _ type: String, prefix: String) -> StackError? {
             if case .failure(let error) = Result(catching: { () throws(StackError) in try StackSizes(usable: usable, guard: guardSize) }) {
-                return error
+                switch error {
+                case .invalidSize: return invalid(type, prefix + "usableSize")
+                case .invalidGuard: return invalid(type, prefix + "guardSize")
+                default: return error
+                }
             }
             return nil
         }
@@ -58,26 +66,31 @@ enum Subject: CustomStringConvertible {
         case .mmap:
             return nil
         case .slab(let configuration):
-            if let error = sizesError(configuration.usableSize, configuration.guardSize) { return error }
+            let type = "SlabStackAllocator.Configuration"
+            if let error = sizesError(configuration.usableSize, configuration.guardSize, type, prefix: "") { return error }
             let sizes = try! StackSizes(usable: configuration.usableSize, guard: configuration.guardSize)
-            let region = Int128(sizes.total) * Int128(configuration.stacksPerRegion)
-            if configuration.stacksPerRegion <= 0 || configuration.stacksPerRegion > Int(UInt32.max)
-                || region > Int128(SlabStackAllocator.Configuration.maximumRegionSize)
-            {
-                return .invalidSize(requested: configuration.stacksPerRegion, reason: "")
+            let mostStacks = min(Int(UInt32.max), SlabStackAllocator.Configuration.maximumRegionSize / sizes.total)
+            if configuration.stacksPerRegion <= 0 || configuration.stacksPerRegion > mostStacks {
+                return invalid(type, "stacksPerRegion")
             }
-            if configuration.retainedEmptyRegions < 0 { return .invalidSize(requested: configuration.retainedEmptyRegions, reason: "") }
-            if configuration.mapCountReserve < 0 { return .invalidSize(requested: configuration.mapCountReserve, reason: "") }
+            if configuration.retainedEmptyRegions < 0 { return invalid(type, "retainedEmptyRegions") }
+            if configuration.mapCountReserve < 0 { return invalid(type, "mapCountReserve") }
             return nil
-        case .pool(let configuration, _):
-            if let error = sizesError(configuration.stack.usableSize, configuration.stack.guardSize) { return error }
-            if configuration.minimumIdle < 0 || configuration.maximumIdle < configuration.minimumIdle {
-                return .invalidSize(requested: configuration.maximumIdle, reason: "")
+        case .pool(let configuration, let innerMmap):
+            let type = "PooledStackAllocator.Configuration"
+            // Without an mmap allocator inside, the inner slab is made first and refuses bad sizes itself.
+            let sizesError =
+                innerMmap == nil
+                ? sizesError(configuration.stack.usableSize, configuration.stack.guardSize, "SlabStackAllocator.Configuration", prefix: "")
+                : sizesError(configuration.stack.usableSize, configuration.stack.guardSize, type, prefix: "stack.")
+            if let sizesError { return sizesError }
+            if configuration.maximumIdle < 0 { return invalid(type, "maximumIdle") }
+            if configuration.minimumIdle < 0 || configuration.minimumIdle > configuration.maximumIdle {
+                return invalid(type, "minimumIdle")
             }
-            if configuration.threadCacheSize < 0 { return .invalidSize(requested: configuration.threadCacheSize, reason: "") }
-            if let watermark = configuration.hotWatermark, watermark.bytes < 0 {
-                return .invalidSize(requested: watermark.bytes, reason: "")
-            }
+            if configuration.threadCacheSize < 0 || configuration.threadCacheSize > 1 << 16 { return invalid(type, "threadCacheSize") }
+            if configuration.idlePeriod < .zero { return invalid(type, "idlePeriod") }
+            if let watermark = configuration.hotWatermark, watermark.bytes < 0 { return invalid(type, "hotWatermark.bytes") }
             return nil
         }
     }

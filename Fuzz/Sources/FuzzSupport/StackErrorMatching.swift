@@ -9,6 +9,8 @@ extension StackError {
             (.invalidSize(let a, _), .invalidSize(let b, _)),
             (.invalidGuard(let a, _), .invalidGuard(let b, _)):
             return a == b
+        case (.invalidConfiguration(let type, let field, _, _), .invalidConfiguration(let expectedType, let expectedField, _, _)):
+            return type == expectedType && field == expectedField
         default:
             return self == expected
         }
