@@ -37,7 +37,7 @@ const int FS_MAP_HUGE_SHIFT = MAP_HUGE_SHIFT;
 const int FS_MFD_HUGETLB = (int)MFD_HUGETLB;
 const int FS_MFD_CLOEXEC = (int)MFD_CLOEXEC;
 
-__thread void *fs_pool_thread_table = NULL;
+__thread void *fs_pool_thread_table __attribute__((tls_model("initial-exec"))) = NULL;
 
 int fs_memfd_create(const char *name, unsigned int flags) {
     return memfd_create(name, flags);

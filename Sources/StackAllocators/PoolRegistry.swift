@@ -18,7 +18,7 @@ enum PoolRegistry {
         /// The pool's id (never reused: a stale cache of a dead pool at the same index does not match).
         let id: UInt64
         /// The pool, unretained: it unregisters in its deinit, under the lock.
-        var pool: Unmanaged<PooledStackAllocator>?
+        var pool: Unmanaged<PoolCore>?
         /// Caches threads made for the pool.
         var caches: [PoolThreadCacheReference] = []
     }
@@ -97,7 +97,10 @@ enum PoolRegistry {
             // A pool's index is reused only after the previous pool's deinit emptied and unregistered this.
             free(stale)
         }
-        let cache = UnsafeMutablePointer<PoolThreadCache>.allocate(capacity: 1)
+        // Lines of its own: another thread's cache never shares one with it.
+        let cache = UnsafeMutableRawPointer.allocate(
+            byteCount: (MemoryLayout<PoolThreadCache>.stride + 127) & ~127, alignment: 128
+        ).bindMemory(to: PoolThreadCache.self, capacity: 1)
         cache.initialize(to: PoolThreadCache(poolID: poolID, capacity: capacity))
         table.pointee.caches[index] = cache
         state.withLock { state in
@@ -140,7 +143,7 @@ enum PoolRegistry {
     }
 
     /// Records the pool object for its index once it is fully initialized.
-    static func attach(_ pool: PooledStackAllocator, index: Int) {
+    static func attach(_ pool: PoolCore, index: Int) {
         state.withLock { state in
             state.entries[index]!.pool = Unmanaged.passUnretained(pool)
         }

@@ -12,11 +12,12 @@ struct PoolSlot: ~Copyable {
 /// orders the write before the read. A slot is emptied by whoever removed its id from the depot, under the
 /// lock. Hence `@unchecked Sendable`: the pool's lock and ownership rules, not the type, make it safe.
 ///
-/// Each slot also has a lending state, an atomic word: a generation, bumped each time the slot is handed
-/// out, and whether it is handed out now. The pooled `Stack`'s tag carries the slot id (low 32 bits) and
-/// the generation (high 32): a release is honoured only when it takes the slot from handed out to idle
-/// for that generation, so a stack released twice, or a stale or made-up descriptor, never puts a slot
-/// into a cache a second time.
+/// Each slot also has a lending state, an atomic word on a cache line of its own (two threads using
+/// neighbouring slots do not share a line): a generation, bumped each time the slot is handed out, whether
+/// it is handed out now, and whether a `close()` of the pool counted it as an orphan. The pooled `Stack`'s
+/// tag carries the slot id (low 32 bits) and the generation (high 32). Only the thread that took the slot
+/// from a cache or the depot writes it when lending (a plain store); the release and `close()` race on it,
+/// so both use compare-and-exchange, and exactly one of them decides whether the release uncounts an orphan.
 struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     /// Slots per chunk.
     static let chunkSize = 1 << 12
@@ -26,8 +27,21 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     static var capacity: Int { chunkSize * maximumChunks }
 
     private let directory: UnsafeMutablePointer<UnsafeMutablePointer<PoolSlot>?>
-    /// Lending states, chunked like `directory`: generation << 1 | handed out.
+    /// Lending states, chunked like `directory`, one per `stateStride` words: generation << 2 | orphaned
+    /// << 1 | handed out.
     private let states: UnsafeMutablePointer<UnsafeMutablePointer<Atomic<UInt64>>?>
+    /// Words per lending state: a 64-byte cache line.
+    private static let stateStride = 8
+    private static let lent: UInt64 = 1
+    private static let orphaned: UInt64 = 2
+
+    /// What `settle` found.
+    enum Settled {
+        /// Handed out and not orphaned: now idle.
+        case returned
+        /// Handed out and counted as an orphan: now idle, and the caller uncounts it.
+        case orphaned
+    }
 
     init() {
         directory = .allocate(capacity: Self.maximumChunks)
@@ -41,7 +55,7 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
         for index in 0..<Self.maximumChunks {
             directory[index]?.deallocate()
             if let chunk = states[index] {
-                chunk.deinitialize(count: Self.chunkSize)
+                chunk.deinitialize(count: Self.chunkSize * Self.stateStride)
                 chunk.deallocate()
             }
         }
@@ -55,33 +69,49 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     @inline(__always)
     func lend(_ slot: UInt32) -> StackDescriptor {
         let state = lendingState(of: slot).unsafelyUnwrapped
-        let generation = UInt64(UInt32(truncatingIfNeeded: state.pointee.load(ordering: .relaxed) >> 1) &+ 1)
-        state.pointee.store(generation << 1 | 1, ordering: .relaxed)
+        let generation = UInt64(UInt32(truncatingIfNeeded: state.pointee.load(ordering: .relaxed) >> 2) &+ 1)
+        state.pointee.store(generation << 2 | Self.lent, ordering: .relaxed)
         let inner = address(of: slot).pointee.inner.descriptor
         return StackDescriptor(
             layout: inner.layout, guardMechanism: inner.guardMechanism, node: inner.node,
             tag: UInt(generation) << 32 | UInt(slot))
     }
 
-    /// Takes back the slot of a released pooled stack: its id if `descriptor` is exactly what `lend`
-    /// returned for it and it is still handed out (now it is not); nil otherwise, with nothing changed.
-    func reclaim(_ descriptor: StackDescriptor) -> UInt32? {
-        let slot = UInt32(truncatingIfNeeded: descriptor.tag)
-        guard let state = lendingState(of: slot) else { return nil }
-        let lent = UInt64(descriptor.tag >> 32) << 1 | 1
-        guard descriptor.tag >> 32 <= UInt32.max,
-            state.pointee.compareExchange(expected: lent, desired: lent & ~1, ordering: .acquiringAndReleasing).exchanged
-        else { return nil }
-        // Handed out until the exchange: filled. A descriptor with the right tag but other addresses
-        // is refused, and the slot stays handed out to its real owner.
-        let inner = address(of: slot).pointee.inner.descriptor
-        guard inner.layout == descriptor.layout, inner.guardMechanism == descriptor.guardMechanism,
-            inner.node == descriptor.node
-        else {
-            state.pointee.store(lent, ordering: .relaxed)
-            return nil
+    /// Marks idle the slot of a pooled stack coming back, whose `descriptor` is what `lend` returned: a
+    /// pooled stack comes back once, so the slot is handed out for that generation, orphaned or not.
+    @inline(__always)
+    func settle(_ descriptor: StackDescriptor) -> Settled {
+        let state = lendingState(of: UInt32(truncatingIfNeeded: descriptor.tag)).unsafelyUnwrapped
+        let idle = UInt64(descriptor.tag >> 32) << 2
+        if state.pointee.compareExchange(expected: idle | Self.lent, desired: idle, ordering: .releasing).exchanged {
+            return .returned
         }
-        return slot
+        // Only a `close()` changes a handed-out slot, and only to orphaned; nobody changes it after that.
+        precondition(
+            state.pointee.load(ordering: .relaxed) == idle | Self.lent | Self.orphaned,
+            "a pooled stack came back whose slot is not handed out: its Stack was copied as raw memory")
+        state.pointee.store(idle, ordering: .releasing)
+        return .orphaned
+    }
+
+    /// Marks every slot below `count` that is handed out and not yet orphaned as orphaned; returns how
+    /// many it marked. Called under the depot lock (chunks are added under it).
+    func orphanLent(below count: Int) -> Int {
+        var marked = 0
+        for slot in 0..<UInt32(count) {
+            guard let state = lendingState(of: slot) else { continue }
+            var current = state.pointee.load(ordering: .acquiring)
+            while current & Self.lent != 0, current & Self.orphaned == 0 {
+                let (exchanged, found) = state.pointee.compareExchange(
+                    expected: current, desired: current | Self.orphaned, ordering: .acquiringAndReleasing)
+                if exchanged {
+                    marked += 1
+                    break
+                }
+                current = found
+            }
+        }
+        return marked
     }
 
     /// The inner descriptor of `slot`, which must be filled.
@@ -93,8 +123,10 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     func fill(_ slot: UInt32, with inner: consuming Stack) {
         let chunk = Int(slot) >> 12
         if directory[chunk] == nil {
-            let lending = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: Self.chunkSize)
-            for index in 0..<Self.chunkSize { (lending + index).initialize(to: Atomic(0)) }
+            let words = Self.chunkSize * Self.stateStride
+            let lending = UnsafeMutableRawPointer.allocate(byteCount: words * 8, alignment: 64)
+                .bindMemory(to: Atomic<UInt64>.self, capacity: words)
+            for index in 0..<words { (lending + index).initialize(to: Atomic(0)) }
             states[chunk] = lending
             directory[chunk] = .allocate(capacity: Self.chunkSize)
         }
@@ -110,7 +142,7 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     @inline(__always)
     private func lendingState(of slot: UInt32) -> UnsafeMutablePointer<Atomic<UInt64>>? {
         guard Int(slot) < Self.capacity, let chunk = states[Int(slot) >> 12] else { return nil }
-        return chunk + Int(slot & UInt32(Self.chunkSize - 1))
+        return chunk + Int(slot & UInt32(Self.chunkSize - 1)) * Self.stateStride
     }
 
     @inline(__always)

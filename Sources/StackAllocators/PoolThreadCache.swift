@@ -30,7 +30,10 @@ struct PoolThreadCache: ~Copyable {
     init(poolID: UInt64, capacity: Int) {
         self.poolID = poolID
         self.capacity = capacity
-        entries = .allocate(capacity: Swift.max(capacity, 1))
+        // Lines of its own, like the cache header (see `PoolRegistry.makeCache`).
+        let bytes = (Swift.max(capacity, 1) * MemoryLayout<UInt32>.stride + 127) & ~127
+        entries = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 128)
+            .bindMemory(to: UInt32.self, capacity: bytes / MemoryLayout<UInt32>.stride)
         acquired = GuardCounters()
         released = GuardCounters()
         lastDecay = CoarseClock.now()

@@ -1,158 +1,62 @@
-import Glibc
 import Logging
-import SystemPackage
 
 /// A cache of stacks over any allocator: a per-thread cache with no lock on the hot path, a shared depot
 /// behind a mutex, a floor and a cap, and trimming of stacks that stayed idle for `idlePeriod`.
 ///
 /// The pool owns the inner allocator's `Stack`s and hands out `Stack`s of its own for them (same memory,
-/// same guard; the tag holds the pool's slot id and a generation, checked on release). Releasing one puts it in the releasing thread's cache: a load
-/// and a store, no lock, no syscall, unless the configuration asks for a scrub or a watermark on every
-/// release. A thread's cache overflows half of itself into the depot, refills half of itself from it,
-/// and decays: stacks that sat unused below its low-water mark for `idlePeriod` move to the depot.
+/// same guard). Releasing one puts it in the releasing thread's cache: a few loads and stores, one
+/// compare-and-exchange, no lock, no syscall, unless the configuration asks for a scrub or a watermark on
+/// every release. A thread's cache overflows half of itself into the depot, refills half of itself from
+/// it, and decays: stacks that sat unused below its low-water mark for `idlePeriod` move to the depot.
 /// The depot keeps at most `maximumIdle` stacks and gives back to the inner allocator those idle for
 /// `idlePeriod`, down to `minimumIdle`. A thread's cache is handed to the depot when the thread exits.
+///
+/// A pooled `Stack` holds no reference to the pool (a retain and a release would cost more than the rest
+/// of an acquire and release). The pool stays alive anyway: when this object is dropped while stacks are
+/// out, the pool keeps itself until the last of them comes back, and a stack's `allocator` is a new handle
+/// on the same pool. Only stacks the pool handed out are taken back: a `Stack` built with
+/// `Stack.init(descriptor:allocator:)` for this pool is refused when released (logged, counted in
+/// `refusedReleases`).
 ///
 /// Guards are the inner allocator's and stay in place while a stack is pooled: releasing a pooled stack
 /// never unmaps it. See docs/slab-and-pools.md for the watermark (`MADV_DONTNEED`) and scrub choices.
 public final class PooledStackAllocator: StackAllocator, StackStatsReporting, StackResidencyReporting {
+    /// The pool this handle is on.
+    let core: PoolCore
+
     /// Where the pooled stacks come from and go back to.
-    public let inner: any StackAllocator
+    public var inner: any StackAllocator { core.inner }
     /// The configuration the pool was made with.
-    public let configuration: Configuration
+    public var configuration: Configuration { core.configuration }
     /// Sizes of the pooled stacks (validated and rounded).
-    public let sizes: StackSizes
-    private let logger: Logger
-    private let key: pthread_key_t
-    private let registryIndex: Int
-    private let poolID: UInt64
-    private let slots = PoolSlotTable()
-    private let depot = Lock(PoolDepot())
-    /// Trims, prefault failures, hygiene failures, bytes reserved.
-    private let recorder = StackStatsRecorder(reservesPerStack: false)
-    /// Operations of threads without a cache, and of caches whose thread exited.
-    private let sharedAcquired = GuardCounters()
-    private let sharedReleased = GuardCounters()
-    /// Whether a release scrubs or discards (the configuration asks for work on every release).
-    private let cleansEveryRelease: Bool
-    /// `configuration.idlePeriod` in `CoarseClock` nanoseconds.
-    private let idleNanoseconds: Int64
+    public var sizes: StackSizes { core.sizes }
 
     /// A pool over `inner`. Makes `minimumIdle` stacks now; throws what `inner` throws for them, or a
     /// typed error for an invalid configuration.
-    public init(
+    public convenience init(
         wrapping inner: any StackAllocator, _ configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "fiberstacks.pool")
     ) throws(StackError) {
-        sizes = try configuration.validated()
-        switch PoolRegistry.key {
-        case .success(let key): self.key = key
-        case .failure(let errno):
-            throw .capabilityMissing(
-                "a pthread key for the pools' thread caches (\(errno))",
-                fix: "the process used all PTHREAD_KEYS_MAX (1024) thread-specific keys; delete unused ones")
-        }
-        self.inner = inner
-        self.configuration = configuration
-        cleansEveryRelease = configuration.scrubOnRelease || configuration.hotWatermark?.timing == .everyRelease
-        idleNanoseconds = CoarseClock.nanoseconds(configuration.idlePeriod)
-        self.logger = logger
-        (registryIndex, poolID) = PoolRegistry.register()
-        PoolRegistry.attach(self, index: registryIndex)
-        for _ in 0..<configuration.minimumIdle {
-            // Into the depot one by one: if a later one throws, deinit gives these back.
-            let slot = try makeStack(prefault: configuration.stack.prefault)
-            depot.withLock { $0.put(CollectionOfOne(slot), now: CoarseClock.now()) }
-        }
+        self.init(core: try PoolCore(wrapping: inner, configuration, logger: logger))
+    }
+
+    /// A handle on an existing pool (a pooled stack's `allocator`).
+    init(core: PoolCore) {
+        self.core = core
     }
 
     deinit {
-        // No pooled stack is handed out (each holds the pool): every stack is idle in a cache or the depot.
-        PoolRegistry.unregister(index: registryIndex) { cache in absorb(cache, discarding: false) }
-        let all = depot.withLock { depot in
-            var all: [UInt32] = []
-            _ = depot.take(upTo: depot.idle.count) { all.append($0) }
-            return all
-        }
-        retire(all, trimmed: false)
+        core.close()
     }
-
-    // MARK: - StackAllocator
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        if request.usableSize != configuration.stack.usableSize || request.guardSize != configuration.stack.guardSize
-            || request.pages != configuration.stack.pages || request.placement != configuration.stack.placement
-        {
-            try accept(request)
-        }
-        let cache = localCache()
-        let slot: UInt32
-        if let cache {
-            let count = cache.pointee.count.load(ordering: .relaxed)
-            if count > 0 {
-                slot = cache.pointee.entries[count - 1]
-                cache.pointee.count.store(count - 1, ordering: .relaxed)
-                if count - 1 < cache.pointee.lowWater { cache.pointee.lowWater = count - 1 }
-            } else {
-                slot = try refill(cache)
-            }
-        } else {
-            slot = try takeShared()
-        }
-        if request.prefault.strategy != .none {
-            do {
-                try Prefault.apply(request.prefault, to: slots.inner(slot).layout, logger: logger)
-            } catch {
-                // Back to the inner allocator, not to the cache: it may be the stack just made for this call.
-                recorder.recordPrefaultFailure()
-                retire([slot], trimmed: false)
-                throw error
-            }
-        }
-        let descriptor = slots.lend(slot)
-        if let cache {
-            cache.pointee.acquired.incrementFromOwner(descriptor.guardMechanism)
-        } else {
-            sharedAcquired.add(descriptor.guardMechanism, 1)
-        }
-        return Stack(descriptor: descriptor, allocator: self)
+        try core.allocate(request)
     }
 
-    /// Refuses (logs, counts in `refusedReleases`, caches nothing) a descriptor that is not a stack this
-    /// pool has handed out and not taken back, tag included: see `StackAllocator` on what that protects
-    /// against. The check is one atomic compare-and-exchange on the slot's lending state.
+    /// Refuses the release: the pool's own stacks never come back this way (see the type's documentation).
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        guard let slot = slots.reclaim(descriptor) else {
-            recorder.recordRefusedRelease(descriptor, allocator: "pool", logger: logger)
-            return
-        }
-        if cleansEveryRelease, !prepareForNextOwner(descriptor.layout) {
-            // Not clean: it must not reach another owner. The inner allocator takes it back.
-            if let cache = localCache() {
-                cache.pointee.released.incrementFromOwner(descriptor.guardMechanism)
-            } else {
-                sharedReleased.add(descriptor.guardMechanism, 1)
-            }
-            retire([slot], trimmed: false)
-            return
-        }
-        guard let cache = localCache() else {
-            sharedReleased.add(descriptor.guardMechanism, 1)
-            deposit(CollectionOfOne(slot))
-            return
-        }
-        cache.pointee.released.incrementFromOwner(descriptor.guardMechanism)
-        let count = cache.pointee.count.load(ordering: .relaxed)
-        if count < cache.pointee.capacity {
-            cache.pointee.entries[count] = slot
-            cache.pointee.count.store(count + 1, ordering: .relaxed)
-        } else {
-            overflow(cache, adding: slot)
-        }
-        tick(cache)
+        core.release(descriptor, token: token)
     }
-
-    // MARK: - Trimming, statistics
 
     /// Moves the calling thread's cached stacks to the depot (discarding below the watermark), then gives
     /// back to the inner allocator the depot's stacks idle for `idlePeriod` or longer, keeping
@@ -160,289 +64,15 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// operations and are emptied when their threads exit.
     @discardableResult
     public func trim() -> Int {
-        var trimmed = 0
-        if let cache = existingLocalCache() {
-            let count = cache.pointee.count.load(ordering: .relaxed)
-            trimmed += deposit(UnsafeBufferPointer(start: cache.pointee.entries, count: count))
-            cache.pointee.count.store(0, ordering: .relaxed)
-            cache.pointee.lowWater = 0
-        }
-        trimmed += giveBack(depot.withLock { depot in
-            depot.expire(
-                now: CoarseClock.now(), period: idleNanoseconds, floor: configuration.minimumIdle,
-                cap: configuration.maximumIdle, force: true)
-        })
-        return trimmed
+        core.trim()
     }
 
     /// Counters; `cached` counts idle stacks in the depot and in every thread's cache, `bytesReserved`
     /// the stacks the pool holds (handed out and idle).
-    public var stats: StackAllocatorStats {
-        var stats = recorder.snapshot
-        var cached = 0
-        var acquired: [GuardMechanism: Int] = [:]
-        var released: [GuardMechanism: Int] = [:]
-        for mechanism in GuardMechanism.allCases {
-            acquired[mechanism] = sharedAcquired.value(mechanism)
-            released[mechanism] = sharedReleased.value(mechanism)
-        }
-        PoolRegistry.forEachCache(index: registryIndex) { cache in
-            cached += cache.pointee.count.load(ordering: .relaxed)
-            for mechanism in GuardMechanism.allCases {
-                acquired[mechanism]! += cache.pointee.acquired.value(mechanism)
-                released[mechanism]! += cache.pointee.released.value(mechanism)
-            }
-        }
-        stats.cached = cached + depot.withLock { $0.idle.count }
-        stats.allocations = acquired.values.reduce(0, +)
-        stats.releases = released.values.reduce(0, +)
-        stats.liveByGuard = [:]
-        for mechanism in GuardMechanism.allCases where acquired[mechanism]! != released[mechanism]! {
-            stats.liveByGuard[mechanism] = acquired[mechanism]! - released[mechanism]!
-        }
-        return stats
-    }
+    public var stats: StackAllocatorStats { core.stats }
 
     /// Resident bytes of every stack the pool holds, handed out or idle (mincore, one call per stack).
     public func residentBytes() throws(StackError) -> Int {
-        try depot.withLock { (depot) throws(StackError) -> Int in
-            var total = 0
-            for slot in depot.heldSlots {
-                let layout = slots.inner(slot).layout
-                total += try StackAllocators.residentBytes(in: layout.base..<layout.top)
-            }
-            return total
-        }
-    }
-
-    // MARK: - Thread caches
-
-    /// The calling thread's cache for this pool: a thread-local load and three more when it exists.
-    /// Nil when caches are disabled (`threadCacheSize` 0) or the thread's table could not be stored.
-    @inline(__always)
-    private func localCache() -> UnsafeMutablePointer<PoolThreadCache>? {
-        if let cache = existingLocalCache() { return cache }
-        guard configuration.threadCacheSize > 0 else { return nil }
-        return PoolRegistry.makeCache(
-            key: key, index: registryIndex, poolID: poolID, capacity: configuration.threadCacheSize)
-    }
-
-    @inline(__always)
-    private func existingLocalCache() -> UnsafeMutablePointer<PoolThreadCache>? {
-        guard let table = PoolRegistry.currentTable,
-            registryIndex < table.pointee.capacity, let cache = table.pointee.caches[registryIndex],
-            cache.pointee.poolID == poolID
-        else { return nil }
-        return cache
-    }
-
-    /// Every 256th release into a cache, looks at the clock and, once `idlePeriod` has passed, moves the
-    /// stacks below the cache's low-water mark (unused for the whole period) to the depot.
-    @inline(__always)
-    private func tick(_ cache: UnsafeMutablePointer<PoolThreadCache>) {
-        cache.pointee.ticks &+= 1
-        if cache.pointee.ticks & 255 == 0 { decay(cache) }
-    }
-
-    private func decay(_ cache: UnsafeMutablePointer<PoolThreadCache>) {
-        let now = CoarseClock.now()
-        guard now &- cache.pointee.lastDecay >= idleNanoseconds else { return }
-        cache.pointee.lastDecay = now
-        let idle = cache.pointee.lowWater
-        let count = cache.pointee.count.load(ordering: .relaxed)
-        if idle > 0 {
-            depositBottom(of: cache, idle, count: count)
-        }
-        cache.pointee.lowWater = count - idle
-    }
-
-    /// A full cache sends its older half to the depot, then takes `slot`.
-    private func overflow(_ cache: UnsafeMutablePointer<PoolThreadCache>, adding slot: UInt32) {
-        let count = cache.pointee.count.load(ordering: .relaxed)
-        let moving = Swift.max(1, count / 2)
-        depositBottom(of: cache, moving, count: count)
-        cache.pointee.entries[count - moving] = slot
-        cache.pointee.count.store(count - moving + 1, ordering: .relaxed)
-        cache.pointee.lowWater = Swift.min(cache.pointee.lowWater, count - moving)
-    }
-
-    /// Moves the `moving` oldest entries of a cache holding `count` to the depot and shifts the rest down.
-    private func depositBottom(of cache: UnsafeMutablePointer<PoolThreadCache>, _ moving: Int, count: Int) {
-        let entries = cache.pointee.entries
-        deposit(UnsafeBufferPointer(start: entries, count: moving))
-        entries.update(from: entries + moving, count: count - moving)
-        cache.pointee.count.store(count - moving, ordering: .relaxed)
-    }
-
-    /// An empty cache takes half its capacity from the depot (warmest first) and returns one of them;
-    /// with an empty depot, a new stack from the inner allocator.
-    private func refill(_ cache: UnsafeMutablePointer<PoolThreadCache>) throws(StackError) -> UInt32 {
-        let batch = Swift.max(1, cache.pointee.capacity / 2)
-        let entries = cache.pointee.entries
-        let (taken, expired) = depot.withLock { depot in
-            let expired = depotExpiry(&depot)
-            var index = 0
-            let taken = depot.take(upTo: batch) { slot in
-                entries[index] = slot
-                index += 1
-            }
-            return (taken, expired)
-        }
-        giveBack(expired)
-        guard taken > 0 else { return try makeStack(prefault: .none) }
-        // The warmest was taken last: hand it out, keep the rest.
-        cache.pointee.count.store(taken - 1, ordering: .relaxed)
-        return entries[taken - 1]
-    }
-
-    // MARK: - Depot
-
-    /// Without a thread cache: one stack from the depot, or a new one.
-    private func takeShared() throws(StackError) -> UInt32 {
-        let (taken, expired) = depot.withLock { depot in
-            let expired = depotExpiry(&depot)
-            var taken: UInt32?
-            _ = depot.take(upTo: 1) { taken = $0 }
-            return (taken, expired)
-        }
-        giveBack(expired)
-        if let taken { return taken }
-        return try makeStack(prefault: .none)
-    }
-
-    /// Puts idle stacks in the depot (after discarding below the watermark when that happens on deposit),
-    /// then gives back what exceeds the cap and what the periodic trim pass finds idle too long. Returns
-    /// how many were trimmed.
-    @discardableResult
-    private func deposit<Slots: Collection<UInt32>>(_ idle: Slots) -> Int {
-        guard !idle.isEmpty else { return 0 }
-        if let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
-            for slot in idle { _ = discard(slots.inner(slot).layout, keeping: watermark.bytes) }
-        }
-        return giveBack(depot.withLock { depot in
-            depot.put(idle, now: CoarseClock.now())
-            return depotExpiry(&depot)
-        })
-    }
-
-    /// Gives back to the inner allocator what a depot pass expired; returns how many were trims.
-    @discardableResult
-    private func giveBack(_ expired: (overCap: [UInt32], trimmed: [UInt32])) -> Int {
-        retire(expired.overCap, trimmed: false)
-        retire(expired.trimmed, trimmed: true)
-        return expired.trimmed.count
-    }
-
-    /// What the depot must give back now: stacks over the cap, and, once per `idlePeriod`, stacks idle
-    /// that long above the floor.
-    private func depotExpiry(_ depot: inout PoolDepot) -> (overCap: [UInt32], trimmed: [UInt32]) {
-        depot.expire(
-            now: CoarseClock.now(), period: idleNanoseconds, floor: configuration.minimumIdle,
-            cap: configuration.maximumIdle, force: false)
-    }
-
-    /// Takes the stacks of a cache whose thread exited, or of every cache when the pool dies (called under
-    /// the registry lock). Counts fold into the shared counters.
-    func absorb(exitingCache cache: UnsafeMutablePointer<PoolThreadCache>) {
-        for mechanism in GuardMechanism.allCases {
-            sharedAcquired.add(mechanism, cache.pointee.acquired.value(mechanism))
-            sharedReleased.add(mechanism, cache.pointee.released.value(mechanism))
-        }
-        absorb(cache, discarding: true)
-    }
-
-    /// Moves a cache's entries to the depot, discarding below the watermark if asked and configured.
-    private func absorb(_ cache: UnsafeMutablePointer<PoolThreadCache>, discarding: Bool) {
-        let count = cache.pointee.count.load(ordering: .relaxed)
-        let entries = Array(UnsafeBufferPointer(start: cache.pointee.entries, count: count))
-        cache.pointee.count.store(0, ordering: .relaxed)
-        if discarding, let watermark = configuration.hotWatermark, watermark.timing == .whenDeposited {
-            for slot in entries { _ = discard(slots.inner(slot).layout, keeping: watermark.bytes) }
-        }
-        depot.withLock { $0.put(entries, now: CoarseClock.now()) }
-    }
-
-    // MARK: - Inner stacks
-
-    /// Takes a new stack from the inner allocator into a free slot.
-    private func makeStack(prefault: PrefaultPolicy) throws(StackError) -> UInt32 {
-        let request = StackRequest(
-            usableSize: sizes.usable, guardSize: sizes.guardSize, pages: configuration.stack.pages, prefault: prefault,
-            placement: configuration.stack.placement)
-        let stack = UnsafeMutablePointer<Stack>.allocate(capacity: 1)
-        defer { stack.deallocate() }
-        stack.initialize(to: try inner.allocate(request))
-        let total = stack.pointee.descriptor.layout.sizes.total
-        let slot: UInt32? = depot.withLock { depot in
-            guard let slot = depot.reserveSlot() else { return nil }
-            slots.fill(slot, with: stack.move())
-            return slot
-        }
-        guard let slot else {
-            stack.deinitialize(count: 1)
-            throw .capabilityMissing(
-                "more than \(PoolSlotTable.capacity) stacks in one pool", fix: "use several pools, or a lower cap")
-        }
-        recorder.recordReserved(total)
-        return slot
-    }
-
-    /// Gives the stacks in `victims` back to the inner allocator (outside the depot lock).
-    private func retire(_ victims: [UInt32], trimmed: Bool) {
-        guard !victims.isEmpty else { return }
-        let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: victims.count)
-        var bytes = 0
-        depot.withLock { depot in
-            for (index, slot) in victims.enumerated() {
-                (stacks + index).initialize(to: slots.empty(slot))
-                bytes += stacks[index].descriptor.layout.sizes.total
-            }
-            depot.releaseSlots(victims)
-        }
-        stacks.deinitialize(count: victims.count)
-        stacks.deallocate()
-        recorder.recordReserved(-bytes)
-        if trimmed { recorder.recordTrim(victims.count) }
-    }
-
-    // MARK: - Between owners
-
-    /// Applies the per-release hygiene: the watermark when it is per release, then the scrub. Returns
-    /// false (logged, counted as a release failure) when the stack could not be made clean.
-    private func prepareForNextOwner(_ layout: StackLayout) -> Bool {
-        var scrubRange = layout.usableRange
-        if let watermark = configuration.hotWatermark, watermark.timing == .everyRelease {
-            guard case .success(let discarded) = discard(layout, keeping: watermark.bytes) else { return false }
-            if let discarded { scrubRange = discarded.upperBound..<layout.top }
-        }
-        guard configuration.scrubOnRelease else { return true }
-        do {
-            try StackHygiene.scrub(scrubRange)
-            return true
-        } catch {
-            recorder.recordReleaseFailure()
-            logger.error(
-                "scrubbing a released stack failed; it goes back to the inner allocator",
-                metadata: ["stack": "\(layout)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    /// Discards below the watermark; a failure is logged and counted as a release failure.
-    private func discard(_ layout: StackLayout, keeping hotBytes: Int) -> Result<Range<UInt>?, Errno> {
-        let result = StackHygiene.discardBelow(hotBytes: hotBytes, of: layout)
-        if case .failure(let errno) = result {
-            recorder.recordReleaseFailure()
-            logger.error(
-                "MADV_DONTNEED below the hot watermark failed", metadata: ["stack": "\(layout)", "errno": "\(errno)"])
-        }
-        return result
-    }
-
-    /// Checks a request that is not exactly the pool's shape: it must fit the pooled stacks.
-    private func accept(_ request: StackRequest) throws(StackError) {
-        try StackShape(
-            sizes: sizes, pages: configuration.stack.pages, placement: configuration.stack.placement, owner: "pool"
-        ).accept(request)
+        try core.residentBytes()
     }
 }

@@ -29,18 +29,51 @@ public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
 /// it: the `deinit` gives the memory back (the model is swift-system's `IORing`, which unmaps in
 /// `deinit`). `init(descriptor:allocator:)` can still make a second `Stack` for the same memory; the
 /// built-in allocators refuse the second release (see `StackAllocator`).
+///
+/// A stack keeps its allocator alive. Most stacks hold a strong reference to it; a `PooledStackAllocator`'s
+/// stacks hold none (a retain and a release are two atomic read-modify-writes, most of a pooled acquire
+/// and release): the pool keeps itself alive while any of its stacks is out, even when it is dropped.
 public struct Stack: ~Copyable, Sendable {
     /// Where the stack lies and what guards it.
     public let descriptor: StackDescriptor
-    /// The allocator that made it; kept alive by the stack.
-    public let allocator: any StackAllocator
+    /// The allocator, held strongly; `.none` for a pooled stack.
+    @usableFromInline let retained: Retained
+    /// The pool of a pooled stack, which keeps itself alive while the stack is out; nil otherwise.
+    @usableFromInline let pool: Unmanaged<PoolCore>?
+
+    /// A strong reference or none. Noncopyable, so `deinit` borrows the payload (no retain) and destroys it
+    /// with a plain release (an `Optional` of an existential is destroyed through its type metadata).
+    @usableFromInline enum Retained: ~Copyable, Sendable {
+        case none
+        case some(any StackAllocator)
+    }
+
+    /// The allocator that made it; kept alive by the stack. For a pooled stack, a handle on its pool.
+    public var allocator: any StackAllocator {
+        switch retained {
+        case .some(let allocator): allocator
+        case .none: PooledStackAllocator(core: pool.unsafelyUnwrapped.takeUnretainedValue())
+        }
+    }
 
     /// Wraps memory that `allocator` made. For allocator implementers only, from `allocate`: any other
     /// `Stack` for the same memory is a second owner (the built-in allocators refuse its release if the
-    /// first already happened, but a copy released first frees the memory under the original).
+    /// first already happened, but a copy released first frees the memory under the original; a pool
+    /// refuses every release of a `Stack` made this way, since its own stacks are made otherwise).
+    /// (Inlinable: built in place in the caller's frame, no copy of the result.)
+    @inlinable
     public init(descriptor: StackDescriptor, allocator: any StackAllocator) {
         self.descriptor = descriptor
-        self.allocator = allocator
+        retained = .some(allocator)
+        pool = nil
+    }
+
+    /// A stack of `pool`, which counts it as out until it comes back (see `PoolCore`).
+    @inline(__always)
+    init(descriptor: StackDescriptor, pool: PoolCore) {
+        self.descriptor = descriptor
+        retained = .none
+        self.pool = Unmanaged.passUnretained(pool)
     }
 
     /// One past the highest usable address: the initial stack pointer.
@@ -64,6 +97,10 @@ public struct Stack: ~Copyable, Sendable {
     public consuming func release() {}
 
     deinit {
-        allocator.release(descriptor, token: StackReleaseToken())
+        if let pool {
+            pool._withUnsafeGuaranteedRef { $0.takeBack(descriptor) }
+        } else if case .some(let allocator) = retained {
+            allocator.release(descriptor, token: StackReleaseToken())
+        }
     }
 }

@@ -17,7 +17,8 @@
 /// count it (`StackStatsRecorder.recordRefusedRelease()`), free nothing. The built-in allocators do, with a
 /// serial in `StackDescriptor.tag`: that stops a double release and the release of a stale or made-up
 /// descriptor. A copy of a live stack's descriptor is indistinguishable from the original: the first of
-/// the two releases is honoured, the second refused.
+/// the two releases is honoured, the second refused. (`PooledStackAllocator`'s own stacks come back by a
+/// path of their own, so it refuses every release that reaches `release`.)
 public protocol StackAllocator: AnyObject, Sendable {
     /// Returns a stack satisfying `request`, or throws the error that names why not.
     func allocate(_ request: StackRequest) throws(StackError) -> Stack

@@ -266,6 +266,71 @@ struct PooledStackAllocatorTests {
         #expect(inner.stats.allocations < 3 * count, "released stacks were reused across threads")
     }
 
+    @Test("A pool dropped while stacks are out lives until the last comes back, then gives every stack back")
+    func droppedWhileOut() throws {
+        let inner = try MmapStackAllocator()
+        let count = 3
+        let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+        defer { stacks.deallocate() }
+        weak var dropped: PooledStackAllocator?
+        do {
+            let pool = try Self.pool(over: inner)
+            for index in 0..<count { (stacks + index).initialize(to: try pool.allocate(Self.request)) }
+            dropped = pool
+        }
+        #expect(dropped == nil, "the pool object the test made is gone")
+        let wholes = (0..<count).map { stacks[$0].descriptor.layout.base..<stacks[$0].descriptor.layout.top }
+        for index in 0..<count {
+            let stack = stacks + index
+            #expect(try KernelMaps.mappedBytes(in: wholes[index]) == wholes[index].count)
+            #expect(try Probe.accessiblePages(in: stack.pointee.guardRange) == 0)
+            memset(stack.pointee.top - 4096, 0x5A, 4096)
+        }
+        do {
+            // A stack's allocator is a handle on the same pool: it hands out and takes back as before.
+            let handle = try #require(stacks.pointee.allocator as? PooledStackAllocator)
+            let extra = try handle.allocate(Self.request)
+            #expect(handle.stats.live == count + 1)
+            extra.release()
+            #expect(handle.stats.live == count && handle.stats.cached == 1)
+        }
+        stacks.deinitialize(count: count - 1)
+        for index in 0..<count - 1 {
+            #expect(try KernelMaps.mappedBytes(in: wholes[index]) == wholes[index].count, "pooled, not given back")
+        }
+        #expect(inner.stats.live == count + 1)
+        (stacks + count - 1).deinitialize(count: 1)
+        // The last stack took the pool away: every stack it held went back to the kernel.
+        #expect(inner.stats.live == 0)
+        for whole in wholes { #expect(try KernelMaps.mappedBytes(in: whole) == 0) }
+    }
+
+    @Test("Threads releasing a dropped pool's stacks while it is dropped: every stack goes back once")
+    func droppedWhileReleasing() throws {
+        let inner = try SlabStackAllocator()
+        let threads = 4
+        let perThread = 64
+        for _ in 0..<20 {
+            nonisolated(unsafe) let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: threads * perThread)
+            defer { stacks.deallocate() }
+            let start = Atomic<Bool>(false)
+            let workers: [JoinableThread]
+            do {
+                let pool = try Self.pool(over: inner) { $0.threadCacheSize = 8 }
+                for index in 0..<threads * perThread { (stacks + index).initialize(to: try pool.allocate(Self.request)) }
+                workers = (0..<threads).map { worker in
+                    JoinableThread {
+                        while !start.load(ordering: .acquiring) {}
+                        (stacks + worker * perThread).deinitialize(count: perThread)
+                    }
+                }
+                start.store(true, ordering: .releasing)
+            }
+            for worker in workers { worker.join() }
+            #expect(inner.stats.live == 0 && inner.stats.refusedReleases == 0)
+        }
+    }
+
     @Test("A thread's cache goes to the depot when the thread exits")
     func threadExit() throws {
         let inner = try SlabStackAllocator()

@@ -5,7 +5,8 @@ import StackAllocators
 /// `pooled`: acquire+release of 64 KiB stacks from a `PooledStackAllocator` over a slab.
 ///
 /// - `floor_stack_only`: a `Stack` made and dropped by an allocator that does nothing: the retain and
-///   release of its allocator reference and the dynamic `release` call every allocator pays.
+///   release of its allocator reference and the dynamic `release` call every allocator but the pool pays
+///   (a pooled stack holds its pool unretained).
 /// - `thread_cache` (`threads` 1, and 2 threads on one pool: the slower thread's figure): the default pool,
 ///   alternating with Boost's `pooled_fixedsize_stack` (no guard) within each repetition.
 /// - `depot_mutex`: no thread cache, every acquire and release takes the depot's mutex.

@@ -99,8 +99,9 @@ static inline void fs_touch_page(void *address) {
 /// The calling thread's table of pool caches (Swift has no thread-local variables): read on every pooled
 /// acquire and release, so it is a `__thread` variable (one %fs-relative load) rather than a
 /// pthread_getspecific call. The pools' registry also stores the table under a pthread key, whose
-/// destructor frees it at thread exit and clears this.
-extern __thread void *fs_pool_thread_table;
+/// destructor frees it at thread exit and clears this. Initial-exec: the variable lives in the program
+/// (these shims are linked statically), so no __tls_get_addr call even in position-independent code.
+extern __thread void *fs_pool_thread_table __attribute__((tls_model("initial-exec")));
 
 /// `fs_pool_thread_table` of the calling thread.
 static inline void *fs_get_pool_thread_table(void) { return fs_pool_thread_table; }
