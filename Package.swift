@@ -5,6 +5,7 @@ let package = Package(
     name: "FiberStacks",
     products: [
         .library(name: "GuardPages", targets: ["GuardPages"]),
+        .library(name: "OverflowDetection", targets: ["OverflowDetection"]),
         .library(name: "StackAllocators", targets: ["StackAllocators"]),
         .library(name: "FiberScheduler", targets: ["FiberScheduler"]),
         .executable(name: "fiberstacks", targets: ["fiberstacks"]),
@@ -33,11 +34,23 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The guard registry, the SIGSEGV handler that names the fiber, alternate signal stacks, canaries,
+        // high-water marks, the frame audit (the largest stack frames of loaded code, against the guard).
+        .target(
+            name: "OverflowDetection",
+            dependencies: [
+                "GuardPages",
+                "CStackSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         // The StackAllocator protocol, Stack, and the allocators.
         .target(
             name: "StackAllocators",
             dependencies: [
                 "GuardPages",
+                "OverflowDetection",
                 "CNuma",
                 "CHugeTLBFS",
                 .product(name: "Logging", package: "swift-log"),
@@ -56,9 +69,23 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The checks behind `fiberstacks verify` and `doctor`, callable in-process by tests and tools:
+        // machine capabilities, child processes, the check reports.
+        .target(
+            name: "StackDiagnostics",
+            dependencies: [
+                "StackAllocators",
+                "FiberScheduler",
+                "CNuma",
+                "CStackSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
         .executableTarget(
             name: "fiberstacks",
             dependencies: [
+                "StackDiagnostics",
                 "StackAllocators",
                 "CNuma",
                 "FiberScheduler",
@@ -68,7 +95,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "CFrameFixtures"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures"]),
         // Functions with frames of known size (C and assembly) for the frame audit's tests.
         .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(
@@ -76,12 +103,12 @@ let package = Package(
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
         ),
         // Implements an allocator from outside the package, with public API only (no @testable).
-        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "StackTestSupport"]),
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
-        .target(name: "StackTestSupport", dependencies: ["StackAllocators"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackTestSupport"]),
+        .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics"], path: "Tests/StackTestSupport"),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
-        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "fiberstacks", "StackTestSupport"]),
+        .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "StackDiagnostics", "fiberstacks", "StackTestSupport"]),
         .testTarget(
             name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport", "CJumpFixtures"]),
         // C frames that skip guards without touching them, for the overflow tests.

@@ -39,7 +39,7 @@ let package = Package(
         // GuardRegistry against a dictionary model: overlapping, adjacent and colliding stacks.
         .executableTarget(
             name: "GuardRegistryFuzzer",
-            dependencies: ["FuzzSupport", .product(name: "GuardPages", package: fiberStacks)]
+            dependencies: ["FuzzSupport", .product(name: "GuardPages", package: fiberStacks), .product(name: "OverflowDetection", package: fiberStacks)]
         ),
         // Real guards, really hit: recursion on a guarded stack in a forked child, per input.
         .executableTarget(

@@ -21,27 +21,16 @@
 #ifndef MAP_HUGE_SHIFT
 #define MAP_HUGE_SHIFT 26
 #endif
-#ifndef MFD_HUGETLB
-#define MFD_HUGETLB 0x0004U
-#endif
 
 const int FS_MAP_PRIVATE = MAP_PRIVATE;
-const int FS_MAP_SHARED = MAP_SHARED;
 const int FS_MAP_ANONYMOUS = MAP_ANONYMOUS;
 const int FS_MAP_NORESERVE = MAP_NORESERVE;
 const int FS_MAP_STACK = MAP_STACK;
 const int FS_MAP_FIXED = MAP_FIXED;
-const int FS_MAP_FIXED_NOREPLACE = MAP_FIXED_NOREPLACE;
 const int FS_MAP_HUGETLB = MAP_HUGETLB;
 const int FS_MAP_HUGE_SHIFT = MAP_HUGE_SHIFT;
-const int FS_MFD_HUGETLB = (int)MFD_HUGETLB;
-const int FS_MFD_CLOEXEC = (int)MFD_CLOEXEC;
 
 __thread void *fs_pool_thread_table __attribute__((tls_model("initial-exec"))) = NULL;
-
-int fs_memfd_create(const char *name, unsigned int flags) {
-    return memfd_create(name, flags);
-}
 
 int fs_mbind(void *address, unsigned long length, int mode, const unsigned long *nodemask,
              unsigned long maxnode, unsigned int flags) {

@@ -3,7 +3,7 @@ import StackAllocators
 
 /// The CPUs this process may run on, grouped by NUMA node, and where each worker goes.
 ///
-/// `current()` reads sysfs (`/sys/devices/system/node/online`, `nodeN/cpulist`) and the process's
+/// `current()` reads the nodes' CPUs through `NUMATopology` (sysfs, without libnuma) and the process's
 /// affinity mask. The type is plain data, so a libnuma-backed source (or a test) can build one with
 /// `init(nodes:)` and hand it to `FiberConfig.topology`.
 public struct CPUTopology: Sendable, Hashable, Codable {
@@ -75,12 +75,7 @@ public struct CPUTopology: Sendable, Hashable, Codable {
                 "the process's CPU affinity (sched_getaffinity: \(errno))",
                 fix: "sched_getaffinity must be allowed (check seccomp profiles)")
         }
-        let online = (try? SystemFile.read("/sys/devices/system/node/online")).map(parseCPUList) ?? []
-        var nodes: [Node] = []
-        for id in online {
-            guard let list = try? SystemFile.read("/sys/devices/system/node/node\(id)/cpulist") else { continue }
-            nodes.append(Node(id: id, cpus: parseCPUList(list).filter(allowed.contains)))
-        }
+        let nodes = NUMATopology.onlineNodeCPUs().map { Node(id: $0.node, cpus: $0.cpus.filter(allowed.contains)) }
         let placed = Set(nodes.flatMap(\.cpus))
         if placed.isEmpty {
             logger.info(

@@ -1,6 +1,7 @@
 import CFiberContext
 import CStackSupport
 import Glibc
+import Logging
 import Synchronization
 import StackAllocators
 
@@ -62,6 +63,8 @@ final class Fiber: @unchecked Sendable {
     /// Whether the current wait was claimed (see `claimWait`).
     private let waitClaimed = Atomic<Bool>(true)
     private let stack: Stack
+    /// Whether the fiber put its stack's guard in `GuardRegistry` (its allocator had not).
+    private let registeredHere: Bool
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
     private let running: UnsafeMutablePointer<fs_running_stack>
@@ -93,7 +96,9 @@ final class Fiber: @unchecked Sendable {
             to: fs_running_stack(
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
                 label: UnsafePointer(cLabel)))
-        stack.setOverflowLabel(String(decoding: label, as: UTF8.self))
+        let name = String(decoding: label, as: UTF8.self)
+        registeredHere = Self.registerIfNeeded(stack, label: name, logger: worker.scheduler.logger)
+        if !registeredHere { stack.setOverflowLabel(name) }
         self.stack = stack
         worker.fiberRegistry.add(self)
     }
@@ -107,7 +112,26 @@ final class Fiber: @unchecked Sendable {
         fs_sanitizer_destroy_fiber(control.pointee.target.tsan_fiber)
         control.deinitialize(count: 1)
         control.deallocate()
-        // `stack` is dropped after this: it goes back to its allocator.
+        // Out of the registry before `stack` is dropped after this and goes back to its allocator.
+        if registeredHere { GuardRegistry.unregister(stack.descriptor.layout) }
+    }
+
+    /// Registers the guard of a stack whose allocator did not (an allocator of your own that skips
+    /// `Stack.guarded`), so an overflow on it is still named. Returns whether it registered.
+    private static func registerIfNeeded(_ stack: borrowing Stack, label: String, logger: Logger) -> Bool {
+        let layout = stack.descriptor.layout
+        guard !layout.guardRange.isEmpty, stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone,
+            GuardRegistry.entry(forStackAt: layout.usableBottom) == nil
+        else { return false }
+        do {
+            try GuardRegistry.register(layout, label: label)
+            return true
+        } catch {
+            logger.warning(
+                "the guard of a fiber's stack could not be registered: an overflow on it will not be named",
+                metadata: ["stack": "\(layout)", "error": "\(error)"])
+            return false
+        }
     }
 
     /// What this fiber is, for stats, tests and diagnostics (made on demand: a fiber keeps only its

@@ -5,7 +5,7 @@ import StackAllocators
 public enum ExhaustionPolicy: String, Sendable, Hashable, Codable {
     /// The job stays queued (idle workers may steal it) until one of the worker's fibers is free.
     case wait
-    /// The job fails at once with `StackError.fiberPoolExhausted`, delivered to whoever waits for it.
+    /// The job fails at once with `SchedulerError.poolExhausted`, delivered to whoever waits for it.
     case fail
 }
 
@@ -13,11 +13,12 @@ public enum ExhaustionPolicy: String, Sendable, Hashable, Codable {
 ///
 /// Every setting takes effect: startup makes `initialPoolSize` fibers per worker,
 /// idle workers grow their pool one fiber at a time toward `targetPoolSize` (prefaulting each grown stack
-/// per `prefetchPages`, on the worker's own thread and so on its own NUMA node) and give fibers made on
+/// per `prefault`, on the worker's own thread and so on its own NUMA node) and give fibers made on
 /// demand back down to it, and no pool ever holds more than `maxPoolSize` fibers.
 public struct FiberConfig: Sendable {
-    /// Usable bytes per fiber stack. Default 512 KiB.
-    public var stackSize: Int = StackRequest.defaultUsableSize
+    /// Usable bytes per fiber stack. Default 512 KiB. An allocator with one shape (a slab, a pool:
+    /// `StackAllocator.fixedSizes`) decides the sizes instead, along with `guardSize`.
+    public var usableSize: Int = StackRequest.defaultUsableSize
     /// Guard bytes below each stack (0: none). Default 64 KiB: Swift emits no stack probes, so a smaller
     /// guard can be jumped by one large frame (docs/sizing-stacks.md).
     public var guardSize: Int = StackRequest.defaultGuardSize
@@ -31,8 +32,8 @@ public struct FiberConfig: Sendable {
     /// How stacks grown while idle are made resident: `.none`, `.touch` (write each page, top down) or
     /// `.populate` (`MADV_POPULATE_WRITE`). Runs on the worker's thread, so the kernel zeroes the pages on
     /// the worker's node. Default `.none`.
-    public var prefetchPages: PrefaultStrategy = .none
-    /// Whether the initial pool is prefaulted with `prefetchPages` as well (at startup, on each worker's
+    public var prefault: PrefaultStrategy = .none
+    /// Whether the initial pool is prefaulted with `prefault` as well (at startup, on each worker's
     /// thread). Default false: startup stays cheap and idle time does the work.
     public var prefaultInitialPool = false
     /// Whether each worker's stacks are bound (mbind, `NUMAPlacement.bind`) to the worker's NUMA node
@@ -74,25 +75,32 @@ public struct FiberConfig: Sendable {
     }
 
     /// Checks the fields against each other; the first problem is thrown.
-    func validate() throws(StackError) {
-        _ = try StackSizes(usable: stackSize, guard: guardSize)
-        guard maxPoolSize >= 1 else { throw .invalidFiberConfig(field: "maxPoolSize", reason: "must be at least 1") }
+    func validate() throws(SchedulerError) {
+        do throws(StackError) {
+            _ = try StackSizes(usable: usableSize, guard: guardSize)
+        } catch {
+            throw .invalidConfiguration(field: error.code == .invalidGuard ? "guardSize" : "usableSize", reason: error.message)
+        }
+        guard maxPoolSize >= 1 else { throw .invalidConfiguration(field: "maxPoolSize", reason: "must be at least 1") }
         guard initialPoolSize >= 0, initialPoolSize <= targetPoolSize else {
-            throw .invalidFiberConfig(
+            throw .invalidConfiguration(
                 field: "initialPoolSize", reason: "\(initialPoolSize) must be between 0 and targetPoolSize (\(targetPoolSize))")
         }
         guard targetPoolSize <= maxPoolSize else {
-            throw .invalidFiberConfig(
+            throw .invalidConfiguration(
                 field: "targetPoolSize", reason: "\(targetPoolSize) must not exceed maxPoolSize (\(maxPoolSize))")
         }
         if let workerCount, workerCount < 1 || workerCount > 4096 {
-            throw .invalidFiberConfig(field: "workerCount", reason: "\(workerCount) must be between 1 and 4096")
+            throw .invalidConfiguration(field: "workerCount", reason: "\(workerCount) must be between 1 and 4096")
         }
     }
 
-    /// The stack request for one fiber of a worker on `node`. Prefault is applied by the pool itself, on
-    /// the worker's thread.
-    func stackRequest(node: Int) -> StackRequest {
-        StackRequest(usableSize: stackSize, guardSize: guardSize, placement: bindStacksToNode ? .bind(node) : nil)
+    /// The stack request for one fiber of a worker on `node`: an allocator with one shape (`fixedSizes`)
+    /// gets exactly its sizes. Prefault is applied by the pool itself, on the worker's thread.
+    func stackRequest(node: Int, allocator: any StackAllocator) -> StackRequest {
+        let sizes = allocator.fixedSizes
+        return StackRequest(
+            usableSize: sizes?.usable ?? usableSize, guardSize: sizes?.guardSize ?? guardSize,
+            placement: bindStacksToNode ? .bind(node) : nil)
     }
 }

@@ -45,7 +45,7 @@ final class FiberPool {
 
     /// Makes the initial pool (prefaulted when `prefaultInitialPool` is set).
     func fillInitial() throws(StackError) {
-        let prefault = config.prefaultInitialPool ? config.prefetchPages : .none
+        let prefault = config.prefaultInitialPool ? config.prefault : .none
         for _ in 0..<config.initialPoolSize {
             state.pointee.idle.append(try make(prefault: prefault, grownWhileIdle: false))
         }
@@ -73,12 +73,12 @@ final class FiberPool {
         bump(counters.inUse, by: -1)
     }
 
-    /// Idle growth: one more fiber, prefaulted per `prefetchPages`, while below the target. Returns whether
+    /// Idle growth: one more fiber, prefaulted per `prefault`, while below the target. Returns whether
     /// the pool grew. A failure is logged and stops growth for good; the pool goes on with what it has.
     func growWhileIdle() -> Bool {
         guard !state.pointee.growthStopped, state.pointee.size < config.targetPoolSize else { return false }
         do {
-            state.pointee.idle.append(try make(prefault: config.prefetchPages, grownWhileIdle: true))
+            state.pointee.idle.append(try make(prefault: config.prefault, grownWhileIdle: true))
             bump(counters.grownWhileIdle)
             return true
         } catch {
@@ -150,7 +150,7 @@ final class FiberPool {
 
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.
     private func make(prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
-        let stack = try allocator.allocate(config.stackRequest(node: worker.placement.node))
+        let stack = try allocator.allocate(config.stackRequest(node: worker.placement.node, allocator: allocator))
         // The allocator may not honour the requested guard (a custom one, or a fixed-shape one).
         if let violation = worker.scheduler.guardRequirement?.violation(guardSize: stack.descriptor.layout.sizes.guardSize) {
             throw violation

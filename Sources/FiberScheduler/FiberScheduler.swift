@@ -7,7 +7,7 @@ import Synchronization
 public enum ShutdownMode: Sendable, Hashable {
     /// Every queued job runs and every waiting job finishes (jobs may still spawn jobs meanwhile).
     case drain
-    /// Queued jobs end with `StackError.jobCancelled` without running; suspended fibers are resumed and
+    /// Queued jobs end with `SchedulerError.jobCancelled` without running; suspended fibers are resumed and
     /// their waits throw `.jobCancelled`, so their frames unwind and release what they hold.
     case cancel
 }
@@ -52,26 +52,38 @@ public final class FiberScheduler: @unchecked Sendable {
 
     /// Starts the workers and waits until each has its initial pool. Throws the first configuration,
     /// allocation or thread error (after stopping the workers already started).
-    public init(config: FiberConfig = FiberConfig()) throws(StackError) {
+    public init(config: FiberConfig = FiberConfig()) throws(SchedulerError) {
         try config.validate()
         self.config = config
         logger = config.logger
-        guardRequirement = try Self.guardRequirement(config)
+        do throws(StackError) {
+            guardRequirement = try Self.guardRequirement(config)
+        } catch {
+            throw SchedulerError(error)
+        }
         if let topology = config.topology {
             self.topology = topology
         } else {
-            topology = try CPUTopology.current(logger: config.logger)
+            do throws(StackError) {
+                topology = try CPUTopology.current(logger: config.logger)
+            } catch {
+                throw SchedulerError(error)
+            }
         }
         let placements = topology.placements(workers: config.workerCount ?? topology.cpus.count)
         guard !placements.isEmpty else {
-            throw .invalidFiberConfig(field: "topology", reason: "it has no CPU to run a worker on")
+            throw .invalidConfiguration(field: "topology", reason: "it has no CPU to run a worker on")
         }
         var allocators: [Int: any StackAllocator] = [:]
-        for node in Set(placements.map(\.node)) {
-            allocators[node] = try config.allocatorFactory(node)
+        do throws(StackError) {
+            for node in Set(placements.map(\.node)) {
+                allocators[node] = try config.allocatorFactory(node)
+            }
+            if config.overflowDetection { try OverflowHandler.install() }
+        } catch {
+            throw SchedulerError(error)
         }
         self.allocators = allocators
-        if config.overflowDetection { try OverflowHandler.install() }
         workers = placements.enumerated().map { index, placement in
             Worker(index: index, placement: placement, scheduler: self, allocator: allocators[placement.node]!)
         }
@@ -85,7 +97,7 @@ public final class FiberScheduler: @unchecked Sendable {
         logger.debug(
             "fiber scheduler started",
             metadata: ["workers": "\(workers.count)", "nodes": "\(allocators.keys.sorted())",
-                       "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.stackSize)"])
+                       "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.usableSize)"])
     }
 
     /// Refuses `config.guardSize` when it is smaller than the largest fixed frame of the loaded code, and
@@ -109,7 +121,7 @@ public final class FiberScheduler: @unchecked Sendable {
         return nil
     }
 
-    private func start() throws(StackError) {
+    private func start() throws(SchedulerError) {
         let started = JobCounter(workers.count)
         for worker in workers {
             do {
@@ -130,7 +142,7 @@ public final class FiberScheduler: @unchecked Sendable {
             shutdown(.cancel)
             // Only StackErrors reach `started`: from fillInitial and from WorkerThread.spawn.
             guard let error = error as? StackError else { preconditionFailure("worker start failed: \(error)") }
-            throw error
+            throw SchedulerError(error)
         }
     }
 
@@ -182,7 +194,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wake(worker)
             return
         }
-        guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .schedulerShutDown) }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .shutDown) }
         let worker = workers[nextWorker.add(1, ordering: .relaxed).oldValue % workers.count]
         worker.jobs.push(job)
         wake(worker)
@@ -198,7 +210,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wake(worker)
             return
         }
-        guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .schedulerShutDown) }
+        guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .shutDown) }
         // Spread evenly, one lock per worker.
         let first = nextWorker.add(1, ordering: .relaxed).oldValue
         let share = (jobs.count + workers.count - 1) / workers.count
@@ -210,7 +222,7 @@ public final class FiberScheduler: @unchecked Sendable {
     }
 
     /// Ends jobs that will never run.
-    private func end(_ jobs: [Job], _ error: StackError) {
+    private func end(_ jobs: [Job], _ error: SchedulerError) {
         for job in jobs {
             job.cancel(error)
             jobsEnded()

@@ -32,7 +32,7 @@ struct Job: @unchecked Sendable {
     }
 
     /// Ends the job without running it.
-    consuming func cancel(_ error: StackError) {
+    consuming func cancel(_ error: SchedulerError) {
         counter.takeRetainedValue().decrement(failing: error)
     }
 }
@@ -55,7 +55,7 @@ public final class JobHandle<Value: Sendable>: Sendable {
     public var isFinished: Bool { counter.value == 0 }
 
     /// Waits for the job and returns its value, or throws its error: the job's own, or
-    /// `StackError.jobCancelled` / `.schedulerShutDown` / `.fiberPoolExhausted` when it never ran.
+    /// a `SchedulerError` (`.jobCancelled`, `.shutDown`, `.poolExhausted`, `.stackFailed`) when it never ran.
     /// Inside a job this suspends the fiber and the worker runs other jobs; elsewhere it blocks the thread.
     public func wait() throws -> Value {
         try counter.wait()

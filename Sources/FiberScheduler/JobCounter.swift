@@ -63,7 +63,7 @@ public final class JobCounter: Sendable {
     }
 
     /// Waits until the count is zero, then throws the first job error if there was one.
-    /// Inside a job the fiber suspends (and `StackError.jobCancelled` is thrown if the scheduler is shut
+    /// Inside a job the fiber suspends (and `SchedulerError.jobCancelled` is thrown if the scheduler is shut
     /// down with `.cancel` meanwhile); on any other thread the thread blocks.
     public func wait() throws {
         if let worker = Worker.current, let fiber = worker.currentFiber {
@@ -83,7 +83,7 @@ public final class JobCounter: Sendable {
         if let error { throw error }
     }
 
-    private func suspend(_ fiber: Fiber, on worker: Worker) throws(StackError) {
+    private func suspend(_ fiber: Fiber, on worker: Worker) throws(SchedulerError) {
         guard count.load(ordering: .acquiring) > 0 else { return }
         if worker.scheduler.isCancelling { throw .jobCancelled }
         fiber.beginWait()

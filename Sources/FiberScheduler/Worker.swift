@@ -234,12 +234,12 @@ final class Worker: @unchecked Sendable {
         let fiber: Fiber
         do throws(StackError) {
             guard let taken = try pool.acquire() else {
-                return end(job, .fiberPoolExhausted(worker: index, maxPoolSize: scheduler.config.maxPoolSize))
+                return end(job, .poolExhausted(worker: index, maxPoolSize: scheduler.config.maxPoolSize))
             }
             fiber = taken
         } catch {
             scheduler.logger.error("no fiber for a job: making one failed", metadata: ["worker": "\(index)", "error": "\(error)"])
-            return end(job, error)
+            return end(job, SchedulerError(error))
         }
         fiber.assign(job)
         run(fiber, .run)
@@ -253,7 +253,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Ends a job that never ran.
-    private func end(_ job: Job, _ error: StackError) {
+    private func end(_ job: Job, _ error: SchedulerError) {
         job.cancel(error)
         scheduler.jobsEnded()
     }

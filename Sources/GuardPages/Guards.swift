@@ -20,8 +20,19 @@ public enum GuardMode: String, Sendable, Hashable, CaseIterable, Codable {
     case automatic
     /// Always `MADV_GUARD_INSTALL`; allocators refuse to start on kernels without it.
     case lightweight
-    /// Always `mprotect(PROT_NONE)` (old kernels, or to measure the difference).
-    case mprotect
+    /// Always `mprotect(PROT_NONE)` (old kernels, or to measure the difference): `GuardMechanism.protNone`.
+    /// Spelled `mprotect` on the command line.
+    case protNone = "mprotect"
+}
+
+extension GuardMode: CustomStringConvertible {
+    /// As spelled on the command line and in reports: `automatic`, `lightweight`, `mprotect`.
+    public var description: String { rawValue }
+
+    /// The modes that can be forced on this kernel: `.protNone` always, `.lightweight` where it works.
+    package static var forcible: [GuardMode] {
+        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .protNone] : [.protNone]
+    }
 }
 
 /// Installs guards over page ranges with the mechanism a `GuardMode` resolves to.
@@ -41,10 +52,10 @@ public struct GuardInstaller: Sendable, Hashable {
             guard Self.lightweightGuardsSupported else {
                 throw .capabilityMissing(
                     "MADV_GUARD_INSTALL (lightweight guard pages)",
-                    fix: "needs Linux >= 6.13 (running \(kernelRelease)); use GuardMode.mprotect or .automatic")
+                    fix: "needs Linux >= 6.13 (running \(kernelRelease)); use GuardMode.protNone or .automatic")
             }
             mechanism = .lightweight
-        case .mprotect:
+        case .protNone:
             mechanism = .protNone
         }
     }
@@ -78,7 +89,7 @@ public struct GuardInstaller: Sendable, Hashable {
 }
 
 /// The running kernel's release string (`uname -r`).
-public let kernelRelease: String = {
+package let kernelRelease: String = {
     var name = utsname()
     guard uname(&name) == 0 else { return "unknown" }
     return withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -6,27 +6,27 @@
 /// count read again (other code may have unmapped since); if it still would, `charge` throws
 /// `.mapCountReserveReached` before any syscall could fail with ENOMEM.
 /// Not thread-safe: the owning allocator calls it under its own lock.
-public struct MapCountBudget: Sendable, Hashable {
+package struct MapCountBudget: Sendable, Hashable {
     /// Mappings an mprotect guard adds in the worst case: the guard splits one writable mapping in three.
-    public static let linesPerGuard = 2
+    package static let linesPerGuard = 2
     /// The reserve in use is at most the limit divided by this: a reserve meant for the default limit
     /// (65,530) must not leave no room at all under a low one.
-    public static let reserveLimitDivisor = 4
+    package static let reserveLimitDivisor = 4
 
     /// Mappings asked to be left to the rest of the process (thread stacks, malloc arenas, libraries).
-    public let reserve: Int
+    package let reserve: Int
     /// `vm.max_map_count`, as last read.
-    public private(set) var limit: Int
+    package private(set) var limit: Int
     /// The process's map count: exact at the last `refresh()`, plus what was charged since.
-    public private(set) var estimate: Int
+    package private(set) var estimate: Int
     /// A limit used instead of `vm.max_map_count`, so tests can act out a low limit.
     private let limitOverride: Int?
 
     /// The reserve kept now: `reserve`, but at most a quarter of the limit.
-    public var reserveInUse: Int { Swift.min(reserve, limit / Self.reserveLimitDivisor) }
+    package var reserveInUse: Int { Swift.min(reserve, limit / Self.reserveLimitDivisor) }
 
     /// Reads the limit and the current count now.
-    public init(reserve: Int) throws(StackError) {
+    package init(reserve: Int) throws(StackError) {
         try self.init(reserve: reserve, limitOverride: nil)
     }
 
@@ -44,7 +44,7 @@ public struct MapCountBudget: Sendable, Hashable {
     }
 
     /// Reads `vm.max_map_count` and /proc/self/maps again (O(mappings): call it rarely, once per region).
-    public mutating func refresh() throws(StackError) {
+    package mutating func refresh() throws(StackError) {
         if let limitOverride { limit = limitOverride } else { limit = try MapCount.limit() }
         estimate = try MapCount.current()
     }
@@ -52,7 +52,7 @@ public struct MapCountBudget: Sendable, Hashable {
     /// Accounts for `lines` new mappings, or throws `.mapCountReserveReached` when they would eat into the
     /// reserve in use. `stacksRemaining` in the error counts the guards of `linesPerGuard` mappings that
     /// fit in that reserve: what this budget would still allow with a reserve of 0.
-    public mutating func charge(_ lines: Int) throws(StackError) {
+    package mutating func charge(_ lines: Int) throws(StackError) {
         if estimate + lines > limit - reserveInUse {
             try refresh()
             guard estimate + lines <= limit - reserveInUse else {

@@ -1,4 +1,5 @@
 import CStackSupport
+import SystemPackage
 
 /// A perf_event_open(2) counter of the calling thread, user space only, counting from its creation:
 /// page faults (a software event, offered even without a PMU) or data-TLB read misses (a hardware event;
@@ -12,9 +13,9 @@ import CStackSupport
 ///
 /// It counts the thread that created it (not other threads, not children), so create and read it on
 /// the thread doing the work. It owns its descriptor and closes it when dropped.
-public struct PerfCounter: ~Copyable {
+package struct PerfCounter: ~Copyable {
     /// What a counter counts.
-    public enum Event: String, Sendable, Hashable, CaseIterable, Codable {
+    package enum Event: String, Sendable, Hashable, CaseIterable, Codable {
         /// Page faults taken in user mode (`PERF_COUNT_SW_PAGE_FAULTS`). Faults the kernel takes on the
         /// process's behalf (`MADV_POPULATE_WRITE`, `MAP_POPULATE`) are not counted.
         case pageFaults
@@ -30,34 +31,59 @@ public struct PerfCounter: ~Copyable {
     }
 
     /// What this counter counts.
-    public let event: Event
+    package let event: Event
     private let fd: Int32
 
-    /// Opens a counter of `event` for the calling thread; `StackError.perfCounterUnavailable` names the
+    /// Opens a counter of `event` for the calling thread; `Unavailable` names the
     /// errno and the fix (a PMU, `kernel.perf_event_paranoid`, `CONFIG_PERF_EVENTS`) where the kernel refuses.
-    public init(_ event: Event) throws(StackError) {
+    package init(_ event: Event) throws(Unavailable) {
         switch Syscall.openPerfCounter(event.shimEvent) {
         case .success(let fd): self.fd = fd
-        case .failure(let errno): throw .perfCounterUnavailable(errno, event: event.rawValue)
+        case .failure(let errno): throw Unavailable(errno: errno, event: event.rawValue)
         }
         self.event = event
     }
 
     /// The count since the counter was opened.
-    public func read() throws(StackError) -> UInt64 {
+    package func read() throws(Unavailable) -> UInt64 {
         switch Syscall.readPerfCounter(fd) {
         case .success(let value): return value
-        case .failure(let errno): throw .perfCounterUnavailable(errno, event: event.rawValue)
+        case .failure(let errno): throw Unavailable(errno: errno, event: event.rawValue)
         }
     }
 
     /// Nil when a counter of `event` can be opened on this thread, or the error that says why not.
-    public static func unavailability(of event: Event) -> StackError? {
+    package static func unavailability(of event: Event) -> Unavailable? {
         do {
             _ = try PerfCounter(event)
             return nil
         } catch {
             return error
+        }
+    }
+
+    /// perf_event_open(2) refused the counter, or reading it failed; the description names the fix.
+    package struct Unavailable: Error, Sendable, Hashable, CustomStringConvertible {
+        package let errno: Errno
+        package let event: String
+
+        package var description: String {
+            let fix: String
+            switch errno {
+            case .noSuchFileOrDirectory, .notSupported:
+                fix = "the CPU or the hypervisor offers no such event (virtual machines often expose no PMU; "
+                    + "enable PMU passthrough on the host, or measure by time); software events such as page faults still work"
+            case .permissionDenied, .notPermitted:
+                fix = "lower kernel.perf_event_paranoid (`sysctl -w kernel.perf_event_paranoid=2` allows user-space "
+                    + "counting of one's own threads), grant CAP_PERFMON, or allow perf_event_open in the seccomp profile"
+            case .noFunction:
+                fix = "the kernel was built without perf events: it needs CONFIG_PERF_EVENTS=y"
+            case .tooManyOpenFiles:
+                fix = "the process is out of file descriptors: close some or raise `ulimit -n`"
+            default:
+                fix = "see perf_event_open(2)"
+            }
+            return "the perf counter of \(event) is not available: \(errno) (\(errno.rawValue)); \(fix)"
         }
     }
 

@@ -43,7 +43,9 @@ public enum Prefault {
     private static let fallbackLogged = Atomic<Bool>(false)
 
     /// Applies `policy` to `layout`. A failure throws `.prefaultFailed` and is logged on `logger`.
-    public static func apply(_ policy: PrefaultPolicy, to layout: StackLayout, logger: Logger) throws(StackError) {
+    public static func apply(
+        _ policy: PrefaultPolicy, to layout: StackLayout, logger: Logger = Logger(label: "fiberstacks.prefault")
+    ) throws(StackError) {
         guard policy.strategy != .none else { return }
         let plan = try PrefaultPlan(layout: layout, depth: policy.depth)
         guard plan.pageCount > 0 else { return }

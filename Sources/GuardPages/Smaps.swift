@@ -1,32 +1,32 @@
 /// What `/proc/self/smaps` says about the mappings (VMAs) that overlap an address range: how much of
 /// it the kernel backs with huge pages. The kernel reports per VMA, so the counts cover every VMA that
 /// overlaps the range, whole; a stack's usable range is one VMA of its own, so for it they are exact.
-public struct SmapsUsage: Sendable, Hashable, Codable {
+package struct SmapsUsage: Sendable, Hashable, Codable {
     /// VMAs overlapping the range.
-    public var mappings = 0
+    package var mappings = 0
     /// Their size (`Size`).
-    public var mappedBytes = 0
+    package var mappedBytes = 0
     /// Their page sizes (`KernelPageSize`), distinct, smallest first: 4096 for small pages, the huge
     /// page size for hugetlb mappings. Transparent huge pages keep 4096 here; see `anonHugeBytes`.
-    public var kernelPageSizes: [Int] = []
+    package var kernelPageSizes: [Int] = []
     /// Resident bytes (`Rss`).
-    public var residentBytes = 0
+    package var residentBytes = 0
     /// Bytes mapped by transparent huge pages (`AnonHugePages`).
-    public var anonHugeBytes = 0
+    package var anonHugeBytes = 0
     /// Bytes of hugetlb pages faulted in (`Private_Hugetlb` + `Shared_Hugetlb`).
-    public var hugetlbBytes = 0
+    package var hugetlbBytes = 0
 
     /// Bytes backed by huge pages of either kind.
-    public var hugeBytes: Int { anonHugeBytes + hugetlbBytes }
+    package var hugeBytes: Int { anonHugeBytes + hugetlbBytes }
 
     /// Nothing mapped.
-    public init() {}
+    package init() {}
 }
 
 /// Reads `/proc/<pid>/smaps`.
-public enum Smaps {
+package enum Smaps {
     /// The usage of the VMAs overlapping `range` in this process (`path` is for tests of other files).
-    public static func usage(of range: Range<UInt>, path: String = "/proc/self/smaps") throws(StackError) -> SmapsUsage {
+    package static func usage(of range: Range<UInt>, path: String = "/proc/self/smaps") throws(StackError) -> SmapsUsage {
         parse(try SystemFile.read(path), overlapping: range)
     }
 

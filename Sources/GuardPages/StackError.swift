@@ -1,304 +1,366 @@
 import SystemPackage
 
-/// Every failure of the stack subsystem, each naming its cause and the fix.
+/// A failure of the stack subsystem: what failed, why, and the fix (the sysctl, the sysfs file, the mount,
+/// the package).
 ///
-/// Syscall failures carry the raw `Errno`; `description` says what failed, why, and what to change
-/// (the sysctl, the sysfs file, the package). Programmer errors in bad input are errors too, never traps.
-public enum StackError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The usable size is zero, negative, larger than `StackSizes.maximumUsableSize`, or overflows when rounded.
-    case invalidSize(requested: Int, reason: String)
-    /// The guard size is negative, larger than `StackSizes.maximumGuardSize`, or overflows when rounded.
-    case invalidGuard(requested: Int, reason: String)
-    /// A configuration field holds a value outside what it accepts: `type` and `field` name it (as in
-    /// `PooledStackAllocator.Configuration.idlePeriod`), `value` is what it held, `allowed` what it accepts.
-    case invalidConfiguration(type: String, field: String, value: String, allowed: String)
-    /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
-    case invalidPageSize(requested: Int, reason: String)
-    /// `mmap` failed for a mapping of `size` bytes.
-    case mappingFailed(Errno, size: Int)
-    /// Installing the guard failed (`MADV_GUARD_INSTALL` or `mprotect(PROT_NONE)`).
-    case guardInstallFailed(Errno, mechanism: GuardMechanism)
-    /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
-    case mapCountExhausted(limit: Int, current: Int)
-    /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
-    /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
-    /// costs two. `stacksRemaining` more would fit below the hard limit itself.
-    case mapCountReserveReached(limit: Int, current: Int, reserve: Int, stacksRemaining: Int)
-    /// Prefaulting the usable range failed; nothing was left half-mapped.
-    case prefaultFailed(Errno, strategy: PrefaultStrategy, address: UInt)
-    /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
-    case probeFailed(Errno, what: String)
-    /// Reading a kernel interface file (procfs, sysfs) failed.
-    case systemFileUnreadable(path: String, Errno)
-    /// The kernel or the machine lacks a capability; `fix` says how to get it.
-    case capabilityMissing(String, fix: String)
-    /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
-    case numaNodeOutOfRange(node: Int, possible: [Int])
-    /// A NUMA node the kernel knows of but that is not online.
-    case numaNodeOffline(node: Int, online: [Int])
-    /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
-    /// with memory (by `numa_distance`), if any.
-    case numaNodeMemoryless(node: Int, nearest: Int?)
-    /// A NUMA placement that names no node (an empty interleave set).
-    case numaPlacementEmpty(placement: String)
-    /// mbind(2) refused `placement` over `[address, address + size)`.
-    case numaBindFailed(Errno, placement: String, address: UInt, size: Int)
-    /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
-    /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
-    case numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt)
-    /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
-    /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
-    case guardRegistrationFailed(Errno, stack: StackLayout)
-    /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
-    case canaryCorrupted(stack: StackLayout, label: String?)
-    /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
-    case signalSetupFailed(Errno, what: String)
-    /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
-    /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
-    case hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String)
-    /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
-    /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
-    case hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int)
-    /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
-    case notHugeTLBFSMount(path: String)
-    /// A `FiberConfig` field holds a value the scheduler cannot use.
-    case invalidFiberConfig(field: String, reason: String)
-    /// A job needed a fiber and its worker's pool was at `FiberConfig.maxPoolSize`, all in use.
-    case fiberPoolExhausted(worker: Int, maxPoolSize: Int)
-    /// The scheduler was shut down with `.cancel` before the job finished (or while it waited).
-    case jobCancelled
-    /// The job was submitted after `shutdown` began.
-    case schedulerShutDown
-    /// `pthread_create` failed for a scheduler worker.
-    case threadCreationFailed(Errno)
-    /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
-    /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
-    case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
-    /// perf_event_open(2) refused a counter (`PerfCounter`), or reading it failed.
-    case perfCounterUnavailable(Errno, event: String)
-    /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
-    /// (`reason` says why; `errno` is set when a syscall failed).
-    case objectUnreadable(path: String, reason: String, errno: Errno?)
-    /// A guard of `guardSize` bytes is smaller than the `frameBytes`-byte frame of `function` in `object`,
-    /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
-    case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
+/// An error is a value with a `code` to compare (`error.code == .mapCountExhausted`), the `errno` of the
+/// system call that failed, if one did, and a `message` and a `fix` for people. New codes can be added
+/// without breaking code that switches over them: compare codes, or ask the classification properties
+/// (`isShortage`, `isUsage`, `isUnsupported`). Bad input is an error too, never a trap.
+///
+/// An allocator of your own reports its failures with `StackError(code:message:fix:errno:)`, usually
+/// with `.allocatorFailed`.
+public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure an error is. Compare codes, never messages.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
 
-    public var description: String {
-        switch self {
-        case .invalidSize(let requested, let reason):
-            return "invalid stack size \(requested): \(reason)"
-        case .invalidGuard(let requested, let reason):
-            return "invalid guard size \(requested): \(reason)"
-        case .invalidConfiguration(let type, let field, let value, let allowed):
-            return "invalid \(type).\(field) \(value): it must be \(allowed)"
-        case .invalidPageSize(let requested, let reason):
-            return "invalid page size \(requested): \(reason)"
-        case .mappingFailed(let errno, let size):
-            let fix =
-                switch errno {
-                case .noMemory: "check memory limits (ulimit -v, cgroup memory.max) and vm.overcommit_memory"
-                case .resourceTemporarilyUnavailable: "locked memory is over its limit: raise `ulimit -l`"
-                case .notPermitted: "a seccomp profile or a security module forbids the mapping"
-                case .permissionDenied: "the file's open mode or its mount's options do not allow this mapping"
-                case .invalidArgument: "the kernel refused the size, alignment or flags; see mmap(2)"
-                default: "see mmap(2)"
-                }
-            return "mmap of \(size) bytes failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .guardInstallFailed(let errno, let mechanism):
-            let fix =
-                switch (mechanism, errno) {
-                case (.lightweight, .invalidArgument):
-                    "MADV_GUARD_INSTALL needs Linux >= 6.13 and private anonymous memory (hugetlb, file-backed "
-                        + "and locked mappings refuse it); use GuardMode.mprotect there"
-                case (_, .noMemory):
-                    "the kernel is out of memory for page tables, or the process is at vm.max_map_count "
-                        + "(an mprotect guard splits a mapping); check memory limits, or raise vm.max_map_count"
-                default: "see \(mechanism == .lightweight ? "madvise(2)" : "mprotect(2)")"
-                }
-            return "installing the \(mechanism) guard failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .mapCountExhausted(let limit, let current):
-            return "the process has \(current) of vm.max_map_count=\(limit) mappings; raise it with "
-                + "`sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist in /etc/sysctl.d/), "
-                + "or, for small-page stacks, use lightweight guards (Linux >= 6.13), which add no mapping"
-        case .mapCountReserveReached(let limit, let current, let reserve, let stacksRemaining):
-            return "mprotect guards cost two mappings per stack: the process has \(current) of vm.max_map_count=\(limit) "
-                + "mappings and the last \(reserve) are kept for the rest of the process (the map count reserve, at most "
-                + "a quarter of the limit), so no new guarded stack is carved; the \(max(limit - current, 0)) mappings "
-                + "left below the limit would hold \(stacksRemaining) more. Release stacks (their slots are reused without "
-                + "new mappings), lower SlabStackAllocator.Configuration.mapCountReserve if the rest of the process needs "
-                + "fewer mappings, raise the limit with `sysctl -w vm.max_map_count=\(max(limit * 2, 262_144))` (persist "
-                + "in /etc/sysctl.d/), or use lightweight guards (MADV_GUARD_INSTALL, Linux >= 6.13), which add no mapping"
-        case .prefaultFailed(let errno, let strategy, let address):
-            let fix =
-                switch errno {
-                case .noMemory: "the memory could not be had: check memory limits (ulimit -v, cgroup memory.max)"
-                case .invalidArgument:
-                    "MADV_POPULATE_WRITE needs Linux >= 5.14 and a writable mapping; use PrefaultStrategy.touch on older kernels"
-                case .badAddress: "a page could not be faulted in (a guard inside the range, or a failed fault)"
-                default: "see madvise(2)"
-                }
-            return "prefault (\(strategy)) failed at 0x\(String(address, radix: 16)): \(errno) (\(errno.rawValue)); \(fix)"
-        case .probeFailed(let errno, let what):
-            let fix =
-                switch errno {
-                case .notPermitted, .permissionDenied, .noFunction:
-                    "process_vm_readv, mincore and move_pages must be allowed (seccomp profiles may block process_vm_readv)"
-                case .noMemory: "part of the range is not mapped"
-                default: "see process_vm_readv(2), mincore(2) and move_pages(2)"
-                }
-            return "probe of \(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .systemFileUnreadable(let path, let errno):
-            let fix =
-                switch errno {
-                case .noSuchFileOrDirectory:
-                    "the file is missing: procfs or sysfs is not mounted, or this kernel lacks the feature it describes"
-                case .permissionDenied, .notPermitted: "this user may not read it (a sandbox or a container's mask)"
-                default: "see the kernel's documentation of \(path)"
-                }
-            return "cannot read \(path): \(errno) (\(errno.rawValue)); \(fix)"
-        case .capabilityMissing(let what, let fix):
-            return "\(what) is not available: \(fix)"
-        case .numaNodeOutOfRange(let node, let possible):
-            return "NUMA node \(node) does not exist: this kernel's nodes are \(nodeList(possible)) "
-                + "(/sys/devices/system/node/possible); list them with `numactl -H` or `fiberstacks doctor`"
-        case .numaNodeOffline(let node, let online):
-            return "NUMA node \(node) is offline: use an online node (\(nodeList(online)), "
-                + "/sys/devices/system/node/online) or bring its memory online (/sys/devices/system/memory/memory*/online)"
-        case .numaNodeMemoryless(let node, let nearest):
-            return "NUMA node \(node) has no memory (it is not in /sys/devices/system/node/has_memory), so no page can "
-                + "be placed on it: "
-                + (nearest.map { "bind to node \($0), the nearest node with memory" } ?? "no node has memory")
-                + " (its CPUs allocate from there by default)"
-        case .numaPlacementEmpty(let placement):
-            return "NUMA placement \(placement) names no node: give at least one node with memory"
-        case .numaBindFailed(let errno, let placement, let address, let size):
-            let fix: String
-            switch errno {
-            case .ioError: fix = "pages already present lie on other nodes and the placement is strict; use "
-                + "existingPages .move to migrate them, or place the range before its first touch"
-            case .invalidArgument: fix = "the kernel refused the node set (offline or memoryless node, or a range "
-                + "not aligned to its page size); check /sys/devices/system/node/has_memory"
-            case .noFunction: fix = "this kernel has no NUMA support: it needs CONFIG_NUMA=y"
-            case .permissionDenied, .notPermitted: fix = "a seccomp profile or a cpuset forbids it (allow mbind; "
-                + "check the cgroup's cpuset.mems)"
-            case .noMemory: fix = "the kernel is out of memory for the policy; free memory"
-            case .badAddress: fix = "part of the range is not mapped"
-            default: fix = "see mbind(2)"
-            }
-            return "mbind(\(placement)) of \(size) bytes at 0x\(String(address, radix: 16)) failed: "
-                + "\(errno) (\(errno.rawValue)); \(fix)"
-        case .numaPlacementWrong(let expected, let misplaced, let present, let pagesPerNode, let firstMisplaced):
-            let found = pagesPerNode.sorted { $0.key < $1.key }.map { "node \($0.key): \($0.value)" }.joined(separator: ", ")
-            return "\(misplaced) of \(present) present pages are not on node(s) \(nodeList(expected)) (found \(found); "
-                + "first at 0x\(String(firstMisplaced, radix: 16))): bind before the first touch (a preferred "
-                + "placement spills when its node is full), or rebind with existingPages .move"
-        case .guardRegistrationFailed(let errno, let stack):
-            let fix: String
-            switch errno {
-            case .fileExists:
-                fix = "a stack at this address is still registered: its allocator unmapped it without "
-                    + "GuardRegistry.unregister; unregister before unmapping"
-            case .noSpace:
-                fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
-            case .noMemory:
-                fix = "mapping the registry's next segment failed; check memory limits (ulimit -v, cgroup "
-                    + "memory.max) and the process's map count against vm.max_map_count"
-            default:
-                fix = "the usable bottom must be non-zero and page-aligned, below the top"
-            }
-            return "registering the guard of \(stack) failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .canaryCorrupted(let stack, let label):
-            return "the canary at the usable bottom of \(label.map { "fiber \"\($0)\" " } ?? "")\(stack) was "
-                + "overwritten: the fiber used more than its \(stack.sizes.usable) usable bytes (or something wrote "
-                + "over it); raise the stack size (StackRequest.usableSize), or give the stack a hardware guard "
-                + "(StackRequest.guardSize > 0) so an overflow traps where it happens"
-        case .signalSetupFailed(let errno, let what):
-            let fix =
-                switch errno {
-                case .noMemory: "no memory for the alternate signal stack; check memory limits (ulimit -v, cgroup memory.max)"
-                case .notPermitted: "the thread is running on its alternate signal stack; change it outside a signal handler"
-                case .resourceTemporarilyUnavailable: "the process is out of pthread keys (PTHREAD_KEYS_MAX)"
-                case .invalidArgument: "the kernel refused the arguments (a stack below MINSIGSTKSZ, or a bad signal)"
-                default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"
-                }
-            return "\(what) failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .hugePagesExhausted(let pageSize, let needed, let free, let node, let controlFile):
-            let pool = "\(node.map { "node \($0)'s" } ?? "the") \(formatByteCount(pageSize)) huge page pool"
-            guard free < needed else {
-                return "\(pool) has \(free) free pages, \(needed) needed, yet the kernel refused them: a hugetlbfs "
-                    + "mount's size= limit or a hugetlb cgroup limit (hugetlb.\(formatSizeOption(pageSize))B.max) may be "
-                    + "reached, or another process took the pages meanwhile; raise the limit that was reached, or ask "
-                    + "for HugePageRequest.ExhaustionPolicy.fallback"
-            }
-            return "\(pool) has \(free) free pages, \(needed) needed: "
-                + "add at least \(needed - free) by writing a larger page count to \(controlFile) (as root), "
-                + "or ask for HugePageRequest.ExhaustionPolicy.fallback"
-        case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed):
-            let options = "pagesize=\(formatSizeOption(pageSize)),size=\(formatSizeOption(pageSize * (limit - free + needed)))"
-            return "the hugetlbfs mount \(mount) is limited to \(limit) \(formatByteCount(pageSize)) pages by its size= "
-                + "option and has \(free) free, \(needed) needed: mount it again "
-                + "with a larger size (as root, once nothing uses it: `umount \(mount) && mount -t hugetlbfs -o \(options) "
-                + "none \(mount)`; `mount -o remount` keeps the old size), pass another hugetlbfs mount with room, or use "
-                + "anonymous huge pages (HugePageRequest.Backing.anonymous, MAP_HUGETLB), which no mount limits"
-        case .notHugeTLBFSMount(let path):
-            return "\(path) is not a hugetlbfs mount: mount one (as root) with "
-                + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "
-                + "or pass mount: nil to use the one libhugetlbfs finds"
-        case .invalidFiberConfig(let field, let reason):
-            return "invalid FiberConfig.\(field): \(reason)"
-        case .fiberPoolExhausted(let worker, let maxPoolSize):
-            return "worker \(worker) has all \(maxPoolSize) fibers of its pool in use; raise FiberConfig.maxPoolSize, "
-                + "or set FiberConfig.whenExhausted = .wait to queue jobs until a fiber is free"
-        case .jobCancelled:
-            return "the job was cancelled by shutdown(.cancel); use shutdown(.drain) to let queued and waiting jobs finish"
-        case .schedulerShutDown:
-            return "the job was submitted after the scheduler began shutting down; submit jobs before calling shutdown"
-        case .threadCreationFailed(let errno):
-            let fix =
-                switch errno {
-                case .resourceTemporarilyUnavailable:
-                    "raise the thread limits (ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower "
-                        + "FiberConfig.workerCount"
-                default: "see pthread_create(3)"
-                }
-            return "creating a worker thread failed: \(errno) (\(errno.rawValue)); \(fix)"
-        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
-            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
-                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
-                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
-        case .perfCounterUnavailable(let errno, let event):
-            let fix: String
-            switch errno {
-            case .noSuchFileOrDirectory, .notSupported:
-                fix = "the CPU or the hypervisor offers no such event (virtual machines often expose no PMU; "
-                    + "enable PMU passthrough on the host, or measure by time); software events such as page faults still work"
-            case .permissionDenied, .notPermitted:
-                fix = "lower kernel.perf_event_paranoid (`sysctl -w kernel.perf_event_paranoid=2` allows user-space "
-                    + "counting of one's own threads), grant CAP_PERFMON, or allow perf_event_open in the seccomp profile"
-            case .noFunction:
-                fix = "the kernel was built without perf events: it needs CONFIG_PERF_EVENTS=y"
-            case .tooManyOpenFiles:
-                fix = "the process is out of file descriptors: close some or raise `ulimit -n`"
-            default:
-                fix = "see perf_event_open(2)"
-            }
-            return "the perf counter of \(event) is not available: \(errno) (\(errno.rawValue)); \(fix)"
-        case .objectUnreadable(let path, let reason, let errno):
-            return "cannot audit the stack frames of \(path): \(reason)"
-                + (errno.map { ": \($0) (\($0.rawValue))" } ?? "")
-                + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
-                + "that this user can read"
-        case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed):
-            return "a guard of \(guardSize) bytes is smaller than the \(frameBytes)-byte stack frame of \(function) in "
-                + "\(object): Swift emits no stack probes, so that frame can skip the guard without touching it and "
-                + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
-                + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
-                + "(`fiberstacks frames` lists the largest frames)"
+        /// The usable size is zero, negative, larger than `StackSizes.maximumUsableSize`, or overflows when rounded.
+        public static let invalidSize = Code("invalidSize")
+        /// The guard size is negative, larger than `StackSizes.maximumGuardSize`, or overflows when rounded.
+        public static let invalidGuard = Code("invalidGuard")
+        /// A configuration field holds a value outside what it accepts: `type` and `field` name it (as in
+        /// `PooledStackAllocator.Configuration.idlePeriod`), `value` is what it held, `allowed` what it accepts.
+        public static let invalidConfiguration = Code("invalidConfiguration")
+        /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
+        public static let invalidPageSize = Code("invalidPageSize")
+        /// `mmap` failed for a mapping of `size` bytes.
+        public static let mappingFailed = Code("mappingFailed")
+        /// Installing the guard failed (`MADV_GUARD_INSTALL` or `mprotect(PROT_NONE)`).
+        public static let guardInstallFailed = Code("guardInstallFailed")
+        /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
+        public static let mapCountExhausted = Code("mapCountExhausted")
+        /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
+        /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
+        /// costs two. `stacksRemaining` more would fit below the hard limit itself.
+        public static let mapCountReserveReached = Code("mapCountReserveReached")
+        /// Prefaulting the usable range failed; nothing was left half-mapped.
+        public static let prefaultFailed = Code("prefaultFailed")
+        /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
+        public static let probeFailed = Code("probeFailed")
+        /// Reading a kernel interface file (procfs, sysfs) failed.
+        public static let systemFileUnreadable = Code("systemFileUnreadable")
+        /// The kernel or the machine lacks a capability; `fix` says how to get it.
+        public static let capabilityMissing = Code("capabilityMissing")
+        /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
+        public static let numaNodeOutOfRange = Code("numaNodeOutOfRange")
+        /// A NUMA node the kernel knows of but that is not online.
+        public static let numaNodeOffline = Code("numaNodeOffline")
+        /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
+        /// with memory (by `numa_distance`), if any.
+        public static let numaNodeMemoryless = Code("numaNodeMemoryless")
+        /// A NUMA placement that names no node (an empty interleave set).
+        public static let numaPlacementEmpty = Code("numaPlacementEmpty")
+        /// mbind(2) refused `placement` over `[address, address + size)`.
+        public static let numaBindFailed = Code("numaBindFailed")
+        /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
+        /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
+        public static let numaPlacementWrong = Code("numaPlacementWrong")
+        /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+        /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
+        public static let guardRegistrationFailed = Code("guardRegistrationFailed")
+        /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
+        public static let canaryCorrupted = Code("canaryCorrupted")
+        /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
+        public static let signalSetupFailed = Code("signalSetupFailed")
+        /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
+        /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
+        public static let hugePagesExhausted = Code("hugePagesExhausted")
+        /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
+        /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
+        public static let hugeTLBFSMountFull = Code("hugeTLBFSMountFull")
+        /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
+        public static let notHugeTLBFSMount = Code("notHugeTLBFSMount")
+        /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
+        public static let threadCreationFailed = Code("threadCreationFailed")
+        /// The frame audit cannot read an object as a 64-bit little-endian ELF file for x86_64 or aarch64.
+        public static let objectUnreadable = Code("objectUnreadable")
+        /// A guard smaller than the largest fixed frame of the loaded code: that frame could skip it.
+        public static let guardSmallerThanFrame = Code("guardSmallerThanFrame")
+        /// A worker thread's stack does not fit under RLIMIT_AS (`ulimit -v`).
+        public static let threadAddressSpaceExhausted = Code("threadAddressSpaceExhausted")
+        /// A request or a value that makes no sense: a usage error in the calling code.
+        public static let invalidRequest = Code("invalidRequest")
+        /// A pool holds as many stacks as it can.
+        public static let poolExhausted = Code("poolExhausted")
+        /// An allocator outside this package failed; its message says why.
+        public static let allocatorFailed = Code("allocatorFailed")
+    }
+
+    /// The failure, with the values its message names.
+    package let reason: Reason
+
+    package init(_ reason: Reason) { self.reason = reason }
+
+    /// An error of your own (an allocator outside this package): `message` says what failed, `fix` what to
+    /// change; `errno` is the error number of the system call that failed, if one did.
+    public init(code: Code = .allocatorFailed, message: String, fix: String = "", errno: Int32? = nil) {
+        reason = .other(code: code, message: message, fix: fix, errno: errno.map(Errno.init(rawValue:)))
+    }
+
+    /// What kind of failure this is.
+    public var code: Code {
+        switch reason {
+        case .other(let code, _, _, _): code
+        case .objectUnreadable: .objectUnreadable
+        case .threadAddressSpaceExhausted: .threadAddressSpaceExhausted
+        case .guardSmallerThanFrame: .guardSmallerThanFrame
+        case .invalidSize: .invalidSize
+        case .invalidGuard: .invalidGuard
+        case .invalidConfiguration: .invalidConfiguration
+        case .invalidPageSize: .invalidPageSize
+        case .mappingFailed: .mappingFailed
+        case .guardInstallFailed: .guardInstallFailed
+        case .mapCountExhausted: .mapCountExhausted
+        case .mapCountReserveReached: .mapCountReserveReached
+        case .prefaultFailed: .prefaultFailed
+        case .probeFailed: .probeFailed
+        case .systemFileUnreadable: .systemFileUnreadable
+        case .capabilityMissing: .capabilityMissing
+        case .numaNodeOutOfRange: .numaNodeOutOfRange
+        case .numaNodeOffline: .numaNodeOffline
+        case .numaNodeMemoryless: .numaNodeMemoryless
+        case .numaPlacementEmpty: .numaPlacementEmpty
+        case .numaBindFailed: .numaBindFailed
+        case .numaPlacementWrong: .numaPlacementWrong
+        case .guardRegistrationFailed: .guardRegistrationFailed
+        case .canaryCorrupted: .canaryCorrupted
+        case .signalSetupFailed: .signalSetupFailed
+        case .hugePagesExhausted: .hugePagesExhausted
+        case .hugeTLBFSMountFull: .hugeTLBFSMountFull
+        case .notHugeTLBFSMount: .notHugeTLBFSMount
+        case .threadCreationFailed: .threadCreationFailed
         }
+    }
+
+    /// The error number of the failed system call (swift-system's `Errno`), if one failed.
+    public var errno: Errno? {
+        switch reason {
+        case .other(_, _, _, let errno), .objectUnreadable(_, _, let errno): errno
+        case .mappingFailed(let errno, _), .guardInstallFailed(let errno, _), .prefaultFailed(let errno, _, _),
+            .probeFailed(let errno, _), .systemFileUnreadable(_, let errno), .numaBindFailed(let errno, _, _, _),
+            .guardRegistrationFailed(let errno, _), .signalSetupFailed(let errno, _), .threadCreationFailed(let errno):
+            errno
+        default: nil
+        }
+    }
+
+    /// `errno` as the C `Int32`, for code that does not use swift-system.
+    public var errnoValue: Int32? { errno?.rawValue }
+
+    /// What failed and why.
+    public var message: String { split.message }
+
+    /// What to change: the sysctl, the file, the mount option, the package; empty when there is nothing to do.
+    public var fix: String { split.fix }
+
+    public var description: String { reason.text }
+
+    /// Too little of something: memory, mappings (`vm.max_map_count`), huge pages, a full pool. Retrying
+    /// later, or with less, can succeed.
+    public var isShortage: Bool {
+        switch code {
+        case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
+            .poolExhausted, .threadAddressSpaceExhausted:
+            true
+        case .mappingFailed, .prefaultFailed, .guardInstallFailed, .guardRegistrationFailed, .threadCreationFailed:
+            errno == .noMemory || errno == .noSpace || errno == .resourceTemporarilyUnavailable
+        default: false
+        }
+    }
+
+    /// A usage error: an invalid size, configuration, placement or request. Fix the calling code.
+    public var isUsage: Bool {
+        switch code {
+        case .invalidSize, .invalidGuard, .invalidPageSize, .invalidConfiguration, .invalidRequest,
+            .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty, .notHugeTLBFSMount,
+            .guardSmallerThanFrame:
+            true
+        default: false
+        }
+    }
+
+    /// This kernel or machine lacks what was asked for (a kernel feature, libnuma, huge pages support).
+    public var isUnsupported: Bool { code == .capabilityMissing }
+
+    private var split: (message: String, fix: String) {
+        switch reason {
+        case .other(_, let message, let fix, _): return (message, fix)
+        case .capabilityMissing(let what, let fix): return ("\(what) is not available", fix)
+        default:
+            let text = reason.text
+            guard let separator = text.firstRange(of: "; ") else { return (text, "") }
+            return (String(text[..<separator.lowerBound]), String(text[separator.upperBound...]))
+        }
+    }
+
+    /// "message; fix", or the message alone.
+    static func join(_ message: String, _ fix: String) -> String {
+        fix.isEmpty ? message : "\(message); \(fix)"
     }
 }
 
-/// "0,1,3" for a list of node ids, or "none".
-private func nodeList(_ nodes: [Int]) -> String {
-    nodes.isEmpty ? "none" : nodes.map(String.init).joined(separator: ",")
+extension StackError {
+    /// The usable size is zero, negative, larger than `StackSizes.maximumUsableSize`, or overflows when rounded.
+    package static func invalidSize(requested: Int, reason: String) -> StackError {
+        StackError(.invalidSize(requested: requested, reason: reason))
+    }
+
+    /// The guard size is negative, larger than `StackSizes.maximumGuardSize`, or overflows when rounded.
+    package static func invalidGuard(requested: Int, reason: String) -> StackError {
+        StackError(.invalidGuard(requested: requested, reason: reason))
+    }
+
+    /// A configuration field holds a value outside what it accepts: `type` and `field` name it (as in
+    /// `PooledStackAllocator.Configuration.idlePeriod`), `value` is what it held, `allowed` what it accepts.
+    package static func invalidConfiguration(type: String, field: String, value: String, allowed: String) -> StackError {
+        StackError(.invalidConfiguration(type: type, field: field, value: value, allowed: allowed))
+    }
+
+    /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
+    package static func invalidPageSize(requested: Int, reason: String) -> StackError {
+        StackError(.invalidPageSize(requested: requested, reason: reason))
+    }
+
+    /// `mmap` failed for a mapping of `size` bytes.
+    package static func mappingFailed(_ errno: Errno, size: Int) -> StackError {
+        StackError(.mappingFailed(errno, size: size))
+    }
+
+    /// Installing the guard failed (`MADV_GUARD_INSTALL` or `mprotect(PROT_NONE)`).
+    package static func guardInstallFailed(_ errno: Errno, mechanism: GuardMechanism) -> StackError {
+        StackError(.guardInstallFailed(errno, mechanism: mechanism))
+    }
+
+    /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
+    package static func mapCountExhausted(limit: Int, current: Int) -> StackError {
+        StackError(.mapCountExhausted(limit: limit, current: current))
+    }
+
+    /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
+    /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
+    /// costs two. `stacksRemaining` more would fit below the hard limit itself.
+    package static func mapCountReserveReached(limit: Int, current: Int, reserve: Int, stacksRemaining: Int) -> StackError {
+        StackError(.mapCountReserveReached(limit: limit, current: current, reserve: reserve, stacksRemaining: stacksRemaining))
+    }
+
+    /// Prefaulting the usable range failed; nothing was left half-mapped.
+    package static func prefaultFailed(_ errno: Errno, strategy: PrefaultStrategy, address: UInt) -> StackError {
+        StackError(.prefaultFailed(errno, strategy: strategy, address: address))
+    }
+
+    /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
+    package static func probeFailed(_ errno: Errno, what: String) -> StackError {
+        StackError(.probeFailed(errno, what: what))
+    }
+
+    /// Reading a kernel interface file (procfs, sysfs) failed.
+    package static func systemFileUnreadable(path: String, _ errno: Errno) -> StackError {
+        StackError(.systemFileUnreadable(path: path, errno))
+    }
+
+    /// The kernel or the machine lacks a capability; `fix` says how to get it.
+    package static func capabilityMissing(_ value0: String, fix: String) -> StackError {
+        StackError(.capabilityMissing(value0, fix: fix))
+    }
+
+    /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
+    package static func numaNodeOutOfRange(node: Int, possible: [Int]) -> StackError {
+        StackError(.numaNodeOutOfRange(node: node, possible: possible))
+    }
+
+    /// A NUMA node the kernel knows of but that is not online.
+    package static func numaNodeOffline(node: Int, online: [Int]) -> StackError {
+        StackError(.numaNodeOffline(node: node, online: online))
+    }
+
+    /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
+    /// with memory (by `numa_distance`), if any.
+    package static func numaNodeMemoryless(node: Int, nearest: Int?) -> StackError {
+        StackError(.numaNodeMemoryless(node: node, nearest: nearest))
+    }
+
+    /// A NUMA placement that names no node (an empty interleave set).
+    package static func numaPlacementEmpty(placement: String) -> StackError {
+        StackError(.numaPlacementEmpty(placement: placement))
+    }
+
+    /// mbind(2) refused `placement` over `[address, address + size)`.
+    package static func numaBindFailed(_ errno: Errno, placement: String, address: UInt, size: Int) -> StackError {
+        StackError(.numaBindFailed(errno, placement: placement, address: address, size: size))
+    }
+
+    /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
+    /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
+    package static func numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt) -> StackError {
+        StackError(.numaPlacementWrong(expected: expected, misplaced: misplaced, present: present, pagesPerNode: pagesPerNode, firstMisplaced: firstMisplaced))
+    }
+
+    /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+    /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
+    package static func guardRegistrationFailed(_ errno: Errno, stack: StackLayout) -> StackError {
+        StackError(.guardRegistrationFailed(errno, stack: stack))
+    }
+
+    /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
+    package static func canaryCorrupted(stack: StackLayout, label: String?) -> StackError {
+        StackError(.canaryCorrupted(stack: stack, label: label))
+    }
+
+    /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
+    package static func signalSetupFailed(_ errno: Errno, what: String) -> StackError {
+        StackError(.signalSetupFailed(errno, what: what))
+    }
+
+    /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
+    /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
+    package static func hugePagesExhausted(pageSize: Int, needed: Int, free: Int, node: Int?, controlFile: String) -> StackError {
+        StackError(.hugePagesExhausted(pageSize: pageSize, needed: needed, free: free, node: node, controlFile: controlFile))
+    }
+
+    /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
+    /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
+    package static func hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int) -> StackError {
+        StackError(.hugeTLBFSMountFull(mount: mount, pageSize: pageSize, limit: limit, free: free, needed: needed))
+    }
+
+    /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
+    package static func notHugeTLBFSMount(path: String) -> StackError {
+        StackError(.notHugeTLBFSMount(path: path))
+    }
+
+    /// `pthread_create` failed for a scheduler worker.
+    package static func threadCreationFailed(_ errno: Errno) -> StackError {
+        StackError(.threadCreationFailed(errno))
+    }
+
+    /// The frame audit cannot read `path` (`reason` says why; `errno` when a syscall failed).
+    package static func objectUnreadable(path: String, reason: String, errno: Errno?) -> StackError {
+        StackError(.objectUnreadable(path: path, reason: reason, errno: errno))
+    }
+
+    /// A guard of `guardSize` bytes is smaller than the largest fixed frame of the loaded code.
+    package static func guardSmallerThanFrame(
+        guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int
+    ) -> StackError {
+        StackError(.guardSmallerThanFrame(
+            guardSize: guardSize, function: function, object: object, frameBytes: frameBytes, needed: needed))
+    }
+
+    /// A worker thread's `stackSize`-byte stack does not fit under RLIMIT_AS: `inUse` of `limit` bytes mapped.
+    package static func threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int) -> StackError {
+        StackError(.threadAddressSpaceExhausted(limit: limit, inUse: inUse, stackSize: stackSize))
+    }
+
+    /// A pool is full: `what` says of what, `fix` how to make room.
+    package static func poolExhausted(_ what: String, fix: String) -> StackError {
+        StackError(.other(code: .poolExhausted, message: what, fix: fix, errno: nil))
+    }
+
+    /// A usage error: `what` is wrong with the request, `fix` says what is allowed.
+    package static func invalidRequest(_ what: String, fix: String) -> StackError {
+        StackError(.other(code: .invalidRequest, message: what, fix: fix, errno: nil))
+    }
 }

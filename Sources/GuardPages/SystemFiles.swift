@@ -1,9 +1,9 @@
 import SystemPackage
 
 /// Reads small kernel interface files (procfs, sysfs) without Foundation.
-public enum SystemFile {
+package enum SystemFile {
     /// The whole contents of `path` as text.
-    public static func read(_ path: String) throws(StackError) -> String {
+    package static func read(_ path: String) throws(StackError) -> String {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)
@@ -27,7 +27,7 @@ public enum SystemFile {
     }
 
     /// The first whitespace-separated integer in `path` (sysctl and sysfs counters).
-    public static func readInteger(_ path: String) throws(StackError) -> Int {
+    package static func readInteger(_ path: String) throws(StackError) -> Int {
         let text = try read(path)
         guard let value = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) }) else {
             throw .systemFileUnreadable(path: path, .invalidArgument)
@@ -46,23 +46,23 @@ public enum SystemFile {
 }
 
 /// The process's count of memory mappings (VMAs) and the kernel's limit on it.
-public enum MapCount {
+package enum MapCount {
     /// Path of the limit: `vm.max_map_count`.
-    public static let limitPath = "/proc/sys/vm/max_map_count"
+    package static let limitPath = "/proc/sys/vm/max_map_count"
 
     /// Lines in /proc/self/maps: one per VMA.
-    public static func current() throws(StackError) -> Int {
+    package static func current() throws(StackError) -> Int {
         try SystemFile.read("/proc/self/maps").utf8.lazy.filter { $0 == UInt8(ascii: "\n") }.count
     }
 
     /// `vm.max_map_count`.
-    public static func limit() throws(StackError) -> Int {
+    package static func limit() throws(StackError) -> Int {
         try SystemFile.readInteger(limitPath)
     }
 
     /// `.mapCountExhausted` when the process is within `margin` mappings of the limit, else nil.
     /// Called after an ENOMEM to tell "out of mappings" from "out of memory".
-    public static func exhaustedError(margin: Int = 4) -> StackError? {
+    package static func exhaustedError(margin: Int = 4) -> StackError? {
         guard let limit = try? limit(), let current = try? current() else { return nil }
         return current + margin >= limit ? .mapCountExhausted(limit: limit, current: current) : nil
     }

@@ -59,23 +59,23 @@ struct HugePageBacking: Sendable, Hashable {
             }
             return HugePageBacking(source: .hugetlbfsFile(directory: nil), pageSize: size)
         case .transparent:
-            guard let mode = MachineCapabilities.transparentHugePageMode(),
-                let pmdSize = MachineCapabilities.transparentHugePagePMDSize()
+            guard let mode = HugePageSystem.transparentHugePageMode(),
+                let pmdSize = HugePageSystem.transparentHugePagePMDSize()
             else {
                 throw .capabilityMissing(
                     "transparent huge pages",
-                    fix: "\(MachineCapabilities.transparentHugePageDirectory) is missing: the kernel needs CONFIG_TRANSPARENT_HUGEPAGE")
+                    fix: "\(HugePageSystem.transparentHugePageDirectory) is missing: the kernel needs CONFIG_TRANSPARENT_HUGEPAGE")
             }
             if let size = request.pageSize, size != pmdSize {
                 throw .invalidPageSize(
                     requested: size,
                     reason: "transparent huge pages are \(formatByteCount(pmdSize)) here "
-                        + "(\(MachineCapabilities.transparentHugePageDirectory)/hpage_pmd_size)")
+                        + "(\(HugePageSystem.transparentHugePageDirectory)/hpage_pmd_size)")
             }
             guard mode != "never" else {
                 throw .capabilityMissing(
                     "transparent huge pages (mode never)",
-                    fix: "as root: echo madvise > \(MachineCapabilities.transparentHugePageDirectory)/enabled")
+                    fix: "as root: echo madvise > \(HugePageSystem.transparentHugePageDirectory)/enabled")
             }
             return HugePageBacking(source: .transparent, pageSize: pmdSize)
         }
@@ -83,12 +83,12 @@ struct HugePageBacking: Sendable, Hashable {
 
     /// `requested` (nil: the default huge page size) if this kernel has a hugetlb pool of that size.
     private static func hugeTLBPageSize(_ requested: Int?) throws(StackError) -> Int {
-        let sizes = MachineCapabilities.hugePageSizes()
+        let sizes = HugePageSystem.hugePageSizes()
         guard !sizes.isEmpty else {
             throw .capabilityMissing(
                 "hugetlb pages", fix: "this kernel has no /sys/kernel/mm/hugepages: it needs CONFIG_HUGETLBFS")
         }
-        let size = requested ?? MachineCapabilities.defaultHugePageSize()
+        let size = requested ?? HugePageSystem.defaultHugePageSize()
         guard sizes.contains(size) else {
             throw .invalidPageSize(
                 requested: size,
@@ -127,7 +127,7 @@ struct HugePageBacking: Sendable, Hashable {
                 return .failure(.capabilityMissing(
                     "madvise(MADV_HUGEPAGE) (\(errno))",
                     fix: "the kernel needs CONFIG_TRANSPARENT_HUGEPAGE and a mode other than never in "
-                        + "\(MachineCapabilities.transparentHugePageDirectory)/enabled"))
+                        + "\(HugePageSystem.transparentHugePageDirectory)/enabled"))
             }
             return .success(())
         }
@@ -137,7 +137,7 @@ struct HugePageBacking: Sendable, Hashable {
     /// hugetlbfs mount's when its `size=` limit is what ran out, else the pool's.
     func exhaustedError(needed: Int, node: Int? = nil) -> StackError {
         if let full = mountFullError(needed: needed) { return full }
-        let pool = MachineCapabilities.hugePagePool(pageSize: pageSize, node: node)
+        let pool = HugePageSystem.hugePagePool(pageSize: pageSize, node: node)
         return .hugePagesExhausted(
             pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: node,
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")
@@ -152,7 +152,7 @@ struct HugePageBacking: Sendable, Hashable {
             fileSystem.freeBlocks < needed
         else { return nil }
         // Name the mount point (what `umount` and `mount` take), not a directory below it.
-        let mount = MachineCapabilities.hugeTLBMounts().map(\.path)
+        let mount = HugePageSystem.hugeTLBMounts().map(\.path)
             .filter { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
             .max { $0.count < $1.count } ?? path
         return .hugeTLBFSMountFull(

@@ -61,7 +61,7 @@ enum HugePageRegion {
             unmap(layout, logger: logger)
             // The pool's numbers are read after the unmap, so our own partial populate is not counted.
             // A bound stack draws on its node's pool: name that pool and its file.
-            switch error {
+            switch error.reason {
             case .hugePagesExhausted, .hugeTLBFSMountFull:
                 throw backing.exhaustedError(needed: sizes.usable / sizes.pageSize, node: placement?.homeNode)
             default:

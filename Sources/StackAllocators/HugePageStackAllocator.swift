@@ -77,7 +77,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             return
         }
         guard let packedRegion else {
-            if descriptor.guardMechanism == .protNone, !GuardRegistry.unregister(descriptor.layout) {
+            if descriptor.guardMechanism == .protNone, !Stack.endGuardRegistration(descriptor) {
                 logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
             }
             recorder.recordRelease(descriptor, failed: !HugePageRegion.unmap(descriptor.layout, logger: logger))
@@ -119,23 +119,22 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             layout = try HugePageRegion.map(
                 sizes, backing: backing, prefault: request.prefault, placement: request.placement, logger: logger)
         } catch {
-            if case .prefaultFailed = error { recorder.recordPrefaultFailure() }
+            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
             throw error
-        }
-        if sizes.guardSize > 0 {
-            do throws(StackError) {
-                try GuardRegistry.register(layout)
-            } catch {
-                HugePageRegion.unmap(layout, logger: logger)
-                throw error
-            }
         }
         let descriptor = live.add(
             StackDescriptor(
                 layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : .protNone, node: request.placement?.homeNode),
             nil)
-        recorder.recordAllocation(descriptor)
-        return Stack(descriptor: descriptor, allocator: self)
+        do throws(StackError) {
+            let stack = try Stack.registering(descriptor, allocator: self)
+            recorder.recordAllocation(descriptor)
+            return stack
+        } catch {
+            _ = live.remove(descriptor)
+            HugePageRegion.unmap(layout, logger: logger)
+            throw error
+        }
     }
 
     /// A slot of a shared huge page, with a canary at its bottom. The slot is the usable size rounded
@@ -192,9 +191,6 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
 
     /// Errors the fallback policy absorbs: huge pages cannot be had. Bad input is never absorbed.
     private static func isShortage(_ error: StackError) -> Bool {
-        switch error {
-        case .hugePagesExhausted, .hugeTLBFSMountFull, .capabilityMissing: true
-        default: false
-        }
+        error.code == .hugePagesExhausted || error.code == .hugeTLBFSMountFull || error.isUnsupported
     }
 }

@@ -34,7 +34,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         guard request.pages == .small else {
-            throw .capabilityMissing("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
+            throw .invalidRequest("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
         }
         let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
         let base: UInt
@@ -44,28 +44,28 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: sizes.total)
                 : .mappingFailed(errno, size: sizes.total)
         }
+        let layout: StackLayout
         do throws(StackError) {
-            let layout = try StackLayout(base: base, sizes: sizes)
-            if let placement = request.placement {
-                // Before the guard: MADV_GUARD_INSTALL gives the VMA an anon_vma, after which a bound stack
-                // could no longer merge with its bound neighbour (one VMA per stack instead of a few).
-                try NUMABinding.apply(placement, to: layout.base..<layout.top, untouched: true)
-            }
-            try installer.install(on: layout.guardRange)
-            do throws(StackError) {
-                try Prefault.apply(request.prefault, to: layout, logger: logger)
-            } catch {
-                recorder.recordPrefaultFailure()
-                throw error
-            }
-            let descriptor = StackDescriptor(
-                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
-                node: request.placement?.homeNode)
-            if sizes.guardSize > 0 { try GuardRegistry.register(layout) }
-            let recorded = live.add(descriptor)
-            recorder.recordAllocation(recorded)
-            return Stack(descriptor: recorded, allocator: self)
+            layout = try StackLayout(base: base, sizes: sizes)
         } catch {
+            unmap(base, size: sizes.total)
+            throw error
+        }
+        // The record first, for the serial in the tag; taken back if the stack cannot be finished.
+        let recorded = live.add(
+            StackDescriptor(
+                layout: layout, guardMechanism: sizes.guardSize == 0 ? .none : installer.mechanism,
+                node: request.placement?.homeNode))
+        do throws(StackError) {
+            // Binds before the guard: MADV_GUARD_INSTALL gives the VMA an anon_vma, after which a bound
+            // stack could no longer merge with its bound neighbour (one VMA per stack instead of a few).
+            let stack = try Stack.guarded(
+                layout, request: request, mechanism: installer.mechanism, allocator: self, tag: recorded.tag, logger: logger)
+            recorder.recordAllocation(stack.descriptor)
+            return stack
+        } catch {
+            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
+            _ = live.remove(recorded)
             unmap(base, size: sizes.total)
             throw error
         }
@@ -78,8 +78,8 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             recorder.recordRefusedRelease(descriptor, allocator: "mmap", logger: logger)
             return
         }
-        // Unregister before unmapping: the address may be reused (and registered) at once.
-        if descriptor.layout.sizes.guardSize > 0, !GuardRegistry.unregister(descriptor.layout) {
+        // Out of the registry before unmapping: the address may be reused (and registered) at once.
+        if descriptor.guardMechanism != .none, !Stack.endGuardRegistration(descriptor) {
             logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
         }
         let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)

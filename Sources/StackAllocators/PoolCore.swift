@@ -438,7 +438,7 @@ import SystemPackage
         }
         guard let slot else {
             stack.deinitialize(count: 1)
-            throw .capabilityMissing(
+            throw .poolExhausted(
                 "more than \(PoolSlotTable.capacity) stacks in one pool", fix: "use several pools, or a lower cap")
         }
         recorder.recordReserved(total)

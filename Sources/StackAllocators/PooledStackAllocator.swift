@@ -31,6 +31,9 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// Sizes of the pooled stacks (validated and rounded).
     public var sizes: StackSizes { core.sizes }
 
+    /// `sizes`: every stack of this allocator has them.
+    public var fixedSizes: StackSizes? { sizes }
+
     /// A pool over `inner`. Makes `minimumIdle` stacks now; throws what `inner` throws for them, or a
     /// typed error for an invalid configuration.
     public convenience init(

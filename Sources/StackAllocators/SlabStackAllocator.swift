@@ -29,6 +29,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     public let configuration: Configuration
     /// Sizes of every stack (validated and rounded).
     public let sizes: StackSizes
+
+    /// `sizes`: every stack of this allocator has them.
+    public var fixedSizes: StackSizes? { sizes }
     /// What guards every stack: the installer's mechanism, or `.none` for a zero guard.
     public let guardMechanism: GuardMechanism
     /// Bytes of one region.

@@ -1,24 +1,66 @@
 @_exported import GuardPages
+@_exported import OverflowDetection
 
 /// Something that hands out fiber stacks and takes them back.
 ///
-/// Two requirements, one contract (corosensei's `Stack` trait is the model):
+/// Two requirements, one contract (corosensei's `Stack` trait is the model). `Stack.guarded` does the
+/// first four obligations for memory you mapped; `Tests/CustomAllocatorTests` holds a complete allocator.
 ///
-/// **Safety.** Every `Stack` returned by `allocate` must describe memory that is readable and writable
-/// over `[usableBottom, top)`, exclusively owned by that stack until `release` is called for it, and
-/// whose `guardMechanism` is true: `.lightweight` and `.protNone` mean every byte of `guardRange`
-/// faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
+/// 1. **Sizes.** At least `request.usableSize` usable bytes and `request.guardSize` guard bytes, rounded
+///    by `StackSizes`; throw `.invalidSize`/`.invalidGuard` (or `StackSizes`' own error) for what you
+///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`.
+/// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
+///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
+/// 3. **Registration.** A hardware guard is in `GuardRegistry` while the stack lives, or an overflow is a
+///    bare SIGSEGV instead of a line naming the fiber. (The scheduler registers a guarded stack you did
+///    not, but other users of your allocator get no such help.)
+/// 4. **Prefault and placement.** Honour `request.prefault` (only the usable range, top down) and
+///    `request.placement` (bind before the first touch), or throw.
+/// 5. **Safety.** `[usableBottom, top)` is readable, writable and owned by that stack alone until it is
+///    released.
+/// 6. **Release.** A `Stack` is `~Copyable` and carries its allocator: it is given back when it is dropped
+///    or consumed by `Stack.release()`, the only path that calls `release` (a `StackReleaseToken` cannot
+///    be made outside this module). But `Stack.init` is public, for allocator implementers: a second
+///    `Stack` built from a live stack's descriptor is released too. So `release` checks `descriptor`
+///    against its own record of live stacks and refuses anything else (log it, count it, free nothing):
+///    a second release, a stale descriptor, one it never made. A copy of a live stack's descriptor is
+///    indistinguishable from the original: the first of the two releases is honoured, the second
+///    refused. An honoured release ends the guard's registration (`Stack.endGuardRegistration`) before
+///    it unmaps; the built-in allocators do all of this, with a serial in `StackDescriptor.tag`.
+///    (`PooledStackAllocator`'s own stacks come back by a path of their own, so it refuses every release
+///    that reaches `release`.)
 ///
-/// **Ownership.** A `Stack` is `~Copyable` and carries its allocator: it is given back when it is dropped
-/// or consumed by `Stack.release()`. `release` is called by that path only (a `StackReleaseToken` cannot be
-/// made outside this module). But `Stack.init` is public, for allocator implementers: a second `Stack`
-/// built from a live stack's descriptor is released too. So `release` must check that `descriptor` is a
-/// stack it handed out and has not taken back, against its own record, and refuse anything else: log it,
-/// count it (`StackStatsRecorder.recordRefusedRelease()`), free nothing. The built-in allocators do, with a
-/// serial in `StackDescriptor.tag`: that stops a double release and the release of a stale or made-up
-/// descriptor. A copy of a live stack's descriptor is indistinguishable from the original: the first of
-/// the two releases is honoured, the second refused. (`PooledStackAllocator`'s own stacks come back by a
-/// path of their own, so it refuses every release that reaches `release`.)
+/// A decorator (counting, tracing) cannot return the inner allocator's `Stack`: it keeps it in a box
+/// keyed by usable bottom, returns `Stack(descriptor:allocator: self)` for the same memory, and drops
+/// the box in its own `release`, which gives the inner stack back:
+///
+/// ```swift
+/// final class TrackingAllocator: StackAllocator {
+///     private final class Box: @unchecked Sendable {
+///         let stack: Stack
+///         init(_ stack: consuming Stack) { self.stack = stack }
+///     }
+///     private let inner: any StackAllocator
+///     private let boxes = Mutex<[UInt: Box]>([:])
+///
+///     init(wrapping inner: any StackAllocator) { self.inner = inner }
+///
+///     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+///         let box = Box(try inner.allocate(request))
+///         let descriptor = box.stack.descriptor
+///         boxes.withLock { $0[descriptor.layout.usableBottom] = box }
+///         return Stack(descriptor: descriptor, allocator: self)
+///     }
+///
+///     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+///         boxes.withLock { boxes in
+///             if boxes[descriptor.layout.usableBottom]?.stack.descriptor == descriptor {
+///                 boxes[descriptor.layout.usableBottom] = nil  // releases the inner stack
+///             }
+///         }
+///     }
+/// }
+/// ```
 public protocol StackAllocator: AnyObject, Sendable {
     /// Returns a stack satisfying `request`, or throws the error that names why not.
     func allocate(_ request: StackRequest) throws(StackError) -> Stack
@@ -26,6 +68,16 @@ public protocol StackAllocator: AnyObject, Sendable {
     /// Takes back the memory described by `descriptor`, if it is a live stack of this allocator (refuses
     /// it otherwise). Failures here cannot be thrown (the caller is a deinit): log them and count them.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken)
+
+    /// The sizes of every stack this allocator hands out, when it has one shape (a slab, a pool): the
+    /// scheduler then asks for exactly these, so its own size setting cannot disagree. Nil (the default)
+    /// for an allocator that makes any size.
+    var fixedSizes: StackSizes? { get }
+}
+
+extension StackAllocator {
+    /// Any size: nil.
+    public var fixedSizes: StackSizes? { nil }
 }
 
 /// Proof that a call to `StackAllocator.release` comes from a `Stack` being given back.

@@ -38,7 +38,7 @@ public struct StackAllocatorStats: Sendable, Hashable, Codable {
 }
 
 /// Thread-safe counters behind `StackAllocatorStats`, for allocators to share (ours and yours).
-public final class StackStatsRecorder: Sendable {
+package final class StackStatsRecorder: Sendable {
     private let allocations = Atomic<Int>(0)
     private let releases = Atomic<Int>(0)
     private let bytesReserved = Atomic<Int>(0)
@@ -57,19 +57,19 @@ public final class StackStatsRecorder: Sendable {
     /// Zeroed counters. With `reservesPerStack` (the default) each allocation adds its stack's size to
     /// `bytesReserved` and each release subtracts it; allocators that reserve address space in bulk (a
     /// slab's regions, a pool's kept stacks) pass false and report it with `recordReserved(_:)`.
-    public init(reservesPerStack: Bool = true) {
+    package init(reservesPerStack: Bool = true) {
         self.reservesPerStack = reservesPerStack
     }
 
     /// Counts a stack handed out.
-    public func recordAllocation(_ descriptor: StackDescriptor) {
+    package func recordAllocation(_ descriptor: StackDescriptor) {
         allocations.add(1, ordering: .relaxed)
         if reservesPerStack { bytesReserved.add(descriptor.layout.sizes.total, ordering: .relaxed) }
         adjustLive(descriptor.guardMechanism, by: 1)
     }
 
     /// Counts a stack given back; `failed` when its syscall failed.
-    public func recordRelease(_ descriptor: StackDescriptor, failed: Bool = false) {
+    package func recordRelease(_ descriptor: StackDescriptor, failed: Bool = false) {
         releases.add(1, ordering: .relaxed)
         if reservesPerStack { bytesReserved.subtract(descriptor.layout.sizes.total, ordering: .relaxed) }
         adjustLive(descriptor.guardMechanism, by: -1)
@@ -77,23 +77,23 @@ public final class StackStatsRecorder: Sendable {
     }
 
     /// Counts a request served with a fallback.
-    public func recordFallback() { fallbacks.add(1, ordering: .relaxed) }
+    package func recordFallback() { fallbacks.add(1, ordering: .relaxed) }
     /// Counts an allocation lost to a prefault failure.
-    public func recordPrefaultFailure() { prefaultFailures.add(1, ordering: .relaxed) }
+    package func recordPrefaultFailure() { prefaultFailures.add(1, ordering: .relaxed) }
     /// Counts a canary found overwritten on release.
-    public func recordCanaryCorruption() { canaryCorruptions.add(1, ordering: .relaxed) }
+    package func recordCanaryCorruption() { canaryCorruptions.add(1, ordering: .relaxed) }
     /// Counts `count` stacks trimmed from a cache.
-    public func recordTrim(_ count: Int = 1) { trims.add(count, ordering: .relaxed) }
+    package func recordTrim(_ count: Int = 1) { trims.add(count, ordering: .relaxed) }
     /// Moves `bytesReserved` by `delta` bytes (for recorders made with `reservesPerStack: false`).
-    public func recordReserved(_ delta: Int) { bytesReserved.add(delta, ordering: .relaxed) }
+    package func recordReserved(_ delta: Int) { bytesReserved.add(delta, ordering: .relaxed) }
     /// Counts a release whose syscall failed, for releases not counted through `recordRelease`.
-    public func recordReleaseFailure() { releaseFailures.add(1, ordering: .relaxed) }
+    package func recordReleaseFailure() { releaseFailures.add(1, ordering: .relaxed) }
     /// Counts a release refused because it named no live stack of the allocator (not a release).
-    public func recordRefusedRelease() { refusedReleases.add(1, ordering: .relaxed) }
+    package func recordRefusedRelease() { refusedReleases.add(1, ordering: .relaxed) }
 
     /// The counters now. Fields are read one by one, so a snapshot taken under load can be off by the
     /// operations in flight.
-    public var snapshot: StackAllocatorStats {
+    package var snapshot: StackAllocatorStats {
         var stats = StackAllocatorStats()
         stats.allocations = allocations.load(ordering: .relaxed)
         stats.releases = releases.load(ordering: .relaxed)

@@ -14,12 +14,12 @@ struct StackShape {
     /// bytes or guard than the shape has.
     func accept(_ request: StackRequest) throws(StackError) {
         guard request.pages == pages else {
-            throw .capabilityMissing(
+            throw .invalidRequest(
                 "\(request.pages) pages from a \(owner) of \(pages)-page stacks",
                 fix: "make a \(owner) of that page kind (HugePageStackAllocator for huge pages)")
         }
         if let asked = request.placement, asked != placement {
-            throw .capabilityMissing(
+            throw .invalidRequest(
                 "placement \(asked) from a \(owner) placed \(placement.map { "\($0)" } ?? "by first touch")",
                 fix: "make one \(owner) per placement")
         }

@@ -7,7 +7,7 @@ extension StackSizes {
         do {
             try self.init(usable: usable, guard: guardSize)
         } catch {
-            switch error {
+            switch error.reason {
             case .invalidSize(let requested, let reason):
                 throw .invalidConfiguration(
                     type: type, field: usableField, value: "\(requested)",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StackAllocators
+import StackDiagnostics
 
 /// `fiberstacks doctor`: prints what this machine offers for fiber stacks.
 struct Doctor: ParsableCommand {

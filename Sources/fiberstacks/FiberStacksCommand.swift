@@ -1,12 +1,10 @@
 import ArgumentParser
 import Glibc
+import StackDiagnostics
 
 /// The `fiberstacks` tool: what this machine offers, and proof that our stacks behave on it.
 @main
 struct FiberStacksCommand: ParsableCommand {
-    /// The package's version: `fiberstacks --version`, and `tool_version` in every JSON report.
-    package static let version = toolVersion
-
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
@@ -19,7 +17,7 @@ struct FiberStacksCommand: ParsableCommand {
               64  a usage error: an unknown command or flag, or a value out of its range
               70  an internal error (the message names what failed)
             """,
-        version: version,
+        version: toolVersion,
         subcommands: [
             Doctor.self, Verify.self, Bench.self, Frames.self, NUMACheck.self, OverflowChild.self, AddressSpaceChild.self,
         ])

@@ -3,6 +3,7 @@ import Glibc
 import ArgumentParser
 import Foundation
 import StackAllocators
+import StackDiagnostics
 
 /// `fiberstacks frames`: the largest stack frames of this program and its libraries (or of the given
 /// binaries), and whether a guard of a given size covers them.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import StackAllocators
+import StackDiagnostics
 
 /// `fiberstacks overflow-child` (hidden): the process `verify` and the tests watch die. It installs the
 /// overflow handler, then overflows a labelled guarded stack on a secondary thread, writes into the

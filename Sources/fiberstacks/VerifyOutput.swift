@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import StackAllocators
+import StackDiagnostics
 import Synchronization
 
 /// What `verify` prints: a table row as each check ends (standard output flushed), or one JSON document

@@ -72,7 +72,7 @@ struct AllocatorAndShutdownTests {
         #expect(allocator.stats.live == 0)
         #expect(allocator.stats.allocations > 0)
         let late = scheduler.submit { 1 }
-        #expect(throws: StackError.schedulerShutDown) { try late.wait() }
+        #expect(throws: SchedulerError.shutDown) { try late.wait() }
         scheduler.shutdown(.drain)  // again: returns at once
     }
 
@@ -111,7 +111,7 @@ struct AllocatorAndShutdownTests {
         #expect(eventually { started.load(ordering: .relaxed) == 8 })
         scheduler.shutdown(.cancel)
         for handle in handles {
-            #expect(throws: StackError.jobCancelled) { try handle.wait() }
+            #expect(throws: SchedulerError.jobCancelled) { try handle.wait() }
         }
         #expect(started.load(ordering: .relaxed) == 8)
         #expect(deinits.load(ordering: .relaxed) == 8, "every suspended frame unwound")
@@ -125,26 +125,49 @@ struct AllocatorAndShutdownTests {
     func badConfigurations() throws {
         var config = testConfig()
         config.maxPoolSize = 0
-        #expect(throws: StackError.invalidFiberConfig(field: "maxPoolSize", reason: "must be at least 1")) {
+        #expect(throws: SchedulerError.invalidConfiguration(field: "maxPoolSize", reason: "must be at least 1")) {
             try FiberScheduler(config: config)
         }
         config = testConfig(initial: 9, target: 8)
-        #expect(throws: StackError.self) { try FiberScheduler(config: config) }
+        #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig(target: 300, max: 200)
-        #expect(throws: StackError.self) { try FiberScheduler(config: config) }
+        #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig(workers: 0)
-        #expect(throws: StackError.self) { try FiberScheduler(config: config) }
+        #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig()
-        config.stackSize = 0
-        #expect(throws: StackError.self) { try FiberScheduler(config: config) }
+        config.usableSize = 0
+        #expect(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         config = testConfig()
-        config.allocatorFactory = { _ throws(StackError) in throw .capabilityMissing("test", fix: "none") }
-        #expect(throws: StackError.capabilityMissing("test", fix: "none")) { try FiberScheduler(config: config) }
+        config.allocatorFactory = { _ throws(StackError) in throw StackError(message: "test", fix: "none") }
+        #expect(throws: SchedulerError(StackError(message: "test", fix: "none"))) { try FiberScheduler(config: config) }
         // An initial pool the allocator cannot make: init stops the started workers and throws.
         let allocator = CountingHeapAllocator(limit: 3)
-        #expect(throws: StackError.self) {
+        #expect(throws: SchedulerError.self) {
             try FiberScheduler(config: testConfig(workers: 2, initial: 2, target: 2, allocator: allocator))
         }
         #expect(allocator.allocated.load(ordering: .relaxed) == allocator.released.load(ordering: .relaxed))
+    }
+}
+
+@Suite("Stack sizes set in one place")
+struct FixedShapeAllocatorTests {
+    @Test("A scheduler on a slab takes the slab's stack size: FiberConfig(allocator: SlabStackAllocator()) starts")
+    func slabDecidesTheSize() throws {
+        let slab = try SlabStackAllocator()
+        var config = FiberConfig(allocator: slab)
+        config.workerCount = 1
+        config.initialPoolSize = 1
+        config.targetPoolSize = 1
+        #expect(config.usableSize != slab.sizes.usable, "the default size differs from the slab's: the case at stake")
+        let scheduler = try FiberScheduler(config: config)
+        // The fiber's stack is the slab's shape, as the kernel and the registry see it.
+        let bottom = try scheduler.submit { () -> UInt in
+            var local = 0
+            return withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
+        }.wait()
+        let fiber = try #require(scheduler.fibers.first)
+        #expect(fiber.stack.layout.sizes == slab.sizes)
+        #expect(fiber.stack.layout.usableRange.contains(bottom))
+        scheduler.shutdown()
     }
 }

@@ -98,18 +98,18 @@ struct FiberPoolTests {
         let waiting = (0..<2).map { _ in scheduler.submit { try gate.wait() } }
         #expect(eventually { scheduler.stats.pool.inUse == 2 })
         let refused = scheduler.submit { 1 }
-        #expect(throws: StackError.fiberPoolExhausted(worker: 0, maxPoolSize: 2)) { try refused.wait() }
+        #expect(throws: SchedulerError.poolExhausted(worker: 0, maxPoolSize: 2)) { try refused.wait() }
         gate.decrement()
         for handle in waiting { try handle.wait() }
         scheduler.shutdown()
     }
 
     @Test(
-        "With prefetchPages on, stacks grown while idle are fully resident; with it off, untouched",
+        "With prefault on, stacks grown while idle are fully resident; with it off, untouched",
         arguments: [PrefaultStrategy.touch, .populate, .none])
     func grownStacksResidency(_ strategy: PrefaultStrategy) throws {
         var config = testConfig(initial: 1, target: 5, max: 5, allocator: try MmapStackAllocator())
-        config.prefetchPages = strategy
+        config.prefault = strategy
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
         #expect(eventually { scheduler.stats.workers.allSatisfy { $0.pool.size == 5 } })
@@ -129,7 +129,7 @@ struct FiberPoolTests {
     @Test("With bindStacksToNode, grown and prefaulted stacks are on their worker's node (placement report)")
     func grownStacksPlacement() throws {
         var config = testConfig(initial: 1, target: 3, max: 3, allocator: try MmapStackAllocator())
-        config.prefetchPages = .populate
+        config.prefault = .populate
         config.bindStacksToNode = true
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
@@ -147,7 +147,7 @@ struct FiberPoolTests {
     @Test("prefaultInitialPool prefaults the startup fibers too")
     func prefaultInitialPool() throws {
         var config = testConfig(initial: 3, target: 3, max: 3, allocator: try MmapStackAllocator())
-        config.prefetchPages = .populate
+        config.prefault = .populate
         config.prefaultInitialPool = true
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
@@ -176,7 +176,12 @@ struct FiberPoolTests {
         let first = scheduler.submit { try gate.wait() }
         #expect(eventually { scheduler.stats.pool.inUse == 1 })
         let second = scheduler.submit { 2 }
-        #expect(throws: StackError.self) { try second.wait() }
+        #expect {
+            try second.wait()
+        } throws: { error in
+            let error = error as? SchedulerError
+            return error?.code == .stackFailed && error?.underlying?.code == .poolExhausted
+        }
         gate.decrement()
         try first.wait()
         scheduler.shutdown()

@@ -8,7 +8,7 @@ import Testing
 private func jumpableScheduler() throws -> FiberScheduler {
     let slab = try SlabStackAllocator(.init(usableSize: 256 << 10, guardSize: 4096, stacksPerRegion: 4))
     var config = FiberConfig(allocator: slab)
-    config.stackSize = 256 << 10
+    config.usableSize = 256 << 10
     config.guardSize = 4096
     config.allowGuardSmallerThanLargestFrame = true
     config.workerCount = 1

@@ -32,7 +32,9 @@ struct GuardSizingTests {
         do {
             try GuardSizing.check(guardSize: 4096)
             Issue.record("a 4 KiB guard passed, although \(largest.function) has a \(largest.frameBytes)-byte frame")
-        } catch .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed) {
+        } catch let error where error.code == .guardSmallerThanFrame {
+            guard case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed) = error.reason
+            else { Issue.record("\(error)"); return }
             #expect(guardSize == 4096 && function == largest.function && object == largest.object)
             #expect(frameBytes == largest.frameBytes && needed == largest.guardSize && needed >= frameBytes)
         } catch {
@@ -50,7 +52,10 @@ struct GuardSizingTests {
             let scheduler = try FiberScheduler(config: config)
             scheduler.shutdown()
             Issue.record("a scheduler started with a \(guardSize)-byte guard")
-        } catch .guardSmallerThanFrame(_, let function, _, let frameBytes, _) {
+        } catch let error where error.underlying?.code == .guardSmallerThanFrame {
+            guard error.code == .invalidConfiguration,
+                case .guardSmallerThanFrame(_, let function, _, let frameBytes, _)? = error.underlying?.reason
+            else { Issue.record("\(error)"); return }
             #expect(function == largest.function && frameBytes == largest.frameBytes)
         } catch {
             Issue.record("unexpected error: \(error)")
@@ -78,7 +83,10 @@ struct GuardSizingTests {
             let scheduler = try FiberScheduler(config: config)
             scheduler.shutdown()
             Issue.record("a scheduler started on stacks with 4 KiB guards")
-        } catch .guardSmallerThanFrame(let guardSize, _, _, _, _) {
+        } catch let error where error.underlying?.code == .guardSmallerThanFrame {
+            guard case .guardSmallerThanFrame(let guardSize, _, _, _, _)? = error.underlying?.reason else {
+                Issue.record("\(error)"); return
+            }
             #expect(guardSize == 4096)
         } catch {
             Issue.record("unexpected error: \(error)")

@@ -9,7 +9,7 @@ struct FiberOverflowTests {
     func overflowNamesFiberAndWorker() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             var config = FiberConfig()
-            config.stackSize = 64 << 10
+            config.usableSize = 64 << 10
             config.workerCount = 1
             config.initialPoolSize = 1
             config.targetPoolSize = 1

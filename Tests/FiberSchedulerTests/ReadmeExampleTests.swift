@@ -6,7 +6,7 @@ struct ReadmeExampleTests {
     @Test("compiles and runs as written")
     func example() throws {
         var config = FiberConfig(allocator: try SlabStackAllocator(.init(usableSize: 512 << 10)))  // or your own
-        config.prefetchPages = .populate                                  // grown stacks are made resident while idle
+        config.prefault = .populate                                  // grown stacks are made resident while idle
         config.workerCount = 2
         config.initialPoolSize = 2
         config.targetPoolSize = 4

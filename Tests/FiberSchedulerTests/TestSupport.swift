@@ -10,7 +10,7 @@ func testConfig(
 ) -> FiberConfig {
     var config = allocator.map { FiberConfig(allocator: $0) } ?? FiberConfig()
     config.allowGuardSmallerThanLargestFrame = unguarded || allocator is CountingHeapAllocator
-    config.stackSize = 64 << 10
+    config.usableSize = 64 << 10
     config.workerCount = workers
     config.initialPoolSize = initial
     config.targetPoolSize = target

@@ -9,7 +9,7 @@ struct TopologyTests {
         #expect(!topology.cpus.isEmpty)
         for cpu in topology.cpus { #expect(topology.node(ofCPU: cpu) != nil) }
         var config = FiberConfig()
-        config.stackSize = 64 << 10
+        config.usableSize = 64 << 10
         config.initialPoolSize = 1
         config.targetPoolSize = 1
         let scheduler = try FiberScheduler(config: config)

@@ -1,5 +1,6 @@
 import Glibc
 import GuardPages
+import OverflowDetection
 import Synchronization
 import Testing
 

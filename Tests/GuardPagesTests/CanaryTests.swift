@@ -1,4 +1,5 @@
 import GuardPages
+import OverflowDetection
 import Testing
 
 @Suite("Canary")

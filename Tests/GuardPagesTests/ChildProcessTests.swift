@@ -1,5 +1,7 @@
 import Glibc
 @testable import GuardPages
+import OverflowDetection
+import StackDiagnostics
 import Testing
 
 @Suite("Child processes: posix_spawn with a time limit")

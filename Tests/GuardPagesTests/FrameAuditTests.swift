@@ -2,6 +2,8 @@ import CFrameFixtures
 import Foundation
 import Glibc
 @testable import GuardPages
+@testable import OverflowDetection
+import StackDiagnostics
 import Testing
 
 /// 40 KiB of locals, written and handed to an opaque C function so the array stays in the frame.
@@ -193,7 +195,7 @@ struct FrameAuditTests {
             _ = try FrameAudit.auditFile(path)
             return nil
         } catch {
-            guard case .objectUnreadable(let reported, _, _) = error else { return nil }
+            guard case .objectUnreadable(let reported, _, _) = error.reason else { return nil }
             return reported
         }
     }

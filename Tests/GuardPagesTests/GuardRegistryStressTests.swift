@@ -1,5 +1,6 @@
 import Foundation
 import GuardPages
+import OverflowDetection
 import Synchronization
 import Testing
 

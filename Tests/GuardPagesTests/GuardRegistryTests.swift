@@ -1,5 +1,6 @@
 import Glibc
 import GuardPages
+import OverflowDetection
 import Testing
 
 /// Address space reserved PROT_NONE, carved into fake stacks for the registry (which never touches

@@ -1,5 +1,7 @@
 import Glibc
 @testable import GuardPages
+import StackDiagnostics
+import StackAllocators
 import Testing
 
 @Suite("smaps and huge page discovery")
@@ -50,16 +52,16 @@ struct SmapsAndPoolTests {
     func pools() throws {
         let machine = try MachineCapabilities.current()
         for pool in machine.hugePagePools where pool.node == nil {
-            let single = try #require(MachineCapabilities.hugePagePool(pageSize: pool.pageSize))
+            let single = try #require(HugePageSystem.hugePagePool(pageSize: pool.pageSize))
             #expect(single.pageSize == pool.pageSize && single.controlFile == pool.controlFile)
             #expect(single.available <= single.free && single.overcommit != nil)
-            if pool.pageSize == MachineCapabilities.defaultHugePageSize() {
+            if pool.pageSize == HugePageSystem.defaultHugePageSize() {
                 #expect(pool.controlFile == "/proc/sys/vm/nr_hugepages")
             } else {
                 #expect(pool.controlFile == "/sys/kernel/mm/hugepages/hugepages-\(pool.pageSize >> 10)kB/nr_hugepages")
             }
         }
-        #expect(MachineCapabilities.hugePagePool(pageSize: 12345) == nil)
+        #expect(HugePageSystem.hugePagePool(pageSize: 12345) == nil)
         #expect(formatByteCount(2 << 20) == "2 MiB" && formatByteCount(1 << 30) == "1 GiB" && formatByteCount(1000) == "1000 B")
         #expect(formatSizeOption(2 << 20) == "2M" && formatSizeOption(1 << 30) == "1G" && formatSizeOption(64 << 10) == "64K")
         #expect(parseSize(formatSizeOption(1 << 30)) == 1 << 30)

@@ -18,7 +18,7 @@ struct StackSizesTests {
         do {
             _ = try StackSizes(usable: size, guard: 4096)
         } catch {
-            guard case .invalidSize = error else { Issue.record("wrong error \(error)"); return }
+            guard case .invalidSize = error.reason else { Issue.record("wrong error \(error)"); return }
         }
     }
 
@@ -27,7 +27,7 @@ struct StackSizesTests {
         #expect {
             try StackSizes(usable: 65536, guard: guardSize)
         } throws: { error in
-            if case StackError.invalidGuard = error { true } else { false }
+            (error as? StackError)?.code == .invalidGuard
         }
     }
 
@@ -36,7 +36,7 @@ struct StackSizesTests {
         #expect {
             try StackSizes(usable: 65536, guard: 4096, pageSize: pageSize)
         } throws: { error in
-            if case StackError.invalidPageSize = error { true } else { false }
+            (error as? StackError)?.code == .invalidPageSize
         }
     }
 

@@ -58,7 +58,8 @@ struct PlacementTests {
             #expect {
                 _ = try allocator.allocate(StackRequest(usableSize: 64 << 10, placement: .interleave([node])))
             } throws: { error in
-                if case StackError.capabilityMissing(let what, _) = error { what.contains("placement") } else { false }
+                guard let error = error as? StackError else { return false }
+                return error.code == .invalidRequest && error.isUsage && error.message.contains("placement")
             }
         }
     }
@@ -93,16 +94,16 @@ struct PlacementTests {
         var cases: [(NUMAPlacement, (StackError) -> Bool)] = []
         for node in [-1, -5, beyond, beyond + 63, 4096, 1 << 40, Int.max, Int.min] {
             let isOutOfRange: (StackError) -> Bool = {
-                if case .numaNodeOutOfRange(node, topology.possible) = $0 { true } else { false }
+                if case .numaNodeOutOfRange(node, topology.possible) = $0.reason { true } else { false }
             }
             cases += [
                 (.bind(node), isOutOfRange), (.preferred(node), isOutOfRange),
                 (.interleave(topology.memoryNodes + [node]), isOutOfRange),
             ]
         }
-        cases.append((.interleave([]), { if case .numaPlacementEmpty = $0 { true } else { false } }))
+        cases.append((.interleave([]), { if case .numaPlacementEmpty = $0.reason { true } else { false } }))
         for node in topology.nodes where !node.hasMemory {
-            cases.append((.bind(node.id), { if case .numaNodeMemoryless(node.id, _) = $0 { true } else { false } }))
+            cases.append((.bind(node.id), { if case .numaNodeMemoryless(node.id, _) = $0.reason { true } else { false } }))
         }
         let allocator = try MmapStackAllocator()
         for (placement, matches) in cases {
@@ -221,7 +222,7 @@ struct PlacementReportTests {
             #expect(report.lowestPageOnNode[node] == base)
             guard
                 case .numaPlacementWrong(let expected, let misplaced, let present, _, let first)? =
-                    #expect(throws: StackError.self, performing: { try report.verify(on: [node + 1]) })
+                    #expect(throws: StackError.self, performing: { try report.verify(on: [node + 1]) })?.reason
             else { return }
             #expect(expected == [node + 1] && misplaced == 1000 && present == 1000 && first == base)
         }

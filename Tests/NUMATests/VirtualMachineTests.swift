@@ -1,6 +1,7 @@
 import Foundation
 import GuardPages
 import StackAllocators
+import StackDiagnostics
 import StackTestSupport
 import Testing
 

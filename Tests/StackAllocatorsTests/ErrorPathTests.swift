@@ -58,7 +58,7 @@ struct ErrorPathTests {
     @Test("mmap: a failure at mmap, mbind, the guard, prefault or registration leaves nothing mapped or registered")
     func mmap() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            for mode in [GuardMode.mprotect] + (GuardInstaller.lightweightGuardsSupported ? [.lightweight] : []) {
+            for mode in GuardMode.forcible {
                 let allocator = try MmapStackAllocator(guardMode: mode)
                 let request = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
                 _ = try allocator.allocate(request)
@@ -82,7 +82,7 @@ struct ErrorPathTests {
     @Test("slab: a failure at the region's mmap, mbind, a guard, prefault or registration leaves nothing mapped or registered")
     func slab() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            for mode in [GuardMode.mprotect] + (GuardInstaller.lightweightGuardsSupported ? [.lightweight] : []) {
+            for mode in GuardMode.forcible {
                 let request = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
                 let configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode)
                 let warm = try SlabStackAllocator(configuration)

@@ -1,4 +1,5 @@
 import GuardPages
+import OverflowDetection
 import Testing
 
 /// Expects the overflow diagnostic in an exit test's standard error to name `label`, with the fault

@@ -73,7 +73,7 @@ struct HugePageStackAllocatorTests {
         let allocator = HugePageStackAllocator()
         let stack = try allocator.allocate(HugePages.request(.transparent, usable: 4 << 20, prefault: PrefaultPolicy(.populate)))
         let layout = stack.descriptor.layout
-        #expect(stack.pageSize == MachineCapabilities.transparentHugePagePMDSize())
+        #expect(stack.pageSize == HugePageSystem.transparentHugePagePMDSize())
         #expect(layout.usableBottom % UInt(stack.pageSize) == 0)
         #expect(stack.guardMechanism == .protNone)
         let probe = try StackProbeReport(layout: layout)
@@ -133,7 +133,7 @@ struct HugePageStackAllocatorTests {
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: capacity)
             defer { storage.deallocate() }
             let (count, error) = allocateUntilFailure(allocator, HugePages.request(.anonymous), into: storage, capacity: capacity)
-            guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let controlFile)? = error else {
+            guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let controlFile)? = error?.reason else {
                 preconditionFailure("expected hugePagesExhausted after \(count) stacks, got \(String(describing: error))")
             }
             precondition(count >= 1 && count <= before, "\(count) stacks from \(before) free pages")
@@ -198,7 +198,7 @@ struct HugePageStackAllocatorTests {
         let first = try allocator.allocate(request)
         let second = try allocator.allocate(request)
         let third = try allocator.allocate(request)
-        let regionSize = backing == .transparent ? MachineCapabilities.transparentHugePagePMDSize() ?? 0 : HugePages.size
+        let regionSize = backing == .transparent ? HugePageSystem.transparentHugePagePMDSize() ?? 0 : HugePages.size
         let hugeMask = ~UInt(regionSize - 1)
         let region = first.descriptor.layout.usableBottom & hugeMask
         #expect(second.descriptor.layout.usableBottom & hugeMask == region)
@@ -251,31 +251,31 @@ struct HugePageStackAllocatorTests {
     @Test("Bad input gets named errors, even under the fallback policy, and maps nothing")
     func badInput() throws {
         let allocator = HugePageStackAllocator()
-        let sizes = MachineCapabilities.hugePageSizes()
+        let sizes = HugePageSystem.hugePageSizes()
         var cases: [(StackRequest, (StackError) -> Bool)] = [
             (HugePages.request(.hugetlbfs(mount: "/tmp"), exhaustion: .fallback),
              { $0 == .notHugeTLBFSMount(path: "/tmp") && $0.description.contains("mount -t hugetlbfs") }),
             (HugePages.request(.hugetlbfs(mount: "/no/such/directory")),
              { $0 == .notHugeTLBFSMount(path: "/no/such/directory") }),
-            (HugePages.request(.anonymous, usable: 0), { if case .invalidSize = $0 { true } else { false } }),
+            (HugePages.request(.anonymous, usable: 0), { if case .invalidSize = $0.reason { true } else { false } }),
             (HugePages.request(.anonymous, pageSize: 3000, exhaustion: .fallback),
-             { if case .invalidPageSize = $0 { true } else { false } }),
+             { if case .invalidPageSize = $0.reason { true } else { false } }),
         ]
         if !sizes.isEmpty {
             cases.append((HugePages.request(.anonymous, pageSize: 4 << 20, exhaustion: .fallback), {
-                guard case .invalidPageSize(4 << 20, let reason) = $0 else { return false }
+                guard case .invalidPageSize(4 << 20, let reason) = $0.reason else { return false }
                 return sizes.allSatisfy { reason.contains(formatByteCount($0)) }
             }))
             cases.append((HugePages.request(.anonymous, usable: 2 << 20, packing: .packed), {
-                if case .invalidSize = $0 { true } else { false }
+                if case .invalidSize = $0.reason { true } else { false }
             }))
             cases.append((StackRequest(usableSize: 2 << 20, guardSize: -1, pages: .huge(HugePageRequest(.anonymous))), {
-                if case .invalidGuard = $0 { true } else { false }
+                if case .invalidGuard = $0.reason { true } else { false }
             }))
         }
-        if let pmd = MachineCapabilities.transparentHugePagePMDSize() {
+        if let pmd = HugePageSystem.transparentHugePagePMDSize() {
             cases.append((HugePages.request(.transparent, pageSize: pmd * 2), {
-                if case .invalidPageSize = $0 { true } else { false }
+                if case .invalidPageSize = $0.reason { true } else { false }
             }))
         }
         for (request, matches) in cases {

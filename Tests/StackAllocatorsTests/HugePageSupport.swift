@@ -6,17 +6,17 @@ import Testing
 /// What this machine offers for huge-page tests, read once, with the skip reasons naming what is missing.
 enum HugePages {
     /// The kernel's default huge page size (0 without hugetlb).
-    static let size = MachineCapabilities.defaultHugePageSize()
+    static let size = HugePageSystem.defaultHugePageSize()
     /// Pages of the default size free and unpromised now.
-    static var free: Int { MachineCapabilities.hugePagePool(pageSize: size)?.available ?? 0 }
+    static var free: Int { HugePageSystem.hugePagePool(pageSize: size)?.available ?? 0 }
     /// At least `count` default-size pages are free.
     static func haveFree(_ count: Int = 4) -> Bool { size > 0 && free >= count }
     /// The hugetlbfs mounts of the default size.
-    static let mounts = MachineCapabilities.hugeTLBMounts().filter { $0.pageSize == size }.map(\.path)
+    static let mounts = HugePageSystem.hugeTLBMounts().filter { $0.pageSize == size }.map(\.path)
     /// The THP mode is `madvise` or `always`.
-    static let transparentEnabled = ["madvise", "always"].contains(MachineCapabilities.transparentHugePageMode() ?? "never")
+    static let transparentEnabled = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
     /// The 1 GiB size exists and its pool is empty (the machine this was written on: a cheap exhaustion).
-    static let oneGiBPoolEmpty = MachineCapabilities.hugePagePool(pageSize: 1 << 30).map { $0.available == 0 } ?? false
+    static let oneGiBPoolEmpty = HugePageSystem.hugePagePool(pageSize: 1 << 30).map { $0.available == 0 } ?? false
 
     static let needFree: Comment = "needs free 2 MiB huge pages: /proc/sys/vm/nr_hugepages"
     static let needMount: Comment = "needs a hugetlbfs mount (mount -t hugetlbfs none /dev/hugepages) and free huge pages"

@@ -35,7 +35,7 @@ struct HugeTLBFSMountLimitTests {
                 _ = try allocator.allocate(stackRequest(8 << 20, mount: directory))
                 preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
             } catch {
-                guard case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed) = error else {
+                guard case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed) = error.reason else {
                     preconditionFailure("expected hugeTLBFSMountFull, got \(error)")
                 }
                 precondition(mount == directory && pageSize == 2 << 20, "\(error)")

@@ -11,7 +11,7 @@ func expectInvalidConfiguration(
         try body()
         Issue.record("\(type).\(field) = \(value) was accepted", sourceLocation: sourceLocation)
     } catch {
-        guard case .invalidConfiguration(let reportedType, let reportedField, let reportedValue, _) = error else {
+        guard case .invalidConfiguration(let reportedType, let reportedField, let reportedValue, _) = error.reason else {
             Issue.record("got \(error)", sourceLocation: sourceLocation)
             return
         }

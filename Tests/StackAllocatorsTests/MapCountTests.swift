@@ -39,7 +39,7 @@ struct MapCountTests {
     @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoThreadSanitizer)
     func mprotect() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let allocator = try MmapStackAllocator(guardMode: .mprotect)
+            let allocator = try MmapStackAllocator(guardMode: .protNone)
             let baseline = try MapCount.current()
             try withLiveStacks(allocator, count: 10_000) { live in
                 let added = live - baseline
@@ -53,7 +53,7 @@ struct MapCountTests {
     @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks", needsNoThreadSanitizer)
     func exhaustion() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let allocator = try MmapStackAllocator(guardMode: .mprotect)
+            let allocator = try MmapStackAllocator(guardMode: .protNone)
             let limit = try MapCount.limit()
             let baseline = try MapCount.current()
             // Each stack costs two mappings; room for all of them plus slack so the loop must hit the limit.
@@ -70,7 +70,7 @@ struct MapCountTests {
                     break
                 }
             }
-            guard case .mapCountExhausted(let reportedLimit, _) = failure else {
+            guard case .mapCountExhausted(let reportedLimit, _)? = failure?.reason else {
                 preconditionFailure("expected mapCountExhausted after \(count) stacks, got \(String(describing: failure))")
             }
             precondition(reportedLimit == limit)

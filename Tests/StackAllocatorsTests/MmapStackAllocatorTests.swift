@@ -6,7 +6,7 @@ import Testing
 @Suite("MmapStackAllocator")
 struct MmapStackAllocatorTests {
     static var guardModes: [GuardMode] {
-        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+        GuardMode.forcible
     }
 
     @Test("A stack is the layout it says: guard inaccessible, usable range writable, released once", arguments: guardModes)
@@ -53,10 +53,10 @@ struct MmapStackAllocatorTests {
     func badRequests() throws {
         let allocator = try MmapStackAllocator()
         let cases: [(StackRequest, (StackError) -> Bool)] = [
-            (StackRequest(usableSize: 0), { if case .invalidSize = $0 { true } else { false } }),
-            (StackRequest(usableSize: Int.max), { if case .invalidSize = $0 { true } else { false } }),
-            (StackRequest(usableSize: 65536, guardSize: 1 << 40), { if case .invalidGuard = $0 { true } else { false } }),
-            (StackRequest(usableSize: 65536, guardSize: -4096), { if case .invalidGuard = $0 { true } else { false } }),
+            (StackRequest(usableSize: 0), { if case .invalidSize = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: Int.max), { if case .invalidSize = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: 65536, guardSize: 1 << 40), { if case .invalidGuard = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: 65536, guardSize: -4096), { if case .invalidGuard = $0.reason { true } else { false } }),
         ]
         for (request, matches) in cases {
             do {

@@ -48,7 +48,7 @@ private func standardError(_ result: ExitTest.Result?) throws -> String {
 @Suite("Overflow handler")
 struct OverflowHandlerTests {
     static var guardModes: [GuardMode] {
-        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+        GuardMode.forcible
     }
 
     @Test("Deep recursion on a guarded stack on a secondary thread dies by SIGSEGV, naming the fiber", arguments: guardModes)

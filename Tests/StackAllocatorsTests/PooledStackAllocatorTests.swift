@@ -158,7 +158,7 @@ struct PooledStackAllocatorTests {
             _ = try pool.allocate(StackRequest(usableSize: 128 << 10))
             Issue.record("a larger request was accepted")
         } catch {
-            guard case .invalidSize = error else { Issue.record("got \(error)"); return }
+            guard case .invalidSize = error.reason else { Issue.record("got \(error)"); return }
         }
         let smaller = try pool.allocate(StackRequest(usableSize: 4096, guardSize: 4096))
         #expect(smaller.usableSize == 64 << 10)
@@ -192,7 +192,7 @@ struct PooledStackAllocatorTests {
             _ = try PooledStackAllocator(wrapping: slab, .init(stack: StackRequest(usableSize: 64 << 10), minimumIdle: 2))
             Issue.record("a pool of 64 KiB stacks over a slab of 16 KiB stacks was made")
         } catch {
-            guard case .invalidSize = error else { Issue.record("got \(error)"); return }
+            guard case .invalidSize = error.reason else { Issue.record("got \(error)"); return }
         }
         #expect(slab.stats.allocations == 0)
         // The failed pool unregistered itself: a new pool and a thread exit work as usual.

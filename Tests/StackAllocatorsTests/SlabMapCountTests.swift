@@ -63,7 +63,7 @@ struct SlabMapCountTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let reserve = 1024
             let slab = try SlabStackAllocator(
-                .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect, mapCountReserve: reserve))
+                .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone, mapCountReserve: reserve))
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
             let limit = try MapCount.limit()
             // Room for every stack the limit allows, plus slack, so the loop must stop on the reserve.
@@ -82,7 +82,7 @@ struct SlabMapCountTests {
                     break
                 }
             }
-            guard case .mapCountReserveReached(let reportedLimit, let current, let reportedReserve, let remaining) = failure else {
+            guard case .mapCountReserveReached(let reportedLimit, let current, let reportedReserve, let remaining)? = failure?.reason else {
                 preconditionFailure("expected mapCountReserveReached after \(count) stacks, got \(String(describing: failure))")
             }
             let now = try MapCount.current()
@@ -111,7 +111,7 @@ struct SlabMapCountTests {
         let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let limit = 1000
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
-            var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .mprotect)
+            var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone)
             configuration.mapCountLimitOverride = limit
             let reserved = try SlabStackAllocator(configuration)  // the default reserve, 1,024: above the limit
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)
@@ -133,7 +133,7 @@ struct SlabMapCountTests {
                 return (count - start, nil)
             }
             let (made, failure) = fill(reserved)
-            guard case .mapCountReserveReached(let reportedLimit, let current, let reserve, let remaining)? = failure else {
+            guard case .mapCountReserveReached(let reportedLimit, let current, let reserve, let remaining)? = failure?.reason else {
                 preconditionFailure("expected mapCountReserveReached after \(made) stacks, got \(String(describing: failure))")
             }
             let now = try MapCount.current()
@@ -154,7 +154,7 @@ struct SlabMapCountTests {
             precondition(
                 more == remaining || (more == remaining - 1 && (limit - now) % 2 == 0),
                 "the error said \(remaining) more would fit in \(limit - now) mappings; a slab with no reserve made \(more)")
-            guard case .mapCountReserveReached(_, _, 0, 0)? = last else {
+            guard case .mapCountReserveReached(_, _, 0, 0)? = last?.reason else {
                 preconditionFailure("expected no room left, got \(String(describing: last))")
             }
             storage.deinitialize(count: count)

@@ -6,7 +6,7 @@ import Testing
 @Suite("SlabStackAllocator")
 struct SlabStackAllocatorTests {
     static var guardModes: [GuardMode] {
-        GuardInstaller.lightweightGuardsSupported ? [.lightweight, .mprotect] : [.mprotect]
+        GuardMode.forcible
     }
 
     @Test("A slab stack is guarded and writable; a released slot comes back zeroed, guard kept, nothing resident",
@@ -67,10 +67,10 @@ struct SlabStackAllocatorTests {
         #expect(small.guardRange.count == 16 << 10)
         small.release()
         let rejected: [(StackRequest, (StackError) -> Bool)] = [
-            (StackRequest(usableSize: 128 << 10, guardSize: 16 << 10), { if case .invalidSize = $0 { true } else { false } }),
-            (StackRequest(usableSize: 64 << 10, guardSize: 64 << 10), { if case .invalidGuard = $0 { true } else { false } }),
-            (StackRequest(usableSize: 0), { if case .invalidSize = $0 { true } else { false } }),
-            (StackRequest(usableSize: 4096, guardSize: -1), { if case .invalidGuard = $0 { true } else { false } }),
+            (StackRequest(usableSize: 128 << 10, guardSize: 16 << 10), { if case .invalidSize = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: 64 << 10, guardSize: 64 << 10), { if case .invalidGuard = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: 0), { if case .invalidSize = $0.reason { true } else { false } }),
+            (StackRequest(usableSize: 4096, guardSize: -1), { if case .invalidGuard = $0.reason { true } else { false } }),
         ]
         for (request, matches) in rejected {
             do {

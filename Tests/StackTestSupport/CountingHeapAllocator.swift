@@ -25,13 +25,13 @@ public final class CountingHeapAllocator: StackAllocator {
         // Count first, atomically, so concurrent callers cannot both pass the limit.
         guard allocated.add(1, ordering: .relaxed).newValue <= limit else {
             allocated.subtract(1, ordering: .relaxed)
-            throw .capabilityMissing("test heap memory", fix: "the test allocator stops after \(limit) stacks")
+            throw StackError(code: .poolExhausted, message: "the test allocator stops after \(limit) stacks")
         }
         var memory: UnsafeMutableRawPointer?
         let result = posix_memalign(&memory, sizes.pageSize, sizes.total)
         guard result == 0, let memory else {
             allocated.subtract(1, ordering: .relaxed)
-            throw .capabilityMissing("heap memory", fix: "posix_memalign returned \(result)")
+            throw StackError(message: "posix_memalign failed", fix: "free some memory", errno: result)
         }
         let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
         live.withLock { _ = $0.insert(layout.usableRange) }

@@ -23,7 +23,7 @@ struct HugePageCommandTests {
         // With a default-size pool, exhaustion-strict must have run and passed; without one, the
         // exhaustion row is a skip naming the missing pool. Nothing else will do.
         let strict = huge.first { $0["name"] as? String == "exhaustion-strict" }
-        if MachineCapabilities.hugePagePool(pageSize: MachineCapabilities.defaultHugePageSize()) != nil {
+        if HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize()) != nil {
             #expect(strict?["status"] as? String == "pass", "exhaustion-strict: \(String(describing: strict))")
         } else {
             let skip = huge.first { $0["name"] as? String == "exhaustion" }

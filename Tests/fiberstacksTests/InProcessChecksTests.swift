@@ -1,4 +1,4 @@
-@testable import fiberstacks
+import StackDiagnostics
 import StackTestSupport
 import Testing
 

@@ -1,5 +1,5 @@
-@testable import fiberstacks
 import Glibc
+import StackDiagnostics
 import Synchronization
 import Testing
 

@@ -1,3 +1,4 @@
+import StackDiagnostics
 import ArgumentParser
 import Foundation
 import Glibc

@@ -1,6 +1,7 @@
 import CStackSupport
 import Foundation
 import StackAllocators
+import StackDiagnostics
 
 /// The machine a report was measured on, and how busy it was.
 struct BenchMachine: Codable {
@@ -35,8 +36,8 @@ struct BenchMachine: Codable {
         return BenchMachine(
             cpu: model, kernel: kernelRelease, cores: ProcessInfo.processInfo.activeProcessorCount,
             virtualization: hypervisor(), memoryBytes: Int(ProcessInfo.processInfo.physicalMemory),
-            transparentHugePages: MachineCapabilities.transparentHugePageMode() ?? "absent",
-            hugePagesFree: capabilities?.hugePagePools.first { $0.pageSize == MachineCapabilities.defaultHugePageSize() }?.free ?? 0,
+            transparentHugePages: HugePageSystem.transparentHugePageMode() ?? "absent",
+            hugePagesFree: capabilities?.hugePagePools.first { $0.pageSize == HugePageSystem.defaultHugePageSize() }?.free ?? 0,
             lightweightGuards: GuardInstaller.lightweightGuardsSupported,
             build: buildConfiguration(), loadAverage: loadAverage())
     }

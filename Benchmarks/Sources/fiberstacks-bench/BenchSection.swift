@@ -114,6 +114,8 @@ final class BenchRecorder {
             try body()
         } catch let error as StackError where error.meansMissingCapability {
             skip(section, name, because: error.description)
+        } catch let error as PerfCounter.Unavailable {
+            skip(section, name, because: error.description)
         }
     }
 }
@@ -121,9 +123,9 @@ final class BenchRecorder {
 extension StackError {
     /// Whether the error says the machine lacks something a figure needs, rather than that it failed.
     var meansMissingCapability: Bool {
-        switch self {
+        switch code {
         case .hugePagesExhausted, .capabilityMissing, .notHugeTLBFSMount, .numaNodeOutOfRange, .numaNodeOffline,
-            .numaNodeMemoryless, .perfCounterUnavailable:
+            .numaNodeMemoryless:
             true
         default:
             false

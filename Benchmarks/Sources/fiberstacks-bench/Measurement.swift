@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import StackDiagnostics
 import Synchronization
 
 /// One benchmark figure, ours or a peer's, in one shape so the two can be compared field by field.

@@ -1,6 +1,7 @@
 import CPeers
 import Glibc
 import StackAllocators
+import StackDiagnostics
 
 /// `pooled`: acquire+release of 64 KiB stacks from a `PooledStackAllocator` over a slab.
 ///

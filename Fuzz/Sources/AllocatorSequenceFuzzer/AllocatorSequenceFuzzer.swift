@@ -129,7 +129,7 @@ struct SequenceRun {
             case .error(let expected): check(error.matches(expected), "\(context()) threw \(error), expected \(expected)")
             case .placementError: check(isPlacementError(error), "\(context()) threw \(error), expected an error naming the NUMA nodes")
             case .otherPlacement:
-                guard case .capabilityMissing = error else { finding("\(context()) threw \(error), expected .capabilityMissing") }
+                guard error.code == .invalidRequest else { finding("\(context()) threw \(error), expected .invalidRequest") }
             }
             checkCounters(context())
             return
@@ -189,7 +189,7 @@ struct SequenceRun {
         let result = Result { () throws(StackError) in try Prefault.apply(policy, to: layout, logger: logger) }
         switch result {
         case .failure(let error):
-            guard policy.isInvalid, case .top(let depth) = policy.depth, case .invalidSize(requested: depth, _) = error else {
+            guard policy.isInvalid, case .top(let depth) = policy.depth, error.isSizeError(.invalidSize, requested: depth) else {
                 finding("\(context()) threw \(error)")
             }
         case .success:

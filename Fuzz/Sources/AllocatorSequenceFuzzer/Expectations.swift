@@ -19,7 +19,7 @@ extension Subject {
         let asked = Result { () throws(StackError) in try StackSizes(usable: request.usableSize, guard: request.guardSize) }
         let prefaultError: StackError? =
             if request.prefault.isInvalid, case .top(let depth) = request.prefault.depth {
-                .invalidSize(requested: depth, reason: "")
+                .sizeError(.invalidSize, requested: depth)
             } else {
                 nil
             }
@@ -64,8 +64,8 @@ extension Subject {
         switch asked {
         case .failure(let error): return .error(error)
         case .success(let asked):
-            if asked.usable > sizes.usable { return .error(.invalidSize(requested: request.usableSize, reason: "")) }
-            if asked.guardSize > sizes.guardSize { return .error(.invalidGuard(requested: request.guardSize, reason: "")) }
+            if asked.usable > sizes.usable { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
+            if asked.guardSize > sizes.guardSize { return .error(.sizeError(.invalidGuard, requested: request.guardSize)) }
             return nil
         }
     }

@@ -76,7 +76,7 @@ extension NUMAPlacement {
 
 /// Whether `error` is one of the errors that say a placement names no usable node.
 func isPlacementError(_ error: StackError) -> Bool {
-    switch error {
+    switch error.code {
     case .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty: true
     default: false
     }

@@ -50,11 +50,11 @@ enum Subject: CustomStringConvertible {
     /// errors name the type and the field; values and ranges are the allocator's wording.
     var configurationError: StackError? {
         func invalid(_ type: String, _ field: String) -> StackError {
-            .invalidConfiguration(type: type, field: field, value: "", allowed: "")
+            .configurationError(type: type, field: field)
         }
         func sizesError(_ usable: Int, _ guardSize: Int, _ type: String, prefix: String) -> StackError? {
             if case .failure(let error) = Result(catching: { () throws(StackError) in try StackSizes(usable: usable, guard: guardSize) }) {
-                switch error {
+                switch error.code {
                 case .invalidSize: return invalid(type, prefix + "usableSize")
                 case .invalidGuard: return invalid(type, prefix + "guardSize")
                 default: return error
@@ -121,7 +121,7 @@ enum Subject: CustomStringConvertible {
 
     /// The mechanism a guarded stack must report when its guards were installed in `mode`.
     func guardMechanism(mode: GuardMode) -> GuardMechanism {
-        mode == .mprotect ? .protNone : GuardInstaller.lightweightGuardsSupported ? .lightweight : .protNone
+        mode == .protNone ? .protNone : GuardInstaller.lightweightGuardsSupported ? .lightweight : .protNone
     }
 
     /// The guard mode the subject's stacks get (a slab under a pool uses `.automatic`).
@@ -149,14 +149,14 @@ extension ByteReader {
     mutating func subject() -> Subject {
         switch byte() % 6 {
         case 0: return .mmap(.automatic)
-        case 1: return .mmap(.mprotect)
+        case 1: return .mmap(.protNone)
         case 2, 3:
             let (usable, guardSize) = fixedShape()
             return .slab(
                 SlabStackAllocator.Configuration(
                     usableSize: usable, guardSize: guardSize,
                     stacksPerRegion: byte() < 16 ? pick([0, -1, Int.max, Int(UInt32.max) + 1]) : int(in: 1...16),
-                    guardMode: bool() ? .automatic : .mprotect,
+                    guardMode: bool() ? .automatic : .protNone,
                     retainedEmptyRegions: byte() < 8 ? -1 : int(in: 0...2),
                     mapCountReserve: byte() < 8 ? -1 : 1024,
                     placement: configuredPlacement()))
@@ -177,7 +177,7 @@ extension ByteReader {
                 idlePeriod: bool() ? .zero : .seconds(10),
                 hotWatermark: watermark,
                 scrubOnRelease: bool())
-            return .pool(configuration, innerMmap: byte() % 3 == 0 ? nil : bool() ? .automatic : .mprotect)
+            return .pool(configuration, innerMmap: byte() % 3 == 0 ? nil : bool() ? .automatic : .protNone)
         }
     }
 

@@ -44,7 +44,7 @@ public func guardProbeFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
 func decodeCase(_ input: inout ByteReader) -> ProbeCase {
     let page = systemPageSize
     let allocator = input.pick(ProbeAllocator.allCases)
-    let guardMode: GuardMode = input.bool() ? .automatic : .mprotect
+    let guardMode: GuardMode = input.bool() ? .automatic : .protNone
     let guardSize = input.int(in: 1...(maximumGuard / page)) * page
     let usable = input.int(in: 16...1024) * page
     let frameBytes = input.int(in: 0...(guardSize - ProbeCase.frameOverhead - 1))

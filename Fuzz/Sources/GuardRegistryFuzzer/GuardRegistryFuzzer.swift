@@ -15,6 +15,7 @@
 // - at the end of every input everything is unregistered and the registry is as empty as before.
 import FuzzSupport
 import GuardPages
+import OverflowDetection
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func guardRegistryFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -125,7 +126,7 @@ struct RegistryRun {
             check(model[bottom] == nil, "\(context()) succeeded although \(model[bottom]!.layout) is registered there")
             model[bottom] = (layout, storedLabel(label, capacity: GuardRegistry.labelCapacity))
         } catch {
-            guard case .guardRegistrationFailed(.fileExists, _) = error, model[bottom] != nil else {
+            guard error.code == .guardRegistrationFailed, error.errno == .fileExists, model[bottom] != nil else {
                 finding("\(context()) threw \(error); the model has \(String(describing: model[bottom]?.layout))")
             }
         }

@@ -61,11 +61,11 @@ func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes?
     let roundedUsable = usable > 0 && pageSize > 0 ? roundUp(Int128(usable), to: Int128(pageSize)) : 0
     let roundedGuard = guardSize >= 0 ? roundUp(Int128(guardSize), to: Int128(systemPageSize)) : 0
     if pageSize < 4096 || pageSize.nonzeroBitCount != 1 {
-        expected = .failure(.invalidPageSize(requested: pageSize, reason: ""))
+        expected = .failure(.sizeError(.invalidPageSize, requested: pageSize))
     } else if usable <= 0 || roundedUsable > Int128(StackSizes.maximumUsableSize) {
-        expected = .failure(.invalidSize(requested: usable, reason: ""))
+        expected = .failure(.sizeError(.invalidSize, requested: usable))
     } else if guardSize < 0 || roundedGuard > Int128(StackSizes.maximumGuardSize) {
-        expected = .failure(.invalidGuard(requested: guardSize, reason: ""))
+        expected = .failure(.sizeError(.invalidGuard, requested: guardSize))
     } else {
         expected = .success((roundedUsable, roundedGuard))
     }
@@ -103,7 +103,7 @@ func checkLayout(base: UInt, sizes: StackSizes) -> StackLayout? {
         return layout
     case .failure(let error):
         check(!valid, "\(context) threw \(error); the model accepts it")
-        guard case .invalidSize = error else { finding("\(context) threw \(error), expected .invalidSize") }
+        guard error.code == .invalidSize else { finding("\(context) threw \(error), expected .invalidSize") }
         return nil
     }
 }
@@ -123,7 +123,7 @@ func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
         expectedPages = usablePages
     case .top(let bytes) where bytes < 0:
         let result = Result { () throws(StackError) in try PrefaultPlan(layout: layout, depth: depth) }
-        guard case .failure(.invalidSize(requested: bytes, _)) = result else {
+        guard case .failure(let error) = result, error.isSizeError(.invalidSize, requested: bytes) else {
             finding("\(context): a negative depth gave \(result), expected .invalidSize")
         }
         return

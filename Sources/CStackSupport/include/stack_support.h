@@ -9,31 +9,22 @@
 /// madvise advice values (uapi/asm-generic/mman-common.h); defined here because older headers lack them.
 enum {
     FS_MADV_DONTNEED = 4,
-    FS_MADV_FREE = 8,
     FS_MADV_HUGEPAGE = 14,
-    FS_MADV_NOHUGEPAGE = 15,
-    FS_MADV_POPULATE_READ = 22,   // Linux >= 5.14
     FS_MADV_POPULATE_WRITE = 23,  // Linux >= 5.14
     FS_MADV_GUARD_INSTALL = 102,  // Linux >= 6.13: lightweight guard, no extra VMA
-    FS_MADV_GUARD_REMOVE = 103,
 };
 
 /// mmap flags used by the allocators.
 extern const int FS_MAP_PRIVATE;
-extern const int FS_MAP_SHARED;
 extern const int FS_MAP_ANONYMOUS;
 extern const int FS_MAP_NORESERVE;
 extern const int FS_MAP_STACK;
 extern const int FS_MAP_FIXED;
-extern const int FS_MAP_FIXED_NOREPLACE;
 extern const int FS_MAP_HUGETLB;
 extern const int FS_MAP_HUGE_SHIFT;
-extern const int FS_MFD_HUGETLB;
-extern const int FS_MFD_CLOEXEC;
 
 /// NUMA memory policy modes and mbind(2) flags (uapi/linux/mempolicy.h); GuardPages does not link libnuma.
 enum {
-    FS_MPOL_DEFAULT = 0,
     FS_MPOL_PREFERRED = 1,
     FS_MPOL_BIND = 2,
     FS_MPOL_INTERLEAVE = 3,
@@ -52,9 +43,6 @@ long fs_query_page_nodes(unsigned long count, void **pages, int *status);
 
 /// sched_getcpu(3), hidden from Swift's Glibc module: the CPU the calling thread runs on, or -1.
 int fs_current_cpu(void);
-
-/// memfd_create(2), hidden from Swift's Glibc module.
-int fs_memfd_create(const char *name, unsigned int flags);
 
 /// statfs(2) on `path`, reduced to what Swift needs (sys/statfs.h is not in Swift's Glibc module):
 /// the file system type (f_type, e.g. HUGETLBFS_MAGIC), block size (f_bsize: the page size on

@@ -87,6 +87,20 @@ public struct NUMATopology: Sendable, Hashable, Codable {
         return node >= 0 ? Int(node) : nil
     }
 
+    /// The online node ids (/sys/devices/system/node/online), without libnuma; empty where sysfs has no
+    /// node information (some containers).
+    package static func onlineNodes() -> [Int] {
+        (try? SystemFile.read("/sys/devices/system/node/online")).map(parseCPUList) ?? []
+    }
+
+    /// The CPUs of each online node (/sys/devices/system/node/nodeN/cpulist), without libnuma; nodes whose
+    /// list cannot be read are left out.
+    package static func onlineNodeCPUs() -> [(node: Int, cpus: [Int])] {
+        onlineNodes().compactMap { id in
+            (try? SystemFile.read("/sys/devices/system/node/node\(id)/cpulist")).map { (id, parseCPUList($0)) }
+        }
+    }
+
     private static let libnumaLock = Lock(())
 
     private static let unavailableError = StackError.capabilityMissing(
@@ -96,7 +110,7 @@ public struct NUMATopology: Sendable, Hashable, Codable {
 
     private static func read() -> NUMATopology {
         let maxNode = Int(numa_max_node())
-        let online = Set((try? SystemFile.read("/sys/devices/system/node/online")).map(parseCPUList) ?? [])
+        let online = Set(onlineNodes())
         let possible =
             (try? SystemFile.read("/sys/devices/system/node/possible")).map(parseCPUList)
             ?? Array(0...maxNode)

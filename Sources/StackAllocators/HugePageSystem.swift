@@ -1,0 +1,103 @@
+import GuardPages
+import Glibc
+
+/// What the kernel offers for huge pages, read from procfs and sysfs without side effects: the pools
+/// (global and per node), the hugetlbfs mounts, the transparent huge page mode.
+package enum HugePageSystem {
+    /// One huge page size's pool.
+    package struct HugePagePool: Sendable, Codable, Hashable {
+        /// Page size in bytes.
+        package let pageSize: Int
+        /// The NUMA node, or nil for the global pool.
+        package let node: Int?
+        /// Pages in the pool (`nr_hugepages`).
+        package let total: Int
+        /// Pages not in use (`free_hugepages`).
+        package let free: Int
+        /// Pages promised to mappings but not yet faulted (`resv_hugepages`; global pools only).
+        package let reserved: Int?
+        /// Surplus pages allocated beyond `total` under overcommit (`surplus_hugepages`).
+        package let surplus: Int
+        /// How many surplus pages the kernel may allocate on demand (`nr_overcommit_hugepages`; global pools only).
+        package let overcommit: Int?
+        /// The file to write to grow this pool.
+        package let controlFile: String
+
+        /// Free pages not promised to any mapping: what a new mapping can still get (`free - reserved`).
+        package var available: Int { free - (reserved ?? 0) }
+    }
+
+    /// A mounted hugetlbfs.
+    package struct HugeTLBMount: Sendable, Codable, Hashable {
+        /// Mount point.
+        package let path: String
+        /// Its page size in bytes.
+        package let pageSize: Int
+    }
+
+    /// Huge page sizes the kernel offers, in bytes, smallest first.
+    package static func hugePageSizes() -> [Int] {
+        let pools = hugePagePools(under: "/sys/kernel/mm/hugepages", node: nil)
+        return pools.map(\.pageSize).sorted()
+    }
+
+    /// One pool: `pageSize`'s, global (`node` nil) or on `node`; nil when the kernel has no such pool.
+    package static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
+        let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? "/sys/kernel/mm/hugepages"
+        return hugePagePools(under: directory, node: node, only: pageSize).first
+    }
+
+    /// Where the transparent huge page controls live.
+    package static let transparentHugePageDirectory = "/sys/kernel/mm/transparent_hugepage"
+
+    /// The transparent huge page mode (`always`, `madvise`, `never`), nil when the kernel has no THP.
+    package static func transparentHugePageMode() -> String? {
+        (try? SystemFile.read("\(transparentHugePageDirectory)/enabled")).flatMap(bracketedChoice)
+    }
+
+    /// The size of a PMD-mapped transparent huge page (`hpage_pmd_size`), nil when the kernel has no THP.
+    package static func transparentHugePagePMDSize() -> Int? {
+        try? SystemFile.readInteger("\(transparentHugePageDirectory)/hpage_pmd_size")
+    }
+
+    /// The pools under a sysfs `hugepages` directory (`hugepages-2048kB/...`).
+    /// `only` restricts them to one page size.
+    package static func hugePagePools(under directory: String, node: Int?, only: Int? = nil) -> [HugePagePool] {
+        directoryEntries(directory).compactMap { entry -> HugePagePool? in
+            guard entry.hasPrefix("hugepages-"), entry.hasSuffix("kB"),
+                let kib = Int(entry.dropFirst("hugepages-".count).dropLast(2)), only.map({ $0 == kib << 10 }) ?? true
+            else { return nil }
+            let path = "\(directory)/\(entry)"
+            guard let total = try? SystemFile.readInteger("\(path)/nr_hugepages"),
+                let free = try? SystemFile.readInteger("\(path)/free_hugepages")
+            else { return nil }
+            return HugePagePool(
+                pageSize: kib << 10, node: node, total: total, free: free,
+                reserved: try? SystemFile.readInteger("\(path)/resv_hugepages"),
+                surplus: (try? SystemFile.readInteger("\(path)/surplus_hugepages")) ?? 0,
+                overcommit: try? SystemFile.readInteger("\(path)/nr_overcommit_hugepages"),
+                controlFile: node == nil && kib << 10 == defaultHugePageSize() ? "/proc/sys/vm/nr_hugepages" : "\(path)/nr_hugepages")
+        }.sorted { $0.pageSize < $1.pageSize }
+    }
+
+    /// The default huge page size (`Hugepagesize` in /proc/meminfo), 0 when there is none.
+    package static func defaultHugePageSize() -> Int {
+        guard let meminfo = try? SystemFile.read("/proc/meminfo"),
+            let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("Hugepagesize:") }),
+            let kib = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
+        else { return 0 }
+        return kib << 10
+    }
+
+    /// hugetlbfs mounts from /proc/mounts with their `pagesize=` option (default size when absent).
+    package static func hugeTLBMounts() -> [HugeTLBMount] {
+        guard let mounts = try? SystemFile.read("/proc/mounts") else { return [] }
+        return mounts.split(separator: "\n").compactMap { line -> HugeTLBMount? in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 4, fields[2] == "hugetlbfs" else { return nil }
+            let option = fields[3].split(separator: ",").first { $0.hasPrefix("pagesize=") }
+            let size = option.flatMap { parseSize($0.dropFirst("pagesize=".count)) } ?? defaultHugePageSize()
+            return HugeTLBMount(path: String(fields[1]), pageSize: size)
+        }
+    }
+}

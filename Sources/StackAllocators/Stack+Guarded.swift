@@ -1,0 +1,57 @@
+import Logging
+
+/// One way to turn mapped memory into a finished stack, for every allocator, built-in or your own.
+extension Stack {
+    /// Makes a stack of memory your allocator has mapped (read-write, private, anonymous for the guards
+    /// to work), doing what the `StackAllocator` contract asks, in the order that works:
+    ///
+    /// 1. binds the whole range to `request.placement` (mbind, before any page is touched);
+    /// 2. installs the guard over `layout.guardRange` with `mechanism` (`.lightweight` or `.protNone`;
+    ///    pass `installGuard: false` when your allocator made the guard itself);
+    /// 3. prefaults the usable range as `request.prefault` asks (top down, never into the guard);
+    /// 4. registers the guard in `GuardRegistry`, so an overflow names the fiber instead of dying with a
+    ///    bare SIGSEGV.
+    ///
+    /// Your `release`, when it honours a release (a live stack of yours), ends the registration with
+    /// `Stack.endGuardRegistration(descriptor)` before it unmaps: only the release that frees the memory may
+    /// end it, or a forged copy released first would leave it behind, or a late one remove a newer stack's.
+    /// On an error nothing is registered and the memory is still yours to unmap. `tag` is yours
+    /// (`StackDescriptor.tag`).
+    public static func guarded(
+        _ layout: StackLayout, request: StackRequest, mechanism: GuardMechanism, installGuard: Bool = true,
+        allocator: any StackAllocator, tag: UInt = 0, logger: Logger? = nil
+    ) throws(StackError) -> Stack {
+        if let placement = request.placement {
+            try NUMABinding.apply(placement, to: layout.base..<layout.top, untouched: true)
+        }
+        let guarded = layout.sizes.guardSize > 0 && (mechanism == .lightweight || mechanism == .protNone)
+        if guarded, installGuard {
+            try GuardInstaller(mode: mechanism == .lightweight ? .lightweight : .protNone).install(on: layout.guardRange)
+        }
+        if let logger {
+            try Prefault.apply(request.prefault, to: layout, logger: logger)
+        } else {
+            try Prefault.apply(request.prefault, to: layout)
+        }
+        let descriptor = StackDescriptor(
+            layout: layout, guardMechanism: guarded ? mechanism : (mechanism == .canary ? .canary : .none),
+            node: request.placement?.homeNode, tag: tag)
+        return try registering(descriptor, allocator: allocator)
+    }
+
+    /// The stack of a finished `descriptor`, its guard registered when it has a hardware guard. For
+    /// allocators whose guards and prefault need more than `guarded` does (huge pages).
+    package static func registering(_ descriptor: StackDescriptor, allocator: any StackAllocator) throws(StackError) -> Stack {
+        let guarded = descriptor.layout.sizes.guardSize > 0
+            && (descriptor.guardMechanism == .lightweight || descriptor.guardMechanism == .protNone)
+        if guarded { try GuardRegistry.register(descriptor.layout) }
+        return Stack(descriptor: descriptor, allocator: allocator)
+    }
+
+    /// Ends the guard registration of a stack made by `guarded`: call it from `release` when you honour the
+    /// release, before unmapping. Returns false when the stack was not registered (no hardware guard).
+    @discardableResult
+    public static func endGuardRegistration(_ descriptor: StackDescriptor) -> Bool {
+        descriptor.layout.sizes.guardSize > 0 && GuardRegistry.unregister(descriptor.layout)
+    }
+}

@@ -1,0 +1,54 @@
+import Glibc
+import StackAllocators
+
+/// `verify` for capacity: a child allocates a million guarded 64 KiB slab stacks (fewer where this
+/// machine's map count, address space or memory cannot hold them: the row says so), labels one chosen
+/// at random, writes into its guard, and must die by SIGSEGV with the diagnostic naming that stack.
+package enum CapacityCheck {
+    package static let defaultStacks = 1_000_000
+    package static let stackSize = 64 << 10
+    package static let guardSize = 64 << 10
+    /// The child's time limit: a million stacks take about ten seconds here.
+    package static let timeLimit = 240.0
+
+    package static func run(stacks requested: Int, into report: inout VerifyReport) {
+        report.check("million-guarded", "slab/capacity", timeLimit: timeLimit + 10) {
+            let lightweight = GuardInstaller.lightweightGuardsSupported
+            let (count, limits) = try fitting(requested, lightweight: lightweight)
+            let target = Int.random(in: 0..<count)
+            let label = "verify-\(getpid())-stack-\(target)"
+            let (passed, detail) = try SelfChild.expectGuardFault(
+                ["--allocator", "slab", "--guard-mode", lightweight ? "lightweight" : "mprotect", "--stacks", "\(count)",
+                 "--target", "\(target)"],
+                label: label, offset: Int.random(in: 1...guardSize), guardSize: guardSize, timeLimit: timeLimit)
+            let scaled = count < requested ? " (scaled down from \(requested): \(limits))" : ""
+            return (passed, "\(count) live stacks\(scaled), stack \(target) written: \(detail)")
+        }
+    }
+
+    /// How many stacks this machine can hold, and what limited it.
+    package static func fitting(_ requested: Int, lightweight: Bool) throws -> (Int, String) {
+        var count = requested
+        var limits: [String] = []
+        if !lightweight {
+            // mprotect guards: two map lines per stack.
+            let room = (try MapCount.limit() - MapCount.current() - 4096) / 2
+            if room < count { count = room; limits.append("vm.max_map_count allows \(room) (2 map lines per stack with mprotect guards)") }
+        }
+        var addressSpace = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &addressSpace) == 0, addressSpace.rlim_cur != rlim_t.max {
+            let room = Int(addressSpace.rlim_cur / 2) / (stackSize + guardSize)
+            if room < count { count = room; limits.append("ulimit -v allows \(room)") }
+        }
+        // Page tables and guard markers: about 512 B per stack; use at most half of what is available.
+        let meminfo = try SystemFile.read("/proc/meminfo")
+        let availableKiB = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }?
+            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
+        let room = availableKiB * 1024 / 2 / 512
+        if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
+        guard count >= 1000 else {
+            throw CheckError(description: "this machine holds fewer than 1000 guarded stacks: \(limits.joined(separator: "; "))")
+        }
+        return (count, limits.joined(separator: "; "))
+    }
+}

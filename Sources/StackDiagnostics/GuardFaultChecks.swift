@@ -1,0 +1,50 @@
+import Glibc
+import StackAllocators
+
+/// `verify` for guards that really fault, for every allocator kind: a child process writes one byte
+/// at a random depth into the guard of a labelled stack, and must die by SIGSEGV with the overflow
+/// handler's diagnostic naming that stack and that exact distance below its usable bottom.
+package enum GuardFaultChecks {
+    /// Guard bytes of every stack the children make.
+    package static let guardSize = 64 << 10
+
+    package static func run(into report: inout VerifyReport) {
+        let lightweight = GuardInstaller.lightweightGuardsSupported
+        for allocator in ["mmap", "slab"] {
+            for mode in [GuardMode.lightweight, .protNone] {
+                let name = "\(allocator)/\(mode)"
+                if mode == .lightweight && !lightweight {
+                    report.skip("guard-fault", name, lacking: .lightweightGuards,
+                                "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+                    continue
+                }
+                fault(name, ["--allocator", allocator, "--guard-mode", mode.rawValue], into: &report)
+            }
+        }
+        fault("pool/mmap", ["--allocator", "pool"], into: &report)
+        let anonymous = (HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) >= 1
+        let transparent = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
+        for (packing, allocator) in [("", "huge"), ("packed-", "huge-packed")] {
+            if anonymous {
+                fault("huge/\(packing)anonymous", ["--allocator", allocator, "--huge-backing", "anonymous"], into: &report)
+            } else {
+                report.skip("guard-fault", "huge/\(packing)anonymous", lacking: .hugetlbAnonymous,
+                            "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
+            }
+            if transparent {
+                fault("huge/\(packing)transparent", ["--allocator", allocator, "--huge-backing", "transparent"], into: &report)
+            } else {
+                report.skip("guard-fault", "huge/\(packing)transparent", lacking: .thp,
+                            "needs THP mode madvise or always (\(HugePageSystem.transparentHugePageDirectory)/enabled)")
+            }
+        }
+    }
+
+    private static func fault(_ name: String, _ arguments: [String], into report: inout VerifyReport) {
+        report.check("guard-fault", name, timeLimit: SelfChild.timeLimit + 10) {
+            let label = "verify-\(getpid())-\(name)"
+            return try SelfChild.expectGuardFault(
+                arguments, label: label, offset: Int.random(in: 1...guardSize), guardSize: guardSize)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import GuardPages
+import StackAllocators
+
+/// What this machine's kernel offers for stack memory, read from procfs and sysfs without side effects
+/// (except two one-page scratch mappings, probed once per process, for the guard and populate support).
+package struct MachineCapabilities: Sendable, Codable {
+    /// `uname -r`.
+    package let kernelRelease: String
+    /// Base page size.
+    package let pageSize: Int
+    /// `MADV_GUARD_INSTALL` works.
+    package let lightweightGuards: Bool
+    /// `MADV_POPULATE_WRITE` works.
+    package let populateWrite: Bool
+    /// Huge page pools, global and per node.
+    package let hugePagePools: [HugePageSystem.HugePagePool]
+    /// hugetlbfs mounts.
+    package let hugeTLBMounts: [HugePageSystem.HugeTLBMount]
+    /// Transparent huge page mode (`always`, `madvise`, `never`), nil if THP is absent.
+    package let transparentHugePages: String?
+    /// Transparent huge page defrag mode (`always`, `defer`, `defer+madvise`, `madvise`, `never`), nil if absent.
+    package let transparentHugePageDefrag: String?
+    /// Size of a transparent huge page (`hpage_pmd_size`), nil if THP is absent.
+    package let transparentHugePageSize: Int?
+    /// Online NUMA node ids (`NUMATopology.onlineNodes()`).
+    package let numaNodes: [Int]
+    /// `vm.max_map_count`.
+    package let maxMapCount: Int
+    /// This process's mappings now.
+    package let mapCount: Int
+
+    /// Reads everything now.
+    package static func current() throws(StackError) -> MachineCapabilities {
+        let nodes = NUMATopology.onlineNodes()
+        var pools = HugePageSystem.hugePagePools(under: "/sys/kernel/mm/hugepages", node: nil)
+        for node in nodes {
+            pools += HugePageSystem.hugePagePools(under: "/sys/devices/system/node/node\(node)/hugepages", node: node)
+        }
+        return MachineCapabilities(
+            kernelRelease: GuardPages.kernelRelease,
+            pageSize: systemPageSize,
+            lightweightGuards: GuardInstaller.lightweightGuardsSupported,
+            populateWrite: Prefault.populateSupported,
+            hugePagePools: pools,
+            hugeTLBMounts: HugePageSystem.hugeTLBMounts(),
+            transparentHugePages: HugePageSystem.transparentHugePageMode(),
+            transparentHugePageDefrag: (try? SystemFile.read("\(HugePageSystem.transparentHugePageDirectory)/defrag"))
+                .flatMap(bracketedChoice),
+            transparentHugePageSize: HugePageSystem.transparentHugePagePMDSize(),
+            numaNodes: nodes,
+            maxMapCount: try MapCount.limit(),
+            mapCount: try MapCount.current())
+    }
+
+}

@@ -1,0 +1,115 @@
+import FiberScheduler
+import Glibc
+import OverflowDetection
+import StackAllocators
+import Testing
+
+@Suite("Custom allocators keep the guard and the overflow diagnostic")
+struct GuardedCustomAllocatorTests {
+    @Test("Stack.guarded makes a guard the kernel refuses, registers it, and the release unregisters it")
+    func guardedStack() throws {
+        let allocator = GuardedMmapAllocator()
+        var layout: StackLayout?
+        do {
+            let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate)))
+            let stackLayout = stack.descriptor.layout
+            layout = stackLayout
+            #expect(stack.guardMechanism == .protNone)
+            let probe = try StackProbeReport(layout: stackLayout)
+            #expect(probe.guardIsSound && probe.accessibleGuardPages == 0, "\(probe)")
+            #expect(probe.residentUsablePages == probe.usablePages, "prefault honoured: \(probe)")
+            #expect(GuardRegistry.entry(forStackAt: stackLayout.usableBottom)?.guardRange == stackLayout.guardRange)
+            stack.release()
+        }
+        let released = try #require(layout)
+        #expect(GuardRegistry.entry(forStackAt: released.usableBottom) == nil)
+        #expect(try Probe.isUnmapped(released.base..<released.top))
+    }
+
+    @Test("An overflow on a README-allocator stack under the scheduler names the fiber")
+    func readmeAllocatorOverflowIsNamed() async throws {
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
+            try overflowOneFiber(on: GuardedMmapAllocator())
+        }
+        let stderr = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        #expect(stderr.contains(#/stack overflow in fiber "fiber \d+ on worker 0/#), "\(stderr)")
+    }
+
+    @Test("The scheduler registers the guard of a stack its allocator did not register")
+    func unregisteredStackIsRegisteredByTheScheduler() async throws {
+        // In process: while the fiber lives, its stack is in the registry; after shutdown it is gone.
+        let allocator = UnregisteredArenaAllocator()
+        let direct = try allocator.allocate(StackRequest(usableSize: 64 << 10))
+        #expect(GuardRegistry.entry(forStackAt: direct.descriptor.layout.usableBottom) == nil)
+        direct.release()
+        let scheduler = try FiberScheduler(config: oneWorker(allocator))
+        let bottom = try scheduler.submit { () -> UInt in
+            var local = 0
+            return withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
+        }.wait()
+        let entry = try #require(registeredNear(bottom))
+        #expect(entry.label.hasPrefix("fiber "), "\(entry)")
+        scheduler.shutdown()
+        #expect(GuardRegistry.entry(forStackAt: entry.usableRange.lowerBound) == nil)
+        // In a child: the overflow is named, not a bare SIGSEGV.
+        let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
+            try overflowOneFiber(on: UnregisteredArenaAllocator())
+        }
+        let stderr = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        #expect(stderr.contains(#/stack overflow in fiber "fiber \d+ on worker 0/#), "\(stderr)")
+    }
+
+    @Test("A tracking decorator counts live stacks and releases each inner stack once")
+    func trackingDecorator() throws {
+        let inner = GuardedMmapAllocator()
+        let tracking = TrackingAllocator(wrapping: inner)
+        var bottoms: [UInt] = []
+        do {
+            let first = try tracking.allocate(StackRequest(usableSize: 32 << 10))
+            let second = try tracking.allocate(StackRequest(usableSize: 32 << 10))
+            bottoms = [first.descriptor.layout.usableBottom, second.descriptor.layout.usableBottom]
+            #expect(tracking.live.load(ordering: .relaxed) == 2)
+            #expect(GuardRegistry.entry(forStackAt: bottoms[0]) != nil)
+            first.release()
+            #expect(tracking.live.load(ordering: .relaxed) == 1)
+            #expect(GuardRegistry.entry(forStackAt: bottoms[0]) == nil)
+            _ = consume second
+        }
+        #expect(tracking.live.load(ordering: .relaxed) == 0 && tracking.peak.load(ordering: .relaxed) == 2)
+        for bottom in bottoms {
+            #expect(GuardRegistry.entry(forStackAt: bottom) == nil)
+            #expect(try Probe.isUnmapped(bottom..<bottom + UInt(systemPageSize)))
+        }
+        // The scheduler runs jobs on the decorated allocator.
+        let scheduler = try FiberScheduler(config: oneWorker(tracking))
+        #expect(try scheduler.submit { 21 * 2 }.wait() == 42)
+        scheduler.shutdown()
+        #expect(tracking.live.load(ordering: .relaxed) == 0)
+    }
+}
+
+/// One worker, one fiber, 64 KiB stacks of `allocator`.
+private func oneWorker(_ allocator: any StackAllocator) -> FiberConfig {
+    var config = FiberConfig(allocator: allocator)
+    config.usableSize = 64 << 10
+    config.workerCount = 1
+    config.initialPoolSize = 1
+    config.targetPoolSize = 1
+    return config
+}
+
+/// Runs one job that recurses until its stack overflows; never returns.
+private func overflowOneFiber(on allocator: any StackAllocator) throws {
+    let scheduler = try FiberScheduler(config: oneWorker(allocator))
+    _ = try scheduler.submit { () -> Int in StackThread.overflow() }.wait()
+}
+
+/// The registered stack whose usable range holds `address`.
+private func registeredNear(_ address: UInt) -> GuardRegistry.Entry? {
+    var page = address & ~UInt(systemPageSize - 1)
+    for _ in 0..<64 {
+        if let entry = GuardRegistry.entry(forStackAt: page), entry.usableRange.contains(address) { return entry }
+        page -= UInt(systemPageSize)
+    }
+    return nil
+}

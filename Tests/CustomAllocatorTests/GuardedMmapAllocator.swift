@@ -1,0 +1,34 @@
+// The custom allocator of README.md ("Plugging in your own allocator"), word for word: compiled and run
+// here so the example cannot rot.
+import Glibc
+import StackAllocators
+import Synchronization
+
+/// Stacks from mmap; `Stack.guarded` installs the guard, binds, prefaults and registers the guard.
+final class GuardedMmapAllocator: StackAllocator {
+    private let live = Mutex<Set<UInt>>([])  // usable bottoms of the stacks handed out
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
+        let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let memory, memory != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw StackError(message: "mmap of \(sizes.total) bytes failed", fix: "check `ulimit -v`", errno: errno)
+        }
+        do throws(StackError) {
+            let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
+            let stack = try Stack.guarded(layout, request: request, mechanism: .protNone, allocator: self)
+            live.withLock { _ = $0.insert(layout.usableBottom) }
+            return stack
+        } catch {
+            munmap(memory, sizes.total)
+            throw error
+        }
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        // Refuse what is not a live stack of ours: a second release, a descriptor we never made.
+        guard live.withLock({ $0.remove(descriptor.layout.usableBottom) }) != nil else { return }
+        Stack.endGuardRegistration(descriptor)  // before the unmap: the address may be reused at once
+        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+    }
+}

@@ -1,0 +1,30 @@
+import Glibc
+import StackAllocators
+import Synchronization
+
+/// An allocator that makes its own mprotect guards and never registers them, nor uses `Stack.guarded`:
+/// the scheduler must register its stacks itself, or an overflow on them would be a bare SIGSEGV.
+final class UnregisteredArenaAllocator: StackAllocator {
+    private let live = Mutex<Set<UInt>>([])
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let sizes = try StackSizes(usable: request.usableSize, guard: max(request.guardSize, 4096))
+        let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let memory, memory != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw StackError(message: "mmap failed", errno: errno)
+        }
+        guard mprotect(memory, sizes.guardSize, PROT_NONE) == 0 else {
+            let error = errno
+            munmap(memory, sizes.total)
+            throw StackError(message: "mprotect failed", errno: error)
+        }
+        let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
+        live.withLock { _ = $0.insert(layout.usableBottom) }
+        return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .protNone), allocator: self)
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        guard live.withLock({ $0.remove(descriptor.layout.usableBottom) }) != nil else { return }
+        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+    }
+}
