@@ -30,8 +30,11 @@ let package = Package(
             name: "fiberstacks-bench",
             dependencies: [
                 "CPeers",
+                .product(name: "GuardPages", package: fiberStacks),
+                .product(name: "OverflowDetection", package: fiberStacks),
                 .product(name: "StackAllocators", package: fiberStacks),
                 .product(name: "FiberScheduler", package: fiberStacks),
+                .product(name: "StackDiagnostics", package: fiberStacks),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

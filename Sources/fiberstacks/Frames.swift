@@ -1,9 +1,9 @@
-import Logging
-import Glibc
 import ArgumentParser
 import Foundation
+import Glibc
+import Logging
 import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 
 /// `fiberstacks frames`: the largest stack frames of this program and its libraries (or of the given
 /// binaries), and whether a guard of a given size covers them.

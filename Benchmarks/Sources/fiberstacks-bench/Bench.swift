@@ -1,9 +1,10 @@
-import StackDiagnostics
 import ArgumentParser
 import Foundation
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import Logging
 import StackAllocators
+@_spi(Benchmarks) import StackDiagnostics
 
 /// The logger benchmarks hand to the library: warnings only.
 let benchLogger: Logger = {

@@ -1,7 +1,7 @@
 import CStackSupport
 import Foundation
-import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import StackAllocators
 
 /// The machine a report was measured on, and how busy it was.
 struct BenchMachine: Codable {
@@ -32,12 +32,11 @@ struct BenchMachine: Codable {
         let cpuinfo = (try? SystemFile.read("/proc/cpuinfo")) ?? ""
         let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
-        let capabilities = try? MachineCapabilities.current()
         return BenchMachine(
             cpu: model, kernel: kernelRelease, cores: ProcessInfo.processInfo.activeProcessorCount,
             virtualization: hypervisor(), memoryBytes: Int(ProcessInfo.processInfo.physicalMemory),
             transparentHugePages: HugePageSystem.transparentHugePageMode() ?? "absent",
-            hugePagesFree: capabilities?.hugePagePools.first { $0.pageSize == HugePageSystem.defaultHugePageSize() }?.free ?? 0,
+            hugePagesFree: HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.free ?? 0,
             lightweightGuards: GuardInstaller.lightweightGuardsSupported,
             build: buildConfiguration(), loadAverage: loadAverage())
     }

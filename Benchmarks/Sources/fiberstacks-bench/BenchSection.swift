@@ -1,4 +1,5 @@
 import ArgumentParser
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// The sections of `fiberstacks bench`, in the order they run; the raw values are the JSON `section` values.

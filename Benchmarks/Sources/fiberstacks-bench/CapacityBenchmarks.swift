@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `capacity`: the most live guarded stacks one process holds, with the slab (64 KiB stacks, 64 KiB

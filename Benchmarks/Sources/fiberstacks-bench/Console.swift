@@ -1,6 +1,6 @@
 import Foundation
 
-// FileStream, bounded(_:), describe(_:), ReportEnvelope and toolVersion come from Shared/, a link to
+// FileStream, bounded(_:) and describe(_:) come from Shared/, a link to
 // the fiberstacks tool's Sources/fiberstacks/Shared.
 
 /// Pretty-printed JSON with sorted keys.

@@ -2,6 +2,7 @@ import CFiberContext
 import CPeers
 import CStackSupport
 import FiberScheduler
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 
 /// `context_switch`: ns per switch (a round trip is two).

@@ -26,11 +26,11 @@ enum SchedulerBenchmarks {
             let samples = try measure(scale, ops: 1) { try startup(config) }.map { $0 / 1000 }
             recorder.add(BenchResult(
                 section: .scheduler, name: name,
-                params: ["workers": config.workerCount ?? 0, "fibers": config.initialPoolSize, "size": config.stackSize],
+                params: ["workers": config.workerCount ?? 0, "fibers": config.initialPoolSize, "size": config.usableSize],
                 unit: "us", samples: samples, opsPerRep: 1))
         }
         var config = FiberConfig()
-        config.stackSize = 64 << 10
+        config.usableSize = 64 << 10
         config.workerCount = workers
         config.logger = benchLogger
         let scheduler = try FiberScheduler(config: config)
@@ -107,7 +107,7 @@ enum SchedulerBenchmarks {
         var eager = lazy
         eager.initialPoolSize = 128
         var prefaulted = lazy
-        prefaulted.prefetchPages = .populate
+        prefaulted.prefault = .populate
         prefaulted.prefaultInitialPool = true
         return [("startup_lazy16", lazy), ("startup_eager128", eager), ("startup_prefaulted", prefaulted)]
     }

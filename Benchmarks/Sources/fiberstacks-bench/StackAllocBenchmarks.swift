@@ -1,4 +1,5 @@
 import CPeers
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `stack_alloc`: allocate+release of one stack, per allocator, guard kind and size, each size
@@ -21,7 +22,7 @@ enum StackAllocBenchmarks {
         if !lightweight {
             recorder.skip(.stackAlloc, "mmap_lightweight", because: "MADV_GUARD_INSTALL needs Linux >= 6.13 (this is \(kernelRelease))")
         }
-        let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .mprotect)]
+        let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .protNone)]
         for size in sizes {
             let params = ["size": size, "guard": guardSize]
             var contenders: [Contender] = []

@@ -1,5 +1,6 @@
 import FiberScheduler
 import Foundation
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 import Synchronization
 
@@ -21,7 +22,7 @@ enum SuspendedBenchmarks {
         let rssStart = try SystemFile.processStatusBytes("VmRSS")
         let slab = try SlabStackAllocator(.init(usableSize: 64 << 10), logger: benchLogger)
         var config = FiberConfig(allocator: slab)
-        config.stackSize = 64 << 10
+        config.usableSize = 64 << 10
         config.workerCount = 2
         config.initialPoolSize = 16
         config.targetPoolSize = 16

@@ -1,5 +1,6 @@
 import Glibc
-import GuardPages
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 
 /// `tlb`: a TLB-sensitive round-robin over many stacks, small pages against huge pages.
