@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "OverflowDetection", targets: ["OverflowDetection"]),
         .library(name: "StackAllocators", targets: ["StackAllocators"]),
         .library(name: "FiberScheduler", targets: ["FiberScheduler"]),
+        // The checks behind `fiberstacks verify` and `doctor`, for tools that run them in-process.
+        .library(name: "StackDiagnostics", targets: ["StackDiagnostics"]),
         .executable(name: "fiberstacks", targets: ["fiberstacks"]),
     ],
     dependencies: [

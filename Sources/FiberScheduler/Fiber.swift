@@ -2,8 +2,9 @@ import CFiberContext
 import CStackSupport
 import Glibc
 import Logging
-import Synchronization
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
+import Synchronization
 
 /// Why the worker switched into a fiber.
 enum ResumeReason: Int {

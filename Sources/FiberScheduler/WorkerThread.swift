@@ -1,6 +1,7 @@
 import Glibc
-import SystemPackage
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
+import SystemPackage
 
 /// The POSIX thread under a worker: start, name, join.
 enum WorkerThread {

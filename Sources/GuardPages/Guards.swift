@@ -89,7 +89,7 @@ public struct GuardInstaller: Sendable, Hashable {
 }
 
 /// The running kernel's release string (`uname -r`).
-package let kernelRelease: String = {
+@_spi(Benchmarks) public let kernelRelease: String = {
     var name = utsname()
     guard uname(&name) == 0 else { return "unknown" }
     return withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -13,9 +13,9 @@ import SystemPackage
 ///
 /// It counts the thread that created it (not other threads, not children), so create and read it on
 /// the thread doing the work. It owns its descriptor and closes it when dropped.
-package struct PerfCounter: ~Copyable {
+@_spi(Benchmarks) public struct PerfCounter: ~Copyable {
     /// What a counter counts.
-    package enum Event: String, Sendable, Hashable, CaseIterable, Codable {
+    @_spi(Benchmarks) public enum Event: String, Sendable, Hashable, CaseIterable, Codable {
         /// Page faults taken in user mode (`PERF_COUNT_SW_PAGE_FAULTS`). Faults the kernel takes on the
         /// process's behalf (`MADV_POPULATE_WRITE`, `MAP_POPULATE`) are not counted.
         case pageFaults
@@ -31,12 +31,12 @@ package struct PerfCounter: ~Copyable {
     }
 
     /// What this counter counts.
-    package let event: Event
+    @_spi(Benchmarks) public let event: Event
     private let fd: Int32
 
     /// Opens a counter of `event` for the calling thread; `Unavailable` names the
     /// errno and the fix (a PMU, `kernel.perf_event_paranoid`, `CONFIG_PERF_EVENTS`) where the kernel refuses.
-    package init(_ event: Event) throws(Unavailable) {
+    @_spi(Benchmarks) public init(_ event: Event) throws(Unavailable) {
         switch Syscall.openPerfCounter(event.shimEvent) {
         case .success(let fd): self.fd = fd
         case .failure(let errno): throw Unavailable(errno: errno, event: event.rawValue)
@@ -45,7 +45,7 @@ package struct PerfCounter: ~Copyable {
     }
 
     /// The count since the counter was opened.
-    package func read() throws(Unavailable) -> UInt64 {
+    @_spi(Benchmarks) public func read() throws(Unavailable) -> UInt64 {
         switch Syscall.readPerfCounter(fd) {
         case .success(let value): return value
         case .failure(let errno): throw Unavailable(errno: errno, event: event.rawValue)
@@ -53,7 +53,7 @@ package struct PerfCounter: ~Copyable {
     }
 
     /// Nil when a counter of `event` can be opened on this thread, or the error that says why not.
-    package static func unavailability(of event: Event) -> Unavailable? {
+    @_spi(Benchmarks) public static func unavailability(of event: Event) -> Unavailable? {
         do {
             _ = try PerfCounter(event)
             return nil
@@ -63,11 +63,11 @@ package struct PerfCounter: ~Copyable {
     }
 
     /// perf_event_open(2) refused the counter, or reading it failed; the description names the fix.
-    package struct Unavailable: Error, Sendable, Hashable, CustomStringConvertible {
-        package let errno: Errno
-        package let event: String
+    @_spi(Benchmarks) public struct Unavailable: Error, Sendable, Hashable, CustomStringConvertible {
+        @_spi(Benchmarks) public let errno: Errno
+        @_spi(Benchmarks) public let event: String
 
-        package var description: String {
+        @_spi(Benchmarks) public var description: String {
             let fix: String
             switch errno {
             case .noSuchFileOrDirectory, .notSupported:

@@ -1,9 +1,9 @@
 import SystemPackage
 
 /// Reads small kernel interface files (procfs, sysfs) without Foundation.
-package enum SystemFile {
+@_spi(Benchmarks) public enum SystemFile {
     /// The whole contents of `path` as text.
-    package static func read(_ path: String) throws(StackError) -> String {
+    @_spi(Benchmarks) public static func read(_ path: String) throws(StackError) -> String {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)
@@ -36,7 +36,7 @@ package enum SystemFile {
     }
 
     /// A size field of /proc/self/status (`VmRSS`, `VmSize`, `VmPTE`), in bytes: the kernel's account.
-    package static func processStatusBytes(_ field: String) throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func processStatusBytes(_ field: String) throws(StackError) -> Int {
         let status = try read("/proc/self/status")
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
             let kibibytes = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
@@ -46,12 +46,12 @@ package enum SystemFile {
 }
 
 /// The process's count of memory mappings (VMAs) and the kernel's limit on it.
-package enum MapCount {
+@_spi(Benchmarks) public enum MapCount {
     /// Path of the limit: `vm.max_map_count`.
     package static let limitPath = "/proc/sys/vm/max_map_count"
 
     /// Lines in /proc/self/maps: one per VMA.
-    package static func current() throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func current() throws(StackError) -> Int {
         try SystemFile.read("/proc/self/maps").utf8.lazy.filter { $0 == UInt8(ascii: "\n") }.count
     }
 

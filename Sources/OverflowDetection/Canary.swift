@@ -6,9 +6,9 @@ import GuardPages
 /// The pattern depends on the stack's address, so a canary copied from another stack does not pass.
 /// An allocator whose stacks report `GuardMechanism.canary` writes it when it makes a stack and checks
 /// it when the stack comes back (logging the error: `release` cannot throw).
-package enum Canary {
+@_spi(Benchmarks) public enum Canary {
     /// Bytes of pattern at the usable bottom: 64.
-    package static let size = 64
+    @_spi(Benchmarks) public static let size = 64
 
     /// Writes the canary at the usable bottom of `layout` (which must be mapped and writable).
     package static func write(_ layout: StackLayout) {
@@ -24,12 +24,12 @@ package enum Canary {
     /// frame of a fiber started at `layout.top - size`. Stacks are usually laid out next to each other,
     /// so a frame of the fiber above that jumped past its own guard lands here: the scheduler checks
     /// this canary whenever it resumes or frees the fiber.
-    package static func writeTop(_ layout: StackLayout) {
+    @_spi(Benchmarks) public static func writeTop(_ layout: StackLayout) {
         write(at: layout.top - UInt(size))
     }
 
     /// Whether the canary written by `writeTop` is intact.
-    package static func isTopIntact(_ layout: StackLayout) -> Bool {
+    @_spi(Benchmarks) public static func isTopIntact(_ layout: StackLayout) -> Bool {
         isIntact(at: layout.top - UInt(size))
     }
 

@@ -1,6 +1,7 @@
 import CHugeTLBFS
 import CStackSupport
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import SystemPackage
 
 /// A huge-page request resolved against this machine: where the pages of a region come from, and

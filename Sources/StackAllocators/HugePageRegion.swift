@@ -1,5 +1,6 @@
 import CStackSupport
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import Logging
 import SystemPackage
 

@@ -1,4 +1,5 @@
 import Logging
+@_spi(Benchmarks) import OverflowDetection
 import Synchronization
 
 /// Huge-page stacks that keep a hardware guard: hugetlbfs files (through libhugetlbfs), anonymous

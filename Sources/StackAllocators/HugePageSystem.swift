@@ -1,11 +1,11 @@
-import GuardPages
 import Glibc
+@_spi(Benchmarks) import GuardPages
 
 /// What the kernel offers for huge pages, read from procfs and sysfs without side effects: the pools
 /// (global and per node), the hugetlbfs mounts, the transparent huge page mode.
-package enum HugePageSystem {
+@_spi(Benchmarks) public enum HugePageSystem {
     /// One huge page size's pool.
-    package struct HugePagePool: Sendable, Codable, Hashable {
+    @_spi(Benchmarks) public struct HugePagePool: Sendable, Codable, Hashable {
         /// Page size in bytes.
         package let pageSize: Int
         /// The NUMA node, or nil for the global pool.
@@ -13,7 +13,7 @@ package enum HugePageSystem {
         /// Pages in the pool (`nr_hugepages`).
         package let total: Int
         /// Pages not in use (`free_hugepages`).
-        package let free: Int
+        @_spi(Benchmarks) public let free: Int
         /// Pages promised to mappings but not yet faulted (`resv_hugepages`; global pools only).
         package let reserved: Int?
         /// Surplus pages allocated beyond `total` under overcommit (`surplus_hugepages`).
@@ -42,7 +42,7 @@ package enum HugePageSystem {
     }
 
     /// One pool: `pageSize`'s, global (`node` nil) or on `node`; nil when the kernel has no such pool.
-    package static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
+    @_spi(Benchmarks) public static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
         let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? "/sys/kernel/mm/hugepages"
         return hugePagePools(under: directory, node: node, only: pageSize).first
     }
@@ -51,7 +51,7 @@ package enum HugePageSystem {
     package static let transparentHugePageDirectory = "/sys/kernel/mm/transparent_hugepage"
 
     /// The transparent huge page mode (`always`, `madvise`, `never`), nil when the kernel has no THP.
-    package static func transparentHugePageMode() -> String? {
+    @_spi(Benchmarks) public static func transparentHugePageMode() -> String? {
         (try? SystemFile.read("\(transparentHugePageDirectory)/enabled")).flatMap(bracketedChoice)
     }
 
@@ -81,7 +81,7 @@ package enum HugePageSystem {
     }
 
     /// The default huge page size (`Hugepagesize` in /proc/meminfo), 0 when there is none.
-    package static func defaultHugePageSize() -> Int {
+    @_spi(Benchmarks) public static func defaultHugePageSize() -> Int {
         guard let meminfo = try? SystemFile.read("/proc/meminfo"),
             let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("Hugepagesize:") }),
             let kib = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })

@@ -1,4 +1,5 @@
 import CStackSupport
+@_spi(Benchmarks) import GuardPages
 import Logging
 
 /// One private anonymous mapping per stack, guard at the low end.

@@ -1,4 +1,5 @@
 import CStackSupport
+@_spi(Benchmarks) import GuardPages
 import Logging
 
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded

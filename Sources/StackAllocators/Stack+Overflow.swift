@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 /// Overflow detection for one stack: its label in the guard registry, its canary, its high-water mark.
 extension Stack {
     /// Names the fiber this stack runs, for the overflow diagnostic (the scheduler uses `"fiber 17 on worker 1 (cpu 1, node 0)"`). Returns

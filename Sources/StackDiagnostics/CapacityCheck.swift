@@ -1,4 +1,5 @@
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `verify` for capacity: a child allocates a million guarded 64 KiB slab stacks (fewer where this

@@ -1,5 +1,6 @@
 import Glibc
-import StackAllocators
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import StackAllocators
 
 /// `verify` for guards that really fault, for every allocator kind: a child process writes one byte
 /// at a random depth into the guard of a labelled stack, and must die by SIGSEGV with the overflow

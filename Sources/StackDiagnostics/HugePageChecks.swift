@@ -1,5 +1,6 @@
+@_spi(Benchmarks) import GuardPages
 import Logging
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// `verify` for `HugePageStackAllocator`: every backing this machine offers (anonymous hugetlb and
 /// hugetlbfs at each huge page size, transparent huge pages), each proven huge-page backed by smaps,

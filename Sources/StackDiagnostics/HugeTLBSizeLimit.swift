@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// How much a hugetlbfs mount may hold: its `size=` option in /proc/mounts (bytes; the kernel writes

@@ -1,5 +1,5 @@
-import GuardPages
-import StackAllocators
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import StackAllocators
 
 /// What this machine's kernel offers for stack memory, read from procfs and sysfs without side effects
 /// (except two one-page scratch mappings, probed once per process, for the guard and populate support).

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// What the kernel says this process holds: map lines (/proc/self/maps), resident memory and hugetlb

@@ -1,4 +1,6 @@
 import Glibc
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 
 /// `verify` for overflow detection: a child process that overflows a labelled guarded stack on a

@@ -1,4 +1,5 @@
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `verify` for `SlabStackAllocator`: each guard mechanism this kernel offers times each prefault strategy,

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// What a machine may lack for a check to run. A check that cannot run skips and names the capability;

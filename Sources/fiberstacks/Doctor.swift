@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import StackAllocators
+@_spi(Benchmarks) import StackDiagnostics
 
 /// `fiberstacks doctor`: prints what this machine offers for fiber stacks.
 struct Doctor: ParsableCommand {

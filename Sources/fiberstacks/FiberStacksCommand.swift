@@ -1,11 +1,10 @@
 import ArgumentParser
 import Glibc
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 
 /// The `fiberstacks` tool: what this machine offers, and proof that our stacks behave on it.
 @main
 struct FiberStacksCommand: ParsableCommand {
-
     static let configuration = CommandConfiguration(
         commandName: "fiberstacks",
         abstract: "Fiber stack memory for Linux: inspect the machine and verify guarded stacks on it.",
@@ -24,39 +23,5 @@ struct FiberStacksCommand: ParsableCommand {
         ])
 
     /// Runs the command and maps every outcome to the exit codes in the discussion above.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))  // --help, --version, or a bare `fiberstacks`
-                Glibc.exit(0)
-            }
-            if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
-            FileStream.standardError.write(fullMessage(for: error) + "\n")
-            Glibc.exit(code == .validationFailure ? ExitCode.validationFailure.rawValue : internalError)
-        }
-    }
-
-    /// EX_SOFTWARE from sysexits.h.
-    static let internalError: Int32 = 70
-}
-
-/// Unbuffered writes to a standard stream.
-enum FileStream {
-    case standardOutput, standardError
-
-    func write(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = Glibc.write(self == .standardOutput ? 1 : 2, bytes.baseAddress! + offset, bytes.count - offset)
-                if written <= 0 { if errno == EINTR { continue } else { return } }
-                offset += written
-            }
-        }
-    }
+    static func main() { runMappingExitCodes() }
 }

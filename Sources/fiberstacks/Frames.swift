@@ -1,8 +1,9 @@
-import Glibc
 import ArgumentParser
 import Foundation
+import Glibc
+import Logging
 import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 
 /// `fiberstacks frames`: the largest stack frames of this program and its libraries (or of the given
 /// binaries), and whether a guard of a given size covers them.
@@ -63,10 +64,17 @@ struct Frames: ParsableCommand {
         return overflow ? nil : bytes
     }
 
+    /// The audit's logger: warnings only.
+    static let logger: Logger = {
+        var logger = Logger(label: "fiberstacks.frames")
+        logger.logLevel = .warning
+        return logger
+    }()
+
     func run() throws {
         let audit = binaries.isEmpty
-            ? try FrameAudit.auditLoadedObjects(logger: benchLogger)
-            : FrameAudit(merging: try binaries.map { path throws(StackError) in try FrameAudit.auditFile(path, logger: benchLogger) })
+            ? try FrameAudit.auditLoadedObjects(logger: Self.logger)
+            : FrameAudit(merging: try binaries.map { path throws(StackError) in try FrameAudit.auditFile(path, logger: Self.logger) })
         let limit = try guardBytes
         let overGuard = limit.map { limit in audit.functions.filter { !$0.isVariable && $0.frameBytes > limit } } ?? []
         if json {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 import StackDiagnostics
 import Synchronization

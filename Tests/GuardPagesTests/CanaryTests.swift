@@ -1,5 +1,5 @@
 import GuardPages
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 import Testing
 
 @Suite("Canary")

@@ -1,7 +1,7 @@
 import Glibc
 @testable import GuardPages
+@_spi(Benchmarks) import StackAllocators
 import StackDiagnostics
-import StackAllocators
 import Testing
 
 @Suite("smaps and huge page discovery")

@@ -1,4 +1,4 @@
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 import Testing
 

@@ -1,5 +1,6 @@
 import Glibc
-import StackAllocators
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import Testing
 

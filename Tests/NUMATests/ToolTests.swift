@@ -40,7 +40,8 @@ struct ToolTests {
 
     @Test(
         "numa-check passes on this host, and bench --section numa measures every NUMA figure",
-        .enabled(if: NUMATopology.available, "needs libnuma working here"))
+        .enabled(if: NUMATopology.available, "needs libnuma working here"),
+        .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
     func hiddenCommands() throws {
         let check = try runFiberstacks(["numa-check", "--json"])
         let (checkStatus, checkOutput) = (check.status, check.output)

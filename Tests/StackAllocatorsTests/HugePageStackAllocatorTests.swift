@@ -1,5 +1,5 @@
 import Glibc
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
+@_spi(Benchmarks) import GuardPages
 import Logging
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import Synchronization
 import Testing
 

@@ -1,4 +1,5 @@
 import Glibc
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 import StackTestSupport
 import Testing

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// The kernel's view of this process's address space: /proc/self/maps.

@@ -1,4 +1,5 @@
 import Glibc
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 import Synchronization
 import Testing

@@ -30,3 +30,16 @@ public func runFiberstacks(_ arguments: [String], environment: [String: String] 
         status: child.status ?? child.signal ?? -1, signal: child.signal, timedOut: child.timedOut,
         output: child.standardOutput, standardError: child.standardError)
 }
+
+/// The benchmark executable `fiberstacks bench` runs, built from this checkout's Benchmarks package.
+public let benchmarksBinary: String = {
+    var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)
+    return (parts + ["Benchmarks", ".build", "release", "fiberstacks-bench"]).joined(separator: "/")
+}()
+
+/// Whether the benchmark executable is built: tests of `fiberstacks bench` need it, and skip without it.
+public let benchmarksBuilt = FileManager.default.isExecutableFile(atPath: benchmarksBinary)
+
+/// The reason tests of `fiberstacks bench` skip when the benchmark executable is missing.
+public let benchmarksMissing = "needs the benchmark executable: swift build -c release --package-path Benchmarks"

@@ -83,14 +83,18 @@ struct CommandTests {
     }
 }
 
-@Suite("fiberstacks bench")
+@Suite("fiberstacks bench", .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
 struct BenchCommandTests {
     /// Every section `fiberstacks bench` has (the JSON `section` values).
-    static let sections = ["stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "tlb", "numa", "capacity", "frames"]
+    static let sections = [
+        "stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "suspended", "tlb", "numa", "capacity", "frames",
+    ]
 
-    @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, ratios judged")
+    @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, peers beside ours, ratios judged, the SVG drawn")
     func quickJSON() throws {
-        let (status, output) = try runTool(["bench", "--quick", "--json"])
+        let svg = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-bench-\(UUID().uuidString).svg").path
+        defer { try? FileManager.default.removeItem(atPath: svg) }
+        let (status, output) = try runTool(["bench", "--quick", "--json", "--svg", svg])
         #expect(status == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
         let results = try #require(json["results"] as? [[String: Any]])
@@ -110,8 +114,8 @@ struct BenchCommandTests {
             #expect(keys.allSatisfy { result[$0] != nil }, "\(result)")
             let (low, median, high) = (result["min"] as? Double ?? -1, result["median"] as? Double ?? -1, result["max"] as? Double ?? -1)
             #expect(median > 0 && low <= median && median <= high, "\(result)")
-            // Capacity and the frame audit are measured once; everything else 3 times under --quick.
-            let once = ["capacity", "frames"].contains(result["section"] as? String ?? "")
+            // Capacity, the suspended jobs and the frame audit are measured once; everything else 3 times under --quick.
+            let once = ["capacity", "suspended", "frames"].contains(result["section"] as? String ?? "")
             #expect(result["reps"] as? Int == (once ? 1 : 3), "\(result)")
             #expect((result["ops_per_rep"] as? Int ?? 0) > 0, "\(result)")
         }
@@ -122,17 +126,38 @@ struct BenchCommandTests {
             let state = try #require(counters[counter])
             #expect(state == "available" || state.hasPrefix("not available: "), "\(counter): \(state)")
         }
-        // Either the peers ran in the same invocation, or the report says why not.
-        #expect(json["peers"] is [[String: Any]] || json["peers_skipped"] is String)
-        for ratio in try #require(json["ratios"] as? [[String: Any]]) {
+        // The peers ran in the same process, as many repetitions as ours; one that differs says how.
+        let peers = try #require(json["peers"] as? [[String: Any]])
+        let peerNames = Set(peers.compactMap { $0["name"] as? String })
+        for name in ["boost_protected_fixedsize_stack", "boost_pooled_fixedsize_stack", "mmap_mprotect", "boost_jump_fcontext",
+                     "ucontext_swapcontext", "taskgroup_fan_out", "dispatch_fan_out", "boost_fiber_fan_out", "concurrent_perform"] {
+            #expect(peerNames.contains(name), "peer \(name) missing: \(peerNames.sorted())")
+        }
+        #expect(peers.allSatisfy { $0["reps"] as? Int == 3 && ($0["median"] as? Double ?? 0) > 0 }, "\(peers)")
+        let boost = try #require(peers.first { $0["name"] as? String == "boost_protected_fixedsize_stack" })
+        #expect((boost["unmatched"] as? [String])?.contains("guard_size: 4096 vs 65536") == true, "\(boost)")
+        let ratios = try #require(json["ratios"] as? [[String: Any]])
+        let targets = try #require(json["targets"] as? [[String: Any]])
+        let ids = (ratios + targets).compactMap { $0["id"] as? String }
+        #expect(ids.count == ratios.count + targets.count && Set(ids).count == ids.count, "ids missing or repeated: \(ids)")
+        for id in ["pooled_acquire_release", "pooled_vs_boost_pool", "pooled_two_threads", "scheduler_startup", "empty_job",
+                   "fan_out_vs_taskgroup", "fan_out_vs_dispatch", "fan_out_vs_boost_fiber", "switch_vs_boost",
+                   "single_stack_vs_c", "lightweight_vs_mprotect", "hugetlb_prefault_vs_c", "capacity_create", "switch_checked"] {
+            #expect(ids.contains(id), "target \(id) missing")
+        }
+        for ratio in ratios {
             let bound = try #require(ratio["max_ratio"] as? Double)
             #expect(ratio["status"] as? String == Self.status(ratio["ratio"] as? Double, atMost: bound), "\(ratio)")
+            #expect(ratio["met"] as? Bool == (ratio["status"] as? String == "met"), "\(ratio)")
             #expect(ratio["target"] is String && ratio["ours"] is String && ratio["versus"] is String)
         }
-        for target in try #require(json["targets"] as? [[String: Any]]) {
-            let bound = try #require(target["max_median"] as? Double)
-            #expect(target["status"] as? String == Self.status(target["median"] as? Double, atMost: bound), "\(target)")
+        for target in targets {
+            let bound = try #require(target["max_value"] as? Double)
+            #expect(target["status"] as? String == Self.status(target["value"] as? Double, atMost: bound), "\(target)")
         }
+        let picture = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(picture.hasPrefix("<svg") && picture.contains("</svg>"))
+        for id in ids { #expect(picture.contains(">\(id)<"), "\(id) not drawn") }
     }
 
     @Test("bench --section runs only the sections named; the table goes to standard output, the JSON to --output")

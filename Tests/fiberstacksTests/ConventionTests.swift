@@ -34,18 +34,23 @@ struct ConventionTests {
         }
     }
 
-    @Test("doctor and bench JSON: schema_version and tool_version at the top, every key snake_case")
-    func jsonEnvelope() throws {
+    @Test("doctor JSON: schema_version and tool_version at the top, every key snake_case")
+    func doctorEnvelope() throws { try Self.expectEnvelope(["doctor", "--json"], schema: 1) }
+
+    @Test("bench JSON: schema_version and tool_version at the top, every key snake_case",
+          .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
+    func benchEnvelope() throws { try Self.expectEnvelope(["bench", "--quick", "--json", "--section", "capacity"], schema: 2) }
+
+    /// Runs `arguments` and checks the top of its JSON and the case of every key.
+    static func expectEnvelope(_ arguments: [String], schema: Int) throws {
         let version = try runFiberstacks(["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
-        for arguments in [["doctor", "--json"], ["bench", "--quick", "--json", "--section", "capacity"]] {
-            let run = try runFiberstacks(arguments)
-            #expect(run.status == 0, "\(arguments): \(run.standardError)")
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
-            #expect(json["schema_version"] as? Int == 1, "\(arguments)")
-            #expect(json["tool_version"] as? String == version, "\(arguments)")
-            let camel = Self.keys(json).filter { $0.contains { $0.isUppercase } }
-            #expect(camel.isEmpty, "\(arguments): keys not in snake_case: \(camel)")
-        }
+        let run = try runFiberstacks(arguments)
+        #expect(run.status == 0, "\(arguments): \(run.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any])
+        #expect(json["schema_version"] as? Int == schema, "\(arguments)")
+        #expect(json["tool_version"] as? String == version, "\(arguments)")
+        let camel = keys(json).filter { $0.contains { $0.isUppercase } }
+        #expect(camel.isEmpty, "\(arguments): keys not in snake_case: \(camel)")
     }
 
     /// Every key of every object in `value`, nested ones included.
@@ -55,7 +60,7 @@ struct ConventionTests {
         return []
     }
 
-    @Test("bench --check exits 1 when a target is not evaluated; without --check the run exits 0")
+    @Test("bench --check exits 1 when a target is not evaluated; without --check the run exits 0", .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
     func benchCheck() throws {
         let plain = try runFiberstacks(["bench", "--quick", "--json", "--section", "capacity"])
         #expect(plain.status == 0, "\(plain.standardError)")
@@ -68,13 +73,25 @@ struct ConventionTests {
         #expect(checked.output.contains("NOT RUN"), "\(checked.output)")
     }
 
-    @Test("bench says what it is running as each section starts, on standard error")
+    @Test("bench says what it is running as each section starts, on standard error", .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
     func benchProgress() throws {
         let run = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--capacity-seconds", "5"])
         #expect(run.status == 0)
         let start = try #require(run.standardError.range(of: "bench: capacity (up to 1000 live guarded stacks or 5 s"))
         let done = try #require(run.standardError.range(of: "bench: capacity done in "))
         #expect(start.upperBound <= done.lowerBound, "\(run.standardError)")
+        // Within a section, each comparison names ours and its peers as it starts.
+        let pooled = try runFiberstacks(["bench", "--quick", "--section", "pooled"])
+        #expect(pooled.standardError.contains("bench:   pooled size=64K threads=1: thread_cache, thread_cache, peer boost_pooled_fixedsize_stack"),
+                "\(pooled.standardError)")
+    }
+
+    @Test("bench without the benchmark executable fails with exit 70 and names the command that builds it")
+    func benchNotBuilt() throws {
+        let run = try runFiberstacks(["bench", "--quick"], environment: ["FIBERSTACKS_BENCH": "/nonexistent/fiberstacks-bench"])
+        #expect(run.status == 70, "\(run.standardError)")
+        #expect(run.standardError.contains("/nonexistent/fiberstacks-bench cannot run (No such file or directory)"), "\(run.standardError)")
+        #expect(run.standardError.contains("swift build -c release --package-path Benchmarks"), "\(run.standardError)")
     }
 
     @Test("doctor lists every hugetlbfs mount of /proc/mounts with its page size and size limit")

@@ -4,7 +4,7 @@ import Testing
 
 /// Inputs that once crashed or hung the tool: each must be a usage error (exit 64) that names the flag
 /// and what it accepts, before any benchmark runs.
-@Suite("fiberstacks bench: every number and path from a user is checked first")
+@Suite("fiberstacks bench: every number and path from a user is checked first", .enabled(if: benchmarksBuilt, Comment(rawValue: benchmarksMissing)))
 struct InputBoundsTests {
     @Test(
         "An out-of-range number is a usage error naming the flag and its range",

@@ -1,7 +1,7 @@
 import CStackSupport
 
 /// Applies a `NUMAPlacement` to a range of memory: the one call every allocator makes.
-package enum NUMABinding {
+@_spi(Benchmarks) public enum NUMABinding {
     /// Validates `placement` against the machine's topology, then sets its policy over `range` with
     /// mbind(2). Call it after mapping and before the first touch or prefault:
     /// the pages are then allocated, and zeroed, on the placement's nodes whichever thread faults them.
@@ -20,7 +20,7 @@ package enum NUMABinding {
     /// `.numaNodeMemoryless` or `.numaPlacementEmpty` for nodes that cannot take pages (checked against
     /// the topology read once per process); `.numaBindFailed` when the kernel refuses (EIO for `.strict`
     /// with pages elsewhere).
-    package static func apply(_ placement: NUMAPlacement, to range: Range<UInt>, untouched: Bool = false)
+    @_spi(Benchmarks) public static func apply(_ placement: NUMAPlacement, to range: Range<UInt>, untouched: Bool = false)
         throws(StackError)
     {
         let topology = try NUMATopology.cached.get()

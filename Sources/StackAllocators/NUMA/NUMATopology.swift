@@ -1,6 +1,7 @@
 import CNuma
 import CStackSupport
 import Glibc
+@_spi(Benchmarks) import GuardPages
 
 /// The machine's NUMA nodes as libnuma and sysfs report them: which exist, which are online, which have
 /// memory, their CPUs, memory and distances.

@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Benchmarks) import GuardPages
 import Logging
 import StackAllocators
 

@@ -1,6 +1,6 @@
 import CStackSupport
 import Foundation
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// The checks of `numa-check`: placement on every node, from threads on every other node, for each
 /// placement mode, the treatment of existing pages, refused nodes, guards, and huge pages on a node

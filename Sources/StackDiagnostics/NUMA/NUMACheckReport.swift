@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// One multi-node check: its name, how it ended, what it saw, and the page counts behind it.

@@ -1,8 +1,10 @@
-import StackDiagnostics
 import ArgumentParser
 import Foundation
+import Glibc
+@_spi(Benchmarks) import GuardPages
 import Logging
 import StackAllocators
+@_spi(Benchmarks) import StackDiagnostics
 
 /// The logger benchmarks hand to the library: warnings only.
 let benchLogger: Logger = {
@@ -11,11 +13,17 @@ let benchLogger: Logger = {
     return logger
 }()
 
-/// `fiberstacks bench`: every benchmark section, then the peers, then ours/peer ratios and the targets.
+/// `fiberstacks-bench` (what `fiberstacks bench` runs): every benchmark section, each figure alternating
+/// with its peers within every repetition, then ours/peer ratios and the targets.
+@main
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "fiberstacks bench",
         abstract: "Benchmark stacks, pools, prefault, switches, the scheduler, TLB, NUMA and capacity, next to "
-            + "the peers in the same run (use a release build; see docs/benchmarks.md).")
+            + "their peers in the same process (use a release build; see docs/benchmarks.md).",
+        discussion: """
+            Exit codes: 0 success; 1 a target was missed (--check); 64 a usage error; 70 a benchmark failed.
+            """)
 
     @Flag(help: "Write the whole report as JSON to standard output.")
     var json = false
@@ -35,8 +43,8 @@ struct Bench: ParsableCommand {
         help: "Run only this section (repeatable): \(BenchSection.allCases.map(\.rawValue).joined(separator: ", ")).")
     var sections: [BenchSection] = []
 
-    @Option(help: "The peer harness; build it with scripts/build-peers.")
-    var peers = "scripts/peers/build/peers"
+    @Option(help: "Also draw every ratio against its target as an SVG picture in this file.")
+    var svg: String?
 
     @Option(
         name: .customLong("capacity-limit"), parsing: .unconditional,
@@ -62,8 +70,10 @@ struct Bench: ParsableCommand {
     static let capacitySecondsRange = 0.1...600.0
 
     func validate() throws {
-        if let output, let reason = ReportFile(path: output).unwritableReason() {
-            throw ValidationError("--output \(output): \(reason)")
+        for (flag, path) in [("--output", output), ("--svg", svg)] {
+            if let path, let reason = ReportFile(path: path).unwritableReason() {
+                throw ValidationError("\(flag) \(path): \(reason)")
+            }
         }
     }
 
@@ -81,22 +91,13 @@ struct Bench: ParsableCommand {
             FileStream.standardError.write(
                 "bench: \(section.rawValue) done in \(String(format: "%.1f", Double(nanoseconds() - start) / 1e9)) s\n")
         }
-        var peerReport: Peers.Report?
-        var peersSkipped: String?
-        if selected.contains(where: \.hasPeerFigures) {
-            FileStream.standardError.write("bench: peers (\(peers)\(quick ? " --quick" : ""))...\n")
-            (peerReport, peersSkipped) = Peers.run(path: peers, quick: quick)
-        } else {
-            peersSkipped = "no selected section is compared with the peers"
-        }
-        let peerResults = peerReport?.results ?? []
         let report = BenchReport(
-            command: (["fiberstacks"] + CommandLine.arguments.dropFirst()).joined(separator: " "), machine: machine,
+            command: (["fiberstacks bench"] + CommandLine.arguments.dropFirst()).joined(separator: " "), machine: machine,
             quick: quick, reps: recorder.scale.reps, sections: selected.map(\.rawValue), counters: Self.counters(),
-            results: recorder.results, skipped: recorder.skipped, peers: peerReport?.results, peersSkipped: peersSkipped,
-            ratios: RatioPlan.ratios(ours: recorder.results, peers: peerResults),
+            results: recorder.results, skipped: recorder.skipped, peers: recorder.peerResults,
+            ratios: RatioPlan.ratios(ours: recorder.results, peers: recorder.peerResults),
             targets: RatioPlan.boundChecks(ours: recorder.results), seconds: Double(nanoseconds() - started) / 1e9,
-            loadAverageEnd: BenchMachine.loadAverage())
+            loadAverageEnd: BenchMachine.loadAverage(), date: BenchMachine.utcNow())
         let encoded = try encodeJSON(ReportEnvelope(schemaVersion: BenchReport.schemaVersion, report: report))
         // Standard output first: a report that cannot be written to --output is still shown.
         if json {
@@ -106,6 +107,9 @@ struct Bench: ParsableCommand {
         }
         if let output {
             try ReportFile(path: output).write(encoded + "\n")
+        }
+        if let svg {
+            try ReportFile(path: svg).write(BenchChart(report: report).svg())
         }
         if check, report.missed > 0 {
             FileStream.standardError.write("bench: \(report.missed) targets missed or not run (--check)\n")
@@ -120,4 +124,9 @@ struct Bench: ParsableCommand {
             (key, PerfCounter.unavailability(of: event).map { "not available: \($0)" } ?? "available")
         })
     }
+}
+
+extension Bench {
+    /// Runs the command: a usage error exits 64, a benchmark that fails 70 (EX_SOFTWARE), with the cause.
+    static func main() { runMappingExitCodes() }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// The sections of `fiberstacks bench`, in the order they run; the raw values are the JSON `section` values.
@@ -11,8 +12,11 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     case prefault
     /// The raw context switch and the scheduler's yield.
     case contextSwitch = "context_switch"
-    /// Scheduler startup, empty-job throughput, counter fan-out.
+    /// Scheduler startup, empty jobs, fan-out and parallelFor, next to Swift concurrency, Dispatch and
+    /// Boost.Fiber.
     case scheduler
+    /// A million jobs suspended at once on guarded slab stacks: time, memory, and memory given back.
+    case suspended
     /// A TLB-sensitive round-robin over many stacks, small pages against huge pages.
     case tlb
     /// NUMA bind + prefault against prefault alone, mbind, placement verification.
@@ -22,9 +26,6 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
     /// The frame audit of every object loaded in this process.
     case frames
 
-    /// Whether the peer harness measures figures this section is compared with.
-    var hasPeerFigures: Bool { [.stackAlloc, .pooled, .prefault, .contextSwitch].contains(self) }
-
     /// What the section is about to measure, for the progress line on standard error.
     func progressDetail(_ recorder: BenchRecorder) -> String {
         switch self {
@@ -32,7 +33,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .pooled: "(pooled acquire+release: one thread, two threads, the depot)"
         case .prefault: "(per strategy and page size)"
         case .contextSwitch: "(the raw switch, the checks a fiber's resume adds, and the scheduler's yield)"
-        case .scheduler: "(startup, empty jobs, counter fan-out)"
+        case .scheduler: "(startup, empty jobs, fan-out, parallelFor; Swift concurrency, Dispatch, Boost.Fiber)"
+        case .suspended: "(\(recorder.suspendedJobs) jobs suspended at once, 2 workers, 64 KiB guarded slab stacks)"
         case .tlb: "(round-robin over many stacks, small pages against huge pages)"
         case .numa: "(bind + prefault, mbind, placement verification)"
         case .frames: "(auditing the stack frames of every object loaded in this process)"
@@ -50,6 +52,7 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .prefault: try PrefaultBenchmarks.run(recorder)
         case .contextSwitch: try ContextSwitchBenchmarks.run(recorder)
         case .scheduler: try SchedulerBenchmarks.run(recorder)
+        case .suspended: try SuspendedBenchmarks.run(recorder)
         case .tlb: try TLBBenchmarks.run(recorder)
         case .numa: try NUMABenchmarks.run(recorder)
         case .capacity: try CapacityBenchmarks.run(recorder)
@@ -74,7 +77,11 @@ final class BenchRecorder {
     let capacitySeconds: Double
     /// The most stacks the capacity section makes: the limit, or 1,000 under `--quick`.
     var capacityStacks: Int { scale.quick ? min(capacityLimit, 1_000) : capacityLimit }
+    /// Jobs the suspended section suspends at once: a million, or 1,000 under `--quick`.
+    var suspendedJobs: Int { scale.quick ? 1_000 : 1_000_000 }
     private(set) var results: [BenchResult] = []
+    /// The peers' figures, measured alternating with ours.
+    private(set) var peerResults: [BenchResult] = []
     private(set) var skipped: [BenchSkip] = []
 
     init(scale: BenchScale, capacityLimit: Int, capacitySeconds: Double) {
@@ -88,6 +95,12 @@ final class BenchRecorder {
 
     /// Records measured figures.
     func add(_ figures: [BenchResult]) { results += figures }
+
+    /// Records a peer's figure.
+    func addPeer(_ figure: BenchResult) { peerResults.append(figure) }
+
+    /// Says on standard error what runs next, so a long run is never silent.
+    func progress(_ text: String) { FileStream.standardError.write("bench:   \(text)\n") }
 
     /// Records that `name` (or `"*"`: the whole section) did not run, and why.
     func skip(_ section: BenchSection, _ name: String, because reason: String) {

@@ -1,12 +1,15 @@
 import CFiberContext
+import CPeers
 import CStackSupport
 import FiberScheduler
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 
 /// `context_switch`: ns per switch (a round trip is two).
 ///
 /// - `jump_raw`: `fs_jump_context` ping-pong between this thread and a fiber on a 64 KiB guarded stack,
-///   called from Swift: what the peer harness measures with Boost's `jump_fcontext` and `swapcontext`.
+///   called from Swift, alternating within each repetition with Boost's `jump_fcontext` and glibc's
+///   `swapcontext` (peers) on 64 KiB stacks.
 /// - `switch_scheduler_path`: the same through `fs_switch_context`, the sanitizer-aware wrapper the
 ///   scheduler calls (a tail call when no sanitizer is built in).
 /// - `switch_checked`: `switch_scheduler_path` plus what a fiber's resume adds to catch jumped guards:
@@ -21,16 +24,27 @@ enum ContextSwitchBenchmarks {
                 recorder.skip(.contextSwitch, name, because: "built with a sanitizer: the raw switch is not announced to it, and its timings would measure the sanitizer")
             }
         } else {
-            let roundTrips = scale.ops(2_000_000, quick: 1_000)
-            let stack = try MmapStackAllocator(logger: benchLogger).allocate(StackRequest(usableSize: 64 << 10))
-            for path in [SwitchPath.jump_raw, .switch_scheduler_path, .switch_checked] {
-                let samples = measure(scale, ops: 2 * roundTrips) {
-                    pingPong(on: stack, roundTrips: roundTrips, path: path)
-                }
-                recorder.add(BenchResult(
-                    section: .contextSwitch, name: "\(path)", params: ["stack": 64 << 10], samples: samples,
-                    opsPerRep: 2 * roundTrips))
+            let roundTrips = scale.ops(1_000_000, quick: 1_000)
+            let size = 64 << 10
+            let stack = try MmapStackAllocator(logger: benchLogger).allocate(StackRequest(usableSize: size))
+            let fcontext = try peerObject("boost_jump_fcontext") { fs_peer_fcontext_create(size) }
+            let ucontext = try peerObject("ucontext_swapcontext") { fs_peer_ucontext_create(size) }
+            defer {
+                fs_peer_fcontext_destroy(fcontext)
+                fs_peer_ucontext_destroy(ucontext)
             }
+            let switches = Double(2 * roundTrips)
+            let unguarded = ["guard_size: 4096 vs \(StackRequest.defaultGuardSize)", "guard_kind: mprotect"]
+            try recorder.contest(.contextSwitch, opsPerRep: 2 * roundTrips, [SwitchPath.jump_raw, .switch_scheduler_path, .switch_checked].map { path in
+                .ours("\(path)", ["stack": size]) { Double(pingPong(on: stack, roundTrips: roundTrips, path: path)) / switches }
+            } + [
+                .peer("boost_jump_fcontext", ["stack": size], unmatched: unguarded) {
+                    try peerNanoseconds("boost_jump_fcontext") { fs_peer_fcontext(fcontext, roundTrips) } / switches
+                },
+                .peer("ucontext_swapcontext", ["stack": size], unmatched: ["guard_size: 0 vs \(StackRequest.defaultGuardSize)"]) {
+                    try peerNanoseconds("ucontext_swapcontext") { fs_peer_ucontext(ucontext, roundTrips) } / switches
+                },
+            ])
         }
         let yields = scale.ops(200_000, quick: 200)
         var config = FiberConfig()

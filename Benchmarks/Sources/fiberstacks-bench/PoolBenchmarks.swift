@@ -1,3 +1,4 @@
+import CPeers
 import Glibc
 import StackAllocators
 import StackDiagnostics
@@ -7,7 +8,8 @@ import StackDiagnostics
 /// - `floor_stack_only`: a `Stack` made and dropped by an allocator that does nothing: the retain and
 ///   release of its allocator reference and the dynamic `release` call every allocator but the pool pays
 ///   (a pooled stack holds its pool unretained).
-/// - `thread_cache` (`threads` 1, and 2 threads on one pool: the slower thread's figure): the default pool.
+/// - `thread_cache` (`threads` 1, and 2 threads on one pool: the slower thread's figure): the default pool,
+///   alternating with Boost's `pooled_fixedsize_stack` (no guard) within each repetition.
 /// - `depot_mutex`: no thread cache, every acquire and release takes the depot's mutex.
 /// - `write_release` (`depth`): 256 KiB stacks; acquire, write `depth` bytes below the top, release.
 ///   `write_release_scrub` and `write_release_discard`: the same with zeroing in place (`scrubOnRelease`)
@@ -24,20 +26,37 @@ enum PoolBenchmarks {
             section: .pooled, name: "floor_stack_only", params: ["size": request.usableSize, "threads": 1],
             samples: try measure(scale, ops: ops) { try timeLoop(ops) { try null.allocate(request).release() } },
             opsPerRep: ops))
-        let configurations: [(String, PooledStackAllocator.Configuration, Int)] = [
-            ("thread_cache", .init(stack: request), ops), ("depot_mutex", .init(stack: request, threadCacheSize: 0), ops / 5),
-        ]
-        for (name, configuration, count) in configurations {
-            for threads in [1, 2] {
-                let pool = try PooledStackAllocator(
-                    wrapping: try SlabStackAllocator(logger: benchLogger), configuration, logger: benchLogger)
-                let samples = try measureFigures(scale) { [try contended(pool, threads: threads, count: count)] }[0]
-                recorder.add(BenchResult(
-                    section: .pooled, name: name, params: ["size": request.usableSize, "threads": threads],
-                    samples: samples, opsPerRep: count))
-            }
+        try recorder.contest(.pooled, opsPerRep: ops, try threadCacheAgainstBoost(ops: ops))
+        for threads in [1, 2] {
+            let count = ops / 5
+            let pool = try PooledStackAllocator(
+                wrapping: try SlabStackAllocator(logger: benchLogger), .init(stack: request, threadCacheSize: 0),
+                logger: benchLogger)
+            let samples = try measureFigures(scale) { [try contended(pool, threads: threads, count: count)] }[0]
+            recorder.add(BenchResult(
+                section: .pooled, name: "depot_mutex", params: ["size": request.usableSize, "threads": threads],
+                samples: samples, opsPerRep: count))
         }
         try hygiene(recorder)
+    }
+
+    /// The default pool on one thread and on two threads at once, and Boost's `pooled_fixedsize_stack` (no
+    /// guard: unmatched), alternating within each repetition.
+    static func threadCacheAgainstBoost(ops: Int) throws -> [Contender] {
+        let pools = try [1, 2].map { _ in
+            try PooledStackAllocator(wrapping: try SlabStackAllocator(logger: benchLogger), .init(stack: request), logger: benchLogger)
+        }
+        let boost = try peerObject("boost_pooled_fixedsize_stack") { fs_peer_boost_pool_create(request.usableSize) }
+        return [1, 2].map { threads in
+            .ours("thread_cache", ["size": request.usableSize, "threads": threads]) {
+                try contended(pools[threads - 1], threads: threads, count: ops)
+            }
+        } + [
+            .peer(
+                "boost_pooled_fixedsize_stack", ["size": request.usableSize, "threads": 1],
+                unmatched: ["guard_size: 0 vs \(request.guardSize)", "guard_kind: none"]
+            ) { try peerNanoseconds("boost_pooled_fixedsize_stack") { fs_peer_boost_pool(boost, ops) } / Double(ops) },
+        ]
     }
 
     /// Nanoseconds per acquire+release on the slowest of `threads` threads doing `count` each at once.

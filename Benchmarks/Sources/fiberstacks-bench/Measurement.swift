@@ -3,8 +3,7 @@ import Glibc
 import StackDiagnostics
 import Synchronization
 
-/// One benchmark figure in the shape the peer harness prints (scripts/peers/peers.cpp), so ours and
-/// theirs can be compared field by field.
+/// One benchmark figure, ours or a peer's, in one shape so the two can be compared field by field.
 struct BenchResult: Codable {
     let section: String
     let name: String
@@ -18,9 +17,11 @@ struct BenchResult: Codable {
     let reps: Int
     let opsPerRep: Int
     var extra: [String: Double]?
+    /// For a peer: what it could not be given the same as ours ("guard_size: 4096 vs 65536").
+    var unmatched: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case section, name, params, unit, median, min, p10, p90, max, reps, extra
+        case section, name, params, unit, median, min, p10, p90, max, reps, extra, unmatched
         case opsPerRep = "ops_per_rep"
     }
 
@@ -28,7 +29,7 @@ struct BenchResult: Codable {
     /// Percentiles interpolate linearly between order statistics, as the peer harness does.
     init(
         section: BenchSection, name: String, params: [String: Int] = [:], unit: String = "ns",
-        samples: [Double], opsPerRep: Int, extra: [String: Double]? = nil
+        samples: [Double], opsPerRep: Int, extra: [String: Double]? = nil, unmatched: [String]? = nil
     ) {
         let sorted = samples.sorted()
         self.section = section.rawValue
@@ -43,6 +44,7 @@ struct BenchResult: Codable {
         self.reps = sorted.count
         self.opsPerRep = opsPerRep
         self.extra = extra
+        self.unmatched = unmatched
     }
 
     /// The `q` quantile of ascending `sorted` values, interpolated linearly (numpy's default); 0 when empty.

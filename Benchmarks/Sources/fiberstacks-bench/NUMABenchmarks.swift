@@ -1,4 +1,4 @@
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// `numa`: what NUMA placement costs on this host, 256 KiB stacks with the default guard on the first
 /// node with memory. Host numbers only: in scripts/numa-vm the nodes are emulated.

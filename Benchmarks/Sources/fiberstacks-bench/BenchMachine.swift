@@ -1,7 +1,7 @@
 import CStackSupport
 import Foundation
-import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import StackAllocators
 
 /// The machine a report was measured on, and how busy it was.
 struct BenchMachine: Codable {
@@ -32,12 +32,11 @@ struct BenchMachine: Codable {
         let cpuinfo = (try? SystemFile.read("/proc/cpuinfo")) ?? ""
         let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
-        let capabilities = try? MachineCapabilities.current()
         return BenchMachine(
             cpu: model, kernel: kernelRelease, cores: ProcessInfo.processInfo.activeProcessorCount,
             virtualization: hypervisor(), memoryBytes: Int(ProcessInfo.processInfo.physicalMemory),
             transparentHugePages: HugePageSystem.transparentHugePageMode() ?? "absent",
-            hugePagesFree: capabilities?.hugePagePools.first { $0.pageSize == HugePageSystem.defaultHugePageSize() }?.free ?? 0,
+            hugePagesFree: HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.free ?? 0,
             lightweightGuards: GuardInstaller.lightweightGuardsSupported,
             build: buildConfiguration(), loadAverage: loadAverage())
     }
@@ -63,5 +62,15 @@ struct BenchMachine: Codable {
     static func loadAverage() -> [Double] {
         guard let text = try? SystemFile.read("/proc/loadavg") else { return [] }
         return text.split(separator: " ").prefix(3).compactMap { Double($0) }
+    }
+
+    /// The current time, UTC, to the minute: "2026-11-30 08:40".
+    static func utcNow() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min))
     }
 }

@@ -1,4 +1,6 @@
-import GuardPages
+import Glibc
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 
 /// `tlb`: a TLB-sensitive round-robin over many stacks, small pages against huge pages.
@@ -10,6 +12,7 @@ import StackAllocators
 /// share of the first stack in huge pages (/proc/self/smaps).
 ///
 /// - `small_4k`: `MmapStackAllocator` stacks with their 64 KiB guards.
+/// - `small_packed`: the control for the packed rows: 16 KiB stacks back to back in one small-page mapping.
 /// - `hugetlb_packed`, `thp_packed`: `HugePageStackAllocator` stacks packed 128 to a 2 MiB page (a canary
 ///   at each bottom instead of a guard: one stack per region would take a whole huge page each).
 ///
@@ -32,14 +35,13 @@ enum TLBBenchmarks {
         for (name, allocator, request) in cases {
             try recorder.figure(.tlb, name) { try roundRobin(recorder, name: name, allocator: allocator, request: request) }
         }
+        try smallPacked(recorder)
     }
 
     static func roundRobin(
         _ recorder: BenchRecorder, name: String, allocator: any StackAllocator, request: StackRequest
     ) throws {
-        let scale = recorder.scale
-        let count = scale.ops(4_096, quick: 64)
-        let roundsPerRep = scale.ops(4, quick: 1)
+        let count = recorder.scale.ops(4_096, quick: 64)
         let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
         var live = 0
         defer {
@@ -51,6 +53,30 @@ enum TLBBenchmarks {
             live += 1
         }
         let tops = (0..<count).map { storage[$0].top }
+        try rounds(recorder, name: name, tops: tops) { try HugePageStackAllocator.hugePageBytes(of: storage[0]) }
+    }
+
+    /// The control: 16 KiB stacks packed back to back in one small-page mapping (`MADV_NOHUGEPAGE`), laid
+    /// out as the packed huge-page stacks are, so only the page size differs.
+    static func smallPacked(_ recorder: BenchRecorder) throws {
+        let count = recorder.scale.ops(4_096, quick: 64)
+        let bytes = count * stackBytes
+        guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED
+        else { throw BenchFailure("tlb: mmap of \(bytes) bytes failed: \(ReportFile.errnoText())") }
+        defer { munmap(base, bytes) }
+        guard madvise(base, bytes, MADV_NOHUGEPAGE) == 0 else {
+            throw BenchFailure("tlb: madvise(MADV_NOHUGEPAGE) failed: \(ReportFile.errnoText())")
+        }
+        try rounds(recorder, name: "small_packed", tops: (1...count).map { base + $0 * stackBytes }) { 0 }
+    }
+
+    /// Measures the round-robin over stacks ending at `tops`, at both strides.
+    static func rounds(
+        _ recorder: BenchRecorder, name: String, tops: [UnsafeMutableRawPointer], hugeBytes: () throws -> Int
+    ) throws {
+        let scale = recorder.scale
+        let count = tops.count
+        let roundsPerRep = scale.ops(4, quick: 1)
         for stride in [4096, 64] {
             // Counters perf_event_open does not offer stay nil (the report's `counters` says why).
             let faults = try? PerfCounter(.pageFaults)
@@ -58,7 +84,7 @@ enum TLBBenchmarks {
             let firstStart = try faults?.read()
             visit(tops, stride: stride)  // faults every page in
             let firstEnd = try faults?.read()
-            let hugePercent = min(try HugePageStackAllocator.hugePageBytes(of: storage[0]), stackBytes) * 100 / stackBytes
+            let hugePercent = min(try hugeBytes(), stackBytes) * 100 / stackBytes
             let (faultsStart, missesStart) = (try faults?.read(), try misses?.read())
             let writesPerRound = count * (stride == 64 ? stackBytes / 64 - 1 : stackBytes / stride)
             let samples = measure(scale, ops: writesPerRound * roundsPerRep) {

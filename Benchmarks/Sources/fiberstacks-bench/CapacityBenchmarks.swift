@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `capacity`: the most live guarded stacks one process holds, with the slab (64 KiB stacks, 64 KiB
@@ -7,9 +8,9 @@ import StackAllocators
 ///
 /// `extra`: `stacks`, `create_s`, `release_s` (all of them, then `trim()`), `map_lines_added` (with all
 /// live), `page_table_bytes` (VmPTE growth: a lightweight guard is a page-table marker),
-/// `rss_bytes` (VmRSS growth, which includes the benchmark's own array of `Stack` values),
+/// `rss_bytes` (VmRSS growth, which includes the benchmark's own array of `Stack` values), both also
+/// per stack (`page_table_bytes_per_stack`, `rss_bytes_per_stack`),
 /// `reserved_bytes` (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`.
-/// Then `suspended_million`: see `SuspendedFibersBenchmark`.
 enum CapacityBenchmarks {
     static func run(_ recorder: BenchRecorder) throws {
         let limit = recorder.capacityStacks
@@ -50,11 +51,14 @@ enum CapacityBenchmarks {
             samples: [Double(create) / Double(count) / 1000], opsPerRep: count,
             extra: [
                 "stacks": Double(count), "create_s": Double(create) / 1e9, "release_s": Double(release) / 1e9,
+                "create_s_per_million": Double(create) / Double(count) / 1e3,
+                "release_s_per_million": Double(release) / Double(count) / 1e3,
                 "map_lines_added": Double(mapsLive - mapsBefore), "page_table_bytes": Double(pteLive - pteBefore),
+                "page_table_bytes_per_stack": Double(pteLive - pteBefore) / Double(count),
+                "rss_bytes_per_stack": Double(rssLive - rssBefore) / Double(count),
                 "rss_bytes": Double(rssLive - rssBefore), "reserved_bytes": Double(reserved),
                 "limit": Double(limit), "time_bound_s": bound,
                 "time_bound_hit": count < limit && !stoppedByError ? 1 : 0, "stopped_by_error": stoppedByError ? 1 : 0,
             ]))
-        try SuspendedFibersBenchmark.run(recorder)
     }
 }

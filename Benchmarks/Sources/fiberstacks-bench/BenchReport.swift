@@ -1,7 +1,7 @@
 import Foundation
 
 /// Everything one `bench` run measured, in the JSON `fiberstacks bench --json` writes.
-struct BenchReport: Codable {
+struct BenchReport: Encodable {
     var suite = "fiberstacks"
     let command: String
     let machine: BenchMachine
@@ -12,22 +12,23 @@ struct BenchReport: Codable {
     let counters: [String: String]
     let results: [BenchResult]
     let skipped: [BenchSkip]
-    let peers: [BenchResult]?
-    let peersSkipped: String?
+    /// The peers' figures, each measured alternating with ours.
+    let peers: [BenchResult]
     let ratios: [BenchRatio]
     let targets: [BenchTargetCheck]
     let seconds: Double
     /// The load averages when the run ended.
     let loadAverageEnd: [Double]
+    /// When the run ended, UTC ("2026-11-30 08:40").
+    let date: String
 
     enum CodingKeys: String, CodingKey {
-        case suite, command, machine, quick, reps, sections, counters, results, skipped, peers, ratios, targets, seconds
-        case peersSkipped = "peers_skipped"
+        case suite, command, machine, quick, reps, sections, counters, results, skipped, peers, ratios, targets, seconds, date
         case loadAverageEnd = "load_average_end"
     }
 
     /// The shape of the JSON (`schema_version`): raised when a key changes meaning or disappears.
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
     /// Targets and ratios not met, including those not evaluated.
     var missed: Int { ratios.filter { !$0.met }.count + targets.filter { !$0.met }.count }
@@ -50,11 +51,7 @@ struct BenchReport: Codable {
         for section in sections {
             Self.rows("\n\(section)", results.filter { $0.section == section })
         }
-        if let peers {
-            Self.rows("\npeers (scripts/peers, same run)", peers)
-        } else {
-            print("\npeers skipped: \(peersSkipped ?? "")")
-        }
+        Self.rows("\npeers (each measured alternating with ours)", peers)
         if !skipped.isEmpty {
             print("\nskipped")
             for skip in skipped { print("  \(skip.section)/\(skip.name): \(skip.reason)") }
@@ -62,15 +59,15 @@ struct BenchReport: Codable {
         if !ratios.isEmpty {
             print("\nratios (ours / versus, medians; below 1: ours faster)")
             for ratio in ratios {
-                print("  \(ratio.status.marker) \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
+                print("  \(ratio.status.marker) \(ratio.id): \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
                     + "(at most \(format(ratio.maxRatio)): \(ratio.target))")
             }
         }
         if !targets.isEmpty {
             print("\ntargets")
             for check in targets {
-                print("  \(check.status.marker) \(check.figure) = \(check.median.map(format) ?? "?") \(check.unit ?? "") "
-                    + "(at most \(format(check.maxMedian)): \(check.target))")
+                print("  \(check.status.marker) \(check.id): \(check.figure) = \(check.value.map(format) ?? "?") \(check.unit ?? check.metric) "
+                    + "(at most \(format(check.maxValue)): \(check.target))")
             }
         }
         if notEvaluated > 0 {

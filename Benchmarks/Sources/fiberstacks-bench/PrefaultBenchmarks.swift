@@ -1,3 +1,4 @@
+import CPeers
 import StackAllocators
 
 /// `prefault`: ns per page and GB/s (`extra.gbps`) per strategy and page size.
@@ -14,13 +15,15 @@ enum PrefaultBenchmarks {
         try allocatePopulated(recorder)
     }
 
+    /// Our `Prefault.apply` per strategy, alternating with C doing the same on fresh mappings.
     static func prefaultOnly(_ recorder: BenchRecorder) throws {
         let allocator = try MmapStackAllocator(logger: benchLogger)
         let stacksPerRep = recorder.scale.ops(32, quick: 2)
         let stackSize = 1 << 20
         let pages = stacksPerRep * stackSize / systemPageSize
-        for strategy in [PrefaultStrategy.touch, .populate] {
-            let samples = try measure(recorder.scale, ops: pages) {
+        let params = ["mapping_bytes": stackSize, "page": systemPageSize]
+        let ours = [PrefaultStrategy.touch, .populate].map { strategy in
+            Contender.ours("\(strategy)_4k", params) {
                 var elapsed: UInt64 = 0
                 for _ in 0..<stacksPerRep {
                     let stack = try allocator.allocate(StackRequest(usableSize: stackSize))
@@ -28,13 +31,15 @@ enum PrefaultBenchmarks {
                     try Prefault.apply(PrefaultPolicy(strategy), to: stack.descriptor.layout, logger: benchLogger)
                     elapsed += nanoseconds() - start
                 }
-                return elapsed
+                return Double(elapsed) / Double(pages)
             }
-            let result = BenchResult(
-                section: .prefault, name: "\(strategy)_4k", params: ["mapping_bytes": stackSize, "page": systemPageSize],
-                samples: samples, opsPerRep: pages)
-            recorder.add(result.withExtra(["gbps": Double(systemPageSize) / result.median]))
         }
+        let peers = [("touch_4k", Int32(0)), ("madv_populate_write_4k", 1)].map { name, populate in
+            Contender.peer(name, params, unmatched: ["guard_size: 0 vs \(StackRequest.defaultGuardSize)"]) {
+                try peerNanoseconds(name) { fs_peer_prefault(populate, stackSize, stacksPerRep) } / Double(pages)
+            }
+        }
+        try recorder.contest(.prefault, opsPerRep: pages, ours + peers)
     }
 
     static func allocatePopulated(_ recorder: BenchRecorder) throws {
@@ -51,6 +56,9 @@ enum PrefaultBenchmarks {
             ("alloc_hugetlbfs_2m", huge, hugeRequest(.hugetlbfs())),
             ("alloc_thp_2m", huge, hugeRequest(.transparent)),
         ]
+        try recorder.figure(.prefault, "alloc_hugetlb_2m_vs_c") {
+            try hugeTLBAgainstC(recorder, bytes: bytes, request: hugeRequest(.anonymous), allocator: huge)
+        }
         for (name, allocator, request) in cases {
             try recorder.figure(.prefault, name) {
                 var pageSize = systemPageSize
@@ -71,5 +79,26 @@ enum PrefaultBenchmarks {
                 ]))
             }
         }
+    }
+
+    /// A populated 2 MiB hugetlb stack allocated by us (`alloc_hugetlb_2m_contest`: allocate, not release,
+    /// timed) alternating with C's mmap(MAP_HUGETLB) + MADV_POPULATE_WRITE of the same bytes; per 2 MiB page.
+    static func hugeTLBAgainstC(
+        _ recorder: BenchRecorder, bytes: Int, request: StackRequest, allocator: HugePageStackAllocator
+    ) throws {
+        let pageSize = try allocator.allocate(request).pageSize
+        let pages = bytes / pageSize
+        let params = ["mapping_bytes": bytes, "page": pageSize]
+        try recorder.contest(.prefault, opsPerRep: pages, [
+            .ours("alloc_hugetlb_2m_contest", params) {
+                let start = nanoseconds()
+                let stack = try allocator.allocate(request)
+                let elapsed = nanoseconds() - start
+                return withExtendedLifetime(stack) { Double(elapsed) / Double(pages) }
+            },
+            .peer("mmap_hugetlb_populate", params, unmatched: ["guard_size: 0 vs \(request.guardSize)"]) {
+                try peerNanoseconds("mmap_hugetlb_populate") { fs_peer_hugetlb_populate(bytes) } / Double(pages)
+            },
+        ])
     }
 }

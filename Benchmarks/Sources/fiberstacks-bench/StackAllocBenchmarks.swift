@@ -1,0 +1,99 @@
+import CPeers
+@_spi(Benchmarks) import GuardPages
+import StackAllocators
+
+/// `stack_alloc`: allocate+release of one stack, per allocator, guard kind and size, each size
+/// alternating with the peers within every repetition (the same operation count, stack size and guard).
+///
+/// - `mmap_<guard>`: `MmapStackAllocator`, one stack at a time (mmap, guard, munmap: the cold path).
+/// - `slab_cold_<guard>` (64 KiB): a fresh `SlabStackAllocator` per repetition, `ops` stacks allocated (all
+///   live) then released; unmapping the slab afterwards is not timed.
+/// - `slab_reused_<guard>` (64 KiB): the same on one slab whose released slots are reused.
+/// - Peers: Boost `protected_fixedsize_stack` (a 4 KiB mprotect guard: unmatched), and plain C doing
+///   our syscalls: `mmap_mprotect` and `mmap_guard_install` (mmap, the guard call, munmap).
+/// - `huge_<backing>`: `HugePageStackAllocator`, one stack per region of one 2 MiB page.
+enum StackAllocBenchmarks {
+    static let sizes = [64 << 10, 256 << 10, 1 << 20]
+
+    static func run(_ recorder: BenchRecorder) throws {
+        let ops = recorder.scale.ops(2_000, quick: 20)
+        let guardSize = StackRequest.defaultGuardSize
+        let lightweight = GuardInstaller.lightweightGuardsSupported
+        if !lightweight {
+            recorder.skip(.stackAlloc, "mmap_lightweight", because: "MADV_GUARD_INSTALL needs Linux >= 6.13 (this is \(kernelRelease))")
+        }
+        let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .protNone)]
+        for size in sizes {
+            let params = ["size": size, "guard": guardSize]
+            var contenders: [Contender] = []
+            for (name, mode) in modes + [("unguarded", .automatic)] {
+                let allocator = try MmapStackAllocator(guardMode: mode, logger: benchLogger)
+                let request = StackRequest(usableSize: size, guardSize: name == "unguarded" ? 0 : guardSize)
+                contenders.append(.ours("mmap_\(name)", ["size": size, "guard": request.guardSize]) {
+                    Double(try timeLoop(ops) { try allocator.allocate(request).release() }) / Double(ops)
+                })
+            }
+            if size == 64 << 10 {
+                for (name, mode) in modes { contenders += try slab(guardName: name, mode: mode, count: ops, params: params) }
+            }
+            contenders.append(.peer(
+                "boost_protected_fixedsize_stack", params, unmatched: ["guard_size: 4096 vs \(guardSize)", "guard_kind: mprotect"]
+            ) { try peerNanoseconds("boost_protected_fixedsize_stack") { fs_peer_boost_protected_stack(size, ops) } / Double(ops) })
+            contenders.append(.peer("mmap_mprotect", params) {
+                try peerNanoseconds("mmap_mprotect") { fs_peer_mmap_mprotect(size, guardSize, ops) } / Double(ops)
+            })
+            if lightweight {
+                contenders.append(.peer("mmap_guard_install", params) {
+                    try peerNanoseconds("mmap_guard_install") { fs_peer_mmap_guard_install(size, guardSize, ops) } / Double(ops)
+                })
+            }
+            try recorder.contest(.stackAlloc, opsPerRep: ops, contenders)
+        }
+        try hugeRegions(recorder)
+    }
+
+    /// Cold carve (a fresh slab each repetition) and reuse (one slab) of `count` 64 KiB stacks with a
+    /// 64 KiB guard of `mode`: each repetition allocates them all, then releases them all.
+    static func slab(guardName: String, mode: GuardMode, count: Int, params: [String: Int]) throws -> [Contender] {
+        let request = StackRequest(usableSize: 64 << 10)
+        let configuration = SlabStackAllocator.Configuration(guardMode: mode, retainedEmptyRegions: .max)
+        let reused = try SlabStackAllocator(configuration, logger: benchLogger)
+        let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+        /// Nanoseconds per stack to allocate `count` stacks (all live), then release them.
+        func allocateThenRelease(_ slab: SlabStackAllocator) throws -> Double {
+            let start = nanoseconds()
+            for index in 0..<count { (storage + index).initialize(to: try slab.allocate(request)) }
+            storage.deinitialize(count: count)
+            return Double(nanoseconds() - start) / Double(count)
+        }
+        return [
+            .ours("slab_cold_\(guardName)", params) {
+                let slab = try SlabStackAllocator(configuration, logger: benchLogger)
+                return try withExtendedLifetime(slab) { try allocateThenRelease(slab) }  // unmapping not timed
+            },
+            .ours("slab_reused_\(guardName)", params) { try allocateThenRelease(reused) },
+        ]
+    }
+
+    /// One stack per region of one 2 MiB page, for each huge-page backing.
+    static func hugeRegions(_ recorder: BenchRecorder) throws {
+        let allocator = HugePageStackAllocator(logger: benchLogger)
+        let ops = recorder.scale.ops(20, quick: 2)
+        let backings: [(String, HugePageRequest.Backing)] = [
+            ("huge_anonymous", .anonymous), ("huge_hugetlbfs", .hugetlbfs()), ("huge_thp", .transparent),
+        ]
+        for (name, backing) in backings {
+            try recorder.figure(.stackAlloc, name) {
+                let request = StackRequest(usableSize: 2 << 20, pages: .huge(HugePageRequest(backing)))
+                let pageSize = try allocator.allocate(request).pageSize
+                let samples = try measure(recorder.scale, ops: ops) {
+                    try timeLoop(ops) { try allocator.allocate(request).release() }
+                }
+                recorder.add(BenchResult(
+                    section: .stackAlloc, name: name,
+                    params: ["size": 2 << 20, "guard": StackRequest.defaultGuardSize, "page": pageSize],
+                    samples: samples, opsPerRep: ops))
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import FiberScheduler
+import Foundation
+@_spi(Benchmarks) import GuardPages
+import StackAllocators
+import Synchronization
+
+/// `suspended`: `jobs` jobs suspended at once (each waits on one shared `JobCounter`), on 2 workers with
+/// 64 KiB stacks and 64 KiB guards carved from a slab. Measured once (`reps` 1).
+///
+/// `extra`: `suspend_s` (from the first submit until the workers have suspended every job),
+/// `resume_s` (from the release until every job is done), `rss_per_fiber_bytes` (VmRSS growth with all
+/// suspended, over `jobs`), `page_table_bytes` (VmPTE growth), and `rss_after_ratio` (VmRSS after
+/// shutdown and the slab's `trim()` over VmRSS before the scheduler started; the guard registry keeps
+/// its entries for stacks ever registered). The Go peer (a million goroutines blocked on one
+/// channel) is a skip unless `go` is installed.
+enum SuspendedBenchmarks {
+    /// The longest the section waits for the jobs to suspend or to finish.
+    static let timeLimit = 120.0
+
+    static func run(_ recorder: BenchRecorder) throws {
+        let jobs = recorder.suspendedJobs
+        let rssStart = try SystemFile.processStatusBytes("VmRSS")
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10), logger: benchLogger)
+        var config = FiberConfig(allocator: slab)
+        config.usableSize = 64 << 10
+        config.workerCount = 2
+        config.initialPoolSize = 16
+        config.targetPoolSize = 16
+        config.maxPoolSize = max(jobs, config.targetPoolSize)
+        config.logger = benchLogger
+        var extra: [String: Double] = ["jobs": Double(jobs)]
+        do {
+            let scheduler = try FiberScheduler(config: config)
+            defer { scheduler.shutdown() }
+            let (rssBefore, pteBefore) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
+            let gate = JobCounter(1)
+            let progress = Progress()
+            let done = JobCounter()
+            let start = nanoseconds()
+            for _ in 0..<jobs {
+                scheduler.submit(counter: done) {
+                    try gate.wait()
+                    progress.finished.add(1, ordering: .relaxed)
+                }
+            }
+            try waitUntil("all \(jobs) jobs suspended") {
+                scheduler.stats.workers.map(\.suspensions).reduce(0, +) >= jobs
+            }
+            let suspended = nanoseconds() - start
+            let (rssLive, pteLive) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
+            let release = nanoseconds()
+            gate.decrement()
+            try waitUntil("all \(jobs) jobs done") { progress.finished.load(ordering: .relaxed) == jobs }
+            try done.wait()
+            let resumed = nanoseconds() - release
+            extra["suspend_s"] = Double(suspended) / 1e9
+            extra["resume_s"] = Double(resumed) / 1e9
+            extra["rss_per_fiber_bytes"] = Double(rssLive - rssBefore) / Double(jobs)
+            extra["page_table_bytes"] = Double(pteLive - pteBefore)
+        }
+        _ = slab.trim()
+        extra["rss_after_ratio"] = Double(try SystemFile.processStatusBytes("VmRSS")) / Double(rssStart)
+        recorder.add(BenchResult(
+            section: .suspended, name: "suspended_jobs", params: ["workers": 2, "size": 64 << 10, "jobs": jobs],
+            unit: "s", samples: [extra["suspend_s"]!], opsPerRep: jobs, extra: extra))
+        recorder.skip(.suspended, "go_goroutines", because: goUnavailable())
+    }
+
+    /// How many jobs have finished.
+    final class Progress: Sendable {
+        let finished = Atomic<Int>(0)
+    }
+
+    /// Polls `condition` every 100 µs for up to `timeLimit` seconds.
+    static func waitUntil(_ what: String, _ condition: () -> Bool) throws {
+        let deadline = nanoseconds() + UInt64(timeLimit * 1e9)
+        while !condition() {
+            guard nanoseconds() < deadline else { throw BenchFailure("suspended: not \(what) within \(Int(timeLimit)) s") }
+            usleep(100)
+        }
+    }
+
+    /// Why the Go peer does not run here.
+    static func goUnavailable() -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let found = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/go") }
+        return found
+            ? "the Go peer is not measured by this version of the benchmark"
+            : "go is not installed (Debian: apt-get install golang-go); the Go peer runs only where it is"
+    }
+}
