@@ -9,25 +9,28 @@ struct MmapStackAllocatorTests {
         GuardMode.forcible
     }
 
+    /// In a child process: only there can "unmapped after release" be read back, since in the test
+    /// process another test may map the same addresses the moment they are freed.
     @Test("A stack is the layout it says: guard inaccessible, usable range writable, released once", arguments: guardModes)
-    func allocate(mode: GuardMode) throws {
-        let allocator = try MmapStackAllocator(guardMode: mode)
-        let stack = try allocator.allocate(StackRequest(usableSize: 100_000, guardSize: 5000))
-        #expect(stack.usableSize == 102_400)  // rounded up to 25 pages
-        #expect(stack.guardRange.count == 8192)
-        #expect(stack.guardMechanism == (mode == .lightweight ? .lightweight : .protNone))
-        #expect(UInt(bitPattern: stack.top) - UInt(bitPattern: stack.usableBottom) == 102_400)
-        stack.usableBottom.storeBytes(of: 0xAB, as: UInt8.self)
-        (stack.top - 1).storeBytes(of: 0xCD, as: UInt8.self)
-        #expect(try Probe.accessiblePages(in: stack.guardRange) == 0)
-        #expect(allocator.stats.live == 1)
-        #expect(allocator.stats.liveByGuard[stack.guardMechanism] == 1)
-        let whole = stack.descriptor.layout.base..<stack.descriptor.layout.top
-        stack.release()
-        #expect(try Probe.isUnmapped(whole))
-        #expect(allocator.stats.live == 0)
-        #expect(allocator.stats.releases == 1)
-        #expect(allocator.stats.bytesReserved == 0)
+    func allocate(mode: GuardMode) async throws {
+        await #expect(processExitsWith: .success) { [mode] in
+            let allocator = try MmapStackAllocator(guardMode: mode)
+            let stack = try allocator.allocate(StackRequest(usableSize: 100_000, guardSize: 5000))
+            precondition(stack.usableSize == 102_400, "rounded up to 25 pages")
+            precondition(stack.guardRange.count == 8192)
+            precondition(stack.guardMechanism == (mode == .lightweight ? .lightweight : .protNone))
+            precondition(UInt(bitPattern: stack.top) - UInt(bitPattern: stack.usableBottom) == 102_400)
+            stack.usableBottom.storeBytes(of: 0xAB, as: UInt8.self)
+            (stack.top - 1).storeBytes(of: 0xCD, as: UInt8.self)
+            let accessible = try Probe.accessiblePages(in: stack.guardRange)
+            precondition(accessible == 0, "the guard is accessible")
+            precondition(allocator.stats.live == 1 && allocator.stats.liveByGuard[stack.guardMechanism] == 1)
+            let whole = stack.descriptor.layout.base..<stack.descriptor.layout.top
+            stack.release()
+            let unmapped = try Probe.isUnmapped(whole)
+            precondition(unmapped, "the released stack is still mapped")
+            precondition(allocator.stats.live == 0 && allocator.stats.releases == 1 && allocator.stats.bytesReserved == 0)
+        }
     }
 
     @Test("A zero guard means an unguarded stack, reported as such")
