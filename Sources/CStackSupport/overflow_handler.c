@@ -307,4 +307,3 @@ int fs_overflow_handler_installed(void) {
 
 void fs_overflow_set_running_stack(const fs_running_stack *stack) { running_stack = stack; }
 
-const fs_running_stack *fs_overflow_running_stack(void) { return running_stack; }

@@ -34,7 +34,5 @@ typedef struct fs_running_stack {
 /// `stack` must stay valid until it is replaced. One thread-local store.
 void fs_overflow_set_running_stack(const fs_running_stack *stack);
 
-/// The calling thread's running stack, as last set (NULL when none).
-const fs_running_stack *fs_overflow_running_stack(void);
 
 #endif
