@@ -94,9 +94,9 @@ struct BenchCommandTests {
     func quickJSON() throws {
         let svg = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-bench-\(UUID().uuidString).svg").path
         defer { try? FileManager.default.removeItem(atPath: svg) }
-        let (status, output) = try runTool(["bench", "--quick", "--json", "--svg", svg])
-        #expect(status == 0)
-        let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+        let run = try runFiberstacks(["bench", "--quick", "--json", "--svg", svg])
+        #expect(run.status == 0 && run.signal == nil, "\(run.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any], "\(run.output)")
         let results = try #require(json["results"] as? [[String: Any]])
         let skipped = try #require(json["skipped"] as? [[String: Any]])
         #expect(json["sections"] as? [String] == Self.sections)

@@ -126,21 +126,23 @@ void uc_entry() {
 
 /// Boost.Fiber's work_stealing scheduler on N threads. Thread 0 launches and joins the fibers; the
 /// others wait on a fiber condition (so their schedulers run and steal) only while a fan-out runs, and
-/// block their thread otherwise.
+/// block their thread otherwise. A fan-out returns only when every thread is blocked again: an idle
+/// work_stealing scheduler spins, stealing, and one still spinning would take a core from the next
+/// measurement, or read Boost's static scheduler list while `exit` destroys it (a crash at exit).
 struct FiberRunner {
     int threads = 0;
     std::vector<std::thread> pool;
     std::mutex mutex;
     std::condition_variable changed;
-    int ready = 0;
-    long generation = 0, finished = 0, fibers = 0;
+    long generation = 0, fibers = 0;
+    int blocked = 0;  // threads blocked on `changed`, out of the fiber schedulers
     int64_t result = 0;
     std::string error;
     boost::fibers::mutex fiberMutex;
     boost::fibers::condition_variable fiberDone;
     long doneGeneration = 0;
 
-    void fanOut(long count) {
+    void fanOut(long count, long seen) {
         int64_t elapsed;
         try {
             std::vector<boost::fibers::fiber> launched;
@@ -156,28 +158,26 @@ struct FiberRunner {
         }
         {
             std::lock_guard<boost::fibers::mutex> lock(fiberMutex);
-            doneGeneration = generation;
+            doneGeneration = seen;
         }
         fiberDone.notify_all();
         std::lock_guard<std::mutex> lock(mutex);
         result = elapsed;
-        finished = generation;
-        changed.notify_all();
     }
 
     void run(int index) {
         boost::fibers::use_scheduling_algorithm<boost::fibers::algo::work_stealing>(threads);
         long seen = 0;
         std::unique_lock<std::mutex> lock(mutex);
-        ++ready;
-        changed.notify_all();
         for (;;) {
+            ++blocked;
+            changed.notify_all();
             changed.wait(lock, [&] { return generation != seen; });
             seen = generation;
             long count = fibers;
             lock.unlock();
             if (index == 0) {
-                fanOut(count);
+                fanOut(count, seen);
             } else {
                 std::unique_lock<boost::fibers::mutex> fiberLock(fiberMutex);
                 fiberDone.wait(fiberLock, [&] { return doneGeneration == seen; });
@@ -356,7 +356,7 @@ void *fs_peer_boost_fiber_runner(int threads) {
     }
     // Stealing reads every thread's scheduler: none may run before all exist.
     std::unique_lock<std::mutex> lock(made_runner->mutex);
-    made_runner->changed.wait(lock, [&] { return made_runner->ready == threads; });
+    made_runner->changed.wait(lock, [&] { return made_runner->blocked == threads; });
     runner = made_runner;
     return runner;
 }
@@ -365,9 +365,10 @@ int64_t fs_peer_boost_fiber_fan_out(void *context, long fibers) {
     auto *runner = static_cast<FiberRunner *>(context);
     std::unique_lock<std::mutex> lock(runner->mutex);
     runner->fibers = fibers;
-    long generation = ++runner->generation;
+    ++runner->generation;
+    runner->blocked = 0;
     runner->changed.notify_all();
-    runner->changed.wait(lock, [&] { return runner->finished == generation; });
+    runner->changed.wait(lock, [&] { return runner->blocked == runner->threads; });
     if (runner->result < 0) return fail(runner->error);
     return runner->result;
 }
