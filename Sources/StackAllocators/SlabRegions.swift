@@ -1,9 +1,10 @@
 /// One reserved region of a slab: `capacity` slots of `guard + usable` bytes from `base`.
-/// Slots `0..<carved` have their guard installed; `free` holds those of them not handed out.
+/// Slots `0..<carved` were handed out at least once and have their guard installed, except those in
+/// `unguarded`; `free` holds the guarded ones not handed out.
 struct SlabRegion {
     /// First byte of the region (slot 0's guard).
     let base: UInt
-    /// Slots whose guard is installed (the low ones; carving goes up).
+    /// Slots handed out at least once (the low ones; carving goes up).
     var carved: Int { serials.count }
     /// Per carved slot: the serial of the stack handed out in it, 0 while it is not handed out.
     var serials: [UInt] = []
@@ -11,6 +12,9 @@ struct SlabRegion {
     var live = 0
     /// Released slots, guard kept: reused last-in first-out, before any new slot is carved.
     var free: [UInt32] = []
+    /// Carved slots whose guard could not be installed (neither guarded nor registered): carved again
+    /// before a new slot is.
+    var unguarded: [UInt32] = []
     /// Whether the region is in `SlabRegions.available`.
     var listed = false
 }
@@ -21,7 +25,8 @@ struct SlabSlot: Hashable {
     let region: Int
     /// Slot within the region.
     let slot: Int
-    /// True when the slot was never carved: its guard must be installed before use.
+    /// True when the slot has no guard yet (never carved, or its guard failed): its guard must be
+    /// installed before use.
     let isNew: Bool
 
     init(region: Int, slot: Int, isNew: Bool) {
@@ -61,13 +66,16 @@ struct SlabRegions {
     }
 
     /// The slot the next stack should use: a released one (guard already installed) if any region has
-    /// one, else the next uncarved slot of a region with room; nil when every region is full.
-    /// Nothing changes until `take(_:)`.
+    /// one, else an unguarded or the next uncarved slot of a region with room; nil when every region is
+    /// full. Nothing changes until `take(_:)`.
     mutating func nextSlot() -> SlabSlot? {
         while let index = available.last {
             let region = regions[index]!
             if let slot = region.free.last {
                 return SlabSlot(region: index, slot: Int(slot), isNew: false)
+            }
+            if let slot = region.unguarded.last {
+                return SlabSlot(region: index, slot: Int(slot), isNew: true)
             }
             if region.carved < capacity {
                 return SlabSlot(region: index, slot: region.carved, isNew: true)
@@ -78,13 +86,17 @@ struct SlabRegions {
         return nil
     }
 
-    /// Hands out `slot`, as returned by `nextSlot()` (for a new slot: after its guard was installed);
+    /// Hands out `slot`, as returned by `nextSlot()` (a new slot's guard is installed next, outside the
+    /// slab's lock; if that fails, the slot comes back through `reclaim` and `put(_:guarded: false)`);
     /// returns the serial of the stack it now holds.
     mutating func take(_ slot: SlabSlot) -> UInt {
         let serial = nextSerial
         nextSerial += 1
-        if slot.isNew {
+        if slot.slot == regions[slot.region]!.carved {
             regions[slot.region]!.serials.append(serial)
+        } else if slot.isNew {
+            regions[slot.region]!.unguarded.removeLast()
+            regions[slot.region]!.serials[slot.slot] = serial
         } else {
             regions[slot.region]!.free.removeLast()
             regions[slot.region]!.serials[slot.slot] = serial
@@ -133,12 +145,17 @@ struct SlabRegions {
         return index
     }
 
-    /// Takes back a slot `reclaim` returned. Returns the region's index when it just became empty and more than
+    /// Takes back a slot `reclaim` returned: `guarded` when its guard is installed and registered, false
+    /// when installing them failed. Returns the region's index when it just became empty and more than
     /// `retainingEmpty` regions are empty: the caller unmaps it after `remove(_:)`.
-    mutating func put(_ slot: SlabSlot, retainingEmpty: Int) -> Int? {
-        regions[slot.region]!.free.append(UInt32(slot.slot))
+    mutating func put(_ slot: SlabSlot, retainingEmpty: Int, guarded: Bool = true) -> Int? {
+        if guarded {
+            regions[slot.region]!.free.append(UInt32(slot.slot))
+            cached += 1
+        } else {
+            regions[slot.region]!.unguarded.append(UInt32(slot.slot))
+        }
         regions[slot.region]!.live -= 1
-        cached += 1
         if !regions[slot.region]!.listed {
             regions[slot.region]!.listed = true
             available.append(slot.region)

@@ -87,6 +87,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         try accept(request)
         let claim = try state.withLock { (state) throws(StackError) -> Claim in try claimSlot(&state) }
+        if claim.needsGuard { try guardNewSlot(claim) }
         do {
             try Prefault.apply(request.prefault, to: claim.layout, logger: logger)
         } catch {
@@ -160,10 +161,14 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let serial: UInt
         /// The region's base when this claim mapped the region.
         let mappedRegion: UInt?
+        /// Whether the slot still needs its guard installed and registered (`guardNewSlot`).
+        var needsGuard: Bool
     }
 
-    /// Picks a slot (reused, carved, or from a new region), registers it and installs its guard when new,
-    /// and hands it out. A failure leaves nothing behind: no registration, and no region it mapped.
+    /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
+    /// needs a guard gets it from `guardNewSlot`, after the lock: the syscall and the registration
+    /// would otherwise hold every other thread's allocate and release. A failure leaves nothing behind:
+    /// no region it mapped.
     private func claimSlot(_ state: inout State) throws(StackError) -> Claim {
         var mapped: Int?
         if state.regions.nextSlot() == nil {
@@ -173,21 +178,31 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let regionBase = state.regions.regions[slot.region]!.base
         do throws(StackError) {
             let layout = try StackLayout(base: regionBase + UInt(slot.slot * sizes.total), sizes: sizes)
-            if slot.isNew, guardMechanism != .none {
-                try state.budget?.charge(MapCountBudget.linesPerGuard)
-                // A slot stays registered while its region is mapped, like its guard; release clears its label.
-                try GuardRegistry.register(layout)
-                do throws(StackError) {
-                    try installer.install(on: layout.guardRange)
-                } catch {
-                    GuardRegistry.unregister(layout)
-                    throw error
-                }
-            }
+            let needsGuard = slot.isNew && guardMechanism != .none
+            if needsGuard { try state.budget?.charge(MapCountBudget.linesPerGuard) }
             let serial = state.regions.take(slot)
-            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mapped.map { _ in regionBase })
+            return Claim(
+                slot: slot, layout: layout, serial: serial, mappedRegion: mapped.map { _ in regionBase }, needsGuard: needsGuard)
         } catch {
             if let mapped { unmap(state.regions.remove(mapped)) }
+            throw error
+        }
+    }
+
+    /// Registers a claimed new slot and installs its guard. A slot stays registered while its region is
+    /// mapped, like its guard (release clears its label). On failure the slot goes back unguarded, and its
+    /// region is unmapped when this claim mapped it and nothing else lives there.
+    private func guardNewSlot(_ claim: Claim) throws(StackError) {
+        do throws(StackError) {
+            try GuardRegistry.register(claim.layout)
+            do throws(StackError) {
+                try installer.install(on: claim.layout.guardRange)
+            } catch {
+                GuardRegistry.unregister(claim.layout)
+                throw error
+            }
+        } catch {
+            abandon(claim, guarded: false)
             throw error
         }
     }
@@ -218,11 +233,19 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Gives back a claim whose stack was never handed out; unmaps the region too when the claim mapped it
-    /// and it holds no other stack.
-    private func abandon(_ claim: Claim) {
+    /// Gives back a claim whose stack was never handed out (`guarded` false: its guard and registration
+    /// failed); unmaps the region too when the claim mapped it and it holds no other stack.
+    private func abandon(_ claim: Claim, guarded: Bool = true) {
         guard let slot = state.withLock({ $0.regions.reclaim(base: claim.layout.base, serial: claim.serial) }) else { return }
-        giveBack(slot, layout: claim.layout)
+        if guarded {
+            giveBack(slot, layout: claim.layout)
+        } else {
+            state.withLock { state in
+                if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions, guarded: false) {
+                    unmap(state.regions.remove(emptied))
+                }
+            }
+        }
         guard let mappedRegion = claim.mappedRegion else { return }
         state.withLock { state in
             if let region = state.regions.regions[slot.region], region.base == mappedRegion, region.live == 0 {
@@ -253,11 +276,12 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         return true
     }
 
-    /// Unregisters a region's carved slots and unmaps it, logging a failure (which would mean corrupted
+    /// Unregisters a region's guarded slots and unmaps it, logging a failure (which would mean corrupted
     /// bookkeeping).
     private func unmap(_ region: SlabRegion) {
         if guardMechanism != .none {
-            for slot in 0..<region.carved {
+            let unguarded = Set(region.unguarded)
+            for slot in 0..<region.carved where !unguarded.contains(UInt32(slot)) {
                 let base = region.base + UInt(slot * sizes.total)
                 if let layout = try? StackLayout(base: base, sizes: sizes), !GuardRegistry.unregister(layout) {
                     logger.error("a slab slot was not in the guard registry", metadata: ["stack": "\(layout)"])

@@ -106,6 +106,31 @@ struct ErrorPathTests {
         }
     }
 
+    @Test("slab: a slot whose guard failed in a live region is carved again, guarded and registered, before a new slot")
+    func slabRetriesFailedGuard() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            for mode in GuardMode.forcible {
+                let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode))
+                let request = StackRequest(usableSize: 64 << 10)
+                let first = try slab.allocate(request)  // keeps the region mapped
+                let registered = GuardRegistry.count
+                FailureInjection.fail(InjectedFailure.guardStep(slab.guardMechanism), with: .ioError)
+                let failed = (try? slab.allocate(request)) == nil
+                _ = FailureInjection.reset()
+                precondition(failed, "\(mode): the allocation succeeded although the guard failed")
+                precondition(GuardRegistry.count == registered, "\(mode): the slot whose guard failed is still registered")
+                let second = try slab.allocate(request)
+                let layout = second.descriptor.layout
+                precondition(
+                    layout.base == first.descriptor.layout.base + UInt(layout.sizes.total),
+                    "\(mode): the slot whose guard failed was not the next one used")
+                precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) != nil, "\(mode): the reused slot is not registered")
+                let accessible = try Probe.accessiblePages(in: layout.guardRange)
+                precondition(accessible == 0, "\(mode): \(accessible) pages of the reused slot's guard are accessible")
+            }
+        }
+    }
+
     @Test("pool: a failure in its inner allocator or at prefault leaves nothing mapped or registered")
     func pool() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
