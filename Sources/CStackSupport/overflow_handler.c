@@ -22,7 +22,7 @@ static int installed;
 /// at least: 1 MiB, or the stack's own size when larger.
 #define JUMP_REACH ((uintptr_t)1 << 20)
 // initial-exec: one instruction per access, no __tls_get_addr (which is not async-signal-safe).
-static __thread __attribute__((tls_model("initial-exec"))) const fs_running_stack *running_stack;
+__thread const fs_running_stack *fs_overflow_running_stack __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 // MARK: - Formatting without libc's formatted output
@@ -233,7 +233,7 @@ static void chain(int signal, siginfo_t *info, void *context) {
 static void on_fault(int signal, siginfo_t *info, void *context) {
     int saved_errno = errno;
     fs_guard_entry entry;
-    const fs_running_stack *running = running_stack;
+    const fs_running_stack *running = fs_overflow_running_stack;
     uintptr_t address = (uintptr_t)info->si_addr;
     int ours = 0;
     if (is_hardware_fault(info)) {
@@ -305,5 +305,4 @@ int fs_overflow_handler_installed(void) {
     return __atomic_load_n(&installed, __ATOMIC_ACQUIRE);
 }
 
-void fs_overflow_set_running_stack(const fs_running_stack *stack) { running_stack = stack; }
 

@@ -31,8 +31,12 @@ typedef struct fs_running_stack {
 /// stack). A scheduler sets it before switching into a fiber and clears it after switching back, so a
 /// fault can be blamed on the fiber that was running, not only on the stack whose guard was hit: a frame
 /// larger than its own guard jumps past it and faults in a neighbour's guard, or in no guard at all.
-/// `stack` must stay valid until it is replaced. One thread-local store.
-void fs_overflow_set_running_stack(const fs_running_stack *stack);
+/// `stack` must stay valid until it is replaced. One thread-local store, inlined into the caller (it
+/// runs twice per fiber resume). Initial-exec: the variable lives in the program (these shims are linked
+/// statically), so the handler reads it without a __tls_get_addr call.
+extern __thread const fs_running_stack *fs_overflow_running_stack __attribute__((tls_model("initial-exec")));
+
+static inline void fs_overflow_set_running_stack(const fs_running_stack *stack) { fs_overflow_running_stack = stack; }
 
 
 #endif
