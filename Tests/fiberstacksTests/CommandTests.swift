@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 
@@ -187,18 +188,17 @@ struct BenchCommandTests {
         #expect(try runTool(arguments).status == 64)
     }
 
-    @Test("bench --section suspended: with go on PATH, the Go peer is measured beside ours (same jobs and workers, the same extra figures, a ratio), or skipped saying why")
+    @Test("bench --section suspended: with Go 1.18+ on PATH, the Go peer is measured beside ours (same jobs and workers, the same extra figures, a ratio); otherwise skipped saying why")
     func goPeer() throws {
         let run = try SuspendedRun(environment: [:])
-        let goInstalled = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
-            .contains { FileManager.default.isExecutableFile(atPath: "\($0)/go") }
+        let goVersion = try Self.usableGoVersion()
         guard let go = run.named("go_goroutines", in: "peers") else {
             let reason = try #require(run.named("go_goroutines", in: "skipped")?["reason"] as? String, "neither measured nor skipped")
-            // Measured where go is installed, unless its build or run failed: then the skip names the cause.
-            #expect(goInstalled ? !reason.contains("not installed") : reason.contains("apt-get install golang-go"), "\(reason)")
+            #expect(goVersion == nil, "\(goVersion ?? "") is on PATH, yet the Go peer was skipped: \(reason)")
+            #expect(reason.contains("golang-go"), "\(reason)")
             return
         }
-        #expect(goInstalled && run.named("go_goroutines", in: "skipped") == nil)
+        #expect(goVersion != nil && run.named("go_goroutines", in: "skipped") == nil)
         let ours = try #require(run.named("suspended_jobs", in: "results"))
         #expect(go["params"] as? [String: Int] == ["jobs": 1000, "workers": 2], "\(go)")
         #expect((go["unmatched"] as? [String])?.contains { $0.hasPrefix("size: ") } == true, "\(go)")
@@ -211,6 +211,22 @@ struct BenchCommandTests {
         let ratio = try #require(run.ratio("suspended_vs_go")["ratio"] as? Double)
         let expected = (ours["median"] as? Double ?? 0) / (go["median"] as? Double ?? 1)
         #expect(abs(ratio - expected) <= 1e-9 * expected, "\(ratio) vs \(expected)")
+        // Without HOME or a Go cache, go build caches in the run's temporary directory and still succeeds.
+        let homeless = try SuspendedRun(environment: ["HOME": "", "GOCACHE": "", "GOPATH": "", "XDG_CACHE_HOME": ""])
+        #expect(homeless.named("go_goroutines", in: "peers") != nil, "\(homeless.named("go_goroutines", in: "skipped") ?? [:])")
+    }
+
+    /// The version of the `go` on PATH ("go1.19.8") when it is Go 1.18 or newer, which the Go peer needs;
+    /// nil without one.
+    static func usableGoVersion() throws -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        guard let go = path.split(separator: ":").map({ "\($0)/go" }).first(where: FileManager.default.isExecutableFile) else {
+            return nil
+        }
+        let version = try ChildProcess.run(go, ["env", "GOVERSION"], timeLimit: 60).standardOutput
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let numbers = version.dropFirst(2).split(separator: ".").prefix(2).compactMap { Int($0) }
+        return version.hasPrefix("go") && numbers.count == 2 && (numbers[0], numbers[1]) >= (1, 18) ? version : nil
     }
 
     /// A `go` that fails as the compiler does, and one whose program exits 1.
