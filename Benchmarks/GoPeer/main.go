@@ -17,7 +17,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -66,15 +65,7 @@ func main() {
 
 // measure blocks jobs goroutines on one channel, then releases them; see the file comment.
 func measure(jobs int, limit time.Duration) (map[string]float64, error) {
-	rssStart, err := statusBytes("VmRSS")
-	if err != nil {
-		return nil, err
-	}
-	anonStart, err := statusBytes("RssAnon")
-	if err != nil {
-		return nil, err
-	}
-	rssBefore, pteBefore, err := rssAndPageTables()
+	before, err := status()
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +83,7 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 		return nil, err
 	}
 	suspended := time.Since(start)
-	rssLive, pteLive, err := rssAndPageTables()
+	live, err := status()
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +95,7 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 	resumed := time.Since(release)
 	runtime.GC()
 	debug.FreeOSMemory()
-	rssAfter, err := statusBytes("VmRSS")
-	if err != nil {
-		return nil, err
-	}
-	anonAfter, err := statusBytes("RssAnon")
+	after, err := status()
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +103,10 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 		"jobs":                float64(jobs),
 		"suspend_s":           suspended.Seconds(),
 		"resume_s":            resumed.Seconds(),
-		"rss_per_fiber_bytes": float64(rssLive-rssBefore) / float64(jobs),
-		"page_table_bytes":    float64(pteLive - pteBefore),
-		"rss_after_ratio":     float64(rssAfter) / float64(rssStart),
-		"anon_after_bytes":    float64(anonAfter - anonStart),
+		"rss_per_fiber_bytes": float64(live.rss-before.rss) / float64(jobs),
+		"page_table_bytes":    float64(live.pageTables - before.pageTables),
+		"rss_after_ratio":     float64(after.rss) / float64(before.rss),
+		"anon_after_bytes":    float64(after.anonymous - before.anonymous),
 	}, nil
 }
 
@@ -135,42 +122,40 @@ func waitUntil(counter *int64, jobs int, what string, limit time.Duration) error
 	return nil
 }
 
-// rssAndPageTables reads VmRSS and VmPTE, in bytes.
-func rssAndPageTables() (rss, pte int64, err error) {
-	if rss, err = statusBytes("VmRSS"); err != nil {
-		return 0, 0, err
-	}
-	pte, err = statusBytes("VmPTE")
-	return rss, pte, err
+// memory is what /proc/self/status says of this process's memory, in bytes.
+type memory struct {
+	rss, anonymous, pageTables int64
 }
 
-// statusBytes reads one "Key: N kB" line of /proc/self/status, in bytes.
-func statusBytes(key string) (int64, error) {
-	file, err := os.Open("/proc/self/status")
+// status reads VmRSS, RssAnon and VmPTE from /proc/self/status.
+func status() (memory, error) {
+	text, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, err
+		return memory{}, err
 	}
-	defer file.Close()
-	lines := bufio.NewScanner(file)
-	for lines.Scan() {
-		name, value, found := strings.Cut(lines.Text(), ":")
-		if !found || name != key {
+	var result memory
+	values := map[string]*int64{"VmRSS": &result.rss, "RssAnon": &result.anonymous, "VmPTE": &result.pageTables}
+	for _, line := range strings.Split(string(text), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		target := values[name]
+		if target == nil {
 			continue
 		}
 		fields := strings.Fields(value)
 		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("/proc/self/status: unexpected %s line %q", key, lines.Text())
+			return memory{}, fmt.Errorf("/proc/self/status: unexpected line %q", line)
 		}
 		kib, err := strconv.ParseInt(fields[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/self/status: %s: %v", key, err)
+			return memory{}, fmt.Errorf("/proc/self/status: %q: %v", line, err)
 		}
-		return kib << 10, nil
+		*target = kib << 10
+		delete(values, name)
 	}
-	if err := lines.Err(); err != nil {
-		return 0, err
+	for name := range values {
+		return memory{}, fmt.Errorf("/proc/self/status has no %s line", name)
 	}
-	return 0, fmt.Errorf("/proc/self/status has no %s line", key)
+	return result, nil
 }
 
 func fail(err error) {
