@@ -5,46 +5,47 @@ import SystemPackage
 /// Runs a program as a child process with posix_spawn, captures its standard output and error through
 /// pipes, and waits for it with a time limit: past the limit it gets SIGTERM, then SIGKILL after a grace
 /// period. Foundation's `Process` is not used: on a minimal Linux (a busybox initramfs) its
-/// `waitUntilExit` never returns.
-package enum ChildProcess {
+/// `waitUntilExit` never returns. The benchmarks run their Go peer with it.
+@_spi(Benchmarks) public enum ChildProcess {
     /// How a child ended and what it printed.
-    package struct Outcome: Sendable {
+    @_spi(Benchmarks) public struct Outcome: Sendable {
         /// The exit status, when it exited.
-        package let status: Int32?
+        @_spi(Benchmarks) public let status: Int32?
         /// The signal that ended it, when one did.
-        package let signal: Int32?
+        @_spi(Benchmarks) public let signal: Int32?
         /// Whether it ran past its time limit (and was killed for it).
-        package let timedOut: Bool
+        @_spi(Benchmarks) public let timedOut: Bool
         /// Standard output, decoded as UTF-8.
-        package let standardOutput: String
+        @_spi(Benchmarks) public let standardOutput: String
         /// Standard error, decoded as UTF-8.
-        package let standardError: String
+        @_spi(Benchmarks) public let standardError: String
 
         /// "exit 0", "signal 11", "killed after its time limit".
-        package var ending: String {
+        @_spi(Benchmarks) public var ending: String {
             if timedOut { return "killed after its time limit" }
             return signal.map { "signal \($0)" } ?? "exit \(status ?? -1)"
         }
     }
 
     /// A child that could not be started or watched.
-    package struct Failure: Error, CustomStringConvertible {
+    @_spi(Benchmarks) public struct Failure: Error, CustomStringConvertible {
         /// The call that failed.
-        package let call: String
-        package let errno: Errno
-        package let program: String
+        @_spi(Benchmarks) public let call: String
+        @_spi(Benchmarks) public let errno: Errno
+        @_spi(Benchmarks) public let program: String
 
-        package var description: String {
+        @_spi(Benchmarks) public var description: String {
             "cannot run \(program): \(call) failed: \(errno) (errno \(errno.rawValue))"
                 + (errno == .noSuchFileOrDirectory ? "; check that the file exists and is executable" : "")
         }
     }
 
     /// Runs `path` with `arguments` (not counting argv[0]) and this process's environment plus
-    /// `environment`, and waits at most `timeLimit` seconds for it to end. `standardInput` is /dev/null.
-    package static func run(
-        _ path: String, _ arguments: [String], environment: [String: String] = [:], timeLimit: Double,
-        grace: Double = 2
+    /// `environment`, in `workingDirectory` (nil: ours), and waits at most `timeLimit` seconds for it to
+    /// end. `standardInput` is /dev/null.
+    @_spi(Benchmarks) public static func run(
+        _ path: String, _ arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+        timeLimit: Double, grace: Double = 2
     ) throws(Failure) -> Outcome {
         func fail(_ call: String, _ code: Int32) -> Failure {
             Failure(call: call, errno: Errno(rawValue: code), program: path)
@@ -69,6 +70,14 @@ package enum ChildProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, output[1], 1)
         posix_spawn_file_actions_adddup2(&actions, error[1], 2)
+        if let workingDirectory {
+            let added = fs_spawn_file_actions_addchdir(&actions, workingDirectory)
+            guard added == 0 else {
+                close(output[1])
+                close(error[1])
+                throw fail("posix_spawn_file_actions_addchdir_np", added)
+            }
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -1,7 +1,7 @@
 import Glibc
 @testable import GuardPages
 import OverflowDetection
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 import Testing
 
 @Suite("Child processes: posix_spawn with a time limit")
@@ -43,6 +43,17 @@ struct ChildProcessTests {
     func environment() throws {
         let child = try ChildProcess.run("/bin/sh", ["-c", "echo $FS_CHILD_TEST:$PATH"], environment: ["FS_CHILD_TEST": "yes"], timeLimit: 30)
         #expect(child.standardOutput.hasPrefix("yes:") && child.standardOutput.count > "yes:\n".count)
+    }
+
+    @Test("A child starts in the working directory given; a missing one fails the spawn with ENOENT")
+    func workingDirectory() throws {
+        let child = try ChildProcess.run("/bin/pwd", ["-P"], workingDirectory: "/usr/lib", timeLimit: 30)
+        #expect(child.status == 0 && child.standardOutput == "/usr/lib\n", "\(child.standardOutput)")
+        #expect {
+            _ = try ChildProcess.run("/bin/sh", ["-c", "pwd"], workingDirectory: "/no/such/directory", timeLimit: 5)
+        } throws: { error in
+            (error as? ChildProcess.Failure)?.errno == .noSuchFileOrDirectory
+        }
     }
 
     @Test("A missing program is an error naming it and the errno")

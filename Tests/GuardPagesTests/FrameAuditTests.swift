@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 @testable import GuardPages
 @testable import OverflowDetection
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 import Testing
 
 /// 40 KiB of locals, written and handed to an opaque C function so the array stays in the frame.

@@ -1,7 +1,7 @@
 import Foundation
 import GuardPages
 import StackAllocators
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 

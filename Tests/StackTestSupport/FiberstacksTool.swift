@@ -1,6 +1,6 @@
 import Foundation
 import GuardPages
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 
 /// The `fiberstacks` binary built next to the test bundle.
 public let fiberstacksBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()

@@ -1,4 +1,4 @@
-import StackDiagnostics
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 

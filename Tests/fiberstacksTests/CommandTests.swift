@@ -1,4 +1,5 @@
 import Foundation
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 
@@ -89,6 +90,9 @@ struct BenchCommandTests {
     static let sections = [
         "stack_alloc", "pooled", "prefault", "context_switch", "scheduler", "suspended", "tlb", "numa", "capacity", "frames",
     ]
+    /// The sections measured once, ours and peers alike (capacity, the suspended jobs, the frame audit);
+    /// every other 3 times under --quick.
+    static let measuredOnce = ["capacity", "suspended", "frames"]
 
     @Test("bench --quick --json is well-formed: every section measured or skipped with a reason, peers beside ours, ratios judged, the SVG drawn")
     func quickJSON() throws {
@@ -114,8 +118,7 @@ struct BenchCommandTests {
             #expect(keys.allSatisfy { result[$0] != nil }, "\(result)")
             let (low, median, high) = (result["min"] as? Double ?? -1, result["median"] as? Double ?? -1, result["max"] as? Double ?? -1)
             #expect(median > 0 && low <= median && median <= high, "\(result)")
-            // Capacity, the suspended jobs and the frame audit are measured once; everything else 3 times under --quick.
-            let once = ["capacity", "suspended", "frames"].contains(result["section"] as? String ?? "")
+            let once = Self.measuredOnce.contains(result["section"] as? String ?? "")
             #expect(result["reps"] as? Int == (once ? 1 : 3), "\(result)")
             #expect((result["ops_per_rep"] as? Int ?? 0) > 0, "\(result)")
         }
@@ -133,7 +136,10 @@ struct BenchCommandTests {
                      "ucontext_swapcontext", "taskgroup_fan_out", "dispatch_fan_out", "boost_fiber_fan_out", "concurrent_perform"] {
             #expect(peerNames.contains(name), "peer \(name) missing: \(peerNames.sorted())")
         }
-        #expect(peers.allSatisfy { $0["reps"] as? Int == 3 && ($0["median"] as? Double ?? 0) > 0 }, "\(peers)")
+        for peer in peers {
+            let once = Self.measuredOnce.contains(peer["section"] as? String ?? "")
+            #expect(peer["reps"] as? Int == (once ? 1 : 3) && (peer["median"] as? Double ?? 0) > 0, "\(peer)")
+        }
         let boost = try #require(peers.first { $0["name"] as? String == "boost_protected_fixedsize_stack" })
         #expect((boost["unmatched"] as? [String])?.contains("guard_size: 4096 vs 65536") == true, "\(boost)")
         let ratios = try #require(json["ratios"] as? [[String: Any]])
@@ -180,6 +186,98 @@ struct BenchCommandTests {
           arguments: [["bench", "--reps", "0"], ["bench", "--section", "no_such_section"]])
     func badArguments(_ arguments: [String]) throws {
         #expect(try runTool(arguments).status == 64)
+    }
+
+    @Test("bench --section suspended: with Go 1.18+ on PATH, the Go peer is measured beside ours (same jobs and workers, the same extra figures, a ratio); otherwise skipped saying why")
+    func goPeer() throws {
+        let run = try SuspendedRun(environment: [:])
+        let goVersion = try Self.usableGoVersion()
+        guard let go = run.named("go_goroutines", in: "peers") else {
+            let reason = try #require(run.named("go_goroutines", in: "skipped")?["reason"] as? String, "neither measured nor skipped")
+            #expect(goVersion == nil, "\(goVersion ?? "") is on PATH, yet the Go peer was skipped: \(reason)")
+            #expect(reason.contains("golang-go"), "\(reason)")
+            return
+        }
+        #expect(goVersion != nil && run.named("go_goroutines", in: "skipped") == nil)
+        let ours = try #require(run.named("suspended_jobs", in: "results"))
+        #expect(go["params"] as? [String: Int] == ["jobs": 1000, "workers": 2], "\(go)")
+        #expect((go["unmatched"] as? [String])?.contains { $0.hasPrefix("size: ") } == true, "\(go)")
+        let goExtra = try #require(go["extra"] as? [String: Double])
+        let ourExtra = try #require(ours["extra"] as? [String: Double])
+        #expect(Set(goExtra.keys) == Set(ourExtra.keys), "\(goExtra) vs \(ourExtra)")
+        // Figures a child really measured: it started and released every goroutine, and each costs memory.
+        #expect(goExtra["jobs"] == 1000 && goExtra["suspend_s"] == go["median"] as? Double, "\(go)")
+        #expect((goExtra["resume_s"] ?? 0) > 0 && (goExtra["rss_per_fiber_bytes"] ?? 0) > 512, "\(goExtra)")
+        let ratio = try #require(run.ratio("suspended_vs_go")["ratio"] as? Double)
+        let expected = (ours["median"] as? Double ?? 0) / (go["median"] as? Double ?? 1)
+        #expect(abs(ratio - expected) <= 1e-9 * expected, "\(ratio) vs \(expected)")
+        // Without HOME or a Go cache, go build caches in the run's temporary directory and still succeeds.
+        let homeless = try SuspendedRun(environment: ["HOME": "", "GOCACHE": "", "GOPATH": "", "XDG_CACHE_HOME": ""])
+        #expect(homeless.named("go_goroutines", in: "peers") != nil, "\(homeless.named("go_goroutines", in: "skipped") ?? [:])")
+    }
+
+    /// The version of the `go` on PATH ("go1.19.8") when it is Go 1.18 or newer, which the Go peer needs;
+    /// nil without one.
+    static func usableGoVersion() throws -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        guard let go = path.split(separator: ":").map({ "\($0)/go" }).first(where: FileManager.default.isExecutableFile) else {
+            return nil
+        }
+        let version = try ChildProcess.run(go, ["env", "GOVERSION"], timeLimit: 60).standardOutput
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let numbers = version.dropFirst(2).split(separator: ".").prefix(2).compactMap { Int($0) }
+        return version.hasPrefix("go") && numbers.count == 2 && (numbers[0], numbers[1]) >= (1, 18) ? version : nil
+    }
+
+    /// A `go` that fails as the compiler does, and one whose program exits 1.
+    static let brokenGo = [
+        "echo '# fiberstacks/gopeer' >&2; echo './main.go:7:2: undefined: brokenOnPurpose' >&2; exit 1",
+        "printf '#!/bin/sh\\necho \"gopeer: failing on purpose\" >&2; exit 1\\n' > \"$3\"; /bin/chmod +x \"$3\"",
+    ]
+
+    @Test("bench --section suspended: without go on PATH the Go peer is a skip naming golang-go; a failed build or run, one naming its first error line",
+          arguments: [nil] + brokenGo)
+    func goPeerSkips(_ fakeGo: String?) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-go-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        if let fakeGo {
+            try "#!/bin/sh\n\(fakeGo)\n".write(toFile: "\(directory)/go", atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(directory)/go")
+        }
+        // PATH holds the fake go alone (or nothing); the scripts use shell builtins and absolute paths.
+        let run = try SuspendedRun(environment: ["PATH": directory])
+        #expect(run.named("go_goroutines", in: "peers") == nil)
+        let reason = try #require(run.named("go_goroutines", in: "skipped")?["reason"] as? String)
+        if fakeGo == nil {
+            #expect(reason.contains("go is not installed") && reason.contains("apt-get install golang-go"), "\(reason)")
+        } else if fakeGo == Self.brokenGo[0] {
+            #expect(reason.contains("go build of the Go peer") && reason.contains("./main.go:7:2: undefined: brokenOnPurpose"), "\(reason)")
+        } else {
+            #expect(reason.contains("the Go peer failed, exit 1: gopeer: failing on purpose"), "\(reason)")
+        }
+        #expect(run.ratio("suspended_vs_go")["status"] as? String == "not_evaluated")
+    }
+
+    /// The JSON of `bench --quick --section suspended --json`, run with `environment` added.
+    struct SuspendedRun {
+        let json: [String: Any]
+
+        init(environment: [String: String]) throws {
+            let run = try runFiberstacks(["bench", "--quick", "--section", "suspended", "--json"], environment: environment)
+            #expect(run.status == 0, "\(run.standardError)")
+            json = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Any], "\(run.output)")
+        }
+
+        /// The entry called `name` in the list `key` (results, peers, skipped).
+        func named(_ name: String, in key: String) -> [String: Any]? {
+            (json[key] as? [[String: Any]])?.first { $0["name"] as? String == name }
+        }
+
+        /// The ratio `id` (empty when missing, so its fields read as absent).
+        func ratio(_ id: String) -> [String: Any] {
+            (json["ratios"] as? [[String: Any]])?.first { $0["id"] as? String == id } ?? [:]
+        }
     }
 
     /// The status a target must have: met or missed by its figure, or not evaluated without one.

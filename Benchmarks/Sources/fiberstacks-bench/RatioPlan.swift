@@ -190,6 +190,10 @@ enum RatioPlan {
             versus: FigureKey(.peers, "scheduler", "concurrent_perform", ["iterations": 1_000_000]), maxRatio: 1,
             target: "parallelFor over 1,000,000 iterations no slower than DispatchQueue.concurrentPerform"),
         Pair(
+            id: "suspended_vs_go", ours: FigureKey(.ours, "suspended", "suspended_jobs"),
+            versus: FigureKey(.peers, "suspended", "go_goroutines"), maxRatio: 1.5,
+            target: "jobs suspended at once (suspend_s) within 1.5x of as many goroutines blocked on a channel (Go, GOMAXPROCS=2)"),
+        Pair(
             id: "tlb_hugetlb", ours: FigureKey(.ours, "tlb", "hugetlb_packed", ["stride": 4096]),
             versus: FigureKey(.ours, "tlb", "small_4k", ["stride": 4096]), maxRatio: 1 / 1.3,
             target: "huge-page stacks (hugetlb) at least 1.3x faster on the TLB-sensitive round-robin"),

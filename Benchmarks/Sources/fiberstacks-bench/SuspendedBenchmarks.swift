@@ -13,8 +13,9 @@ import Synchronization
 /// shutdown and the slab's `trim()` over VmRSS before the scheduler started) with `anon_after_bytes`
 /// (the RssAnon part of what stayed). A warm-up of the same shape with 1,000 jobs runs first, so the
 /// start already holds the code and the one-time structures any run pages in (cold, the library code
-/// paged in during the run alone is about 14 MB of RssFile). The Go peer (a million goroutines blocked
-/// on one channel) is a skip unless `go` is installed.
+/// paged in during the run alone is about 14 MB of RssFile). The Go peer, `go_goroutines` (as many
+/// goroutines blocked on one channel, `GOMAXPROCS=2`; `GoPeer`), runs after ours with the same `jobs`,
+/// warm-up and `extra`; without `go`, or when its build or run fails, it is a skip naming the cause.
 enum SuspendedBenchmarks {
     /// The longest the section waits for the jobs to suspend or to finish.
     static let timeLimit = 120.0
@@ -26,7 +27,7 @@ enum SuspendedBenchmarks {
         recorder.add(BenchResult(
             section: .suspended, name: "suspended_jobs", params: ["workers": 2, "size": 64 << 10, "jobs": jobs],
             unit: "s", samples: [extra["suspend_s"]!], opsPerRep: jobs, extra: extra))
-        recorder.skip(.suspended, "go_goroutines", because: goUnavailable())
+        runGoPeer(recorder, jobs: jobs)
     }
 
     /// Suspends `jobs` jobs at once, resumes them, shuts down and trims; returns the figures.
@@ -76,6 +77,20 @@ enum SuspendedBenchmarks {
         return extra
     }
 
+    /// Builds and runs the Go peer with `jobs` goroutines, or records why it did not run.
+    static func runGoPeer(_ recorder: BenchRecorder, jobs: Int) {
+        recorder.progress("suspended jobs=\(jobs) workers=2: peer go_goroutines (go build of Benchmarks/GoPeer, then a child process)")
+        do {
+            let go = try GoPeer.measure(jobs: jobs, timeLimit: timeLimit)
+            recorder.progress("suspended: peer go_goroutines measured with \(go.goVersion)")
+            recorder.addPeer(BenchResult(
+                section: .suspended, name: "go_goroutines", params: ["workers": 2, "jobs": jobs], unit: "s",
+                samples: [go.values["suspend_s"]!], opsPerRep: jobs, extra: go.values, unmatched: GoPeer.unmatched))
+        } catch {
+            recorder.skip(.suspended, "go_goroutines", because: error.description)
+        }
+    }
+
     /// How many jobs have finished.
     final class Progress: Sendable {
         let finished = Atomic<Int>(0)
@@ -88,14 +103,5 @@ enum SuspendedBenchmarks {
             guard nanoseconds() < deadline else { throw BenchFailure("suspended: not \(what) within \(Int(timeLimit)) s") }
             usleep(100)
         }
-    }
-
-    /// Why the Go peer does not run here.
-    static func goUnavailable() -> String {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let found = path.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/go") }
-        return found
-            ? "the Go peer is not measured by this version of the benchmark"
-            : "go is not installed (Debian: apt-get install golang-go); the Go peer runs only where it is"
     }
 }

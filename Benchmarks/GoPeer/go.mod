@@ -1,0 +1,3 @@
+module fiberstacks/gopeer
+
+go 1.18
