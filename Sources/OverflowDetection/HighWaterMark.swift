@@ -1,4 +1,4 @@
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 /// How deep a stack has been used, so stacks can be sized from data.
 ///
 /// Two ways to measure, both from the top of the usable range down:
@@ -22,7 +22,7 @@ public enum HighWaterMark {
 
     /// Fills the usable range of `layout` with `paintByte`, except its lowest `Canary.size` bytes (where
     /// a canary may live). Only before the stack is in use: this overwrites whatever is there.
-    package static func paint(_ layout: StackLayout) {
+    public static func paint(_ layout: StackLayout) {
         let start = layout.usableBottom + UInt(Canary.size)
         UnsafeMutableRawPointer(bitPattern: start)!.initializeMemory(
             as: UInt8.self, repeating: paintByte, count: Int(layout.top - start))

@@ -16,7 +16,7 @@ enum Expectation {
 extension Subject {
     /// The model's answer to `request`, for `allocator` (made from this subject).
     func expectation(for request: StackRequest, allocator: any StackAllocator) -> Expectation {
-        let asked = Result { () throws(StackError) in try StackSizes(usable: request.usableSize, guard: request.guardSize) }
+        let asked = Result { () throws(StackError) in try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize) }
         let prefaultError: StackError? =
             if request.prefault.isInvalid, case .top(let depth) = request.prefault.depth {
                 .sizeError(.invalidSize, requested: depth)
@@ -64,7 +64,7 @@ extension Subject {
         switch asked {
         case .failure(let error): return .error(error)
         case .success(let asked):
-            if asked.usable > sizes.usable { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
+            if asked.usableSize > sizes.usableSize { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
             if asked.guardSize > sizes.guardSize { return .error(.sizeError(.invalidGuard, requested: request.guardSize)) }
             return nil
         }
