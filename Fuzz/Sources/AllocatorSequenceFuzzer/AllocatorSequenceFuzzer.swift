@@ -18,6 +18,8 @@
 //   resident page, a pool that scrubs leaves no written value behind; after the input released
 //   everything and dropped its allocator, GuardRegistry and the process's mappings are as they were
 //   before (see `checkMappingsRestored`).
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import OverflowDetection
 import FuzzSupport
 import Logging
 import StackAllocators

@@ -1,5 +1,5 @@
 import FuzzSupport
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// What the model expects of one allocation request.
 enum Expectation {
@@ -33,7 +33,7 @@ extension Subject {
                 return .stack(sizes, node: request.placement?.homeNode)
             }
         case .slab(let configuration):
-            let sizes = (allocator as! SlabStackAllocator).sizes
+            let sizes = (allocator as! SlabStackAllocator).fixedSizes!
             let exact = request.usableSize == configuration.usableSize && request.guardSize == configuration.guardSize
             if let refusal = refusal(of: request, asked: asked, sizes: sizes, placement: configuration.placement, exact: exact) {
                 return refusal
@@ -41,7 +41,7 @@ extension Subject {
             if let prefaultError { return .error(prefaultError) }
             return .stack(sizes, node: configuration.placement?.homeNode)
         case .pool(let configuration, _):
-            let sizes = (allocator as! PooledStackAllocator).sizes
+            let sizes = (allocator as! PooledStackAllocator).fixedSizes!
             let exact =
                 request.usableSize == configuration.stack.usableSize && request.guardSize == configuration.stack.guardSize
                 && request.placement == configuration.stack.placement

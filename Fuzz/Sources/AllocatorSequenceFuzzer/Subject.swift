@@ -1,5 +1,6 @@
+@_spi(Benchmarks) import GuardPages
 import FuzzSupport
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// The allocator an input drives, decoded from its first bytes, and what the model may assume about it.
 enum Subject: CustomStringConvertible {

@@ -15,7 +15,7 @@
 // - at the end of every input everything is unregistered and the registry is as empty as before.
 import FuzzSupport
 import GuardPages
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func guardRegistryFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -10,7 +10,7 @@
 //   descend strictly from the top one page at a time, and they cover the requested depth (clamped to
 //   the usable range) with less than one page to spare; a negative depth is an error.
 import FuzzSupport
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 
 /// The page sizes the plan is checked with: base pages, 64 KiB (aarch64 kernels), 2 MiB huge pages.
 let pageSizes = [4096, 64 << 10, 2 << 20]

@@ -54,7 +54,7 @@ public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The nodes the policy names, sorted, without duplicates.
-    package var nodes: [Int] {
+    @_spi(Benchmarks) public var nodes: [Int] {
         switch mode {
         case .bind(let node), .preferred(let node): [node]
         case .interleave(let nodes): Array(Set(nodes)).sorted()
