@@ -6,7 +6,7 @@ import Synchronization
 public enum PrefaultStrategy: String, Sendable, Hashable, CaseIterable, Codable {
     /// Nothing: pages fault in as the stack grows.
     case none
-    /// Write each page of the `PrefaultPlan`, top down, from the calling thread.
+    /// Write each page of the usable range (or the top `depth` of it), top down, from the calling thread.
     case touch
     /// `MADV_POPULATE_WRITE` over the planned range (Linux >= 5.14); falls back to `touch` where missing.
     case populate

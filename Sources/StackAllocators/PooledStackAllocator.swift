@@ -31,7 +31,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// Sizes of the pooled stacks (validated and rounded).
     package var sizes: StackSizes { core.sizes }
 
-    /// `sizes`: every stack of this allocator has them.
+    /// The sizes every stack of this allocator has.
     public var fixedSizes: StackSizes? { sizes }
 
     /// A pool over `inner`. Makes `minimumIdle` stacks now; throws what `inner` throws for them, or a

@@ -32,7 +32,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// Sizes of every stack (validated and rounded).
     package let sizes: StackSizes
 
-    /// `sizes`: every stack of this allocator has them.
+    /// The sizes every stack of this allocator has.
     public var fixedSizes: StackSizes? { sizes }
     /// What guards every stack: the installer's mechanism, or `.none` for a zero guard.
     public let guardMechanism: GuardMechanism

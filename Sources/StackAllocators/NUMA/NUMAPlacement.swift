@@ -1,6 +1,6 @@
 /// Where a stack's pages must live: a NUMA policy and what to do with pages that already exist.
 ///
-/// Set `StackRequest.placement`; the allocator applies it with `NUMABinding.apply` (mbind) after mapping
+/// Set `StackRequest.placement`; the allocator applies it with mbind(2) after mapping
 /// and before prefault, so the pages are zeroed on the target node whichever thread prefaults them.
 public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
     /// The memory policy.

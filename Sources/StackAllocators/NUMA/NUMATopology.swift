@@ -7,8 +7,7 @@ import Glibc
 /// memory, their CPUs, memory and distances.
 ///
 /// Memoryless nodes exist (CPUs, no memory; nothing can be placed on them), and so do CPU-less memory
-/// nodes. Tables indexed by node id are sized `maxNode + 1`: `numa_num_configured_nodes()` counts only
-/// nodes with memory.
+/// nodes: `memoryNodes` lists the nodes a placement may name.
 public struct NUMATopology: Sendable, Hashable, Codable {
     /// One node.
     public struct Node: Sendable, Hashable, Codable {

@@ -4,8 +4,8 @@ import Glibc
 ///
 /// Built from move_pages(2) with `nodes` NULL, which moves nothing and faults nothing in (unlike
 /// get_mempolicy with MPOL_F_ADDR): a page that was never touched is reported as not present, not
-/// allocated to answer the question. The cost is about 0.2 µs per page; the query runs in chunks of
-/// `chunkPages` so a large range needs no large buffer.
+/// allocated to answer the question. The cost is about 0.2 µs per page; the query runs in chunks, so
+/// a large range needs no large buffer.
 public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Pages asked about per move_pages call.
     package static let chunkPages = 1024
