@@ -28,7 +28,7 @@ public enum ShutdownMode: Sendable, Hashable {
 /// the scheduler alive until `shutdown` returns: always shut a scheduler down.
 public final class FiberScheduler: @unchecked Sendable {
     /// The configuration it was made with.
-    public let config: FiberConfig
+    package let config: FiberConfig
     /// The topology the workers were placed on.
     package let topology: CPUTopology
     /// The allocator of each NUMA node that has workers.

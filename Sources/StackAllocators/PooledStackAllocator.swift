@@ -27,7 +27,7 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     /// Where the pooled stacks come from and go back to.
     package var inner: any StackAllocator { core.inner }
     /// The configuration the pool was made with.
-    public var configuration: Configuration { core.configuration }
+    package var configuration: Configuration { core.configuration }
     /// Sizes of the pooled stacks (validated and rounded).
     package var sizes: StackSizes { core.sizes }
 

@@ -28,7 +28,7 @@ import Logging
 /// bookkeeping.
 public final class SlabStackAllocator: StackAllocator, StackStatsReporting, StackResidencyReporting {
     /// The configuration the slab was made with.
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// Sizes of every stack (validated and rounded).
     package let sizes: StackSizes
 
