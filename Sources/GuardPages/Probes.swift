@@ -66,9 +66,9 @@ import SystemPackage
     /// System pages in the guard.
     @_spi(Benchmarks) public let guardPages: Int
     /// Guard pages that were readable (must be 0 for a hardware guard).
-    @_spi(Benchmarks) public let accessibleGuardPages: Int
+    package let accessibleGuardPages: Int
     /// Guard pages that are resident (must be 0: prefault never touches a guard).
-    @_spi(Benchmarks) public let residentGuardPages: Int
+    package let residentGuardPages: Int
     /// System pages in the usable range.
     @_spi(Benchmarks) public let usablePages: Int
     /// Resident system pages in the usable range.
