@@ -104,7 +104,8 @@ let package = Package(
             name: "StackAllocatorsTests",
             dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
         ),
-        // Implements an allocator from outside the package, with public API only (no @testable).
+        // Implements allocators as a user would, with public API only (no @testable; Examples/CustomAllocator
+        // builds the same allocators outside the package). The checks probe the kernel through the SPI.
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics"], path: "Tests/StackTestSupport"),

@@ -6,48 +6,48 @@ import StackAllocators
 /// `current()` reads the nodes' CPUs through `NUMATopology` (sysfs, without libnuma) and the process's
 /// affinity mask. The type is plain data, so a libnuma-backed source (or a test) can build one with
 /// `init(nodes:)` and hand it to `FiberConfig.topology`.
-public struct CPUTopology: Sendable, Hashable, Codable {
+package struct CPUTopology: Sendable, Hashable, Codable {
     /// One NUMA node and the CPUs of it this process may use.
-    public struct Node: Sendable, Hashable, Codable {
+    package struct Node: Sendable, Hashable, Codable {
         /// The node id (as in `/sys/devices/system/node/nodeN`).
-        public let id: Int
+        package let id: Int
         /// Usable CPU ids on the node, ascending.
-        public let cpus: [Int]
+        package let cpus: [Int]
 
         /// A node with its CPUs.
-        public init(id: Int, cpus: [Int]) {
+        package init(id: Int, cpus: [Int]) {
             self.id = id
             self.cpus = cpus.sorted()
         }
     }
 
     /// Where one worker runs.
-    public struct Placement: Sendable, Hashable, Codable {
+    package struct Placement: Sendable, Hashable, Codable {
         /// The CPU the worker is pinned to (when pinning is on).
-        public let cpu: Int
+        package let cpu: Int
         /// The NUMA node of that CPU: the worker's allocator and its stacks' pages belong to it.
-        public let node: Int
+        package let node: Int
     }
 
     /// Nodes that have at least one usable CPU, by id.
-    public let nodes: [Node]
+    package let nodes: [Node]
 
     /// A topology from explicit nodes (nodes without CPUs are dropped).
-    public init(nodes: [Node]) {
+    package init(nodes: [Node]) {
         self.nodes = nodes.filter { !$0.cpus.isEmpty }.sorted { $0.id < $1.id }
     }
 
     /// Every usable CPU, by node then id.
-    public var cpus: [Int] { nodes.flatMap(\.cpus) }
+    package var cpus: [Int] { nodes.flatMap(\.cpus) }
 
     /// The node of `cpu`, or nil when it is not usable.
-    public func node(ofCPU cpu: Int) -> Int? {
+    package func node(ofCPU cpu: Int) -> Int? {
         nodes.first { $0.cpus.contains(cpu) }?.id
     }
 
     /// Places `count` workers: workers are spread over the nodes in proportion to their CPUs, and listed
     /// grouped by node (node 0's workers first); past one worker per CPU, CPUs are reused in order.
-    public func placements(workers count: Int) -> [Placement] {
+    package func placements(workers count: Int) -> [Placement] {
         let all = nodes.flatMap { node in node.cpus.map { Placement(cpu: $0, node: node.id) } }
         guard !all.isEmpty, count > 0 else { return [] }
         // Interleave the nodes (one CPU of each in turn) so that fewer workers than CPUs still cover every
@@ -66,7 +66,7 @@ public struct CPUTopology: Sendable, Hashable, Codable {
     /// This machine's topology: the online nodes from sysfs, each with the CPUs of the process's
     /// affinity mask (its main thread's: `taskset`, cgroup cpusets). Without sysfs node information
     /// (some containers) it is one node 0 holding every allowed CPU, logged at `info`.
-    public static func current(logger: Logger = Logger(label: "fiberstacks.topology")) throws(StackError) -> CPUTopology {
+    package static func current(logger: Logger = Logger(label: "fiberstacks.topology")) throws(StackError) -> CPUTopology {
         let allowed: Set<Int>
         switch Syscall.processAffinity() {
         case .success(let cpus): allowed = Set(cpus)

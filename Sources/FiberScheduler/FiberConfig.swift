@@ -62,7 +62,7 @@ public struct FiberConfig: Sendable {
         _ throws(StackError) in try MmapStackAllocator()
     }
     /// Where workers may run; nil: `CPUTopology.current()` at startup. Default nil.
-    public var topology: CPUTopology?
+    package var topology: CPUTopology?
     /// Where the scheduler logs (pool growth failures, pinning failures, lifecycle).
     public var logger = Logger(label: "fiberstacks.scheduler")
 
@@ -77,7 +77,7 @@ public struct FiberConfig: Sendable {
     /// Checks the fields against each other; the first problem is thrown.
     func validate() throws(SchedulerError) {
         do throws(StackError) {
-            _ = try StackSizes(usable: usableSize, guard: guardSize)
+            _ = try StackSizes(usableSize: usableSize, guardSize: guardSize)
         } catch {
             throw .invalidConfiguration(field: error.code == .invalidGuard ? "guardSize" : "usableSize", reason: error.message)
         }
@@ -100,7 +100,7 @@ public struct FiberConfig: Sendable {
     func stackRequest(node: Int, allocator: any StackAllocator) -> StackRequest {
         let sizes = allocator.fixedSizes
         return StackRequest(
-            usableSize: sizes?.usable ?? usableSize, guardSize: sizes?.guardSize ?? guardSize,
+            usableSize: sizes?.usableSize ?? usableSize, guardSize: sizes?.guardSize ?? guardSize,
             placement: bindStacksToNode ? .bind(node) : nil)
     }
 }

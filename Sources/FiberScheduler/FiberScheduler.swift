@@ -28,11 +28,11 @@ public enum ShutdownMode: Sendable, Hashable {
 /// the scheduler alive until `shutdown` returns: always shut a scheduler down.
 public final class FiberScheduler: @unchecked Sendable {
     /// The configuration it was made with.
-    public let config: FiberConfig
+    package let config: FiberConfig
     /// The topology the workers were placed on.
-    public let topology: CPUTopology
+    package let topology: CPUTopology
     /// The allocator of each NUMA node that has workers.
-    public let allocators: [Int: any StackAllocator]
+    package let allocators: [Int: any StackAllocator]
     let logger: Logger
     /// Fiber ids, from 1.
     let nextFiberID = Atomic<Int>(1)
@@ -304,7 +304,7 @@ public final class FiberScheduler: @unchecked Sendable {
     // MARK: Observing
 
     /// Number of worker threads.
-    public var workerCount: Int { workers.count }
+    package var workerCount: Int { workers.count }
 
     /// The counters of every worker and its pool.
     public var stats: SchedulerStats {

@@ -41,7 +41,7 @@ struct Job: @unchecked Sendable {
 /// or async code (it awaits).
 public final class JobHandle<Value: Sendable>: Sendable {
     /// Reaches zero when the job has ended; carries the job's error.
-    public let counter = JobCounter(1)
+    package let counter = JobCounter(1)
     private let result = Lock<Value?>(nil)
 
     init() {}

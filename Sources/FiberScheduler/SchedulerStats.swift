@@ -39,10 +39,10 @@ public struct FiberPoolStats: Sendable, Hashable, Codable {
     public var released = 0
 
     /// All zero.
-    public init() {}
+    package init() {}
 
     /// Field-by-field sum, for totals over workers.
-    public static func + (lhs: FiberPoolStats, rhs: FiberPoolStats) -> FiberPoolStats {
+    package static func + (lhs: FiberPoolStats, rhs: FiberPoolStats) -> FiberPoolStats {
         var sum = FiberPoolStats()
         sum.size = lhs.size + rhs.size
         sum.inUse = lhs.inUse + rhs.inUse
@@ -61,8 +61,12 @@ public struct WorkerStats: Sendable, Hashable, Codable {
     /// Worker index, from 0.
     public let index: Int
     /// Its CPU and NUMA node.
-    public let placement: CPUTopology.Placement
-    /// Whether pinning to `placement.cpu` succeeded (false when pinning is off or failed).
+    package let placement: CPUTopology.Placement
+    /// The CPU it is placed on.
+    public var cpu: Int { placement.cpu }
+    /// The NUMA node of that CPU.
+    public var node: Int { placement.node }
+    /// Whether pinning to `cpu` succeeded (false when pinning is off or failed).
     public let pinned: Bool
     /// Its fiber pool.
     public let pool: FiberPoolStats

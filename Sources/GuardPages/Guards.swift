@@ -36,15 +36,15 @@ extension GuardMode: CustomStringConvertible {
 }
 
 /// Installs guards over page ranges with the mechanism a `GuardMode` resolves to.
-public struct GuardInstaller: Sendable, Hashable {
+@_spi(Benchmarks) public struct GuardInstaller: Sendable, Hashable {
     /// Whether this kernel accepts `MADV_GUARD_INSTALL`: probed once per process on a scratch mapping.
-    public static let lightweightGuardsSupported: Bool = probeLightweightGuards()
+    @_spi(Benchmarks) public static let lightweightGuardsSupported: Bool = probeLightweightGuards()
 
     /// The mechanism `install` uses: never `.canary` or `.none`.
-    public let mechanism: GuardMechanism
+    package let mechanism: GuardMechanism
 
     /// Resolves `mode` on this kernel. Forcing `.lightweight` where the kernel lacks it is an error.
-    public init(mode: GuardMode) throws(StackError) {
+    package init(mode: GuardMode) throws(StackError) {
         switch mode {
         case .automatic:
             mechanism = Self.lightweightGuardsSupported ? .lightweight : .protNone
@@ -62,7 +62,7 @@ public struct GuardInstaller: Sendable, Hashable {
 
     /// Makes `range` (page-aligned, inside a private anonymous mapping) fault on any access.
     /// ENOMEM from mprotect means the VMA split hit vm.max_map_count and becomes `.mapCountExhausted`.
-    public func install(on range: Range<UInt>) throws(StackError) {
+    package func install(on range: Range<UInt>) throws(StackError) {
         guard !range.isEmpty else { return }
         let size = Int(range.upperBound - range.lowerBound)
         let result =

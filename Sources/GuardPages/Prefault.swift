@@ -6,7 +6,7 @@ import Synchronization
 public enum PrefaultStrategy: String, Sendable, Hashable, CaseIterable, Codable {
     /// Nothing: pages fault in as the stack grows.
     case none
-    /// Write each page of the `PrefaultPlan`, top down, from the calling thread.
+    /// Write each page of the usable range (or the top `depth` of it), top down, from the calling thread.
     case touch
     /// `MADV_POPULATE_WRITE` over the planned range (Linux >= 5.14); falls back to `touch` where missing.
     case populate
@@ -30,9 +30,9 @@ public struct PrefaultPolicy: Sendable, Hashable {
 }
 
 /// Runs prefault policies over stack layouts. Only the usable range is ever touched; never a guard.
-public enum Prefault {
+@_spi(Benchmarks) public enum Prefault {
     /// Whether this kernel has `MADV_POPULATE_WRITE` (Linux >= 5.14): probed once on a scratch page.
-    public static let populateSupported: Bool = {
+    package static let populateSupported: Bool = {
         let page = systemPageSize
         guard case .success(let scratch) = Syscall.map(size: page, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS)
         else { return false }
@@ -43,7 +43,7 @@ public enum Prefault {
     private static let fallbackLogged = Atomic<Bool>(false)
 
     /// Applies `policy` to `layout`. A failure throws `.prefaultFailed` and is logged on `logger`.
-    public static func apply(
+    @_spi(Benchmarks) public static func apply(
         _ policy: PrefaultPolicy, to layout: StackLayout, logger: Logger = Logger(label: "fiberstacks.prefault")
     ) throws(StackError) {
         guard policy.strategy != .none else { return }

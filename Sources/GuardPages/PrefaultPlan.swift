@@ -11,15 +11,15 @@ public enum PrefaultDepth: Sendable, Hashable {
 ///
 /// A pure value: it computes addresses and touches nothing. Each element is the lowest address of a
 /// page of `layout.pageSize`; the sequence is strictly descending with a step of exactly one page.
-public struct PrefaultPlan: Sequence, Sendable, Hashable {
+@_spi(Benchmarks) public struct PrefaultPlan: Sequence, Sendable, Hashable {
     /// The stack the plan covers.
-    public let layout: StackLayout
+    @_spi(Benchmarks) public let layout: StackLayout
     /// Number of pages in the plan.
-    public let pageCount: Int
+    @_spi(Benchmarks) public let pageCount: Int
 
     /// Plans a prefault of `depth` bytes below the top of `layout`.
-    public init(layout: StackLayout, depth: PrefaultDepth) throws(StackError) {
-        let usablePages = layout.sizes.usable / layout.pageSize
+    @_spi(Benchmarks) public init(layout: StackLayout, depth: PrefaultDepth) throws(StackError) {
+        let usablePages = layout.sizes.usableSize / layout.pageSize
         switch depth {
         case .all:
             pageCount = usablePages
@@ -33,17 +33,17 @@ public struct PrefaultPlan: Sequence, Sendable, Hashable {
     }
 
     /// The range the plan covers: `[lowest planned page, top)`.
-    public var range: Range<UInt> { (layout.top - UInt(pageCount * layout.pageSize))..<layout.top }
+    @_spi(Benchmarks) public var range: Range<UInt> { (layout.top - UInt(pageCount * layout.pageSize))..<layout.top }
 
-    public func makeIterator() -> Iterator { Iterator(cursor: layout.top, remaining: pageCount, step: UInt(layout.pageSize)) }
+    @_spi(Benchmarks) public func makeIterator() -> Iterator { Iterator(cursor: layout.top, remaining: pageCount, step: UInt(layout.pageSize)) }
 
     /// Walks the plan from the top page down.
-    public struct Iterator: IteratorProtocol, Sendable {
+    @_spi(Benchmarks) public struct Iterator: IteratorProtocol, Sendable {
         var cursor: UInt
         var remaining: Int
         let step: UInt
 
-        public mutating func next() -> UInt? {
+        @_spi(Benchmarks) public mutating func next() -> UInt? {
             guard remaining > 0 else { return nil }
             remaining -= 1
             cursor -= step

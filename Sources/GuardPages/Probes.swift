@@ -3,13 +3,13 @@ import Glibc
 import SystemPackage
 
 /// Non-faulting questions about memory: never raise a signal, whatever the address.
-public enum Probe {
+@_spi(Benchmarks) public enum Probe {
     /// Whether one byte at `address` can be read, asked through process_vm_readv on this process.
     ///
     /// Returns false for guards, PROT_NONE and unmapped addresses (the kernel answers EFAULT).
     /// Reading a readable page that was never touched maps the shared zero page; probe guards, or
     /// measure residency before probing usable pages.
-    public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
+    @_spi(Benchmarks) public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
         let code = fs_probe_readable(UnsafeRawPointer(bitPattern: address))
         switch code {
         case 0: return true
@@ -19,7 +19,7 @@ public enum Probe {
     }
 
     /// How many pages of `range` are accessible, probing the first byte of each system page.
-    public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
         var accessible = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize)
         where try isAccessible(page) {
@@ -30,7 +30,7 @@ public enum Probe {
 
     /// Residency of each system page of `range` (page-aligned) from mincore: true where resident.
     /// Throws `.probeFailed` with ENOMEM when part of the range is not mapped.
-    public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
+    @_spi(Benchmarks) public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
         let pages = Int(range.upperBound - range.lowerBound) / systemPageSize
         var vector = [UInt8](repeating: 0, count: pages)
         let result = vector.withUnsafeMutableBufferPointer { buffer in
@@ -43,12 +43,12 @@ public enum Probe {
     }
 
     /// Number of resident system pages in `range`.
-    public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
         try residency(of: range).lazy.filter { $0 }.count
     }
 
     /// Whether every system page of `range` is unmapped (mincore answers ENOMEM for each).
-    public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
+    @_spi(Benchmarks) public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
         var byte: UInt8 = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize) {
             switch Syscall.residency(page, size: systemPageSize, into: &byte) {
@@ -62,22 +62,22 @@ public enum Probe {
 }
 
 /// What the probes say about one stack: the guard and the residency of its usable range.
-public struct StackProbeReport: Sendable, Hashable, Codable {
+@_spi(Benchmarks) public struct StackProbeReport: Sendable, Hashable, Codable {
     /// System pages in the guard.
-    public let guardPages: Int
+    @_spi(Benchmarks) public let guardPages: Int
     /// Guard pages that were readable (must be 0 for a hardware guard).
-    public let accessibleGuardPages: Int
+    package let accessibleGuardPages: Int
     /// Guard pages that are resident (must be 0: prefault never touches a guard).
-    public let residentGuardPages: Int
+    package let residentGuardPages: Int
     /// System pages in the usable range.
-    public let usablePages: Int
+    @_spi(Benchmarks) public let usablePages: Int
     /// Resident system pages in the usable range.
-    public let residentUsablePages: Int
+    @_spi(Benchmarks) public let residentUsablePages: Int
 
     /// Probes `layout`: residency first (mincore has no side effects), then guard accessibility.
-    public init(layout: StackLayout) throws(StackError) {
+    @_spi(Benchmarks) public init(layout: StackLayout) throws(StackError) {
         let guardResidency = try Probe.residency(of: layout.guardRange)
-        usablePages = layout.sizes.usable / systemPageSize
+        usablePages = layout.sizes.usableSize / systemPageSize
         residentUsablePages = try Probe.residentPages(in: layout.usableRange)
         guardPages = guardResidency.count
         residentGuardPages = guardResidency.lazy.filter { $0 }.count
@@ -85,5 +85,5 @@ public struct StackProbeReport: Sendable, Hashable, Codable {
     }
 
     /// True when the guard has pages and none of them is readable or resident.
-    public var guardIsSound: Bool { guardPages > 0 && accessibleGuardPages == 0 && residentGuardPages == 0 }
+    @_spi(Benchmarks) public var guardIsSound: Bool { guardPages > 0 && accessibleGuardPages == 0 && residentGuardPages == 0 }
 }

@@ -207,7 +207,7 @@ extension StackError.Reason {
             return "registering the guard of \(stack) failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .canaryCorrupted(let stack, let label):
             return "the canary at the usable bottom of \(label.map { "fiber \"\($0)\" " } ?? "")\(stack) was "
-                + "overwritten: the fiber used more than its \(stack.sizes.usable) usable bytes (or something wrote "
+                + "overwritten: the fiber used more than its \(stack.sizes.usableSize) usable bytes (or something wrote "
                 + "over it); raise the stack size (StackRequest.usableSize), or give the stack a hardware guard "
                 + "(StackRequest.guardSize > 0) so an overflow traps where it happens"
         case .signalSetupFailed(let errno, let what):

@@ -58,7 +58,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
         /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
         public static let numaPlacementWrong = Code("numaPlacementWrong")
-        /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+        /// The guard registry refused `stack`: EEXIST (a stack at this address is still registered),
         /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
         public static let guardRegistrationFailed = Code("guardRegistrationFailed")
         /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
@@ -298,7 +298,7 @@ extension StackError {
         StackError(.numaPlacementWrong(expected: expected, misplaced: misplaced, present: present, pagesPerNode: pagesPerNode, firstMisplaced: firstMisplaced))
     }
 
-    /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
+    /// The guard registry refused `stack`: EEXIST (a stack at this address is still registered),
     /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
     package static func guardRegistrationFailed(_ errno: Errno, stack: StackLayout) -> StackError {
         StackError(.guardRegistrationFailed(errno, stack: stack))

@@ -15,28 +15,28 @@ public struct StackSizes: Sendable, Hashable {
     public static let maximumGuardSize = 64 << 20
 
     /// Usable bytes, a multiple of `pageSize`.
-    public let usable: Int
+    public let usableSize: Int
     /// Guard bytes, a multiple of the system page size (0: unguarded).
     public let guardSize: Int
     /// Page size of the usable range.
     public let pageSize: Int
 
     /// Guard plus usable bytes: the size of the whole reservation.
-    public var total: Int { guardSize + usable }
+    public var total: Int { guardSize + usableSize }
 
     /// Validates and rounds the sizes; never traps, whatever the input.
-    public init(usable: Int, guard guardSize: Int, pageSize: Int = systemPageSize) throws(StackError) {
+    public init(usableSize: Int, guardSize: Int, pageSize: Int = systemPageSize) throws(StackError) {
         guard pageSize >= 4096, pageSize.nonzeroBitCount == 1 else {
             throw .invalidPageSize(requested: pageSize, reason: "must be a power of two of at least 4096")
         }
-        guard usable > 0 else {
-            throw .invalidSize(requested: usable, reason: "must be positive")
+        guard usableSize > 0 else {
+            throw .invalidSize(requested: usableSize, reason: "must be positive")
         }
-        guard let roundedUsable = roundUp(usable, to: pageSize) else {
-            throw .invalidSize(requested: usable, reason: "overflows when rounded up to the page size \(pageSize)")
+        guard let roundedUsable = roundUp(usableSize, to: pageSize) else {
+            throw .invalidSize(requested: usableSize, reason: "overflows when rounded up to the page size \(pageSize)")
         }
         guard roundedUsable <= Self.maximumUsableSize else {
-            throw .invalidSize(requested: usable, reason: "larger than the maximum of \(Self.maximumUsableSize) bytes")
+            throw .invalidSize(requested: usableSize, reason: "larger than the maximum of \(Self.maximumUsableSize) bytes")
         }
         guard guardSize >= 0 else {
             throw .invalidGuard(requested: guardSize, reason: "must not be negative (0 means no guard)")
@@ -45,7 +45,7 @@ public struct StackSizes: Sendable, Hashable {
             throw .invalidGuard(
                 requested: guardSize, reason: "larger than the maximum of \(Self.maximumGuardSize) bytes")
         }
-        self.usable = roundedUsable
+        self.usableSize = roundedUsable
         self.guardSize = roundedGuard
         self.pageSize = pageSize
     }
@@ -76,14 +76,14 @@ public struct StackLayout: Sendable, Hashable, CustomStringConvertible {
     /// Lowest usable address.
     public var usableBottom: UInt { base + UInt(sizes.guardSize) }
     /// One past the highest usable address: the initial stack pointer.
-    public var top: UInt { usableBottom + UInt(sizes.usable) }
+    public var top: UInt { usableBottom + UInt(sizes.usableSize) }
     /// The usable range.
     public var usableRange: Range<UInt> { usableBottom..<top }
     /// Page size of the usable range.
     public var pageSize: Int { sizes.pageSize }
 
     public var description: String {
-        "stack [0x\(String(usableBottom, radix: 16)), 0x\(String(top, radix: 16))) usable \(sizes.usable) B, "
+        "stack [0x\(String(usableBottom, radix: 16)), 0x\(String(top, radix: 16))) usable \(sizes.usableSize) B, "
             + "guard \(sizes.guardSize) B, page \(pageSize) B"
     }
 }

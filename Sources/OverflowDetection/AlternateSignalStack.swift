@@ -11,7 +11,7 @@ import SystemPackage
 /// PROT_NONE guard page below them and unmapped when the thread exits.
 public enum AlternateSignalStack {
     /// Default size: 64 KiB, room for our handler and for the Swift runtime's backtracer it chains to.
-    public static let defaultSize = 64 << 10
+    @usableFromInline package static let defaultSize = 64 << 10
 
     /// Gives the calling thread an alternate signal stack of `size` bytes (rounded up to the page size,
     /// at least the kernel's minimum), unless it already has one: then nothing changes. Idempotent.
@@ -39,7 +39,7 @@ public enum AlternateSignalStack {
     }
 
     /// The calling thread's alternate signal stack, whoever installed it; nil when it has none.
-    public static func current() throws(StackError) -> Range<UInt>? {
+    package static func current() throws(StackError) -> Range<UInt>? {
         switch Syscall.alternateSignalStack() {
         case .success(let stack):
             guard stack.ss_flags & Int32(SS_DISABLE) == 0, let base = stack.ss_sp else { return nil }
@@ -50,5 +50,5 @@ public enum AlternateSignalStack {
     }
 
     /// Whether the calling thread's alternate signal stack is one that `installForCurrentThread` made.
-    public static var isOursForCurrentThread: Bool { fs_alt_signal_stack_is_ours() == 1 }
+    package static var isOursForCurrentThread: Bool { fs_alt_signal_stack_is_ours() == 1 }
 }

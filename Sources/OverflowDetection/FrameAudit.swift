@@ -6,7 +6,7 @@ import Logging
 /// One function of an audited object and the stack its frame takes.
 public struct FrameRecord: Sendable, Hashable {
     /// The function's link-time address in its object.
-    public let address: UInt64
+    package let address: UInt64
     /// How far below the stack pointer of its caller the function's frame reaches, in bytes (on
     /// x86_64 this includes the return address). For a variable frame, the fixed part only.
     public let frameBytes: Int
@@ -28,7 +28,7 @@ public struct FrameRecord: Sendable, Hashable {
     public var object: String { source.path }
 
     /// The symbol as the object stores it (mangled), or "" when no symbol covers the function.
-    public var symbol: String { String(decoding: source.names[Int(nameStart)..<Int(nameEnd)], as: UTF8.self) }
+    package var symbol: String { String(decoding: source.names[Int(nameStart)..<Int(nameEnd)], as: UTF8.self) }
 
     /// The demangled symbol (Swift and C++), or the address in hex. Demangled on each call: only the
     /// functions shown need a readable name.
@@ -70,7 +70,7 @@ public struct FrameAudit: Sendable {
     /// Every function with call frame information, largest frame first.
     public let functions: [FrameRecord]
     /// The objects audited.
-    public let objects: [String]
+    @_spi(Benchmarks) public let objects: [String]
     /// Call frame records that could not be read and were skipped.
     public let malformedEntries: Int
 

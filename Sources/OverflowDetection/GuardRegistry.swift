@@ -16,7 +16,7 @@ import SystemPackage
 /// its label (for `entry(forStackAt:)` and canary errors) and never matches a fault.
 public enum GuardRegistry {
     /// Longest label kept, in UTF-8 bytes; longer labels are cut on a character boundary.
-    public static let labelCapacity = Int(FS_GUARD_LABEL_CAPACITY) - 1
+    @_spi(Benchmarks) public static let labelCapacity = Int(FS_GUARD_LABEL_CAPACITY) - 1
 
     /// What the registry holds for one stack.
     public struct Entry: Sendable, Hashable {
@@ -37,7 +37,7 @@ public enum GuardRegistry {
     /// Registers the stack at `layout` with an optional label. Throws `.guardRegistrationFailed` when a
     /// stack with the same usable bottom is still registered (EEXIST), or the registry cannot map its
     /// next segment (ENOMEM).
-    public static func register(_ layout: StackLayout, label: String = "") throws(StackError) {
+    @_spi(Benchmarks) public static func register(_ layout: StackLayout, label: String = "") throws(StackError) {
         if let injected = FailureInjection.injected(.register) { throw .guardRegistrationFailed(injected, stack: layout) }
         var label = label
         let code = label.withUTF8 { bytes in
@@ -50,7 +50,7 @@ public enum GuardRegistry {
 
     /// Removes the stack at `layout`; returns false when it was not registered.
     @discardableResult
-    public static func unregister(_ layout: StackLayout) -> Bool {
+    @_spi(Benchmarks) public static func unregister(_ layout: StackLayout) -> Bool {
         fs_guard_registry_remove(layout.usableBottom) == 0
     }
 
@@ -58,7 +58,7 @@ public enum GuardRegistry {
     /// scheduler uses the fiber's name or id and its worker: `"job-17@worker-1"`). Returns false when
     /// no such stack is registered.
     @discardableResult
-    public static func setLabel(_ label: String, forStackAt usableBottom: UInt) -> Bool {
+    @_spi(Benchmarks) public static func setLabel(_ label: String, forStackAt usableBottom: UInt) -> Bool {
         var label = label
         return label.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) {
@@ -80,5 +80,5 @@ public enum GuardRegistry {
     }
 
     /// Stacks registered now.
-    public static var count: Int { fs_guard_registry_count() }
+    @_spi(Benchmarks) public static var count: Int { fs_guard_registry_count() }
 }

@@ -1,4 +1,4 @@
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 /// How deep a stack has been used, so stacks can be sized from data.
 ///
 /// Two ways to measure, both from the top of the usable range down:
@@ -6,8 +6,8 @@ import GuardPages
 ///   deepest the stack has reached, to within a page. Free, and needs no preparation, but meaningless
 ///   for a prefaulted stack (every page is resident) and blind to pages the kernel reclaimed.
 /// - `.painted` needs `paint(_:)` before the stack is used: it fills the usable range with a pattern
-///   and `measure` finds the lowest byte that no longer holds it, to the byte. Painting makes the whole
-///   range resident; use it to size stacks, not in production.
+///   and `Stack.highWaterMark(by:)` finds the lowest byte that no longer holds it, to the byte.
+///   Painting makes the whole range resident; use it to size stacks, not in production.
 public enum HighWaterMark {
     /// How to measure.
     public enum Method: String, Sendable, Hashable, CaseIterable, Codable {
@@ -20,9 +20,10 @@ public enum HighWaterMark {
     /// The byte `paint(_:)` writes.
     package static let paintByte: UInt8 = 0xA5
 
-    /// Fills the usable range of `layout` with `paintByte`, except its lowest `Canary.size` bytes (where
-    /// a canary may live). Only before the stack is in use: this overwrites whatever is there.
-    package static func paint(_ layout: StackLayout) {
+    /// Fills the usable range of `layout` with a pattern that `Stack.highWaterMark(by: .painted)` looks for,
+    /// except its lowest 64 bytes (where a canary may live). Only before the stack is in use: this
+    /// overwrites whatever is there, and makes the whole range resident.
+    public static func paint(_ layout: StackLayout) {
         let start = layout.usableBottom + UInt(Canary.size)
         UnsafeMutableRawPointer(bitPattern: start)!.initializeMemory(
             as: UInt8.self, repeating: paintByte, count: Int(layout.top - start))

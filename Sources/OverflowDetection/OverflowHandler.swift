@@ -20,5 +20,5 @@ public enum OverflowHandler {
     }
 
     /// Whether `install()` has succeeded in this process.
-    public static var isInstalled: Bool { fs_overflow_handler_installed() == 1 }
+    package static var isInstalled: Bool { fs_overflow_handler_installed() == 1 }
 }

@@ -15,7 +15,7 @@ package enum StackThread {
         var code = pthread_attr_init(&attributes)
         guard code == 0 else { throw failure(code, "pthread_attr_init") }
         defer { pthread_attr_destroy(&attributes) }
-        code = pthread_attr_setstack(&attributes, UnsafeMutableRawPointer(bitPattern: layout.usableBottom), layout.sizes.usable)
+        code = pthread_attr_setstack(&attributes, UnsafeMutableRawPointer(bitPattern: layout.usableBottom), layout.sizes.usableSize)
         guard code == 0 else { throw failure(code, "pthread_attr_setstack (needs at least PTHREAD_STACK_MIN bytes)") }
         let context = Unmanaged.passRetained(Job(name: name, body: body)).toOpaque()
         var thread = pthread_t()

@@ -49,7 +49,7 @@ enum HugePageRegion {
                 throw mappingError(errno, size: reservedSize)
             }
         }
-        if case .failure(let error) = backing.mapFixed(at: layout.usableBottom, size: sizes.usable) {
+        if case .failure(let error) = backing.mapFixed(at: layout.usableBottom, size: sizes.usableSize) {
             unmap(layout, logger: logger)
             throw error
         }
@@ -64,7 +64,7 @@ enum HugePageRegion {
             // A bound stack draws on its node's pool: name that pool and its file.
             switch error.reason {
             case .hugePagesExhausted, .hugeTLBFSMountFull:
-                throw backing.exhaustedError(needed: sizes.usable / sizes.pageSize, node: placement?.homeNode)
+                throw backing.exhaustedError(needed: sizes.usableSize / sizes.pageSize, node: placement?.homeNode)
             default:
                 throw error
             }
@@ -88,7 +88,7 @@ enum HugePageRegion {
         guard backing.isHugeTLB else {
             let smallPages = try StackLayout(
                 base: layout.base,
-                sizes: StackSizes(usable: layout.sizes.usable, guard: layout.sizes.guardSize, pageSize: systemPageSize))
+                sizes: StackSizes(usableSize: layout.sizes.usableSize, guardSize: layout.sizes.guardSize, pageSize: systemPageSize))
             try Prefault.apply(prefault, to: smallPages, logger: logger)
             return
         }
@@ -102,7 +102,7 @@ enum HugePageRegion {
         case .success: return
         case .failure(.noMemory), .failure(.badAddress):
             // ENOMEM: no page; EFAULT: the fault itself failed (what a touch would have seen as SIGBUS).
-            throw backing.exhaustedError(needed: layout.sizes.usable / layout.pageSize)
+            throw backing.exhaustedError(needed: layout.sizes.usableSize / layout.pageSize)
         case .failure(let errno):
             throw .prefaultFailed(errno, strategy: .populate, address: range.lowerBound)
         }

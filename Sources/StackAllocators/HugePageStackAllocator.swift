@@ -114,7 +114,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
 
     /// A guarded region of `backing`'s pages for one stack.
     private func allocateRegion(_ request: StackRequest, backing: HugePageBacking) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize, pageSize: backing.pageSize)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize, pageSize: backing.pageSize)
         let layout: StackLayout
         do throws(StackError) {
             layout = try HugePageRegion.map(
@@ -142,15 +142,15 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
     /// up to the system page size; at least two must fit in a huge page. A new region is one huge page,
     /// populated, with the request's guard below it.
     private func allocatePacked(_ request: StackRequest, backing: HugePageBacking) throws(StackError) -> Stack {
-        let slotSizes = try StackSizes(usable: request.usableSize, guard: 0)
-        guard slotSizes.usable <= backing.pageSize / 2 else {
+        let slotSizes = try StackSizes(usableSize: request.usableSize, guardSize: 0)
+        guard slotSizes.usableSize <= backing.pageSize / 2 else {
             throw .invalidSize(
                 requested: request.usableSize,
                 reason: "packed stacks must fit at least two to a \(formatByteCount(backing.pageSize)) page "
                     + "(at most \(formatByteCount(backing.pageSize / 2))); use Packing.oneStackPerRegion")
         }
-        let regionSizes = try StackSizes(usable: backing.pageSize, guard: request.guardSize, pageSize: backing.pageSize)
-        let key = PackedHugePageStacks.Key(backing: backing, slotSize: slotSizes.usable, guardSize: regionSizes.guardSize)
+        let regionSizes = try StackSizes(usableSize: backing.pageSize, guardSize: request.guardSize, pageSize: backing.pageSize)
+        let key = PackedHugePageStacks.Key(backing: backing, slotSize: slotSizes.usableSize, guardSize: regionSizes.guardSize)
         let slot: PackedHugePageStacks.Slot
         if let free = packed.takeSlot(key) {
             slot = free

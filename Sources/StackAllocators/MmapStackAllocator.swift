@@ -37,7 +37,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
         guard request.pages == .small else {
             throw .invalidRequest("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
         }
-        let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize)
         let base: UInt
         switch Syscall.map(size: sizes.total, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK) {
         case .success(let address): base = address

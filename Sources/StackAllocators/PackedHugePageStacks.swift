@@ -30,7 +30,7 @@ final class PackedHugePageStacks: Sendable {
         /// Free slot indices, taken from the end: a fresh region hands out its lowest slot first, then
         /// the most recently released.
         var free: [Int]
-        var slotCount: Int { layout.sizes.usable / key.slotSize }
+        var slotCount: Int { layout.sizes.usableSize / key.slotSize }
     }
 
     private struct State {
@@ -61,7 +61,7 @@ final class PackedHugePageStacks: Sendable {
         state.withLock { state in
             let id = state.nextID
             state.nextID += 1
-            let count = layout.sizes.usable / key.slotSize
+            let count = layout.sizes.usableSize / key.slotSize
             state.regions[id] = Region(key: key, layout: layout, free: Array((0..<count).reversed()))
             state.open[key, default: []].insert(id)
             return Self.take(from: id, in: &state)

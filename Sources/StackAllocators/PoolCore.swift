@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import Glibc
 import Logging
 import Synchronization
@@ -425,7 +426,7 @@ import SystemPackage
     /// Takes a new stack from the inner allocator into a free slot.
     private func makeStack(prefault: PrefaultPolicy) throws(StackError) -> UInt32 {
         let request = StackRequest(
-            usableSize: sizes.usable, guardSize: sizes.guardSize, pages: configuration.stack.pages, prefault: prefault,
+            usableSize: sizes.usableSize, guardSize: sizes.guardSize, pages: configuration.stack.pages, prefault: prefault,
             placement: configuration.stack.placement)
         let stack = UnsafeMutablePointer<Stack>.allocate(capacity: 1)
         defer { stack.deallocate() }

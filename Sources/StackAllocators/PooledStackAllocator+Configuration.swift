@@ -69,7 +69,7 @@ extension PooledStackAllocator {
         /// The validated sizes of the pooled stacks; an invalid field is named in the error.
         func validated() throws(StackError) -> StackSizes {
             let sizes = try StackSizes(
-                configured: stack.usableSize, guard: stack.guardSize, type: Self.typeName,
+                configured: stack.usableSize, guardSize: stack.guardSize, type: Self.typeName,
                 usableField: "stack.usableSize", guardField: "stack.guardSize")
             guard maximumIdle >= 0, maximumIdle <= PoolSlotTable.capacity else {
                 throw invalid("maximumIdle", maximumIdle, allowed: "in 0...\(PoolSlotTable.capacity)")

@@ -25,13 +25,13 @@ public final class PooledStackAllocator: StackAllocator, StackStatsReporting, St
     let core: PoolCore
 
     /// Where the pooled stacks come from and go back to.
-    public var inner: any StackAllocator { core.inner }
+    package var inner: any StackAllocator { core.inner }
     /// The configuration the pool was made with.
-    public var configuration: Configuration { core.configuration }
+    package var configuration: Configuration { core.configuration }
     /// Sizes of the pooled stacks (validated and rounded).
-    public var sizes: StackSizes { core.sizes }
+    package var sizes: StackSizes { core.sizes }
 
-    /// `sizes`: every stack of this allocator has them.
+    /// The sizes every stack of this allocator has.
     public var fixedSizes: StackSizes? { sizes }
 
     /// A pool over `inner`. Makes `minimumIdle` stacks now; throws what `inner` throws for them, or a

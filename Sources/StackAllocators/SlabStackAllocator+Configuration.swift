@@ -2,7 +2,7 @@ extension SlabStackAllocator {
     /// The shape of a slab: one stack size, how many stacks share a region, which guard.
     public struct Configuration: Sendable, Hashable {
         /// Largest region accepted: 1 TiB of address space.
-        public static let maximumRegionSize = 1 << 40
+        @_spi(Benchmarks) public static let maximumRegionSize = 1 << 40
 
         /// Usable bytes of every stack, rounded up to the system page size. Default 64 KiB.
         public var usableSize: Int
@@ -52,7 +52,7 @@ extension SlabStackAllocator {
         /// The validated sizes of one stack and the byte size of one region; an invalid field is named.
         func validated() throws(StackError) -> (sizes: StackSizes, regionSize: Int) {
             let sizes = try StackSizes(
-                configured: usableSize, guard: guardSize, type: Self.typeName, usableField: "usableSize",
+                configured: usableSize, guardSize: guardSize, type: Self.typeName, usableField: "usableSize",
                 guardField: "guardSize")
             let mostStacks = min(Int(UInt32.max), Self.maximumRegionSize / sizes.total)
             guard stacksPerRegion > 0, stacksPerRegion <= mostStacks else {

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 import CStackSupport
 @_spi(Benchmarks) import GuardPages
 import Logging
@@ -27,16 +28,16 @@ import Logging
 /// bookkeeping.
 public final class SlabStackAllocator: StackAllocator, StackStatsReporting, StackResidencyReporting {
     /// The configuration the slab was made with.
-    public let configuration: Configuration
+    package let configuration: Configuration
     /// Sizes of every stack (validated and rounded).
-    public let sizes: StackSizes
+    package let sizes: StackSizes
 
-    /// `sizes`: every stack of this allocator has them.
+    /// The sizes every stack of this allocator has.
     public var fixedSizes: StackSizes? { sizes }
     /// What guards every stack: the installer's mechanism, or `.none` for a zero guard.
     public let guardMechanism: GuardMechanism
     /// Bytes of one region.
-    public let regionSize: Int
+    package let regionSize: Int
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder(reservesPerStack: false)
@@ -261,7 +262,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     private func giveBack(_ slot: SlabSlot, layout: StackLayout) -> Bool {
         // Outside the lock: the slot is on no free list, so nobody else touches it.
         if guardMechanism != .none { GuardRegistry.setLabel("", forStackAt: layout.usableBottom) }
-        let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usable, Int32(FS_MADV_DONTNEED))
+        let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usableSize, Int32(FS_MADV_DONTNEED))
         if case .failure(let errno) = discarded {
             logger.error(
                 "MADV_DONTNEED on a released slab stack failed; the slot is not reused",

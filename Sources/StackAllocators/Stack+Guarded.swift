@@ -1,3 +1,5 @@
+@_spi(Benchmarks) import OverflowDetection
+@_spi(Benchmarks) import GuardPages
 import Logging
 
 /// One way to turn mapped memory into a finished stack, for every allocator, built-in or your own.

@@ -10,7 +10,7 @@ extension Stack {
     }
 
     /// The label set by `setOverflowLabel`, or nil when the stack is not registered.
-    public var overflowLabel: String? {
+    package var overflowLabel: String? {
         GuardRegistry.entry(forStackAt: descriptor.layout.usableBottom)?.label
     }
 

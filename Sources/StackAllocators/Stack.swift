@@ -49,7 +49,7 @@ public struct Stack: ~Copyable, Sendable {
     }
 
     /// The allocator that made it; kept alive by the stack. For a pooled stack, a handle on its pool.
-    public var allocator: any StackAllocator {
+    package var allocator: any StackAllocator {
         switch retained {
         case .some(let allocator): allocator
         case .none: PooledStackAllocator(core: pool.unsafelyUnwrapped.takeUnretainedValue())
@@ -83,15 +83,15 @@ public struct Stack: ~Copyable, Sendable {
         UnsafeMutableRawPointer(bitPattern: descriptor.layout.usableBottom)!
     }
     /// Usable bytes.
-    public var usableSize: Int { descriptor.layout.sizes.usable }
+    public var usableSize: Int { descriptor.layout.sizes.usableSize }
     /// The guard's address range (empty when unguarded).
-    public var guardRange: Range<UInt> { descriptor.layout.guardRange }
+    package var guardRange: Range<UInt> { descriptor.layout.guardRange }
     /// Page size of the usable range.
-    public var pageSize: Int { descriptor.layout.pageSize }
+    package var pageSize: Int { descriptor.layout.pageSize }
     /// What protects the bottom.
-    public var guardMechanism: GuardMechanism { descriptor.guardMechanism }
+    package var guardMechanism: GuardMechanism { descriptor.guardMechanism }
     /// NUMA node, if bound.
-    public var node: Int? { descriptor.node }
+    package var node: Int? { descriptor.node }
 
     /// Gives the stack back to its allocator now (the same as dropping it, but explicit).
     public consuming func release() {}

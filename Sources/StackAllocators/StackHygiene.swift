@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import CStackSupport
 import Glibc
 import SystemPackage
@@ -18,7 +19,7 @@ enum StackHygiene {
     static func discardBelow(hotBytes: Int, of layout: StackLayout) -> Result<Range<UInt>?, Errno> {
         let page = UInt(layout.pageSize)
         let hot = (UInt(clamping: hotBytes) + page - 1) / page * page
-        guard hot < UInt(layout.sizes.usable) else { return .success(nil) }
+        guard hot < UInt(layout.sizes.usableSize) else { return .success(nil) }
         let range = layout.usableBottom..<(layout.top - hot)
         return Syscall.advise(range.lowerBound, size: Int(range.upperBound - range.lowerBound), Int32(FS_MADV_DONTNEED))
             .map { range }

@@ -14,7 +14,7 @@ public struct StackRequest: Sendable, Hashable {
     public var pages: PageKind
     /// What to make resident before the stack is returned.
     public var prefault: PrefaultPolicy
-    /// The NUMA node(s) the pages must live on, applied before prefault (`NUMABinding.apply`); nil leaves
+    /// The NUMA node(s) the pages must live on, bound before any page is touched; nil leaves
     /// the process's policy (first touch: the node of the CPU that faults a page in). See docs/numa.md.
     public var placement: NUMAPlacement?
 

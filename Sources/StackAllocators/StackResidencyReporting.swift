@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 /// Stack allocators that know every stack they hold and can measure how much of it is resident.
 public protocol StackResidencyReporting: StackStatsReporting {
     /// Bytes of this allocator's stacks (handed out and kept) resident now, asked of the kernel with

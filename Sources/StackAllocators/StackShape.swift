@@ -23,11 +23,11 @@ struct StackShape {
                 "placement \(asked) from a \(owner) placed \(placement.map { "\($0)" } ?? "by first touch")",
                 fix: "make one \(owner) per placement")
         }
-        let asked = try StackSizes(usable: request.usableSize, guard: request.guardSize)
-        guard asked.usable <= sizes.usable else {
+        let asked = try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize)
+        guard asked.usableSize <= sizes.usableSize else {
             throw .invalidSize(
                 requested: request.usableSize,
-                reason: "this \(owner) holds stacks of \(sizes.usable) usable bytes; make a \(owner) of the larger size")
+                reason: "this \(owner) holds stacks of \(sizes.usableSize) usable bytes; make a \(owner) of the larger size")
         }
         guard asked.guardSize <= sizes.guardSize else {
             throw .invalidGuard(

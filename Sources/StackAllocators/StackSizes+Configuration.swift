@@ -1,11 +1,11 @@
 extension StackSizes {
     /// The sizes a configuration asks for; a bad size names its field (`type.usableField` or
     /// `type.guardField`), so a user sees which setting to change rather than a bare "invalid stack size".
-    init(configured usable: Int, guard guardSize: Int, type: String, usableField: String, guardField: String)
+    init(configured usable: Int, guardSize: Int, type: String, usableField: String, guardField: String)
         throws(StackError)
     {
         do {
-            try self.init(usable: usable, guard: guardSize)
+            try self.init(usableSize: usable, guardSize: guardSize)
         } catch {
             switch error.reason {
             case .invalidSize(let requested, let reason):

@@ -100,17 +100,17 @@ package enum HugePageChecks {
             let huge = UInt(layout.pageSize)
             let alignedBottom = (layout.usableBottom + huge - 1) / huge * huge
             let alignedBytes = layout.top > alignedBottom ? Int((layout.top - alignedBottom) / huge * huge) : 0
-            let passed = hugetlb ? usage.hugetlbBytes == layout.sizes.usable && usage.kernelPageSizes == [layout.pageSize]
+            let passed = hugetlb ? usage.hugetlbBytes == layout.sizes.usableSize && usage.kernelPageSizes == [layout.pageSize]
                 : alignedBytes > 0 && usage.anonHugeBytes >= alignedBytes
-            return (passed, "\(usage.hugeBytes) of \(layout.sizes.usable) B in huge pages, \(alignedBytes) B huge-page aligned "
+            return (passed, "\(usage.hugeBytes) of \(layout.sizes.usableSize) B in huge pages, \(alignedBytes) B huge-page aligned "
                 + "(smaps: KernelPageSize \(usage.kernelPageSizes.map(formatByteCount)), AnonHugePages \(usage.anonHugeBytes) B)")
         }
         report.check("kernel-accounts-live", name) {
             let live = try MemorySnapshot.now()
             let hugetlb = (live.hugetlbKiB - before.hugetlbKiB) << 10
             let resident = (live.residentKiB - before.residentKiB) << 10
-            let passed = request.backing == .transparent ? resident >= layout.sizes.usable : hugetlb == layout.sizes.usable
-            return (passed, "with the stack live: HugetlbPages +\(hugetlb) B, RSS +\(resident) B, for \(layout.sizes.usable) usable B")
+            let passed = request.backing == .transparent ? resident >= layout.sizes.usableSize : hugetlb == layout.sizes.usableSize
+            return (passed, "with the stack live: HugetlbPages +\(hugetlb) B, RSS +\(resident) B, for \(layout.sizes.usableSize) usable B")
         }
         report.check("guard-below-huge", name) {
             let guardPages = try Smaps.usage(of: layout.guardRange).kernelPageSizes

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// `verify` for `MmapStackAllocator`: each guard mechanism this kernel offers times each prefault strategy,

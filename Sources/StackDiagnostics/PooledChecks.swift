@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import Glibc
 import StackAllocators
 
@@ -57,7 +58,7 @@ package enum PooledChecks {
                 trimming.trim()
                 let resident = try Probe.residentPages(in: layout.usableRange)
                 return (resident * systemPageSize <= 16 << 10,
-                        "\(resident) pages resident after trim (watermark 16 KiB of \(layout.sizes.usable >> 10) KiB)")
+                        "\(resident) pages resident after trim (watermark 16 KiB of \(layout.sizes.usableSize >> 10) KiB)")
             }
         }
     }

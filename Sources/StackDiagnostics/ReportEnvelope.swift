@@ -23,4 +23,4 @@
 }
 
 /// The package's version: `fiberstacks --version`, and `tool_version` in every JSON report.
-@_spi(Benchmarks) public let toolVersion = "0.1.0"
+package let toolVersion = "0.1.0"

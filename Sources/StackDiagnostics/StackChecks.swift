@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import StackAllocators
 
 /// Checks every allocator-independent property of one live stack: its guard and its residency.

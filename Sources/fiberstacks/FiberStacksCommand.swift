@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-@_spi(Benchmarks) import StackDiagnostics
+import StackDiagnostics
 
 /// The `fiberstacks` tool: what this machine offers, and proof that our stacks behave on it.
 @main

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 import ArgumentParser
 import Foundation
 import Glibc

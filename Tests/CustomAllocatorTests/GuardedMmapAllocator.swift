@@ -9,7 +9,7 @@ final class GuardedMmapAllocator: StackAllocator {
     private let live = Mutex<Set<UInt>>([])  // usable bottoms of the stacks handed out
 
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: request.guardSize)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize)
         let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let memory, memory != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw StackError(message: "mmap of \(sizes.total) bytes failed", fix: "check `ulimit -v`", errno: errno)

@@ -8,7 +8,7 @@ final class UnregisteredArenaAllocator: StackAllocator {
     private let live = Mutex<Set<UInt>>([])
 
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: max(request.guardSize, 4096))
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: max(request.guardSize, 4096))
         let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let memory, memory != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw StackError(message: "mmap failed", errno: errno)

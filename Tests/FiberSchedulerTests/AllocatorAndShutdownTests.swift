@@ -158,7 +158,7 @@ struct FixedShapeAllocatorTests {
         config.workerCount = 1
         config.initialPoolSize = 1
         config.targetPoolSize = 1
-        #expect(config.usableSize != slab.sizes.usable, "the default size differs from the slab's: the case at stake")
+        #expect(config.usableSize != slab.sizes.usableSize, "the default size differs from the slab's: the case at stake")
         let scheduler = try FiberScheduler(config: config)
         // The fiber's stack is the slab's shape, as the kernel and the registry see it.
         let bottom = try scheduler.submit { () -> UInt in

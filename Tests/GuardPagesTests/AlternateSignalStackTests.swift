@@ -1,5 +1,5 @@
 import Glibc
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 import OverflowDetection
 import Synchronization
 import Testing

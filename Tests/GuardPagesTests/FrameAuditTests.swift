@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 import CFrameFixtures
 import Foundation
 import Glibc

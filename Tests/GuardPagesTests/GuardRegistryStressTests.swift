@@ -1,6 +1,6 @@
 import Foundation
 import GuardPages
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 import Synchronization
 import Testing
 

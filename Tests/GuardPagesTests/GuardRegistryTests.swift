@@ -1,6 +1,6 @@
 import Glibc
 import GuardPages
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 import Testing
 
 /// Address space reserved PROT_NONE, carved into fake stacks for the registry (which never touches
@@ -19,7 +19,7 @@ final class AddressReservation: Sendable {
     /// A stack whose reservation starts `offset` bytes into the region.
     func layout(at offset: Int, usable: Int, guard guardSize: Int) throws -> StackLayout {
         precondition(offset + guardSize + usable <= size)
-        return try StackLayout(base: base + UInt(offset), sizes: StackSizes(usable: usable, guard: guardSize))
+        return try StackLayout(base: base + UInt(offset), sizes: StackSizes(usableSize: usable, guardSize: guardSize))
     }
 
     deinit { munmap(UnsafeMutableRawPointer(bitPattern: base), size) }

@@ -1,4 +1,4 @@
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 import Testing
 
 @Suite("Prefault plans")
@@ -6,7 +6,7 @@ struct PrefaultPlanTests {
     @Test("The plan walks down from the top one page at a time and never reaches the guard",
           arguments: [(4096, 65536), (65536, 1 << 20), (2 << 20, 4 << 20)])
     func order(pageSize: Int, usable: Int) throws {
-        let layout = try StackLayout(base: 0x4000_0000, sizes: StackSizes(usable: usable, guard: 65536, pageSize: pageSize))
+        let layout = try StackLayout(base: 0x4000_0000, sizes: StackSizes(usableSize: usable, guardSize: 65536, pageSize: pageSize))
         let pages = Array(try PrefaultPlan(layout: layout, depth: .all))
         #expect(pages.count == usable / pageSize)
         #expect(pages.first == layout.top - UInt(pageSize))
@@ -19,7 +19,7 @@ struct PrefaultPlanTests {
 
     @Test("A depth covers the top bytes, rounded up to pages, clamped to the usable range")
     func depth() throws {
-        let layout = try StackLayout(base: 0x4000_0000, sizes: StackSizes(usable: 65536, guard: 4096))
+        let layout = try StackLayout(base: 0x4000_0000, sizes: StackSizes(usableSize: 65536, guardSize: 4096))
         #expect(try PrefaultPlan(layout: layout, depth: .top(bytes: 0)).pageCount == 0)
         #expect(try PrefaultPlan(layout: layout, depth: .top(bytes: 1)).pageCount == 1)
         #expect(try PrefaultPlan(layout: layout, depth: .top(bytes: 8193)).pageCount == 3)

@@ -1,5 +1,5 @@
 import Glibc
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 import Logging
 import Testing
 
@@ -8,7 +8,7 @@ final class ScratchStack {
     let layout: StackLayout
 
     init(usable: Int = 256 << 10, guardSize: Int = 64 << 10, mode: GuardMode = .automatic) throws {
-        let sizes = try StackSizes(usable: usable, guard: guardSize)
+        let sizes = try StackSizes(usableSize: usable, guardSize: guardSize)
         let address = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         try #require(address != MAP_FAILED)
         layout = try StackLayout(base: UInt(bitPattern: address), sizes: sizes)

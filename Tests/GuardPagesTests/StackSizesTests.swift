@@ -5,18 +5,18 @@ import Testing
 struct StackSizesTests {
     @Test("Sizes round up to the page size; a zero guard stays unguarded")
     func rounding() throws {
-        let sizes = try StackSizes(usable: 1, guard: 1)
-        #expect(sizes.usable == systemPageSize)
+        let sizes = try StackSizes(usableSize: 1, guardSize: 1)
+        #expect(sizes.usableSize == systemPageSize)
         #expect(sizes.guardSize == systemPageSize)
-        #expect(try StackSizes(usable: 100_000, guard: 0).guardSize == 0)
-        #expect(try StackSizes(usable: 3 << 20, guard: 4096, pageSize: 2 << 20).usable == 4 << 20)
+        #expect(try StackSizes(usableSize: 100_000, guardSize: 0).guardSize == 0)
+        #expect(try StackSizes(usableSize: 3 << 20, guardSize: 4096, pageSize: 2 << 20).usableSize == 4 << 20)
     }
 
     @Test("Zero, negative and absurd sizes are errors, never traps", arguments: [0, -1, Int.min, Int.max, Int.max - 4094, 5 << 30])
     func badUsable(_ size: Int) {
-        #expect(throws: StackError.self) { try StackSizes(usable: size, guard: 4096) }
+        #expect(throws: StackError.self) { try StackSizes(usableSize: size, guardSize: 4096) }
         do {
-            _ = try StackSizes(usable: size, guard: 4096)
+            _ = try StackSizes(usableSize: size, guardSize: 4096)
         } catch {
             guard case .invalidSize = error.reason else { Issue.record("wrong error \(error)"); return }
         }
@@ -25,7 +25,7 @@ struct StackSizesTests {
     @Test("Guards beyond the sane bound or negative are errors", arguments: [-1, Int.max, StackSizes.maximumGuardSize + 1])
     func badGuard(_ guardSize: Int) {
         #expect {
-            try StackSizes(usable: 65536, guard: guardSize)
+            try StackSizes(usableSize: 65536, guardSize: guardSize)
         } throws: { error in
             (error as? StackError)?.code == .invalidGuard
         }
@@ -34,7 +34,7 @@ struct StackSizesTests {
     @Test("Page sizes must be powers of two of at least 4 KiB", arguments: [0, 1, 4095, 6000, -4096])
     func badPageSize(_ pageSize: Int) {
         #expect {
-            try StackSizes(usable: 65536, guard: 4096, pageSize: pageSize)
+            try StackSizes(usableSize: 65536, guardSize: 4096, pageSize: pageSize)
         } throws: { error in
             (error as? StackError)?.code == .invalidPageSize
         }
@@ -42,7 +42,7 @@ struct StackSizesTests {
 
     @Test("A layout puts the guard below the usable range and rejects bases that overflow")
     func layout() throws {
-        let sizes = try StackSizes(usable: 65536, guard: 8192)
+        let sizes = try StackSizes(usableSize: 65536, guardSize: 8192)
         let layout = try StackLayout(base: 0x10000, sizes: sizes)
         #expect(layout.guardRange == 0x10000..<0x12000)
         #expect(layout.usableRange == 0x12000..<0x22000)

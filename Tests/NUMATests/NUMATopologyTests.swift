@@ -1,5 +1,5 @@
 @_spi(Benchmarks) import GuardPages
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import Testing
 
 @Suite("NUMA topology on this host")

@@ -1,5 +1,5 @@
 import Foundation
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import Testing
 

@@ -24,7 +24,7 @@ private final class Scratch {
     let layout: StackLayout
 
     init() throws {
-        let sizes = try StackSizes(usable: 64 << 10, guard: 64 << 10)
+        let sizes = try StackSizes(usableSize: 64 << 10, guardSize: 64 << 10)
         let address = try #require(mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         try #require(address != MAP_FAILED)
         let base = UInt(bitPattern: address)

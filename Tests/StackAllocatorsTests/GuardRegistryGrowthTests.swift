@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import StackAllocators
@@ -22,7 +23,7 @@ struct GuardRegistryGrowthTests {
             precondition(region != MAP_FAILED, "reserving \(span) bytes of address space failed: errno \(errno)")
             defer { munmap(region, span) }
             let base = UInt(bitPattern: region)
-            let sizes = try StackSizes(usable: page, guard: page)
+            let sizes = try StackSizes(usableSize: page, guardSize: page)
             func layout(_ index: Int) throws -> StackLayout { try StackLayout(base: base + UInt(index * 2 * page), sizes: sizes) }
 
             let baseline = GuardRegistry.count

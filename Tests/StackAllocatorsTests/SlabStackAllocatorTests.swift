@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import Glibc
 import StackAllocators
 import StackTestSupport

@@ -10,7 +10,7 @@ private final class CanaryStackAllocator: StackAllocator {
     let corruptReleases = Mutex<[StackError]>([])
 
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: 0)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: 0)
         let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let memory, memory != MAP_FAILED else { throw .mappingFailed(.noMemory, size: sizes.total) }
         let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)

@@ -21,7 +21,7 @@ public final class CountingHeapAllocator: StackAllocator {
     public init(limit: Int = .max) { self.limit = limit }
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usable: request.usableSize, guard: 0)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: 0)
         // Count first, atomically, so concurrent callers cannot both pass the limit.
         guard allocated.add(1, ordering: .relaxed).newValue <= limit else {
             allocated.subtract(1, ordering: .relaxed)

@@ -113,7 +113,7 @@ private final class NullStackAllocator: StackAllocator {
 
     init() throws {
         descriptor = StackDescriptor(
-            layout: try StackLayout(base: 1 << 30, sizes: try StackSizes(usable: 64 << 10, guard: 0)), guardMechanism: .none)
+            layout: try StackLayout(base: 1 << 30, sizes: try StackSizes(usableSize: 64 << 10, guardSize: 0)), guardMechanism: .none)
     }
 
     func allocate(_ request: StackRequest) -> Stack { Stack(descriptor: descriptor, allocator: self) }

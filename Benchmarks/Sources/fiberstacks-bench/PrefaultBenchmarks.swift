@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import CPeers
 import StackAllocators
 
@@ -67,7 +68,7 @@ enum PrefaultBenchmarks {
                     let start = nanoseconds()
                     let stack = try allocator.allocate(request)
                     let elapsed = nanoseconds() - start
-                    pageSize = stack.pageSize
+                    pageSize = stack.descriptor.layout.pageSize
                     hugeBytes = try HugePageStackAllocator.hugePageBytes(of: stack)
                     return elapsed
                 }.map { $0 / Double(bytes / pageSize) }
@@ -86,7 +87,7 @@ enum PrefaultBenchmarks {
     static func hugeTLBAgainstC(
         _ recorder: BenchRecorder, bytes: Int, request: StackRequest, allocator: HugePageStackAllocator
     ) throws {
-        let pageSize = try allocator.allocate(request).pageSize
+        let pageSize = try allocator.allocate(request).descriptor.layout.pageSize
         let pages = bytes / pageSize
         let params = ["mapping_bytes": bytes, "page": pageSize]
         try recorder.contest(.prefault, opsPerRep: pages, [

@@ -18,6 +18,8 @@
 //   resident page, a pool that scrubs leaves no written value behind; after the input released
 //   everything and dropped its allocator, GuardRegistry and the process's mappings are as they were
 //   before (see `checkMappingsRestored`).
+@_spi(Benchmarks) import GuardPages
+@_spi(Benchmarks) import OverflowDetection
 import FuzzSupport
 import Logging
 import StackAllocators
@@ -156,7 +158,7 @@ struct SequenceRun {
         }
         var model = StackModel(descriptor: descriptor)
         model.residentPages = plannedPages(request.prefault, layout)
-        budget -= request.prefault.bytes(usable: sizes.usable)
+        budget -= request.prefault.bytes(usable: sizes.usableSize)
         checkResidency(model, exact: subject.residencyIsExact, context())
         checkGuard(layout, context())
         checkRegistered(layout, context())
@@ -184,7 +186,7 @@ struct SequenceRun {
         let policy = input.prefaultPolicy()
         guard let index = pickLive() else { return }
         let layout = live.models[index].layout
-        guard policy.bytes(usable: layout.sizes.usable) <= min(budget, prefaultCap + systemPageSize) else { return }
+        guard policy.bytes(usable: layout.sizes.usableSize) <= min(budget, prefaultCap + systemPageSize) else { return }
         let context = { [subject] in "\(subject): Prefault.apply(\(policy)) to \(layout)" }
         let result = Result { () throws(StackError) in try Prefault.apply(policy, to: layout, logger: logger) }
         switch result {
@@ -194,7 +196,7 @@ struct SequenceRun {
             }
         case .success:
             check(!policy.isInvalid, "\(context()) accepted a negative depth")
-            budget -= policy.bytes(usable: layout.sizes.usable)
+            budget -= policy.bytes(usable: layout.sizes.usableSize)
             live.update(index) { $0.residentPages.formUnion(plannedPages(policy, layout)) }
         }
         let model = live.models[index]
@@ -217,7 +219,7 @@ struct SequenceRun {
         let offset = input.integer(UInt32.self)
         guard let index = pickLive(), budget >= systemPageSize else { return }
         let layout = live.models[index].layout
-        let address = layout.usableBottom + UInt(Int(offset) % (layout.sizes.usable / 8)) * 8
+        let address = layout.usableBottom + UInt(Int(offset) % (layout.sizes.usableSize / 8)) * 8
         var model = live.models[index]
         mark(&model, at: address)
         budget -= systemPageSize

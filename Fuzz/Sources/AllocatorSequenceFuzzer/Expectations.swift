@@ -1,5 +1,5 @@
 import FuzzSupport
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// What the model expects of one allocation request.
 enum Expectation {
@@ -16,7 +16,7 @@ enum Expectation {
 extension Subject {
     /// The model's answer to `request`, for `allocator` (made from this subject).
     func expectation(for request: StackRequest, allocator: any StackAllocator) -> Expectation {
-        let asked = Result { () throws(StackError) in try StackSizes(usable: request.usableSize, guard: request.guardSize) }
+        let asked = Result { () throws(StackError) in try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize) }
         let prefaultError: StackError? =
             if request.prefault.isInvalid, case .top(let depth) = request.prefault.depth {
                 .sizeError(.invalidSize, requested: depth)
@@ -33,7 +33,7 @@ extension Subject {
                 return .stack(sizes, node: request.placement?.homeNode)
             }
         case .slab(let configuration):
-            let sizes = (allocator as! SlabStackAllocator).sizes
+            let sizes = (allocator as! SlabStackAllocator).fixedSizes!
             let exact = request.usableSize == configuration.usableSize && request.guardSize == configuration.guardSize
             if let refusal = refusal(of: request, asked: asked, sizes: sizes, placement: configuration.placement, exact: exact) {
                 return refusal
@@ -41,7 +41,7 @@ extension Subject {
             if let prefaultError { return .error(prefaultError) }
             return .stack(sizes, node: configuration.placement?.homeNode)
         case .pool(let configuration, _):
-            let sizes = (allocator as! PooledStackAllocator).sizes
+            let sizes = (allocator as! PooledStackAllocator).fixedSizes!
             let exact =
                 request.usableSize == configuration.stack.usableSize && request.guardSize == configuration.stack.guardSize
                 && request.placement == configuration.stack.placement
@@ -64,7 +64,7 @@ extension Subject {
         switch asked {
         case .failure(let error): return .error(error)
         case .success(let asked):
-            if asked.usable > sizes.usable { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
+            if asked.usableSize > sizes.usableSize { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
             if asked.guardSize > sizes.guardSize { return .error(.sizeError(.invalidGuard, requested: request.guardSize)) }
             return nil
         }

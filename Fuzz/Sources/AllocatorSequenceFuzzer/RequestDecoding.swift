@@ -1,5 +1,5 @@
 import FuzzSupport
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// The most bytes one stack's prefault may make resident, and the most an input may make resident in
 /// all (libFuzzer's default RSS limit is 2 GiB).

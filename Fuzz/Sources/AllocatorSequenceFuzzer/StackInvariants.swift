@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import FuzzSupport
 import StackAllocators
 
@@ -72,7 +73,7 @@ func checkReport(_ model: StackModel, _ context: @autoclosure () -> String) {
     guard layout.sizes.total / systemPageSize <= pagesProbedWhole else { return }
     let report = probing("StackProbeReport") { () throws(StackError) in try StackProbeReport(layout: layout) }
     check(report.guardPages == layout.sizes.guardSize / systemPageSize, "\(context()): report counts \(report.guardPages) guard pages")
-    check(report.usablePages == layout.sizes.usable / systemPageSize, "\(context()): report counts \(report.usablePages) usable pages")
+    check(report.usablePages == layout.sizes.usableSize / systemPageSize, "\(context()): report counts \(report.usablePages) usable pages")
     check(layout.sizes.guardSize == 0 || report.guardIsSound, "\(context()): report says the guard is not sound: \(report)")
     check(report.residentUsablePages >= model.residentPages.count, "\(context()): report has \(report.residentUsablePages) resident pages, \(model.residentPages.count) known")
 }

@@ -1,5 +1,6 @@
+@_spi(Benchmarks) import GuardPages
 import FuzzSupport
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// The allocator an input drives, decoded from its first bytes, and what the model may assume about it.
 enum Subject: CustomStringConvertible {
@@ -53,7 +54,7 @@ enum Subject: CustomStringConvertible {
             .configurationError(type: type, field: field)
         }
         func sizesError(_ usable: Int, _ guardSize: Int, _ type: String, prefix: String) -> StackError? {
-            if case .failure(let error) = Result(catching: { () throws(StackError) in try StackSizes(usable: usable, guard: guardSize) }) {
+            if case .failure(let error) = Result(catching: { () throws(StackError) in try StackSizes(usableSize: usable, guardSize: guardSize) }) {
                 switch error.code {
                 case .invalidSize: return invalid(type, prefix + "usableSize")
                 case .invalidGuard: return invalid(type, prefix + "guardSize")
@@ -68,7 +69,7 @@ enum Subject: CustomStringConvertible {
         case .slab(let configuration):
             let type = "SlabStackAllocator.Configuration"
             if let error = sizesError(configuration.usableSize, configuration.guardSize, type, prefix: "") { return error }
-            let sizes = try! StackSizes(usable: configuration.usableSize, guard: configuration.guardSize)
+            let sizes = try! StackSizes(usableSize: configuration.usableSize, guardSize: configuration.guardSize)
             let mostStacks = min(Int(UInt32.max), SlabStackAllocator.Configuration.maximumRegionSize / sizes.total)
             if configuration.stacksPerRegion <= 0 || configuration.stacksPerRegion > mostStacks {
                 return invalid(type, "stacksPerRegion")

@@ -10,6 +10,7 @@
 // - the sentinel below the guard is intact afterwards: nothing wrote past the guard.
 // Frames larger than the guard can step over it (Swift emits no stack probes): the documented
 // limitation, confirmed once at start-up and reported on stderr, never a finding.
+@_spi(Benchmarks) import OverflowDetection
 import CFuzzSupport
 import FuzzSupport
 import Glibc

@@ -15,7 +15,7 @@
 // - at the end of every input everything is unregistered and the registry is as empty as before.
 import FuzzSupport
 import GuardPages
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func guardRegistryFuzzer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -94,7 +94,7 @@ struct RegistryRun {
         default:
             guard let neighbour = pickRegistered() else { return arenaBase + UInt(maximumGuardPages) * page }
             // Right above it (its top), or where a stack of the same size ends at its guard's low end.
-            return input.bool() ? neighbour.top : neighbour.base - UInt(neighbour.sizes.usable)
+            return input.bool() ? neighbour.top : neighbour.base - UInt(neighbour.sizes.usableSize)
         }
     }
 
@@ -110,7 +110,7 @@ struct RegistryRun {
         let guardPages = input.int(in: 0...maximumGuardPages)
         let usablePages = input.int(in: 1...64)
         guard bottom >= UInt(guardPages) * page,
-            let sizes = try? StackSizes(usable: usablePages * Int(page), guard: guardPages * Int(page)),
+            let sizes = try? StackSizes(usableSize: usablePages * Int(page), guardSize: guardPages * Int(page)),
             let layout = try? StackLayout(base: bottom - UInt(guardPages) * page, sizes: sizes)
         else { return nil }
         return layout
@@ -189,7 +189,7 @@ struct RegistryRun {
         let spacing = guardPages + 1
         for index in 0..<UInt(count) {
             let bottom = bulkBase + (index * spacing + guardPages) * page
-            let layout = try! StackLayout(base: bottom - guardPages * page, sizes: StackSizes(usable: Int(page), guard: Int(guardPages * page)))
+            let layout = try! StackLayout(base: bottom - guardPages * page, sizes: StackSizes(usableSize: Int(page), guardSize: Int(guardPages * page)))
             do throws(StackError) { try GuardRegistry.register(layout) } catch { finding("bulk register(\(layout)) threw \(error)") }
         }
         check(GuardRegistry.count == baseline + model.count + count, "count \(GuardRegistry.count) after registering \(count) stacks")
@@ -202,7 +202,7 @@ struct RegistryRun {
         }
         for index in 0..<UInt(count) {
             let bottom = bulkBase + (index * spacing + guardPages) * page
-            let layout = try! StackLayout(base: bottom - guardPages * page, sizes: StackSizes(usable: Int(page), guard: Int(guardPages * page)))
+            let layout = try! StackLayout(base: bottom - guardPages * page, sizes: StackSizes(usableSize: Int(page), guardSize: Int(guardPages * page)))
             check(GuardRegistry.unregister(layout), "bulk unregister(\(layout)) failed")
         }
     }

@@ -10,7 +10,7 @@
 //   descend strictly from the top one page at a time, and they cover the requested depth (clamped to
 //   the usable range) with less than one page to spare; a negative depth is an error.
 import FuzzSupport
-import GuardPages
+@_spi(Benchmarks) import GuardPages
 
 /// The page sizes the plan is checked with: base pages, 64 KiB (aarch64 kernels), 2 MiB huge pages.
 let pageSizes = [4096, 64 << 10, 2 << 20]
@@ -53,8 +53,8 @@ func roundUp(_ value: Int128, to alignment: Int128) -> Int128 {
 
 /// StackSizes against the model. Returns the sizes when both agree they are valid.
 func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes? {
-    let result = Result { () throws(StackError) in try StackSizes(usable: usable, guard: guardSize, pageSize: pageSize) }
-    let context = "StackSizes(usable: \(usable), guard: \(guardSize), pageSize: \(pageSize))"
+    let result = Result { () throws(StackError) in try StackSizes(usableSize: usable, guardSize: guardSize, pageSize: pageSize) }
+    let context = "StackSizes(usableSize: \(usable), guardSize: \(guardSize), pageSize: \(pageSize))"
 
     // The model: the first rule broken names the error.
     let expected: Result<(usable: Int128, guardSize: Int128), StackError>
@@ -72,10 +72,10 @@ func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes?
 
     switch (result, expected) {
     case (.success(let sizes), .success(let model)):
-        check(Int128(sizes.usable) == model.usable, "\(context): usable \(sizes.usable), model \(model.usable)")
+        check(Int128(sizes.usableSize) == model.usable, "\(context): usable \(sizes.usableSize), model \(model.usable)")
         check(Int128(sizes.guardSize) == model.guardSize, "\(context): guard \(sizes.guardSize), model \(model.guardSize)")
         check(sizes.pageSize == pageSize, "\(context): page size \(sizes.pageSize)")
-        check(sizes.total == sizes.usable + sizes.guardSize, "\(context): total \(sizes.total)")
+        check(sizes.total == sizes.usableSize + sizes.guardSize, "\(context): total \(sizes.total)")
         return sizes
     case (.failure(let error), .failure(let model)):
         check(error.matches(model), "\(context): threw \(error), model expects \(model)")
@@ -99,7 +99,7 @@ func checkLayout(base: UInt, sizes: StackSizes) -> StackLayout? {
         check(layout.guardRange == base..<(base + UInt(sizes.guardSize)), "\(context): guard \(layout.guardRange)")
         check(layout.usableRange.lowerBound == layout.guardRange.upperBound, "\(context): usable range does not start at the guard's end")
         check(UInt128(layout.top) == end, "\(context): top 0x\(String(layout.top, radix: 16))")
-        check(layout.usableRange.count == sizes.usable, "\(context): usable range \(layout.usableRange)")
+        check(layout.usableRange.count == sizes.usableSize, "\(context): usable range \(layout.usableRange)")
         return layout
     case .failure(let error):
         check(!valid, "\(context) threw \(error); the model accepts it")
@@ -116,7 +116,7 @@ let maximumPagesWalked = 1 << 14
 func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
     let context = "PrefaultPlan(\(layout), depth: \(depth))"
     let page = layout.pageSize
-    let usablePages = layout.sizes.usable / page
+    let usablePages = layout.sizes.usableSize / page
     let expectedPages: Int
     switch depth {
     case .all:
@@ -136,7 +136,7 @@ func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
     check(plan.pageCount == expectedPages, "\(context): \(plan.pageCount) pages, model \(expectedPages)")
     let covered = Int128(plan.pageCount) * Int128(page)
     let wanted: Int128
-    if case .top(let bytes) = depth { wanted = min(Int128(bytes), Int128(layout.sizes.usable)) } else { wanted = Int128(layout.sizes.usable) }
+    if case .top(let bytes) = depth { wanted = min(Int128(bytes), Int128(layout.sizes.usableSize)) } else { wanted = Int128(layout.sizes.usableSize) }
     check(covered >= wanted && covered < wanted + Int128(page), "\(context): covers \(covered) bytes for a depth of \(wanted)")
     check(plan.range.upperBound == layout.top, "\(context): range \(plan.range) does not end at the top")
     check(plan.range.lowerBound >= layout.usableBottom, "\(context): range \(plan.range) reaches below the usable bottom")

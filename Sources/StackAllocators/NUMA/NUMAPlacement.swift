@@ -1,10 +1,10 @@
 /// Where a stack's pages must live: a NUMA policy and what to do with pages that already exist.
 ///
-/// Set `StackRequest.placement`; the allocator applies it with `NUMABinding.apply` (mbind) after mapping
+/// Set `StackRequest.placement`; the allocator applies it with mbind(2) after mapping
 /// and before prefault, so the pages are zeroed on the target node whichever thread prefaults them.
 public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
     /// The memory policy.
-    public enum Mode: Sendable, Hashable {
+    package enum Mode: Sendable, Hashable {
         /// `MPOL_BIND`: every page on this node. When the node is full, allocation fails (prefault reports
         /// it; a later fault is an OOM kill), it never spills.
         case bind(Int)
@@ -28,12 +28,12 @@ public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The policy.
-    public var mode: Mode
+    package var mode: Mode
     /// The treatment of pages already present.
     public var existingPages: ExistingPages
 
     /// A placement of `mode`; existing pages are moved unless you say otherwise.
-    public init(_ mode: Mode, existingPages: ExistingPages = .move) {
+    package init(_ mode: Mode, existingPages: ExistingPages = .move) {
         self.mode = mode
         self.existingPages = existingPages
     }
@@ -54,7 +54,7 @@ public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The nodes the policy names, sorted, without duplicates.
-    public var nodes: [Int] {
+    @_spi(Benchmarks) public var nodes: [Int] {
         switch mode {
         case .bind(let node), .preferred(let node): [node]
         case .interleave(let nodes): Array(Set(nodes)).sorted()
@@ -63,7 +63,7 @@ public struct NUMAPlacement: Sendable, Hashable, CustomStringConvertible {
 
     /// The node a stack so placed lives on (`StackDescriptor.node`): the bound or preferred node; nil for
     /// interleave.
-    public var homeNode: Int? {
+    @_spi(Benchmarks) public var homeNode: Int? {
         switch mode {
         case .bind(let node), .preferred(let node): node
         case .interleave: nil

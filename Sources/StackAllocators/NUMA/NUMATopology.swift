@@ -7,31 +7,30 @@ import Glibc
 /// memory, their CPUs, memory and distances.
 ///
 /// Memoryless nodes exist (CPUs, no memory; nothing can be placed on them), and so do CPU-less memory
-/// nodes. Tables indexed by node id are sized `maxNode + 1`: `numa_num_configured_nodes()` counts only
-/// nodes with memory.
+/// nodes: `memoryNodes` lists the nodes a placement may name.
 public struct NUMATopology: Sendable, Hashable, Codable {
     /// One node.
     public struct Node: Sendable, Hashable, Codable {
         /// The node id.
         public let id: Int
         /// Listed in /sys/devices/system/node/online.
-        public let online: Bool
+        package let online: Bool
         /// Has memory (`numa_node_size64` > 0): pages can be placed on it.
         public let hasMemory: Bool
         /// Its CPUs (`numa_node_to_cpus`); empty for a CPU-less memory node.
         public let cpus: [Int]
         /// Memory in bytes (`numa_node_size64`).
-        public let memoryTotal: Int
+        package let memoryTotal: Int
         /// Free memory in bytes when the topology was read.
-        public let memoryFree: Int
+        package let memoryFree: Int
         /// `numa_distance` to each node of the topology, by node id (10 is local; 0 unknown).
-        public let distances: [Int: Int]
+        package let distances: [Int: Int]
     }
 
     /// Node ids this kernel can ever have (/sys/devices/system/node/possible).
-    public let possible: [Int]
+    package let possible: [Int]
     /// The highest node id present (`numa_max_node()`).
-    public let maxNode: Int
+    package let maxNode: Int
     /// The nodes present (libnuma's configured nodes), by id.
     public let nodes: [Node]
 
@@ -39,10 +38,10 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     public var memoryNodes: [Int] { nodes.filter(\.hasMemory).map(\.id) }
 
     /// The node with `id`, if present.
-    public func node(_ id: Int) -> Node? { nodes.first { $0.id == id } }
+    package func node(_ id: Int) -> Node? { nodes.first { $0.id == id } }
 
     /// The node with memory closest to `id` by `numa_distance` (itself when it has memory).
-    public func nearestMemoryNode(to id: Int) -> Int? {
+    package func nearestMemoryNode(to id: Int) -> Int? {
         let distances = node(id)?.distances ?? [:]
         return nodes.filter(\.hasMemory).min { a, b in
             (distances[a.id] ?? Int.max, a.id) < (distances[b.id] ?? Int.max, b.id)
@@ -50,7 +49,7 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     }
 
     /// Throws the error that says why no page can be placed on `id`: out of range, offline, memoryless.
-    public func validateMemoryNode(_ id: Int) throws(StackError) {
+    package func validateMemoryNode(_ id: Int) throws(StackError) {
         guard possible.contains(id) else {
             throw .numaNodeOutOfRange(node: id, possible: possible)
         }
@@ -63,7 +62,7 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     }
 
     /// Whether libnuma works on this machine (`numa_available() >= 0`).
-    public static let available: Bool = numa_available() >= 0
+    @_spi(Benchmarks) public static let available: Bool = numa_available() >= 0
 
     /// Reads the topology now. Throws `.capabilityMissing` when `numa_available() < 0`.
     public static func current() throws(StackError) -> NUMATopology {

@@ -4,26 +4,26 @@ import Glibc
 ///
 /// Built from move_pages(2) with `nodes` NULL, which moves nothing and faults nothing in (unlike
 /// get_mempolicy with MPOL_F_ADDR): a page that was never touched is reported as not present, not
-/// allocated to answer the question. The cost is about 0.2 µs per page; the query runs in chunks of
-/// `chunkPages` so a large range needs no large buffer.
+/// allocated to answer the question. The cost is about 0.2 µs per page; the query runs in chunks, so
+/// a large range needs no large buffer.
 public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Pages asked about per move_pages call.
-    public static let chunkPages = 1024
+    package static let chunkPages = 1024
 
     /// The range queried (aligned to `pageSize`).
-    public let range: Range<UInt>
+    package let range: Range<UInt>
     /// The page size the range was queried at: one address per page (a huge page size for hugetlb).
-    public let pageSize: Int
+    package let pageSize: Int
     /// Pages in the range.
-    public let pages: Int
+    package let pages: Int
     /// Present pages per NUMA node (nodes with none are absent).
     public let pagesPerNode: [Int: Int]
     /// Pages not present (never touched, or freed): move_pages status -ENOENT.
     public let notPresent: Int
     /// Pages the kernel could not place, per errno (EFAULT: the zero page, a guard, or nothing mapped).
-    public let unreported: [Int: Int]
+    package let unreported: [Int: Int]
     /// The lowest address of a present page, per node.
-    public let lowestPageOnNode: [Int: UInt]
+    package let lowestPageOnNode: [Int: UInt]
 
     /// Present pages, on any node.
     public var present: Int { pagesPerNode.values.reduce(0, +) }
@@ -31,7 +31,7 @@ public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConverti
     /// Asks the kernel where each page of `range` is. `range` must be aligned to `pageSize`, a power of
     /// two no smaller than the system page size. Throws `.probeFailed` when move_pages itself fails
     /// (ENOSYS: a kernel without CONFIG_NUMA; EPERM: a seccomp profile).
-    public init(range: Range<UInt>, pageSize: Int = systemPageSize) throws(StackError) {
+    package init(range: Range<UInt>, pageSize: Int = systemPageSize) throws(StackError) {
         guard pageSize >= systemPageSize, pageSize.nonzeroBitCount == 1 else {
             throw .invalidPageSize(
                 requested: pageSize, reason: "a placement query needs a power of two >= \(systemPageSize)")
@@ -90,7 +90,7 @@ public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConverti
     }
 
     /// Present pages on nodes outside `nodes`.
-    public func pagesOutside(_ nodes: [Int]) -> Int {
+    package func pagesOutside(_ nodes: [Int]) -> Int {
         pagesPerNode.lazy.filter { !nodes.contains($0.key) }.map(\.value).reduce(0, +)
     }
 

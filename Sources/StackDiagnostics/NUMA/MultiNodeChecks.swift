@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import CStackSupport
 import Foundation
 @_spi(Benchmarks) import StackAllocators

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import CNuma
 import StackAllocators
 

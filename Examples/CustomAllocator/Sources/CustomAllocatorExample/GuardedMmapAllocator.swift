@@ -1,0 +1,1 @@
+../../../../Tests/CustomAllocatorTests/GuardedMmapAllocator.swift

@@ -1,0 +1,1 @@
+../../../../Tests/CustomAllocatorTests/TrackingAllocator.swift
