@@ -3,13 +3,13 @@ import Glibc
 import SystemPackage
 
 /// Non-faulting questions about memory: never raise a signal, whatever the address.
-@_spi(Benchmarks) public enum Probe {
+public enum Probe {
     /// Whether one byte at `address` can be read, asked through process_vm_readv on this process.
     ///
     /// Returns false for guards, PROT_NONE and unmapped addresses (the kernel answers EFAULT).
     /// Reading a readable page that was never touched maps the shared zero page; probe guards, or
     /// measure residency before probing usable pages.
-    @_spi(Benchmarks) public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
+    public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
         let code = fs_probe_readable(UnsafeRawPointer(bitPattern: address))
         switch code {
         case 0: return true
@@ -19,7 +19,7 @@ import SystemPackage
     }
 
     /// How many pages of `range` are accessible, probing the first byte of each system page.
-    @_spi(Benchmarks) public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
+    public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
         var accessible = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize)
         where try isAccessible(page) {
@@ -30,7 +30,7 @@ import SystemPackage
 
     /// Residency of each system page of `range` (page-aligned) from mincore: true where resident.
     /// Throws `.probeFailed` with ENOMEM when part of the range is not mapped.
-    @_spi(Benchmarks) public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
+    public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
         let pages = Int(range.upperBound - range.lowerBound) / systemPageSize
         var vector = [UInt8](repeating: 0, count: pages)
         let result = vector.withUnsafeMutableBufferPointer { buffer in
@@ -43,12 +43,12 @@ import SystemPackage
     }
 
     /// Number of resident system pages in `range`.
-    @_spi(Benchmarks) public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
+    public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
         try residency(of: range).lazy.filter { $0 }.count
     }
 
     /// Whether every system page of `range` is unmapped (mincore answers ENOMEM for each).
-    @_spi(Benchmarks) public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
+    public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
         var byte: UInt8 = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize) {
             switch Syscall.residency(page, size: systemPageSize, into: &byte) {
@@ -62,20 +62,20 @@ import SystemPackage
 }
 
 /// What the probes say about one stack: the guard and the residency of its usable range.
-@_spi(Benchmarks) public struct StackProbeReport: Sendable, Hashable, Codable {
+public struct StackProbeReport: Sendable, Hashable, Codable {
     /// System pages in the guard.
-    @_spi(Benchmarks) public let guardPages: Int
+    public let guardPages: Int
     /// Guard pages that were readable (must be 0 for a hardware guard).
-    package let accessibleGuardPages: Int
+    public let accessibleGuardPages: Int
     /// Guard pages that are resident (must be 0: prefault never touches a guard).
-    package let residentGuardPages: Int
+    public let residentGuardPages: Int
     /// System pages in the usable range.
-    @_spi(Benchmarks) public let usablePages: Int
+    public let usablePages: Int
     /// Resident system pages in the usable range.
-    @_spi(Benchmarks) public let residentUsablePages: Int
+    public let residentUsablePages: Int
 
     /// Probes `layout`: residency first (mincore has no side effects), then guard accessibility.
-    @_spi(Benchmarks) public init(layout: StackLayout) throws(StackError) {
+    public init(layout: StackLayout) throws(StackError) {
         let guardResidency = try Probe.residency(of: layout.guardRange)
         usablePages = layout.sizes.usableSize / systemPageSize
         residentUsablePages = try Probe.residentPages(in: layout.usableRange)
@@ -85,5 +85,5 @@ import SystemPackage
     }
 
     /// True when the guard has pages and none of them is readable or resident.
-    @_spi(Benchmarks) public var guardIsSound: Bool { guardPages > 0 && accessibleGuardPages == 0 && residentGuardPages == 0 }
+    public var guardIsSound: Bool { guardPages > 0 && accessibleGuardPages == 0 && residentGuardPages == 0 }
 }
