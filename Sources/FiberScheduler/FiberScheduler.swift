@@ -38,6 +38,8 @@ public final class FiberScheduler: @unchecked Sendable {
     let nextFiberID = Atomic<Int>(1)
     /// Workers parked or about to park.
     let sleepers = Atomic<Int>(0)
+    /// How many workers are parked or about to park now (tests wait for an idle scheduler with it).
+    package var sleepingWorkers: Int { sleepers.load(ordering: .relaxed) }
     private var workers: [Worker] = []
     private var threads: [pthread_t] = []
     /// Jobs submitted and not yet ended (running and suspended ones included).

@@ -155,8 +155,11 @@ struct JobTests {
         let scheduler = try FiberScheduler(config: config)
         defer { scheduler.shutdown() }
         // Let every worker reach its first park: an awake worker steals from any node when it finds
-        // its own node idle, which is right but is not what this test looks at.
-        usleep(50_000)
+        // its own node idle, which is right but is not what this test looks at. (A loaded machine can
+        // take longer than any fixed sleep to get there; the last few microseconds of spinning before
+        // the park are covered by the short sleep after.)
+        #expect(eventually { scheduler.sleepingWorkers == 4 })
+        usleep(20_000)
         let firstThief = Atomic<Int>(-1)
         let parent = scheduler.submit { () throws -> Int in
             let home = FiberScheduler.currentFiber!.worker
