@@ -1,7 +1,7 @@
-@_spi(Benchmarks) import OverflowDetection
 import CStackSupport
 @_spi(Benchmarks) import GuardPages
 import Logging
+@_spi(Benchmarks) import OverflowDetection
 
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded
 /// stacks in a few hundred mappings.
@@ -163,7 +163,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         /// The region's base when this claim mapped the region.
         let mappedRegion: UInt?
         /// Whether the slot still needs its guard installed and registered (`guardNewSlot`).
-        var needsGuard: Bool
+        let needsGuard: Bool
     }
 
     /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
