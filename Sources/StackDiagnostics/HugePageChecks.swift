@@ -74,7 +74,7 @@ package enum HugePageChecks {
         do {
             before = try MemorySnapshot.now()
             stack = try allocator.allocate(StackRequest(usableSize: size, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
-        } catch let error as StackError where error.code == .hugePagesExhausted {
+        } catch where error.code == .hugePagesExhausted {
             guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let file) = error.reason else { return }
             // Believe the allocator only when the kernel's own count agrees.
             let path = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB"

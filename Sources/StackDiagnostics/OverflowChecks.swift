@@ -64,7 +64,7 @@ package enum OverflowChecks {
         do {
             try Canary.check(layout)
             return (false, "an overwritten canary passed the check")
-        } catch let error as StackError where error.reason == .canaryCorrupted(stack: layout, label: "verify-canary") {
+        } catch where error.reason == .canaryCorrupted(stack: layout, label: "verify-canary") {
             return (clean, clean ? "clean canary passes; overwritten canary reported for \"verify-canary\"" : "clean canary failed")
         } catch {
             return (false, "unexpected error: \(error)")
