@@ -8,23 +8,23 @@ import Testing
 @Suite("Custom allocators keep the guard and the overflow diagnostic")
 struct GuardedCustomAllocatorTests {
     @Test("Stack.guarded makes a guard the kernel refuses, registers it, and the release unregisters it")
-    func guardedStack() throws {
-        let allocator = GuardedMmapAllocator()
-        var layout: StackLayout?
-        do {
+    func guardedStack() async {
+        // In a child: another test mapping (and registering) memory at the freed addresses would blur
+        // the read-back after the release.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let allocator = GuardedMmapAllocator()
             let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate)))
-            let stackLayout = stack.descriptor.layout
-            layout = stackLayout
-            #expect(stack.guardMechanism == .protNone)
-            let probe = try StackProbeReport(layout: stackLayout)
-            #expect(probe.guardIsSound && probe.accessibleGuardPages == 0, "\(probe)")
-            #expect(probe.residentUsablePages == probe.usablePages, "prefault honoured: \(probe)")
-            #expect(GuardRegistry.entry(forStackAt: stackLayout.usableBottom)?.guardRange == stackLayout.guardRange)
+            let layout = stack.descriptor.layout
+            precondition(stack.descriptor.guardMechanism == .protNone, "\(stack.descriptor)")
+            let probe = try StackProbeReport(layout: layout)
+            precondition(probe.guardIsSound && probe.accessibleGuardPages == 0, "\(probe)")
+            precondition(probe.residentUsablePages == probe.usablePages, "prefault not honoured: \(probe)")
+            precondition(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
             stack.release()
+            precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil, "still registered after the release")
+            let unmapped = try Probe.isUnmapped(layout.base..<layout.top)
+            precondition(unmapped, "still mapped after the release")
         }
-        let released = try #require(layout)
-        #expect(GuardRegistry.entry(forStackAt: released.usableBottom) == nil)
-        #expect(try Probe.isUnmapped(released.base..<released.top))
     }
 
     @Test("An overflow on a README-allocator stack under the scheduler names the fiber")
@@ -61,31 +61,36 @@ struct GuardedCustomAllocatorTests {
     }
 
     @Test("A tracking decorator counts live stacks and releases each inner stack once")
-    func trackingDecorator() throws {
-        let inner = GuardedMmapAllocator()
-        let tracking = TrackingAllocator(wrapping: inner)
-        var bottoms: [UInt] = []
-        do {
-            let first = try tracking.allocate(StackRequest(usableSize: 32 << 10))
-            let second = try tracking.allocate(StackRequest(usableSize: 32 << 10))
-            bottoms = [first.descriptor.layout.usableBottom, second.descriptor.layout.usableBottom]
-            #expect(tracking.live.load(ordering: .relaxed) == 2)
-            #expect(GuardRegistry.entry(forStackAt: bottoms[0]) != nil)
-            first.release()
-            #expect(tracking.live.load(ordering: .relaxed) == 1)
-            #expect(GuardRegistry.entry(forStackAt: bottoms[0]) == nil)
-            _ = consume second
+    func trackingDecorator() async {
+        // In a child, for the same reason as `guardedStack`.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let inner = GuardedMmapAllocator()
+            let tracking = TrackingAllocator(wrapping: inner)
+            var bottoms: [UInt] = []
+            do {
+                let first = try tracking.allocate(StackRequest(usableSize: 32 << 10))
+                let second = try tracking.allocate(StackRequest(usableSize: 32 << 10))
+                bottoms = [first.descriptor.layout.usableBottom, second.descriptor.layout.usableBottom]
+                precondition(tracking.live.load(ordering: .relaxed) == 2)
+                precondition(GuardRegistry.entry(forStackAt: bottoms[0]) != nil, "the inner stack is not registered")
+                first.release()
+                precondition(tracking.live.load(ordering: .relaxed) == 1)
+                precondition(GuardRegistry.entry(forStackAt: bottoms[0]) == nil, "still registered after the release")
+                _ = consume second
+            }
+            precondition(tracking.live.load(ordering: .relaxed) == 0 && tracking.peak.load(ordering: .relaxed) == 2)
+            for bottom in bottoms {
+                precondition(GuardRegistry.entry(forStackAt: bottom) == nil, "still registered")
+                let unmapped = try Probe.isUnmapped(bottom..<bottom + UInt(systemPageSize))
+                precondition(unmapped, "still mapped after the release")
+            }
+            // The scheduler runs jobs on the decorated allocator.
+            let scheduler = try FiberScheduler(config: oneWorker(tracking))
+            let answer = try scheduler.submit { 21 * 2 }.wait()
+            precondition(answer == 42, "the job answered \(answer)")
+            scheduler.shutdown()
+            precondition(tracking.live.load(ordering: .relaxed) == 0, "stacks left live")
         }
-        #expect(tracking.live.load(ordering: .relaxed) == 0 && tracking.peak.load(ordering: .relaxed) == 2)
-        for bottom in bottoms {
-            #expect(GuardRegistry.entry(forStackAt: bottom) == nil)
-            #expect(try Probe.isUnmapped(bottom..<bottom + UInt(systemPageSize)))
-        }
-        // The scheduler runs jobs on the decorated allocator.
-        let scheduler = try FiberScheduler(config: oneWorker(tracking))
-        #expect(try scheduler.submit { 21 * 2 }.wait() == 42)
-        scheduler.shutdown()
-        #expect(tracking.live.load(ordering: .relaxed) == 0)
     }
 }
 

@@ -6,6 +6,15 @@ import Synchronization
 /// the scheduler must register its stacks itself, or an overflow on them would be a bare SIGSEGV.
 final class UnregisteredArenaAllocator: StackAllocator {
     private let live = Mutex<Set<UInt>>([])
+    /// Released stacks, still mapped until the arena goes: nothing else in the process can be mapped (and
+    /// registered) at their addresses while a test reads the registry back.
+    private let released = Mutex<[StackLayout]>([])
+
+    deinit {
+        for layout in released.withLock({ $0 }) {
+            munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total)
+        }
+    }
 
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         let sizes = try StackSizes(usableSize: request.usableSize, guardSize: max(request.guardSize, 4096))
@@ -25,6 +34,6 @@ final class UnregisteredArenaAllocator: StackAllocator {
 
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         guard live.withLock({ $0.remove(descriptor.layout.usableBottom) }) != nil else { return }
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        released.withLock { $0.append(descriptor.layout) }
     }
 }
