@@ -43,21 +43,24 @@ private func refusals(in log: CapturingLogHandler.Store, allocator: String) -> I
 
 /// Releases a forged copy of a live stack, then the stack itself, and checks with the kernel that its
 /// mapping went once: the stack allocated in between (usually in the freed hole) stays mapped and
-/// registered, and exactly one release was refused.
+/// registered, and exactly one release was refused. Run it in a child process (it stops the process on a
+/// failure): in a process where other tests map memory, one of them could take the freed hole first.
 private func expectUnmappedOnce(_ allocator: some StackAllocator & StackStatsReporting, _ request: StackRequest) throws {
     let genuine = try allocator.allocate(request)
     let whole = genuine.descriptor.layout.base..<genuine.descriptor.layout.top
     _ = forge(genuine)
-    #expect(try KernelMaps.mappedBytes(in: whole) == 0)
+    let left = try KernelMaps.mappedBytes(in: whole)
+    precondition(left == 0, "\(left) bytes still mapped after the forged copy's release")
     let next = try allocator.allocate(request)
     let nextWhole = next.descriptor.layout.base..<next.descriptor.layout.top
     genuine.release()
-    #expect(try KernelMaps.mappedBytes(in: nextWhole) == nextWhole.count, "the refused release unmapped a live stack")
-    #expect(GuardRegistry.entry(forStackAt: next.descriptor.layout.usableBottom) != nil)
+    let nextMapped = try KernelMaps.mappedBytes(in: nextWhole)
+    precondition(nextMapped == nextWhole.count, "the refused release unmapped a live stack")
+    precondition(GuardRegistry.entry(forStackAt: next.descriptor.layout.usableBottom) != nil, "the live stack lost its registration")
     let other = try allocator.allocate(request)
-    #expect(other.usableBottom != next.usableBottom)
-    #expect(allocator.stats.refusedReleases == 1)
-    #expect(allocator.stats.releases == 1 && allocator.stats.live == 2)
+    precondition(other.descriptor.layout.usableBottom != next.descriptor.layout.usableBottom, "one stack handed out twice")
+    let stats = allocator.stats
+    precondition(stats.refusedReleases == 1 && stats.releases == 1 && stats.live == 2, "\(stats)")
 }
 
 /// Releases a forged copy of a live stack, then the stack itself, while another stack keeps its region in
@@ -77,13 +80,16 @@ private func expectNoSharedSlot(_ allocator: some StackAllocator & StackStatsRep
 
 @Suite("Forged and repeated releases")
 struct ForgedReleaseTests {
-    @Test("mmap: a forged copy released first frees the stack once; the genuine release is refused",
-          arguments: MmapStackAllocatorTests.guardModes)
-    func mmapForgedThenGenuine(mode: GuardMode) throws {
-        let (logger, log) = CapturingLogHandler.logger()
-        let allocator = try MmapStackAllocator(guardMode: mode, logger: logger)
-        try expectUnmappedOnce(allocator, StackRequest(usableSize: 64 << 10))
-        #expect(refusals(in: log, allocator: "mmap") == 1)
+    @Test("mmap: a forged copy released first frees the stack once; the genuine release is refused")
+    func mmapForgedThenGenuine() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            for mode in MmapStackAllocatorTests.guardModes {
+                let (logger, log) = CapturingLogHandler.logger()
+                let allocator = try MmapStackAllocator(guardMode: mode, logger: logger)
+                try expectUnmappedOnce(allocator, StackRequest(usableSize: 64 << 10))
+                precondition(refusals(in: log, allocator: "mmap") == 1, "\(mode): \(log.all)")
+            }
+        }
     }
 
     @Test("mmap: descriptors it never handed out are refused and nothing is unmapped",
@@ -161,15 +167,18 @@ struct ForgedReleaseTests {
 
     @Test("huge pages, one stack per region: a forged copy released first unmaps once; the genuine release is refused",
           .enabled(if: HugePages.haveFree(), HugePages.needFree))
-    func hugeRegionForgedThenGenuine() throws {
-        let (logger, log) = CapturingLogHandler.logger()
-        let allocator = HugePageStackAllocator(logger: logger)
-        try expectUnmappedOnce(allocator, HugePages.request(.anonymous))
-        #expect(refusals(in: log, allocator: "huge-page") == 1)
-        let scratch = try Scratch()
-        _ = Stack(descriptor: StackDescriptor(layout: scratch.layout, guardMechanism: .protNone), allocator: allocator)
-        #expect(try KernelMaps.mappedBytes(in: scratch.range) == scratch.range.count)
-        #expect(allocator.stats.refusedReleases == 2)
+    func hugeRegionForgedThenGenuine() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let (logger, log) = CapturingLogHandler.logger()
+            let allocator = HugePageStackAllocator(logger: logger)
+            try expectUnmappedOnce(allocator, HugePages.request(.anonymous))
+            precondition(refusals(in: log, allocator: "huge-page") == 1, "\(log.all)")
+            let scratch = try Scratch()
+            _ = Stack(descriptor: StackDescriptor(layout: scratch.layout, guardMechanism: .protNone), allocator: allocator)
+            let mapped = try KernelMaps.mappedBytes(in: scratch.range)
+            precondition(mapped == scratch.range.count, "a made-up release unmapped memory the allocator never made")
+            precondition(allocator.stats.refusedReleases == 2, "\(allocator.stats)")
+        }
     }
 
     @Test("huge pages, packed: a forged copy and the genuine stack free the slot once; the next two stacks differ",
