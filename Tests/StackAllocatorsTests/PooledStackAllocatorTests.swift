@@ -268,42 +268,51 @@ struct PooledStackAllocatorTests {
     }
 
     @Test("A pool dropped while stacks are out lives until the last comes back, then gives every stack back")
-    func droppedWhileOut() throws {
-        let inner = try MmapStackAllocator()
-        let count = 3
-        let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: count)
-        defer { stacks.deallocate() }
-        weak var dropped: PooledStackAllocator?
-        do {
-            let pool = try Self.pool(over: inner)
-            for index in 0..<count { (stacks + index).initialize(to: try pool.allocate(Self.request)) }
-            dropped = pool
+    func droppedWhileOut() async {
+        // In a child: the last check reads the freed stacks back from the kernel, and another test's
+        // mapping could take their addresses first.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let inner = try MmapStackAllocator()
+            let count = 3
+            let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            defer { stacks.deallocate() }
+            weak var dropped: PooledStackAllocator?
+            do {
+                let pool = try Self.pool(over: inner)
+                for index in 0..<count { (stacks + index).initialize(to: try pool.allocate(Self.request)) }
+                dropped = pool
+            }
+            precondition(dropped == nil, "the pool object the test made is still alive")
+            let wholes = (0..<count).map { stacks[$0].descriptor.layout.base..<stacks[$0].descriptor.layout.top }
+            for index in 0..<count {
+                let stack = stacks + index
+                let mapped = try KernelMaps.mappedBytes(in: wholes[index])
+                let accessible = try Probe.accessiblePages(in: stack.pointee.descriptor.layout.guardRange)
+                precondition(mapped == wholes[index].count && accessible == 0, "stack \(index): \(mapped) B mapped, \(accessible) guard pages readable")
+                memset(stack.pointee.top - 4096, 0x5A, 4096)
+            }
+            do {
+                // A stack's allocator is a handle on the same pool: it hands out and takes back as before.
+                guard let handle = stacks.pointee.allocator as? PooledStackAllocator else { preconditionFailure("not a pool handle") }
+                let extra = try handle.allocate(Self.request)
+                precondition(handle.stats.live == count + 1, "\(handle.stats)")
+                extra.release()
+                precondition(handle.stats.live == count && handle.stats.cached == 1, "\(handle.stats)")
+            }
+            stacks.deinitialize(count: count - 1)
+            for index in 0..<count - 1 {
+                let mapped = try KernelMaps.mappedBytes(in: wholes[index])
+                precondition(mapped == wholes[index].count, "pooled, not given back: stack \(index) is unmapped")
+            }
+            precondition(inner.stats.live == count + 1, "\(inner.stats)")
+            (stacks + count - 1).deinitialize(count: 1)
+            // The last stack took the pool away: every stack it held went back to the kernel.
+            precondition(inner.stats.live == 0, "\(inner.stats)")
+            for whole in wholes {
+                let mapped = try KernelMaps.mappedBytes(in: whole)
+                precondition(mapped == 0, "\(mapped) B still mapped after the pool went")
+            }
         }
-        #expect(dropped == nil, "the pool object the test made is gone")
-        let wholes = (0..<count).map { stacks[$0].descriptor.layout.base..<stacks[$0].descriptor.layout.top }
-        for index in 0..<count {
-            let stack = stacks + index
-            #expect(try KernelMaps.mappedBytes(in: wholes[index]) == wholes[index].count)
-            #expect(try Probe.accessiblePages(in: stack.pointee.guardRange) == 0)
-            memset(stack.pointee.top - 4096, 0x5A, 4096)
-        }
-        do {
-            // A stack's allocator is a handle on the same pool: it hands out and takes back as before.
-            let handle = try #require(stacks.pointee.allocator as? PooledStackAllocator)
-            let extra = try handle.allocate(Self.request)
-            #expect(handle.stats.live == count + 1)
-            extra.release()
-            #expect(handle.stats.live == count && handle.stats.cached == 1)
-        }
-        stacks.deinitialize(count: count - 1)
-        for index in 0..<count - 1 {
-            #expect(try KernelMaps.mappedBytes(in: wholes[index]) == wholes[index].count, "pooled, not given back")
-        }
-        #expect(inner.stats.live == count + 1)
-        (stacks + count - 1).deinitialize(count: 1)
-        // The last stack took the pool away: every stack it held went back to the kernel.
-        #expect(inner.stats.live == 0)
-        for whole in wholes { #expect(try KernelMaps.mappedBytes(in: whole) == 0) }
     }
 
     @Test("Threads releasing a dropped pool's stacks while it is dropped: every stack goes back once")
