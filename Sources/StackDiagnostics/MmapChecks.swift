@@ -15,11 +15,7 @@ package enum MmapChecks {
                 report.add("create", name, false, "error: \(error)")
                 continue
             }
-            for strategy in PrefaultStrategy.allCases {
-                StackChecks.runLifecycle(
-                    allocator, name: name, request: StackRequest(usableSize: 256 << 10, prefault: PrefaultPolicy(strategy)),
-                    into: &report)
-            }
+            StackChecks.runLifecycles(allocator, name: name, into: &report)
             report.check("live-and-released", name) { try liveAndReleased(allocator, mode: mode) }
         }
     }

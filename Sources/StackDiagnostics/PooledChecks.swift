@@ -26,11 +26,7 @@ package enum PooledChecks {
                 report.add("create", name, false, "error: \(error)")
                 continue
             }
-            for strategy in PrefaultStrategy.allCases {
-                StackChecks.runLifecycle(
-                    plain, name: name, request: StackRequest(usableSize: 256 << 10, prefault: PrefaultPolicy(strategy)),
-                    unmapsOnRelease: false, into: &report)
-            }
+            StackChecks.runLifecycles(plain, name: name, unmapsOnRelease: false, into: &report)
             report.check("reuse-keeps-guard", name) {
                 let first = try plain.allocate(request)
                 let base = first.descriptor.layout.base

@@ -3,10 +3,21 @@ import StackAllocators
 
 /// Checks every allocator-independent property of one live stack: its guard and its residency.
 package enum StackChecks {
-    /// Allocates one stack for `request`, checks it, releases it, and (when `unmapsOnRelease`) checks
-    /// that the guard and the usable range are gone.
-    package static func runLifecycle(
-        _ allocator: any StackAllocator, name: String, request: StackRequest, unmapsOnRelease: Bool = true,
+    /// For each prefault strategy: allocates one 256 KiB stack with it, checks it, releases it, and (when
+    /// `unmapsOnRelease`) checks that the guard and the usable range are gone.
+    package static func runLifecycles(
+        _ allocator: any StackAllocator, name: String, unmapsOnRelease: Bool = true, into report: inout VerifyReport
+    ) {
+        for strategy in PrefaultStrategy.allCases {
+            runLifecycle(
+                allocator, name: name, request: StackRequest(usableSize: 256 << 10, prefault: PrefaultPolicy(strategy)),
+                unmapsOnRelease: unmapsOnRelease, into: &report)
+        }
+    }
+
+    /// One stack for `request`: allocated, checked, released, and checked gone when `unmapsOnRelease`.
+    private static func runLifecycle(
+        _ allocator: any StackAllocator, name: String, request: StackRequest, unmapsOnRelease: Bool,
         into report: inout VerifyReport
     ) {
         let strategy = request.prefault.strategy
