@@ -97,7 +97,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures"]),
+        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures", "StackTestSupport"]),
         // Functions with frames of known size (C and assembly) for the frame audit's tests.
         .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(

@@ -1,6 +1,7 @@
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import Logging
+import StackTestSupport
 import Testing
 
 /// A real guarded mapping for the duration of a test.
@@ -33,7 +34,7 @@ struct ProbeAndPrefaultTests {
         #expect(try !Probe.isAccessible(stack.layout.usableBottom - 1))
     }
 
-    @Test("A mapped range is not reported unmapped; an unmapped one is")
+    @Test("A mapped range is not reported unmapped; an unmapped one is", needsNoThreadSanitizer)
     func unmapped() async {
         // In a child: another test could map the freed range before it is probed.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
