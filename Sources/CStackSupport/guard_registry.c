@@ -72,6 +72,7 @@ struct slot {
     uint64_t top;
     uint64_t label[LABEL_WORDS];
     uint32_t next_free;  // writers only: the chunk's free list
+    uint64_t registration;  // writers only: which registration holds the slot (see fs_guard_registry_add)
 };
 
 struct bucket {
@@ -111,6 +112,7 @@ static struct chunk_state *chunk_states[MAX_SEGMENTS];
 static uint64_t segment_live[MAX_SEGMENTS];
 static uint64_t segment_born[MAX_SEGMENTS];  // `writes` when the segment was mapped
 static uint64_t writes;                      // registrations and removals so far
+static uint64_t registrations;               // registrations so far: the id of the newest
 static unsigned segments_mapped;  // segments [0, segments_mapped) are published
 static struct slot *segment_retired[MAX_SEGMENTS];     // unpublished, zeroed, not yet unmapped
 static struct hash_index *index_maps[MAX_INDEX_BITS + 1];  // every generation still mapped
@@ -491,7 +493,7 @@ static void writer_leave(void) {
 }
 
 int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top, const char *label,
-                          size_t label_length) {
+                          size_t label_length, uint64_t *registration) {
     uint64_t page = LOAD(&page_size, ACQUIRE);
     if (usable_bottom == 0 || page == 0 || usable_bottom % page != 0 || guard_low > usable_bottom ||
         top <= usable_bottom) {
@@ -508,27 +510,34 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
         error = ENOMEM;
     } else if ((error = index_reserve()) == 0) {
         struct bucket *bucket = index_position(LOAD(&current_index, RELAXED), usable_bottom);
-        uint32_t id = LOAD(&bucket->key, RELAXED) == usable_bottom ? (error = EEXIST, NO_SLOT) : slot_take(&error);
+        int replaces = LOAD(&bucket->key, RELAXED) == usable_bottom;
+        uint32_t id = replaces ? (uint32_t)LOAD(&bucket->slot, RELAXED) : slot_take(&error);
         if (id != NO_SLOT) {
-            slot_write(slot_at(id), guard_low, usable_bottom, top, words);
+            struct slot *slot = slot_at(id);
+            slot_write(slot, guard_low, usable_bottom, top, words);
+            slot->registration = ++registrations;
+            if (registration) *registration = registrations;
             uint64_t guard = usable_bottom - guard_low;
             if (guard > LOAD(&max_guard, RELAXED)) STORE(&max_guard, guard, RELEASE);
-            bucket_fill(bucket, usable_bottom, id);
-            index_used++;
-            STORE(&live_count, LOAD(&live_count, RELAXED) + 1, RELAXED);
+            if (!replaces) {
+                bucket_fill(bucket, usable_bottom, id);
+                index_used++;
+                STORE(&live_count, LOAD(&live_count, RELAXED) + 1, RELAXED);
+            }
         }
     }
     writer_leave();
     return error;
 }
 
-int fs_guard_registry_remove(uintptr_t usable_bottom) {
+int fs_guard_registry_remove(uintptr_t usable_bottom, uint64_t registration) {
     static const uint64_t no_label[LABEL_WORDS];
     if (usable_bottom == 0) return ENOENT;
     writer_enter();
     writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
     uint32_t id = index ? index_lookup(index, usable_bottom) : NO_SLOT;
+    if (id != NO_SLOT && registration && slot_at(id)->registration != registration) id = NO_SLOT;
     if (id != NO_SLOT) {
         index_remove(index, usable_bottom);
         index_used--;

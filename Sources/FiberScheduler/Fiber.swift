@@ -64,8 +64,8 @@ final class Fiber: @unchecked Sendable {
     /// Whether the current wait was claimed (see `claimWait`).
     private let waitClaimed = Atomic<Bool>(true)
     private let stack: Stack
-    /// Whether the fiber put its stack's guard in `GuardRegistry` (its allocator had not).
-    private let registeredHere: Bool
+    /// The registration of the stack's guard this fiber made (its allocator had made none).
+    private let registration: UInt64?
     private let control: UnsafeMutablePointer<FiberControl>
     /// What the overflow handler reads while this fiber runs, to blame a fault on it.
     private let running: UnsafeMutablePointer<fs_running_stack>
@@ -98,8 +98,8 @@ final class Fiber: @unchecked Sendable {
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
                 label: UnsafePointer(cLabel)))
         let name = String(decoding: label, as: UTF8.self)
-        registeredHere = Self.registerIfNeeded(stack, label: name, logger: worker.scheduler.logger)
-        if !registeredHere { stack.setOverflowLabel(name) }
+        registration = Self.registerIfNeeded(stack, label: name, logger: worker.scheduler.logger)
+        if registration == nil { stack.setOverflowLabel(name) }
         self.stack = stack
         worker.fiberRegistry.add(self)
     }
@@ -114,24 +114,23 @@ final class Fiber: @unchecked Sendable {
         control.deinitialize(count: 1)
         control.deallocate()
         // Out of the registry before `stack` is dropped after this and goes back to its allocator.
-        if registeredHere { GuardRegistry.unregister(stack.descriptor.layout) }
+        if let registration { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
     }
 
     /// Registers the guard of a stack whose allocator did not (an allocator of your own that skips
-    /// `Stack.guarded`), so an overflow on it is still named. Returns whether it registered.
-    private static func registerIfNeeded(_ stack: borrowing Stack, label: String, logger: Logger) -> Bool {
+    /// `Stack.guarded`), so an overflow on it is still named. Returns the registration it made.
+    private static func registerIfNeeded(_ stack: borrowing Stack, label: String, logger: Logger) -> UInt64? {
         let layout = stack.descriptor.layout
         guard !layout.guardRange.isEmpty, stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone,
             GuardRegistry.entry(forStackAt: layout.usableBottom) == nil
-        else { return false }
+        else { return nil }
         do {
-            try GuardRegistry.register(layout, label: label)
-            return true
+            return try GuardRegistry.register(layout, label: label)
         } catch {
             logger.warning(
                 "the guard of a fiber's stack could not be registered: an overflow on it will not be named",
                 metadata: ["stack": "\(layout)", "error": "\(error)"])
-            return false
+            return nil
         }
     }
 

@@ -46,8 +46,8 @@ extension StackError {
         /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
         /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
         case numaPlacementWrong(expected: [Int], misplaced: Int, present: Int, pagesPerNode: [Int: Int], firstMisplaced: UInt)
-        /// `GuardRegistry.register` refused `stack`: EEXIST (a stack at this address is still registered),
-        /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
+        /// `GuardRegistry.register` refused `stack`: ENOSPC (the registry is full), ENOMEM (no memory for its
+        /// next chunk), EINVAL (not page-aligned).
         case guardRegistrationFailed(Errno, stack: StackLayout)
         /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
         case canaryCorrupted(stack: StackLayout, label: String?)
@@ -193,9 +193,6 @@ extension StackError.Reason {
         case .guardRegistrationFailed(let errno, let stack):
             let fix: String
             switch errno {
-            case .fileExists:
-                fix = "a stack at this address is still registered: its allocator unmapped it without "
-                    + "GuardRegistry.unregister; unregister before unmapping"
             case .noSpace:
                 fix = "the registry holds a stack for every one of its 4,294,963,200 slots; release stacks first"
             case .noMemory:

@@ -4,8 +4,8 @@ import SystemPackage
 
 /// The process-wide registry of stack guard ranges that the overflow handler reads.
 ///
-/// Allocators register each guarded stack when they create it and unregister it before they unmap
-/// it; the scheduler labels it with the fiber it runs. When a fault lands in a registered guard,
+/// A guarded `Stack` holds its registration and ends it when it goes back to its allocator, before the
+/// memory is unmapped; the scheduler labels it with the fiber it runs. When a fault lands in a registered guard,
 /// `OverflowHandler` names that stack. Stacks are keyed by their usable bottom.
 ///
 /// Writers serialize on a mutex (25–35 ns per register or unregister while the registry fits in
@@ -34,28 +34,39 @@ public enum GuardRegistry {
         }
     }
 
-    /// Registers the stack at `layout` with an optional label. Throws `.guardRegistrationFailed` when a
-    /// stack with the same usable bottom is still registered (EEXIST), or the registry cannot map its
-    /// next segment (ENOMEM).
-    @_spi(Benchmarks) public static func register(_ layout: StackLayout, label: String = "") throws(StackError) {
+    /// Registers the stack at `layout` with an optional label, replacing a stack registered at the same
+    /// usable bottom (its memory was unmapped, so the newer stack describes what is there). Returns the
+    /// registration's id (never 0), which `end(_:at:)` takes. Throws `.guardRegistrationFailed` when the
+    /// registry cannot map its next segment (ENOMEM) or is full (ENOSPC).
+    @discardableResult
+    @_spi(Benchmarks) public static func register(_ layout: StackLayout, label: String = "") throws(StackError) -> UInt64 {
         if let injected = FailureInjection.injected(.register) { throw .guardRegistrationFailed(injected, stack: layout) }
         var label = label
+        var registration: UInt64 = 0
         let code = label.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) {
-                fs_guard_registry_add(layout.base, layout.usableBottom, layout.top, $0.baseAddress, $0.count)
+                fs_guard_registry_add(layout.base, layout.usableBottom, layout.top, $0.baseAddress, $0.count, &registration)
             }
         }
         if code != 0 { throw .guardRegistrationFailed(Errno(rawValue: code), stack: layout) }
+        return registration
     }
 
-    /// Removes the stack at `layout`; returns false when it was not registered.
+    /// Ends `registration` of the stack at `usableBottom`, unless a newer registration replaced it there.
+    /// Returns false when it was replaced or ended already.
+    @discardableResult
+    @_spi(Benchmarks) public static func end(_ registration: UInt64, at usableBottom: UInt) -> Bool {
+        fs_guard_registry_remove(usableBottom, registration) == 0
+    }
+
+    /// Removes whichever stack is registered at `layout`; returns false when none is.
     @discardableResult
     @_spi(Benchmarks) public static func unregister(_ layout: StackLayout) -> Bool {
-        fs_guard_registry_remove(layout.usableBottom) == 0
+        fs_guard_registry_remove(layout.usableBottom, 0) == 0
     }
 
     /// Sets the label of the registered stack whose usable range starts at `usableBottom` (the
-    /// scheduler uses the fiber's name or id and its worker: `"job-17@worker-1"`). Returns false when
+    /// scheduler writes `"fiber 17 on worker 1 (cpu 1, node 0)"`). Returns false when
     /// no such stack is registered.
     @discardableResult
     @_spi(Benchmarks) public static func setLabel(_ label: String, forStackAt usableBottom: UInt) -> Bool {

@@ -78,9 +78,6 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             return
         }
         guard let packedRegion else {
-            if descriptor.guardMechanism == .protNone, !Stack.endGuardRegistration(descriptor) {
-                logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
-            }
             recorder.recordRelease(descriptor, failed: !HugePageRegion.unmap(descriptor.layout, logger: logger))
             return
         }
@@ -96,13 +93,11 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
         recorder.recordRelease(descriptor, failed: emptied.map { !unmapPackedRegion($0) } ?? false)
     }
 
-    /// Unregisters the guard of a packed region that no stack uses any more, then unmaps the region.
+    /// Ends the guard registration of a packed region that no stack uses any more, then unmaps it.
     @discardableResult
-    private func unmapPackedRegion(_ region: StackLayout) -> Bool {
-        if region.sizes.guardSize > 0, !GuardRegistry.unregister(region) {
-            logger.error("a packed huge-page region was not in the guard registry", metadata: ["region": "\(region)"])
-        }
-        return HugePageRegion.unmap(region, logger: logger)
+    private func unmapPackedRegion(_ region: PackedHugePageStacks.Mapping) -> Bool {
+        if region.guardRegistration != 0 { GuardRegistry.end(region.guardRegistration, at: region.layout.usableBottom) }
+        return HugePageRegion.unmap(region.layout, logger: logger)
     }
 
     /// Bytes of the stack's usable range that the kernel backs with huge pages now, from
@@ -158,15 +153,16 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             let region = try HugePageRegion.map(
                 regionSizes, backing: backing, prefault: PrefaultPolicy(.populate), placement: request.placement, logger: logger)
             // The region's guard lies below its lowest slot: registered, an overflow of that slot is named.
+            var registration: UInt64 = 0
             if regionSizes.guardSize > 0 {
                 do throws(StackError) {
-                    try GuardRegistry.register(region)
+                    registration = try GuardRegistry.register(region)
                 } catch {
                     HugePageRegion.unmap(region, logger: logger)
                     throw error
                 }
             }
-            slot = packed.add(region, key: key)
+            slot = packed.add(PackedHugePageStacks.Mapping(layout: region, guardRegistration: registration), key: key)
         }
         let layout: StackLayout
         do throws(StackError) {

@@ -79,10 +79,6 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             recorder.recordRefusedRelease(descriptor, allocator: "mmap", logger: logger)
             return
         }
-        // Out of the registry before unmapping: the address may be reused (and registered) at once.
-        if descriptor.guardMechanism != .none, !Stack.endGuardRegistration(descriptor) {
-            logger.error("a released stack was not in the guard registry", metadata: ["stack": "\(descriptor.layout)"])
-        }
         let failed = !unmap(descriptor.layout.base, size: descriptor.layout.sizes.total)
         recorder.recordRelease(descriptor, failed: failed)
     }

@@ -24,9 +24,17 @@ final class PackedHugePageStacks: Sendable {
         let address: UInt
     }
 
+    /// A mapped region: its layout, and the registration of its guard (0 when unguarded), which the
+    /// region holds for its life, as a `Stack` holds its own.
+    struct Mapping: Sendable, Hashable {
+        let layout: StackLayout
+        let guardRegistration: UInt64
+    }
+
     private struct Region {
         let key: Key
-        let layout: StackLayout
+        let mapping: Mapping
+        var layout: StackLayout { mapping.layout }
         /// Free slot indices, taken from the end: a fresh region hands out its lowest slot first, then
         /// the most recently released.
         var free: [Int]
@@ -57,28 +65,28 @@ final class PackedHugePageStacks: Sendable {
     }
 
     /// Adds a region just mapped for `key` (its usable range is the huge page to carve) and takes a slot.
-    func add(_ layout: StackLayout, key: Key) -> Slot {
+    func add(_ mapping: Mapping, key: Key) -> Slot {
         state.withLock { state in
             let id = state.nextID
             state.nextID += 1
-            let count = layout.sizes.usableSize / key.slotSize
-            state.regions[id] = Region(key: key, layout: layout, free: Array((0..<count).reversed()))
+            let count = mapping.layout.sizes.usableSize / key.slotSize
+            state.regions[id] = Region(key: key, mapping: mapping, free: Array((0..<count).reversed()))
             state.open[key, default: []].insert(id)
             return Self.take(from: id, in: &state)
         }
     }
 
-    /// Gives `slot` back. Returns the region's layout when this was its last stack: the region is then
-    /// forgotten and the caller unmaps it.
-    func release(_ slot: Slot) -> StackLayout? {
-        state.withLock { state -> StackLayout? in
+    /// Gives `slot` back. Returns the region when this was its last stack: the region is then forgotten
+    /// and the caller ends its registration and unmaps it.
+    func release(_ slot: Slot) -> Mapping? {
+        state.withLock { state -> Mapping? in
             guard var region = state.regions[slot.region] else { return nil }
             region.free.append(Int(slot.address - region.layout.usableBottom) / region.key.slotSize)
             guard region.free.count < region.slotCount else {
                 state.regions[slot.region] = nil
                 state.open[region.key]?.remove(slot.region)
                 if state.open[region.key]?.isEmpty == true { state.open[region.key] = nil }
-                return region.layout
+                return region.mapping
             }
             state.regions[slot.region] = region
             state.open[region.key, default: []].insert(slot.region)

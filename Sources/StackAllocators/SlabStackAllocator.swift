@@ -98,8 +98,15 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
         let descriptor = StackDescriptor(
             layout: claim.layout, guardMechanism: guardMechanism, node: configuration.placement?.homeNode, tag: claim.serial)
+        let stack: Stack
+        do {
+            stack = try Stack.registering(descriptor, allocator: self)
+        } catch {
+            abandon(claim)
+            throw error
+        }
         recorder.recordAllocation(descriptor)
-        return Stack(descriptor: descriptor, allocator: self)
+        return stack
     }
 
     /// Refuses (logs, counts in `refusedReleases`, frees nothing) a descriptor that is not the stack a
@@ -162,13 +169,13 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let serial: UInt
         /// The region's base when this claim mapped the region.
         let mappedRegion: UInt?
-        /// Whether the slot still needs its guard installed and registered (`guardNewSlot`).
+        /// Whether the slot still needs its guard installed (`guardNewSlot`).
         let needsGuard: Bool
     }
 
     /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
-    /// needs a guard gets it from `guardNewSlot`, after the lock: the syscall and the registration
-    /// would otherwise hold every other thread's allocate and release. A failure leaves nothing behind:
+    /// needs a guard gets it from `guardNewSlot`, after the lock: the syscall would otherwise hold every
+    /// other thread's allocate and release. A failure leaves nothing behind:
     /// no region it mapped.
     private func claimSlot(_ state: inout State) throws(StackError) -> Claim {
         var mapped: Int?
@@ -190,18 +197,11 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Registers a claimed new slot and installs its guard. A slot stays registered while its region is
-    /// mapped, like its guard (release clears its label). On failure the slot goes back unguarded, and its
-    /// region is unmapped when this claim mapped it and nothing else lives there.
+    /// Installs the guard of a claimed new slot; it stays while the region is mapped. On failure the slot
+    /// goes back unguarded, and its region is unmapped when this claim mapped it and nothing else lives there.
     private func guardNewSlot(_ claim: Claim) throws(StackError) {
         do throws(StackError) {
-            try GuardRegistry.register(claim.layout)
-            do throws(StackError) {
-                try installer.install(on: claim.layout.guardRange)
-            } catch {
-                GuardRegistry.unregister(claim.layout)
-                throw error
-            }
+            try installer.install(on: claim.layout.guardRange)
         } catch {
             abandon(claim, guarded: false)
             throw error
@@ -261,7 +261,6 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     @discardableResult
     private func giveBack(_ slot: SlabSlot, layout: StackLayout) -> Bool {
         // Outside the lock: the slot is on no free list, so nobody else touches it.
-        if guardMechanism != .none { GuardRegistry.setLabel("", forStackAt: layout.usableBottom) }
         let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usableSize, Int32(FS_MADV_DONTNEED))
         if case .failure(let errno) = discarded {
             logger.error(
@@ -277,18 +276,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         return true
     }
 
-    /// Unregisters a region's guarded slots and unmaps it, logging a failure (which would mean corrupted
-    /// bookkeeping).
+    /// Unmaps a region, logging a failure (which would mean corrupted bookkeeping).
     private func unmap(_ region: SlabRegion) {
-        if guardMechanism != .none {
-            let unguarded = Set(region.unguarded)
-            for slot in 0..<region.carved where !unguarded.contains(UInt32(slot)) {
-                let base = region.base + UInt(slot * sizes.total)
-                if let layout = try? StackLayout(base: base, sizes: sizes), !GuardRegistry.unregister(layout) {
-                    logger.error("a slab slot was not in the guard registry", metadata: ["stack": "\(layout)"])
-                }
-            }
-        }
         recorder.recordReserved(-regionSize)
         if case .failure(let errno) = Syscall.unmap(region.base, size: regionSize) {
             recorder.recordReleaseFailure()

@@ -14,11 +14,9 @@ extension Stack {
     /// 4. registers the guard in `GuardRegistry`, so an overflow names the fiber instead of dying with a
     ///    bare SIGSEGV.
     ///
-    /// Your `release`, when it honours a release (a live stack of yours), ends the registration with
-    /// `Stack.endGuardRegistration(descriptor)` before it unmaps: only the release that frees the memory may
-    /// end it, or a forged copy released first would leave it behind, or a late one remove a newer stack's.
-    /// On an error nothing is registered and the memory is still yours to unmap. `tag` is yours
-    /// (`StackDescriptor.tag`).
+    /// The returned stack holds the registration and ends it when it is given back, before your
+    /// `release` runs: your allocator never registers or unregisters anything. On an error nothing is
+    /// registered and the memory is still yours to unmap. `tag` is yours (`StackDescriptor.tag`).
     public static func guarded(
         _ layout: StackLayout, request: StackRequest, mechanism: GuardMechanism, installGuard: Bool = true,
         allocator: any StackAllocator, tag: UInt = 0, logger: Logger? = nil
@@ -41,19 +39,13 @@ extension Stack {
         return try registering(descriptor, allocator: allocator)
     }
 
-    /// The stack of a finished `descriptor`, its guard registered when it has a hardware guard. For
-    /// allocators whose guards and prefault need more than `guarded` does (huge pages).
+    /// The stack of a finished `descriptor`, holding the registration of its guard when it has a hardware
+    /// guard. For allocators whose guards and prefault need more than `guarded` does (huge pages, slabs).
     package static func registering(_ descriptor: StackDescriptor, allocator: any StackAllocator) throws(StackError) -> Stack {
         let guarded = descriptor.layout.sizes.guardSize > 0
             && (descriptor.guardMechanism == .lightweight || descriptor.guardMechanism == .protNone)
-        if guarded { try GuardRegistry.register(descriptor.layout) }
-        return Stack(descriptor: descriptor, allocator: allocator)
-    }
-
-    /// Ends the guard registration of a stack made by `guarded`: call it from `release` when you honour the
-    /// release, before unmapping. Returns false when the stack was not registered (no hardware guard).
-    @discardableResult
-    public static func endGuardRegistration(_ descriptor: StackDescriptor) -> Bool {
-        descriptor.layout.sizes.guardSize > 0 && GuardRegistry.unregister(descriptor.layout)
+        guard guarded else { return Stack(descriptor: descriptor, allocator: allocator) }
+        let registration = try GuardRegistry.register(descriptor.layout)
+        return Stack(descriptor: descriptor, allocator: allocator, guardRegistration: registration)
     }
 }

@@ -1,3 +1,5 @@
+@_spi(Benchmarks) import OverflowDetection
+
 /// What a stack is, as plain data: where it lies, what guards it, where its pages live.
 public struct StackDescriptor: Sendable, Hashable, CustomStringConvertible {
     /// Addresses and sizes.
@@ -40,6 +42,10 @@ public struct Stack: ~Copyable, Sendable {
     @usableFromInline let retained: Retained
     /// The pool of a pooled stack, which keeps itself alive while the stack is out; nil otherwise.
     @usableFromInline let pool: Unmanaged<PoolCore>?
+    /// The guard's entry in `GuardRegistry` that this stack holds (made by `Stack.guarded`), or 0. Ended
+    /// when the stack goes, before its allocator unmaps it. Held here, not by the allocator, so that
+    /// only the owner of the memory ends it: a second `Stack` for the same memory holds none.
+    @usableFromInline let guardRegistration: UInt64
 
     /// A strong reference or none. Noncopyable, so `deinit` borrows the payload (no retain) and destroys it
     /// with a plain release (an `Optional` of an existential is destroyed through its type metadata).
@@ -66,6 +72,15 @@ public struct Stack: ~Copyable, Sendable {
         self.descriptor = descriptor
         retained = .some(allocator)
         pool = nil
+        guardRegistration = 0
+    }
+
+    /// A stack holding the registration of its guard (see `Stack.guarded`).
+    init(descriptor: StackDescriptor, allocator: any StackAllocator, guardRegistration: UInt64) {
+        self.descriptor = descriptor
+        retained = .some(allocator)
+        pool = nil
+        self.guardRegistration = guardRegistration
     }
 
     /// A stack of `pool`, which counts it as out until it comes back (see `PoolCore`).
@@ -74,6 +89,7 @@ public struct Stack: ~Copyable, Sendable {
         self.descriptor = descriptor
         retained = .none
         self.pool = Unmanaged.passUnretained(pool)
+        guardRegistration = 0
     }
 
     /// One past the highest usable address: the initial stack pointer.
@@ -100,6 +116,7 @@ public struct Stack: ~Copyable, Sendable {
         if let pool {
             pool._withUnsafeGuaranteedRef { $0.takeBack(descriptor) }
         } else if case .some(let allocator) = retained {
+            if guardRegistration != 0 { GuardRegistry.end(guardRegistration, at: descriptor.layout.usableBottom) }
             allocator.release(descriptor, token: StackReleaseToken())
         }
     }

@@ -12,8 +12,9 @@
 /// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
 ///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
 /// 3. **Registration.** A hardware guard is in `GuardRegistry` while the stack lives, or an overflow is a
-///    bare SIGSEGV instead of a line naming the fiber. (The scheduler registers a guarded stack you did
-///    not, but other users of your allocator get no such help.)
+///    bare SIGSEGV instead of a line naming the fiber. A stack from `Stack.guarded` holds its
+///    registration and ends it when it is given back: nothing to do by hand. (The scheduler registers a
+///    guarded stack that holds none, but other users of your allocator get no such help.)
 /// 4. **Prefault and placement.** Honour `request.prefault` (only the usable range, top down) and
 ///    `request.placement` (bind before the first touch), or throw.
 /// 5. **Safety.** `[usableBottom, top)` is readable, writable and owned by that stack alone until it is
@@ -25,8 +26,7 @@
 ///    against its own record of live stacks and refuses anything else (log it, count it, free nothing):
 ///    a second release, a stale descriptor, one it never made. A copy of a live stack's descriptor is
 ///    indistinguishable from the original: the first of the two releases is honoured, the second
-///    refused. An honoured release ends the guard's registration (`Stack.endGuardRegistration`) before
-///    it unmaps; the built-in allocators do all of this, with a serial in `StackDescriptor.tag`.
+///    refused. The built-in allocators do all of this, with a serial in `StackDescriptor.tag`.
 ///    (`PooledStackAllocator`'s own stacks come back by a path of their own, so it refuses every release
 ///    that reaches `release`.)
 ///

@@ -28,7 +28,6 @@ final class GuardedMmapAllocator: StackAllocator {
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         // Refuse what is not a live stack of ours: a second release, a descriptor we never made.
         guard live.withLock({ $0.remove(descriptor.layout.usableBottom) }) != nil else { return }
-        Stack.endGuardRegistration(descriptor)  // before the unmap: the address may be reused at once
         munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
     }
 }

@@ -39,7 +39,7 @@ final class TrackingAllocator: StackAllocator {
         }
         guard box != nil else { return }
         live.subtract(1, ordering: .relaxed)
-        // Dropping the last reference to the box releases the inner stack (its allocator ends the guard's
-        // registration).
+        // Dropping the last reference to the box releases the inner stack, which ends its guard's
+        // registration.
     }
 }

@@ -82,17 +82,23 @@ struct GuardRegistryTests {
         #expect(!GuardRegistry.setLabel("nobody", forStackAt: layout.top))
     }
 
-    @Test("Registering a usable bottom twice is refused with EEXIST; unregistering twice returns false")
-    func duplicates() throws {
+    @Test("Registering a usable bottom again replaces the stack there; only the newest registration ends it")
+    func replacement() throws {
         let region = try AddressReservation(size: 1 << 20)
-        let layout = try region.layout(at: 0, usable: 16 << 10, guard: 4 << 10)
-        try GuardRegistry.register(layout)
-        #expect(throws: StackError.guardRegistrationFailed(.fileExists, stack: layout)) {
-            try GuardRegistry.register(layout)
-        }
-        #expect(StackError.guardRegistrationFailed(.fileExists, stack: layout).description.contains("unregister"))
-        #expect(GuardRegistry.unregister(layout))
-        #expect(!GuardRegistry.unregister(layout))
+        let older = try region.layout(at: 0, usable: 16 << 10, guard: 4 << 10)
+        let newer = try region.layout(at: 0, usable: 32 << 10, guard: 4 << 10)
+        let first = try GuardRegistry.register(older, label: "older")
+        let second = try GuardRegistry.register(newer, label: "newer")
+        defer { GuardRegistry.unregister(newer) }
+        #expect(second > first)
+        #expect(GuardRegistry.entry(forStackAt: newer.usableBottom)?.label == "newer")
+        #expect(GuardRegistry.entry(forStackAt: newer.usableBottom)?.usableRange == newer.usableRange)
+        #expect(!GuardRegistry.end(first, at: older.usableBottom))  // replaced: changes nothing
+        #expect(GuardRegistry.entry(forStackAt: newer.usableBottom) != nil)
+        #expect(GuardRegistry.end(second, at: newer.usableBottom))
+        #expect(GuardRegistry.entry(forStackAt: newer.usableBottom) == nil)
+        #expect(!GuardRegistry.end(second, at: newer.usableBottom))
+        #expect(!GuardRegistry.unregister(newer))
     }
 
     @Test("An empty guard keeps a label for the stack and never matches a fault")

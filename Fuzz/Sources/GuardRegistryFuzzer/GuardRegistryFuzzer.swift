@@ -6,8 +6,9 @@
 // overlap other stacks and stacks sit back to back; in hash-colliding groups, so the open-addressed
 // index builds clusters and deletes by backward shift; and right above or below a registered stack.
 // Checked:
-// - register fails exactly for a usable bottom that is registered already (EEXIST), unregister and
-//   relabel succeed exactly for registered ones, and `count` follows the model;
+// - register always succeeds, replacing a stack registered at the same usable bottom; unregister and
+//   relabel succeed exactly for registered ones; ending a registration succeeds exactly for the one
+//   registered there now, never for one replaced or ended before; `count` follows the model;
 // - `entry(forStackAt:)` returns exactly the model's entry (ranges and stored label, see `storedLabel`);
 // - `entry(guarding:)` finds an entry for an address exactly when some registered guard contains it,
 //   and then one whose guard does (addresses at every edge: guard low, guard high - 1, usable bottom,
@@ -55,8 +56,10 @@ struct RegistryRun {
     static let maximumOperations = 256
 
     var input: ByteReader
-    /// The model: registered stacks by usable bottom, with the label as stored.
-    var model: [UInt: (layout: StackLayout, label: String)] = [:]
+    /// The model: registered stacks by usable bottom, with the label as stored and the registration.
+    var model: [UInt: (layout: StackLayout, label: String, registration: UInt64)] = [:]
+    /// Registrations replaced or ended (the most recent 64): ending one again must fail.
+    var retired: [(bottom: UInt, registration: UInt64)] = []
     let baseline = GuardRegistry.count
 
     init(input: ByteReader) {
@@ -122,21 +125,43 @@ struct RegistryRun {
         guard let layout = layout(at: bottom) else { return }
         let context = { "register(\(layout), label: \(label.debugDescription))" }
         do throws(StackError) {
-            try GuardRegistry.register(layout, label: label)
-            check(model[bottom] == nil, "\(context()) succeeded although \(model[bottom]!.layout) is registered there")
-            model[bottom] = (layout, storedLabel(label, capacity: GuardRegistry.labelCapacity))
-        } catch {
-            guard error.code == .guardRegistrationFailed, error.errno == .fileExists, model[bottom] != nil else {
-                finding("\(context()) threw \(error); the model has \(String(describing: model[bottom]?.layout))")
+            let registration = try GuardRegistry.register(layout, label: label)
+            if let replaced = model[bottom] {
+                check(registration > replaced.registration, "\(context()) returned \(registration), not above \(replaced.registration)")
+                retire(bottom, replaced.registration)
             }
+            check(registration != 0, "\(context()) returned registration 0")
+            model[bottom] = (layout, storedLabel(label, capacity: GuardRegistry.labelCapacity), registration)
+        } catch {
+            finding("\(context()) threw \(error)")
         }
     }
 
+    mutating func retire(_ bottom: UInt, _ registration: UInt64) {
+        retired.append((bottom, registration))
+        if retired.count > 64 { retired.removeFirst() }
+    }
+
     mutating func unregister() {
-        guard let layout = input.bool() ? pickRegistered() : layout(at: usableBottom()) else { return }
-        let removed = GuardRegistry.unregister(layout)
-        check(removed == (model[layout.usableBottom] != nil), "unregister(\(layout)) returned \(removed)")
-        model[layout.usableBottom] = nil
+        switch input.byte() % 3 {
+        case 0:
+            // The registration registered there now: ends it.
+            guard let layout = pickRegistered(), let current = model[layout.usableBottom] else { return }
+            check(GuardRegistry.end(current.registration, at: layout.usableBottom), "ending \(layout)'s registration failed")
+            retire(layout.usableBottom, current.registration)
+            model[layout.usableBottom] = nil
+        case 1:
+            // A registration replaced or ended before: changes nothing.
+            guard !retired.isEmpty else { return }
+            let (bottom, registration) = retired[Int(input.byte()) % retired.count]
+            check(!GuardRegistry.end(registration, at: bottom), "ending retired registration \(registration) at \(bottom) succeeded")
+        default:
+            guard let layout = input.bool() ? pickRegistered() : layout(at: usableBottom()) else { return }
+            let removed = GuardRegistry.unregister(layout)
+            check(removed == (model[layout.usableBottom] != nil), "unregister(\(layout)) returned \(removed)")
+            if let current = model[layout.usableBottom] { retire(layout.usableBottom, current.registration) }
+            model[layout.usableBottom] = nil
+        }
     }
 
     mutating func relabel() {

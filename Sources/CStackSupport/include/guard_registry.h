@@ -1,6 +1,6 @@
 // The process-wide registry of stack guard ranges, read by the overflow signal handler.
 //
-// Writers (allocators: add on allocate, remove on release) serialize on a mutex. Readers never lock,
+// Writers (a stack's owner: add when it is made, remove when it goes) serialize on a mutex. Readers never lock,
 // never allocate and never touch freed memory, so `fs_guard_registry_find` and `fs_guard_registry_get`
 // are async-signal-safe. See docs/overflow-detection.md for the data structure and its costs.
 #ifndef FIBERSTACKS_GUARD_REGISTRY_H
@@ -25,14 +25,18 @@ typedef struct fs_guard_entry {
 /// `guard_low <= usable_bottom < top`; an empty guard (`guard_low == usable_bottom`) keeps the label
 /// for `fs_guard_registry_get` and never matches a fault. `label` may be NULL; it is truncated to
 /// `FS_GUARD_LABEL_CAPACITY - 1` bytes on a UTF-8 character boundary.
-/// Returns 0, EINVAL (bad range), EEXIST (a stack at `usable_bottom` is registered), ENOMEM (mapping the
-/// registry's next segment or index generation failed: out of memory, RLIMIT_AS or vm.max_map_count)
-/// or ENOSPC (4,294,963,200 stacks, every slot id, are registered).
+/// A stack registered at `usable_bottom` already is replaced: its memory was unmapped and mapped again,
+/// so the newer registration describes what is there. `*registration` (if not NULL) receives this
+/// registration's id, never 0, for `fs_guard_registry_remove`.
+/// Returns 0, EINVAL (bad range), ENOMEM (mapping the registry's next segment or index generation failed:
+/// out of memory, RLIMIT_AS or vm.max_map_count) or ENOSPC (4,294,963,200 stacks, every slot id, are
+/// registered).
 int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top, const char *label,
-                          size_t label_length);
+                          size_t label_length, uint64_t *registration);
 
-/// Removes the stack whose usable range starts at `usable_bottom`. Returns 0 or ENOENT.
-int fs_guard_registry_remove(uintptr_t usable_bottom);
+/// Removes the stack whose usable range starts at `usable_bottom`, if `registration` is the id its
+/// registration returned (or 0: whichever is there). Returns 0 or ENOENT (none there, or a newer one).
+int fs_guard_registry_remove(uintptr_t usable_bottom, uint64_t registration);
 
 /// Replaces the label of the stack at `usable_bottom`. Returns 0 or ENOENT.
 int fs_guard_registry_set_label(uintptr_t usable_bottom, const char *label, size_t label_length);
