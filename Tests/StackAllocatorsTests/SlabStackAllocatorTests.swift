@@ -1,5 +1,6 @@
 @_spi(Benchmarks) import GuardPages
 import Glibc
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 import StackTestSupport
 import Testing
@@ -22,8 +23,11 @@ struct SlabStackAllocatorTests {
         #expect(try Probe.accessiblePages(in: first.guardRange) == 0)
         memset(first.usableBottom, 0xAB, first.usableSize)
         let base = first.descriptor.layout.base
+        let bottom = first.descriptor.layout.usableBottom
+        #expect(GuardRegistry.entry(forStackAt: bottom)?.guardRange == first.guardRange, "the live stack's guard is registered")
         first.release()
         #expect(slab.stats.cached == 1)
+        #expect(GuardRegistry.entry(forStackAt: bottom) == nil, "the stack's registration went with it")
 
         let again = try slab.allocate(request)
         #expect(again.descriptor.layout.base == base, "the released slot is reused first")
