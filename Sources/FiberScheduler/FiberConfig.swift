@@ -39,7 +39,7 @@ public struct FiberConfig: Sendable {
     /// Whether each worker's stacks are bound (mbind, `NUMAPlacement.bind`) to the worker's NUMA node
     /// before any page exists, so they stay there whoever touches them and `PlacementReport` can prove it.
     /// Default false: stacks follow first touch, which prefault on the worker's thread already makes local.
-    /// A worker on a node without memory then fails at startup with `.numaNodeMemoryless`.
+    /// A worker on a node without memory then fails at startup with `.unsupported`.
     public var bindStacksToNode = false
     /// Worker threads; nil: one per CPU of `topology`. Default nil.
     public var workerCount: Int?
@@ -79,7 +79,8 @@ public struct FiberConfig: Sendable {
         do throws(StackError) {
             _ = try StackSizes(usableSize: usableSize, guardSize: guardSize)
         } catch {
-            throw .invalidConfiguration(field: error.code == .invalidGuard ? "guardSize" : "usableSize", reason: error.message)
+            let field = if case .invalidGuard = error.reason { "guardSize" } else { "usableSize" }
+            throw .invalidConfiguration(field: field, reason: error.message)
         }
         guard maxPoolSize >= 1 else { throw .invalidConfiguration(field: "maxPoolSize", reason: "must be at least 1") }
         guard initialPoolSize >= 0, initialPoolSize <= targetPoolSize else {

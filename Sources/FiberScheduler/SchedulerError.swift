@@ -47,8 +47,10 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
     /// usage error (a guard smaller than the largest frame) is a configuration error.
     package init(_ error: StackError) {
         let code: Code =
-            error.code == .threadCreationFailed || error.code == .threadAddressSpaceExhausted
-            ? .threadCreationFailed : error.isUsage ? .invalidConfiguration : .stackFailed
+            switch error.reason {
+            case .threadCreationFailed, .threadAddressSpaceExhausted: .threadCreationFailed
+            default: error.isUsage ? .invalidConfiguration : .stackFailed
+            }
         self.init(code, error.message, fix: error.fix, underlying: error)
     }
 

@@ -14,9 +14,9 @@ public struct FiberInfo: Sendable, Hashable {
     /// The name an overflow diagnostic uses: fiber id and worker.
     public let label: String
     /// Whether an idle worker made it (growth toward `targetPoolSize`) rather than startup or a job.
-    public let grownWhileIdle: Bool
+    package let grownWhileIdle: Bool
     /// How its stack was prefaulted when the fiber was made.
-    public let prefault: PrefaultStrategy
+    package let prefault: PrefaultStrategy
 }
 
 /// One worker's fiber pool, counted.

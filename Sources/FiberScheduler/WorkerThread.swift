@@ -5,7 +5,7 @@ import SystemPackage
 
 /// The POSIX thread under a worker: start, name, join.
 enum WorkerThread {
-    /// Starts a thread running `body`. Throws `.threadCreationFailed` with pthread_create's error.
+    /// Starts a thread running `body`. Throws `.systemCallFailed` with pthread_create's error.
     static func spawn(_ body: @escaping () -> Void) throws(StackError) -> pthread_t {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()

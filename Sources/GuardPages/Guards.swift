@@ -61,7 +61,7 @@ extension GuardMode: CustomStringConvertible {
     }
 
     /// Makes `range` (page-aligned, inside a private anonymous mapping) fault on any access.
-    /// ENOMEM from mprotect means the VMA split hit vm.max_map_count and becomes `.mapCountExhausted`.
+    /// ENOMEM from mprotect means the VMA split hit vm.max_map_count and becomes `.resourceExhausted`.
     package func install(on range: Range<UInt>) throws(StackError) {
         guard !range.isEmpty else { return }
         let size = Int(range.upperBound - range.lowerBound)

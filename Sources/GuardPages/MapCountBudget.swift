@@ -4,7 +4,7 @@
 /// The budget tracks an estimate of the process's map count: exact when `refresh()` reads it, then raised
 /// by what the allocator itself adds. Only when the estimate would cross `limit - reserveInUse` is the real
 /// count read again (other code may have unmapped since); if it still would, `charge` throws
-/// `.mapCountReserveReached` before any syscall could fail with ENOMEM.
+/// `.resourceExhausted` before any syscall could fail with ENOMEM.
 /// Not thread-safe: the owning allocator calls it under its own lock.
 package struct MapCountBudget: Sendable, Hashable {
     /// Mappings an mprotect guard adds in the worst case: the guard splits one writable mapping in three.
@@ -49,7 +49,7 @@ package struct MapCountBudget: Sendable, Hashable {
         estimate = try MapCount.current()
     }
 
-    /// Accounts for `lines` new mappings, or throws `.mapCountReserveReached` when they would eat into the
+    /// Accounts for `lines` new mappings, or throws `.resourceExhausted` when they would eat into the
     /// reserve in use. `stacksRemaining` in the error counts the guards of `linesPerGuard` mappings that
     /// fit in that reserve: what this budget would still allow with a reserve of 0.
     package mutating func charge(_ lines: Int) throws(StackError) {

@@ -42,7 +42,7 @@ public struct PrefaultPolicy: Sendable, Hashable {
     /// Set once the missing `MADV_POPULATE_WRITE` has been logged.
     private static let fallbackLogged = Atomic<Bool>(false)
 
-    /// Applies `policy` to `layout`. A failure throws `.prefaultFailed` and is logged on `logger`.
+    /// Applies `policy` to `layout`. A failure throws `.systemCallFailed` and is logged on `logger`.
     @_spi(Benchmarks) public static func apply(
         _ policy: PrefaultPolicy, to layout: StackLayout, logger: Logger = Logger(label: "fiberstacks.prefault")
     ) throws(StackError) {

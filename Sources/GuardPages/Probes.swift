@@ -29,7 +29,7 @@ public enum Probe {
     }
 
     /// Residency of each system page of `range` (page-aligned) from mincore: true where resident.
-    /// Throws `.probeFailed` with ENOMEM when part of the range is not mapped.
+    /// Throws `.systemCallFailed` with ENOMEM when part of the range is not mapped.
     public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
         let pages = Int(range.upperBound - range.lowerBound) / systemPageSize
         var vector = [UInt8](repeating: 0, count: pages)

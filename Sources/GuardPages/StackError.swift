@@ -3,7 +3,7 @@ import SystemPackage
 /// A failure of the stack subsystem: what failed, why, and the fix (the sysctl, the sysfs file, the mount,
 /// the package).
 ///
-/// An error is a value with a `code` to compare (`error.code == .mapCountExhausted`), the `errno` of the
+/// An error is a value with a `code` to compare (`error.code == .resourceExhausted`), the `errno` of the
 /// system call that failed, if one did, and a `message` and a `fix` for people. New codes can be added
 /// without breaking code that switches over them: compare codes, or ask the classification properties
 /// (`isShortage`, `isUsage`, `isUnsupported`). Bad input is an error too, never a trap.
@@ -17,74 +17,28 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         private init(_ name: String) { self.name = name }
         public var description: String { name }
 
-        /// The usable size is zero, negative, larger than `StackSizes.maximumUsableSize`, or overflows when rounded.
-        public static let invalidSize = Code("invalidSize")
-        /// The guard size is negative, larger than `StackSizes.maximumGuardSize`, or overflows when rounded.
-        public static let invalidGuard = Code("invalidGuard")
-        /// A configuration field holds a value outside what it accepts: `type` and `field` name it (as in
-        /// `PooledStackAllocator.Configuration.idlePeriod`), `value` is what it held, `allowed` what it accepts.
-        public static let invalidConfiguration = Code("invalidConfiguration")
-        /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
-        public static let invalidPageSize = Code("invalidPageSize")
-        /// `mmap` failed for a mapping of `size` bytes.
-        public static let mappingFailed = Code("mappingFailed")
-        /// Installing the guard failed (`MADV_GUARD_INSTALL` or `mprotect(PROT_NONE)`).
-        public static let guardInstallFailed = Code("guardInstallFailed")
-        /// The process is at `vm.max_map_count`: no new mapping (or mapping split) is possible.
-        public static let mapCountExhausted = Code("mapCountExhausted")
-        /// An allocator with mprotect guards stopped before `vm.max_map_count`: the process has `current` of
-        /// `limit` mappings, `reserve` of them are left to the rest of the process, and each new guarded stack
-        /// costs two. `stacksRemaining` more would fit below the hard limit itself.
-        public static let mapCountReserveReached = Code("mapCountReserveReached")
-        /// Prefaulting the usable range failed; nothing was left half-mapped.
-        public static let prefaultFailed = Code("prefaultFailed")
-        /// A probe syscall itself failed (not the EFAULT that means "inaccessible").
-        public static let probeFailed = Code("probeFailed")
-        /// Reading a kernel interface file (procfs, sysfs) failed.
-        public static let systemFileUnreadable = Code("systemFileUnreadable")
-        /// The kernel or the machine lacks a capability; `fix` says how to get it.
-        public static let capabilityMissing = Code("capabilityMissing")
-        /// A NUMA node id below 0 or above the highest node this kernel can have (`possible`, in sysfs).
-        public static let numaNodeOutOfRange = Code("numaNodeOutOfRange")
-        /// A NUMA node the kernel knows of but that is not online.
-        public static let numaNodeOffline = Code("numaNodeOffline")
-        /// A NUMA node with CPUs but no memory: nothing can be placed on it. `nearest` is the closest node
-        /// with memory (by `numa_distance`), if any.
-        public static let numaNodeMemoryless = Code("numaNodeMemoryless")
-        /// A NUMA placement that names no node (an empty interleave set).
-        public static let numaPlacementEmpty = Code("numaPlacementEmpty")
-        /// mbind(2) refused `placement` over `[address, address + size)`.
-        public static let numaBindFailed = Code("numaBindFailed")
-        /// Present pages lie on nodes outside `expected`: `misplaced` of `present` pages, `pagesPerNode` as
-        /// found by move_pages, the lowest misplaced page at `firstMisplaced`.
-        public static let numaPlacementWrong = Code("numaPlacementWrong")
-        /// The guard registry refused `stack`: EEXIST (a stack at this address is still registered),
-        /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
-        public static let guardRegistrationFailed = Code("guardRegistrationFailed")
-        /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
-        public static let canaryCorrupted = Code("canaryCorrupted")
-        /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
-        public static let signalSetupFailed = Code("signalSetupFailed")
-        /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
-        /// to other mappings; `controlFile` is the file to write to grow the pool (global or per node).
-        public static let hugePagesExhausted = Code("hugePagesExhausted")
-        /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
-        /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
-        public static let hugeTLBFSMountFull = Code("hugeTLBFSMountFull")
-        /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
-        public static let notHugeTLBFSMount = Code("notHugeTLBFSMount")
-        /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
-        public static let threadCreationFailed = Code("threadCreationFailed")
-        /// The frame audit cannot read an object as a 64-bit little-endian ELF file for x86_64 or aarch64.
-        public static let objectUnreadable = Code("objectUnreadable")
-        /// A guard smaller than the largest fixed frame of the loaded code: that frame could skip it.
+        /// Bad input: a size, guard, page size, configuration field, request, placement, negative NUMA node
+        /// or hugetlbfs path that cannot be served as given. Fix the calling code (`isUsage`).
+        public static let invalidArgument = Code("invalidArgument")
+        /// A guard smaller than the largest fixed frame of the loaded code: that frame could skip it. Make
+        /// the guard at least the size `fix` names (`isUsage`).
         public static let guardSmallerThanFrame = Code("guardSmallerThanFrame")
-        /// A worker thread's stack does not fit under RLIMIT_AS (`ulimit -v`).
-        public static let threadAddressSpaceExhausted = Code("threadAddressSpaceExhausted")
-        /// A request or a value that makes no sense: a usage error in the calling code.
-        public static let invalidRequest = Code("invalidRequest")
-        /// A pool holds as many stacks as it can.
-        public static let poolExhausted = Code("poolExhausted")
+        /// Too little of something: mappings (`vm.max_map_count`, or an allocator's reserve below it), huge
+        /// pages (the pool, or a hugetlbfs mount's `size=`), address space for a thread, a pool's stacks.
+        /// Retrying later, or with less, can succeed (`isShortage`).
+        public static let resourceExhausted = Code("resourceExhausted")
+        /// The kernel or the machine lacks a capability, or the NUMA node asked for (absent, offline, without
+        /// memory); `fix` says how to get it (`isUnsupported`).
+        public static let unsupported = Code("unsupported")
+        /// A system call failed (mmap, the guard's madvise or mprotect, prefault, a probe, mbind, a signal
+        /// handler or stack, pthread_create, the guard registry's memory): `errno` says why.
+        public static let systemCallFailed = Code("systemCallFailed")
+        /// A kernel interface file (procfs, sysfs) or an object file for the frame audit could not be read.
+        public static let unreadable = Code("unreadable")
+        /// The canary at a stack's usable bottom was overwritten: its fiber ran past its usable range.
+        public static let canaryCorrupted = Code("canaryCorrupted")
+        /// A placement check found present pages on NUMA nodes outside the ones asked for.
+        public static let misplaced = Code("misplaced")
         /// An allocator outside this package failed; its message says why.
         public static let allocatorFailed = Code("allocatorFailed")
     }
@@ -104,34 +58,22 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: Code {
         switch reason {
         case .other(let code, _, _, _): code
-        case .objectUnreadable: .objectUnreadable
-        case .threadAddressSpaceExhausted: .threadAddressSpaceExhausted
+        case .invalidSize, .invalidGuard, .invalidConfiguration, .invalidPageSize, .numaPlacementEmpty, .notHugeTLBFSMount:
+            .invalidArgument
+        // A node this machine does not have, or cannot place memory on: valid on another machine.
+        case .numaNodeOutOfRange(let node, _): node < 0 ? .invalidArgument : .unsupported
+        case .numaNodeOffline, .numaNodeMemoryless: .unsupported
         case .guardSmallerThanFrame: .guardSmallerThanFrame
-        case .invalidSize: .invalidSize
-        case .invalidGuard: .invalidGuard
-        case .invalidConfiguration: .invalidConfiguration
-        case .invalidPageSize: .invalidPageSize
-        case .mappingFailed: .mappingFailed
-        case .guardInstallFailed: .guardInstallFailed
-        case .mapCountExhausted: .mapCountExhausted
-        case .mapCountReserveReached: .mapCountReserveReached
-        case .prefaultFailed: .prefaultFailed
-        case .probeFailed: .probeFailed
-        case .systemFileUnreadable: .systemFileUnreadable
-        case .capabilityMissing: .capabilityMissing
-        case .numaNodeOutOfRange: .numaNodeOutOfRange
-        case .numaNodeOffline: .numaNodeOffline
-        case .numaNodeMemoryless: .numaNodeMemoryless
-        case .numaPlacementEmpty: .numaPlacementEmpty
-        case .numaBindFailed: .numaBindFailed
-        case .numaPlacementWrong: .numaPlacementWrong
-        case .guardRegistrationFailed: .guardRegistrationFailed
+        case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
+            .threadAddressSpaceExhausted:
+            .resourceExhausted
+        case .capabilityMissing: .unsupported
+        case .mappingFailed, .guardInstallFailed, .prefaultFailed, .probeFailed, .numaBindFailed,
+            .guardRegistrationFailed, .signalSetupFailed, .threadCreationFailed:
+            .systemCallFailed
+        case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
-        case .signalSetupFailed: .signalSetupFailed
-        case .hugePagesExhausted: .hugePagesExhausted
-        case .hugeTLBFSMountFull: .hugeTLBFSMountFull
-        case .notHugeTLBFSMount: .notHugeTLBFSMount
-        case .threadCreationFailed: .threadCreationFailed
+        case .numaPlacementWrong: .misplaced
         }
     }
 
@@ -162,28 +104,19 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
     /// later, or with less, can succeed.
     public var isShortage: Bool {
         switch code {
-        case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
-            .poolExhausted, .threadAddressSpaceExhausted:
-            true
-        case .mappingFailed, .prefaultFailed, .guardInstallFailed, .guardRegistrationFailed, .threadCreationFailed:
-            errno == .noMemory || errno == .noSpace || errno == .resourceTemporarilyUnavailable
+        case .resourceExhausted: true
+        case .systemCallFailed: errno == .noMemory || errno == .noSpace || errno == .resourceTemporarilyUnavailable
         default: false
         }
     }
 
-    /// A usage error: an invalid size, configuration, placement or request. Fix the calling code.
-    public var isUsage: Bool {
-        switch code {
-        case .invalidSize, .invalidGuard, .invalidPageSize, .invalidConfiguration, .invalidRequest,
-            .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty, .notHugeTLBFSMount,
-            .guardSmallerThanFrame:
-            true
-        default: false
-        }
-    }
+    /// A usage error: an invalid size, configuration, placement or request, or a guard too small for the
+    /// loaded code. Fix the calling code.
+    public var isUsage: Bool { code == .invalidArgument || code == .guardSmallerThanFrame }
 
-    /// This kernel or machine lacks what was asked for (a kernel feature, libnuma, huge pages support).
-    public var isUnsupported: Bool { code == .capabilityMissing }
+    /// This kernel or machine lacks what was asked for (a kernel feature, libnuma, huge pages support, a
+    /// NUMA node).
+    public var isUnsupported: Bool { code == .unsupported }
 
     private var split: (message: String, fix: String) {
         switch reason {
@@ -298,7 +231,7 @@ extension StackError {
         StackError(.numaPlacementWrong(expected: expected, misplaced: misplaced, present: present, pagesPerNode: pagesPerNode, firstMisplaced: firstMisplaced))
     }
 
-    /// The guard registry refused `stack`: EEXIST (a stack at this address is still registered),
+    /// The guard registry refused `stack`:
     /// ENOSPC (the registry is full), ENOMEM (no memory for its next chunk), EINVAL (not page-aligned).
     package static func guardRegistrationFailed(_ errno: Errno, stack: StackLayout) -> StackError {
         StackError(.guardRegistrationFailed(errno, stack: stack))
@@ -356,11 +289,11 @@ extension StackError {
 
     /// A pool is full: `what` says of what, `fix` how to make room.
     package static func poolExhausted(_ what: String, fix: String) -> StackError {
-        StackError(.other(code: .poolExhausted, message: what, fix: fix, errno: nil))
+        StackError(.other(code: .resourceExhausted, message: what, fix: fix, errno: nil))
     }
 
     /// A usage error: `what` is wrong with the request, `fix` says what is allowed.
     package static func invalidRequest(_ what: String, fix: String) -> StackError {
-        StackError(.other(code: .invalidRequest, message: what, fix: fix, errno: nil))
+        StackError(.other(code: .invalidArgument, message: what, fix: fix, errno: nil))
     }
 }

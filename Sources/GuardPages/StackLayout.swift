@@ -80,7 +80,7 @@ public struct StackLayout: Sendable, Hashable, CustomStringConvertible {
     /// The usable range.
     public var usableRange: Range<UInt> { usableBottom..<top }
     /// Page size of the usable range.
-    public var pageSize: Int { sizes.pageSize }
+    package var pageSize: Int { sizes.pageSize }
 
     public var description: String {
         "stack [0x\(String(usableBottom, radix: 16)), 0x\(String(top, radix: 16))) usable \(sizes.usableSize) B, "

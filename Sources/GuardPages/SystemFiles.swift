@@ -60,7 +60,7 @@ import SystemPackage
         try SystemFile.readInteger(limitPath)
     }
 
-    /// `.mapCountExhausted` when the process is within `margin` mappings of the limit, else nil.
+    /// `.resourceExhausted` when the process is within `margin` mappings of the limit, else nil.
     /// Called after an ENOMEM to tell "out of mappings" from "out of memory".
     package static func exhaustedError(margin: Int = 4) -> StackError? {
         guard let limit = try? limit(), let current = try? current() else { return nil }

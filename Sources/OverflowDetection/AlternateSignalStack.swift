@@ -32,7 +32,7 @@ public enum AlternateSignalStack {
     }
 
     /// Removes and unmaps the calling thread's alternate signal stack if `installForCurrentThread` made
-    /// it (thread exit does this too). Throws `.signalSetupFailed` (EPERM) when called on that stack.
+    /// it (thread exit does this too). Throws `.systemCallFailed` (EPERM) when called on that stack.
     public static func uninstallForCurrentThread() throws(StackError) {
         let code = fs_alt_signal_stack_uninstall()
         if code != 0 { throw .signalSetupFailed(Errno(rawValue: code), what: "sigaltstack(SS_DISABLE)") }

@@ -36,7 +36,7 @@ public enum GuardRegistry {
 
     /// Registers the stack at `layout` with an optional label, replacing a stack registered at the same
     /// usable bottom (its memory was unmapped, so the newer stack describes what is there). Returns the
-    /// registration's id (never 0), which `end(_:at:)` takes. Throws `.guardRegistrationFailed` when the
+    /// registration's id (never 0), which `end(_:at:)` takes. Throws `.systemCallFailed` when the
     /// registry cannot map its next segment (ENOMEM) or is full (ENOSPC).
     @discardableResult
     @_spi(Benchmarks) public static func register(_ layout: StackLayout, label: String = "") throws(StackError) -> UInt64 {

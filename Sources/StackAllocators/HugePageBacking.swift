@@ -6,7 +6,7 @@ import SystemPackage
 
 /// A huge-page request resolved against this machine: where the pages of a region come from, and
 /// their size. Resolving validates the request (bad input throws) and checks the capability (a missing
-/// mount or THP switched off throws `.capabilityMissing`, which the fallback policy may absorb).
+/// mount or THP switched off throws `.unsupported`, which the fallback policy may absorb).
 struct HugePageBacking: Sendable, Hashable {
     /// Where the pages come from.
     enum Source: Sendable, Hashable {
@@ -144,7 +144,7 @@ struct HugePageBacking: Sendable, Hashable {
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")
     }
 
-    /// `.hugeTLBFSMountFull` when this backing's hugetlbfs mount has a size limit (statfs: `f_blocks` > 0)
+    /// `.resourceExhausted` when this backing's hugetlbfs mount has a size limit (statfs: `f_blocks` > 0)
     /// with fewer than `needed` pages free, else nil.
     private func mountFullError(needed: Int) -> StackError? {
         guard case .hugetlbfsFile(let directory) = source,

@@ -26,7 +26,7 @@ public struct HugePageRequest: Sendable, Hashable, Codable {
     /// the size, or transparent huge pages are off).
     public enum ExhaustionPolicy: String, Sendable, Hashable, CaseIterable, Codable {
         /// Throw: `StackError.hugePagesExhausted` names the pages needed, the pages free and the file
-        /// to raise; `.capabilityMissing` names the mount or the THP switch.
+        /// to raise; `.unsupported` names the mount or the THP switch.
         case strict
         /// Return a small-page stack with a hardware guard instead, count it in
         /// `StackAllocatorStats.fallbacks`, and log a warning (the first time, per allocator).

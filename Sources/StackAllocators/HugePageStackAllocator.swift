@@ -21,7 +21,7 @@ import Synchronization
 ///
 /// `.small` requests get guarded small-page stacks laid out the same way (not counted as fallbacks).
 /// `StackRequest.placement` binds the usable range before it is populated; an empty pool on that node
-/// is `.hugePagesExhausted` naming the node's control file. Hardware-guarded stacks are in
+/// is `.resourceExhausted` naming the node's control file. Hardware-guarded stacks are in
 /// `GuardRegistry` while they live, so an overflow names them.
 ///
 /// **Release** is honoured for a stack the allocator's own record holds as live (`StackDescriptor.tag`
@@ -115,7 +115,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
             layout = try HugePageRegion.map(
                 sizes, backing: backing, prefault: request.prefault, placement: request.placement, logger: logger)
         } catch {
-            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
+            if case .prefaultFailed = error.reason { recorder.recordPrefaultFailure() }
             throw error
         }
         let descriptor = live.add(
@@ -188,6 +188,9 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
 
     /// Errors the fallback policy absorbs: huge pages cannot be had. Bad input is never absorbed.
     private static func isShortage(_ error: StackError) -> Bool {
-        error.code == .hugePagesExhausted || error.code == .hugeTLBFSMountFull || error.isUnsupported
+        switch error.reason {
+        case .hugePagesExhausted, .hugeTLBFSMountFull, .capabilityMissing: true
+        default: false
+        }
     }
 }

@@ -14,13 +14,13 @@ import Logging
 /// carries its serial); any other release is refused.
 public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// The guard mechanism this allocator installs (resolved from its `GuardMode` at init).
-    public let guardMechanism: GuardMechanism
+    package let guardMechanism: GuardMechanism
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder()
     private let live = LiveStacks<Void>()
 
-    /// An allocator whose guards follow `guardMode`. Throws `.capabilityMissing` when `.lightweight`
+    /// An allocator whose guards follow `guardMode`. Throws `.unsupported` when `.lightweight`
     /// is forced on a kernel without `MADV_GUARD_INSTALL`.
     public init(guardMode: GuardMode = .automatic, logger: Logger = Logger(label: "fiberstacks.mmap"))
         throws(StackError)
@@ -65,7 +65,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
             recorder.recordAllocation(stack.descriptor)
             return stack
         } catch {
-            if error.code == .prefaultFailed { recorder.recordPrefaultFailure() }
+            if case .prefaultFailed = error.reason { recorder.recordPrefaultFailure() }
             _ = live.remove(recorded)
             unmap(base, size: sizes.total)
             throw error

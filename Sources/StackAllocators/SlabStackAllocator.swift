@@ -14,7 +14,7 @@ import Logging
 /// - **Lightweight guards** (`MADV_GUARD_INSTALL`, Linux >= 6.13) add no mapping: the map count grows by
 ///   one line per region at most.
 /// - **mprotect guards** split the region: two mappings per carved slot. Before carving, the slab checks
-///   its `MapCountBudget` and throws `.mapCountReserveReached` (naming `vm.max_map_count` and how many
+///   its `MapCountBudget` and throws `.resourceExhausted` (naming `vm.max_map_count` and how many
 ///   stacks would still fit) instead of letting mprotect fail with ENOMEM.
 ///
 /// **Release** returns the usable pages to the OS with `MADV_DONTNEED` and puts the slot on its region's
@@ -35,7 +35,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// The sizes every stack of this allocator has.
     public var fixedSizes: StackSizes? { sizes }
     /// What guards every stack: the installer's mechanism, or `.none` for a zero guard.
-    public let guardMechanism: GuardMechanism
+    package let guardMechanism: GuardMechanism
     /// Bytes of one region.
     package let regionSize: Int
     private let installer: GuardInstaller
@@ -50,7 +50,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     }
 
     /// A slab of `configuration`'s shape. Maps nothing until the first allocation. Throws for invalid
-    /// sizes, and `.capabilityMissing` when `.lightweight` guards are forced on a kernel without them.
+    /// sizes, and `.unsupported` when `.lightweight` guards are forced on a kernel without them.
     public init(_ configuration: Configuration = Configuration(), logger: Logger = Logger(label: "fiberstacks.slab"))
         throws(StackError)
     {

@@ -95,11 +95,11 @@ public struct Stack: ~Copyable, Sendable {
     /// One past the highest usable address: the initial stack pointer.
     public var top: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: descriptor.layout.top)! }
     /// Lowest usable address.
-    public var usableBottom: UnsafeMutableRawPointer {
+    package var usableBottom: UnsafeMutableRawPointer {
         UnsafeMutableRawPointer(bitPattern: descriptor.layout.usableBottom)!
     }
     /// Usable bytes.
-    public var usableSize: Int { descriptor.layout.sizes.usableSize }
+    package var usableSize: Int { descriptor.layout.sizes.usableSize }
     /// The guard's address range (empty when unguarded).
     package var guardRange: Range<UInt> { descriptor.layout.guardRange }
     /// Page size of the usable range.

@@ -74,8 +74,11 @@ package enum HugePageChecks {
         do {
             before = try MemorySnapshot.now()
             stack = try allocator.allocate(StackRequest(usableSize: size, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
-        } catch where error.code == .hugePagesExhausted {
-            guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let file) = error.reason else { return }
+        } catch {
+            guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let file) = error.reason else {
+                report.add("allocate", name, false, "error: \(error)")
+                return
+            }
             // Believe the allocator only when the kernel's own count agrees.
             let path = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB"
             let kernelFree = (try? SystemFile.readInteger("\(path)/free_hugepages")).map { $0 - ((try? SystemFile.readInteger("\(path)/resv_hugepages")) ?? 0) }
@@ -85,9 +88,6 @@ package enum HugePageChecks {
                 report.add("allocate", name, false, "the allocator reported hugePagesExhausted (\(free) free, \(needed) needed) but "
                     + "\(path)/free_hugepages - resv_hugepages says \(kernelFree.map(String.init) ?? "unreadable")")
             }
-            return
-        } catch {
-            report.add("allocate", name, false, "error: \(error)")
             return
         }
         StackChecks.run(stack, allocator: name, prefault: .populate, into: &report)

@@ -181,7 +181,7 @@ struct FiberPoolTests {
             try second.wait()
         } throws: { error in
             let error = error as? SchedulerError
-            return error?.code == .stackFailed && error?.underlying?.code == .poolExhausted
+            return error?.code == .stackFailed && error?.underlying?.code == .resourceExhausted
         }
         gate.decrement()
         try first.wait()

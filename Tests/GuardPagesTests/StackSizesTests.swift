@@ -27,7 +27,7 @@ struct StackSizesTests {
         #expect {
             try StackSizes(usableSize: 65536, guardSize: guardSize)
         } throws: { error in
-            (error as? StackError)?.code == .invalidGuard
+            (error as? StackError).map { if case .invalidGuard = $0.reason { true } else { false } } == true
         }
     }
 
@@ -36,7 +36,7 @@ struct StackSizesTests {
         #expect {
             try StackSizes(usableSize: 65536, guardSize: 4096, pageSize: pageSize)
         } throws: { error in
-            (error as? StackError)?.code == .invalidPageSize
+            (error as? StackError).map { if case .invalidPageSize = $0.reason { true } else { false } } == true
         }
     }
 

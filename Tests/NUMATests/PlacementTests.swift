@@ -60,7 +60,7 @@ struct PlacementTests {
                 _ = try allocator.allocate(StackRequest(usableSize: 64 << 10, placement: .interleave([node])))
             } throws: { error in
                 guard let error = error as? StackError else { return false }
-                return error.code == .invalidRequest && error.isUsage && error.message.contains("placement")
+                return error.code == .invalidArgument && error.isUsage && error.message.contains("placement")
             }
         }
     }

@@ -25,7 +25,7 @@ public final class CountingHeapAllocator: StackAllocator {
         // Count first, atomically, so concurrent callers cannot both pass the limit.
         guard allocated.add(1, ordering: .relaxed).newValue <= limit else {
             allocated.subtract(1, ordering: .relaxed)
-            throw StackError(code: .poolExhausted, message: "the test allocator stops after \(limit) stacks")
+            throw StackError(code: .resourceExhausted, message: "the test allocator stops after \(limit) stacks")
         }
         var memory: UnsafeMutableRawPointer?
         let result = posix_memalign(&memory, sizes.pageSize, sizes.total)

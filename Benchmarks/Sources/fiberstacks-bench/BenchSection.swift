@@ -123,13 +123,5 @@ final class BenchRecorder {
 
 extension StackError {
     /// Whether the error says the machine lacks something a figure needs, rather than that it failed.
-    var meansMissingCapability: Bool {
-        switch code {
-        case .hugePagesExhausted, .capabilityMissing, .notHugeTLBFSMount, .numaNodeOutOfRange, .numaNodeOffline,
-            .numaNodeMemoryless:
-            true
-        default:
-            false
-        }
-    }
+    var meansMissingCapability: Bool { isUnsupported || code == .resourceExhausted }
 }

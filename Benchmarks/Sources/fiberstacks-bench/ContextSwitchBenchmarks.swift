@@ -76,9 +76,9 @@ enum ContextSwitchBenchmarks {
         let layout = stack.descriptor.layout
         Canary.writeTop(layout)
         var transfer = fs_jump_context(
-            fs_make_context(stack.top - Canary.size, stack.usableSize - Canary.size, partner), nil)
+            fs_make_context(stack.top - Canary.size, layout.sizes.usableSize - Canary.size, partner), nil)
         var target = fs_switch_target(
-            tsan_fiber: nil, stack_bottom: UnsafeRawPointer(stack.usableBottom), stack_size: stack.usableSize)
+            tsan_fiber: nil, stack_bottom: UnsafeRawPointer(bitPattern: layout.usableBottom), stack_size: layout.sizes.usableSize)
         let running = UnsafeMutablePointer<fs_running_stack>.allocate(capacity: 1)
         defer { running.deallocate() }
         running.initialize(

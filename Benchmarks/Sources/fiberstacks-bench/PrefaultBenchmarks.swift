@@ -68,7 +68,7 @@ enum PrefaultBenchmarks {
                     let start = nanoseconds()
                     let stack = try allocator.allocate(request)
                     let elapsed = nanoseconds() - start
-                    pageSize = stack.descriptor.layout.pageSize
+                    pageSize = stack.descriptor.layout.sizes.pageSize
                     hugeBytes = try HugePageStackAllocator.hugePageBytes(of: stack)
                     return elapsed
                 }.map { $0 / Double(bytes / pageSize) }
@@ -87,7 +87,7 @@ enum PrefaultBenchmarks {
     static func hugeTLBAgainstC(
         _ recorder: BenchRecorder, bytes: Int, request: StackRequest, allocator: HugePageStackAllocator
     ) throws {
-        let pageSize = try allocator.allocate(request).descriptor.layout.pageSize
+        let pageSize = try allocator.allocate(request).descriptor.layout.sizes.pageSize
         let pages = bytes / pageSize
         let params = ["mapping_bytes": bytes, "page": pageSize]
         try recorder.contest(.prefault, opsPerRep: pages, [

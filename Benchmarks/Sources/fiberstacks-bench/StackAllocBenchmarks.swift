@@ -85,7 +85,7 @@ enum StackAllocBenchmarks {
         for (name, backing) in backings {
             try recorder.figure(.stackAlloc, name) {
                 let request = StackRequest(usableSize: 2 << 20, pages: .huge(HugePageRequest(backing)))
-                let pageSize = try allocator.allocate(request).descriptor.layout.pageSize
+                let pageSize = try allocator.allocate(request).descriptor.layout.sizes.pageSize
                 let samples = try measure(recorder.scale, ops: ops) {
                     try timeLoop(ops) { try allocator.allocate(request).release() }
                 }

@@ -131,7 +131,7 @@ struct SequenceRun {
             case .error(let expected): check(error.matches(expected), "\(context()) threw \(error), expected \(expected)")
             case .placementError: check(isPlacementError(error), "\(context()) threw \(error), expected an error naming the NUMA nodes")
             case .otherPlacement:
-                guard error.code == .invalidRequest else { finding("\(context()) threw \(error), expected .invalidRequest") }
+                guard error.code == .invalidArgument else { finding("\(context()) threw \(error), expected .invalidArgument") }
             }
             checkCounters(context())
             return
@@ -191,7 +191,7 @@ struct SequenceRun {
         let result = Result { () throws(StackError) in try Prefault.apply(policy, to: layout, logger: logger) }
         switch result {
         case .failure(let error):
-            guard policy.isInvalid, case .top(let depth) = policy.depth, error.isSizeError(.invalidSize, requested: depth) else {
+            guard policy.isInvalid, case .top(let depth) = policy.depth, error.isSizeError(.stack, requested: depth) else {
                 finding("\(context()) threw \(error)")
             }
         case .success:

@@ -19,7 +19,7 @@ extension Subject {
         let asked = Result { () throws(StackError) in try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize) }
         let prefaultError: StackError? =
             if request.prefault.isInvalid, case .top(let depth) = request.prefault.depth {
-                .sizeError(.invalidSize, requested: depth)
+                .sizeError(.stack, requested: depth)
             } else {
                 nil
             }
@@ -64,8 +64,8 @@ extension Subject {
         switch asked {
         case .failure(let error): return .error(error)
         case .success(let asked):
-            if asked.usableSize > sizes.usableSize { return .error(.sizeError(.invalidSize, requested: request.usableSize)) }
-            if asked.guardSize > sizes.guardSize { return .error(.sizeError(.invalidGuard, requested: request.guardSize)) }
+            if asked.usableSize > sizes.usableSize { return .error(.sizeError(.stack, requested: request.usableSize)) }
+            if asked.guardSize > sizes.guardSize { return .error(.sizeError(.guardSize, requested: request.guardSize)) }
             return nil
         }
     }

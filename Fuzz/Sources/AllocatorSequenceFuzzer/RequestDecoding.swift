@@ -74,12 +74,10 @@ extension NUMAPlacement {
     var isValid: Bool { !nodes.isEmpty && nodes.allSatisfy(memoryNodes.contains) }
 }
 
-/// Whether `error` is one of the errors that say a placement names no usable node.
+/// Whether `error` says a placement names no usable node: a node this machine lacks (unsupported here),
+/// or no node or a negative one (bad input), named in the message.
 func isPlacementError(_ error: StackError) -> Bool {
-    switch error.code {
-    case .numaNodeOutOfRange, .numaNodeOffline, .numaNodeMemoryless, .numaPlacementEmpty: true
-    default: false
-    }
+    (error.code == .unsupported || error.code == .invalidArgument) && error.message.hasPrefix("NUMA ")
 }
 
 extension PrefaultPolicy {

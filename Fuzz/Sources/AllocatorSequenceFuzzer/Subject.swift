@@ -55,11 +55,9 @@ enum Subject: CustomStringConvertible {
         }
         func sizesError(_ usable: Int, _ guardSize: Int, _ type: String, prefix: String) -> StackError? {
             if case .failure(let error) = Result(catching: { () throws(StackError) in try StackSizes(usableSize: usable, guardSize: guardSize) }) {
-                switch error.code {
-                case .invalidSize: return invalid(type, prefix + "usableSize")
-                case .invalidGuard: return invalid(type, prefix + "guardSize")
-                default: return error
-                }
+                if error.isSizeError(.stack, requested: usable) { return invalid(type, prefix + "usableSize") }
+                if error.isSizeError(.guardSize, requested: guardSize) { return invalid(type, prefix + "guardSize") }
+                return error
             }
             return nil
         }

@@ -104,7 +104,7 @@ func runChild(_ probe: ProbeCase, sentinel: Sentinel) -> Int32 {
         }
         guard stack.setOverflowLabel(probe.label) else { exitChild(.notRegistered, "\(stack.descriptor) is not in GuardRegistry") }
         var job = RecursionJob(depth: probe.depth, frameBytes: probe.frameBytes)
-        let code = fz_run_on_stack(stack.usableBottom, stack.usableSize, { raw in
+        let code = fz_run_on_stack(UnsafeMutableRawPointer(bitPattern: stack.descriptor.layout.usableBottom), stack.descriptor.layout.sizes.usableSize, { raw in
             let job = raw!.assumingMemoryBound(to: RecursionJob.self).pointee
             do throws(StackError) {
                 try AlternateSignalStack.installForCurrentThread()

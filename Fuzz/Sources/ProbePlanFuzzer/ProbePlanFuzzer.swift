@@ -61,11 +61,11 @@ func checkSizes(usable: Int, guard guardSize: Int, pageSize: Int) -> StackSizes?
     let roundedUsable = usable > 0 && pageSize > 0 ? roundUp(Int128(usable), to: Int128(pageSize)) : 0
     let roundedGuard = guardSize >= 0 ? roundUp(Int128(guardSize), to: Int128(systemPageSize)) : 0
     if pageSize < 4096 || pageSize.nonzeroBitCount != 1 {
-        expected = .failure(.sizeError(.invalidPageSize, requested: pageSize))
+        expected = .failure(.sizeError(.page, requested: pageSize))
     } else if usable <= 0 || roundedUsable > Int128(StackSizes.maximumUsableSize) {
-        expected = .failure(.sizeError(.invalidSize, requested: usable))
+        expected = .failure(.sizeError(.stack, requested: usable))
     } else if guardSize < 0 || roundedGuard > Int128(StackSizes.maximumGuardSize) {
-        expected = .failure(.sizeError(.invalidGuard, requested: guardSize))
+        expected = .failure(.sizeError(.guardSize, requested: guardSize))
     } else {
         expected = .success((roundedUsable, roundedGuard))
     }
@@ -103,7 +103,9 @@ func checkLayout(base: UInt, sizes: StackSizes) -> StackLayout? {
         return layout
     case .failure(let error):
         check(!valid, "\(context) threw \(error); the model accepts it")
-        guard error.code == .invalidSize else { finding("\(context) threw \(error), expected .invalidSize") }
+        guard error.code == .invalidArgument, error.message.hasPrefix("invalid stack size") else {
+            finding("\(context) threw \(error), expected an invalid stack size")
+        }
         return nil
     }
 }
@@ -115,7 +117,7 @@ let maximumPagesWalked = 1 << 14
 /// PrefaultPlan against the model.
 func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
     let context = "PrefaultPlan(\(layout), depth: \(depth))"
-    let page = layout.pageSize
+    let page = layout.sizes.pageSize
     let usablePages = layout.sizes.usableSize / page
     let expectedPages: Int
     switch depth {
@@ -123,8 +125,8 @@ func checkPlan(layout: StackLayout, depth: PrefaultDepth) {
         expectedPages = usablePages
     case .top(let bytes) where bytes < 0:
         let result = Result { () throws(StackError) in try PrefaultPlan(layout: layout, depth: depth) }
-        guard case .failure(let error) = result, error.isSizeError(.invalidSize, requested: bytes) else {
-            finding("\(context): a negative depth gave \(result), expected .invalidSize")
+        guard case .failure(let error) = result, error.isSizeError(.stack, requested: bytes) else {
+            finding("\(context): a negative depth gave \(result), expected an invalid stack size")
         }
         return
     case .top(let bytes):

@@ -64,7 +64,7 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     /// Whether libnuma works on this machine (`numa_available() >= 0`).
     @_spi(Benchmarks) public static let available: Bool = numa_available() >= 0
 
-    /// Reads the topology now. Throws `.capabilityMissing` when `numa_available() < 0`.
+    /// Reads the topology now. Throws `.unsupported` when `numa_available() < 0`.
     public static func current() throws(StackError) -> NUMATopology {
         guard available else { throw unavailableError }
         // libnuma fills its cpumask and distance caches without locks: one reader at a time.

@@ -29,7 +29,7 @@ public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConverti
     public var present: Int { pagesPerNode.values.reduce(0, +) }
 
     /// Asks the kernel where each page of `range` is. `range` must be aligned to `pageSize`, a power of
-    /// two no smaller than the system page size. Throws `.probeFailed` when move_pages itself fails
+    /// two no smaller than the system page size. Throws `.systemCallFailed` when move_pages itself fails
     /// (ENOSYS: a kernel without CONFIG_NUMA; EPERM: a seccomp profile).
     package init(range: Range<UInt>, pageSize: Int = systemPageSize) throws(StackError) {
         guard pageSize >= systemPageSize, pageSize.nonzeroBitCount == 1 else {
@@ -94,7 +94,7 @@ public struct PlacementReport: Sendable, Hashable, Codable, CustomStringConverti
         pagesPerNode.lazy.filter { !nodes.contains($0.key) }.map(\.value).reduce(0, +)
     }
 
-    /// Throws `.numaPlacementWrong` when any present page lies outside `nodes`. Pages not present are
+    /// Throws `.misplaced` when any present page lies outside `nodes`. Pages not present are
     /// not judged: they will be placed by the range's policy when first touched.
     public func verify(on nodes: [Int]) throws(StackError) {
         let misplaced = pagesOutside(nodes)

@@ -5,7 +5,7 @@ import StackAllocators
 
 /// Huge-page stacks bound to a node whose per-node pool is empty: mmap and mbind succeed (the reservation
 /// is global), and the first touch would die of SIGBUS. `HugePageStackAllocator` populates hugetlb stacks
-/// with MADV_POPULATE_WRITE, so it is `.hugePagesExhausted` naming that node's pool file at allocation;
+/// with MADV_POPULATE_WRITE, so it is `.resourceExhausted` naming that node's pool file at allocation;
 /// this check proves it, and that the same request bound to a node with pages is placed there. Needs
 /// root (it resizes the per-node 2 MiB pools, then restores them).
 package enum HugePageNodeCheck {
