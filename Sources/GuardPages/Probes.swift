@@ -3,13 +3,13 @@ import Glibc
 import SystemPackage
 
 /// Non-faulting questions about memory: never raise a signal, whatever the address.
-public enum Probe {
+@_spi(Benchmarks) public enum Probe {
     /// Whether one byte at `address` can be read, asked through process_vm_readv on this process.
     ///
     /// Returns false for guards, PROT_NONE and unmapped addresses (the kernel answers EFAULT).
     /// Reading a readable page that was never touched maps the shared zero page; probe guards, or
     /// measure residency before probing usable pages.
-    public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
+    @_spi(Benchmarks) public static func isAccessible(_ address: UInt) throws(StackError) -> Bool {
         let code = fs_probe_readable(UnsafeRawPointer(bitPattern: address))
         switch code {
         case 0: return true
@@ -19,7 +19,7 @@ public enum Probe {
     }
 
     /// How many pages of `range` are accessible, probing the first byte of each system page.
-    public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
         var accessible = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize)
         where try isAccessible(page) {
@@ -30,7 +30,7 @@ public enum Probe {
 
     /// Residency of each system page of `range` (page-aligned) from mincore: true where resident.
     /// Throws `.systemCallFailed` with ENOMEM when part of the range is not mapped.
-    public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
+    @_spi(Benchmarks) public static func residency(of range: Range<UInt>) throws(StackError) -> [Bool] {
         let pages = Int(range.upperBound - range.lowerBound) / systemPageSize
         var vector = [UInt8](repeating: 0, count: pages)
         let result = vector.withUnsafeMutableBufferPointer { buffer in
@@ -43,12 +43,12 @@ public enum Probe {
     }
 
     /// Number of resident system pages in `range`.
-    public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
+    @_spi(Benchmarks) public static func residentPages(in range: Range<UInt>) throws(StackError) -> Int {
         try residency(of: range).lazy.filter { $0 }.count
     }
 
     /// Whether every system page of `range` is unmapped (mincore answers ENOMEM for each).
-    public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
+    @_spi(Benchmarks) public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
         var byte: UInt8 = 0
         for page in stride(from: range.lowerBound, to: range.upperBound, by: systemPageSize) {
             switch Syscall.residency(page, size: systemPageSize, into: &byte) {

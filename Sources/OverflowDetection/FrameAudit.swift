@@ -4,7 +4,7 @@ import GuardPages
 import Logging
 
 /// One function of an audited object and the stack its frame takes.
-public struct FrameRecord: Sendable, Hashable {
+public struct FrameRecord: Sendable {
     /// The function's link-time address in its object.
     package let address: UInt64
     /// How far below the stack pointer of its caller the function's frame reaches, in bytes (on
@@ -36,17 +36,6 @@ public struct FrameRecord: Sendable, Hashable {
         nameStart == nameEnd ? "0x" + String(address, radix: 16) : Demangler.demangle(symbol)
     }
 
-    public static func == (left: FrameRecord, right: FrameRecord) -> Bool {
-        (left.object, left.address, left.frameBytes, left.isVariable, left.symbol)
-            == (right.object, right.address, right.frameBytes, right.isVariable, right.symbol)
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(object)
-        hasher.combine(address)
-        hasher.combine(frameBytes)
-        hasher.combine(isVariable)
-    }
 }
 
 /// An audited object's path, and the symbol names of its functions copied out of its string table.
@@ -123,7 +112,7 @@ public struct FrameAudit: Sendable {
 
     /// `auditLoadedObjects()`, run once per process on first use (thread-safe) and kept: the objects a
     /// process loads rarely change, and the audit reads tens of megabytes.
-    public static var loadedObjects: Result<FrameAudit, StackError> { cachedLoadedObjects }
+    package static var loadedObjects: Result<FrameAudit, StackError> { cachedLoadedObjects }
 
     private static let cachedLoadedObjects = Result { () throws(StackError) in try auditLoadedObjects() }
 

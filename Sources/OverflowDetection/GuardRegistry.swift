@@ -14,18 +14,18 @@ import SystemPackage
 /// the number of stacks. The registry grows with the stacks registered and hands its memory back as
 /// they go, so it holds as many stacks as memory allows. A stack registered with an empty guard keeps
 /// its label (for `entry(forStackAt:)` and canary errors) and never matches a fault.
-public enum GuardRegistry {
+@_spi(Benchmarks) public enum GuardRegistry {
     /// Longest label kept, in UTF-8 bytes; longer labels are cut on a character boundary.
     @_spi(Benchmarks) public static let labelCapacity = Int(FS_GUARD_LABEL_CAPACITY) - 1
 
     /// What the registry holds for one stack.
-    public struct Entry: Sendable, Hashable {
+    @_spi(Benchmarks) public struct Entry: Sendable, Hashable {
         /// The guard range (empty for a label-only entry).
-        public let guardRange: Range<UInt>
+        @_spi(Benchmarks) public let guardRange: Range<UInt>
         /// The usable range.
-        public let usableRange: Range<UInt>
+        @_spi(Benchmarks) public let usableRange: Range<UInt>
         /// The label; control characters and `"` are stored as `?`.
-        public let label: String
+        @_spi(Benchmarks) public let label: String
 
         init(_ entry: fs_guard_entry) {
             guardRange = UInt(entry.guard_low)..<UInt(entry.usable_bottom)
@@ -79,13 +79,13 @@ public enum GuardRegistry {
     }
 
     /// The registered stack whose usable range starts at `usableBottom`.
-    public static func entry(forStackAt usableBottom: UInt) -> Entry? {
+    @_spi(Benchmarks) public static func entry(forStackAt usableBottom: UInt) -> Entry? {
         var entry = fs_guard_entry()
         return fs_guard_registry_get(usableBottom, &entry) == 1 ? Entry(entry) : nil
     }
 
     /// The registered stack whose guard range contains `address`: the question the handler asks.
-    public static func entry(guarding address: UInt) -> Entry? {
+    @_spi(Benchmarks) public static func entry(guarding address: UInt) -> Entry? {
         var entry = fs_guard_entry()
         return fs_guard_registry_find(address, &entry) == 1 ? Entry(entry) : nil
     }
