@@ -77,16 +77,20 @@ int fs_perf_open(int event) {
     return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-int fs_probe_readable(const void *address) {
-    unsigned char byte;
-    struct iovec local = {.iov_base = &byte, .iov_len = 1};
-    struct iovec remote = {.iov_base = (void *)address, .iov_len = 1};
+int fs_probe_read(const void *address, void *into, size_t length) {
+    struct iovec local = {.iov_base = into, .iov_len = length};
+    struct iovec remote = {.iov_base = (void *)address, .iov_len = length};
     for (;;) {
         ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-        if (n == 1) return 0;
+        if (n == (ssize_t)length) return 0;
         if (n < 0 && errno == EINTR) continue;
         return n < 0 ? errno : EFAULT;
     }
+}
+
+int fs_probe_readable(const void *address) {
+    unsigned char byte;
+    return fs_probe_read(address, &byte, 1);
 }
 
 int fs_process_getaffinity(size_t size, void *mask) {

@@ -22,7 +22,7 @@ package enum MmapChecks {
 
     /// 1000 populated 64 KiB stacks: while live, the kernel must show their map lines (one per stack
     /// and guard with mprotect, next to none with lightweight guards) and their resident pages; after
-    /// release, no stack still mapped as one (mincore, then the guard and the top probed), RSS back at
+    /// release, no stack's memory still mapped (its `ReleaseMark` gone), RSS back at
     /// the baseline, and map lines within a few of it (other allocations meanwhile can split a mapping). The baseline is taken after
     /// one warm-up round, so what the process keeps for good (guard registry chunks) is not a leak.
     package static func liveAndReleased(_ allocator: MmapStackAllocator, mode: GuardMode) throws -> (Bool, String) {
@@ -56,11 +56,12 @@ package enum MmapChecks {
         }
         let live = try MemorySnapshot.now()
         let layouts = (0..<count).map { storage[$0].descriptor.layout }
+        let marks = layouts.map(ReleaseMark.init(writingInto:))
         storage.deinitialize(count: made)
         made = 0
-        // Read back before anything else runs here: a thread's new malloc arena or stack may be mapped into
-        // the freed addresses at any time, and only a range that still has the stack's shape is ours.
-        let stillMapped = try layouts.filter { try StackChecks.isMappedAsStack($0) }.count
+        // A thread's new malloc arena or stack may be mapped into the freed addresses at any time: only a
+        // range that still holds the stack's mark is the stack's memory.
+        let stillMapped = zip(marks, layouts).filter { $0.survives(in: $1) }.count
         return (before, live, try MemorySnapshot.now(), stillMapped)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FiberScheduler
+@_spi(Benchmarks) import OverflowDetection
 import Synchronization
 
 /// `fiberstacks address-space-child` (hidden): the stacks a small address space must still allow, for

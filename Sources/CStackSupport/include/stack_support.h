@@ -71,6 +71,10 @@ int fs_hypervisor_vendor(char vendor[13]);
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
 int fs_probe_readable(const void *address);
 
+/// Copies `length` bytes at `address` into `into` through process_vm_readv(2), never raising a signal.
+/// Returns 0, or the errno: EFAULT when some byte is inaccessible.
+int fs_probe_read(const void *address, void *into, size_t length);
+
 /// sched_getaffinity(2) for the process (its main thread) and sched_setaffinity(2) for the calling
 /// thread, over a CPU bitmask of `size` bytes (bit n of byte n/8 is CPU n): the glibc wrappers are
 /// hidden from Swift. 0, or -1 with errno.
