@@ -1,7 +1,7 @@
 @_spi(Benchmarks) import GuardPages
 import FiberScheduler
 import Glibc
-import OverflowDetection
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 import StackTestSupport
 import Testing

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 @_spi(Benchmarks) import GuardPages
 import StackTestSupport
 import FiberScheduler
