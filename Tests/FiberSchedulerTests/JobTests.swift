@@ -196,6 +196,30 @@ struct JobTests {
         #expect(FiberScheduler.currentFiber == nil)
         #expect(FiberScheduler.current == nil)
     }
+
+    @Test("A counter reaches zero when its last job ends, not when its worker finishes the next, unrelated job")
+    func counterSettlesBeforeOtherWork() throws {
+        let scheduler = try FiberScheduler(config: testConfig(workers: 1))
+        defer { scheduler.shutdown() }
+        // Hold the one worker until both are queued, so it runs the batch (the newest jobs) and then the
+        // long job, on the same thread.
+        let running = Atomic<Bool>(false)
+        let gate = Atomic<Bool>(false)
+        let held = scheduler.submit {
+            running.store(true, ordering: .releasing)
+            while !gate.load(ordering: .acquiring) { sched_yield() }
+        }
+        while !running.load(ordering: .acquiring) { sched_yield() }
+        let long = scheduler.submit { usleep(1_000_000) }
+        let batch = scheduler.submit(batch: [@Sendable () throws -> Void](repeating: {}, count: 100))
+        gate.store(true, ordering: .releasing)
+        let start = ContinuousClock.now
+        try batch.wait()
+        let waited = ContinuousClock.now - start
+        #expect(waited < .milliseconds(500), "the batch's counter reached zero after \(waited)")
+        try held.wait()
+        try long.wait()
+    }
 }
 
 /// Per-index visit counts for parallelFor.
