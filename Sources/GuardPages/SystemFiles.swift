@@ -12,11 +12,13 @@ import SystemPackage
         }
         defer { try? fd.close() }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
+        // Uninitialized: zeroing 64 KiB for a sysfs file of a few bytes cost more than reading it.
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 1)
+        defer { chunk.deallocate() }
         while true {
             let count: Int
             do {
-                count = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+                count = try fd.read(into: chunk, retryOnInterrupt: true)
             } catch {
                 throw .systemFileUnreadable(path: path, error as? Errno ?? .ioError)
             }

@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 @_spi(Benchmarks) import OverflowDetection
 import CStackSupport
 import StackAllocators

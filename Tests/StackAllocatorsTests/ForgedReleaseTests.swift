@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OverflowDetection
 import Glibc
 import Logging
 import StackAllocators

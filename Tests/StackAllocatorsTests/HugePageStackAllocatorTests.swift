@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import GuardPages
 import Glibc
 @_spi(Benchmarks) import StackAllocators
 import StackTestSupport
