@@ -33,7 +33,7 @@ import GuardPages
         isIntact(at: layout.top - UInt(size))
     }
 
-    /// Throws `.canaryCorrupted` naming the stack (and its label from `GuardRegistry`, if any) when the
+    /// Throws `.canaryCorrupted` naming the stack (and its label from the guard registry, if any) when the
     /// canary of `layout` was overwritten.
     package static func check(_ layout: StackLayout) throws(StackError) {
         guard isIntact(layout) else {

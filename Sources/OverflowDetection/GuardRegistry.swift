@@ -5,8 +5,8 @@ import SystemPackage
 /// The process-wide registry of stack guard ranges that the overflow handler reads.
 ///
 /// A guarded `Stack` holds its registration and ends it when it goes back to its allocator, before the
-/// memory is unmapped; the scheduler labels it with the fiber it runs. When a fault lands in a registered guard,
-/// `OverflowHandler` names that stack. Stacks are keyed by their usable bottom.
+/// memory is unmapped; the scheduler labels it with the fiber it runs. When a fault lands in a registered
+/// guard, `OverflowHandler` names that stack. Stacks are keyed by their usable bottom.
 ///
 /// Writers serialize on a mutex (25–35 ns per register or unregister while the registry fits in
 /// cache; measured in docs/overflow-detection.md); lookups never lock and are async-signal-safe. Lookup

@@ -5,7 +5,7 @@ import SystemPackage
 
 /// The SIGSEGV/SIGBUS handler that turns a guard hit into a diagnostic naming the fiber.
 ///
-/// For a fault inside a range in `GuardRegistry`, it writes one line to stderr (the label, the thread,
+/// For a fault inside a range in the guard registry, it writes one line to stderr (the label, the thread,
 /// the faulting address, how far below the usable bottom it is, the sizes, and what to raise), then
 /// restores the default disposition so the process still dies by the signal, with a core dump. Every
 /// other fault goes to the handler installed before it (the Swift runtime's backtracer, your own), or

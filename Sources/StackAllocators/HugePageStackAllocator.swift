@@ -22,7 +22,7 @@ import Synchronization
 /// `.small` requests get guarded small-page stacks laid out the same way (not counted as fallbacks).
 /// `StackRequest.placement` binds the usable range before it is populated; an empty pool on that node
 /// is `.resourceExhausted` naming the node's control file. Hardware-guarded stacks are in
-/// `GuardRegistry` while they live, so an overflow names them.
+/// the guard registry while they live, so an overflow names them.
 ///
 /// **Release** is honoured for a stack the allocator's own record holds as live (`StackDescriptor.tag`
 /// carries its serial); any other release is refused, logged and counted in `stats.refusedReleases`.

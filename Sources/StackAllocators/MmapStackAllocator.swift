@@ -9,7 +9,7 @@ import Logging
 /// guard: `MADV_GUARD_INSTALL` where the kernel has it (no extra VMA, so adjacent stacks merge into
 /// few VMAs), `mprotect(PROT_NONE)` otherwise (two VMAs per stack: the `vm.max_map_count` ceiling).
 /// With `StackRequest.placement`, the whole mapping is bound with mbind before the guard and prefault
-/// (docs/numa.md). Each guarded stack is in `GuardRegistry` while it lives, so `OverflowHandler` can name it.
+/// (docs/numa.md). Each guarded stack is in the guard registry while it lives, so `OverflowHandler` can name it.
 /// Release is one `munmap`, for a stack the allocator's own record holds as live (`StackDescriptor.tag`
 /// carries its serial); any other release is refused.
 public final class MmapStackAllocator: StackAllocator, StackStatsReporting {

@@ -11,8 +11,8 @@ extension Stack {
     /// 2. installs the guard over `layout.guardRange` with `mechanism` (`.lightweight` or `.protNone`;
     ///    pass `installGuard: false` when your allocator made the guard itself);
     /// 3. prefaults the usable range as `request.prefault` asks (top down, never into the guard);
-    /// 4. registers the guard in `GuardRegistry`, so an overflow names the fiber instead of dying with a
-    ///    bare SIGSEGV.
+    /// 4. registers the guard in the guard registry, so an overflow names the fiber instead of dying with
+    ///    a bare SIGSEGV.
     ///
     /// The returned stack holds the registration and ends it when it is given back, before your
     /// `release` runs: your allocator never registers or unregisters anything. On an error nothing is

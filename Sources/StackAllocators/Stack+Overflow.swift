@@ -2,7 +2,7 @@
 /// Overflow detection for one stack: its label in the guard registry, its canary, its high-water mark.
 extension Stack {
     /// Names the fiber this stack runs, for the overflow diagnostic (the scheduler uses `"fiber 17 on worker 1 (cpu 1, node 0)"`). Returns
-    /// false when the stack is not in `GuardRegistry` (an unguarded stack, or an allocator that does
+    /// false when the stack is not in the guard registry (an unguarded stack, or an allocator that does
     /// not register its stacks).
     @discardableResult
     public func setOverflowLabel(_ label: String) -> Bool {

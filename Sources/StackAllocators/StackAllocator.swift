@@ -11,7 +11,7 @@
 ///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`.
 /// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
 ///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
-/// 3. **Registration.** A hardware guard is in `GuardRegistry` while the stack lives, or an overflow is a
+/// 3. **Registration.** A hardware guard is in the guard registry while the stack lives, or an overflow is a
 ///    bare SIGSEGV instead of a line naming the fiber. A stack from `Stack.guarded` holds its
 ///    registration and ends it when it is given back: nothing to do by hand. (The scheduler registers a
 ///    guarded stack that holds none, but other users of your allocator get no such help.)
