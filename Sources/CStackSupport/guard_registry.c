@@ -64,15 +64,17 @@
 #define RELEASE __ATOMIC_RELEASE
 #define SEQ_CST __ATOMIC_SEQ_CST
 
-/// One registered stack. Every field but `next_free` is read by lock-free readers.
+/// One registered stack. Every field but the writers-only union is read by lock-free readers.
 struct slot {
     uint64_t seq;
     uint64_t guard_low;
     uint64_t usable_bottom;  // 0 while the slot is free
     uint64_t top;
     uint64_t label[LABEL_WORDS];
-    uint32_t next_free;  // writers only: the chunk's free list
-    uint64_t registration;  // writers only: which registration holds the slot (see fs_guard_registry_add)
+    union {  // writers only
+        uint32_t next_free;     // a free slot: the chunk's free list
+        uint64_t registration;  // a live slot: which registration holds it (see fs_guard_registry_add)
+    };
 };
 
 struct bucket {

@@ -42,8 +42,6 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
-    /// The job the fiber ran last, once it ended; taken by the worker, which signs off on its counter.
-    var ended: EndedJob?
     /// Whether it is suspended in a wait (set and cleared on the worker's thread).
     var isSuspended: Bool
     /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
@@ -92,7 +90,7 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil, ended: nil, isSuspended: false, registrySlot: 0))
+                resumeReason: .run, job: nil, isSuspended: false, registrySlot: 0))
         let layout = stack.descriptor.layout
         running = .allocate(capacity: 1)
         running.initialize(
@@ -192,11 +190,6 @@ final class Fiber: @unchecked Sendable {
         control.pointee.job = job
     }
 
-    /// Worker side, after the fiber finished: the job it ran.
-    func takeEndedJob() -> EndedJob? {
-        control.pointee.ended.take()
-    }
-
     /// Worker side: switches into the fiber and returns when it switches back, saying why.
     /// The first run writes a canary above the fiber's first frame; every later one checks it first.
     func resume(_ reason: ResumeReason) -> FiberExit {
@@ -248,7 +241,7 @@ final class Fiber: @unchecked Sendable {
     /// the entry loop switches away.
     @inline(never)
     static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
-        control.pointee.ended = control.pointee.job.take()?.run()
+        control.pointee.job.take()?.run()
     }
 }
 

@@ -3,13 +3,13 @@ import Synchronization
 
 /// A closure waiting to run on a fiber, and the counter it decrements when it ends.
 ///
-/// `run` never throws: the body's error is caught here, on the fiber, and handed back with the counter,
-/// so no Swift error ever unwinds through the context switch. The worker signs off on the counter.
+/// `run` never throws: the body's error is caught here, on the fiber, and handed to the counter, so no
+/// Swift error ever unwinds through the context switch.
 ///
-/// The job holds one reference to its counter, taken at creation and given back by the worker after
-/// `run`, or by `cancel`. Copies of a job (queue slots, the fiber's slot) do not touch the counter's
-/// reference count: many jobs share one counter across workers, and a contended reference count costs
-/// more than the rest of an empty job.
+/// The job holds one reference to its counter, taken at creation and given back by `run` or `cancel`,
+/// exactly one of which is called for every job. Copies of a job (queue slots, the fiber's slot) do not
+/// touch the counter's reference count: many jobs share one counter across workers, and a contended
+/// reference count costs more than the rest of an empty job.
 struct Job: @unchecked Sendable {
     private let counter: Unmanaged<JobCounter>
     private let body: @Sendable () throws -> Void
@@ -20,16 +20,14 @@ struct Job: @unchecked Sendable {
         self.body = body
     }
 
-    /// Its counter, to tell jobs of the same counter apart from others without a reference count.
-    var counterIdentity: UnsafeMutableRawPointer { counter.toOpaque() }
-
-    /// Runs the body, and returns how it ended for the worker to sign off on the counter.
-    consuming func run() -> EndedJob {
+    /// Runs the body and signs off on the counter.
+    consuming func run() {
+        let counter = counter.takeRetainedValue()
         do {
             try body()
-            return EndedJob(counter: counter, error: nil)
+            counter.decrement()
         } catch {
-            return EndedJob(counter: counter, error: error)
+            counter.decrement(failing: error)
         }
     }
 
@@ -37,12 +35,6 @@ struct Job: @unchecked Sendable {
     consuming func cancel(_ error: SchedulerError) {
         counter.takeRetainedValue().decrement(failing: error)
     }
-}
-
-/// A job that ran: its counter, still holding the job's reference, and the error the job threw, if any.
-struct EndedJob: @unchecked Sendable {
-    let counter: Unmanaged<JobCounter>
-    let error: (any Error)?
 }
 
 /// The result of one submitted job, to wait for from a job (the fiber suspends), a thread (it blocks)

@@ -29,9 +29,7 @@ public final class JobCounter: Sendable {
         self.count = Atomic(count)
     }
 
-    /// The count now. Jobs that ended on a worker that is still running jobs of this counter may not be
-    /// subtracted yet: the worker signs off on them together when it moves on, so the count never
-    /// reaches zero later than it would otherwise.
+    /// The count now.
     public var value: Int { count.load(ordering: .acquiring) }
 
     /// The first error a job of this counter ended with, if any.
@@ -48,12 +46,7 @@ public final class JobCounter: Sendable {
 
     /// One job ended well. Decrementing below zero is a programming error and traps.
     public func decrement() {
-        decrement(by: 1)
-    }
-
-    /// `jobs` jobs ended well (a worker signs off on consecutive jobs of one counter at once).
-    func decrement(by jobs: Int) {
-        let remaining = count.subtract(jobs, ordering: .acquiringAndReleasing).newValue
+        let remaining = count.subtract(1, ordering: .acquiringAndReleasing).newValue
         precondition(remaining >= 0, "JobCounter decremented below zero")
         if remaining == 0 { wakeAll() }
     }

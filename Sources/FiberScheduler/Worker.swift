@@ -59,13 +59,6 @@ final class Worker: @unchecked Sendable {
         /// Jobs ended here and not yet subtracted from the scheduler's outstanding count: it is shared by
         /// every worker, so it is settled once per burst of work (when the worker runs dry), not per job.
         var endedJobs = 0
-        /// The counter of the last jobs that ended well here, and how many of them it has not been told
-        /// of (each still holds its reference). A counter is shared by every worker running its jobs:
-        /// consecutive jobs of one counter settle with one subtraction when the worker moves on to
-        /// anything else (a job of another counter, a resumed fiber, sleep), not with one each. While
-        /// jobs are unsettled the worker runs only jobs of that counter, so it cannot reach zero anyway.
-        var unsettledCounter: Unmanaged<JobCounter>?
-        var unsettledJobs = 0
     }
 
     init(index: Int, placement: CPUTopology.Placement, scheduler: FiberScheduler, allocator: any StackAllocator) {
@@ -146,7 +139,6 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             if !local.pointee.localReady.isEmpty || readyCount.load(ordering: .acquiring) > 0 { continue }
-            settleCounter()
             settleEndedJobs()
             if scheduler.isShuttingDown {
                 if scheduler.isFinished { return }
@@ -164,7 +156,6 @@ final class Worker: @unchecked Sendable {
     private func resumeReadyFibers() {
         let othersReady = readyCount.load(ordering: .acquiring) > 0
         guard othersReady || !local.pointee.localReady.isEmpty else { return }
-        settleCounter()
         var batch: [Fiber] = []
         swap(&batch, &local.pointee.spareReady)
         swap(&batch, &local.pointee.localReady)
@@ -211,7 +202,6 @@ final class Worker: @unchecked Sendable {
         local.pointee.currentFiber = nil
         switch exit {
         case .finished:
-            if let ended = fiber.takeEndedJob() { signOff(ended) }
             pool.recycle(fiber)
             bump(counters.jobsRun)
             local.pointee.endedJobs += 1
@@ -240,7 +230,6 @@ final class Worker: @unchecked Sendable {
     }
 
     private func start(_ job: Job) {
-        if job.counterIdentity != local.pointee.unsettledCounter?.toOpaque() { settleCounter() }
         if scheduler.isCancelling { return end(job, .jobCancelled) }
         let fiber: Fiber
         do throws(StackError) {
@@ -254,30 +243,6 @@ final class Worker: @unchecked Sendable {
         }
         fiber.assign(job)
         run(fiber, .run)
-    }
-
-    /// Signs off on a job that ran here: an error at once, a success with the unsettled jobs of its counter.
-    private func signOff(_ ended: EndedJob) {
-        if let error = ended.error {
-            ended.counter.takeRetainedValue().decrement(failing: error)
-            return
-        }
-        if ended.counter.toOpaque() != local.pointee.unsettledCounter?.toOpaque() {
-            settleCounter()
-            local.pointee.unsettledCounter = ended.counter
-        }
-        local.pointee.unsettledJobs += 1
-    }
-
-    /// Subtracts the unsettled jobs from their counter (which may reach zero and wake its waiters), then
-    /// gives back their references.
-    private func settleCounter() {
-        guard let counter = local.pointee.unsettledCounter else { return }
-        let jobs = local.pointee.unsettledJobs
-        local.pointee.unsettledCounter = nil
-        local.pointee.unsettledJobs = 0
-        counter._withUnsafeGuaranteedRef { $0.decrement(by: jobs) }
-        for _ in 0..<jobs { counter.release() }
     }
 
     /// Tells the scheduler how many jobs ended here since the last call.
