@@ -61,7 +61,7 @@ package enum MmapChecks {
         made = 0
         // A thread's new malloc arena or stack may be mapped into the freed addresses at any time: only a
         // range that still holds the stack's mark is the stack's memory.
-        let stillMapped = zip(marks, layouts).filter { $0.survives(in: $1) }.count
+        let stillMapped = try zip(marks, layouts).filter { try $0.survives(in: $1) }.count
         return (before, live, try MemorySnapshot.now(), stillMapped)
     }
 }

@@ -1,6 +1,8 @@
 import CStackSupport
+import Glibc
 @_spi(Benchmarks) import GuardPages
 import StackAllocators
+import SystemPackage
 
 /// Bytes only one stack's memory can hold: written below its top before the release, and read back
 /// (without faulting) afterwards. They survive only if the memory was never unmapped: another thread's
@@ -17,11 +19,16 @@ package struct ReleaseMark {
         slot.storeBytes(of: words.1, toByteOffset: 8, as: UInt64.self)
     }
 
-    /// Whether the mark is still in the memory at `layout`.
-    package func survives(in layout: StackLayout) -> Bool {
+    /// Whether the mark is still in the memory at `layout`. Throws when the read itself fails for another
+    /// reason than an inaccessible address (process_vm_readv blocked, say): then nothing can be told.
+    package func survives(in layout: StackLayout) throws(StackError) -> Bool {
         var found: (UInt64, UInt64) = (0, 0)
         let code = withUnsafeMutableBytes(of: &found) { fs_probe_read(UnsafeRawPointer(bitPattern: layout.top - 16), $0.baseAddress, 16) }
-        return code == 0 && found == words
+        switch code {
+        case 0: return found == words
+        case EFAULT: return false
+        default: throw .probeFailed(Errno(rawValue: code), what: "the release mark below 0x\(String(layout.top, radix: 16))")
+        }
     }
 }
 
@@ -58,7 +65,7 @@ package enum StackChecks {
         stack.release()
         if unmapsOnRelease {
             report.check("release-unmaps/\(strategy)", name) {
-                let kept = mark.survives(in: layout)
+                let kept = try mark.survives(in: layout)
                 return (!kept, "the stack's memory \(kept ? "is still" : "is no longer") mapped after release")
             }
         }
