@@ -47,8 +47,9 @@ final class FiberPool {
     /// Makes the initial pool (prefaulted when `prefaultInitialPool` is set).
     func fillInitial() throws(StackError) {
         let prefault = config.prefaultInitialPool ? config.prefault : .none
-        for _ in 0..<config.initialPoolSize {
-            state.pointee.idle.append(try make(prefault: prefault, grownWhileIdle: false))
+        // All at once: an allocator may make them for less than one at a time (one mapping for all).
+        try allocator.allocate(request, count: config.initialPoolSize) { (stack) throws(StackError) in
+            state.pointee.idle.append(try makeFiber(on: stack, prefault: prefault, grownWhileIdle: false))
         }
     }
 
@@ -149,9 +150,16 @@ final class FiberPool {
         }
     }
 
+    /// What this pool asks its allocator for.
+    private var request: StackRequest { config.stackRequest(node: worker.placement.node, allocator: allocator) }
+
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.
     private func make(prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
-        let stack = try allocator.allocate(config.stackRequest(node: worker.placement.node, allocator: allocator))
+        try makeFiber(on: try allocator.allocate(request), prefault: prefault, grownWhileIdle: grownWhileIdle)
+    }
+
+    /// A new fiber on `stack`, prefaulted per `prefault` on this (the worker's) thread.
+    private func makeFiber(on stack: consuming Stack, prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
         // The allocator may not honour the requested guard (a custom one, or a fixed-shape one).
         if let violation = worker.scheduler.guardRequirement?.violation(guardSize: stack.descriptor.layout.sizes.guardSize) {
             throw violation

@@ -34,24 +34,67 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     public var stats: StackAllocatorStats { recorder.snapshot }
 
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        guard request.pages == .small else {
-            throw .invalidRequest("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
-        }
-        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize)
-        let base: UInt
-        switch Syscall.map(size: sizes.total, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK) {
-        case .success(let address): base = address
-        case .failure(let errno):
-            throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: sizes.total)
-                : .mappingFailed(errno, size: sizes.total)
-        }
-        let layout: StackLayout
+        let sizes = try accept(request)
+        let base = try map(size: sizes.total)
         do throws(StackError) {
-            layout = try StackLayout(base: base, sizes: sizes)
+            return try finish(at: base, sizes: sizes, request: request)
         } catch {
             unmap(base, size: sizes.total)
             throw error
         }
+    }
+
+    /// `count` stacks cut from one mapping: one mmap instead of `count`, and one anonymous VMA that each
+    /// guard joins, where separate mappings each take the process's mmap lock for writing and each get a
+    /// VMA of their own to prepare (two threads filling 16 stacks of 512 KiB: ~200 µs each apart, ~35 µs
+    /// together, in C on this machine kind). Each stack is still released, and unmapped, on its own.
+    public func allocate(
+        _ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void
+    ) throws(StackError) {
+        guard count > 0 else { return }
+        let sizes = try accept(request)
+        let (bytes, overflow) = sizes.total.multipliedReportingOverflow(by: count)
+        guard !overflow else {
+            throw .invalidRequest("\(count) stacks of \(sizes.total) bytes overflow the address space", fix: "ask for fewer")
+        }
+        let base = try map(size: bytes)
+        var made = 0
+        do throws(StackError) {
+            while made < count {
+                let stack = try finish(at: base + UInt(made * sizes.total), sizes: sizes, request: request)
+                made += 1
+                try body(stack)
+            }
+        } catch {
+            // The stacks handed to `body` are its own (each unmaps its range when released); the rest goes now.
+            unmap(base + UInt(made * sizes.total), size: (count - made) * sizes.total)
+            throw error
+        }
+    }
+
+    /// The sizes of a stack for `request`, which must be for small pages.
+    private func accept(_ request: StackRequest) throws(StackError) -> StackSizes {
+        guard request.pages == .small else {
+            throw .invalidRequest("huge pages in MmapStackAllocator", fix: "use HugePageStackAllocator")
+        }
+        return try StackSizes(usableSize: request.usableSize, guardSize: request.guardSize)
+    }
+
+    /// A private anonymous read-write mapping of `size` bytes (the stacks' flags), or the error that names
+    /// why not (`vm.max_map_count` when the kernel's ENOMEM means it).
+    private func map(size: Int) throws(StackError) -> UInt {
+        switch Syscall.map(size: size, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK) {
+        case .success(let address): return address
+        case .failure(let errno):
+            throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size)
+                : .mappingFailed(errno, size: size)
+        }
+    }
+
+    /// The stack at `base` (mapped by the caller, who unmaps it if this throws): recorded, then bound,
+    /// guarded, prefaulted and registered by `Stack.guarded`.
+    private func finish(at base: UInt, sizes: StackSizes, request: StackRequest) throws(StackError) -> Stack {
+        let layout = try StackLayout(base: base, sizes: sizes)
         // The record first, for the serial in the tag; taken back if the stack cannot be finished.
         let recorded = live.add(
             StackDescriptor(
@@ -67,7 +110,6 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
         } catch {
             if case .prefaultFailed = error.reason { recorder.recordPrefaultFailure() }
             _ = live.remove(recorded)
-            unmap(base, size: sizes.total)
             throw error
         }
     }

@@ -65,6 +65,12 @@ public protocol StackAllocator: AnyObject, Sendable {
     /// Returns a stack satisfying `request`, or throws the error that names why not.
     func allocate(_ request: StackRequest) throws(StackError) -> Stack
 
+    /// Makes `count` stacks satisfying `request` and hands each to `body` as it is made (a fiber pool's
+    /// first fill). The default calls `allocate(_:)` `count` times; an allocator that makes several stacks
+    /// for less than one each (one mapping for all) implements it. On an error, from the allocator or from
+    /// `body`, the stacks already handed over stay `body`'s and nothing else is left mapped.
+    func allocate(_ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void) throws(StackError)
+
     /// Takes back the memory described by `descriptor`, if it is a live stack of this allocator (refuses
     /// it otherwise). Failures here cannot be thrown (the caller is a deinit): log them and count them.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken)
@@ -78,6 +84,13 @@ public protocol StackAllocator: AnyObject, Sendable {
 extension StackAllocator {
     /// Any size: nil.
     public var fixedSizes: StackSizes? { nil }
+
+    /// One `allocate(_:)` per stack.
+    public func allocate(
+        _ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void
+    ) throws(StackError) {
+        for _ in 0..<count { try body(try allocate(request)) }
+    }
 }
 
 /// Proof that a call to `StackAllocator.release` comes from a `Stack` being given back.

@@ -1,5 +1,6 @@
 @_spi(Benchmarks) import GuardPages
 import Glibc
+@_spi(Benchmarks) import OverflowDetection
 import StackAllocators
 import StackTestSupport
 import Testing
@@ -31,6 +32,78 @@ struct MmapStackAllocatorTests {
             let unmapped = try Probe.isUnmapped(whole)
             precondition(unmapped, "the released stack is still mapped")
             precondition(allocator.stats.live == 0 && allocator.stats.releases == 1 && allocator.stats.bytesReserved == 0)
+        }
+    }
+
+    /// In a child process, like the test above: the freed ranges are read back.
+    @Test("A batch is one range cut into guarded, registered stacks, each released and unmapped on its own", arguments: guardModes)
+    func batch(mode: GuardMode) async throws {
+        await #expect(processExitsWith: .success) { [mode] in
+            let allocator = try MmapStackAllocator(guardMode: mode)
+            let count = 16
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            var made = 0
+            try allocator.allocate(StackRequest(usableSize: 64 << 10), count: count) { stack in
+                (storage + made).initialize(to: stack)
+                made += 1
+            }
+            precondition(made == count && allocator.stats.live == count, "\(made) stacks, \(allocator.stats)")
+            let layouts = (0..<count).map { storage[$0].descriptor.layout }.sorted { $0.base < $1.base }
+            for (layout, next) in zip(layouts, layouts.dropFirst()) {
+                precondition(layout.top == next.base, "not one range: \(layout) then \(next)")
+            }
+            for layout in layouts {
+                let probe = try StackProbeReport(layout: layout)
+                precondition(probe.guardIsSound, "\(layout): \(probe)")
+                precondition(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
+                UnsafeMutableRawPointer(bitPattern: layout.top - 1)!.storeBytes(of: 0xCD, as: UInt8.self)
+            }
+            // Every other stack first: each release unmaps its own range and no neighbour's.
+            let byBase = Dictionary(uniqueKeysWithValues: (0..<count).map { (storage[$0].descriptor.layout.base, $0) })
+            for (position, layout) in layouts.enumerated() where position % 2 == 1 {
+                (storage + byBase[layout.base]!).deinitialize(count: 1)
+            }
+            for (position, layout) in layouts.enumerated() {
+                let mapped = try KernelMaps.mappedBytes(in: layout.base..<layout.top)
+                precondition(mapped == (position % 2 == 1 ? 0 : layout.sizes.total), "stack \(position): \(mapped) bytes mapped")
+            }
+            for (position, layout) in layouts.enumerated() where position % 2 == 0 {
+                (storage + byBase[layout.base]!).deinitialize(count: 1)
+            }
+            storage.deallocate()
+            let left = try KernelMaps.mappedBytes(in: layouts.first!.base..<layouts.last!.top)
+            precondition(left == 0 && allocator.stats.live == 0, "\(left) bytes left, \(allocator.stats)")
+        }
+    }
+
+    @Test("A batch that fails part way leaves the stacks handed over with their owner and unmaps the rest")
+    func batchFailure() async throws {
+        await #expect(processExitsWith: .success) {
+            let allocator = try MmapStackAllocator()
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: 3)
+            var made = 0
+            var failure: StackError?
+            do throws(StackError) {
+                try allocator.allocate(StackRequest(usableSize: 64 << 10), count: 16) { (stack) throws(StackError) in
+                    guard made < 3 else { throw StackError(message: "enough") }
+                    (storage + made).initialize(to: stack)
+                    made += 1
+                }
+            } catch {
+                failure = error
+            }
+            precondition(failure?.message == "enough" && made == 3, "\(String(describing: failure)), \(made) made")
+            // The fourth stack went back when the body threw; the twelve never made were never handed out.
+            precondition(allocator.stats.live == 3, "\(allocator.stats)")
+            // The batch's range: the stacks were cut from its start in order.
+            let base = (0..<3).map { storage[$0].descriptor.layout.base }.min()!
+            let total = UInt(storage[0].descriptor.layout.sizes.total)
+            let held = try KernelMaps.mappedBytes(in: base..<(base + 3 * total))
+            let rest = try KernelMaps.mappedBytes(in: (base + 3 * total)..<(base + 16 * total))
+            precondition(held == Int(3 * total) && rest == 0, "held \(held) bytes mapped, the rest \(rest)")
+            storage.deinitialize(count: 3)
+            storage.deallocate()
+            precondition(allocator.stats.live == 0, "\(allocator.stats)")
         }
     }
 
