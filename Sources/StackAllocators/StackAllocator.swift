@@ -7,7 +7,7 @@
 /// first four obligations for memory you mapped; `Tests/CustomAllocatorTests` holds a complete allocator.
 ///
 /// 1. **Sizes.** At least `request.usableSize` usable bytes and `request.guardSize` guard bytes, rounded
-///    by `StackSizes`; throw `.invalidArgument`/`.invalidArgument` (or `StackSizes`' own error) for what you
+///    by `StackSizes`; throw `.invalidArgument` (`StackSizes` throws it for you) for what you
 ///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`.
 /// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
 ///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
