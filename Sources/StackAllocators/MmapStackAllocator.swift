@@ -46,8 +46,8 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
 
     /// `count` stacks cut from one mapping: one mmap instead of `count`, and one anonymous VMA that each
     /// guard joins, where separate mappings each take the process's mmap lock for writing and each get a
-    /// VMA of their own to prepare (two threads filling 16 stacks of 512 KiB: ~200 µs each apart, ~35 µs
-    /// together, in C on this machine kind). Each stack is still released, and unmapped, on its own.
+    /// VMA of their own to prepare (the scheduler's startup with two workers filling 16 stacks of 512 KiB
+    /// each: docs/scheduler.md). Each stack is still released, and unmapped, on its own.
     public func allocate(
         _ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void
     ) throws(StackError) {
