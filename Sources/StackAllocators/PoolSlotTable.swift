@@ -16,8 +16,10 @@ struct PoolSlot: ~Copyable {
 /// neighbouring slots do not share a line): a generation, bumped each time the slot is handed out, whether
 /// it is handed out now, and whether a `close()` of the pool counted it as an orphan. The pooled `Stack`'s
 /// tag carries the slot id (low 32 bits) and the generation (high 32). Only the thread that took the slot
-/// from a cache or the depot writes it when lending (a plain store); the release and `close()` race on it,
-/// so both use compare-and-exchange, and exactly one of them decides whether the release uncounts an orphan.
+/// from a cache or the depot writes it when lending (a plain store). Until the pool's first `close()` a
+/// release writes it with a plain store too (`settleOpen`); from then on the release and `close()` race on
+/// it, so both use compare-and-exchange, and exactly one of them decides whether the release uncounts an
+/// orphan.
 struct PoolSlotTable: ~Copyable, @unchecked Sendable {
     /// Slots per chunk.
     static let chunkSize = 1 << 12
@@ -77,12 +79,12 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
             tag: UInt(generation) << 32 | UInt(slot))
     }
 
-    /// Marks idle the slot of a pooled stack coming back, whose `descriptor` is what `lend` returned: a
+    /// Marks idle the slot of a pooled stack coming back, whose `tag` is the one `lend` returned: a
     /// pooled stack comes back once, so the slot is handed out for that generation, orphaned or not.
     @inline(__always)
-    func settle(_ descriptor: StackDescriptor) -> Settled {
-        let state = lendingState(of: UInt32(truncatingIfNeeded: descriptor.tag)).unsafelyUnwrapped
-        let idle = UInt64(descriptor.tag >> 32) << 2
+    func settle(tag: UInt) -> Settled {
+        let state = lendingState(of: UInt32(truncatingIfNeeded: tag)).unsafelyUnwrapped
+        let idle = UInt64(tag >> 32) << 2
         if state.pointee.compareExchange(expected: idle | Self.lent, desired: idle, ordering: .releasing).exchanged {
             return .returned
         }
@@ -92,6 +94,18 @@ struct PoolSlotTable: ~Copyable, @unchecked Sendable {
             "a pooled stack came back whose slot is not handed out: its Stack was copied as raw memory")
         state.pointee.store(idle, ordering: .releasing)
         return .orphaned
+    }
+
+    /// `settle` for a release that no `close()` can race with (see `PoolCore.takeBack`): a load and a
+    /// store, no locked instruction. The store publishes what the release did before it. A slot a
+    /// `close()` orphaned anyway (its process barrier failed) goes through `settle`.
+    @inline(__always)
+    func settleOpen(tag: UInt) -> Settled {
+        let state = lendingState(of: UInt32(truncatingIfNeeded: tag)).unsafelyUnwrapped
+        let idle = UInt64(tag >> 32) << 2
+        guard state.pointee.load(ordering: .relaxed) == idle | Self.lent else { return settle(tag: tag) }
+        state.pointee.store(idle, ordering: .releasing)
+        return .returned
     }
 
     /// Marks every slot below `count` that is handed out and not yet orphaned as orphaned; returns how

@@ -5,7 +5,7 @@ import Synchronization
 /// Owned by its thread and reached through the thread's `PoolThreadTable`. Only the owner reads and
 /// writes `entries`, `lowWater`, `ticks` and `lastDecay`; `count` and the counters are atomics that the
 /// owner updates with plain relaxed loads and stores (no read-modify-write: nobody else writes them while
-/// the owner lives) and that statistics read from other threads. When the owner exits, the registry hands
+/// the owner lives) and that statistics and `close()` read from other threads. When the owner exits, the registry hands
 /// the entries to the pool under its lock; when the pool dies first, its deinit takes them.
 struct PoolThreadCache: ~Copyable {
     /// The pool this cache belongs to (ids are never reused).
@@ -16,6 +16,9 @@ struct PoolThreadCache: ~Copyable {
     let entries: UnsafeMutablePointer<UInt32>
     /// Entries held.
     let count = Atomic<Int>(0)
+    /// Set by the owner around a release that settles its slot without a locked instruction; a `close()`
+    /// of the pool waits until it is clear (see `PoolCore.takeBack`).
+    let releasing = Atomic<Bool>(false)
     /// Stacks handed out through this thread.
     let acquired: GuardCounters
     /// Stacks given back through this thread.
@@ -45,42 +48,36 @@ struct PoolThreadCache: ~Copyable {
 }
 
 /// Per-guard-mechanism counters: written by one thread with relaxed loads and stores
-/// (`incrementFromOwner`), or by several with atomic adds (`add`); read by any.
+/// (`incrementFromOwner`), or by several with atomic adds (`add`); read by any. Indexed by the mechanism's
+/// declaration order, so an increment is one address computation, not a branch per mechanism.
 struct GuardCounters: ~Copyable {
-    private let lightweight = Atomic<Int>(0)
-    private let protNone = Atomic<Int>(0)
-    private let canary = Atomic<Int>(0)
-    private let unguarded = Atomic<Int>(0)
+    private let counts: InlineArray<4, Atomic<Int>> = [Atomic(0), Atomic(0), Atomic(0), Atomic(0)]
+
+    @inline(__always)
+    private static func index(_ mechanism: GuardMechanism) -> Int {
+        switch mechanism {
+        case .lightweight: 0
+        case .protNone: 1
+        case .canary: 2
+        case .none: 3
+        }
+    }
 
     /// Adds one, from the owning thread only (a load and a store: no locked instruction).
     @inline(__always)
     func incrementFromOwner(_ mechanism: GuardMechanism) {
-        switch mechanism {
-        case .lightweight: lightweight.store(lightweight.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        case .protNone: protNone.store(protNone.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        case .canary: canary.store(canary.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        case .none: unguarded.store(unguarded.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        }
+        let index = Self.index(mechanism)
+        counts[index].store(counts[index].load(ordering: .relaxed) &+ 1, ordering: .relaxed)
     }
 
     /// Adds `amount`, from any thread.
     func add(_ mechanism: GuardMechanism, _ amount: Int) {
-        switch mechanism {
-        case .lightweight: lightweight.wrappingAdd(amount, ordering: .relaxed)
-        case .protNone: protNone.wrappingAdd(amount, ordering: .relaxed)
-        case .canary: canary.wrappingAdd(amount, ordering: .relaxed)
-        case .none: unguarded.wrappingAdd(amount, ordering: .relaxed)
-        }
+        counts[Self.index(mechanism)].wrappingAdd(amount, ordering: .relaxed)
     }
 
     /// The count for `mechanism`.
     func value(_ mechanism: GuardMechanism) -> Int {
-        switch mechanism {
-        case .lightweight: lightweight.load(ordering: .relaxed)
-        case .protNone: protNone.load(ordering: .relaxed)
-        case .canary: canary.load(ordering: .relaxed)
-        case .none: unguarded.load(ordering: .relaxed)
-        }
+        counts[Self.index(mechanism)].load(ordering: .relaxed)
     }
 }
 

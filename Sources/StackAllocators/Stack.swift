@@ -114,7 +114,7 @@ public struct Stack: ~Copyable, Sendable {
 
     deinit {
         if let pool {
-            pool._withUnsafeGuaranteedRef { $0.takeBack(descriptor) }
+            pool._withUnsafeGuaranteedRef { $0.takeBack(tag: descriptor.tag, mechanism: descriptor.guardMechanism) }
         } else if case .some(let allocator) = retained {
             if guardRegistration != 0 { GuardRegistry.end(guardRegistration, at: descriptor.layout.usableBottom) }
             allocator.release(descriptor, token: StackReleaseToken())

@@ -342,6 +342,45 @@ struct PooledStackAllocatorTests {
         }
     }
 
+    @Test("A pool dropped while a thread releases its stacks from its cache is freed every time, with every stack")
+    func droppedDuringCachedReleases() throws {
+        // Releases into a thread cache settle their slot without a locked instruction until the pool is
+        // closed; a close that counted a stack as out while its release was settling would keep the pool
+        // (and every stack in it) forever. Many short races, so one that lands in that window is likely.
+        let inner = try SlabStackAllocator()
+        let count = 16
+        nonisolated(unsafe) let stacks = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+        defer { stacks.deallocate() }
+        for round in 0..<3_000 {
+            let ready = Atomic<Bool>(false)
+            let start = Atomic<Bool>(false)
+            let worker: JoinableThread
+            do {
+                let pool = try Self.pool(over: inner) { $0.threadCacheSize = 2 * count }
+                // Unretained: the worker must not keep the pool's only handle alive past the race.
+                nonisolated(unsafe) let handle = Unmanaged.passUnretained(pool)
+                worker = JoinableThread {
+                    // Its own cache exists before the race: every release below takes the cached path.
+                    for index in 0..<count {
+                        (stacks + index).initialize(to: try! handle.takeUnretainedValue().allocate(Self.request))
+                    }
+                    ready.store(true, ordering: .releasing)
+                    while !start.load(ordering: .acquiring) {}
+                    stacks.deinitialize(count: count)
+                }
+                withExtendedLifetime(pool) {
+                    while !ready.load(ordering: .acquiring) {}
+                    start.store(true, ordering: .releasing)
+                }
+            }
+            worker.join()
+            guard inner.stats.live == 0 else {
+                Issue.record("round \(round): the dropped pool still holds \(inner.stats.live) stacks")
+                return
+            }
+        }
+    }
+
     @Test("A thread's cache goes to the depot when the thread exits")
     func threadExit() throws {
         let inner = try SlabStackAllocator()

@@ -22,6 +22,7 @@ enum PoolBenchmarks {
         let scale = recorder.scale
         let ops = scale.ops(2_000_000, quick: 1_000)
         let null = opaque(try NullStackAllocator() as any StackAllocator)
+        let request = Self.request
         recorder.add(BenchResult(
             section: .pooled, name: "floor_stack_only", params: ["size": request.usableSize, "threads": 1],
             samples: try measure(scale, ops: ops) { try timeLoop(ops) { try null.allocate(request).release() } },
@@ -62,6 +63,8 @@ enum PoolBenchmarks {
     /// Nanoseconds per acquire+release on the slowest of `threads` threads doing `count` each at once.
     /// One thread runs here, so the pool's thread cache stays warm from one repetition to the next.
     static func contended(_ pool: PooledStackAllocator, threads: Int, count: Int) throws -> Double {
+        // A local copy: `Self.request` is a lazily initialized static, checked on every access.
+        let request = Self.request
         let body: @Sendable () throws -> Double = {
             for _ in 0..<min(count, 1_000) { try pool.allocate(request).release() }
             return Double(try timeLoop(count) { try pool.allocate(request).release() }) / Double(count)
