@@ -113,9 +113,11 @@ let package = Package(
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
         .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "StackDiagnostics", "fiberstacks", "StackTestSupport"]),
         .testTarget(
-            name: "FiberSchedulerTests", dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport", "CJumpFixtures"]),
+            name: "FiberSchedulerTests",
+            dependencies: ["FiberScheduler", "CFiberContext", "StackTestSupport", "CJumpFixtures", "CHeapProbe"]),
         // C frames that skip guards without touching them, for the overflow tests.
         .target(name: "CJumpFixtures", path: "Tests/CJumpFixtures"),
+        .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
     ],
     swiftLanguageModes: [.v6]
 )

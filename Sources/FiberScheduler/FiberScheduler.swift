@@ -168,7 +168,7 @@ public final class FiberScheduler: @unchecked Sendable {
     @discardableResult
     public func submit(batch bodies: [@Sendable () throws -> Void]) -> JobCounter {
         let counter = JobCounter(bodies.count)
-        enqueue(bodies.map { Job(counter: counter, body: $0) })
+        enqueue(Job.batch(counter: counter, bodies))
         return counter
     }
 

@@ -12,11 +12,36 @@ import Synchronization
 /// reference count costs more than the rest of an empty job.
 struct Job: @unchecked Sendable {
     private let counter: Unmanaged<JobCounter>
-    private let body: @Sendable () throws -> Void
+    private let body: Body
+
+    /// The closure, as its submitter held it. An array stores a closure in another representation than a
+    /// variable does (the one a generic element has), and taking an element out as a plain closure
+    /// allocates a conversion context for it: one allocation per job, freed by another thread when the
+    /// job ends. An element of a batch is kept as the array stores it, and called as it is.
+    private enum Body {
+        case closure(@Sendable () throws -> Void)
+        case element(BatchElement<@Sendable () throws -> Void>)
+    }
 
     /// A job of `counter` (which it keeps alive until it ends) running `body`.
     init(counter: JobCounter, body: @escaping @Sendable () throws -> Void) {
         self.counter = .passRetained(counter)
+        self.body = .closure(body)
+    }
+
+    /// Jobs of `counter` running each of `bodies`, taken as the array stores them.
+    static func batch(counter: JobCounter, _ bodies: [@Sendable () throws -> Void]) -> [Job] {
+        bodies.withUnsafeBufferPointer { buffer in
+            // A struct of one stored property has that property's layout, and a generic property is stored
+            // as an array element is: the elements read as `BatchElement`s are copied unconverted.
+            buffer.withMemoryRebound(to: BatchElement<@Sendable () throws -> Void>.self) { elements in
+                elements.map { Job(counter: .passRetained(counter), body: .element($0)) }
+            }
+        }
+    }
+
+    private init(counter: Unmanaged<JobCounter>, body: Body) {
+        self.counter = counter
         self.body = body
     }
 
@@ -24,7 +49,10 @@ struct Job: @unchecked Sendable {
     consuming func run() {
         let counter = counter.takeRetainedValue()
         do {
-            try body()
+            switch body {
+            case .closure(let body): try body()
+            case .element(let element): try element.body()
+            }
             counter.decrement()
         } catch {
             counter.decrement(failing: error)
@@ -35,6 +63,11 @@ struct Job: @unchecked Sendable {
     consuming func cancel(_ error: SchedulerError) {
         counter.takeRetainedValue().decrement(failing: error)
     }
+}
+
+/// A value stored as a generic value is (see `Job.Body`).
+struct BatchElement<Value> {
+    let body: Value
 }
 
 /// The result of one submitted job, to wait for from a job (the fiber suspends), a thread (it blocks)

@@ -250,8 +250,9 @@ import SystemPackage
     }
 
     /// After `closing` is set: makes every release that has not yet read it see it, and waits for those
-    /// that read it before to finish. A failed barrier is logged: a release that raced with it may then
-    /// leave its stack counted as an orphan, which keeps the pool (never frees it early).
+    /// that read it before to finish. A failed barrier, or a flag still up after a second (a `fork` copied
+    /// it from a thread the child does not have), is logged and not waited for: a release that raced with
+    /// it may then leave its stack counted as an orphan, which keeps the pool (never frees it early).
     private func waitForOpenReleases() {
         let code = fs_process_barrier()
         if code != 0 {
@@ -259,8 +260,15 @@ import SystemPackage
                 "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed while closing a pool: it may stay allocated",
                 metadata: ["errno": "\(Errno(rawValue: code))", "fix": "a seccomp profile that allows the membarrier system call"])
         }
+        let deadline = CoarseClock.now() &+ 1_000_000_000
         PoolRegistry.forEachCache(index: registryIndex) { cache in
-            while cache.pointee.releasing.load(ordering: .acquiring) { sched_yield() }
+            while cache.pointee.releasing.load(ordering: .acquiring) {
+                guard CoarseClock.now() < deadline else {
+                    logger.error("a release into a thread cache did not finish within a second while closing a pool: it may stay allocated")
+                    return
+                }
+                sched_yield()
+            }
         }
     }
 

@@ -47,11 +47,6 @@ private func withVictimBelow(
     return victims
 }
 
-private func say(_ text: String) {
-    let bytes = Array((text + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-}
-
 @Suite("A frame larger than the guard")
 struct GuardJumpTests {
     @Test("that recurses past its own guard is blamed on the running fiber, not on the stack it lands in")

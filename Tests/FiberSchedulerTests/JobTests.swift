@@ -1,3 +1,4 @@
+import CHeapProbe
 import StackTestSupport
 import FiberScheduler
 import Glibc
@@ -219,6 +220,42 @@ struct JobTests {
         #expect(waited < .milliseconds(500), "the batch's counter reached zero after \(waited)")
         try held.wait()
         try long.wait()
+    }
+
+    @Test("A batch's closures are queued as the array holds them: no allocation per job", needsNoThreadSanitizer)
+    func batchAllocatesNothingPerJob() async throws {
+        // In a child, on its main thread: the probe reads the main heap arena, where only that thread is
+        // sure to allocate. It prints what it saw; the checks are here.
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let seen = fs_test_heap_bytes_in_use()
+            let probe = UnsafeMutableRawPointer.allocate(byteCount: 100_000, alignment: 16)
+            let probeSeen = Int(fs_test_heap_bytes_in_use()) - Int(seen)
+            probe.deallocate()
+            let scheduler = try FiberScheduler(config: testConfig(workers: 1))
+            defer { scheduler.shutdown() }
+            let bodies = [@Sendable () throws -> Void](repeating: {}, count: 10_000)
+            // Once through, so the worker's queue has grown to hold a whole batch.
+            try scheduler.submit(batch: bodies).wait()
+            let running = Atomic<Bool>(false)
+            let gate = Atomic<Bool>(false)
+            let held = scheduler.submit {
+                running.store(true, ordering: .releasing)
+                while !gate.load(ordering: .acquiring) { sched_yield() }
+            }
+            while !running.load(ordering: .acquiring) { sched_yield() }
+            // The worker is held: the batch's jobs stay queued while the heap is read.
+            let before = fs_test_heap_bytes_in_use()
+            let batch = scheduler.submit(batch: bodies)
+            let heldBytes = Int(fs_test_heap_bytes_in_use()) - Int(before)
+            gate.store(true, ordering: .releasing)
+            try held.wait()
+            try batch.wait()
+            say("probe \(probeSeen) held \(heldBytes)")
+        }
+        let stderr = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        let seen = try #require(stderr.firstMatch(of: #/probe (-?\d+) held (-?\d+)/#), "\(stderr)")
+        try #require(Int(String(seen.1))! >= 100_000, "the heap probe reads the main arena, and the child allocated elsewhere")
+        #expect(Int(String(seen.2))! < 80_000, "\(seen.2) B still allocated for 10,000 queued jobs")
     }
 }
 

@@ -41,3 +41,9 @@ final class FrameResource: Sendable {
     init(onDeinit: @escaping @Sendable () -> Void) { self.onDeinit = onDeinit }
     deinit { onDeinit() }
 }
+
+/// Writes a line to standard error with one `write` (a child's report to its parent test).
+func say(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
