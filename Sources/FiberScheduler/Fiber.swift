@@ -42,6 +42,8 @@ struct FiberControl {
     var resumeReason: ResumeReason
     /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
     var job: Job?
+    /// The counter of the job that just ended well, with the job's reference, for the worker to settle.
+    var endedCounter: Unmanaged<JobCounter>?
     /// Whether it is suspended in a wait (set and cleared on the worker's thread).
     var isSuspended: Bool
     /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
@@ -90,7 +92,7 @@ final class Fiber: @unchecked Sendable {
                     tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
                     stack_size: stack.usableSize),
                 returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil, isSuspended: false, registrySlot: 0))
+                resumeReason: .run, job: nil, endedCounter: nil, isSuspended: false, registrySlot: 0))
         let layout = stack.descriptor.layout
         running = .allocate(capacity: 1)
         running.initialize(
@@ -190,6 +192,11 @@ final class Fiber: @unchecked Sendable {
         control.pointee.job = job
     }
 
+    /// Worker side, after a `.finished` exit: the counter of the job that ended well, if it did.
+    func takeEndedCounter() -> Unmanaged<JobCounter>? {
+        control.pointee.endedCounter.take()
+    }
+
     /// Worker side: switches into the fiber and returns when it switches back, saying why.
     /// The first run writes a canary above the fiber's first frame; every later one checks it first.
     func resume(_ reason: ResumeReason) -> FiberExit {
@@ -241,7 +248,7 @@ final class Fiber: @unchecked Sendable {
     /// the entry loop switches away.
     @inline(never)
     static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
-        control.pointee.job.take()?.run()
+        control.pointee.endedCounter = control.pointee.job.take()?.run()
     }
 }
 

@@ -6,8 +6,8 @@ import Synchronization
 /// `run` never throws: the body's error is caught here, on the fiber, and handed to the counter, so no
 /// Swift error ever unwinds through the context switch.
 ///
-/// The job holds one reference to its counter, taken at creation and given back by `run` or `cancel`,
-/// exactly one of which is called for every job. Copies of a job (queue slots, the fiber's slot) do not
+/// The job holds one reference to its counter, taken at creation and given back by `cancel`, by `run`
+/// for a body that threw, or by the worker that settles the job (`JobSettlement`). Copies of a job (queue slots, the fiber's slot) do not
 /// touch the counter's reference count: many jobs share one counter across workers, and a contended
 /// reference count costs more than the rest of an empty job.
 struct Job: @unchecked Sendable {
@@ -45,17 +45,22 @@ struct Job: @unchecked Sendable {
         self.body = body
     }
 
-    /// Runs the body and signs off on the counter.
-    consuming func run() {
-        let counter = counter.takeRetainedValue()
+    /// The counter the job signs off on, for comparison only.
+    var counterIdentity: UnsafeMutableRawPointer { counter.toOpaque() }
+
+    /// Runs the body. A body that threw signs off on the counter here, with its error; one that returned
+    /// hands back the counter, still holding the job's reference, for its worker to sign off on
+    /// (`JobSettlement`).
+    consuming func run() -> Unmanaged<JobCounter>? {
         do {
             switch body {
             case .closure(let body): try body()
             case .element(let element): try element.body()
             }
-            counter.decrement()
+            return counter
         } catch {
-            counter.decrement(failing: error)
+            counter.takeRetainedValue().decrement(failing: error)
+            return nil
         }
     }
 

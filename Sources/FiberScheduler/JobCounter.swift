@@ -46,7 +46,12 @@ public final class JobCounter: Sendable {
 
     /// One job ended well. Decrementing below zero is a programming error and traps.
     public func decrement() {
-        let remaining = count.subtract(1, ordering: .acquiringAndReleasing).newValue
+        decrement(by: 1)
+    }
+
+    /// `amount` jobs ended well (a worker settles the jobs of one counter it ran in a row at once).
+    func decrement(by amount: Int) {
+        let remaining = count.subtract(amount, ordering: .acquiringAndReleasing).newValue
         precondition(remaining >= 0, "JobCounter decremented below zero")
         if remaining == 0 { wakeAll() }
     }

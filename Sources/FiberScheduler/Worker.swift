@@ -59,6 +59,8 @@ final class Worker: @unchecked Sendable {
         /// Jobs ended here and not yet subtracted from the scheduler's outstanding count: it is shared by
         /// every worker, so it is settled once per burst of work (when the worker runs dry), not per job.
         var endedJobs = 0
+        /// Jobs ended here and not yet subtracted from their counter.
+        var settlement = JobSettlement()
     }
 
     init(index: Int, placement: CPUTopology.Placement, scheduler: FiberScheduler, allocator: any StackAllocator) {
@@ -138,6 +140,7 @@ final class Worker: @unchecked Sendable {
                 start(job)
                 continue
             }
+            local.pointee.settlement.settle()
             if !local.pointee.localReady.isEmpty || readyCount.load(ordering: .acquiring) > 0 { continue }
             settleEndedJobs()
             if scheduler.isShuttingDown {
@@ -196,12 +199,16 @@ final class Worker: @unchecked Sendable {
     }
 
     private func run(_ fiber: Fiber, _ reason: ResumeReason) {
+        // A resumed fiber runs code of its own, as long as it likes: the counters of the jobs that ended
+        // before it are signed off on first.
+        if reason != .run { local.pointee.settlement.settle() }
         local.pointee.quiet = false
         local.pointee.currentFiber = fiber
         let exit = fiber.resume(reason)
         local.pointee.currentFiber = nil
         switch exit {
         case .finished:
+            if let counter = fiber.takeEndedCounter() { local.pointee.settlement.add(counter) }
             pool.recycle(fiber)
             bump(counters.jobsRun)
             local.pointee.endedJobs += 1
@@ -230,6 +237,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func start(_ job: Job) {
+        if !local.pointee.settlement.continues(job.counterIdentity) { local.pointee.settlement.settle() }
         if scheduler.isCancelling { return end(job, .jobCancelled) }
         let fiber: Fiber
         do throws(StackError) {

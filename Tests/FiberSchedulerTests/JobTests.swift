@@ -222,6 +222,26 @@ struct JobTests {
         try long.wait()
     }
 
+    @Test("A counter reaches zero when its last job ends, not when its worker finishes the fiber it resumes next")
+    func counterSettlesBeforeResumedFiber() throws {
+        let scheduler = try FiberScheduler(config: testConfig(workers: 1))
+        defer { scheduler.shutdown() }
+        let gate = JobCounter(1)
+        let long = scheduler.submit {
+            try gate.wait()
+            usleep(1_000_000)
+        }
+        while scheduler.stats.workers[0].suspensions < 1 { sched_yield() }
+        // The newest job runs first: the one that wakes the long job ends the batch, and the worker's next
+        // step is resuming it.
+        let bodies: [@Sendable () throws -> Void] = [{ gate.decrement() }] + Array(repeating: {}, count: 9)
+        let start = ContinuousClock.now
+        try scheduler.submit(batch: bodies).wait()
+        let waited = ContinuousClock.now - start
+        #expect(waited < .milliseconds(500), "the batch's counter reached zero after \(waited)")
+        try long.wait()
+    }
+
     @Test("A batch's closures are queued as the array holds them: no allocation per job", needsNoThreadSanitizer)
     func batchAllocatesNothingPerJob() async throws {
         // In a child, on its main thread: the probe reads the main heap arena, where only that thread is
