@@ -29,7 +29,8 @@ public final class JobCounter: Sendable {
         self.count = Atomic(count)
     }
 
-    /// The count now.
+    /// The count now. A worker subtracts the jobs of one counter that end in a row together, at most 64 at
+    /// a time and before it runs anything else, so while jobs run this can be higher than the jobs left.
     public var value: Int { count.load(ordering: .acquiring) }
 
     /// The first error a job of this counter ended with, if any.
