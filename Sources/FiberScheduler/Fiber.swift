@@ -63,8 +63,9 @@ final class Fiber: @unchecked Sendable {
     unowned let worker: Worker
     private let grownWhileIdle: Bool
     private let prefault: PrefaultStrategy
-    /// Whether the current wait was claimed (see `claimWait`).
-    private let waitClaimed = Atomic<Bool>(true)
+    /// The current wait: its number (shifted left by one) and whether it was claimed (the low bit). See
+    /// `claimWait(_:)`.
+    private let waitState = Atomic<UInt64>(1)
     private let stack: Stack
     /// The registration of the stack's guard this fiber made (its allocator had made none).
     private let registration: UInt64?
@@ -175,16 +176,26 @@ final class Fiber: @unchecked Sendable {
         set { control.pointee.isSuspended = newValue }
     }
 
-    /// Fiber side, before it registers with a counter: opens a new wait to be claimed once.
-    func beginWait() {
-        waitClaimed.store(false, ordering: .relaxed)
+    /// Fiber side, before it registers with a counter: opens a new wait to be claimed once, and returns it.
+    func beginWait() -> FiberWait {
+        let number = (waitState.load(ordering: .relaxed) >> 1) &+ 1
+        waitState.store(number << 1, ordering: .relaxed)
+        return FiberWait(fiber: self, number: number)
     }
 
-    /// Whoever claims the wait first (the counter reaching zero, or a cancelling shutdown) resumes the
-    /// fiber; the other leaves it alone. True for the first caller only. The fiber is its own waiter, so
-    /// a wait allocates nothing.
-    func claimWait() -> Bool {
-        !waitClaimed.exchange(true, ordering: .acquiringAndReleasing)
+    /// Whoever claims a wait first (its worker when the counter reached zero, or a cancelling shutdown)
+    /// resumes the fiber; the other leaves it alone. True for the first caller only, and only while
+    /// `number` is the fiber's current wait: a wake-up that arrives after the fiber moved on to another
+    /// wait claims nothing.
+    func claimWait(_ number: UInt64) -> Bool {
+        waitState.compareExchange(expected: number << 1, desired: number << 1 | 1, ordering: .acquiringAndReleasing)
+            .exchanged
+    }
+
+    /// `claimWait` of the current wait, whichever it is (a cancelling shutdown).
+    func claimCurrentWait() -> Bool {
+        let state = waitState.load(ordering: .relaxed)
+        return state & 1 == 0 && claimWait(state >> 1)
     }
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).
@@ -250,6 +261,13 @@ final class Fiber: @unchecked Sendable {
     static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
         control.pointee.endedCounter = control.pointee.job.take()?.run()
     }
+}
+
+/// One wait of a fiber, as a counter keeps it until it wakes its waiters.
+struct FiberWait {
+    let fiber: Fiber
+    /// Which of the fiber's waits (`Fiber.claimWait(_:)`).
+    let number: UInt64
 }
 
 /// Every fiber starts here, on its own stack, with its control block in `data`. It never returns: it

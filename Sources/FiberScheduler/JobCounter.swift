@@ -19,8 +19,17 @@ public final class JobCounter: Sendable {
     private let failed = Atomic<Bool>(false)
 
     private struct State {
+        /// Threads and tasks waiting.
         var waiters: [Waiter] = []
+        /// Fibers waiting, by worker.
+        var fibers: [WorkerWaits] = []
         var firstError: (any Error)?
+    }
+
+    /// The waits of one worker's fibers, handed to it in one piece.
+    private struct WorkerWaits {
+        let worker: Worker
+        var waits: [FiberWait]
     }
 
     /// A counter at `count` (not negative).
@@ -92,10 +101,25 @@ public final class JobCounter: Sendable {
     private func suspend(_ fiber: Fiber, on worker: Worker) throws(SchedulerError) {
         guard count.load(ordering: .acquiring) > 0 else { return }
         if worker.scheduler.isCancelling { throw .jobCancelled }
-        fiber.beginWait()
-        guard register(.fiber(fiber)) else { return }
+        let wait = fiber.beginWait()
+        let registered = state.withLock { state in
+            guard count.load(ordering: .acquiring) > 0 else { return false }
+            if let index = state.fibers.firstIndex(where: { $0.worker === worker }) {
+                state.fibers[index].waits.append(wait)
+            } else {
+                state.fibers.append(WorkerWaits(worker: worker, waits: [wait]))
+            }
+            return true
+        }
+        guard registered else { return }
         if worker.suspend(fiber) == .cancelled {
-            state.withLock { state in state.waiters.removeAll { $0.isFiber(fiber) } }
+            // Out of the list, which holds the fiber. If the counter handed the wait to the worker
+            // meanwhile, the worker drops it there: its claim fails.
+            state.withLock { state in
+                if let index = state.fibers.firstIndex(where: { $0.worker === worker }) {
+                    state.fibers[index].waits.removeAll { $0.fiber === fiber }
+                }
+            }
             throw .jobCancelled
         }
     }
@@ -110,41 +134,29 @@ public final class JobCounter: Sendable {
     }
 
     private func wakeAll() {
-        let waiters = state.withLock { state in
-            defer { state.waiters = [] }
-            return state.waiters
+        let (waiters, fibers) = state.withLock { state in
+            defer {
+                state.waiters = []
+                state.fibers = []
+            }
+            return (state.waiters, state.fibers)
         }
-        // Fibers go to their workers in one batch per worker: one lock and one wake-up each.
-        var ready: [(worker: Worker, fibers: [Fiber])] = []
         for waiter in waiters {
             switch waiter {
-            case .fiber(let fiber):
-                // The claim decides between this wake-up and a cancellation: the fiber is resumed once.
-                guard fiber.claimWait() else { continue }
-                let worker = fiber.worker
-                if let index = ready.firstIndex(where: { $0.worker === worker }) {
-                    ready[index].fibers.append(fiber)
-                } else {
-                    ready.append((worker, [fiber]))
-                }
             case .thread(let waiter): waiter.wake()
             case .task(let continuation): continuation.resume()
             }
         }
-        for (worker, fibers) in ready { worker.makeReady(fibers) }
+        // Each worker gets its fibers' waits in one piece (one lock, one wake-up) and claims them itself:
+        // this thread touches no fiber, and a million waits are claimed by every worker at once.
+        for var entry in fibers { entry.worker.makeReady(&entry.waits) }
     }
 }
 
-/// Someone waiting for a counter.
+/// A thread or a task waiting for a counter.
 private enum Waiter: Sendable {
-    case fiber(Fiber)
     case thread(ThreadWaiter)
     case task(CheckedContinuation<Void, Never>)
-
-    func isFiber(_ other: Fiber) -> Bool {
-        if case .fiber(let fiber) = self { return fiber === other }
-        return false
-    }
 }
 
 /// A thread blocked in `JobCounter.wait`.

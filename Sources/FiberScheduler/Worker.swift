@@ -34,8 +34,8 @@ final class Worker: @unchecked Sendable {
     /// workers do not keep each other alive (the scheduler owns them all).
     var victims: [Peer] = []
     private let parker = Parker()
-    /// Fibers made runnable by other threads (a counter reached zero).
-    private let readyFromOthers = Lock<[Fiber]>([])
+    /// Waits of its fibers that ended on other threads (a counter reached zero), to claim and resume.
+    private let readyFromOthers = Lock<[FiberWait]>([])
     private let readyCount = Atomic<Int>(0)
     private let pool: FiberPool
     private let local = UnsafeMutablePointer<ThreadState>.allocate(capacity: 1)
@@ -162,29 +162,41 @@ final class Worker: @unchecked Sendable {
         var batch: [Fiber] = []
         swap(&batch, &local.pointee.spareReady)
         swap(&batch, &local.pointee.localReady)
-        if othersReady {
-            let woken = readyFromOthers.withLock { ready in
-                defer { ready = [] }
-                return ready
-            }
-            readyCount.subtract(woken.count, ordering: .relaxed)
-            for fiber in woken { fiber.isSuspended = false }
-            local.pointee.suspendedCount -= woken.count
-            batch += woken
-        }
         for fiber in batch { run(fiber, .signalled) }
         batch.removeAll(keepingCapacity: true)
         local.pointee.spareReady = batch
+        guard othersReady else { return }
+        let woken = readyFromOthers.withLock { ready in
+            defer { ready = [] }
+            return ready
+        }
+        readyCount.subtract(woken.count, ordering: .relaxed)
+        // Claimed here, on the worker, not by the thread that woke them: a million waits of one counter are
+        // claimed by every worker at once, each while it touches the fiber anyway.
+        for wait in woken where wait.fiber.claimWait(wait.number) {
+            wait.fiber.isSuspended = false
+            local.pointee.suspendedCount -= 1
+            run(wait.fiber, .signalled)
+        }
     }
 
-    /// Called from any thread when fibers of this worker may continue.
-    func makeReady(_ fibers: [Fiber]) {
-        readyFromOthers.withLock { $0.append(contentsOf: fibers) }
-        readyCount.add(fibers.count, ordering: .releasing)
+    /// Called from any thread when waits of this worker's fibers ended. Takes them out of `waits` (its
+    /// buffer as it is, when none are pending already: nothing is copied).
+    func makeReady(_ waits: inout [FiberWait]) {
+        let count = waits.count
+        readyFromOthers.withLock { ready in
+            if ready.isEmpty {
+                swap(&ready, &waits)
+            } else {
+                ready.append(contentsOf: waits)
+                waits.removeAll()
+            }
+        }
+        readyCount.add(count, ordering: .releasing)
         parker.unpark()
     }
 
-    /// Called on the fiber: parks it until its wait is claimed (`Fiber.claimWait`). Returns how it was
+    /// Called on the fiber: parks it until its wait is claimed (`Fiber.claimWait(_:)`). Returns how it was
     /// resumed.
     func suspend(_ fiber: Fiber) -> ResumeReason {
         fiber.isSuspended = true
@@ -272,7 +284,7 @@ final class Worker: @unchecked Sendable {
         while let job = jobs.popNewest() { end(job, .jobCancelled) }
         guard local.pointee.suspendedCount > 0 else { return }
         let waiting = fiberRegistry.map { $0 }.filter(\.isSuspended)
-        for fiber in waiting where fiber.claimWait() {
+        for fiber in waiting where fiber.claimCurrentWait() {
             fiber.isSuspended = false
             local.pointee.suspendedCount -= 1
             run(fiber, .cancelled)
