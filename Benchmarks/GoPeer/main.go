@@ -110,14 +110,14 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 	}, nil
 }
 
-// waitUntil polls counter every 100 µs, as the Swift side polls its own, until it reaches jobs or limit passes.
+// waitUntil polls counter every millisecond, as the Swift side polls its own, until it reaches jobs or limit passes.
 func waitUntil(counter *int64, jobs int, what string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for atomic.LoadInt64(counter) < int64(jobs) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not all %d goroutines %s within %v (%d were)", jobs, what, limit, atomic.LoadInt64(counter))
 		}
-		time.Sleep(100 * time.Microsecond)
+		time.Sleep(time.Millisecond)
 	}
 	return nil
 }
