@@ -204,16 +204,11 @@ struct JobTests {
         defer { scheduler.shutdown() }
         // Hold the one worker until both are queued, so it runs the batch (the newest jobs) and then the
         // long job, on the same thread.
-        let running = Atomic<Bool>(false)
-        let gate = Atomic<Bool>(false)
-        let held = scheduler.submit {
-            running.store(true, ordering: .releasing)
-            while !gate.load(ordering: .acquiring) { sched_yield() }
-        }
-        while !running.load(ordering: .acquiring) { sched_yield() }
+        let gate = Gate()
+        let held = holdWorker(scheduler, until: gate)
         let long = scheduler.submit { usleep(1_000_000) }
         let batch = scheduler.submit(batch: [@Sendable () throws -> Void](repeating: {}, count: 100))
-        gate.store(true, ordering: .releasing)
+        gate.open()
         let start = ContinuousClock.now
         try batch.wait()
         let waited = ContinuousClock.now - start
@@ -256,18 +251,13 @@ struct JobTests {
             let bodies = [@Sendable () throws -> Void](repeating: {}, count: 10_000)
             // Once through, so the worker's queue has grown to hold a whole batch.
             try scheduler.submit(batch: bodies).wait()
-            let running = Atomic<Bool>(false)
-            let gate = Atomic<Bool>(false)
-            let held = scheduler.submit {
-                running.store(true, ordering: .releasing)
-                while !gate.load(ordering: .acquiring) { sched_yield() }
-            }
-            while !running.load(ordering: .acquiring) { sched_yield() }
+            let gate = Gate()
+            let held = holdWorker(scheduler, until: gate)
             // The worker is held: the batch's jobs stay queued while the heap is read.
             let before = fs_test_heap_bytes_in_use()
             let batch = scheduler.submit(batch: bodies)
             let heldBytes = Int(fs_test_heap_bytes_in_use()) - Int(before)
-            gate.store(true, ordering: .releasing)
+            gate.open()
             try held.wait()
             try batch.wait()
             say("probe \(probeSeen) held \(heldBytes)")

@@ -1,6 +1,7 @@
 import FiberScheduler
 import Glibc
 import StackTestSupport
+import Synchronization
 
 /// A small, fast configuration for tests: 64 KiB stacks, 2 workers, small pools. `unguarded` accepts
 /// stacks without a guard (the heap stacks of `CountingHeapAllocator`), which the scheduler otherwise refuses.
@@ -46,4 +47,22 @@ final class FrameResource: Sendable {
 func say(_ text: String) {
     let bytes = Array((text + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// A flag one thread opens and another spins on.
+final class Gate: Sendable {
+    private let opened = Atomic<Bool>(false)
+    func open() { opened.store(true, ordering: .releasing) }
+    func wait() { while !opened.load(ordering: .acquiring) { sched_yield() } }
+}
+
+/// Occupies a worker with a job that spins until `gate` opens; the job is running when this returns.
+func holdWorker(_ scheduler: FiberScheduler, until gate: Gate) -> JobHandle<Void> {
+    let running = Gate()
+    let held = scheduler.submit {
+        running.open()
+        gate.wait()
+    }
+    running.wait()
+    return held
 }
