@@ -7,9 +7,9 @@ import Synchronization
 /// Swift error ever unwinds through the context switch.
 ///
 /// The job holds one reference to its counter, taken at creation and given back by `cancel`, by `run`
-/// for a body that threw, or by the worker that settles the job (`JobSettlement`). Copies of a job (queue slots, the fiber's slot) do not
-/// touch the counter's reference count: many jobs share one counter across workers, and a contended
-/// reference count costs more than the rest of an empty job.
+/// for a body that threw, or by the worker that settles the job (`JobSettlement`). Copies of a job (queue
+/// slots, the fiber's slot) do not touch the counter's reference count: many jobs share one counter
+/// across workers, and a contended reference count costs more than the rest of an empty job.
 struct Job: @unchecked Sendable {
     private let counter: Unmanaged<JobCounter>
     private let body: Body

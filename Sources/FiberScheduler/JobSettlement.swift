@@ -1,8 +1,8 @@
 /// Jobs a worker ran to the end and has not yet signed off on: consecutive jobs of one counter are
 /// subtracted from it at once, so workers running jobs of one counter side by side do not pass its cache
 /// line back and forth once per job. The worker settles before it runs anything other than the next job
-/// of the same counter (another counter's job, a resumed fiber) and before it looks for work elsewhere
-/// or sleeps, so a counter still reaches zero when its last job ends, not when unrelated work does; and
+/// of the same counter (another counter's job, a resumed fiber) and when it finds no job to start (before
+/// it sleeps), so a counter still reaches zero when its last job ends, not when unrelated work does; and
 /// every `limit` jobs, so `JobCounter.value` lags by at most that many.
 struct JobSettlement {
     /// Most jobs held before settling.

@@ -4,9 +4,10 @@ import Logging
 /// behind a mutex, a floor and a cap, and trimming of stacks that stayed idle for `idlePeriod`.
 ///
 /// The pool owns the inner allocator's `Stack`s and hands out `Stack`s of its own for them (same memory,
-/// same guard). Releasing one puts it in the releasing thread's cache: a few loads and stores, one
-/// compare-and-exchange, no lock, no syscall, unless the configuration asks for a scrub or a watermark on
-/// every release. A thread's cache overflows half of itself into the depot, refills half of itself from
+/// same guard). Releasing one puts it in the releasing thread's cache: a few loads and stores, no locked
+/// instruction (one compare-and-exchange once a handle on the pool was dropped, or where `membarrier` is
+/// unavailable), no lock, no syscall, unless the configuration asks for a scrub or a watermark on every
+/// release. A thread's cache overflows half of itself into the depot, refills half of itself from
 /// it, and decays: stacks that sat unused below its low-water mark for `idlePeriod` move to the depot.
 /// The depot keeps at most `maximumIdle` stacks and gives back to the inner allocator those idle for
 /// `idlePeriod`, down to `minimumIdle`. A thread's cache is handed to the depot when the thread exits.
