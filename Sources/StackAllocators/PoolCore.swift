@@ -165,8 +165,8 @@ import SystemPackage
     /// fast path (a thread cache, no per-release hygiene) the slot goes into the cache first and is marked
     /// idle last: loads and stores into thread-local memory and the slot's state, no locked instruction
     /// before the first `close()` (see the type's documentation), one compare-and-exchange after it.
-    /// Inlined into `Stack`'s deinit (a call less: 10.3 -> 9.0 ns per acquire and release here; other
-    /// allocators' stacks measured no slower). Takes the two fields it needs, not the descriptor: a copy
+    /// Inlined into `Stack`'s deinit: a call less per release (docs/slab-and-pools.md has the figures);
+    /// other allocators' stacks measured no slower. Takes the two fields it needs, not the descriptor: a copy
     /// of the descriptor reads back, with wider loads, what `allocate` just wrote field by field, and the
     /// processor then cannot forward the stores to the loads (a stall of most of a release).
     @inline(__always)
