@@ -3,5 +3,10 @@
 #include <malloc.h>
 
 size_t fs_test_heap_bytes_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     return mallinfo2().uordblks;
+#else
+    // mallinfo2 is glibc 2.33 and newer; mallinfo's int fields hold the few megabytes a test reads.
+    return (size_t)(unsigned)mallinfo().uordblks;
+#endif
 }
