@@ -81,10 +81,7 @@ final class Fiber: @unchecked Sendable {
         self.prefault = prefault
         // The single place a fiber's stack gets its label: the overflow handler's copy and the guard
         // registry's (when the allocator registered the stack; its entry goes when the stack is released).
-        let label = Fiber.labelBytes(id: id, worker: worker)
-        let cLabel = label.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { strndup($0.baseAddress!, $0.count) }
-        }
+        let label = Fiber.makeLabel(id: id, worker: worker)
         control = .allocate(capacity: 1)
         control.initialize(
             to: FiberControl(
@@ -99,10 +96,8 @@ final class Fiber: @unchecked Sendable {
         running.initialize(
             to: fs_running_stack(
                 guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
-                label: UnsafePointer(cLabel)))
-        let name = String(decoding: label, as: UTF8.self)
-        registration = Self.registerIfNeeded(stack, label: name, logger: worker.scheduler.logger)
-        if registration == nil { stack.setOverflowLabel(name) }
+                label: UnsafeRawPointer(label.baseAddress!).assumingMemoryBound(to: CChar.self)))
+        registration = Self.labelInRegistry(stack, label, logger: worker.scheduler.logger)
         self.stack = stack
         worker.fiberRegistry.add(self)
     }
@@ -120,15 +115,18 @@ final class Fiber: @unchecked Sendable {
         if let registration { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
     }
 
-    /// Registers the guard of a stack whose allocator did not (an allocator of your own that skips
-    /// `Stack.guarded`), so an overflow on it is still named. Returns the registration it made.
-    private static func registerIfNeeded(_ stack: borrowing Stack, label: String, logger: Logger) -> UInt64? {
+    /// Labels the stack's guard in the registry, registering it first when its allocator did not (an
+    /// allocator of your own that skips `Stack.guarded`), so an overflow on it is still named. Returns the
+    /// registration it made, if it made one.
+    private static func labelInRegistry(
+        _ stack: borrowing Stack, _ label: UnsafeBufferPointer<UInt8>, logger: Logger
+    ) -> UInt64? {
         let layout = stack.descriptor.layout
-        guard !layout.guardRange.isEmpty, stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone,
-            GuardRegistry.entry(forStackAt: layout.usableBottom) == nil
+        guard !GuardRegistry.setLabel(utf8: label, forStackAt: layout.usableBottom), !layout.guardRange.isEmpty,
+            stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone
         else { return nil }
         do {
-            return try GuardRegistry.register(layout, label: label)
+            return try GuardRegistry.register(layout, label: String(decoding: label, as: UTF8.self))
         } catch {
             logger.warning(
                 "the guard of a fiber's stack could not be registered: an overflow on it will not be named",
@@ -142,26 +140,42 @@ final class Fiber: @unchecked Sendable {
     var info: FiberInfo {
         FiberInfo(
             id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
-            label: String(decoding: Fiber.labelBytes(id: id, worker: worker), as: UTF8.self),
+            label: String(cString: running.pointee.label),
             grownWhileIdle: grownWhileIdle, prefault: prefault)
     }
 
     /// The name an overflow diagnostic uses, in UTF-8: "fiber 42" and the worker's part (see
-    /// `Worker.labelSuffix`). Written digit by digit: string interpolation was half the cost of making a
-    /// fiber.
-    private static func labelBytes(id: Int, worker: Worker) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(26 + worker.labelSuffix.count)
-        bytes.append(contentsOf: "fiber ".utf8)
-        let start = bytes.count
+    /// `Worker.labelSuffix`), NUL-terminated in memory of its own that the fiber frees (the overflow
+    /// handler reads it). Written digit by digit straight into it: string interpolation was half the cost
+    /// of making a fiber, and every temporary array or string a malloc.
+    private static func makeLabel(id: Int, worker: Worker) -> UnsafeBufferPointer<UInt8> {
+        let prefix = "fiber ".utf8
+        var digits = 1
         var rest = id.magnitude
-        repeat {
-            bytes.append(UInt8(ascii: "0") + UInt8(rest % 10))
+        while rest >= 10 {
+            digits += 1
             rest /= 10
-        } while rest > 0
-        bytes[start...].reverse()
-        bytes.append(contentsOf: worker.labelSuffix)
-        return bytes
+        }
+        let count = prefix.count + digits + worker.labelSuffix.count
+        guard let memory = malloc(count + 1) else { fatalError("out of memory for a fiber's label") }
+        let bytes = memory.bindMemory(to: UInt8.self, capacity: count + 1)
+        var index = 0
+        for byte in prefix {
+            bytes[index] = byte
+            index += 1
+        }
+        rest = id.magnitude
+        for position in (index..<index + digits).reversed() {
+            bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        }
+        index += digits
+        for byte in worker.labelSuffix {
+            bytes[index] = byte
+            index += 1
+        }
+        bytes[count] = 0
+        return UnsafeBufferPointer(start: bytes, count: count)
     }
 
     /// Its index in the worker's registry; read and written under the registry's lock only.

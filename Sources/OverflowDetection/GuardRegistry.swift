@@ -71,10 +71,14 @@ import SystemPackage
     @discardableResult
     @_spi(Benchmarks) public static func setLabel(_ label: String, forStackAt usableBottom: UInt) -> Bool {
         var label = label
-        return label.withUTF8 { bytes in
-            bytes.withMemoryRebound(to: CChar.self) {
-                fs_guard_registry_set_label(usableBottom, $0.baseAddress, $0.count)
-            }
+        return label.withUTF8 { setLabel(utf8: $0, forStackAt: usableBottom) }
+    }
+
+    /// `setLabel(_:forStackAt:)` from UTF-8 bytes.
+    @discardableResult
+    package static func setLabel(utf8 label: UnsafeBufferPointer<UInt8>, forStackAt usableBottom: UInt) -> Bool {
+        label.withMemoryRebound(to: CChar.self) {
+            fs_guard_registry_set_label(usableBottom, $0.baseAddress, $0.count)
         } == 0
     }
 

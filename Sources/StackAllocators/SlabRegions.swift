@@ -70,15 +70,16 @@ struct SlabRegions {
     /// full. Nothing changes until `take(_:)`.
     mutating func nextSlot() -> SlabSlot? {
         while let index = available.last {
-            let region = regions[index]!
-            if let slot = region.free.last {
+            // Read in place: a copy of the region would retain and release its three arrays.
+            if let slot = regions[index]!.free.last {
                 return SlabSlot(region: index, slot: Int(slot), isNew: false)
             }
-            if let slot = region.unguarded.last {
+            if let slot = regions[index]!.unguarded.last {
                 return SlabSlot(region: index, slot: Int(slot), isNew: true)
             }
-            if region.carved < capacity {
-                return SlabSlot(region: index, slot: region.carved, isNew: true)
+            let carved = regions[index]!.carved
+            if carved < capacity {
+                return SlabSlot(region: index, slot: carved, isNew: true)
             }
             available.removeLast()
             regions[index]!.listed = false
