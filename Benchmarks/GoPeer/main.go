@@ -6,6 +6,7 @@
 //	resume_s             from closing the channel until every goroutine has finished
 //	rss_per_fiber_bytes  VmRSS growth with all of them blocked, over -jobs
 //	page_table_bytes     VmPTE growth with all of them blocked
+//	shutdown_s           runtime.GC() and debug.FreeOSMemory() after they are done: every stack given back
 //	rss_after_ratio      VmRSS after they are done, runtime.GC() and debug.FreeOSMemory(), over VmRSS at start
 //	anon_after_bytes     the RssAnon part of what stayed: RssAnon growth from start to then
 //
@@ -93,8 +94,10 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 		return nil, err
 	}
 	resumed := time.Since(release)
+	shutdownStart := time.Now()
 	runtime.GC()
 	debug.FreeOSMemory()
+	shutdown := time.Since(shutdownStart)
 	after, err := status()
 	if err != nil {
 		return nil, err
@@ -105,6 +108,7 @@ func measure(jobs int, limit time.Duration) (map[string]float64, error) {
 		"resume_s":            resumed.Seconds(),
 		"rss_per_fiber_bytes": float64(live.rss-before.rss) / float64(jobs),
 		"page_table_bytes":    float64(live.pageTables - before.pageTables),
+		"shutdown_s":          shutdown.Seconds(),
 		"rss_after_ratio":     float64(after.rss) / float64(before.rss),
 		"anon_after_bytes":    float64(after.anonymous - before.anonymous),
 	}, nil

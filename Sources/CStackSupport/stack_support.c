@@ -37,6 +37,25 @@ int fs_mbind(void *address, unsigned long length, int mode, const unsigned long 
     return (int)syscall(SYS_mbind, address, length, mode, nodemask, maxnode, flags);
 }
 
+long fs_madvise_ranges(const uintptr_t *starts, size_t count, size_t length, int advice) {
+    enum { PIDFD_SELF_PROCESS = -10000 };  // PIDFD_SELF (uapi/linux/pidfd.h), absent from older headers
+    if (count > FS_MADVISE_RANGES_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec ranges[FS_MADVISE_RANGES_MAX];
+    for (size_t i = 0; i < count; i++) {
+        ranges[i].iov_base = (void *)starts[i];
+        ranges[i].iov_len = length;
+    }
+#ifdef SYS_process_madvise
+    return syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, ranges, count, advice, 0u);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 long fs_query_page_nodes(unsigned long count, void **pages, int *status) {
     return syscall(SYS_move_pages, 0, count, pages, (const int *)NULL, status, 0);
 }

@@ -12,6 +12,8 @@ package enum FailureInjection {
         case protect
         /// madvise(2) with this advice (`FS_MADV_GUARD_INSTALL`, `FS_MADV_POPULATE_WRITE`, ...).
         case advise(Int32)
+        /// process_madvise(2) on this process with this advice.
+        case adviseRanges(Int32)
         /// mbind(2).
         case bind
         /// `GuardRegistry.register`.

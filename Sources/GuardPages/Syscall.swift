@@ -41,6 +41,14 @@ package enum Syscall {
         return retrying({ $0 != 0 }) { madvise(UnsafeMutableRawPointer(bitPattern: address), size, advice) }.map { _ in () }
     }
 
+    /// process_madvise(2) on this process, `size` bytes at each of `starts` (at most
+    /// `FS_MADVISE_RANGES_MAX`) in one call. Returns the bytes advised: fewer than all when a range failed
+    /// (the ranges before it were advised).
+    package static func advise(ranges starts: UnsafeBufferPointer<UInt>, size: Int, _ advice: Int32) -> Result<Int, Errno> {
+        if let injected = FailureInjection.injected(.adviseRanges(advice)) { return .failure(injected) }
+        return retrying({ $0 < 0 }) { fs_madvise_ranges(starts.baseAddress, starts.count, size, advice) }.map { Int($0) }
+    }
+
     /// mprotect(2).
     package static func protect(_ address: UInt, size: Int, _ protection: Int32) -> Result<Void, Errno> {
         if let injected = FailureInjection.injected(.protect) { return .failure(injected) }

@@ -1,6 +1,6 @@
 /// One reserved region of a slab: `capacity` slots of `guard + usable` bytes from `base`.
 /// Slots `0..<carved` were handed out at least once and have their guard installed, except those in
-/// `unguarded`; `free` holds the guarded ones not handed out.
+/// `unguarded`; `free` holds the guarded ones not handed out whose pages were discarded.
 struct SlabRegion {
     /// First byte of the region (slot 0's guard).
     let base: UInt
@@ -8,9 +8,12 @@ struct SlabRegion {
     var carved: Int { serials.count }
     /// Per carved slot: the serial of the stack handed out in it, 0 while it is not handed out.
     var serials: [UInt] = []
-    /// Slots handed out and not yet released.
-    var live = 0
-    /// Released slots, guard kept: reused last-in first-out, before any new slot is carved.
+    /// Slots handed out, or released with their pages not yet discarded: the region stays mapped while
+    /// any is.
+    var occupied = 0
+    /// Of `occupied`, the released slots waiting in `SlabRegions.undiscarded`.
+    var undiscarded = 0
+    /// Released slots, guard kept, pages discarded: reused last-in first-out, before any new slot is carved.
     var free: [UInt32] = []
     /// Carved slots whose guard could not be installed (neither guarded nor registered): carved again
     /// before a new slot is.
@@ -21,19 +24,21 @@ struct SlabRegion {
 
 /// Where a slab's next stack comes from.
 struct SlabSlot: Hashable {
+    /// What a slot needs before its next owner gets it.
+    enum Condition: Hashable {
+        /// Nothing: guarded, and its pages were discarded when it was released.
+        case ready
+        /// A discard of its pages: it was released and waits for its batch (`SlabRegions.undiscarded`).
+        case undiscarded
+        /// Its guard: never carved, or its guard failed.
+        case unguarded
+    }
+
     /// Index of the region in `SlabRegions.regions`.
     let region: Int
     /// Slot within the region.
     let slot: Int
-    /// True when the slot has no guard yet (never carved, or its guard failed): its guard must be
-    /// installed before use.
-    let isNew: Bool
-
-    init(region: Int, slot: Int, isNew: Bool) {
-        self.region = region
-        self.slot = slot
-        self.isNew = isNew
-    }
+    let condition: Condition
 }
 
 /// The bookkeeping of a slab, without syscalls: which regions exist, which slots are free, which
@@ -57,29 +62,36 @@ struct SlabRegions {
     private var available: [Int] = []
     /// Mapped regions with no live stack.
     private(set) var emptyRegions = 0
-    /// Released slots across all regions.
+    /// Released slots across all regions, waiting for their discard or not.
     private(set) var cached = 0
+    /// Released slots whose pages are not discarded yet, the most recent last: they are discarded together
+    /// (`holdForDiscard`), or one by one when reused before that.
+    private(set) var undiscarded: [SlabSlot] = []
+    /// How many released slots wait for their discard before the batch is handed back.
+    let discardBatch: Int
 
-    init(capacity: Int, stride: Int) {
+    init(capacity: Int, stride: Int, discardBatch: Int) {
         self.capacity = capacity
         self.stride = stride
+        self.discardBatch = discardBatch
     }
 
-    /// The slot the next stack should use: a released one (guard already installed) if any region has
-    /// one, else an unguarded or the next uncarved slot of a region with room; nil when every region is
-    /// full. Nothing changes until `take(_:)`.
+    /// The slot the next stack should use: the most recently released one (guard installed; still waiting
+    /// for its discard, or discarded), else an unguarded or the next uncarved slot of a region with room;
+    /// nil when every region is full. Nothing changes until `take(_:)`.
     mutating func nextSlot() -> SlabSlot? {
+        if let waiting = undiscarded.last { return waiting }
         while let index = available.last {
             // Read in place: a copy of the region would retain and release its three arrays.
             if let slot = regions[index]!.free.last {
-                return SlabSlot(region: index, slot: Int(slot), isNew: false)
+                return SlabSlot(region: index, slot: Int(slot), condition: .ready)
             }
             if let slot = regions[index]!.unguarded.last {
-                return SlabSlot(region: index, slot: Int(slot), isNew: true)
+                return SlabSlot(region: index, slot: Int(slot), condition: .unguarded)
             }
             let carved = regions[index]!.carved
             if carved < capacity {
-                return SlabSlot(region: index, slot: carved, isNew: true)
+                return SlabSlot(region: index, slot: carved, condition: .unguarded)
             }
             available.removeLast()
             regions[index]!.listed = false
@@ -93,18 +105,25 @@ struct SlabRegions {
     mutating func take(_ slot: SlabSlot) -> UInt {
         let serial = nextSerial
         nextSerial += 1
-        if slot.slot == regions[slot.region]!.carved {
+        switch slot.condition {
+        case .unguarded where slot.slot == regions[slot.region]!.carved:
             regions[slot.region]!.serials.append(serial)
-        } else if slot.isNew {
+        case .unguarded:
             regions[slot.region]!.unguarded.removeLast()
             regions[slot.region]!.serials[slot.slot] = serial
-        } else {
+        case .ready:
             regions[slot.region]!.free.removeLast()
             regions[slot.region]!.serials[slot.slot] = serial
             cached -= 1
+        case .undiscarded:
+            undiscarded.removeLast()
+            regions[slot.region]!.undiscarded -= 1
+            regions[slot.region]!.serials[slot.slot] = serial
+            cached -= 1
+            return serial  // still occupied
         }
-        if regions[slot.region]!.live == 0 { emptyRegions -= 1 }
-        regions[slot.region]!.live += 1
+        if regions[slot.region]!.occupied == 0 { emptyRegions -= 1 }
+        regions[slot.region]!.occupied += 1
         return serial
     }
 
@@ -125,7 +144,32 @@ struct SlabRegions {
         let slot = Int(offset / UInt(stride))
         guard regions[index]!.serials[slot] == serial else { return nil }
         regions[index]!.serials[slot] = 0
-        return SlabSlot(region: index, slot: slot, isNew: false)
+        return SlabSlot(region: index, slot: slot, condition: .undiscarded)
+    }
+
+    /// Keeps a slot `reclaim` returned until its pages are discarded. Returns every waiting slot, for the
+    /// caller to discard and `put` back, once `discardBatch` wait or when the slot's region holds nothing
+    /// else (so that an emptied region is unmapped or kept clean as soon as it empties); nil otherwise.
+    mutating func holdForDiscard(_ slot: SlabSlot) -> [SlabSlot]? {
+        undiscarded.append(slot)
+        regions[slot.region]!.undiscarded += 1
+        cached += 1
+        let region = regions[slot.region]!
+        guard undiscarded.count >= discardBatch || region.occupied == region.undiscarded else { return nil }
+        return takeUndiscarded()
+    }
+
+    /// Every slot waiting for its discard, for the caller to discard and `put` back.
+    mutating func takeUndiscarded() -> [SlabSlot] {
+        for slot in undiscarded { regions[slot.region]!.undiscarded -= 1 }
+        cached -= undiscarded.count
+        defer { undiscarded.removeAll(keepingCapacity: true) }
+        return undiscarded
+    }
+
+    /// First byte of `slot` (its guard).
+    func base(of slot: SlabSlot) -> UInt {
+        regions[slot.region]!.base + UInt(slot.slot * stride)
     }
 
     /// Records a region mapped at `base`; returns its index.
@@ -146,9 +190,10 @@ struct SlabRegions {
         return index
     }
 
-    /// Takes back a slot `reclaim` returned: `guarded` when its guard is installed and registered, false
-    /// when installing them failed. Returns the region's index when it just became empty and more than
-    /// `retainingEmpty` regions are empty: the caller unmaps it after `remove(_:)`.
+    /// Takes back a slot `reclaim` or `takeUndiscarded` returned, its pages discarded: `guarded` when its
+    /// guard is installed and registered, false when installing them failed. Returns the region's index
+    /// when it just became empty and more than `retainingEmpty` regions are empty: the caller unmaps it
+    /// after `remove(_:)`.
     mutating func put(_ slot: SlabSlot, retainingEmpty: Int, guarded: Bool = true) -> Int? {
         if guarded {
             regions[slot.region]!.free.append(UInt32(slot.slot))
@@ -156,12 +201,12 @@ struct SlabRegions {
         } else {
             regions[slot.region]!.unguarded.append(UInt32(slot.slot))
         }
-        regions[slot.region]!.live -= 1
+        regions[slot.region]!.occupied -= 1
         if !regions[slot.region]!.listed {
             regions[slot.region]!.listed = true
             available.append(slot.region)
         }
-        guard regions[slot.region]!.live == 0 else { return nil }
+        guard regions[slot.region]!.occupied == 0 else { return nil }
         emptyRegions += 1
         return emptyRegions > retainingEmpty ? slot.region : nil
     }
@@ -169,7 +214,7 @@ struct SlabRegions {
     /// Forgets an empty region (the caller unmaps it); returns it, with the count of its released slots.
     mutating func remove(_ index: Int) -> SlabRegion {
         let region = regions[index]!
-        precondition(region.live == 0, "a slab region with live stacks cannot be removed")
+        precondition(region.occupied == 0, "a slab region with live or undiscarded stacks cannot be removed")
         regions[index] = nil
         vacant.append(index)
         byBase.removeAll { $0.index == index }
@@ -181,8 +226,8 @@ struct SlabRegions {
         return region
     }
 
-    /// Indices of the mapped regions with no live stack.
+    /// Indices of the mapped regions with no live or undiscarded stack.
     var emptyRegionIndices: [Int] {
-        regions.indices.filter { regions[$0].map { $0.live == 0 } ?? false }
+        regions.indices.filter { regions[$0].map { $0.occupied == 0 } ?? false }
     }
 }

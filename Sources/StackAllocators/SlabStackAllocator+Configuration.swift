@@ -18,6 +18,12 @@ extension SlabStackAllocator {
         /// its last stack is released. `trim()` unmaps all of them. Default 1 (no map/unmap churn at a
         /// region boundary).
         public var retainedEmptyRegions: Int
+        /// Released stacks whose pages are discarded together, in one process_madvise(2): one TLB
+        /// shootdown for all of them instead of one per stack (which interrupts every other CPU running
+        /// the process). Until its batch is due, a released stack keeps the pages it touched; the next
+        /// allocation reuses it first (discarding it then), and `trim()` discards every waiting one.
+        /// 1 discards each stack as it is released. Default 32; at most 64.
+        public var discardBatch: Int
         /// Mappings left to the rest of the process when guards are mprotect guards (two mappings each):
         /// the slab refuses to carve a new guarded stack past `vm.max_map_count - mapCountReserve`. At most
         /// a quarter of `vm.max_map_count` is kept, so a low limit still leaves the slab room. Default 1,024.
@@ -37,6 +43,7 @@ extension SlabStackAllocator {
             stacksPerRegion: Int = 4096,
             guardMode: GuardMode = .automatic,
             retainedEmptyRegions: Int = 1,
+            discardBatch: Int = 32,
             mapCountReserve: Int = 1024,
             placement: NUMAPlacement? = nil
         ) {
@@ -45,6 +52,7 @@ extension SlabStackAllocator {
             self.stacksPerRegion = stacksPerRegion
             self.guardMode = guardMode
             self.retainedEmptyRegions = retainedEmptyRegions
+            self.discardBatch = discardBatch
             self.mapCountReserve = mapCountReserve
             self.placement = placement
         }
@@ -63,6 +71,9 @@ extension SlabStackAllocator {
             }
             guard retainedEmptyRegions >= 0 else {
                 throw invalid("retainedEmptyRegions", retainedEmptyRegions, allowed: "zero or positive")
+            }
+            guard (1...PageDiscard.batchLimit).contains(discardBatch) else {
+                throw invalid("discardBatch", discardBatch, allowed: "in 1...\(PageDiscard.batchLimit)")
             }
             guard mapCountReserve >= 0 else {
                 throw invalid("mapCountReserve", mapCountReserve, allowed: "zero or positive")

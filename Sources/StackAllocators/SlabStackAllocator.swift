@@ -1,6 +1,7 @@
 import CStackSupport
 @_spi(Benchmarks) import GuardPages
 import Logging
+import SystemPackage
 @_spi(Benchmarks) import OverflowDetection
 
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded
@@ -18,9 +19,13 @@ import Logging
 ///   stacks would still fit) instead of letting mprotect fail with ENOMEM.
 ///
 /// **Release** returns the usable pages to the OS with `MADV_DONTNEED` and puts the slot on its region's
-/// free list (last in, first out). The next owner of the slot reads zeros: no data passes between owners
-/// through a slab, and an idle slot costs no memory. Keep warm stacks in a `PooledStackAllocator` over
-/// the slab, which is where reuse without page faults belongs.
+/// free list (last in, first out). Released stacks are discarded `Configuration.discardBatch` at a time,
+/// in one process_madvise(2) (a madvise each where the kernel refuses that), so a burst of releases, a
+/// scheduler's shutdown say, costs one TLB shootdown per batch rather than per stack; the next allocation
+/// takes the most recently released stack first, discarding it then if its batch is not done. The next
+/// owner of a slot reads zeros: no data passes between owners through a slab, and an idle slot costs no
+/// memory once discarded. Keep warm stacks in a `PooledStackAllocator` over the slab, which is where reuse
+/// without page faults belongs.
 ///
 /// Requests up to the slab's size are served with the slab's size; larger ones, or huge pages, get a typed
 /// error. `StackDescriptor.tag` holds the stack's serial: a release is honoured only for the stack a slot
@@ -65,7 +70,10 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let budget = needsBudget
             ? try MapCountBudget(reserve: configuration.mapCountReserve, limitOverride: configuration.mapCountLimitOverride)
             : nil
-        state = Lock(State(regions: SlabRegions(capacity: configuration.stacksPerRegion, stride: sizes.total), budget: budget))
+        state = Lock(State(
+            regions: SlabRegions(
+                capacity: configuration.stacksPerRegion, stride: sizes.total, discardBatch: configuration.discardBatch),
+            budget: budget))
         logger.debug(
             "slab stack allocator ready",
             metadata: ["guard": "\(guardMechanism)", "stack": "\(sizes.total)", "region": "\(regionSize)"])
@@ -78,7 +86,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Counters, with `cached` = released slots kept with their guards.
+    /// Counters, with `cached` = released slots kept with their guards (those waiting for their discard
+    /// included).
     public var stats: StackAllocatorStats {
         var stats = recorder.snapshot
         stats.cached = state.withLock { $0.regions.cached }
@@ -88,7 +97,17 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     public func allocate(_ request: StackRequest) throws(StackError) -> Stack {
         try accept(request)
         let claim = try state.withLock { (state) throws(StackError) -> Claim in try claimSlot(&state) }
-        if claim.needsGuard { try guardNewSlot(claim) }
+        switch claim.slot.condition {
+        case .ready: break
+        case .unguarded: if guardMechanism != .none { try guardNewSlot(claim) }
+        case .undiscarded:
+            // Reused before its batch was discarded: discarded alone now, so its new owner reads zeros.
+            if case .failure(let errno) = Syscall.advise(claim.layout.usableBottom, size: sizes.usableSize, Int32(FS_MADV_DONTNEED)) {
+                state.withLock { _ = $0.regions.reclaim(base: claim.layout.base, serial: claim.serial) }
+                keepOut(claim.layout.usableBottom, errno)
+                return try allocate(request)
+            }
+        }
         do {
             try Prefault.apply(request.prefault, to: claim.layout, logger: logger)
         } catch {
@@ -119,13 +138,16 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             recorder.recordRefusedRelease(descriptor, allocator: "slab", logger: logger)
             return
         }
-        recorder.recordRelease(descriptor, failed: !giveBack(slot, layout: descriptor.layout))
+        recorder.recordRelease(descriptor)
+        awaitDiscard(slot)
     }
 
-    /// Unmaps every region with no live stack; returns how many. Their released slots count as trims.
+    /// Discards every released stack still waiting for its batch, then unmaps every region with no live
+    /// stack; returns how many regions. Their released slots count as trims.
     @discardableResult
     public func trim() -> Int {
-        state.withLock { state in
+        discardAndFree(state.withLock { $0.regions.takeUndiscarded() })
+        return state.withLock { state in
             let empty = state.regions.emptyRegionIndices
             for index in empty {
                 let region = state.regions.remove(index)
@@ -136,8 +158,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Resident bytes over every carved slot (guards included, which are never resident): one mincore
-    /// walk per region.
+    /// Resident bytes over every carved slot (guards included, which are never resident; released stacks
+    /// waiting for their discard included): one mincore walk per region.
     public func residentBytes() throws(StackError) -> Int {
         let stride = UInt(sizes.total)
         return try state.withLock { (state) throws(StackError) -> Int in
@@ -169,8 +191,6 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let serial: UInt
         /// The region's base when this claim mapped the region.
         let mappedRegion: UInt?
-        /// Whether the slot still needs its guard installed (`guardNewSlot`).
-        let needsGuard: Bool
     }
 
     /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
@@ -183,14 +203,14 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             mapped = try mapRegion(&state)
         }
         let slot = state.regions.nextSlot()!
-        let regionBase = state.regions.regions[slot.region]!.base
         do throws(StackError) {
-            let layout = try StackLayout(base: regionBase + UInt(slot.slot * sizes.total), sizes: sizes)
-            let needsGuard = slot.isNew && guardMechanism != .none
-            if needsGuard { try state.budget?.charge(MapCountBudget.linesPerGuard) }
+            let layout = try StackLayout(base: state.regions.base(of: slot), sizes: sizes)
+            if slot.condition == .unguarded, guardMechanism != .none {
+                try state.budget?.charge(MapCountBudget.linesPerGuard)
+            }
             let serial = state.regions.take(slot)
-            return Claim(
-                slot: slot, layout: layout, serial: serial, mappedRegion: mapped.map { _ in regionBase }, needsGuard: needsGuard)
+            let mappedRegion = mapped.map { state.regions.regions[$0]!.base }
+            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mappedRegion)
         } catch {
             if let mapped { unmap(state.regions.remove(mapped)) }
             throw error
@@ -239,7 +259,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     private func abandon(_ claim: Claim, guarded: Bool = true) {
         guard let slot = state.withLock({ $0.regions.reclaim(base: claim.layout.base, serial: claim.serial) }) else { return }
         if guarded {
-            giveBack(slot, layout: claim.layout)
+            awaitDiscard(slot)
         } else {
             state.withLock { state in
                 if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions, guarded: false) {
@@ -249,31 +269,42 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
         guard let mappedRegion = claim.mappedRegion else { return }
         state.withLock { state in
-            if let region = state.regions.regions[slot.region], region.base == mappedRegion, region.live == 0 {
+            if let region = state.regions.regions[slot.region], region.base == mappedRegion, region.occupied == 0 {
                 unmap(state.regions.remove(slot.region))
             }
         }
     }
 
-    /// Discards a reclaimed slot's pages and puts it back on its region's free list (unmapping the region
-    /// when it became one empty region too many). Returns false (logged) when the discard failed: such a
-    /// slot is not reused, since its old contents might survive.
-    @discardableResult
-    private func giveBack(_ slot: SlabSlot, layout: StackLayout) -> Bool {
-        // Outside the lock: the slot is on no free list, so nobody else touches it.
-        let discarded = Syscall.advise(layout.usableBottom, size: layout.sizes.usableSize, Int32(FS_MADV_DONTNEED))
-        if case .failure(let errno) = discarded {
-            logger.error(
-                "MADV_DONTNEED on a released slab stack failed; the slot is not reused",
-                metadata: ["stack": "\(layout)", "errno": "\(errno)"])
-            return false
-        }
+    /// Holds a reclaimed slot until its pages are discarded, discarding its batch when that is due.
+    private func awaitDiscard(_ slot: SlabSlot) {
+        if let due = state.withLock({ $0.regions.holdForDiscard(slot) }) { discardAndFree(due) }
+    }
+
+    /// Discards the pages of released slots that wait for it and puts them on their regions' free lists
+    /// (unmapping a region that became one empty region too many). A slot whose discard failed is kept
+    /// out of reuse (logged), since its old contents might survive.
+    private func discardAndFree(_ slots: [SlabSlot]) {
+        guard !slots.isEmpty else { return }
+        // Outside the lock: the slots are on no list, so nobody else touches them, and their regions stay
+        // mapped while they are occupied.
+        let bases = state.withLock { state in slots.map { state.regions.base(of: $0) } }
+        let failures = PageDiscard.discard(bases.map { $0 + UInt(sizes.guardSize) }, size: sizes.usableSize, logger: logger)
+        for failure in failures { keepOut(bases[failure.position] + UInt(sizes.guardSize), failure.errno) }
         state.withLock { state in
-            if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions) {
-                unmap(state.regions.remove(emptied))
+            for (position, slot) in slots.enumerated() where !failures.contains(where: { $0.position == position }) {
+                if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions) {
+                    unmap(state.regions.remove(emptied))
+                }
             }
         }
-        return true
+    }
+
+    /// Logs and counts a released stack whose discard failed: its slot stays occupied, never reused.
+    private func keepOut(_ usableBottom: UInt, _ errno: Errno) {
+        recorder.recordReleaseFailure()
+        logger.error(
+            "MADV_DONTNEED on a released slab stack failed; the slot is not reused",
+            metadata: ["usable bottom": "0x\(String(usableBottom, radix: 16))", "errno": "\(errno)"])
     }
 
     /// Unmaps a region, logging a failure (which would mean corrupted bookkeeping).

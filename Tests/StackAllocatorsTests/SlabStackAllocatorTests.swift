@@ -95,6 +95,8 @@ struct SlabStackAllocatorTests {
         (SlabStackAllocator.Configuration(stacksPerRegion: 0), "stacksPerRegion", "0", "1...8388608"),
         (SlabStackAllocator.Configuration(usableSize: 1 << 30, stacksPerRegion: 4096), "stacksPerRegion", "4096", "1...1023"),
         (SlabStackAllocator.Configuration(retainedEmptyRegions: -1), "retainedEmptyRegions", "-1", "zero or positive"),
+        (SlabStackAllocator.Configuration(discardBatch: 0), "discardBatch", "0", "1...64"),
+        (SlabStackAllocator.Configuration(discardBatch: 65), "discardBatch", "65", "1...64"),
         (SlabStackAllocator.Configuration(mapCountReserve: -1), "mapCountReserve", "-1", "zero or positive"),
     ])
     func badConfiguration(_ configuration: SlabStackAllocator.Configuration, field: String, value: String, allowed: String) {

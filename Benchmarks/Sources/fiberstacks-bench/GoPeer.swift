@@ -21,7 +21,8 @@ enum GoPeer {
 
     /// The figures the program must report, named as ours are.
     static let figureNames = [
-        "jobs", "suspend_s", "resume_s", "rss_per_fiber_bytes", "page_table_bytes", "rss_after_ratio", "anon_after_bytes",
+        "jobs", "suspend_s", "resume_s", "rss_per_fiber_bytes", "page_table_bytes", "shutdown_s", "rss_after_ratio",
+        "anon_after_bytes",
     ]
 
     /// How ours and Go's differ beyond the params they share (`jobs`, `workers`).

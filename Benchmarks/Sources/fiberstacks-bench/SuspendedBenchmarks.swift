@@ -9,7 +9,8 @@ import Synchronization
 ///
 /// `extra`: `suspend_s` (from the first submit until the workers have suspended every job),
 /// `resume_s` (from the release until every job is done), `rss_per_fiber_bytes` (VmRSS growth with all
-/// suspended, over `jobs`), `page_table_bytes` (VmPTE growth), and `rss_after_ratio` (VmRSS after
+/// suspended, over `jobs`), `page_table_bytes` (VmPTE growth), `shutdown_s` (the scheduler's
+/// `shutdown()` and the slab's `trim()`, every stack going back), and `rss_after_ratio` (VmRSS after
 /// shutdown and the slab's `trim()` over VmRSS before the scheduler started) with `anon_after_bytes`
 /// (the RssAnon part of what stayed). A warm-up of the same shape with 1,000 jobs runs first, so the
 /// start already holds the code and the one-time structures any run pages in (cold, the library code
@@ -42,9 +43,13 @@ enum SuspendedBenchmarks {
         config.maxPoolSize = max(jobs, config.targetPoolSize)
         config.logger = benchLogger
         var extra: [String: Double] = ["jobs": Double(jobs)]
+        var shutdownStart: UInt64 = 0
         do {
             let scheduler = try FiberScheduler(config: config)
-            defer { scheduler.shutdown() }
+            defer {
+                shutdownStart = nanoseconds()
+                scheduler.shutdown()
+            }
             let (rssBefore, pteBefore) = (try SystemFile.processStatusBytes("VmRSS"), try SystemFile.processStatusBytes("VmPTE"))
             let gate = JobCounter(1)
             let progress = Progress()
@@ -72,6 +77,7 @@ enum SuspendedBenchmarks {
             extra["page_table_bytes"] = Double(pteLive - pteBefore)
         }
         _ = slab.trim()
+        extra["shutdown_s"] = Double(nanoseconds() - shutdownStart) / 1e9
         extra["rss_after_ratio"] = Double(try SystemFile.processStatusBytes("VmRSS")) / Double(rssStart)
         extra["anon_after_bytes"] = Double(try SystemFile.processStatusBytes("RssAnon") - anonStart)
         return extra

@@ -14,8 +14,9 @@
 //   or discarded (mmap, slab), no page is that was neither planned nor written;
 // - values written into a stack read back until it is released; where the allocator promises it, the
 //   next owner of the memory reads zeros there; the allocator's counters match the model;
-// - a released mmap stack is unmapped at once and leaves GuardRegistry, a released slab slot keeps no
-//   resident page, a pool that scrubs leaves no written value behind; after the input released
+// - a released mmap stack is unmapped at once and leaves GuardRegistry, fewer released slab slots than
+//   the slab's discard batch keep resident pages (none after trim()), a pool that scrubs leaves no
+//   written value behind; after the input released
 //   everything and dropped its allocator, GuardRegistry and the process's mappings are as they were
 //   before (see `checkMappingsRestored`).
 @_spi(Benchmarks) import GuardPages
@@ -58,6 +59,9 @@ struct SequenceRun {
     /// Values written into stacks since released, by address: their memory's next owner must not see
     /// them where the allocator zeroes between owners.
     var staleMarks: [UInt: UInt64] = [:]
+    /// Released slab stacks that may still hold resident pages: fewer than the slab's `discardBatch`
+    /// may, until `trim()`.
+    var undiscarded: [StackLayout] = []
 
     init(input: ByteReader, subject: Subject, allocator: any StackAllocator & StackStatsReporting) {
         self.input = input
@@ -243,8 +247,15 @@ struct SequenceRun {
             if !live.models.contains(where: { $0.layout.usableBottom == model.layout.usableBottom }) {
                 check(GuardRegistry.entry(forStackAt: model.layout.usableBottom) == nil, "\(context()): still in GuardRegistry")
             }
-        case .slab:
-            checkDiscarded(model.layout, context())
+        case .slab(let configuration):
+            undiscarded.removeAll { layout in
+                layout.base == model.layout.base || live.models.contains { $0.layout.base == layout.base }
+                    || residentAfterRelease(layout) == 0
+            }
+            if residentAfterRelease(model.layout) > 0 { undiscarded.append(model.layout) }
+            check(
+                undiscarded.count < configuration.discardBatch,
+                "\(context()): \(undiscarded.count) released stacks hold resident pages; a batch is \(configuration.discardBatch)")
         case .pool(let configuration, _):
             if configuration.scrubOnRelease { checkScrubbed(model, context()) }
         }
@@ -255,7 +266,13 @@ struct SequenceRun {
     /// A slab or pool gives idle memory back; live stacks must not notice.
     mutating func trim() {
         switch allocator {
-        case let slab as SlabStackAllocator: slab.trim()
+        case let slab as SlabStackAllocator:
+            slab.trim()
+            for layout in undiscarded where !live.models.contains(where: { $0.layout.base == layout.base }) {
+                let resident = residentAfterRelease(layout)
+                check(resident == 0, "\(subject): \(resident) pages of the released \(layout) still resident after trim()")
+            }
+            undiscarded = []
         case let pool as PooledStackAllocator: pool.trim()
         default: return
         }

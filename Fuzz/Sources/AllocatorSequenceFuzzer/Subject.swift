@@ -6,7 +6,7 @@ import FuzzSupport
 enum Subject: CustomStringConvertible {
     /// `MmapStackAllocator`: one mapping per stack, unmapped on release.
     case mmap(GuardMode)
-    /// `SlabStackAllocator`: stacks carved from regions, discarded (`MADV_DONTNEED`) on release.
+    /// `SlabStackAllocator`: stacks carved from regions, discarded (`MADV_DONTNEED`) in batches after release.
     case slab(SlabStackAllocator.Configuration)
     /// `PooledStackAllocator` over an mmap allocator (with this guard mode) or, when nil, over a slab of
     /// the pool's shape.
@@ -73,6 +73,7 @@ enum Subject: CustomStringConvertible {
                 return invalid(type, "stacksPerRegion")
             }
             if configuration.retainedEmptyRegions < 0 { return invalid(type, "retainedEmptyRegions") }
+            if !(1...64).contains(configuration.discardBatch) { return invalid(type, "discardBatch") }
             if configuration.mapCountReserve < 0 { return invalid(type, "mapCountReserve") }
             return nil
         case .pool(let configuration, let innerMmap):
@@ -157,6 +158,7 @@ extension ByteReader {
                     stacksPerRegion: byte() < 16 ? pick([0, -1, Int.max, Int(UInt32.max) + 1]) : int(in: 1...16),
                     guardMode: bool() ? .automatic : .protNone,
                     retainedEmptyRegions: byte() < 8 ? -1 : int(in: 0...2),
+                    discardBatch: byte() < 8 ? pick([0, 65]) : int(in: 1...8),
                     mapCountReserve: byte() < 8 ? -1 : 1024,
                     placement: configuredPlacement()))
         default:

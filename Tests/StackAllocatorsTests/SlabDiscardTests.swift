@@ -1,0 +1,117 @@
+import CStackSupport
+@_spi(Benchmarks) import GuardPages
+import Glibc
+import StackAllocators
+import StackTestSupport
+import Testing
+
+@Suite("Slab discards in batches")
+struct SlabDiscardTests {
+    @Test("Released stacks keep their pages until their batch is due; then every one is discarded; trim discards the rest",
+          arguments: GuardMode.forcible)
+    func batches(mode: GuardMode) throws {
+        let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, guardMode: mode, discardBatch: 8))
+        let stacks = try LiveStacks(10, from: slab)
+        stacks.touchTops()
+        let page = systemPageSize
+        stacks.release(7)
+        #expect(try slab.residentBytes() == 10 * page, "seven released stacks wait for their batch with their pages")
+        #expect(slab.stats.cached == 7)
+        stacks.release(1)
+        #expect(try slab.residentBytes() == 2 * page, "the eighth release discarded all eight: only the live stacks are resident")
+        #expect(slab.stats.cached == 8)
+
+        stacks.release(1)
+        #expect(try slab.residentBytes() == 2 * page, "one released stack waits")
+        slab.trim()
+        #expect(try slab.residentBytes() == page, "trim discarded it")
+        stacks.release(1)
+        #expect(try slab.residentBytes() == 0, "the release that empties a region discards at once")
+        #expect(slab.stats.releaseFailures == 0)
+    }
+
+    @Test("A stack reused before its batch is due is discarded on its own: its next owner reads zeros", arguments: GuardMode.forcible)
+    func reuseBeforeBatch(mode: GuardMode) throws {
+        let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, guardMode: mode))
+        let keep = try slab.allocate(StackRequest(usableSize: 64 << 10))  // keeps the region occupied
+        let first = try slab.allocate(StackRequest(usableSize: 64 << 10))
+        memset(first.usableBottom, 0xAB, first.usableSize)
+        let base = first.descriptor.layout.base
+        first.release()
+        #expect(try slab.residentBytes() == 16 * systemPageSize, "the released stack waits for its batch, pages and all")
+        let again = try slab.allocate(StackRequest(usableSize: 64 << 10))
+        #expect(again.descriptor.layout.base == base, "the most recently released stack is reused first")
+        let report = try StackProbeReport(layout: again.descriptor.layout)
+        #expect(report.residentUsablePages == 0 && report.guardIsSound)
+        #expect(UnsafeRawBufferPointer(start: again.usableBottom, count: again.usableSize).allSatisfy { $0 == 0 })
+        keep.release()
+    }
+
+    @Test("Where the kernel refuses batches, each stack is discarded on its own, logged once; a failed discard keeps its slot out of reuse",
+          needsNoThreadSanitizer)
+    func refusedBatch() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let (logger, log) = CapturingLogHandler.logger()
+            let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, discardBatch: 4), logger: logger)
+            let keep = try slab.allocate(StackRequest(usableSize: 64 << 10))
+            FailureInjection.fail(.adviseRanges(Int32(FS_MADV_DONTNEED)), with: .invalidArgument)
+            for _ in 0..<2 {
+                let stacks = try LiveStacks(4, from: slab)
+                stacks.fill()
+                stacks.release(4)
+            }
+            let resident = try slab.residentBytes()
+            precondition(resident == 0, "every released stack was discarded: \(resident) bytes stay")
+            precondition(log.count(.notice) == 1, "the fallback is logged once: \(log.all)")
+
+            // One range of the next batch fails: that slot is never handed out again.
+            let stacks = try LiveStacks(4, from: slab)
+            let bases = Set(stacks.bases)
+            FailureInjection.fail(.advise(Int32(FS_MADV_DONTNEED)), with: .invalidArgument, after: 1)
+            stacks.release(4)
+            FailureInjection.reset()
+            precondition(slab.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
+            let next = try LiveStacks(8, from: slab)
+            precondition(Set(next.bases).intersection(bases).count == 3, "three of the four slots are reused")
+            keep.release()
+        }
+    }
+}
+
+/// Stacks held in memory of their own (`Stack` is not copyable), released from the last.
+final class LiveStacks {
+    private let storage: UnsafeMutablePointer<Stack>
+    private(set) var count: Int
+
+    init(_ count: Int, from allocator: some StackAllocator) throws {
+        storage = .allocate(capacity: count)
+        self.count = 0
+        for index in 0..<count {
+            (storage + index).initialize(to: try allocator.allocate(StackRequest(usableSize: 64 << 10)))
+            self.count += 1
+        }
+    }
+
+    deinit {
+        storage.deinitialize(count: count)
+        storage.deallocate()
+    }
+
+    var bases: [UInt] { (0..<count).map { storage[$0].descriptor.layout.base } }
+
+    /// Writes the top byte of each: one resident page per stack.
+    func touchTops() {
+        for index in 0..<count { (storage[index].top - 1).storeBytes(of: 1, as: UInt8.self) }
+    }
+
+    /// Writes every byte of each.
+    func fill() {
+        for index in 0..<count { memset(storage[index].usableBottom, 0xAB, storage[index].usableSize) }
+    }
+
+    /// Releases the last `stacks`.
+    func release(_ stacks: Int) {
+        count -= stacks
+        (storage + count).deinitialize(count: stacks)
+    }
+}
