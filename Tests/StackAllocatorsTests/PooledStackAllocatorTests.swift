@@ -358,7 +358,7 @@ struct PooledStackAllocatorTests {
             do {
                 let pool = try Self.pool(over: inner) { $0.threadCacheSize = 2 * count }
                 // Unretained: the worker must not keep the pool's only handle alive past the race.
-                nonisolated(unsafe) let handle = Unmanaged.passUnretained(pool)
+                let handle = Unmanaged.passUnretained(pool)
                 worker = JoinableThread {
                     // Its own cache exists before the race: every release below takes the cached path.
                     for index in 0..<count {
