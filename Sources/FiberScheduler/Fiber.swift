@@ -28,26 +28,49 @@ enum FiberExit: Int {
 
 /// The raw memory a fiber and its worker share. Saved stack pointers live here and never behind
 /// `&property`: an inout access held open across a switch would trip exclusivity checking.
+///
+/// It holds what the fiber keeps between its runs, and its label follows it in the same allocation
+/// (`Fiber.makeControl`); what only the running fiber needs lives in its worker's `FiberSwitches`. A
+/// suspended fiber's bookkeeping is two small heap blocks, this and the `Fiber`, a million times over.
 struct FiberControl {
     /// The fiber's saved stack pointer while it is not running; nil until it first runs (a fiber that
     /// never ran has touched no page of its stack).
     var context: UnsafeMutableRawPointer?
-    /// The worker's saved stack pointer while the fiber runs.
-    var returnContext: UnsafeMutableRawPointer?
-    /// The fiber, for switches into it (sanitizer handles, stack bounds).
-    var target: fs_switch_target
-    /// The worker thread, for switches out of the fiber.
-    var returnTarget: fs_switch_target
-    /// Set by the worker before each switch in.
-    var resumeReason: ResumeReason
-    /// The job to run on the next `.run` resume; taken by the fiber when it starts it.
-    var job: Job?
-    /// The counter of the job that just ended well, with the job's reference, for the worker to settle.
-    var endedCounter: Unmanaged<JobCounter>?
-    /// Whether it is suspended in a wait (set and cleared on the worker's thread).
-    var isSuspended: Bool
+    /// Its worker's.
+    let switches: UnsafeMutablePointer<FiberSwitches>
+    /// The fiber's ThreadSanitizer handle (nil without TSan).
+    let sanitizerFiber: UnsafeMutableRawPointer?
     /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
     var registrySlot: Int
+    /// `Fiber.id`.
+    let id: Int
+    /// The registration of the stack's guard the fiber made (its allocator had made none), or 0.
+    let registration: UInt64
+    /// Whether it is suspended in a wait (set and cleared on the worker's thread).
+    var isSuspended: Bool
+    let grownWhileIdle: Bool
+    let prefault: PrefaultStrategy
+}
+
+/// A worker's side of the switches into and out of its fibers, in the worker's raw memory. One fiber
+/// runs on a worker at a time, so what the switches, the overflow handler and a job's start and end need
+/// of the running one is written here around each switch, not kept by every fiber.
+struct FiberSwitches {
+    /// The worker's saved stack pointer while one of its fibers runs.
+    var returnContext: UnsafeMutableRawPointer? = nil
+    /// The worker thread, for switches out of a fiber: its sanitizer handle (TSan) and, once a fiber
+    /// entered, its stack's bounds (ASan).
+    var returnTarget = fs_switch_target(tsan_fiber: nil, stack_bottom: nil, stack_size: 0)
+    /// The fiber being switched into: its sanitizer handle and stack bounds.
+    var target = fs_switch_target(tsan_fiber: nil, stack_bottom: nil, stack_size: 0)
+    /// What the overflow handler reads while the fiber runs, to blame a fault on it.
+    var running = fs_running_stack()
+    /// Set by the worker before each switch in.
+    var resumeReason = ResumeReason.run
+    /// The job the fiber starts on a `.run` resume; taken by the fiber when it starts it.
+    var job: Job? = nil
+    /// The counter of the job that just ended well, with the job's reference, for the worker to settle.
+    var endedCounter: Unmanaged<JobCounter>? = nil
 }
 
 /// A context on a stack from a `StackAllocator`, owned by one worker, running one job at a time.
@@ -57,47 +80,28 @@ struct FiberControl {
 /// its exclusivity access set per thread). Its frames hold nothing between jobs, so an idle fiber can be
 /// freed without being resumed; a suspended one is resumed (signalled or cancelled) before it is freed.
 final class Fiber: @unchecked Sendable {
-    /// Unique within the scheduler, from 1.
-    let id: Int
     /// The worker that owns it.
     unowned let worker: Worker
-    private let grownWhileIdle: Bool
-    private let prefault: PrefaultStrategy
     /// The current wait: its number (shifted left by one) and whether it was claimed (the low bit). See
     /// `claimWait(_:)`.
     private let waitState = Atomic<UInt64>(1)
     private let stack: Stack
-    /// The registration of the stack's guard this fiber made (its allocator had made none).
-    private let registration: UInt64?
     private let control: UnsafeMutablePointer<FiberControl>
-    /// What the overflow handler reads while this fiber runs, to blame a fault on it.
-    private let running: UnsafeMutablePointer<fs_running_stack>
 
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
     init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
-        self.id = id
         self.worker = worker
-        self.grownWhileIdle = grownWhileIdle
-        self.prefault = prefault
         // The single place a fiber's stack gets its label: the overflow handler's copy and the guard
         // registry's (when the allocator registered the stack; its entry goes when the stack is released).
-        let label = Fiber.makeLabel(id: id, worker: worker)
-        control = .allocate(capacity: 1)
-        control.initialize(
-            to: FiberControl(
-                context: nil, returnContext: nil,
-                target: fs_switch_target(
-                    tsan_fiber: fs_sanitizer_create_fiber(), stack_bottom: UnsafeRawPointer(stack.usableBottom),
-                    stack_size: stack.usableSize),
-                returnTarget: fs_switch_target(tsan_fiber: worker.sanitizerFiber, stack_bottom: nil, stack_size: 0),
-                resumeReason: .run, job: nil, endedCounter: nil, isSuspended: false, registrySlot: 0))
-        let layout = stack.descriptor.layout
-        running = .allocate(capacity: 1)
-        running.initialize(
-            to: fs_running_stack(
-                guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top,
-                label: UnsafeRawPointer(label.baseAddress!).assumingMemoryBound(to: CChar.self)))
-        registration = Self.labelInRegistry(stack, label, logger: worker.scheduler.logger)
+        let (memory, label) = Fiber.makeControl(id: id, worker: worker)
+        control = memory.initializeMemory(
+            as: FiberControl.self,
+            repeating: FiberControl(
+                context: nil, switches: worker.switches, sanitizerFiber: fs_sanitizer_create_fiber(),
+                registrySlot: 0, id: id,
+                registration: Self.labelInRegistry(stack, label, logger: worker.scheduler.logger),
+                isSuspended: false, grownWhileIdle: grownWhileIdle, prefault: prefault),
+            count: 1)
         self.stack = stack
         worker.fiberRegistry.add(self)
     }
@@ -105,33 +109,31 @@ final class Fiber: @unchecked Sendable {
     deinit {
         if control.pointee.context != nil { checkTopCanary() }
         worker.fiberRegistry.remove(self)
-        free(UnsafeMutablePointer(mutating: running.pointee.label))
-        running.deinitialize(count: 1)
-        running.deallocate()
-        fs_sanitizer_destroy_fiber(control.pointee.target.tsan_fiber)
+        fs_sanitizer_destroy_fiber(control.pointee.sanitizerFiber)
+        let registration = control.pointee.registration
         control.deinitialize(count: 1)
-        control.deallocate()
+        free(control)
         // Out of the registry before `stack` is dropped after this and goes back to its allocator.
-        if let registration { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
+        if registration != 0 { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
     }
 
     /// Labels the stack's guard in the registry, registering it first when its allocator did not (an
     /// allocator of your own that skips `Stack.guarded`), so an overflow on it is still named. Returns the
-    /// registration it made, if it made one.
+    /// registration it made, or 0.
     private static func labelInRegistry(
         _ stack: borrowing Stack, _ label: UnsafeBufferPointer<UInt8>, logger: Logger
-    ) -> UInt64? {
+    ) -> UInt64 {
         let layout = stack.descriptor.layout
         guard !GuardRegistry.setLabel(utf8: label, forStackAt: layout.usableBottom), !layout.guardRange.isEmpty,
             stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone
-        else { return nil }
+        else { return 0 }
         do {
             return try GuardRegistry.register(layout, label: String(decoding: label, as: UTF8.self))
         } catch {
             logger.warning(
                 "the guard of a fiber's stack could not be registered: an overflow on it will not be named",
                 metadata: ["stack": "\(layout)", "error": "\(error)"])
-            return nil
+            return 0
         }
     }
 
@@ -140,15 +142,20 @@ final class Fiber: @unchecked Sendable {
     var info: FiberInfo {
         FiberInfo(
             id: id, worker: worker.index, node: worker.placement.node, stack: stack.descriptor,
-            label: String(cString: running.pointee.label),
-            grownWhileIdle: grownWhileIdle, prefault: prefault)
+            label: String(cString: label),
+            grownWhileIdle: control.pointee.grownWhileIdle, prefault: control.pointee.prefault)
     }
 
-    /// The name an overflow diagnostic uses, in UTF-8: "fiber 42" and the worker's part (see
-    /// `Worker.labelSuffix`), NUL-terminated in memory of its own that the fiber frees (the overflow
-    /// handler reads it). Written digit by digit straight into it: string interpolation was half the cost
-    /// of making a fiber, and every temporary array or string a malloc.
-    private static func makeLabel(id: Int, worker: Worker) -> UnsafeBufferPointer<UInt8> {
+    /// The name an overflow diagnostic uses, NUL-terminated, right after the control block.
+    private var label: UnsafePointer<CChar> {
+        UnsafeRawPointer(control + 1).assumingMemoryBound(to: CChar.self)
+    }
+
+    /// Memory for a control block (uninitialized) with the fiber's label right after it, and the label:
+    /// "fiber 42" and the worker's part (see `Worker.labelSuffix`), in UTF-8, NUL-terminated (the
+    /// overflow handler reads it). Written digit by digit straight into it: string interpolation was half
+    /// the cost of making a fiber, and every temporary array or string a malloc.
+    private static func makeControl(id: Int, worker: Worker) -> (UnsafeMutableRawPointer, UnsafeBufferPointer<UInt8>) {
         let prefix = "fiber ".utf8
         var digits = 1
         var rest = id.magnitude
@@ -157,8 +164,10 @@ final class Fiber: @unchecked Sendable {
             rest /= 10
         }
         let count = prefix.count + digits + worker.labelSuffix.count
-        guard let memory = malloc(count + 1) else { fatalError("out of memory for a fiber's label") }
-        let bytes = memory.bindMemory(to: UInt8.self, capacity: count + 1)
+        let labelOffset = MemoryLayout<FiberControl>.stride
+        // malloc's alignment (16) covers the control block's.
+        guard let memory = malloc(labelOffset + count + 1) else { fatalError("out of memory for a fiber's control block") }
+        let bytes = (memory + labelOffset).bindMemory(to: UInt8.self, capacity: count + 1)
         var index = 0
         for byte in prefix {
             bytes[index] = byte
@@ -175,8 +184,11 @@ final class Fiber: @unchecked Sendable {
             index += 1
         }
         bytes[count] = 0
-        return UnsafeBufferPointer(start: bytes, count: count)
+        return (memory, UnsafeBufferPointer(start: bytes, count: count))
     }
+
+    /// Unique within the scheduler, from 1.
+    var id: Int { control.pointee.id }
 
     /// Its index in the worker's registry; read and written under the registry's lock only.
     var registrySlot: Int {
@@ -214,12 +226,12 @@ final class Fiber: @unchecked Sendable {
 
     /// Worker side: hands the fiber its next job (run on the next `.run` resume).
     func assign(_ job: Job) {
-        control.pointee.job = job
+        control.pointee.switches.pointee.job = job
     }
 
     /// Worker side, after a `.finished` exit: the counter of the job that ended well, if it did.
     func takeEndedCounter() -> Unmanaged<JobCounter>? {
-        control.pointee.endedCounter.take()
+        control.pointee.switches.pointee.endedCounter.take()
     }
 
     /// Worker side: switches into the fiber and returns when it switches back, saying why.
@@ -232,10 +244,18 @@ final class Fiber: @unchecked Sendable {
         } else {
             checkTopCanary()
         }
-        control.pointee.resumeReason = reason
-        fs_overflow_set_running_stack(running)
+        let switches = control.pointee.switches
+        switches.pointee.resumeReason = reason
+        // From the layout, whose accessors inline: `Stack`'s own are calls into another module.
+        let layout = stack.descriptor.layout
+        switches.pointee.target = fs_switch_target(
+            tsan_fiber: control.pointee.sanitizerFiber, stack_bottom: UnsafeRawPointer(bitPattern: layout.usableBottom),
+            stack_size: layout.sizes.usableSize)
+        switches.pointee.running = fs_running_stack(
+            guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top, label: label)
+        fs_overflow_set_running_stack(switches.pointer(to: \.running))
         let transfer = fs_switch_context(
-            control.pointee.context, UnsafeMutableRawPointer(control), control.pointer(to: \.target))
+            control.pointee.context, UnsafeMutableRawPointer(control), switches.pointer(to: \.target))
         fs_overflow_set_running_stack(nil)
         control.pointee.context = transfer.from
         return FiberExit(rawValue: Int(bitPattern: transfer.data))!
@@ -262,18 +282,20 @@ final class Fiber: @unchecked Sendable {
     }
 
     static func switchOut(_ control: UnsafeMutablePointer<FiberControl>, _ exit: FiberExit) -> ResumeReason {
+        let switches = control.pointee.switches
         let transfer = fs_switch_context(
-            control.pointee.returnContext, UnsafeMutableRawPointer(bitPattern: exit.rawValue),
-            control.pointer(to: \.returnTarget))
-        control.pointee.returnContext = transfer.from
-        return control.pointee.resumeReason
+            switches.pointee.returnContext, UnsafeMutableRawPointer(bitPattern: exit.rawValue),
+            switches.pointer(to: \.returnTarget))
+        switches.pointee.returnContext = transfer.from
+        return switches.pointee.resumeReason
     }
 
     /// Runs the job waiting in the fiber. Out of line, so every reference it takes is released before
     /// the entry loop switches away.
     @inline(never)
     static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
-        control.pointee.endedCounter = control.pointee.job.take()?.run()
+        let switches = control.pointee.switches
+        switches.pointee.endedCounter = switches.pointee.job.take()?.run()
     }
 }
 
@@ -288,8 +310,9 @@ struct FiberWait {
 /// runs a job, switches back to the worker, and waits for the next job, holding only raw pointers.
 private let fiberEntry: fs_entry = { transfer in
     let control = transfer.data!.assumingMemoryBound(to: FiberControl.self)
-    fs_fiber_entered(&control.pointee.returnTarget.stack_bottom, &control.pointee.returnTarget.stack_size)
-    control.pointee.returnContext = transfer.from
+    let switches = control.pointee.switches
+    fs_fiber_entered(&switches.pointee.returnTarget.stack_bottom, &switches.pointee.returnTarget.stack_size)
+    switches.pointee.returnContext = transfer.from
     while true {
         Fiber.runJob(control)
         _ = Fiber.switchOut(control, .finished)

@@ -43,8 +43,8 @@ final class Worker: @unchecked Sendable {
     private struct ThreadState {
         /// The fiber running now, nil while the worker's own loop runs. Unowned: the pool owns it.
         unowned(unsafe) var currentFiber: Fiber?
-        /// This thread's sanitizer handle (TSan), for fibers switching back.
-        var sanitizerFiber: UnsafeMutableRawPointer?
+        /// The switches into and out of its fibers (their control blocks point here).
+        var switches = FiberSwitches()
         /// Fibers that yielded, to resume after the work already waiting.
         var localReady: [Fiber] = []
         /// An empty buffer with capacity, swapped with `localReady` so a yield allocates nothing.
@@ -80,8 +80,8 @@ final class Worker: @unchecked Sendable {
 
     /// The fiber running now on this worker (call on the worker's thread only).
     var currentFiber: Fiber? { local.pointee.currentFiber }
-    /// This thread's sanitizer handle (TSan), for fibers switching back.
-    var sanitizerFiber: UnsafeMutableRawPointer? { local.pointee.sanitizerFiber }
+    /// The switches into and out of its fibers, for their control blocks.
+    var switches: UnsafeMutablePointer<FiberSwitches> { local.pointer(to: \.switches)! }
 
     /// The worker whose thread is calling, if any.
     static var current: Worker? {
@@ -102,7 +102,7 @@ final class Worker: @unchecked Sendable {
             }
         }
         fs_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
-        local.pointee.sanitizerFiber = fs_sanitizer_current_fiber()
+        local.pointee.switches.returnTarget.tsan_fiber = fs_sanitizer_current_fiber()
         if case .failure(let errno) = WorkerThread.setName("fs-worker-\(index)") {
             scheduler.logger.debug("naming a worker thread failed", metadata: ["worker": "\(index)", "errno": "\(errno)"])
         }
