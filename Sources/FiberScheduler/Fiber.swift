@@ -32,12 +32,11 @@ enum FiberExit: Int {
 /// It holds what the fiber keeps between its runs, and its label follows it in the same allocation
 /// (`Fiber.makeControl`); what only the running fiber needs lives in its worker's `FiberSwitches`. A
 /// suspended fiber's bookkeeping is two small heap blocks, this and the `Fiber`, a million times over.
+/// Nothing on the fiber's side of a switch reads it: a fiber runs on its worker's record alone.
 struct FiberControl {
     /// The fiber's saved stack pointer while it is not running; nil until it first runs (a fiber that
     /// never ran has touched no page of its stack).
     var context: UnsafeMutableRawPointer?
-    /// Its worker's.
-    let switches: UnsafeMutablePointer<FiberSwitches>
     /// The fiber's ThreadSanitizer handle (nil without TSan).
     let sanitizerFiber: UnsafeMutableRawPointer?
     /// Its index in the worker's `FiberRegistry` (changed under the registry's lock only).
@@ -52,9 +51,10 @@ struct FiberControl {
     let prefault: PrefaultStrategy
 }
 
-/// A worker's side of the switches into and out of its fibers, in the worker's raw memory. One fiber
-/// runs on a worker at a time, so what the switches, the overflow handler and a job's start and end need
-/// of the running one is written here around each switch, not kept by every fiber.
+/// A worker's side of the switches into and out of its fibers, in the worker's raw memory, handed to the
+/// fiber with each switch in. One fiber runs on a worker at a time, so what the switches, the overflow
+/// handler and a job's start and end need of the running one is written here around each switch, not
+/// kept by every fiber.
 struct FiberSwitches {
     /// The worker's saved stack pointer while one of its fibers runs.
     var returnContext: UnsafeMutableRawPointer? = nil
@@ -97,7 +97,7 @@ final class Fiber: @unchecked Sendable {
         control = memory.initializeMemory(
             as: FiberControl.self,
             repeating: FiberControl(
-                context: nil, switches: worker.switches, sanitizerFiber: fs_sanitizer_create_fiber(),
+                context: nil, sanitizerFiber: fs_sanitizer_create_fiber(),
                 registrySlot: 0, id: id,
                 registration: Self.labelInRegistry(stack, label, logger: worker.scheduler.logger),
                 isSuspended: false, grownWhileIdle: grownWhileIdle, prefault: prefault),
@@ -148,8 +148,12 @@ final class Fiber: @unchecked Sendable {
 
     /// The name an overflow diagnostic uses, NUL-terminated, right after the control block.
     private var label: UnsafePointer<CChar> {
-        UnsafeRawPointer(control + 1).assumingMemoryBound(to: CChar.self)
+        (UnsafeRawPointer(control) + Self.labelOffset).assumingMemoryBound(to: CChar.self)
     }
+
+    /// Where the label starts in the control block's allocation: right at its end, not at its stride
+    /// (bytes need no alignment), which keeps the allocation in a smaller malloc size class.
+    private static let labelOffset = MemoryLayout<FiberControl>.size
 
     /// Memory for a control block (uninitialized) with the fiber's label right after it, and the label:
     /// "fiber 42" and the worker's part (see `Worker.labelSuffix`), in UTF-8, NUL-terminated (the
@@ -164,7 +168,6 @@ final class Fiber: @unchecked Sendable {
             rest /= 10
         }
         let count = prefix.count + digits + worker.labelSuffix.count
-        let labelOffset = MemoryLayout<FiberControl>.stride
         // malloc's alignment (16) covers the control block's.
         guard let memory = malloc(labelOffset + count + 1) else { fatalError("out of memory for a fiber's control block") }
         let bytes = (memory + labelOffset).bindMemory(to: UInt8.self, capacity: count + 1)
@@ -224,19 +227,10 @@ final class Fiber: @unchecked Sendable {
         return state & 1 == 0 && claimWait(state >> 1)
     }
 
-    /// Worker side: hands the fiber its next job (run on the next `.run` resume).
-    func assign(_ job: Job) {
-        control.pointee.switches.pointee.job = job
-    }
-
-    /// Worker side, after a `.finished` exit: the counter of the job that ended well, if it did.
-    func takeEndedCounter() -> Unmanaged<JobCounter>? {
-        control.pointee.switches.pointee.endedCounter.take()
-    }
-
-    /// Worker side: switches into the fiber and returns when it switches back, saying why.
-    /// The first run writes a canary above the fiber's first frame; every later one checks it first.
-    func resume(_ reason: ResumeReason) -> FiberExit {
+    /// Worker side: switches into the fiber through the worker's `switches` and returns when it switches
+    /// back, saying why. The first run writes a canary above the fiber's first frame; every later one
+    /// checks it first.
+    func resume(_ reason: ResumeReason, _ switches: UnsafeMutablePointer<FiberSwitches>) -> FiberExit {
         if control.pointee.context == nil {
             Canary.writeTop(stack.descriptor.layout)
             control.pointee.context = fs_make_context(
@@ -244,7 +238,6 @@ final class Fiber: @unchecked Sendable {
         } else {
             checkTopCanary()
         }
-        let switches = control.pointee.switches
         switches.pointee.resumeReason = reason
         // From the layout, whose accessors inline: `Stack`'s own are calls into another module.
         let layout = stack.descriptor.layout
@@ -255,7 +248,7 @@ final class Fiber: @unchecked Sendable {
             guard_low: layout.guardRange.lowerBound, usable_bottom: layout.usableBottom, top: layout.top, label: label)
         fs_overflow_set_running_stack(switches.pointer(to: \.running))
         let transfer = fs_switch_context(
-            control.pointee.context, UnsafeMutableRawPointer(control), switches.pointer(to: \.target))
+            control.pointee.context, UnsafeMutableRawPointer(switches), switches.pointer(to: \.target))
         fs_overflow_set_running_stack(nil)
         control.pointee.context = transfer.from
         return FiberExit(rawValue: Int(bitPattern: transfer.data))!
@@ -276,13 +269,9 @@ final class Fiber: @unchecked Sendable {
         abort()
     }
 
-    /// Fiber side: switches back to the worker and returns when the worker resumes this fiber.
-    func switchOut(_ exit: FiberExit) -> ResumeReason {
-        Fiber.switchOut(control, exit)
-    }
-
-    static func switchOut(_ control: UnsafeMutablePointer<FiberControl>, _ exit: FiberExit) -> ResumeReason {
-        let switches = control.pointee.switches
+    /// Fiber side: switches back to the worker whose `switches` these are and returns when the worker
+    /// resumes the fiber.
+    static func switchOut(_ switches: UnsafeMutablePointer<FiberSwitches>, _ exit: FiberExit) -> ResumeReason {
         let transfer = fs_switch_context(
             switches.pointee.returnContext, UnsafeMutableRawPointer(bitPattern: exit.rawValue),
             switches.pointer(to: \.returnTarget))
@@ -290,11 +279,10 @@ final class Fiber: @unchecked Sendable {
         return switches.pointee.resumeReason
     }
 
-    /// Runs the job waiting in the fiber. Out of line, so every reference it takes is released before
+    /// Runs the job the worker handed in. Out of line, so every reference it takes is released before
     /// the entry loop switches away.
     @inline(never)
-    static func runJob(_ control: UnsafeMutablePointer<FiberControl>) {
-        let switches = control.pointee.switches
+    static func runJob(_ switches: UnsafeMutablePointer<FiberSwitches>) {
         switches.pointee.endedCounter = switches.pointee.job.take()?.run()
     }
 }
@@ -306,15 +294,15 @@ struct FiberWait {
     let number: UInt64
 }
 
-/// Every fiber starts here, on its own stack, with its control block in `data`. It never returns: it
-/// runs a job, switches back to the worker, and waits for the next job, holding only raw pointers.
+/// Every fiber starts here, on its own stack, with its worker's `FiberSwitches` in `data`. It never
+/// returns: it runs a job, switches back to the worker, and waits for the next job, holding only raw
+/// pointers.
 private let fiberEntry: fs_entry = { transfer in
-    let control = transfer.data!.assumingMemoryBound(to: FiberControl.self)
-    let switches = control.pointee.switches
+    let switches = transfer.data!.assumingMemoryBound(to: FiberSwitches.self)
     fs_fiber_entered(&switches.pointee.returnTarget.stack_bottom, &switches.pointee.returnTarget.stack_size)
     switches.pointee.returnContext = transfer.from
     while true {
-        Fiber.runJob(control)
-        _ = Fiber.switchOut(control, .finished)
+        Fiber.runJob(switches)
+        _ = Fiber.switchOut(switches, .finished)
     }
 }

@@ -256,8 +256,8 @@ public final class FiberScheduler: @unchecked Sendable {
     /// Inside a job: lets the worker run the fibers and one job that are waiting, then continues on the
     /// same fiber. Outside a job: does nothing.
     public static func yield() {
-        guard let worker = Worker.current, let fiber = worker.currentFiber else { return }
-        worker.yield(fiber)
+        guard let worker = Worker.current, worker.currentFiber != nil else { return }
+        worker.yield()
     }
 
     // MARK: Shutting down

@@ -43,7 +43,7 @@ final class Worker: @unchecked Sendable {
     private struct ThreadState {
         /// The fiber running now, nil while the worker's own loop runs. Unowned: the pool owns it.
         unowned(unsafe) var currentFiber: Fiber?
-        /// The switches into and out of its fibers (their control blocks point here).
+        /// The switches into and out of its fibers.
         var switches = FiberSwitches()
         /// Fibers that yielded, to resume after the work already waiting.
         var localReady: [Fiber] = []
@@ -80,8 +80,8 @@ final class Worker: @unchecked Sendable {
 
     /// The fiber running now on this worker (call on the worker's thread only).
     var currentFiber: Fiber? { local.pointee.currentFiber }
-    /// The switches into and out of its fibers, for their control blocks.
-    var switches: UnsafeMutablePointer<FiberSwitches> { local.pointer(to: \.switches)! }
+    /// The switches into and out of its fibers.
+    private var switches: UnsafeMutablePointer<FiberSwitches> { local.pointer(to: \.switches)! }
 
     /// The worker whose thread is calling, if any.
     static var current: Worker? {
@@ -202,12 +202,12 @@ final class Worker: @unchecked Sendable {
         fiber.isSuspended = true
         local.pointee.suspendedCount += 1
         bump(counters.suspensions)
-        return fiber.switchOut(.suspended)
+        return Fiber.switchOut(switches, .suspended)
     }
 
     /// Called on the fiber: lets the worker run what is queued, then continues.
-    func yield(_ fiber: Fiber) {
-        _ = fiber.switchOut(.yielded)
+    func yield() {
+        _ = Fiber.switchOut(switches, .yielded)
     }
 
     private func run(_ fiber: Fiber, _ reason: ResumeReason) {
@@ -216,11 +216,11 @@ final class Worker: @unchecked Sendable {
         if reason != .run { local.pointee.settlement.settle() }
         local.pointee.quiet = false
         local.pointee.currentFiber = fiber
-        let exit = fiber.resume(reason)
+        let exit = fiber.resume(reason, switches)
         local.pointee.currentFiber = nil
         switch exit {
         case .finished:
-            if let counter = fiber.takeEndedCounter() { local.pointee.settlement.add(counter) }
+            if let counter = local.pointee.switches.endedCounter.take() { local.pointee.settlement.add(counter) }
             pool.recycle(fiber)
             bump(counters.jobsRun)
             local.pointee.endedJobs += 1
@@ -261,7 +261,7 @@ final class Worker: @unchecked Sendable {
             scheduler.logger.error("no fiber for a job: making one failed", metadata: ["worker": "\(index)", "error": "\(error)"])
             return end(job, SchedulerError(error))
         }
-        fiber.assign(job)
+        local.pointee.switches.job = job
         run(fiber, .run)
     }
 
