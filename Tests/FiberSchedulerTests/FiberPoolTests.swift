@@ -1,5 +1,6 @@
 @_spi(Benchmarks) import OverflowDetection
 @_spi(Benchmarks) import GuardPages
+import CHeapProbe
 import StackTestSupport
 import FiberScheduler
 import Glibc
@@ -89,6 +90,35 @@ struct FiberPoolTests {
             #expect(fiber.label == expected)
             #expect(GuardRegistry.entry(forStackAt: fiber.stack.layout.usableBottom)?.label == expected)
         }
+    }
+
+    @Test("A fiber's bookkeeping on the heap is its object and one small control block", needsNoThreadSanitizer)
+    func heapBytesPerFiber() async throws {
+        // In a child: what the heap holds for a scheduler whose pool starts at 4,112 fibers, less what it
+        // holds for one whose pool starts at 16, per fiber (the heap counts every arena, so the worker's
+        // allocations too). It prints what it saw; the check is here.
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            func heapBytes(poolSize: Int) throws -> Int {
+                let slab = try SlabStackAllocator(.init(usableSize: 64 << 10))
+                let before = Int(fs_test_heap_bytes_in_use())
+                let scheduler = try FiberScheduler(
+                    config: testConfig(workers: 1, initial: poolSize, target: poolSize, max: poolSize, allocator: slab))
+                defer { scheduler.shutdown() }
+                return Int(fs_test_heap_bytes_in_use()) - before
+            }
+            _ = try heapBytes(poolSize: 16)  // what any first scheduler allocates once
+            let small = try heapBytes(poolSize: 16)
+            let large = try heapBytes(poolSize: 4_112)
+            say("per fiber \((large - small) / 4_096)")
+        }
+        let stderr = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        let seen = try #require(stderr.firstMatch(of: #/per fiber (-?\d+)/#), "\(stderr)")
+        let perFiber = Int(String(seen.1))!
+        // 288 B when measured: the object (136 B) and the control block with its label (82 B for these
+        // ids) in malloc's 144 and 96-byte chunks, a slot in each of the worker's two fiber lists (their
+        // capacity doubles: 32 B), and the slab's share. A third allocation per fiber, or a control block
+        // in the next size class, goes past the limit.
+        #expect(perFiber > 0 && perFiber <= 300, "\(perFiber) B of heap per fiber")
     }
 
     @Test("With .fail, a job that finds the pool exhausted fails with fiberPoolExhausted")
