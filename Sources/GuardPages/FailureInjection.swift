@@ -62,6 +62,12 @@ package enum FailureInjection {
         return consume(step)
     }
 
+    /// Whether a plan for `step` is armed (without consuming it).
+    package static func isArmed(_ step: Step) -> Bool {
+        guard armed.load(ordering: .relaxed) != 0 else { return false }
+        return state.withLock { $0.plans[step] != nil }
+    }
+
     /// Records a successful mmap while a plan is armed.
     @inline(__always)
     static func noteMapped(_ address: UInt, size: Int) {

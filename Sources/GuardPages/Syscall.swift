@@ -43,9 +43,11 @@ package enum Syscall {
 
     /// process_madvise(2) on this process, `size` bytes at each of `starts` (at most
     /// `FS_MADVISE_RANGES_MAX`) in one call. Returns the bytes advised: fewer than all when a range failed
-    /// (the ranges before it were advised).
+    /// (the ranges before it were advised). While a failure of madvise with `advice` is injected, it
+    /// advises nothing (0 bytes), so that the caller's madvise per range meets the injected failure.
     package static func advise(ranges starts: UnsafeBufferPointer<UInt>, size: Int, _ advice: Int32) -> Result<Int, Errno> {
         if let injected = FailureInjection.injected(.adviseRanges(advice)) { return .failure(injected) }
+        if FailureInjection.isArmed(.advise(advice)) { return .success(0) }
         return retrying({ $0 < 0 }) { fs_madvise_ranges(starts.baseAddress, starts.count, size, advice) }.map { Int($0) }
     }
 

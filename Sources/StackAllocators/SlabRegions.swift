@@ -1,10 +1,10 @@
 /// One reserved region of a slab: `capacity` slots of `guard + usable` bytes from `base`.
-/// Slots `0..<carved` were handed out at least once and have their guard installed, except those in
-/// `unguarded`; `free` holds the guarded ones not handed out whose pages were discarded.
+/// Slots `0..<carved` were carved (their guard installed, except those in `unguarded`); `free` holds the
+/// released ones whose pages were discarded, `fresh` the ones never handed out.
 struct SlabRegion {
     /// First byte of the region (slot 0's guard).
     let base: UInt
-    /// Slots handed out at least once (the low ones; carving goes up).
+    /// Slots carved (the low ones; carving goes up, a slot or a window of slots at a time).
     var carved: Int { serials.count }
     /// Per carved slot: the serial of the stack handed out in it, 0 while it is not handed out.
     var serials: [UInt] = []
@@ -15,6 +15,9 @@ struct SlabRegion {
     var undiscarded = 0
     /// Released slots, guard kept, pages discarded: reused last-in first-out, before any new slot is carved.
     var free: [UInt32] = []
+    /// Slots carved with a window (`SlabRegions.take(_:window:)`), guarded, never handed out: the lowest
+    /// is last.
+    var fresh: [UInt32] = []
     /// Carved slots whose guard could not be installed (neither guarded nor registered): carved again
     /// before a new slot is.
     var unguarded: [UInt32] = []
@@ -28,6 +31,8 @@ struct SlabSlot: Hashable {
     enum Condition: Hashable {
         /// Nothing: guarded, and its pages were discarded when it was released.
         case ready
+        /// Nothing either: guarded when its window was carved, never handed out.
+        case fresh
         /// A discard of its pages: it was released and waits for its batch (`SlabRegions.undiscarded`).
         case undiscarded
         /// Its guard: never carved, or its guard failed.
@@ -77,8 +82,8 @@ struct SlabRegions {
     }
 
     /// The slot the next stack should use: the most recently released one (guard installed; still waiting
-    /// for its discard, or discarded), else an unguarded or the next uncarved slot of a region with room;
-    /// nil when every region is full. Nothing changes until `take(_:)`.
+    /// for its discard, or discarded), else one whose guard failed, one carved ahead, or the next uncarved
+    /// slot of a region with room; nil when every region is full. Nothing changes until `take(_:)`.
     mutating func nextSlot() -> SlabSlot? {
         if let waiting = undiscarded.last { return waiting }
         while let index = available.last {
@@ -88,6 +93,9 @@ struct SlabRegions {
             }
             if let slot = regions[index]!.unguarded.last {
                 return SlabSlot(region: index, slot: Int(slot), condition: .unguarded)
+            }
+            if let slot = regions[index]!.fresh.last {
+                return SlabSlot(region: index, slot: Int(slot), condition: .fresh)
             }
             let carved = regions[index]!.carved
             if carved < capacity {
@@ -101,13 +109,21 @@ struct SlabRegions {
 
     /// Hands out `slot`, as returned by `nextSlot()` (a new slot's guard is installed next, outside the
     /// slab's lock; if that fails, the slot comes back through `reclaim` and `put(_:guarded: false)`);
-    /// returns the serial of the stack it now holds.
-    mutating func take(_ slot: SlabSlot) -> UInt {
+    /// returns the serial of the stack it now holds. A slot never carved is carved with the `window - 1`
+    /// slots above it (at most up to the region's end), which the caller guards with it and hands to
+    /// `settle(window:)`.
+    mutating func take(_ slot: SlabSlot, window: Int = 1) -> UInt {
         let serial = nextSerial
         nextSerial += 1
         switch slot.condition {
         case .unguarded where slot.slot == regions[slot.region]!.carved:
+            precondition(window >= 1 && slot.slot + window <= capacity, "a window inside its region")
             regions[slot.region]!.serials.append(serial)
+            regions[slot.region]!.serials.append(contentsOf: repeatElement(0, count: window - 1))
+            if regions[slot.region]!.occupied == 0 { emptyRegions -= 1 }
+            // The window's other slots hold the region until `settle(window:)`.
+            regions[slot.region]!.occupied += window
+            return serial
         case .unguarded:
             regions[slot.region]!.unguarded.removeLast()
             regions[slot.region]!.serials[slot.slot] = serial
@@ -115,6 +131,9 @@ struct SlabRegions {
             regions[slot.region]!.free.removeLast()
             regions[slot.region]!.serials[slot.slot] = serial
             cached -= 1
+        case .fresh:
+            regions[slot.region]!.fresh.removeLast()
+            regions[slot.region]!.serials[slot.slot] = serial
         case .undiscarded:
             undiscarded.removeLast()
             regions[slot.region]!.undiscarded -= 1
@@ -145,6 +164,24 @@ struct SlabRegions {
         guard regions[index]!.serials[slot] == serial else { return nil }
         regions[index]!.serials[slot] = 0
         return SlabSlot(region: index, slot: slot, condition: .undiscarded)
+    }
+
+    /// Makes the slots of a window `take` carved above its first one available, their guards installed
+    /// (or, for those in `unguarded`, not): handed out lowest first, before any new slot is carved. The
+    /// window's first slot is still handed out, so the region stays occupied.
+    mutating func settle(window slots: Range<Int>, in region: Int, unguarded failed: [Int]) {
+        for slot in slots.reversed() {
+            if failed.contains(slot) {
+                regions[region]!.unguarded.append(UInt32(slot))
+            } else {
+                regions[region]!.fresh.append(UInt32(slot))
+            }
+        }
+        regions[region]!.occupied -= slots.count
+        if !regions[region]!.listed {
+            regions[region]!.listed = true
+            available.append(region)
+        }
     }
 
     /// Keeps a slot `reclaim` returned until its pages are discarded. Returns every waiting slot, for the

@@ -72,8 +72,8 @@ extension SlabStackAllocator {
             guard retainedEmptyRegions >= 0 else {
                 throw invalid("retainedEmptyRegions", retainedEmptyRegions, allowed: "zero or positive")
             }
-            guard (1...PageDiscard.batchLimit).contains(discardBatch) else {
-                throw invalid("discardBatch", discardBatch, allowed: "in 1...\(PageDiscard.batchLimit)")
+            guard (1...RangeAdvice.batchLimit).contains(discardBatch) else {
+                throw invalid("discardBatch", discardBatch, allowed: "in 1...\(RangeAdvice.batchLimit)")
             }
             guard mapCountReserve >= 0 else {
                 throw invalid("mapCountReserve", mapCountReserve, allowed: "zero or positive")

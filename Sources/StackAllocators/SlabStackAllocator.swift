@@ -13,7 +13,8 @@ import SystemPackage
 /// guard per stack) and stays for the slot's life, so a reused slot costs no guard syscall.
 ///
 /// - **Lightweight guards** (`MADV_GUARD_INSTALL`, Linux >= 6.13) add no mapping: the map count grows by
-///   one line per region at most.
+///   one line per region at most. Slots are carved 32 at a time, their guards installed in one
+///   process_madvise(2), and handed out lowest first before the next are carved.
 /// - **mprotect guards** split the region: two mappings per carved slot. Before carving, the slab checks
 ///   its `MapCountBudget` and throws `.resourceExhausted` (naming `vm.max_map_count` and how many
 ///   stacks would still fit) instead of letting mprotect fail with ENOMEM.
@@ -98,8 +99,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         try accept(request)
         let claim = try state.withLock { (state) throws(StackError) -> Claim in try claimSlot(&state) }
         switch claim.slot.condition {
-        case .ready: break
-        case .unguarded: if guardMechanism != .none { try guardNewSlot(claim) }
+        case .ready, .fresh: break
+        case .unguarded: if guardMechanism != .none { try guardNewSlots(claim) }
         case .undiscarded:
             // Reused before its batch was discarded: discarded alone now, so its new owner reads zeros.
             if case .failure(let errno) = Syscall.advise(claim.layout.usableBottom, size: sizes.usableSize, Int32(FS_MADV_DONTNEED)) {
@@ -191,10 +192,12 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let serial: UInt
         /// The region's base when this claim mapped the region.
         let mappedRegion: UInt?
+        /// Slots carved with this one, itself included (`guardWindow`), or 1.
+        let window: Int
     }
 
     /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
-    /// needs a guard gets it from `guardNewSlot`, after the lock: the syscall would otherwise hold every
+    /// needs a guard gets it from `guardNewSlots`, after the lock: the syscall would otherwise hold every
     /// other thread's allocate and release. A failure leaves nothing behind:
     /// no region it mapped.
     private func claimSlot(_ state: inout State) throws(StackError) -> Claim {
@@ -208,23 +211,53 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             if slot.condition == .unguarded, guardMechanism != .none {
                 try state.budget?.charge(MapCountBudget.linesPerGuard)
             }
-            let serial = state.regions.take(slot)
+            let carves = slot.condition == .unguarded && slot.slot == state.regions.regions[slot.region]!.carved
+            let window = carves && guardMechanism == .lightweight ? min(Self.guardWindow, state.regions.capacity - slot.slot) : 1
+            let serial = state.regions.take(slot, window: window)
             let mappedRegion = mapped.map { state.regions.regions[$0]!.base }
-            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mappedRegion)
+            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mappedRegion, window: window)
         } catch {
             if let mapped { unmap(state.regions.remove(mapped)) }
             throw error
         }
     }
 
-    /// Installs the guard of a claimed new slot; it stays while the region is mapped. On failure the slot
-    /// goes back unguarded, and its region is unmapped when this claim mapped it and nothing else lives there.
-    private func guardNewSlot(_ claim: Claim) throws(StackError) {
-        do throws(StackError) {
-            try installer.install(on: claim.layout.guardRange)
-        } catch {
+    /// Slots carved at once with lightweight guards: their guards go in one process_madvise, which takes
+    /// the memory map lock once instead of once per slot. The slots carved with a claimed one are handed out
+    /// before any other new slot; a window costs at most its slots' page-table entries in advance.
+    package static let guardWindow = 32
+
+    /// Installs the guards of a claimed new slot and of the slots carved with it; they stay while the
+    /// region is mapped. The others become available at once (those whose guard failed as unguarded
+    /// slots, logged); when the claimed slot's own guard failed, it goes back unguarded, its region
+    /// unmapped when this claim mapped it and nothing else lives there, and the error is thrown.
+    private func guardNewSlots(_ claim: Claim) throws(StackError) {
+        if claim.window == 1 {
+            do throws(StackError) {
+                try installer.install(on: claim.layout.guardRange)
+            } catch {
+                abandon(claim, guarded: false)
+                throw error
+            }
+            return
+        }
+        let first = claim.layout.base
+        let starts = (0..<claim.window).map { first + UInt($0 * sizes.total) }
+        let failures = RangeAdvice.apply(Int32(FS_MADV_GUARD_INSTALL), to: starts, size: sizes.guardSize, logger: logger)
+        state.withLock { state in
+            state.regions.settle(
+                window: (claim.slot.slot + 1)..<(claim.slot.slot + claim.window), in: claim.slot.region,
+                unguarded: failures.map { claim.slot.slot + $0.position })
+        }
+        let ahead = failures.filter { $0.position > 0 }
+        if let failure = ahead.first {
+            logger.warning(
+                "installing the guards of slab slots carved ahead failed; each is installed again when its slot is handed out",
+                metadata: ["slots": "\(ahead.count)", "errno": "\(failure.errno)"])
+        }
+        if let own = failures.first, own.position == 0 {
             abandon(claim, guarded: false)
-            throw error
+            throw .guardInstallFailed(own.errno, mechanism: guardMechanism)
         }
     }
 
@@ -288,7 +321,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         // Outside the lock: the slots are on no list, so nobody else touches them, and their regions stay
         // mapped while they are occupied.
         let bases = state.withLock { state in slots.map { state.regions.base(of: $0) } }
-        let failures = PageDiscard.discard(bases.map { $0 + UInt(sizes.guardSize) }, size: sizes.usableSize, logger: logger)
+        let failures = RangeAdvice.apply(
+            Int32(FS_MADV_DONTNEED), to: bases.map { $0 + UInt(sizes.guardSize) }, size: sizes.usableSize, logger: logger)
         for failure in failures { keepOut(bases[failure.position] + UInt(sizes.guardSize), failure.errno) }
         state.withLock { state in
             for (position, slot) in slots.enumerated() where !failures.contains(where: { $0.position == position }) {

@@ -112,9 +112,12 @@ struct ErrorPathTests {
     func slabRetriesFailedGuard() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             for mode in GuardMode.forcible {
-                let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode))
+                let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 64, guardMode: mode))
                 let request = StackRequest(usableSize: 64 << 10)
                 let first = try slab.allocate(request)  // keeps the region mapped
+                // The slots carved with the first (lightweight guards), so the next allocation carves.
+                let ahead = mode == .lightweight ? SlabStackAllocator.guardWindow - 1 : 0
+                let carvedAhead = try LiveStacks(ahead, from: slab)
                 let registered = GuardRegistry.count
                 FailureInjection.fail(InjectedFailure.guardStep(slab.guardMechanism), with: .ioError)
                 let failed = (try? slab.allocate(request)) == nil
@@ -124,8 +127,9 @@ struct ErrorPathTests {
                 let second = try slab.allocate(request)
                 let layout = second.descriptor.layout
                 precondition(
-                    layout.base == first.descriptor.layout.base + UInt(layout.sizes.total),
+                    layout.base == first.descriptor.layout.base + UInt((ahead + 1) * layout.sizes.total),
                     "\(mode): the slot whose guard failed was not the next one used")
+                withExtendedLifetime(carvedAhead) {}
                 precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) != nil, "\(mode): the reused slot is not registered")
                 let accessible = try Probe.accessiblePages(in: layout.guardRange)
                 precondition(accessible == 0, "\(mode): \(accessible) pages of the reused slot's guard are accessible")

@@ -47,6 +47,27 @@ struct SlabDiscardTests {
         keep.release()
     }
 
+    @Test("With lightweight guards a new slot is carved with the slots above it, all guarded by one call, handed out in address order",
+          .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux 6.13 or later)"))
+    func guardWindow() throws {
+        let window = SlabStackAllocator.guardWindow
+        let slab = try SlabStackAllocator(.init(stacksPerRegion: 2 * window, guardMode: .lightweight))
+        let first = try slab.allocate(StackRequest(usableSize: 64 << 10))
+        let stride = UInt(first.descriptor.layout.sizes.total)
+        let guardSize = UInt(first.descriptor.layout.sizes.guardSize)
+        let base = first.descriptor.layout.base
+        for slot in 1..<window {
+            let guardRange = (base + UInt(slot) * stride)..<(base + UInt(slot) * stride + guardSize)
+            #expect(try Probe.accessiblePages(in: guardRange) == 0, "slot \(slot)'s guard was installed with the first")
+        }
+        let beyond = base + UInt(window) * stride
+        #expect(try Probe.accessiblePages(in: beyond..<(beyond + guardSize)) > 0, "the next window waits for its first allocation")
+        let rest = try LiveStacks(window - 1, from: slab)
+        #expect(rest.bases == (1..<window).map { base + UInt($0) * stride }, "handed out lowest first")
+        #expect(slab.stats.cached == 0, "slots carved ahead are not released stacks")
+        first.release()
+    }
+
     @Test("Where the kernel refuses batches, each stack is discarded on its own, logged once; a failed discard keeps its slot out of reuse",
           needsNoThreadSanitizer)
     func refusedBatch() async {
