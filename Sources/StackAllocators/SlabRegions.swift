@@ -191,8 +191,9 @@ struct SlabRegions {
         undiscarded.append(slot)
         regions[slot.region]!.undiscarded += 1
         cached += 1
-        let region = regions[slot.region]!
-        guard undiscarded.count >= discardBatch || region.occupied == region.undiscarded else { return nil }
+        // Read in place: a copy of the region would retain and release its arrays.
+        let emptied = regions[slot.region]!.occupied == regions[slot.region]!.undiscarded
+        guard undiscarded.count >= discardBatch || emptied else { return nil }
         return takeUndiscarded()
     }
 
