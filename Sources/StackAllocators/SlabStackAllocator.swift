@@ -132,15 +132,18 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// Refuses (logs, counts in `refusedReleases`, frees nothing) a descriptor that is not the stack a
     /// slot holds now, serial (`tag`) included: see `StackAllocator` on what that protects against.
     public func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        // One lock for both steps: the slot is reclaimed and held for its discard together.
         guard descriptor.layout.sizes == sizes, descriptor.guardMechanism == guardMechanism,
             descriptor.node == configuration.placement?.homeNode,
-            let slot = state.withLock({ $0.regions.reclaim(base: descriptor.layout.base, serial: descriptor.tag) })
+            let due = state.withLock({ state -> [SlabSlot]?? in
+                state.regions.reclaim(base: descriptor.layout.base, serial: descriptor.tag).map { state.regions.holdForDiscard($0) }
+            })
         else {
             recorder.recordRefusedRelease(descriptor, allocator: "slab", logger: logger)
             return
         }
         recorder.recordRelease(descriptor)
-        awaitDiscard(slot)
+        if let due { discardAndFree(due) }
     }
 
     /// Discards every released stack still waiting for its batch, then unmaps every region with no live

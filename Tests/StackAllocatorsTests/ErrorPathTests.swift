@@ -117,7 +117,7 @@ struct ErrorPathTests {
                 let first = try slab.allocate(request)  // keeps the region mapped
                 // The slots carved with the first (lightweight guards), so the next allocation carves.
                 let ahead = mode == .lightweight ? SlabStackAllocator.guardWindow - 1 : 0
-                let carvedAhead = try LiveStacks(ahead, from: slab)
+                let carvedAhead = try HeldStacks(ahead, from: slab)
                 let registered = GuardRegistry.count
                 FailureInjection.fail(InjectedFailure.guardStep(slab.guardMechanism), with: .ioError)
                 let failed = (try? slab.allocate(request)) == nil

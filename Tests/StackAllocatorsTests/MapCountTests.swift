@@ -12,13 +12,9 @@ import Testing
 private func withLiveStacks(
     _ allocator: MmapStackAllocator, count: Int, _ body: (Int) throws -> Void
 ) throws {
-    let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
-    defer { storage.deallocate() }
-    for index in 0..<count {
-        (storage + index).initialize(to: try allocator.allocate(StackRequest(usableSize: 64 << 10)))
-    }
+    let stacks = try HeldStacks(count, from: allocator)
     try body(try MapCount.current())
-    storage.deinitialize(count: count)
+    stacks.release(count)
 }
 
 @Suite("Map count")

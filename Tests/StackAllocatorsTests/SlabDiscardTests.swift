@@ -11,7 +11,7 @@ struct SlabDiscardTests {
           arguments: GuardMode.forcible)
     func batches(mode: GuardMode) throws {
         let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, guardMode: mode, discardBatch: 8))
-        let stacks = try LiveStacks(10, from: slab)
+        let stacks = try HeldStacks(10, from: slab)
         stacks.touchTops()
         let page = systemPageSize
         stacks.release(7)
@@ -62,7 +62,7 @@ struct SlabDiscardTests {
         }
         let beyond = base + UInt(window) * stride
         #expect(try Probe.accessiblePages(in: beyond..<(beyond + guardSize)) > 0, "the next window waits for its first allocation")
-        let rest = try LiveStacks(window - 1, from: slab)
+        let rest = try HeldStacks(window - 1, from: slab)
         #expect(rest.bases == (1..<window).map { base + UInt($0) * stride }, "handed out lowest first")
         #expect(slab.stats.cached == 0, "slots carved ahead are not released stacks")
         first.release()
@@ -77,7 +77,7 @@ struct SlabDiscardTests {
             let keep = try slab.allocate(StackRequest(usableSize: 64 << 10))
             FailureInjection.fail(.adviseRanges(Int32(FS_MADV_DONTNEED)), with: .invalidArgument)
             for _ in 0..<2 {
-                let stacks = try LiveStacks(4, from: slab)
+                let stacks = try HeldStacks(4, from: slab)
                 stacks.fill()
                 stacks.release(4)
             }
@@ -86,53 +86,15 @@ struct SlabDiscardTests {
             precondition(log.count(.notice) == 1, "the fallback is logged once: \(log.all)")
 
             // One range of the next batch fails: that slot is never handed out again.
-            let stacks = try LiveStacks(4, from: slab)
+            let stacks = try HeldStacks(4, from: slab)
             let bases = Set(stacks.bases)
             FailureInjection.fail(.advise(Int32(FS_MADV_DONTNEED)), with: .invalidArgument, after: 1)
             stacks.release(4)
             FailureInjection.reset()
             precondition(slab.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
-            let next = try LiveStacks(8, from: slab)
+            let next = try HeldStacks(8, from: slab)
             precondition(Set(next.bases).intersection(bases).count == 3, "three of the four slots are reused")
             keep.release()
         }
-    }
-}
-
-/// Stacks held in memory of their own (`Stack` is not copyable), released from the last.
-final class LiveStacks {
-    private let storage: UnsafeMutablePointer<Stack>
-    private(set) var count: Int
-
-    init(_ count: Int, from allocator: some StackAllocator) throws {
-        storage = .allocate(capacity: count)
-        self.count = 0
-        for index in 0..<count {
-            (storage + index).initialize(to: try allocator.allocate(StackRequest(usableSize: 64 << 10)))
-            self.count += 1
-        }
-    }
-
-    deinit {
-        storage.deinitialize(count: count)
-        storage.deallocate()
-    }
-
-    var bases: [UInt] { (0..<count).map { storage[$0].descriptor.layout.base } }
-
-    /// Writes the top byte of each: one resident page per stack.
-    func touchTops() {
-        for index in 0..<count { (storage[index].top - 1).storeBytes(of: 1, as: UInt8.self) }
-    }
-
-    /// Writes every byte of each.
-    func fill() {
-        for index in 0..<count { memset(storage[index].usableBottom, 0xAB, storage[index].usableSize) }
-    }
-
-    /// Releases the last `stacks`.
-    func release(_ stacks: Int) {
-        count -= stacks
-        (storage + count).deinitialize(count: stacks)
     }
 }
