@@ -9,3 +9,5 @@ __attribute__((noinline)) size_t fs_recurse_kib(size_t depth) {
     // The frame is read after the call returns: the call cannot become a loop or a tail call.
     return fs_recurse_kib(depth - 1) + frame[sizeof frame - 64];
 }
+
+__attribute__((noinline)) uintptr_t fs_stack_address(void) { return (uintptr_t)__builtin_frame_address(0); }

@@ -55,6 +55,7 @@ package enum HugePageChecks {
         checkPacked(allocator, into: &report)
         checkExhaustion(allocator, into: &report)
         report.check("no-leak", "huge") {
+            try Sanitizer.requireProcessAccounting()
             guard let baseline else { throw CheckError(description: "could not read /proc/self/status before the huge-page checks") }
             let after = try MemorySnapshot.now()
             return (after.hugetlbKiB == baseline.hugetlbKiB && after.mapLines <= baseline.mapLines,
@@ -122,6 +123,7 @@ package enum HugePageChecks {
         let whole = layout.base..<layout.top
         stack.release()
         report.check("release-unmaps/populate", name) {
+            try Sanitizer.requireProcessAccounting()
             let after = try MemorySnapshot.now()
             return (try Probe.isUnmapped(whole) && after.hugetlbKiB == before.hugetlbKiB && after.mapLines <= before.mapLines,
                     "after release: guard and usable range unmapped (mincore: ENOMEM); HugetlbPages \(after.hugetlbKiB) KiB "

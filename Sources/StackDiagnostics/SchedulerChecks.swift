@@ -1,3 +1,4 @@
+import CStackSupport
 import FiberScheduler
 import Synchronization
 
@@ -34,8 +35,7 @@ package enum SchedulerChecks {
                 { @Sendable () throws -> Void in
                     let childrenDone = scheduler.submit(batch: (0..<children).map { child in
                         { @Sendable in
-                            var local = 0
-                            let address = withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
+                            let address = UInt(fs_stack_address())
                             let stack = FiberScheduler.currentFiber?.stack
                             if stack?.guardMechanism != mechanism || stack?.layout.usableRange.contains(address) != true {
                                 wrongStack.add(1, ordering: .relaxed)

@@ -31,6 +31,7 @@ package enum SlabChecks {
                             + "after release, guard sound: \(probe.guardIsSound), reads zero: \(zero)")
             }
             report.check("map-lines", name) {
+                try Sanitizer.requireProcessAccounting()
                 let small = try SlabStackAllocator(.init(usableSize: 64 << 10, guardMode: mode))
                 let count = 10_000
                 let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)

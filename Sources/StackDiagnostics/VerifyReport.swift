@@ -24,6 +24,8 @@ package enum Capability: String, CaseIterable, Codable, Sendable {
     case overflowDiagnostic = "overflow-diagnostic"
     /// Permission to change the machine (`--allow-machine-changes`, root): fill a node, resize pools.
     case machineChanges = "machine-changes"
+    /// Map lines and resident memory that are the process's own: no sanitizer runtime mapping memory.
+    case processAccounting = "process-accounting"
 
     package static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }

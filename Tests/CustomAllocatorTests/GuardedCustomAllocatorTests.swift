@@ -45,10 +45,7 @@ struct GuardedCustomAllocatorTests {
         #expect(GuardRegistry.entry(forStackAt: direct.descriptor.layout.usableBottom) == nil)
         direct.release()
         let scheduler = try FiberScheduler(config: oneWorker(allocator))
-        let bottom = try scheduler.submit { () -> UInt in
-            var local = 0
-            return withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
-        }.wait()
+        let bottom = try scheduler.submit { currentStackAddress() }.wait()
         let entry = try #require(registeredNear(bottom))
         #expect(entry.label.hasPrefix("fiber "), "\(entry)")
         scheduler.shutdown()

@@ -10,13 +10,11 @@ struct AllocatorAndShutdownTests {
         let allocator = CountingHeapAllocator()
         let scheduler = try FiberScheduler(config: testConfig(initial: 2, target: 4, allocator: allocator))
         let gate = JobCounter(1)
-        // Each job reports the address of one of its locals and the stack the scheduler says it is on.
+        // Each job reports an address in its stack and the stack the scheduler says it is on.
         let handles = (0..<200).map { index in
             scheduler.submit { () throws -> (UInt, StackDescriptor) in
-                var local = index
                 if index % 2 == 0 { try gate.wait() }  // half of them suspend, so many fibers are in use at once
-                let address = withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
-                return (address, FiberScheduler.currentFiber!.stack)
+                return (currentStackAddress(), FiberScheduler.currentFiber!.stack)
             }
         }
         // Open the gate once all 100 waiting jobs are suspended: 100 fibers in use at once.
@@ -161,10 +159,7 @@ struct FixedShapeAllocatorTests {
         #expect(config.usableSize != slab.sizes.usableSize, "the default size differs from the slab's: the case at stake")
         let scheduler = try FiberScheduler(config: config)
         // The fiber's stack is the slab's shape, as the kernel and the registry see it.
-        let bottom = try scheduler.submit { () -> UInt in
-            var local = 0
-            return withUnsafeMutablePointer(to: &local) { UInt(bitPattern: $0) }
-        }.wait()
+        let bottom = try scheduler.submit { currentStackAddress() }.wait()
         let fiber = try #require(scheduler.fibers.first)
         #expect(fiber.stack.layout.sizes == slab.sizes)
         #expect(fiber.stack.layout.usableRange.contains(bottom))
