@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Custom allocators keep the guard and the overflow diagnostic")
 struct GuardedCustomAllocatorTests {
-    @Test("Stack.guarded makes a guard the kernel refuses, registers it, and the release unregisters it", needsNoThreadSanitizer)
+    @Test("Stack.guarded makes a guard the kernel refuses, registers it, and the release unregisters it", needsNoSanitizer)
     func guardedStack() async {
         // In a child: another test mapping (and registering) memory at the freed addresses would blur
         // the read-back after the release.
@@ -58,7 +58,7 @@ struct GuardedCustomAllocatorTests {
         #expect(stderr.contains(#/stack overflow in fiber "fiber \d+ on worker 0/#), "\(stderr)")
     }
 
-    @Test("A tracking decorator counts live stacks and releases each inner stack once", needsNoThreadSanitizer)
+    @Test("A tracking decorator counts live stacks and releases each inner stack once", needsNoSanitizer)
     func trackingDecorator() async {
         // In a child, for the same reason as `guardedStack`.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {

@@ -92,7 +92,7 @@ struct FiberPoolTests {
         }
     }
 
-    @Test("A fiber's bookkeeping on the heap is its object and one small control block", needsNoThreadSanitizer)
+    @Test("A fiber's bookkeeping on the heap is its object and one small control block", needsNoSanitizer)
     func heapBytesPerFiber() async throws {
         // In a child: what the heap holds for a scheduler whose pool starts at 4,112 fibers, less what it
         // holds for one whose pool starts at 16, per fiber (the heap counts every arena, so the worker's

@@ -237,7 +237,7 @@ struct JobTests {
         try long.wait()
     }
 
-    @Test("A batch's closures are queued as the array holds them: no allocation per job", needsNoThreadSanitizer)
+    @Test("A batch's closures are queued as the array holds them: no allocation per job", needsNoSanitizer)
     func batchAllocatesNothingPerJob() async throws {
         // In a child, on its main thread: the probe reads the main heap arena, where only that thread is
         // sure to allocate. It prints what it saw; the checks are here.

@@ -1,12 +1,13 @@
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import OverflowDetection
+import StackTestSupport
 import Synchronization
 import Testing
 
 @Suite("AlternateSignalStack")
 struct AlternateSignalStackTests {
-    @Test("A thread gets a guarded 64 KiB stack, idempotently; uninstall and thread exit unmap it")
+    @Test("A thread gets a guarded 64 KiB stack, idempotently; uninstall and thread exit unmap it", needsNoSanitizer)
     func lifecycle() async {
         // In a child process: after the thread exits, nothing else may map memory at the freed address.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {

@@ -42,7 +42,9 @@ private enum LargeFrameFixtures {
 
     /// Compiles `source` with `compiler` into a shared library in a new directory; returns its path.
     static func library(_ source: String, named name: String, compiler: [String]) throws -> String {
-        let directory = try #require(mkdtemp(strdup("/tmp/fiberstacks-frames-XXXXXX")).map { String(cString: $0) })
+        let template = try #require(strdup("/tmp/fiberstacks-frames-XXXXXX"))
+        defer { free(template) }
+        let directory = try #require(mkdtemp(template).map { String(cString: $0) })
         let sourcePath = "\(directory)/\(name)", libraryPath = "\(directory)/lib\(name).so"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let run = try ChildProcess.run("/usr/bin/env", compiler + ["-o", libraryPath, sourcePath], timeLimit: 120)
@@ -122,7 +124,7 @@ struct FrameAuditTests {
         }
     }
 
-    @Test("A frame-pointer function is measured through its prologue", arguments: Source.allCases)
+    @Test("A frame-pointer function is measured through its prologue", needsUninstrumentedFrames, arguments: Source.allCases)
     func framePointerPrologue(_ source: Source) throws {
         #expect(fs_fixture_frame_pointer_24k(1) > 0)
         // The code itself must set up a frame pointer, or this test proves nothing about prologues.

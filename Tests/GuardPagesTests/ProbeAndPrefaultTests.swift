@@ -34,7 +34,7 @@ struct ProbeAndPrefaultTests {
         #expect(try !Probe.isAccessible(stack.layout.usableBottom - 1))
     }
 
-    @Test("A mapped range is not reported unmapped; an unmapped one is", needsNoThreadSanitizer)
+    @Test("A mapped range is not reported unmapped; an unmapped one is", needsNoSanitizer)
     func unmapped() async {
         // In a child: another test could map the freed range before it is probed.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {

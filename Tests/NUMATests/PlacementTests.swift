@@ -127,7 +127,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "Refused placements leave no mapping behind (map count, in a child process)", needsNoThreadSanitizer,
+        "Refused placements leave no mapping behind (map count, in a child process)", needsNoSanitizer,
         .enabled(if: numaAvailable, needsNUMA))
     func refusalsDoNotLeak() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -147,7 +147,7 @@ struct PlacementTests {
     }
 
     @Test(
-        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)", needsNoThreadSanitizer,
+        "1,000 bound stacks with lightweight guards add fewer than 100 map lines (bound before the guard, they merge)", needsNoSanitizer,
         .enabled(
             if: numaAvailable && GuardInstaller.lightweightGuardsSupported,
             "needs libnuma and MADV_GUARD_INSTALL (Linux >= 6.13)"))

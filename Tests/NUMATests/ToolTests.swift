@@ -6,7 +6,7 @@ import Testing
 @Suite("fiberstacks NUMA commands on this host")
 struct ToolTests {
     @Test(
-        "verify binds a stack to every node with memory and proves it; invalid nodes are refused", needsNoThreadSanitizer,
+        "verify binds a stack to every node with memory and proves it; invalid nodes are refused", needsNoSanitizer,
         .enabled(if: NUMATopology.available, "needs libnuma working here (numa_available() >= 0)"))
     func verify() throws {
         let run = try runFiberstacks(["verify", "--json", "--million-stacks", "100000"])

@@ -89,7 +89,7 @@ struct VirtualMachineTests {
 extension VirtualMachineTests {
     @Test(
         "verify --require multi-node passes in a guest with a memoryless node: the multi-node checks run, none skips",
-        .enabled(if: VM.missing == nil, VM.reason), needsNoThreadSanitizer, .timeLimit(.minutes(10)))
+        .enabled(if: VM.missing == nil, VM.reason), needsNoSanitizer, .timeLimit(.minutes(10)))
     func verifyRequiresMultiNode() throws {
         let start = ContinuousClock.now
         let (status, data) = try VM.run(nodes: Self.memoryless, ["verify", "--json", "--require", "multi-node"])

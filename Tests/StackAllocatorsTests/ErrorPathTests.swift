@@ -55,7 +55,7 @@ enum InjectedFailure {
     }
 }
 
-@Suite("Error paths unmap what they mapped", needsNoThreadSanitizer)
+@Suite("Error paths unmap what they mapped", needsNoSanitizer)
 struct ErrorPathTests {
     @Test("mmap: a failure at mmap, mbind, the guard, prefault or registration leaves nothing mapped or registered")
     func mmap() async {

@@ -81,7 +81,7 @@ private func expectNoSharedSlot(_ allocator: some StackAllocator & StackStatsRep
 
 @Suite("Forged and repeated releases")
 struct ForgedReleaseTests {
-    @Test("mmap: a forged copy released first frees the stack once; the genuine release is refused", needsNoThreadSanitizer)
+    @Test("mmap: a forged copy released first frees the stack once; the genuine release is refused", needsNoSanitizer)
     func mmapForgedThenGenuine() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             for mode in MmapStackAllocatorTests.guardModes {
@@ -167,7 +167,7 @@ struct ForgedReleaseTests {
     }
 
     @Test("huge pages, one stack per region: a forged copy released first unmaps once; the genuine release is refused",
-          .enabled(if: HugePages.haveFree(), HugePages.needFree), needsNoThreadSanitizer)
+          .enabled(if: HugePages.haveFree(), HugePages.needFree), needsNoSanitizer)
     func hugeRegionForgedThenGenuine() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let (logger, log) = CapturingLogHandler.logger()

@@ -100,19 +100,19 @@ struct HugePageStackAllocatorTests {
         #expect(try Probe.residentPages(in: stack.descriptor.layout.usableRange) >= 1)
     }
 
-    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: anonymous hugetlb", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: anonymous hugetlb", needsNoSanitizer,
           .enabled(if: HugePages.haveFree(), HugePages.needFree))
     func anonymousGuardTraps() async throws {
         try await expectGuardTrap(.anonymous)
     }
 
-    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: hugetlbfs", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: hugetlbfs", needsNoSanitizer,
           .enabled(if: HugePages.haveFree() && !HugePages.mounts.isEmpty, HugePages.needMount))
     func hugetlbfsGuardTraps() async throws {
         try await expectGuardTrap(.hugetlbfs())
     }
 
-    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: transparent huge pages", needsNoThreadSanitizer,
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic naming the stack: transparent huge pages", needsNoSanitizer,
           .enabled(if: HugePages.transparentEnabled, HugePages.needTransparent))
     func transparentGuardTraps() async throws {
         try await expectGuardTrap(.transparent)

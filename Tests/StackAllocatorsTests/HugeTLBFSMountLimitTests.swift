@@ -7,7 +7,7 @@ import Testing
 // The test mounts a hugetlbfs of its own on a new directory and unmounts it in a `defer`, which runs however
 // the check ends: the checks run in an exit test (a child process), whose failure only ends the child.
 
-@Suite("hugetlbfs mount limit", needsNoThreadSanitizer)
+@Suite("hugetlbfs mount limit", needsNoSanitizer)
 struct HugeTLBFSMountLimitTests {
     /// CAP_SYS_ADMIN (bit 21) in this process's effective set (/proc/self/status CapEff): what mount(2) needs.
     static let canMount: Bool = {

@@ -19,7 +19,7 @@ private func withLiveStacks(
 
 @Suite("Map count")
 struct MapCountTests {
-    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoThreadSanitizer)
+    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoSanitizer)
     func lightweight() async throws {
         try #require(GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)")
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -33,7 +33,7 @@ struct MapCountTests {
         }
     }
 
-    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoThreadSanitizer)
+    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoSanitizer)
     func mprotect() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = try MmapStackAllocator(guardMode: .protNone)
@@ -47,7 +47,7 @@ struct MapCountTests {
         }
     }
 
-    @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks", needsNoThreadSanitizer)
+    @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks", needsNoSanitizer)
     func exhaustion() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = try MmapStackAllocator(guardMode: .protNone)

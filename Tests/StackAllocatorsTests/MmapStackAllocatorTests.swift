@@ -148,7 +148,7 @@ struct MmapStackAllocatorTests {
         #expect(allocator.stats.bytesReserved == 0)
     }
 
-    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic: label, 1 byte below", needsNoThreadSanitizer, arguments: guardModes)
+    @Test("Writing one byte below the usable bottom dies by SIGSEGV with the diagnostic: label, 1 byte below", needsNoSanitizer, arguments: guardModes)
     func guardTraps(mode: GuardMode) async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [mode] in
             try OverflowHandler.install()
@@ -159,7 +159,7 @@ struct MmapStackAllocatorTests {
         try expectDiagnostic(result, label: "mmap-guard-test", distance: 1, guardSize: StackRequest.defaultGuardSize)
     }
 
-    @Test("Writing at the lowest guard byte traps too, a whole guard below", needsNoThreadSanitizer)
+    @Test("Writing at the lowest guard byte traps too, a whole guard below", needsNoSanitizer)
     func lowestGuardByteTraps() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()

@@ -68,7 +68,7 @@ struct OverflowHandlerTests {
         #expect((1...(64 << 10)).contains(distance), "\(distance) bytes below the usable bottom")
     }
 
-    @Test("Without an alternate signal stack the overflowing thread dies by SIGSEGV without a word")
+    @Test("Without an alternate signal stack the overflowing thread dies by SIGSEGV without a word", needsNoSanitizer)
     func noAlternateStack() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()
@@ -78,7 +78,7 @@ struct OverflowHandlerTests {
         #expect(!text.contains("stack overflow"))
     }
 
-    @Test("A null dereference elsewhere dies by SIGSEGV, as without the handler, and is not called an overflow", needsNoThreadSanitizer)
+    @Test("A null dereference elsewhere dies by SIGSEGV, as without the handler, and is not called an overflow", needsNoSanitizer)
     func nullDereference() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()
@@ -90,7 +90,7 @@ struct OverflowHandlerTests {
         #expect(!text.contains("stack overflow"))
     }
 
-    @Test("SIGSEGV sent by kill is not taken for a fault: the default action still kills", needsNoThreadSanitizer)
+    @Test("SIGSEGV sent by kill is not taken for a fault: the default action still kills", needsNoSanitizer)
     func sentSignal() async {
         await #expect(processExitsWith: .signal(SIGSEGV)) {
             try OverflowHandler.install()

@@ -69,7 +69,7 @@ struct SlabDiscardTests {
     }
 
     @Test("Where the kernel refuses batches, each stack is discarded on its own, logged once; a failed discard keeps its slot out of reuse",
-          needsNoThreadSanitizer)
+          needsNoSanitizer)
     func refusedBatch() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let (logger, log) = CapturingLogHandler.logger()

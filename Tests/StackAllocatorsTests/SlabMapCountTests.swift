@@ -7,7 +7,7 @@ import Testing
 // Exit tests: the map count is process-wide, and other tests mapping memory in parallel would blur it.
 // A failing precondition makes the child exit non-zero; the message is on its standard error.
 
-@Suite("Slab map count", needsNoThreadSanitizer)
+@Suite("Slab map count", needsNoSanitizer)
 struct SlabMapCountTests {
     /// One million live stacks of 64 KiB over 64 KiB guards: 128 GiB of address space (MAP_NORESERVE), none
     /// of it touched but 1,000 pages. What it costs in memory: page tables for the guard markers (about

@@ -165,7 +165,7 @@ struct SlabStackAllocatorTests {
         #expect(try slab.residentBytes() == 0)
     }
 
-    @Test("Writing one byte below a slab stack's usable bottom dies by SIGSEGV with the diagnostic naming it", needsNoThreadSanitizer, arguments: guardModes)
+    @Test("Writing one byte below a slab stack's usable bottom dies by SIGSEGV with the diagnostic naming it", needsNoSanitizer, arguments: guardModes)
     func guardTraps(mode: GuardMode) async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [mode] in
             try OverflowHandler.install()

@@ -1,5 +1,4 @@
 import CStackSupport
-import Glibc
 import StackDiagnostics
 import Testing
 
@@ -13,17 +12,22 @@ public let addressSanitizerActive = Sanitizer.loaded == .address
 /// AddressSanitizer, which keeps locals whose address is taken on its fake stack, on the heap.
 public func currentStackAddress() -> UInt { UInt(fs_stack_address()) }
 
-/// For tests that need real SIGSEGV deaths or exact map counts: ThreadSanitizer catches SIGSEGV itself
-/// (the child exits 66 instead) and maps memory of its own, so they are skipped under it.
-public let needsNoThreadSanitizer = ConditionTrait.disabled(
-    if: threadSanitizerActive,
-    "ThreadSanitizer takes SIGSEGV for itself and maps memory of its own: real guard faults and map counts cannot be observed under it")
+/// For tests that need real SIGSEGV deaths, exact map counts, malloc's own arenas or a thread without an
+/// alternate signal stack: a sanitizer takes SIGSEGV for itself (the child exits instead), maps memory
+/// and replaces malloc with allocators of its own, and AddressSanitizer gives every thread an alternate
+/// signal stack, so they are skipped under one.
+public let needsNoSanitizer = ConditionTrait.disabled(
+    if: Sanitizer.loaded != nil,
+    Comment(rawValue: "\(Sanitizer.loaded?.rawValue ?? "a sanitizer") takes SIGSEGV for itself, maps memory and replaces "
+        + "malloc: real guard faults, map counts and heap arenas cannot be observed under it"))
 
-/// For tests that run a child under `ulimit -v`: a ThreadSanitizer build re-executes itself without the
-/// limit (its shadow memory needs terabytes of address space), so the limit cannot be tested under it.
-public let needsNoThreadSanitizerUnderAddressLimit = ConditionTrait.disabled(
-    if: threadSanitizerActive,
-    "a ThreadSanitizer build cannot run under ulimit -v: its shadow memory needs terabytes of address space")
+/// For tests that run a child under `ulimit -v`: a sanitizer's shadow memory needs terabytes of address
+/// space (a ThreadSanitizer build re-executes itself without the limit, an AddressSanitizer one fails to
+/// start), so the limit cannot be tested under one.
+public let needsNoSanitizerUnderAddressLimit = ConditionTrait.disabled(
+    if: Sanitizer.loaded != nil,
+    Comment(rawValue: "a \(Sanitizer.loaded?.rawValue ?? "sanitizer") build cannot run under ulimit -v: its shadow memory "
+        + "needs terabytes of address space"))
 
 /// For tests of the frame sizes the compiler chose: AddressSanitizer puts redzones around locals and
 /// moves large ones to its fake stack, so in an instrumented build those frames are variable.

@@ -4,7 +4,7 @@ import Testing
 
 /// The limit under test: RLIMIT_AS of 256 MiB (`ulimit -v 262144`), which a PROT_NONE reservation counts
 /// against like any mapping. This test process is far larger, so a child runs under it.
-@Suite("A small address space", needsNoThreadSanitizerUnderAddressLimit)
+@Suite("A small address space", needsNoSanitizerUnderAddressLimit)
 struct AddressSpaceLimitTests {
     @Test("Under ulimit -v 262144 a 512 KiB guarded stack and a two-worker scheduler with 16 fibers per worker work")
     func smallAddressSpace() throws {

@@ -11,7 +11,7 @@ func runTool(_ arguments: [String]) throws -> (status: Int32, output: String) {
 
 @Suite("The fiberstacks command")
 struct CommandTests {
-    @Test("verify --json passes on this machine: versions, summary, and every check pass, fail or skip", needsNoThreadSanitizer)
+    @Test("verify --json passes on this machine: versions, summary, and every check pass, fail or skip", needsNoSanitizer)
     func verifyJSON() throws {
         let (status, output) = try runTool(["verify", "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
@@ -39,7 +39,7 @@ struct CommandTests {
         #expect(checks.contains { ($0["name"] as? String)?.hasPrefix("guard-inaccessible") == true })
     }
 
-    @Test("verify prints a row per check, then 'N passed, N failed, N skipped'", needsNoThreadSanitizer)
+    @Test("verify prints a row per check, then 'N passed, N failed, N skipped'", needsNoSanitizer)
     func verifyTable() throws {
         let (_, output) = try runTool(["verify", "--million-stacks", "100000"])
         let lines = output.split(separator: "\n")
@@ -49,7 +49,7 @@ struct CommandTests {
         #expect(lines.last.map(String.init) == "\(count("PASS")) passed, \(count("FAIL")) failed, \(count("SKIP")) skipped")
     }
 
-    @Test("verify --require turns a skip for that capability into a failure; an unknown one is a usage error", needsNoThreadSanitizer)
+    @Test("verify --require turns a skip for that capability into a failure; an unknown one is a usage error", needsNoSanitizer)
     func require() throws {
         let bad = try runFiberstacks(["verify", "--require", "thp,no-such-capability"])
         #expect(bad.status == 64)

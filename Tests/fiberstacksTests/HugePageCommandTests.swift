@@ -5,7 +5,7 @@ import Testing
 
 @Suite("The fiberstacks command: huge pages")
 struct HugePageCommandTests {
-    @Test("verify covers every huge-page backing: checked, or skipped naming the capability and what is missing", needsNoThreadSanitizer)
+    @Test("verify covers every huge-page backing: checked, or skipped naming the capability and what is missing", needsNoSanitizer)
     func verifyCoversBackings() throws {
         let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("verify's checks run in-process")
 struct InProcessChecksTests {
-    @Test("Guard faults and NUMA read-backs from a test bundle: children are the fiberstacks next to it", needsNoThreadSanitizer)
+    @Test("Guard faults and NUMA read-backs from a test bundle: children are the fiberstacks next to it", needsNoSanitizer)
     func guardFaultsAndPlacement() {
         var report = VerifyReport()
         GuardFaultChecks.run(into: &report)

@@ -7,7 +7,7 @@ struct OverflowCommandTests {
     /// The Swift runtime's backtracer on, as it is by default outside exit tests.
     static let backtracer = ["SWIFT_BACKTRACE": "enable=yes,interactive=no,threads=crashed,registers=none,images=none"]
 
-    @Test("A null dereference still reaches the Swift runtime's backtracer: same signal, same crash report", needsNoThreadSanitizer)
+    @Test("A null dereference still reaches the Swift runtime's backtracer: same signal, same crash report", needsNoSanitizer)
     func chainsToSwiftBacktracer() throws {
         let with = try runFiberstacks(["overflow-child", "--fault", "null"], environment: Self.backtracer)
         let without = try runFiberstacks(["overflow-child", "--fault", "null", "--no-handler"], environment: Self.backtracer)
@@ -27,7 +27,7 @@ struct OverflowCommandTests {
         #expect(child.standardError.contains(#""fs-worker-1"): fault at 0x"#))
     }
 
-    @Test("verify runs the overflow checks and they pass; the child command is hidden from help", needsNoThreadSanitizer)
+    @Test("verify runs the overflow checks and they pass; the child command is hidden from help", needsNoSanitizer)
     func verifyRows() throws {
         let (status, output) = try runTool(["verify", "--json", "--million-stacks", "100000"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
