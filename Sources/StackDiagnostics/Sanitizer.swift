@@ -19,6 +19,6 @@ package enum Sanitizer: String, Sendable {
         throw CheckSkipped(
             .processAccounting,
             "\(loaded.rawValue) maps and keeps memory of its own, so the process's map lines and RSS are not the "
-                + "stacks' alone; run verify from a build without -sanitize")
+                + "stacks' alone; run verify from a build without --sanitize")
     }
 }
