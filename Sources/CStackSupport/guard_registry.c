@@ -566,6 +566,16 @@ int fs_guard_registry_set_label(uintptr_t usable_bottom, const char *label, size
     return id == NO_SLOT ? ENOENT : 0;
 }
 
+void fs_guard_registry_prefetch(const uintptr_t *usable_bottoms, size_t count) {
+    // Under the writers' lock, which no reader waits for: the index cannot be retired meanwhile.
+    pthread_mutex_lock(&writer_lock);
+    const struct hash_index *index = LOAD(&current_index, RELAXED);
+    for (size_t i = 0; index && i < count; i++) {
+        __builtin_prefetch(&index->buckets[bucket_of(index->shift, usable_bottoms[i])], 1, 3);
+    }
+    pthread_mutex_unlock(&writer_lock);
+}
+
 // MARK: - Readers
 
 /// Runs `probe` until it hits, or until a miss is confirmed by an even, unchanged `index_seq`.

@@ -59,6 +59,12 @@ import SystemPackage
         fs_guard_registry_remove(usableBottom, registration) == 0
     }
 
+    /// Brings into the cache where stacks at `usableBottoms` would be registered: for an allocator that
+    /// carved several stacks at once and hands them out next. Changes nothing.
+    package static func prefetch(usableBottoms: [UInt]) {
+        usableBottoms.withUnsafeBufferPointer { fs_guard_registry_prefetch($0.baseAddress, $0.count) }
+    }
+
     /// Removes whichever stack is registered at `layout`; returns false when none is.
     @discardableResult
     @_spi(Benchmarks) public static func unregister(_ layout: StackLayout) -> Bool {

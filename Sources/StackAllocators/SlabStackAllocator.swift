@@ -247,6 +247,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let first = claim.layout.base
         let starts = (0..<claim.window).map { first + UInt($0 * sizes.total) }
         let failures = RangeAdvice.apply(Int32(FS_MADV_GUARD_INSTALL), to: starts, size: sizes.guardSize, logger: logger)
+        // Their registrations follow, one per allocation: each would otherwise miss the cache.
+        GuardRegistry.prefetch(usableBottoms: starts.map { $0 + UInt(sizes.guardSize) })
         state.withLock { state in
             state.regions.settle(
                 window: (claim.slot.slot + 1)..<(claim.slot.slot + claim.window), in: claim.slot.region,

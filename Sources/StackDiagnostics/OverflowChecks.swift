@@ -39,7 +39,7 @@ package enum OverflowChecks {
 
     /// A null dereference with our handler installed dies the way it does without it (same signal,
     /// same Swift runtime crash report when the runtime's backtracer is on), and is not called an overflow.
-    /// Under a sanitizer, which takes SIGSEGV first, both must end in its SEGV report instead.
+    /// Under a sanitizer, whose handler is the one ours chains to, both must end in its SEGV report.
     private static func foreignFaultChains() throws -> (Bool, String) {
         let environment = ["SWIFT_BACKTRACE": "enable=yes,interactive=no,threads=crashed,registers=none,images=none"]
         let with = try SelfChild.run(["overflow-child", "--fault", "null"], environment: environment)

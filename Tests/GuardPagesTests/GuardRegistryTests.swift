@@ -50,6 +50,20 @@ struct GuardRegistryTests {
         #expect(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil)
     }
 
+    @Test("A prefetch is a hint: it registers, changes and removes nothing, whatever the addresses")
+    func prefetchChangesNothing() throws {
+        let region = try AddressReservation(size: 1 << 20)
+        let layout = try region.layout(at: 64 << 10, usable: 64 << 10, guard: 16 << 10)
+        try GuardRegistry.register(layout, label: "kept")
+        defer { GuardRegistry.unregister(layout) }
+        let elsewhere = layout.top + (64 << 10)
+        GuardRegistry.prefetch(usableBottoms: [layout.usableBottom, elsewhere, 0, 1, UInt.max])
+        GuardRegistry.prefetch(usableBottoms: [])
+        #expect(GuardRegistry.entry(forStackAt: layout.usableBottom)?.label == "kept")
+        #expect(GuardRegistry.entry(guarding: layout.usableBottom - 1)?.usableRange == layout.usableRange)
+        #expect(GuardRegistry.entry(forStackAt: elsewhere) == nil)
+    }
+
     @Test("Adjacent stacks: a fault in each guard names that stack")
     func adjacentStacks() throws {
         let region = try AddressReservation(size: 1 << 20)

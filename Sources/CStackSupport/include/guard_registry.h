@@ -53,4 +53,8 @@ int fs_guard_registry_find(uintptr_t address, fs_guard_entry *out);
 /// Stacks registered now.
 size_t fs_guard_registry_count(void);
 
+/// Brings into the cache the index buckets where stacks at `usable_bottoms` would be registered: for
+/// an allocator that knows which stacks it hands out next. A hint only; it changes nothing.
+void fs_guard_registry_prefetch(const uintptr_t *usable_bottoms, size_t count);
+
 #endif
