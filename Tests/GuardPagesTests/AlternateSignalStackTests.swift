@@ -7,7 +7,7 @@ import Testing
 
 @Suite("AlternateSignalStack")
 struct AlternateSignalStackTests {
-    @Test("A thread gets a guarded 64 KiB stack, idempotently; uninstall and thread exit unmap it", needsNoSanitizer)
+    @Test("A thread gets a guarded 64 KiB stack, idempotently; uninstall and thread exit unmap it", needsNoAddressSanitizerSignalStack)
     func lifecycle() async {
         // In a child process: after the thread exits, nothing else may map memory at the freed address.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {

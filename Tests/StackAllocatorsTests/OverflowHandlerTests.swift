@@ -68,7 +68,7 @@ struct OverflowHandlerTests {
         #expect((1...(64 << 10)).contains(distance), "\(distance) bytes below the usable bottom")
     }
 
-    @Test("Without an alternate signal stack the overflowing thread dies by SIGSEGV without a word", needsNoSanitizer)
+    @Test("Without an alternate signal stack the overflowing thread dies by SIGSEGV without a word", needsNoAddressSanitizerSignalStack)
     func noAlternateStack() async throws {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()

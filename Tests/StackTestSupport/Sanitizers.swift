@@ -12,10 +12,9 @@ public let addressSanitizerActive = Sanitizer.loaded == .address
 /// AddressSanitizer, which keeps locals whose address is taken on its fake stack, on the heap.
 public func currentStackAddress() -> UInt { UInt(fs_stack_address()) }
 
-/// For tests that need real SIGSEGV deaths, exact map counts, malloc's own arenas or a thread without an
-/// alternate signal stack: a sanitizer takes SIGSEGV for itself (the child exits instead), maps memory
-/// and replaces malloc with allocators of its own, and AddressSanitizer gives every thread an alternate
-/// signal stack, so they are skipped under one.
+/// For tests that need real SIGSEGV deaths, exact map counts or malloc's own arenas: a sanitizer takes
+/// SIGSEGV for itself (the child exits instead), maps memory and replaces malloc with allocators of its
+/// own, so they are skipped under one.
 public let needsNoSanitizer = ConditionTrait.disabled(
     if: Sanitizer.loaded != nil,
     Comment(rawValue: "\(Sanitizer.loaded?.rawValue ?? "a sanitizer") takes SIGSEGV for itself, maps memory and replaces "
@@ -34,3 +33,7 @@ public let needsNoSanitizerUnderAddressLimit = ConditionTrait.disabled(
 public let needsUninstrumentedFrames = ConditionTrait.disabled(
     if: addressSanitizerActive,
     "AddressSanitizer moves large locals to its fake stack: the fixtures' frames are variable in this build")
+
+/// For tests that need a thread without an alternate signal stack: AddressSanitizer gives every thread one.
+public let needsNoAddressSanitizerSignalStack = ConditionTrait.disabled(
+    if: addressSanitizerActive, "AddressSanitizer gives every thread an alternate signal stack of its own")
