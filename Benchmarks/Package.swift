@@ -39,6 +39,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // How targets are judged: `swift test --package-path Benchmarks`.
+        .testTarget(name: "BenchJudgeTests", dependencies: ["fiberstacks-bench"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
