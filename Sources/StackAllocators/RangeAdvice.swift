@@ -4,12 +4,18 @@ import Logging
 import Synchronization
 import SystemPackage
 
-/// One madvise advice over many equal ranges at once: released stacks' pages discarded
-/// (`MADV_DONTNEED`), new slab slots guarded (`MADV_GUARD_INSTALL`). One process_madvise(2) takes the
-/// process's memory map lock once for all the ranges and, for a discard, flushes the other CPUs' TLBs
-/// once: a madvise per range interrupts every other CPU running the process once per range, about ten
-/// times the cost of the discard itself.
+/// One madvise advice over many ranges at once: released stacks' pages discarded (`MADV_DONTNEED`), new
+/// slab slots guarded (`MADV_GUARD_INSTALL`). One process_madvise(2) takes the process's memory map lock
+/// once for all the ranges and, for a discard, flushes the other CPUs' TLBs once: a madvise per range
+/// interrupts every other CPU running the process once per range, about ten times the cost of the
+/// discard itself.
 enum RangeAdvice {
+    /// Bytes from a start address.
+    struct Range {
+        let start: UInt
+        let length: Int
+    }
+
     /// Most ranges one call takes.
     static let batchLimit = Int(FS_MADVISE_RANGES_MAX)
 
@@ -18,22 +24,31 @@ enum RangeAdvice {
     /// it turns false.
     private static let batches = Atomic<Bool>(true)
 
-    /// Applies `advice` to `size` bytes at each of `starts` (at most `batchLimit`); returns the positions
-    /// in `starts` where it failed, with the errno, for the caller to deal with.
-    static func apply(_ advice: Int32, to starts: [UInt], size: Int, logger: Logger) -> [(position: Int, errno: Errno)] {
-        precondition(starts.count <= batchLimit, "at most \(batchLimit) ranges per call")
+    /// Applies `advice` to each of `ranges` (at most `batchLimit`); returns the positions in `ranges` where
+    /// it failed, with the errno, for the caller to deal with.
+    static func apply(_ advice: Int32, to ranges: [Range], logger: Logger) -> [(position: Int, errno: Errno)] {
+        precondition(ranges.count <= batchLimit, "at most \(batchLimit) ranges per call")
         var advised = 0
         var batchError: Errno?
-        if starts.count > 1, batches.load(ordering: .relaxed) {
-            switch starts.withUnsafeBufferPointer({ Syscall.advise(ranges: $0, size: size, advice) }) {
-            case .success(let bytes): advised = bytes / size
+        if ranges.count > 1, batches.load(ordering: .relaxed) {
+            let starts = ranges.map(\.start), lengths = ranges.map(\.length)
+            let result = starts.withUnsafeBufferPointer { starts in
+                lengths.withUnsafeBufferPointer { Syscall.advise(ranges: starts, lengths: $0, advice) }
+            }
+            switch result {
+            case .success(var bytes):
+                // The ranges wholly advised; the kernel stops at the first that failed.
+                while advised < ranges.count, bytes >= ranges[advised].length {
+                    bytes -= ranges[advised].length
+                    advised += 1
+                }
             case .failure(let errno): batchError = errno
             }
         }
         // The rest one by one: all of them after a refused batch, or from the range a batch stopped at.
         var failures: [(position: Int, errno: Errno)] = []
-        for position in advised..<starts.count {
-            if case .failure(let errno) = Syscall.advise(starts[position], size: size, advice) {
+        for position in advised..<ranges.count {
+            if case .failure(let errno) = Syscall.advise(ranges[position].start, size: ranges[position].length, advice) {
                 failures.append((position, errno))
             }
         }

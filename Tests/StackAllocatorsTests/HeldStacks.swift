@@ -22,6 +22,13 @@ final class HeldStacks {
 
     var bases: [UInt] { (0..<count).map { storage[$0].descriptor.layout.base } }
 
+    var layouts: [StackLayout] { (0..<count).map { storage[$0].descriptor.layout } }
+
+    /// Whether every byte of every one reads zero.
+    var allZero: Bool {
+        (0..<count).allSatisfy { UnsafeRawBufferPointer(start: storage[$0].usableBottom, count: storage[$0].usableSize).allSatisfy { $0 == 0 } }
+    }
+
     /// Writes the top byte of each: one resident page per stack.
     func touchTops() {
         for index in 0..<count { (storage[index].top - 1).storeBytes(of: 1, as: UInt8.self) }

@@ -30,6 +30,27 @@ struct SlabDiscardTests {
         #expect(slab.stats.releaseFailures == 0)
     }
 
+    @Test("Neighbouring released stacks are discarded together: their pages go, every guard between them holds",
+          arguments: GuardMode.forcible)
+    func neighboursTogether(mode: GuardMode) throws {
+        let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, guardMode: mode, discardBatch: 16))
+        let keep = try slab.allocate(StackRequest(usableSize: 64 << 10))  // keeps the region mapped
+        let stacks = try HeldStacks(16, from: slab)
+        let layouts = stacks.layouts
+        #expect(zip(layouts, layouts.dropFirst()).allSatisfy { $1.base == $0.base + UInt($0.sizes.total) }, "neighbours")
+        stacks.fill()
+        stacks.release(16)
+        #expect(try slab.residentBytes() == 0, "the batch was discarded")
+        for layout in layouts {
+            let report = try StackProbeReport(layout: layout)
+            #expect(report.residentUsablePages == 0 && report.guardIsSound, "0x\(String(layout.base, radix: 16)): \(report)")
+        }
+        let again = try HeldStacks(16, from: slab)
+        #expect(Set(again.bases) == Set(layouts.map(\.base)) && again.allZero, "the same slots, reading zeros")
+        again.release(16)
+        keep.release()
+    }
+
     @Test("A stack reused before its batch is due is discarded on its own: its next owner reads zeros", arguments: GuardMode.forcible)
     func reuseBeforeBatch(mode: GuardMode) throws {
         let slab = try SlabStackAllocator(.init(stacksPerRegion: 64, guardMode: mode))
@@ -77,24 +98,29 @@ struct SlabDiscardTests {
             let keep = try slab.allocate(StackRequest(usableSize: 64 << 10))
             FailureInjection.fail(.adviseRanges(Int32(FS_MADV_DONTNEED)), with: .invalidArgument)
             for _ in 0..<2 {
-                let stacks = try HeldStacks(4, from: slab)
-                stacks.fill()
-                stacks.release(4)
+                // Every other stack of eight: each batch is four ranges, not one.
+                let stacks = try (0..<8).map { _ in try HeldStacks(1, from: slab) }
+                for stack in stacks { stack.fill() }
+                for index in stride(from: 0, to: 8, by: 2) { stacks[index].release(1) }
             }
             let resident = try slab.residentBytes()
             precondition(resident == 0, "every released stack was discarded: \(resident) bytes stay")
             precondition(log.count(.notice) == 1, "the fallback is logged once: \(log.all)")
+            keep.release()
 
-            // One range of the next batch fails: that slot is never handed out again.
-            let stacks = try HeldStacks(4, from: slab)
+            // Four neighbours, discarded as one range, fail; so does the first of them discarded again
+            // alone: that slot is never handed out again, the other three are.
+            let fresh = try SlabStackAllocator(.init(stacksPerRegion: 64, discardBatch: 4), logger: logger)
+            let keepFresh = try fresh.allocate(StackRequest(usableSize: 64 << 10))
+            let stacks = try HeldStacks(4, from: fresh)
             let bases = Set(stacks.bases)
-            FailureInjection.fail(.advise(Int32(FS_MADV_DONTNEED)), with: .invalidArgument, after: 1)
+            FailureInjection.fail(.advise(Int32(FS_MADV_DONTNEED)), with: .invalidArgument, times: 2)
             stacks.release(4)
             FailureInjection.reset()
-            precondition(slab.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
-            let next = try HeldStacks(8, from: slab)
+            precondition(fresh.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
+            let next = try HeldStacks(8, from: fresh)
             precondition(Set(next.bases).intersection(bases).count == 3, "three of the four slots are reused")
-            keep.release()
+            keepFresh.release()
         }
     }
 }
