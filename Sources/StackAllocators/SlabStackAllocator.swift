@@ -325,7 +325,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     ///
     /// Neighbouring slots of one region are discarded as one range, over the guards between them: a
     /// discard keeps lightweight guard markers, and finds nothing mapped in an mprotect guard. One range
-    /// instead of one per stack takes about a third less of the kernel's time.
+    /// instead of one per stack takes a fifth (touched stacks) to a third (untouched) less kernel time.
     private func discardAndFree(_ slots: [SlabSlot]) {
         guard !slots.isEmpty else { return }
         let ordered = slots.sorted { ($0.region, $0.slot) < ($1.region, $1.slot) }
