@@ -37,19 +37,19 @@ int fs_mbind(void *address, unsigned long length, int mode, const unsigned long 
     return (int)syscall(SYS_mbind, address, length, mode, nodemask, maxnode, flags);
 }
 
-long fs_madvise_ranges(const uintptr_t *starts, const size_t *lengths, size_t count, int advice) {
+long fs_madvise_ranges(const fs_address_range *ranges, size_t count, int advice) {
     enum { PIDFD_SELF_PROCESS = -10000 };  // PIDFD_SELF (uapi/linux/pidfd.h), absent from older headers
     if (count > FS_MADVISE_RANGES_MAX) {
         errno = EINVAL;
         return -1;
     }
-    struct iovec ranges[FS_MADVISE_RANGES_MAX];
+    struct iovec vector[FS_MADVISE_RANGES_MAX];
     for (size_t i = 0; i < count; i++) {
-        ranges[i].iov_base = (void *)starts[i];
-        ranges[i].iov_len = lengths[i];
+        vector[i].iov_base = (void *)ranges[i].start;
+        vector[i].iov_len = ranges[i].length;
     }
 #ifdef SYS_process_madvise
-    return syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, ranges, count, advice, 0u);
+    return syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, vector, count, advice, 0u);
 #else
     errno = ENOSYS;
     return -1;

@@ -41,18 +41,14 @@ package enum Syscall {
         return retrying({ $0 != 0 }) { madvise(UnsafeMutableRawPointer(bitPattern: address), size, advice) }.map { _ in () }
     }
 
-    /// process_madvise(2) on this process, `lengths[i]` bytes at each of `starts` (at most
-    /// `FS_MADVISE_RANGES_MAX`) in one call. Returns the bytes advised: fewer than all when a range failed
-    /// (the ranges before it were advised). While a failure of madvise with `advice` is injected, it
-    /// advises nothing (0 bytes), so that the caller's madvise per range meets the injected failure.
-    package static func advise(
-        ranges starts: UnsafeBufferPointer<UInt>, lengths: UnsafeBufferPointer<Int>, _ advice: Int32
-    ) -> Result<Int, Errno> {
-        precondition(starts.count == lengths.count, "a length for every start")
+    /// process_madvise(2) on this process over `ranges` (at most `FS_MADVISE_RANGES_MAX`) in one call.
+    /// Returns the bytes advised: fewer than all when a range failed (the ranges before it were advised).
+    /// While a failure of madvise with `advice` is injected, it advises nothing (0 bytes), so that the
+    /// caller's madvise per range meets the injected failure.
+    package static func advise(ranges: UnsafeBufferPointer<fs_address_range>, _ advice: Int32) -> Result<Int, Errno> {
         if let injected = FailureInjection.injected(.adviseRanges(advice)) { return .failure(injected) }
         if FailureInjection.isArmed(.advise(advice)) { return .success(0) }
-        return retrying({ $0 < 0 }) { fs_madvise_ranges(starts.baseAddress, lengths.baseAddress, starts.count, advice) }
-            .map { Int($0) }
+        return retrying({ $0 < 0 }) { fs_madvise_ranges(ranges.baseAddress, ranges.count, advice) }.map { Int($0) }
     }
 
     /// mprotect(2).

@@ -10,12 +10,6 @@ import SystemPackage
 /// interrupts every other CPU running the process once per range, about ten times the cost of the
 /// discard itself.
 enum RangeAdvice {
-    /// Bytes from a start address.
-    struct Range {
-        let start: UInt
-        let length: Int
-    }
-
     /// Most ranges one call takes.
     static let batchLimit = Int(FS_MADVISE_RANGES_MAX)
 
@@ -26,16 +20,12 @@ enum RangeAdvice {
 
     /// Applies `advice` to each of `ranges` (at most `batchLimit`); returns the positions in `ranges` where
     /// it failed, with the errno, for the caller to deal with.
-    static func apply(_ advice: Int32, to ranges: [Range], logger: Logger) -> [(position: Int, errno: Errno)] {
+    static func apply(_ advice: Int32, to ranges: [fs_address_range], logger: Logger) -> [(position: Int, errno: Errno)] {
         precondition(ranges.count <= batchLimit, "at most \(batchLimit) ranges per call")
         var advised = 0
         var batchError: Errno?
         if ranges.count > 1, batches.load(ordering: .relaxed) {
-            let starts = ranges.map(\.start), lengths = ranges.map(\.length)
-            let result = starts.withUnsafeBufferPointer { starts in
-                lengths.withUnsafeBufferPointer { Syscall.advise(ranges: starts, lengths: $0, advice) }
-            }
-            switch result {
+            switch ranges.withUnsafeBufferPointer({ Syscall.advise(ranges: $0, advice) }) {
             case .success(var bytes):
                 // The ranges wholly advised; the kernel stops at the first that failed.
                 while advised < ranges.count, bytes >= ranges[advised].length {

@@ -247,7 +247,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let first = claim.layout.base
         let starts = (0..<claim.window).map { first + UInt($0 * sizes.total) }
         let failures = RangeAdvice.apply(
-            Int32(FS_MADV_GUARD_INSTALL), to: starts.map { .init(start: $0, length: sizes.guardSize) }, logger: logger)
+            Int32(FS_MADV_GUARD_INSTALL), to: starts.map { fs_address_range(start: $0, length: sizes.guardSize) }, logger: logger)
         // Their registrations follow, one per allocation: each would otherwise miss the cache.
         GuardRegistry.prefetch(usableBottoms: starts.map { $0 + UInt(sizes.guardSize) })
         state.withLock { state in
@@ -343,7 +343,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         // mapped while they are occupied.
         let usableBottoms = state.withLock { state in ordered.map { state.regions.base(of: $0) + UInt(sizes.guardSize) } }
         let ranges = runs.map { run in
-            RangeAdvice.Range(start: usableBottoms[run.lowerBound], length: (run.count - 1) * sizes.total + sizes.usableSize)
+            fs_address_range(start: usableBottoms[run.lowerBound], length: (run.count - 1) * sizes.total + sizes.usableSize)
         }
         var keptOut = Set<SlabSlot>()
         for failure in RangeAdvice.apply(Int32(FS_MADV_DONTNEED), to: ranges, logger: logger) {

@@ -40,12 +40,18 @@ int fs_mbind(void *address, unsigned long length, int mode, const unsigned long 
 /// Most ranges one `fs_madvise_ranges` call takes.
 #define FS_MADVISE_RANGES_MAX 64
 
+/// `length` bytes from `start`: one range of an `fs_madvise_ranges` call.
+typedef struct {
+    uintptr_t start;
+    size_t length;
+} fs_address_range;
+
 /// process_madvise(2) on the calling process (PIDFD_SELF) over `count` ranges (at most
-/// FS_MADVISE_RANGES_MAX) of `lengths[i]` bytes from `starts[i]`: one syscall, and for MADV_DONTNEED one
-/// TLB flush for all of them. Returns the bytes advised, fewer than the sum of `lengths` when a range
-/// failed (the ranges before it were advised), or -1 with errno: EBADF or EINVAL where the kernel does
-/// not take PIDFD_SELF or this advice in process_madvise, ENOSYS without the syscall.
-long fs_madvise_ranges(const uintptr_t *starts, const size_t *lengths, size_t count, int advice);
+/// FS_MADVISE_RANGES_MAX): one syscall, and for MADV_DONTNEED one TLB flush for all of them. Returns the
+/// bytes advised, fewer than the ranges' total when a range failed (the ranges before it were advised),
+/// or -1 with errno: EBADF or EINVAL where the kernel does not take PIDFD_SELF or this advice in
+/// process_madvise, ENOSYS without the syscall.
+long fs_madvise_ranges(const fs_address_range *ranges, size_t count, int advice);
 
 /// move_pages(2) on the calling process with `nodes` NULL: moves nothing, writes each page's node (or a
 /// negative errno: -ENOENT not present, -EFAULT no page or zero page) into `status`. 0, or -1 with errno.
