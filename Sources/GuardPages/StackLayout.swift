@@ -1,3 +1,4 @@
+import CStackSupport
 import Glibc
 
 /// The system's base page size (`sysconf(_SC_PAGESIZE)`), read once.
@@ -93,4 +94,10 @@ public struct StackLayout: Sendable, Hashable, CustomStringConvertible {
 func roundUp(_ value: Int, to alignment: Int) -> Int? {
     let (sum, overflow) = value.addingReportingOverflow(alignment - 1)
     return overflow ? nil : sum & ~(alignment - 1)
+}
+
+extension StackLayout {
+    /// The mmap flags of every small-page stack mapping: private and anonymous, MAP_NORESERVE (untouched
+    /// stack pages reserve no swap) and MAP_STACK (no transparent huge pages on small stacks since Linux 6.7).
+    @_spi(Benchmarks) public static let mappingFlags = FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK
 }

@@ -83,7 +83,7 @@ public final class MmapStackAllocator: StackAllocator, StackStatsReporting {
     /// A private anonymous read-write mapping of `size` bytes (the stacks' flags), or the error that names
     /// why not (`vm.max_map_count` when the kernel's ENOMEM means it).
     private func map(size: Int) throws(StackError) -> UInt {
-        switch Syscall.map(size: size, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK) {
+        switch Syscall.map(size: size, flags: StackLayout.mappingFlags) {
         case .success(let address): return address
         case .failure(let errno):
             throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size)

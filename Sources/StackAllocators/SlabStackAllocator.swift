@@ -273,8 +273,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             try state.budget!.refresh()
             try state.budget!.charge(1)
         }
-        let flags = FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK
-        switch Syscall.map(size: regionSize, flags: flags) {
+        switch Syscall.map(size: regionSize, flags: StackLayout.mappingFlags) {
         case .success(let base):
             if let placement = configuration.placement {
                 do throws(StackError) {

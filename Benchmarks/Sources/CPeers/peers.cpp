@@ -77,19 +77,21 @@ int64_t boost_alloc_batch(Alloc &allocator, long ops) {
     }
 }
 
-/// mmap + one guard call + munmap, `ops` times.
+/// mmap (with `flags`) + one guard call + munmap, `ops` times; `used`: a word written at the top in between.
 template <typename Guard>
-int64_t guarded_mmap_batch(std::size_t usable, std::size_t guard, long ops, const char *what, Guard install) {
+int64_t guarded_mmap_batch(std::size_t usable, std::size_t guard, int flags, bool used, long ops, const char *what,
+                           Guard install) {
     const std::size_t total = usable + guard;
     int64_t start = now_ns();
     for (long i = 0; i < ops; ++i) {
-        void *p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = fs_peer_map_stack(total, flags);
         if (p == MAP_FAILED) return fail_errno("mmap");
         if (install(p, guard) != 0) {
             int64_t result = fail_errno(what);
             munmap(p, total);
             return result;
         }
+        if (used) static_cast<volatile uint64_t *>(p)[total / sizeof(uint64_t) - 1] = 1;
         escape(p);
         clobber();
         if (munmap(p, total) != 0) return fail_errno("munmap");
@@ -213,13 +215,17 @@ int64_t fs_peer_boost_pool(void *pool, long ops) {
 
 void fs_peer_boost_pool_destroy(void *pool) { delete static_cast<bctx::pooled_fixedsize_stack *>(pool); }
 
-int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, long ops) {
-    return guarded_mmap_batch(size, guard, ops, "mprotect(guard, PROT_NONE)",
+void *fs_peer_map_stack(size_t bytes, int flags) {
+    return mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+}
+
+int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, int flags, bool used, long ops) {
+    return guarded_mmap_batch(size, guard, flags, used, ops, "mprotect(guard, PROT_NONE)",
                               [](void *p, std::size_t g) { return mprotect(p, g, PROT_NONE); });
 }
 
-int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, long ops) {
-    return guarded_mmap_batch(size, guard, ops, "madvise(guard, MADV_GUARD_INSTALL)",
+int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, int flags, bool used, long ops) {
+    return guarded_mmap_batch(size, guard, flags, used, ops, "madvise(guard, MADV_GUARD_INSTALL)",
                               [](void *p, std::size_t g) { return madvise(p, g, MADV_GUARD_INSTALL); });
 }
 

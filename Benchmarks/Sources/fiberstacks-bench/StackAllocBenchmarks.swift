@@ -6,11 +6,15 @@ import StackAllocators
 /// alternating with the peers within every repetition (the same operation count, stack size and guard).
 ///
 /// - `mmap_<guard>`: `MmapStackAllocator`, one stack at a time (mmap, guard, munmap: the cold path).
+///   `mmap_<guard>_used` (64 KiB): the same stack used, its top word written before the release, as a fiber's
+///   first frame does: that write costs an mprotect-guarded stack the page table and anon_vma a lightweight
+///   guard sets up when installed.
 /// - `slab_cold_<guard>` (64 KiB): a fresh `SlabStackAllocator` per repetition, `ops` stacks allocated (all
 ///   live) then released; unmapping the slab afterwards is not timed.
 /// - `slab_reused_<guard>` (64 KiB): the same on one slab whose released slots are reused.
 /// - Peers: Boost `protected_fixedsize_stack` (a 4 KiB mprotect guard: unmatched), and plain C doing
-///   our syscalls: `mmap_mprotect` and `mmap_guard_install` (mmap, the guard call, munmap).
+///   our syscalls with our mmap flags: `mmap_mprotect` and `mmap_guard_install` (mmap, the guard call, munmap),
+///   and their `_used` forms at 64 KiB.
 /// - `huge_<backing>`: `HugePageStackAllocator`, one stack per region of one 2 MiB page.
 enum StackAllocBenchmarks {
     static let sizes = [64 << 10, 256 << 10, 1 << 20]
@@ -25,13 +29,21 @@ enum StackAllocBenchmarks {
         let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .protNone)]
         for size in sizes {
             let params = ["size": size, "guard": guardSize]
+            // Stacks used as a fiber uses them (the top word written) at 64 KiB only.
+            let uses = size == 64 << 10 ? [false, true] : [false]
             var contenders: [Contender] = []
             for (name, mode) in modes + [("unguarded", .automatic)] {
                 let allocator = try MmapStackAllocator(guardMode: mode, logger: benchLogger)
                 let request = StackRequest(usableSize: size, guardSize: name == "unguarded" ? 0 : guardSize)
-                contenders.append(.ours("mmap_\(name)", ["size": size, "guard": request.guardSize]) {
-                    Double(try timeLoop(ops) { try allocator.allocate(request).release() }) / Double(ops)
-                })
+                for used in uses where !used || name != "unguarded" {
+                    contenders.append(.ours("mmap_\(name)\(used ? "_used" : "")", ["size": size, "guard": request.guardSize]) {
+                        Double(try timeLoop(ops) {
+                            let stack = try allocator.allocate(request)
+                            if used { writeTopWord(of: stack.descriptor.layout) }
+                            stack.release()
+                        }) / Double(ops)
+                    })
+                }
             }
             if size == 64 << 10 {
                 for (name, mode) in modes { contenders += try slab(guardName: name, mode: mode, count: ops, params: params) }
@@ -39,17 +51,30 @@ enum StackAllocBenchmarks {
             contenders.append(.peer(
                 "boost_protected_fixedsize_stack", params, unmatched: ["guard_size: 4096 vs \(guardSize)", "guard_kind: mprotect"]
             ) { try peerNanoseconds("boost_protected_fixedsize_stack") { fs_peer_boost_protected_stack(size, ops) } / Double(ops) })
-            contenders.append(.peer("mmap_mprotect", params) {
-                try peerNanoseconds("mmap_mprotect") { fs_peer_mmap_mprotect(size, guardSize, ops) } / Double(ops)
-            })
-            if lightweight {
-                contenders.append(.peer("mmap_guard_install", params) {
-                    try peerNanoseconds("mmap_guard_install") { fs_peer_mmap_guard_install(size, guardSize, ops) } / Double(ops)
+            let flags = StackLayout.mappingFlags
+            for used in uses {
+                let suffix = used ? "_used" : ""
+                contenders.append(.peer("mmap_mprotect\(suffix)", params) {
+                    try peerNanoseconds("mmap_mprotect\(suffix)") {
+                        fs_peer_mmap_mprotect(size, guardSize, flags, used, ops)
+                    } / Double(ops)
                 })
+                if lightweight {
+                    contenders.append(.peer("mmap_guard_install\(suffix)", params) {
+                        try peerNanoseconds("mmap_guard_install\(suffix)") {
+                            fs_peer_mmap_guard_install(size, guardSize, flags, used, ops)
+                        } / Double(ops)
+                    })
+                }
             }
             try recorder.contest(.stackAlloc, opsPerRep: ops, contenders)
         }
         try hugeRegions(recorder)
+    }
+
+    /// Writes the top word of the stack's usable range, as a fiber's first frame does.
+    static func writeTopWord(of layout: StackLayout) {
+        UnsafeMutableRawPointer(bitPattern: layout.top - 8)!.storeBytes(of: 1, as: UInt64.self)
     }
 
     /// Cold carve (a fresh slab each repetition) and reuse (one slab) of `count` 64 KiB stacks with a

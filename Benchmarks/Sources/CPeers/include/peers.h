@@ -4,6 +4,7 @@
 #ifndef FS_PEERS_H
 #define FS_PEERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,10 +25,14 @@ void *fs_peer_boost_pool_create(size_t size);
 int64_t fs_peer_boost_pool(void *pool, long ops);
 void fs_peer_boost_pool_destroy(void *pool);
 
-/// `ops` times: mmap(size + guard), mprotect(guard, PROT_NONE), munmap.
-int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, long ops);
-/// `ops` times: mmap(size + guard), madvise(guard, MADV_GUARD_INSTALL), munmap.
-int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, long ops);
+/// One read-write mapping of `bytes` with the mmap `flags` given (MAP_FAILED on failure): how the two
+/// batches below map each stack.
+void *fs_peer_map_stack(size_t bytes, int flags);
+/// `ops` times: mmap(size + guard, `flags`), mprotect(guard, PROT_NONE), munmap; `used`: the top word of the
+/// stack written before the munmap, as a fiber's first frame does.
+int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, int flags, bool used, long ops);
+/// `ops` times: mmap(size + guard, `flags`), madvise(guard, MADV_GUARD_INSTALL), munmap; `used` as above.
+int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, int flags, bool used, long ops);
 /// One mmap(MAP_HUGETLB) of `bytes` and MADV_POPULATE_WRITE over it (timed), then munmap (not timed).
 int64_t fs_peer_hugetlb_populate(size_t bytes);
 
