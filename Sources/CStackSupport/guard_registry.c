@@ -6,9 +6,13 @@
 //   so slot ids are dense and segment k starts at id 4096 * (2^k - 1). Segment 0 is mapped when the
 //   library loads and stays; others are mapped when every lower slot is taken and unmapped, highest
 //   first, when they are empty (but not within 4,096 writes of being mapped: no churn at a boundary).
+// - Each segment has a parallel mapping of labels, one per slot, mapped, published, retired and
+//   unmapped with it. A label is written only when it or the label it replaces is not empty, so the
+//   pages of a segment whose stacks have no labels are never backed: a stack without a label costs
+//   its 40-byte slot and its share of the index, nothing more.
 // - Writers keep, per chunk, a live count, a free list and a carve mark, and take slots from the
-//   lowest chunk with room. A chunk that empties is handed back with MADV_DONTNEED (one empty chunk is
-//   kept as a spare, the lowest), so the resident slots follow the live entries.
+//   lowest chunk with room. A chunk that empties is handed back with MADV_DONTNEED, slots and labels
+//   (one empty chunk is kept as a spare, the lowest), so the resident slots follow the live entries.
 // - The index is one mapping per generation: a header page (mask and shift, never changed while the
 //   mapping exists) and 16-byte buckets. It doubles above 3/4 load and is rebuilt at half load at most
 //   when it falls to a quarter. The first generation (8,192 buckets) is mapped at load and stays; a
@@ -29,7 +33,7 @@
 //   usable bottom must equal the key.
 // - Readers never wait for a writer that is their own thread (a signal handler may have interrupted
 //   it) and wait a bounded number of attempts for others.
-// - Unmapping: readers reach mappings only through `segments[]` and `current_index`. A reader
+// - Unmapping: readers reach mappings only through `segments[]`, `labels[]` and `current_index`. A reader
 //   increments `readers` (sequentially consistent) before it loads either and decrements it when done;
 //   a writer unpublishes a mapping (sequentially consistent store), then unmaps it only if `readers`
 //   is 0 afterwards. Either the reader's increment comes first in the total order (the writer sees it
@@ -64,17 +68,25 @@
 #define RELEASE __ATOMIC_RELEASE
 #define SEQ_CST __ATOMIC_SEQ_CST
 
-/// One registered stack. Every field but the writers-only union is read by lock-free readers.
+/// One registered stack. Every field but the writers-only union is read by lock-free readers; its
+/// label lives at the same index of the segment's labels, under the same `seq`.
 struct slot {
     uint64_t seq;
     uint64_t guard_low;
     uint64_t usable_bottom;  // 0 while the slot is free
     uint64_t top;
-    uint64_t label[LABEL_WORDS];
     union {  // writers only
         uint32_t next_free;     // a free slot: the chunk's free list
-        uint64_t registration;  // a live slot: which registration holds it (see fs_guard_registry_add)
+        uint64_t registration;  // a live slot: which registration holds it (see fs_guard_registry_add),
+                                // LABELLED set while its label is not empty
     };
+};
+
+#define LABELLED (1ull << 63)  // registration ids stay far below
+
+/// The label of one slot: `FS_GUARD_LABEL_CAPACITY` bytes, all zero when it has none.
+struct label {
+    uint64_t words[LABEL_WORDS];
 };
 
 struct bucket {
@@ -99,6 +111,7 @@ struct chunk_state {
 
 // Shared with readers (atomics only).
 static struct slot *segments[MAX_SEGMENTS];
+static struct label *labels[MAX_SEGMENTS];  // published before, unpublished after, their segment
 static struct hash_index *current_index;
 static uint64_t index_seq;
 static uint64_t readers;
@@ -117,6 +130,7 @@ static uint64_t writes;                      // registrations and removals so fa
 static uint64_t registrations;               // registrations so far: the id of the newest
 static unsigned segments_mapped;  // segments [0, segments_mapped) are published
 static struct slot *segment_retired[MAX_SEGMENTS];     // unpublished, zeroed, not yet unmapped
+static struct label *labels_retired[MAX_SEGMENTS];     // the same for their labels
 static struct hash_index *index_maps[MAX_INDEX_BITS + 1];  // every generation still mapped
 static uint64_t room[(MAX_CHUNKS + 63) / 64];  // bit per chunk: mapped and not full
 static uint32_t room_hint;                     // no chunk below this word has room
@@ -132,6 +146,9 @@ static inline uint32_t first_chunk(unsigned segment) { return (1u << segment) - 
 static inline size_t segment_bytes(unsigned segment) {
     return sizeof(struct slot) * ((size_t)CHUNK_SLOTS << segment);
 }
+static inline size_t labels_bytes(unsigned segment) {
+    return sizeof(struct label) * ((size_t)CHUNK_SLOTS << segment);
+}
 static inline size_t index_bytes(unsigned bits) {
     return (size_t)LOAD(&page_size, RELAXED) + (sizeof(struct bucket) << bits);
 }
@@ -146,6 +163,15 @@ static inline struct slot *slot_at(uint32_t id) {
     if (chunk >= MAX_CHUNKS) return NULL;
     unsigned segment = segment_of_chunk(chunk);
     struct slot *base = LOAD(&segments[segment], ACQUIRE);
+    return base ? &base[id - (first_chunk(segment) << CHUNK_SHIFT)] : NULL;
+}
+
+/// The label of slot `id` if its segment's labels are published, else NULL. Safe as `slot_at` is.
+static inline struct label *label_at(uint32_t id) {
+    uint32_t chunk = id >> CHUNK_SHIFT;
+    if (chunk >= MAX_CHUNKS) return NULL;
+    unsigned segment = segment_of_chunk(chunk);
+    struct label *base = LOAD(&labels[segment], ACQUIRE);
     return base ? &base[id - (first_chunk(segment) << CHUNK_SHIFT)] : NULL;
 }
 
@@ -176,9 +202,13 @@ static void encode_label(const char *label, size_t length, uint64_t words[LABEL_
     memcpy(words, bytes, sizeof bytes);
 }
 
-/// Seqlock write of a whole slot (writers only).
-static void slot_write(struct slot *slot, uint64_t guard_low, uint64_t usable_bottom, uint64_t top,
-                       const uint64_t label[LABEL_WORDS]) {
+/// Seqlock write of a whole slot and its label (writers only; the segment is published). The label is
+/// written only when it or the one it replaces (`had_label`) is not empty (an empty label is all zeros,
+/// a non-empty one starts with a non-zero byte), so unlabelled stacks never back a label page.
+static void slot_write(uint32_t id, uint64_t guard_low, uint64_t usable_bottom, uint64_t top,
+                       const uint64_t label[LABEL_WORDS], int had_label) {
+    struct slot *slot = slot_at(id);
+    uint64_t *stored = label_at(id)->words;
     uint64_t seq = LOAD(&slot->seq, RELAXED);
     if (seq == 0) seq = seq_floor;  // a zeroed page: restart above every number a reader may hold
     STORE(&slot->seq, seq + 1, RELAXED);
@@ -186,7 +216,9 @@ static void slot_write(struct slot *slot, uint64_t guard_low, uint64_t usable_bo
     STORE(&slot->guard_low, guard_low, RELAXED);
     STORE(&slot->usable_bottom, usable_bottom, RELAXED);
     STORE(&slot->top, top, RELAXED);
-    for (unsigned i = 0; i < LABEL_WORDS; i++) STORE(&slot->label[i], label[i], RELAXED);
+    if (label[0] || had_label) {
+        for (unsigned i = 0; i < LABEL_WORDS; i++) STORE(&stored[i], label[i], RELAXED);
+    }
     STORE(&slot->seq, seq + 2, RELEASE);
     if (seq + 2 > seq_floor) seq_floor = seq + 2;
 }
@@ -200,7 +232,8 @@ static inline int other_writer_active(void) {
 /// Seqlock read of slot `id` into `out`; returns 1 for a consistent copy of a live slot.
 static int slot_read(uint32_t id, fs_guard_entry *out) {
     struct slot *slot = slot_at(id);
-    if (!slot) return 0;
+    struct label *stored = label_at(id);
+    if (!slot || !stored) return 0;
     for (unsigned attempt = 0; attempt < 1024; attempt++) {
         uint64_t seq = LOAD(&slot->seq, ACQUIRE);
         if (seq & 1) {
@@ -212,7 +245,7 @@ static int slot_read(uint32_t id, fs_guard_entry *out) {
         out->guard_low = (uintptr_t)LOAD(&slot->guard_low, RELAXED);
         out->usable_bottom = (uintptr_t)LOAD(&slot->usable_bottom, RELAXED);
         out->top = (uintptr_t)LOAD(&slot->top, RELAXED);
-        for (unsigned i = 0; i < LABEL_WORDS; i++) label[i] = LOAD(&slot->label[i], RELAXED);
+        for (unsigned i = 0; i < LABEL_WORDS; i++) label[i] = LOAD(&stored->words[i], RELAXED);
         __atomic_thread_fence(ACQUIRE);
         if (LOAD(&slot->seq, RELAXED) != seq) continue;
         memcpy(out->label, label, sizeof label);
@@ -248,6 +281,10 @@ static void unmap_retired(void) {
         if (segment_retired[segment]) {
             (void)munmap(segment_retired[segment], segment_bytes(segment));  // fails only for bad arguments
             segment_retired[segment] = NULL;
+        }
+        if (labels_retired[segment]) {
+            (void)munmap(labels_retired[segment], labels_bytes(segment));
+            labels_retired[segment] = NULL;
         }
     }
     for (unsigned bits = INITIAL_INDEX_BITS + 1; bits <= MAX_INDEX_BITS; bits++) {
@@ -289,17 +326,23 @@ static struct hash_index *index_make(unsigned bits) {
     return index;
 }
 
-/// Maps segment `segment` (or takes back its retired mapping) and publishes it (writers only).
+/// Maps segment `segment` and its labels (or takes back their retired mappings) and publishes them
+/// (writers only).
 static int segment_make(unsigned segment) {
     if (segment >= MAX_SEGMENTS) return ENOSPC;
     struct chunk_state *states = calloc((size_t)1 << segment, sizeof *states);
     if (!states) return ENOMEM;
     struct slot *slots = segment_retired[segment] ? segment_retired[segment] : map_zeroed(segment_bytes(segment));
-    if (!slots) {
+    struct label *names = labels_retired[segment] ? labels_retired[segment] : map_zeroed(labels_bytes(segment));
+    if (!slots || !names) {
+        // Unmaps what this call mapped; a retired mapping stays retired, for the next attempt.
+        if (slots && slots != segment_retired[segment]) (void)munmap(slots, segment_bytes(segment));
+        if (names && names != labels_retired[segment]) (void)munmap(names, labels_bytes(segment));
         free(states);
         return ENOMEM;
     }
     segment_retired[segment] = NULL;
+    labels_retired[segment] = NULL;
     chunk_states[segment] = states;
     uint32_t first = first_chunk(segment);
     for (uint32_t chunk = first; chunk < first + (1u << segment); chunk++) {
@@ -308,6 +351,7 @@ static int segment_make(unsigned segment) {
     }
     segment_live[segment] = 0;
     segment_born[segment] = writes;
+    STORE(&labels[segment], names, RELEASE);
     STORE(&segments[segment], slots, RELEASE);
     segments_mapped = segment + 1;
     return 0;
@@ -424,25 +468,31 @@ static uint32_t slot_take(int *error) {
     return id;
 }
 
-/// Unpublishes the highest segment (empty), zeroes it, and unmaps it when no reader can hold it.
+/// Unpublishes the highest segment (empty) and its labels, zeroes them, and unmaps them when no reader
+/// can hold them.
 static void segment_retire(void) {
     unsigned segment = --segments_mapped;
     struct slot *slots = LOAD(&segments[segment], RELAXED);
+    struct label *names = LOAD(&labels[segment], RELAXED);
     STORE(&segments[segment], NULL, SEQ_CST);
+    STORE(&labels[segment], NULL, SEQ_CST);
     uint32_t first = first_chunk(segment);
     for (uint32_t chunk = first; chunk < first + (1u << segment); chunk++) room[chunk / 64] &= ~(1ull << (chunk % 64));
     if (spare_chunk != NO_CHUNK && segment_of_chunk(spare_chunk) == segment) spare_chunk = NO_CHUNK;
     free(chunk_states[segment]);
     chunk_states[segment] = NULL;
     release_pages(slots, segment_bytes(segment));
+    release_pages(names, labels_bytes(segment));
     segment_retired[segment] = slots;
+    labels_retired[segment] = names;
     retired_pending = 1;
 }
 
-/// Zeroes an empty chunk's pages and forgets its free list (writers only).
+/// Zeroes an empty chunk's pages, slots and labels, and forgets its free list (writers only).
 static void chunk_release(uint32_t chunk) {
     struct chunk_state *state = chunk_state(chunk);
     release_pages(slot_at(chunk << CHUNK_SHIFT), sizeof(struct slot) * CHUNK_SLOTS);
+    release_pages(label_at(chunk << CHUNK_SHIFT), sizeof(struct label) * CHUNK_SLOTS);
     state->carved = 0;
     state->free_head = NO_SLOT;
 }
@@ -516,8 +566,9 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
         uint32_t id = replaces ? (uint32_t)LOAD(&bucket->slot, RELAXED) : slot_take(&error);
         if (id != NO_SLOT) {
             struct slot *slot = slot_at(id);
-            slot_write(slot, guard_low, usable_bottom, top, words);
-            slot->registration = ++registrations;
+            // A slot just taken is free, label cleared; one replaced in place keeps its label word.
+            slot_write(id, guard_low, usable_bottom, top, words, replaces && (slot->registration & LABELLED));
+            slot->registration = ++registrations | (words[0] ? LABELLED : 0);
             if (registration) *registration = registrations;
             uint64_t guard = usable_bottom - guard_low;
             if (guard > LOAD(&max_guard, RELAXED)) STORE(&max_guard, guard, RELEASE);
@@ -539,11 +590,11 @@ int fs_guard_registry_remove(uintptr_t usable_bottom, uint64_t registration) {
     writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
     uint32_t id = index ? index_lookup(index, usable_bottom) : NO_SLOT;
-    if (id != NO_SLOT && registration && slot_at(id)->registration != registration) id = NO_SLOT;
+    if (id != NO_SLOT && registration && (slot_at(id)->registration & ~LABELLED) != registration) id = NO_SLOT;
     if (id != NO_SLOT) {
         index_remove(index, usable_bottom);
         index_used--;
-        slot_write(slot_at(id), 0, 0, 0, no_label);
+        slot_write(id, 0, 0, 0, no_label, (slot_at(id)->registration & LABELLED) != 0);
         STORE(&live_count, LOAD(&live_count, RELAXED) - 1, RELAXED);
         slot_give(id);
         index_shrink();
@@ -560,7 +611,9 @@ int fs_guard_registry_set_label(uintptr_t usable_bottom, const char *label, size
     uint32_t id = index && usable_bottom ? index_lookup(index, usable_bottom) : NO_SLOT;
     if (id != NO_SLOT) {
         struct slot *slot = slot_at(id);
-        slot_write(slot, LOAD(&slot->guard_low, RELAXED), usable_bottom, LOAD(&slot->top, RELAXED), words);
+        slot_write(id, LOAD(&slot->guard_low, RELAXED), usable_bottom, LOAD(&slot->top, RELAXED), words,
+                   (slot->registration & LABELLED) != 0);
+        slot->registration = (slot->registration & ~LABELLED) | (words[0] ? LABELLED : 0);
     }
     writer_leave();
     return id == NO_SLOT ? ENOENT : 0;

@@ -42,7 +42,8 @@ private func runOnThreads(_ bodies: [@Sendable () -> Void]) {
 struct GuardRegistryStressTests {
     static let writers = 4
     static let stacksPerWriter = 256
-    static let stableStacks = 2_000
+    /// With the writers' stacks, more than the first segment's 4,096 slots: lookups cross into the next.
+    static let stableStacks = 3_500
     static let operationsPerWriter = 20_000
     /// Lookups the reader must complete while writers churn, within `patience` seconds: the reader's
     /// liveness, whatever else the machine (or the rest of the test suite) is running.

@@ -127,7 +127,7 @@ struct GuardRegistryTests {
         #expect(GuardRegistry.entry(guarding: layout.usableBottom) == nil)
     }
 
-    @Test("100,000 stacks: the index grows, every guard is found, and the count comes back")
+    @Test("100,000 stacks, every 7th labelled: the index grows, every guard and label is found, labels go with their stacks")
     func growth() async {
         // In a child process: the count is process-wide, and other tests register stacks in parallel.
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -135,11 +135,17 @@ struct GuardRegistryTests {
             let region = try AddressReservation(size: stacks * (8 << 10))
             let baseline = GuardRegistry.count
             let layouts = try (0..<stacks).map { try region.layout(at: $0 * (8 << 10), usable: 4 << 10, guard: 4 << 10) }
-            for layout in layouts { try GuardRegistry.register(layout) }
+            func label(_ index: Int) -> String { index % 7 == 0 ? "stack \(index)" : "" }
+            for (index, layout) in layouts.enumerated() { try GuardRegistry.register(layout, label: label(index)) }
             precondition(GuardRegistry.count == baseline + stacks, "count \(GuardRegistry.count) after registering")
-            for layout in layouts {
-                precondition(GuardRegistry.entry(guarding: layout.base + 100)?.usableRange == layout.usableRange)
+            for (index, layout) in layouts.enumerated() {
+                let entry = GuardRegistry.entry(guarding: layout.base + 100)
+                precondition(entry?.usableRange == layout.usableRange && entry?.label == label(index), "stack \(index): \(String(describing: entry))")
             }
+            // Registered again in place without a label (in the last segment): the old label goes.
+            let last = stacks - stacks % 7
+            try GuardRegistry.register(layouts[last])
+            precondition(GuardRegistry.entry(forStackAt: layouts[last].usableBottom)?.label == "", "replaced label kept")
             for layout in layouts.reversed() where layout.base % (16 << 10) == 0 {
                 precondition(GuardRegistry.unregister(layout))
             }
@@ -147,7 +153,14 @@ struct GuardRegistryTests {
                 let registered = layout.base % (16 << 10) != 0
                 precondition((GuardRegistry.entry(guarding: layout.base) != nil) == registered, "after removing half")
             }
-            for layout in layouts where layout.base % (16 << 10) != 0 { precondition(GuardRegistry.unregister(layout)) }
+            // The slots the labelled half left are taken again by stacks without labels: none inherits one.
+            let removed = layouts.filter { $0.base % (16 << 10) == 0 }
+            for layout in removed { try GuardRegistry.register(layout) }
+            for layout in removed {
+                let found = GuardRegistry.entry(forStackAt: layout.usableBottom)?.label
+                precondition(found == "", "a reused slot kept the label \(String(describing: found))")
+            }
+            for layout in layouts { precondition(GuardRegistry.unregister(layout)) }
             precondition(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
         }
     }
