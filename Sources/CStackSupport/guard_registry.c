@@ -14,7 +14,9 @@
 //   lowest chunk with room. A chunk that empties is handed back with MADV_DONTNEED, slots and labels
 //   (one empty chunk is kept as a spare, the lowest), so the resident slots follow the live entries.
 // - The index is one mapping per generation: a header page (mask and shift, never changed while the
-//   mapping exists) and 16-byte buckets. It doubles above 3/4 load and is rebuilt at half load at most
+//   mapping exists) and 8-byte buckets. A bucket holds the top 32 bits of its key's hash (its tag,
+//   which also gives its home bucket) and its slot id + 1; 0 is empty. A tag that matches is confirmed
+//   against the slot's usable bottom, so the index stores no key. It doubles above 3/4 load and is rebuilt at half load at most
 //   when it falls to a quarter. The first generation (8,192 buckets) is mapped at load and stays; a
 //   retired generation's buckets are zeroed with MADV_DONTNEED at once and unmapped when no reader can
 //   hold it. Retired and spare memory therefore reads as zeros: "empty bucket", "free slot".
@@ -58,7 +60,7 @@
 #define NO_SLOT UINT32_MAX
 #define NO_CHUNK UINT32_MAX
 #define INITIAL_INDEX_BITS 13u
-#define MAX_INDEX_BITS 34u  // holds every slot id at 3/4 load
+#define MAX_INDEX_BITS 32u  // a home bucket comes from the 32-bit tag
 #define LABEL_WORDS (FS_GUARD_LABEL_CAPACITY / 8)
 
 #define LOAD(p, order) __atomic_load_n((p), (order))
@@ -89,17 +91,12 @@ struct label {
     uint64_t words[LABEL_WORDS];
 };
 
-struct bucket {
-    uint64_t key;  // usable_bottom; 0 = empty
-    uint64_t slot;
-};
-
 /// One generation of the index, at the start of its own mapping; the header never changes.
 struct hash_index {
     uint64_t mask;   // buckets - 1
     unsigned shift;  // 64 - log2(buckets)
     unsigned bits;
-    struct bucket *buckets;  // one page after the header
+    uint64_t *buckets;  // one page after the header: tag << 32 | (slot id + 1), 0 when empty
 };
 
 /// Writer bookkeeping of one chunk of slots.
@@ -150,12 +147,16 @@ static inline size_t labels_bytes(unsigned segment) {
     return sizeof(struct label) * ((size_t)CHUNK_SLOTS << segment);
 }
 static inline size_t index_bytes(unsigned bits) {
-    return (size_t)LOAD(&page_size, RELAXED) + (sizeof(struct bucket) << bits);
+    return (size_t)LOAD(&page_size, RELAXED) + (sizeof(uint64_t) << bits);
 }
 
-static inline uint64_t bucket_of(uint64_t shift, uint64_t key) {
-    return ((key >> 12) * 0x9E3779B97F4A7C15ull) >> shift;
+static inline uint64_t key_hash(uint64_t key) { return (key >> 12) * 0x9E3779B97F4A7C15ull; }
+static inline uint64_t bucket_of(uint64_t shift, uint64_t key) { return key_hash(key) >> shift; }
+/// The bucket word for `key` in slot `id`.
+static inline uint64_t bucket_word(uint64_t key, uint32_t id) {
+    return (key_hash(key) & 0xFFFFFFFF00000000ull) | ((uint64_t)id + 1);
 }
+static inline uint32_t bucket_slot(uint64_t word) { return (uint32_t)word - 1; }
 
 /// Slot `id` if its segment is published, else NULL. Safe for readers (inside `readers`) and writers.
 static inline struct slot *slot_at(uint32_t id) {
@@ -299,17 +300,32 @@ static void unmap_retired(void) {
 
 // MARK: - The index
 
+/// Whether `word` (a bucket in use) holds `key`: its tag matches and its slot is `key`'s. Exact for
+/// writers; a reader's answer is checked again against the slot it copies.
+static inline int bucket_holds(uint64_t word, uint64_t key) {
+    if ((word ^ key_hash(key)) >> 32) return 0;
+    struct slot *slot = slot_at(bucket_slot(word));
+    return slot && LOAD(&slot->usable_bottom, RELAXED) == key;
+}
+
+/// The position of `key`'s bucket in `index`, with its word in `*word`, or of the empty bucket where
+/// it would go, with `*word` 0 (the load limit keeps one empty). Safe for readers and writers.
+static uint64_t index_find(const struct hash_index *index, uint64_t key, uint64_t *word) {
+    uint64_t position = bucket_of(index->shift, key);
+    for (uint64_t probes = 0; probes <= index->mask; probes++) {
+        *word = LOAD(&index->buckets[position], ACQUIRE);
+        if (*word == 0 || bucket_holds(*word, key)) return position;
+        position = (position + 1) & index->mask;
+    }
+    *word = 0;  // a reader that raced writers all the way round: a miss, which it checks against index_seq
+    return position;
+}
+
 /// Looks `key` up in `index`; returns its slot id or NO_SLOT. Safe for readers and writers.
 static uint32_t index_lookup(const struct hash_index *index, uint64_t key) {
-    uint64_t mask = index->mask;
-    uint64_t position = bucket_of(index->shift, key);
-    for (uint64_t probes = 0; probes <= mask; probes++) {
-        uint64_t found = LOAD(&index->buckets[position].key, ACQUIRE);
-        if (found == 0) return NO_SLOT;
-        if (found == key) return (uint32_t)LOAD(&index->buckets[position].slot, RELAXED);
-        position = (position + 1) & mask;
-    }
-    return NO_SLOT;
+    uint64_t word;
+    (void)index_find(index, key, &word);
+    return word ? bucket_slot(word) : NO_SLOT;
 }
 
 /// Generation `bits` of the index, empty: its retired mapping (zeroed) or a new one; NULL on failure.
@@ -321,7 +337,7 @@ static struct hash_index *index_make(unsigned bits) {
     index->mask = (1ull << bits) - 1;
     index->shift = 64 - bits;
     index->bits = bits;
-    index->buckets = (struct bucket *)((char *)index + LOAD(&page_size, RELAXED));
+    index->buckets = (uint64_t *)((char *)index + LOAD(&page_size, RELAXED));
     index_maps[bits] = index;
     return index;
 }
@@ -371,53 +387,39 @@ __attribute__((constructor)) static void registry_load(void) {
     STORE(&current_index, first, RELEASE);
 }
 
-/// The bucket holding `key`, or the empty bucket where it would go (writers only; the index has room).
-static struct bucket *index_position(struct hash_index *index, uint64_t key) {
-    uint64_t position = bucket_of(index->shift, key);
-    for (;;) {
-        uint64_t found = LOAD(&index->buckets[position].key, RELAXED);
-        if (found == 0 || found == key) return &index->buckets[position];
-        position = (position + 1) & index->mask;
-    }
-}
-
-/// Publishes `key` -> `slot` in an empty bucket: the slot first, so a reader that sees the key sees it.
-static void bucket_fill(struct bucket *bucket, uint64_t key, uint32_t slot) {
-    STORE(&bucket->slot, (uint64_t)slot, RELAXED);
-    STORE(&bucket->key, key, RELEASE);
-}
-
-/// Removes `key` (present) by backward shift, leaving no tombstone (writers only, inside index_seq).
-static void index_remove(struct hash_index *index, uint64_t key) {
-    uint64_t hole = bucket_of(index->shift, key);
-    while (LOAD(&index->buckets[hole].key, RELAXED) != key) hole = (hole + 1) & index->mask;
+/// Removes the bucket at `hole` (in use) by backward shift, leaving no tombstone (writers only, inside
+/// index_seq). A bucket's home is its word shifted as a key's hash is: the tag is the hash's top bits.
+static void index_remove(struct hash_index *index, uint64_t hole) {
     uint64_t next = hole;
     for (;;) {
         next = (next + 1) & index->mask;
-        uint64_t candidate = LOAD(&index->buckets[next].key, RELAXED);
+        uint64_t candidate = LOAD(&index->buckets[next], RELAXED);
         if (candidate == 0) break;
-        uint64_t home = bucket_of(index->shift, candidate);
+        uint64_t home = candidate >> index->shift;
         // The candidate may fill the hole unless its home lies cyclically in (hole, next].
         int home_between = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
         if (home_between) continue;
-        STORE(&index->buckets[hole].slot, LOAD(&index->buckets[next].slot, RELAXED), RELAXED);
-        STORE(&index->buckets[hole].key, candidate, RELEASE);
+        STORE(&index->buckets[hole], candidate, RELEASE);
         hole = next;
     }
-    STORE(&index->buckets[hole].key, 0, RELEASE);
+    STORE(&index->buckets[hole], 0, RELEASE);
 }
 
-/// Moves every key into generation `bits`, publishes it and retires the old one (writers only).
+/// Moves every bucket into generation `bits`, publishes it and retires the old one (writers only).
 static int index_rebuild(unsigned bits) {
     struct hash_index *old = LOAD(&current_index, RELAXED);
     struct hash_index *rebuilt = index_make(bits);
     if (!rebuilt) return errno == ENOSPC ? ENOSPC : ENOMEM;
     for (uint64_t i = 0; i <= old->mask; i++) {
-        uint64_t key = LOAD(&old->buckets[i].key, RELAXED);
-        if (key) bucket_fill(index_position(rebuilt, key), key, (uint32_t)LOAD(&old->buckets[i].slot, RELAXED));
+        uint64_t word = LOAD(&old->buckets[i], RELAXED);
+        if (!word) continue;
+        // Keys are distinct, so each goes to the first empty bucket from its home: no slot is read.
+        uint64_t position = word >> rebuilt->shift;
+        while (LOAD(&rebuilt->buckets[position], RELAXED)) position = (position + 1) & rebuilt->mask;
+        STORE(&rebuilt->buckets[position], word, RELAXED);
     }
     STORE(&current_index, rebuilt, SEQ_CST);
-    release_pages(old->buckets, sizeof(struct bucket) << old->bits);
+    release_pages(old->buckets, sizeof(uint64_t) << old->bits);
     if (old->bits != INITIAL_INDEX_BITS) retired_pending = 1;
     return 0;
 }
@@ -561,9 +563,11 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
     if (!LOAD(&current_index, RELAXED)) {
         error = ENOMEM;
     } else if ((error = index_reserve()) == 0) {
-        struct bucket *bucket = index_position(LOAD(&current_index, RELAXED), usable_bottom);
-        int replaces = LOAD(&bucket->key, RELAXED) == usable_bottom;
-        uint32_t id = replaces ? (uint32_t)LOAD(&bucket->slot, RELAXED) : slot_take(&error);
+        struct hash_index *index = LOAD(&current_index, RELAXED);
+        uint64_t word;
+        uint64_t position = index_find(index, usable_bottom, &word);
+        int replaces = word != 0;
+        uint32_t id = replaces ? bucket_slot(word) : slot_take(&error);
         if (id != NO_SLOT) {
             struct slot *slot = slot_at(id);
             // A slot just taken is free, label cleared; one replaced in place keeps its label word.
@@ -573,7 +577,8 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
             uint64_t guard = usable_bottom - guard_low;
             if (guard > LOAD(&max_guard, RELAXED)) STORE(&max_guard, guard, RELEASE);
             if (!replaces) {
-                bucket_fill(bucket, usable_bottom, id);
+                // After the slot: a reader that sees the bucket sees the slot it names.
+                STORE(&index->buckets[position], bucket_word(usable_bottom, id), RELEASE);
                 index_used++;
                 STORE(&live_count, LOAD(&live_count, RELAXED) + 1, RELAXED);
             }
@@ -589,10 +594,12 @@ int fs_guard_registry_remove(uintptr_t usable_bottom, uint64_t registration) {
     writer_enter();
     writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
-    uint32_t id = index ? index_lookup(index, usable_bottom) : NO_SLOT;
+    uint64_t word = 0;
+    uint64_t position = index ? index_find(index, usable_bottom, &word) : 0;
+    uint32_t id = word ? bucket_slot(word) : NO_SLOT;
     if (id != NO_SLOT && registration && (slot_at(id)->registration & ~LABELLED) != registration) id = NO_SLOT;
     if (id != NO_SLOT) {
-        index_remove(index, usable_bottom);
+        index_remove(index, position);
         index_used--;
         slot_write(id, 0, 0, 0, no_label, (slot_at(id)->registration & LABELLED) != 0);
         STORE(&live_count, LOAD(&live_count, RELAXED) - 1, RELAXED);

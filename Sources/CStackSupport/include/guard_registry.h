@@ -29,8 +29,8 @@ typedef struct fs_guard_entry {
 /// so the newer registration describes what is there. `*registration` (if not NULL) receives this
 /// registration's id, never 0, for `fs_guard_registry_remove`.
 /// Returns 0, EINVAL (bad range), ENOMEM (mapping the registry's next segment or index generation failed:
-/// out of memory, RLIMIT_AS or vm.max_map_count) or ENOSPC (4,294,963,200 stacks, every slot id, are
-/// registered).
+/// out of memory, RLIMIT_AS or vm.max_map_count) or ENOSPC (3,221,225,472 stacks, as many as the
+/// largest index holds, are registered).
 int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_t top, const char *label,
                           size_t label_length, uint64_t *registration);
 
