@@ -12,9 +12,9 @@ import StackAllocators
 /// - `slab_cold_<guard>` (64 KiB): a fresh `SlabStackAllocator` per repetition, `ops` stacks allocated (all
 ///   live) then released; unmapping the slab afterwards is not timed.
 /// - `slab_reused_<guard>` (64 KiB): the same on one slab whose released slots are reused.
-/// - Peers: Boost `protected_fixedsize_stack` (a 4 KiB mprotect guard: unmatched), and plain C doing
-///   our syscalls with our mmap flags: `mmap_mprotect` and `mmap_guard_install` (mmap, the guard call, munmap),
-///   and their `_used` forms at 64 KiB.
+/// - Peers: Boost `protected_fixedsize_stack` (a 4 KiB mprotect guard, its own mmap flags: unmatched), and
+///   plain C doing our syscalls with our mmap flags: `mmap_mprotect` and `mmap_guard_install` (mmap, the
+///   guard call, munmap), and their `_used` forms at 64 KiB.
 /// - `huge_<backing>`: `HugePageStackAllocator`, one stack per region of one 2 MiB page.
 enum StackAllocBenchmarks {
     static let sizes = [64 << 10, 256 << 10, 1 << 20]
@@ -36,7 +36,8 @@ enum StackAllocBenchmarks {
                 let allocator = try MmapStackAllocator(guardMode: mode, logger: benchLogger)
                 let request = StackRequest(usableSize: size, guardSize: name == "unguarded" ? 0 : guardSize)
                 for used in uses where !used || name != "unguarded" {
-                    contenders.append(.ours("mmap_\(name)\(used ? "_used" : "")", ["size": size, "guard": request.guardSize]) {
+                    let figure = "mmap_\(name)\(used ? "_used" : "")"
+                    contenders.append(.ours(figure, ["size": size, "guard": request.guardSize]) {
                         Double(try timeLoop(ops) {
                             let stack = try allocator.allocate(request)
                             if used { writeTopWord(of: stack.descriptor.layout) }
@@ -48,9 +49,14 @@ enum StackAllocBenchmarks {
             if size == 64 << 10 {
                 for (name, mode) in modes { contenders += try slab(guardName: name, mode: mode, count: ops, params: params) }
             }
-            contenders.append(.peer(
-                "boost_protected_fixedsize_stack", params, unmatched: ["guard_size: 4096 vs \(guardSize)", "guard_kind: mprotect"]
-            ) { try peerNanoseconds("boost_protected_fixedsize_stack") { fs_peer_boost_protected_stack(size, ops) } / Double(ops) })
+            let boostDiffers = [
+                "guard_size: 4096 vs \(guardSize)", "guard_kind: mprotect", "mmap_flags: no MAP_NORESERVE|MAP_STACK",
+            ]
+            contenders.append(.peer("boost_protected_fixedsize_stack", params, unmatched: boostDiffers) {
+                try peerNanoseconds("boost_protected_fixedsize_stack") {
+                    fs_peer_boost_protected_stack(size, ops)
+                } / Double(ops)
+            })
             let flags = StackLayout.mappingFlags
             for used in uses {
                 let suffix = used ? "_used" : ""
