@@ -16,10 +16,11 @@
 // - The index is one mapping per generation: a header page (mask and shift, never changed while the
 //   mapping exists) and 8-byte buckets. A bucket holds the top 32 bits of its key's hash (its tag,
 //   which also gives its home bucket) and its slot id + 1; 0 is empty. A tag that matches is confirmed
-//   against the slot's usable bottom, so the index stores no key. It doubles above 3/4 load and is rebuilt at half load at most
-//   when it falls to a quarter. The first generation (8,192 buckets) is mapped at load and stays; a
-//   retired generation's buckets are zeroed with MADV_DONTNEED at once and unmapped when no reader can
-//   hold it. Retired and spare memory therefore reads as zeros: "empty bucket", "free slot".
+//   against the slot's usable bottom, so the index stores no key. It doubles above 3/4 load and is
+//   rebuilt at half load at most when it falls to a quarter. The first generation (8,192 buckets) is
+//   mapped at load and stays; a retired generation's buckets are zeroed with MADV_DONTNEED at once and
+//   unmapped when no reader can hold it. Retired and spare memory therefore reads as zeros: "empty
+//   bucket", "free slot".
 //
 // Concurrency:
 // - Writers hold `writer_lock`. Every field a reader can see is written with an atomic store.
@@ -35,8 +36,8 @@
 //   usable bottom must equal the key.
 // - Readers never wait for a writer that is their own thread (a signal handler may have interrupted
 //   it) and wait a bounded number of attempts for others.
-// - Unmapping: readers reach mappings only through `segments[]`, `labels[]` and `current_index`. A reader
-//   increments `readers` (sequentially consistent) before it loads either and decrements it when done;
+// - Unmapping: readers reach mappings only through `segments[]`, `labels[]` and `current_index`. A
+//   reader increments `readers` (sequentially consistent) before it loads any and decrements it when done;
 //   a writer unpublishes a mapping (sequentially consistent store), then unmaps it only if `readers`
 //   is 0 afterwards. Either the reader's increment comes first in the total order (the writer sees it
 //   and keeps the mapping, retrying at a later write) or the unpublishing does (the reader cannot load
@@ -570,7 +571,7 @@ int fs_guard_registry_add(uintptr_t guard_low, uintptr_t usable_bottom, uintptr_
         uint32_t id = replaces ? bucket_slot(word) : slot_take(&error);
         if (id != NO_SLOT) {
             struct slot *slot = slot_at(id);
-            // A slot just taken is free, label cleared; one replaced in place keeps its label word.
+            // A slot just taken is free and its label cleared; one replaced in place may hold a label.
             slot_write(id, guard_low, usable_bottom, top, words, replaces && (slot->registration & LABELLED));
             slot->registration = ++registrations | (words[0] ? LABELLED : 0);
             if (registration) *registration = registrations;

@@ -99,5 +99,6 @@ func roundUp(_ value: Int, to alignment: Int) -> Int? {
 extension StackLayout {
     /// The mmap flags of every small-page stack mapping: private and anonymous, MAP_NORESERVE (untouched
     /// stack pages reserve no swap) and MAP_STACK (no transparent huge pages on small stacks since Linux 6.7).
-    @_spi(Benchmarks) public static let mappingFlags = FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK
+    @_spi(Benchmarks) public static let mappingFlags =
+        FS_MAP_PRIVATE | FS_MAP_ANONYMOUS | FS_MAP_NORESERVE | FS_MAP_STACK
 }

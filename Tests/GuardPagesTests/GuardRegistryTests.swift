@@ -140,7 +140,9 @@ struct GuardRegistryTests {
             precondition(GuardRegistry.count == baseline + stacks, "count \(GuardRegistry.count) after registering")
             for (index, layout) in layouts.enumerated() {
                 let entry = GuardRegistry.entry(guarding: layout.base + 100)
-                precondition(entry?.usableRange == layout.usableRange && entry?.label == label(index), "stack \(index): \(String(describing: entry))")
+                precondition(
+                    entry?.usableRange == layout.usableRange && entry?.label == label(index),
+                    "stack \(index): \(String(describing: entry))")
             }
             // Registered again in place without a label (in the last segment): the old label goes.
             let last = stacks - stacks % 7
