@@ -246,8 +246,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
         let first = claim.layout.base
         let starts = (0..<claim.window).map { first + UInt($0 * sizes.total) }
-        let failures = RangeAdvice.apply(
-            Int32(FS_MADV_GUARD_INSTALL), to: starts.map { fs_address_range(start: $0, length: sizes.guardSize) }, logger: logger)
+        let guards = starts.map { fs_address_range(start: $0, length: sizes.guardSize) }
+        let failures = RangeAdvice.apply(Int32(FS_MADV_GUARD_INSTALL), to: guards, logger: logger)
         // Their registrations follow, one per allocation: each would otherwise miss the cache.
         GuardRegistry.prefetch(usableBottoms: starts.map { $0 + UInt(sizes.guardSize) })
         state.withLock { state in
@@ -340,9 +340,13 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
         // Outside the lock: the slots are on no list, so nobody else touches them, and their regions stay
         // mapped while they are occupied.
-        let usableBottoms = state.withLock { state in ordered.map { state.regions.base(of: $0) + UInt(sizes.guardSize) } }
+        let usableBottoms = state.withLock { state in
+            ordered.map { state.regions.base(of: $0) + UInt(sizes.guardSize) }
+        }
+        // A run of n stacks spans n - 1 whole slots and the last stack's usable pages.
         let ranges = runs.map { run in
-            fs_address_range(start: usableBottoms[run.lowerBound], length: (run.count - 1) * sizes.total + sizes.usableSize)
+            fs_address_range(
+                start: usableBottoms[run.lowerBound], length: (run.count - 1) * sizes.total + sizes.usableSize)
         }
         var keptOut = Set<SlabSlot>()
         for failure in RangeAdvice.apply(Int32(FS_MADV_DONTNEED), to: ranges, logger: logger) {
@@ -360,7 +364,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             }
         }
         state.withLock { state in
-            for slot in slots where !keptOut.contains(slot) {
+            // Hashing every slot against an empty set would cost each release for nothing.
+            for slot in slots where keptOut.isEmpty || !keptOut.contains(slot) {
                 if let emptied = state.regions.put(slot, retainingEmpty: configuration.retainedEmptyRegions) {
                     unmap(state.regions.remove(emptied))
                 }

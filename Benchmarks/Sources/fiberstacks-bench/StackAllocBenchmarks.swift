@@ -23,8 +23,8 @@ enum StackAllocBenchmarks {
         let ops = recorder.scale.ops(2_000, quick: 20)
         let guardSize = StackRequest.defaultGuardSize
         let lightweight = GuardInstaller.lightweightGuardsSupported
-        if !lightweight {
-            recorder.skip(.stackAlloc, "mmap_lightweight", because: "MADV_GUARD_INSTALL needs Linux >= 6.13 (this is \(kernelRelease))")
+        for name in ["mmap_lightweight", "mmap_lightweight_used"] where !lightweight {
+            recorder.skip(.stackAlloc, name, because: "MADV_GUARD_INSTALL needs Linux >= 6.13 (this is \(kernelRelease))")
         }
         let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .protNone)]
         for size in sizes {
