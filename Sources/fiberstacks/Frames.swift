@@ -75,7 +75,7 @@ struct Frames: ParsableCommand {
     func run() throws {
         let audit = binaries.isEmpty
             ? try FrameAudit.auditLoadedObjects(logger: Self.logger)
-            : FrameAudit(merging: try binaries.map { path throws(StackError) in try FrameAudit.auditFile(path, logger: Self.logger) })
+            : FrameAudit(merging: try binaries.map(Self.audit))
         let limit = try guardBytes
         let overGuard = limit.map { limit in audit.functions.filter { !$0.isVariable && $0.frameBytes > limit } } ?? []
         if json {
@@ -85,6 +85,18 @@ struct Frames: ParsableCommand {
             printReport(audit, guardBytes: limit, overGuard: overGuard)
         }
         if !overGuard.isEmpty { throw ExitCode(1) }
+    }
+
+    /// The audit of a binary given on the command line: one that is not an object the audit reads (a
+    /// directory, an empty file, text, 32-bit ELF) is a usage error; a failing syscall stays an error.
+    private static func audit(_ path: String) throws -> FrameAudit {
+        do {
+            return try FrameAudit.auditFile(path, logger: logger)
+        } catch {
+            guard case .objectUnreadable(_, _, errno: nil) = error.reason else { throw error }
+            FileStream.standardError.write("Error: \(error)\n")
+            throw ExitCode.validationFailure
+        }
     }
 
     private func printReport(_ audit: FrameAudit, guardBytes: Int?, overGuard: [FrameRecord]) {

@@ -60,6 +60,30 @@ struct FramesCommandTests {
         #expect(run.standardError.contains(flag), "\(run.standardError)")
     }
 
+    @Test("A file that is not an object this audit reads is a usage error that names it and says what to give")
+    func notAnObject() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-frames-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var elf32 = [UInt8](repeating: 0, count: 64)
+        elf32.replaceSubrange(0..<6, with: [0x7f, 0x45, 0x4c, 0x46, 1, 1])
+        let files: [(String, Data)] = [
+            ("text", Data("not an object\n".utf8)), ("empty", Data()), ("short-elf", Data([0x7f, 0x45, 0x4c, 0x46])),
+            ("elf32", Data(elf32)),
+        ]
+        var paths = [directory.path]
+        for (name, contents) in files {
+            let path = directory.appendingPathComponent(name).path
+            try contents.write(to: URL(fileURLWithPath: path))
+            paths.append(path)
+        }
+        for path in paths {
+            let run = try runFiberstacks(["frames", path])
+            #expect(run.status == 64, "\(path): \(run.status) \(run.standardError)")
+            #expect(run.standardError.contains(path) && run.standardError.contains("ELF"), "\(run.standardError)")
+        }
+    }
+
     @Test("An unreadable binary is an error that says what to give")
     func unreadableBinary() throws {
         let run = try runFiberstacks(["frames", "/nonexistent/binary"])

@@ -3,19 +3,70 @@ import StackAllocators
 
 /// `capacity`: the most live guarded stacks one process holds, with the slab (64 KiB stacks, 64 KiB
 /// guards of the default kind), up to `--capacity-limit` stacks or `--capacity-seconds`, whichever
-/// comes first, or until the kernel refuses (then `extra.stopped_by_error` is 1 and the error goes to
-/// standard error). Measured once (`reps` 1): the median is µs per stack created.
+/// comes first, or until the kernel refuses (then `extra.stopped_by_error` is 1, the error goes to
+/// standard error and no further run starts). Measured `runs` times (1 under `--quick`), each with a
+/// new slab: the median is µs per stack created, and the targets read the medians over the runs.
 ///
-/// `extra`: `stacks`, `create_s`, `release_s` (all of them, then `trim()`), `map_lines_added` (with all
-/// live), `page_table_bytes` (VmPTE growth: a lightweight guard is a page-table marker),
-/// `rss_bytes` (VmRSS growth, which includes the benchmark's own array of `Stack` values, touched before
-/// the clock starts), both also
-/// per stack (`page_table_bytes_per_stack`, `rss_bytes_per_stack`),
-/// `reserved_bytes` (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`.
+/// `extra`: `stacks`, `create_s`, `release_s` (all of them, then `trim()`), their medians per million
+/// (`create_s_per_million`, `release_s_per_million`) with the slowest and fastest run
+/// (`..._max`, `..._min`), and from the first run: `map_lines_added` (with all live),
+/// `page_table_bytes` (VmPTE growth: a lightweight guard is a page-table marker), `rss_bytes` (VmRSS
+/// growth, which includes the benchmark's own array of `Stack` values, touched before the clock starts),
+/// both also per stack (`page_table_bytes_per_stack`, `rss_bytes_per_stack`), `reserved_bytes`
+/// (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`, `runs`.
 enum CapacityBenchmarks {
+    /// Runs per benchmark: one would make a target of a single sample.
+    static let runs = 3
+
     static func run(_ recorder: BenchRecorder) throws {
+        var measured: [Run] = []
+        for _ in 0..<recorder.scale.ops(runs, quick: 1) {
+            let run = try measure(recorder)
+            measured.append(run)
+            if run.stoppedByError { break }
+        }
+        let first = measured[0]
+        // Seconds per million stacks, which is also µs per stack.
+        let create = measured.map { Double($0.create) / Double($0.count) / 1e3 }
+        let release = measured.map { Double($0.release) / Double($0.count) / 1e3 }
+        recorder.add(BenchResult(
+            section: .capacity, name: "slab_guarded_stacks",
+            params: ["size": first.request.usableSize, "guard": first.request.guardSize], unit: "us",
+            samples: create, opsPerRep: first.count,
+            extra: [
+                "stacks": Double(first.count), "create_s": Double(first.create) / 1e9, "release_s": Double(first.release) / 1e9,
+                "create_s_per_million": BenchResult.median(create),
+                "create_s_per_million_min": create.min()!, "create_s_per_million_max": create.max()!,
+                "release_s_per_million": BenchResult.median(release),
+                "release_s_per_million_min": release.min()!, "release_s_per_million_max": release.max()!,
+                "map_lines_added": Double(first.mapLines), "page_table_bytes": Double(first.pageTableBytes),
+                "page_table_bytes_per_stack": Double(first.pageTableBytes) / Double(first.count),
+                "rss_bytes_per_stack": Double(first.rssBytes) / Double(first.count),
+                "rss_bytes": Double(first.rssBytes), "reserved_bytes": Double(first.reserved),
+                "limit": Double(recorder.capacityStacks), "time_bound_s": recorder.capacitySeconds,
+                "time_bound_hit": measured.contains { $0.timeBoundHit } ? 1 : 0,
+                "stopped_by_error": measured.contains { $0.stoppedByError } ? 1 : 0,
+                "runs": Double(measured.count),
+            ]))
+    }
+
+    /// One run: stacks created until the limit, the time bound or an error, then all released.
+    private struct Run {
+        let request: StackRequest
+        let count: Int
+        /// Nanoseconds.
+        let create: UInt64
+        let release: UInt64
+        let mapLines: Int
+        let pageTableBytes: Int
+        let rssBytes: Int
+        let reserved: Int
+        let timeBoundHit: Bool
+        let stoppedByError: Bool
+    }
+
+    private static func measure(_ recorder: BenchRecorder) throws -> Run {
         let limit = recorder.capacityStacks
-        let bound = recorder.capacitySeconds
         let slab = try SlabStackAllocator(logger: benchLogger)
         let request = StackRequest(usableSize: 64 << 10)
         let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)
@@ -26,7 +77,7 @@ enum CapacityBenchmarks {
         UnsafeMutableRawPointer(storage).initializeMemory(as: UInt8.self, repeating: 0, count: limit * MemoryLayout<Stack>.stride)
         var count = 0
         var stoppedByError = false
-        let deadline = nanoseconds() + UInt64(bound * 1e9)
+        let deadline = nanoseconds() + UInt64(recorder.capacitySeconds * 1e9)
         let start = nanoseconds()
         while count < limit {
             if count % 1_024 == 0, nanoseconds() > deadline { break }
@@ -48,20 +99,9 @@ enum CapacityBenchmarks {
         _ = slab.trim()
         let release = nanoseconds() - releaseStart
         guard count > 0 else { throw BenchFailure("capacity: not one stack could be allocated") }
-        recorder.add(BenchResult(
-            section: .capacity, name: "slab_guarded_stacks",
-            params: ["size": request.usableSize, "guard": request.guardSize], unit: "us",
-            samples: [Double(create) / Double(count) / 1000], opsPerRep: count,
-            extra: [
-                "stacks": Double(count), "create_s": Double(create) / 1e9, "release_s": Double(release) / 1e9,
-                "create_s_per_million": Double(create) / Double(count) / 1e3,
-                "release_s_per_million": Double(release) / Double(count) / 1e3,
-                "map_lines_added": Double(mapsLive - mapsBefore), "page_table_bytes": Double(pteLive - pteBefore),
-                "page_table_bytes_per_stack": Double(pteLive - pteBefore) / Double(count),
-                "rss_bytes_per_stack": Double(rssLive - rssBefore) / Double(count),
-                "rss_bytes": Double(rssLive - rssBefore), "reserved_bytes": Double(reserved),
-                "limit": Double(limit), "time_bound_s": bound,
-                "time_bound_hit": count < limit && !stoppedByError ? 1 : 0, "stopped_by_error": stoppedByError ? 1 : 0,
-            ]))
+        return Run(
+            request: request, count: count, create: create, release: release, mapLines: mapsLive - mapsBefore,
+            pageTableBytes: pteLive - pteBefore, rssBytes: rssLive - rssBefore, reserved: reserved,
+            timeBoundHit: count < limit && !stoppedByError, stoppedByError: stoppedByError)
     }
 }
