@@ -52,13 +52,19 @@ struct HugePageBacking: Sendable, Hashable {
             return HugePageBacking(source: .hugetlbfsFile(directory: mount), pageSize: size)
         case .hugetlbfs(nil):
             let size = try hugeTLBPageSize(request.pageSize)
-            guard hugetlbfs_find_path_for_size(size) != nil else {
-                throw .capabilityMissing(
-                    "a hugetlbfs mount for \(formatByteCount(size)) pages",
-                    fix: "as root: mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none "
-                        + "/dev/hugepages (scripts/setup does it), then restart: libhugetlbfs reads the mounts when it loads")
+            let found = hugetlbfs_find_path_for_size(size).map { String(cString: $0) }
+            if let found, HugePageSystem.canCreateFiles(in: found) {
+                return HugePageBacking(source: .hugetlbfsFile(directory: nil), pageSize: size)
             }
-            return HugePageBacking(source: .hugetlbfsFile(directory: nil), pageSize: size)
+            // libhugetlbfs skips the mounts this user cannot write, and keeps the ones it found when it
+            // loaded, which may have changed since.
+            let unwritable = found.map { [$0] }
+                ?? HugePageSystem.hugeTLBMounts().filter { $0.pageSize == size && !$0.writable }.map(\.path)
+            guard unwritable.isEmpty else { throw HugePageSystem.unwritableMountError(unwritable, pageSize: size) }
+            throw .capabilityMissing(
+                "a hugetlbfs mount for \(formatByteCount(size)) pages",
+                fix: "as root: mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none "
+                    + "/dev/hugepages (scripts/setup does it), then restart: libhugetlbfs reads the mounts when it loads")
         case .transparent:
             guard let mode = HugePageSystem.transparentHugePageMode(),
                 let pmdSize = HugePageSystem.transparentHugePagePMDSize()

@@ -33,6 +33,8 @@ import Glibc
         package let path: String
         /// Its page size in bytes.
         package let pageSize: Int
+        /// Whether this process can make files in it: libhugetlbfs ignores a mount it cannot.
+        package let writable: Bool
     }
 
     /// Huge page sizes the kernel offers, in bytes, smallest first.
@@ -97,7 +99,29 @@ import Glibc
             guard fields.count >= 4, fields[2] == "hugetlbfs" else { return nil }
             let option = fields[3].split(separator: ",").first { $0.hasPrefix("pagesize=") }
             let size = option.flatMap { parseSize($0.dropFirst("pagesize=".count)) } ?? defaultHugePageSize()
-            return HugeTLBMount(path: String(fields[1]), pageSize: size)
+            let path = String(fields[1])
+            return HugeTLBMount(path: path, pageSize: size, writable: canCreateFiles(in: path))
         }
+    }
+
+    /// Whether this process, with its effective user and groups, can make files in `directory`.
+    package static func canCreateFiles(in directory: String) -> Bool {
+        faccessat(AT_FDCWD, directory, W_OK | X_OK, AT_EACCESS) == 0
+    }
+
+    /// The error for hugetlbfs mounts of `pageSize` pages that this process cannot make files in, with
+    /// their owners and modes: the `chmod` that opens one to every user, or the mount options that give
+    /// it to this one.
+    package static func unwritableMountError(_ paths: [String], pageSize: Int) -> StackError {
+        let (uid, gid) = (geteuid(), getegid())
+        let owners = paths.map { path in
+            var status = stat()
+            guard stat(path, &status) == 0 else { return path }
+            return "\(path): uid \(status.st_uid), gid \(status.st_gid), mode \(String(status.st_mode & 0o7777, radix: 8))"
+        }
+        return .capabilityMissing(
+            "a hugetlbfs mount for \(formatByteCount(pageSize)) pages that uid \(uid) can write (\(owners.joined(separator: "; ")))",
+            fix: "as root: chmod 1777 \(paths[0]) (until it is mounted again), or mount it with -o mode=1777 or "
+                + "-o uid=\(uid),gid=\(gid); then restart: libhugetlbfs reads the mounts when it loads")
     }
 }

@@ -30,9 +30,13 @@ package enum HugePageChecks {
                 let name = "huge/\(label(backing))-\(formatByteCount(size))"
                 let capability: Capability =
                     size > 2 << 20 ? .giganticPages : backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
-                if case .hugetlbfs = backing, !mounts.contains(where: { $0.pageSize == size }) {
+                let ofSize = mounts.filter { $0.pageSize == size }
+                if case .hugetlbfs = backing, ofSize.isEmpty {
                     report.skip("backing", name, lacking: capability, "needs a hugetlbfs mount for \(formatByteCount(size)) pages "
                         + "(mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none /dev/hugepages-\(formatSizeOption(size)))")
+                } else if case .hugetlbfs = backing, !ofSize.contains(where: \.writable) {
+                    report.skip("backing", name, lacking: capability,
+                                "\(HugePageSystem.unwritableMountError(ofSize.map(\.path), pageSize: size))")
                 } else if let pool, pool.available >= 1 {
                     checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), capability: capability, into: &report)
                 } else {

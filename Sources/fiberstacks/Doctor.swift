@@ -46,7 +46,8 @@ struct Doctor: ParsableCommand {
         }
         for mount in machine.hugeTLBMounts {
             let limit = limits.first { $0.path == mount.path }?.text ?? "size limit unknown"
-            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatByteCount(mount.pageSize)) pages, \(limit))"))
+            let access = mount.writable ? "" : ", not writable by uid \(geteuid()): libhugetlbfs ignores it"
+            rows.append(("hugetlbfs mount", "\(mount.path) (\(formatByteCount(mount.pageSize)) pages, \(limit)\(access))"))
         }
         printTable(rows)
         if case .success(let topology) = numa {
