@@ -3,8 +3,9 @@ import Glibc
 import StackAllocators
 
 /// `verify` for capacity: a child allocates a million guarded 64 KiB slab stacks (fewer where this
-/// machine's map count, address space or memory cannot hold them: the row says so), labels one chosen
-/// at random, writes into its guard, and must die by SIGSEGV with the diagnostic naming that stack.
+/// machine's map count, address space, memory or memory cgroup limit cannot hold them: the row says so),
+/// labels one chosen at random, writes into its guard, and must die by SIGSEGV with the diagnostic
+/// naming that stack.
 package enum CapacityCheck {
     package static let defaultStacks = 1_000_000
     package static let stackSize = 64 << 10
@@ -18,10 +19,17 @@ package enum CapacityCheck {
             let (count, limits) = try fitting(requested, lightweight: lightweight)
             let target = Int.random(in: 0..<count)
             let label = "verify-\(getpid())-stack-\(target)"
-            let (passed, detail) = try SelfChild.expectGuardFault(
+            let cgroup = MemoryCgroup.current()
+            let killsBefore = cgroup?.oomKills
+            var (passed, detail) = try SelfChild.expectGuardFault(
                 ["--allocator", "slab", "--guard-mode", lightweight ? "lightweight" : "mprotect", "--stacks", "\(count)",
                  "--target", "\(target)"],
                 label: label, offset: Int.random(in: 1...guardSize), guardSize: guardSize, timeLimit: timeLimit)
+            if let cgroup, let killsBefore, let kills = cgroup.oomKills, kills > killsBefore {
+                passed = false
+                detail += "; the OOM killer ended the child (oom_kill \(killsBefore) -> \(kills) in \(cgroup.eventsFile)): "
+                    + "raise the limit in \(cgroup.limitFile) (\(cgroup.limit) B, \(cgroup.usage) B in use)"
+            }
             let scaled = count < requested ? " (scaled down from \(requested): \(limits))" : ""
             return (passed, "\(count) live stacks\(scaled), stack \(target) written: \(detail)")
         }
@@ -47,6 +55,11 @@ package enum CapacityCheck {
             .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
         let room = availableKiB * 1024 / 2 / 512
         if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
+        // A container's memory limit is often far below MemAvailable: past it, the OOM killer.
+        if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / 512 < count {
+            count = cgroup.room / 2 / 512
+            limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
+        }
         guard count >= 1000 else {
             throw CheckError(description: "this machine holds fewer than 1000 guarded stacks: \(limits.joined(separator: "; "))")
         }
