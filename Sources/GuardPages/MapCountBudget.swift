@@ -25,6 +25,9 @@ package struct MapCountBudget: Sendable, Hashable {
     /// The reserve kept now: `reserve`, but at most a quarter of the limit.
     package var reserveInUse: Int { Swift.min(reserve, limit / Self.reserveLimitDivisor) }
 
+    /// Guards of `linesPerGuard` mappings that fit below the reserve, as of the estimate.
+    package var guardsRemaining: Int { Swift.max(0, (limit - reserveInUse - estimate) / Self.linesPerGuard) }
+
     /// Reads the limit and the current count now.
     package init(reserve: Int) throws(StackError) {
         try self.init(reserve: reserve, limitOverride: nil)

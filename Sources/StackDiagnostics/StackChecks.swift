@@ -34,6 +34,18 @@ package struct ReleaseMark {
 
 /// Checks every allocator-independent property of one live stack: its guard and its residency.
 package enum StackChecks {
+    /// Stacks a check that counts map lines may give mprotect guards: what `budget` leaves after
+    /// `lessLines` other mappings. Throws, naming the sysctl, when that is fewer than 100.
+    package static func mprotectStacks(fitting budget: MapCountBudget, lessLines: Int = 0) throws -> Int {
+        let room = budget.guardsRemaining - lessLines
+        guard room >= 100 else {
+            throw CheckError(description: "vm.max_map_count=\(budget.limit) leaves room for \(max(room, 0)) mprotect-guarded "
+                + "stacks (the process has \(budget.estimate) mappings, \(budget.reserveInUse) kept in reserve): raise it "
+                + "with `sysctl -w vm.max_map_count=262144`")
+        }
+        return room
+    }
+
     /// For each prefault strategy: allocates one 256 KiB stack with it, checks it, releases it, and (when
     /// `unmapsOnRelease`) checks that the guard and the usable range are gone.
     package static func runLifecycles(

@@ -1,3 +1,5 @@
+@_spi(Benchmarks) import GuardPages
+import StackAllocators
 import StackDiagnostics
 import StackTestSupport
 import Testing
@@ -14,5 +16,25 @@ struct InProcessChecksTests {
             #expect(faults.contains { $0.allocator == allocator && $0.status == .pass }, "\(allocator): \(faults)")
         }
         #expect(report.checks.contains { $0.name == "bind-node0" && $0.status == .pass })
+    }
+
+    @Test("Under a low vm.max_map_count the checks that count map lines scale their mprotect stacks down to what the limit leaves, say so, and pass",
+          needsNoSanitizer)
+    func mapLinesUnderALowLimit() async {
+        // In a child of its own: other tests would change the map count while these checks count lines.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // Room for about 500 stacks above what the child maps now, after the reserve (a quarter of the limit).
+            let limit = (try MapCount.current() + 1_000 + 16) * 4 / 3
+            let mmap = try MmapStackAllocator(guardMode: .protNone)
+            for (check, asked) in [
+                ({ try SlabChecks.mapLines(mode: .protNone, limitOverride: limit) }, SlabChecks.mapLineStacks),
+                ({ try MmapChecks.liveAndReleased(mmap, mode: .protNone, limitOverride: limit) }, 1000),
+            ] as [(() throws -> (Bool, String), Int)] {
+                let (passed, detail) = try check()
+                let stacks = Int(detail.prefix { $0.isNumber }) ?? 0
+                precondition(passed && (400...520).contains(stacks), detail)
+                precondition(detail.contains("scaled down from \(asked)") && detail.contains("vm.max_map_count=\(limit)"), detail)
+            }
+        }
     }
 }
