@@ -14,12 +14,13 @@ struct ConventionTests {
         #expect(!run.output.contains("PASS"), "verify ran: \(run.output)")
     }
 
-    @Test("--version prints the version of the newest CHANGELOG.md entry")
+    @Test("--version prints the version of the newest released CHANGELOG.md entry")
     func version() throws {
         let changelog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("CHANGELOG.md")
         let text = try String(contentsOf: changelog, encoding: .utf8)
-        let heading = try #require(text.split(separator: "\n").first { $0.hasPrefix("## [") })
+        // Changes since the last release gather under "## [Unreleased]" (Keep a Changelog).
+        let heading = try #require(text.split(separator: "\n").first { $0.hasPrefix("## [") && !$0.hasPrefix("## [Unreleased]") })
         let newest = heading.dropFirst("## [".count).prefix { $0 != "]" }
         let run = try runFiberstacks(["--version"])
         #expect(run.status == 0)

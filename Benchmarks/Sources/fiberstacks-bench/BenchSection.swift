@@ -39,8 +39,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .numa: "(bind + prefault, mbind, placement verification)"
         case .frames: "(auditing the stack frames of every object loaded in this process)"
         case .capacity:
-            "(\(recorder.scale.ops(CapacityBenchmarks.runs, quick: 1)) runs of up to \(recorder.capacityStacks) live "
-                + "guarded stacks or \(format(recorder.capacitySeconds)) s, whichever comes first)"
+            "(" + (recorder.scale.quick ? "" : "\(CapacityBenchmarks.runs) runs, each ") + "up to \(recorder.capacityStacks) "
+                + "live guarded stacks or \(format(recorder.capacitySeconds)) s, whichever comes first)"
         }
     }
 
