@@ -29,16 +29,11 @@ package enum MmapChecks {
     package static func liveAndReleased(_ allocator: MmapStackAllocator, mode: GuardMode, limitOverride: Int? = nil)
         throws -> (Bool, String)
     {
-        var count = 1000
-        var scaled = ""
+        var (count, scaled) = (1000, "")
         if mode == .protNone {
             // This allocator keeps no budget: past the limit, the process's next mmap, malloc's too, fails.
             let budget = try MapCountBudget(reserve: SlabStackAllocator.Configuration().mapCountReserve, limitOverride: limitOverride)
-            let room = try StackChecks.mprotectStacks(fitting: budget)
-            if room < count {
-                scaled = " (scaled down from \(count): vm.max_map_count=\(budget.limit) leaves room for \(room))"
-                count = room
-            }
+            (count, scaled) = try StackChecks.mprotectStacks(count, fitting: budget)
         }
         _ = try liveRound(allocator, count: count)
         let (before, live, after, mapped) = try liveRound(allocator, count: count)

@@ -47,17 +47,12 @@ package enum SlabChecks {
         var configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, guardMode: mode)
         configuration.mapCountLimitOverride = limitOverride
         let small = try SlabStackAllocator(configuration)
-        var count = mapLineStacks
-        var scaled = ""
+        var (count, scaled) = (mapLineStacks, "")
         if small.guardMechanism == .protNone {
             let budget = try MapCountBudget(reserve: small.configuration.mapCountReserve, limitOverride: limitOverride)
             // Each region of the slab is one more mapping.
             let regions = (count + small.configuration.stacksPerRegion - 1) / small.configuration.stacksPerRegion
-            let room = try StackChecks.mprotectStacks(fitting: budget, lessLines: regions)
-            if room < count {
-                scaled = " (scaled down from \(count): vm.max_map_count=\(budget.limit) leaves room for \(room))"
-                count = room
-            }
+            (count, scaled) = try StackChecks.mprotectStacks(count, fitting: budget, lessLines: regions)
         }
         let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
         defer { storage.deallocate() }

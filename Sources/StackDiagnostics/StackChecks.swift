@@ -34,16 +34,20 @@ package struct ReleaseMark {
 
 /// Checks every allocator-independent property of one live stack: its guard and its residency.
 package enum StackChecks {
-    /// Stacks a check that counts map lines may give mprotect guards: what `budget` leaves after
-    /// `lessLines` other mappings. Throws, naming the sysctl, when that is fewer than 100.
-    package static func mprotectStacks(fitting budget: MapCountBudget, lessLines: Int = 0) throws -> Int {
+    /// How many of `asked` stacks a check that counts map lines can give mprotect guards: what `budget`
+    /// leaves after `lessLines` other mappings, with the note its row adds when that is fewer. Throws,
+    /// naming the sysctl, when fewer than 100 fit.
+    package static func mprotectStacks(_ asked: Int, fitting budget: MapCountBudget, lessLines: Int = 0) throws
+        -> (count: Int, note: String)
+    {
         let room = budget.guardsRemaining - lessLines
         guard room >= 100 else {
             throw CheckError(description: "vm.max_map_count=\(budget.limit) leaves room for \(max(room, 0)) mprotect-guarded "
                 + "stacks (the process has \(budget.estimate) mappings, \(budget.reserveInUse) kept in reserve): raise it "
                 + "with `sysctl -w vm.max_map_count=262144`")
         }
-        return room
+        guard room < asked else { return (asked, "") }
+        return (room, " (scaled down from \(asked): vm.max_map_count=\(budget.limit) leaves room for \(room))")
     }
 
     /// For each prefault strategy: allocates one 256 KiB stack with it, checks it, releases it, and (when
