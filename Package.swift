@@ -97,7 +97,9 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GuardPagesTests", dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures", "StackTestSupport"]),
+        .testTarget(
+            name: "GuardPagesTests",
+            dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures", "CSandbox", "StackTestSupport"]),
         // Functions with frames of known size (C and assembly) for the frame audit's tests.
         .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(
@@ -118,6 +120,8 @@ let package = Package(
         // C frames that skip guards without touching them, for the overflow tests.
         .target(name: "CJumpFixtures", path: "Tests/CJumpFixtures"),
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
+        // A seccomp filter that refuses madvise, as a container's profile can.
+        .target(name: "CSandbox", path: "Tests/CSandbox"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -37,8 +37,14 @@ extension GuardMode: CustomStringConvertible {
 
 /// Installs guards over page ranges with the mechanism a `GuardMode` resolves to.
 @_spi(Benchmarks) public struct GuardInstaller: Sendable, Hashable {
-    /// Whether this kernel accepts `MADV_GUARD_INSTALL`: probed once per process on a scratch mapping.
-    @_spi(Benchmarks) public static let lightweightGuardsSupported: Bool = probeLightweightGuards()
+    /// Whether `MADV_GUARD_INSTALL` works here, and if not why: probed once per process on a scratch mapping,
+    /// whose guarded page must then be inaccessible to a non-faulting read.
+    @_spi(Benchmarks) public static let lightweightGuards = AdviceProbe(
+        Int32(FS_MADV_GUARD_INSTALL), name: "MADV_GUARD_INSTALL", since: "6.13", pages: 2
+    ) { scratch in fs_probe_readable(UnsafeRawPointer(bitPattern: scratch)) == EFAULT }
+
+    /// Whether `MADV_GUARD_INSTALL` works here (`lightweightGuards`).
+    @_spi(Benchmarks) public static let lightweightGuardsSupported = lightweightGuards.isSupported
 
     /// The mechanism `install` uses: never `.canary` or `.none`.
     package let mechanism: GuardMechanism
@@ -52,7 +58,7 @@ extension GuardMode: CustomStringConvertible {
             guard Self.lightweightGuardsSupported else {
                 throw .capabilityMissing(
                     "MADV_GUARD_INSTALL (lightweight guard pages)",
-                    fix: "needs Linux >= 6.13 (running \(kernelRelease)); use GuardMode.protNone or .automatic")
+                    fix: "\(Self.lightweightGuards.missing ?? "it was refused"); use GuardMode.protNone or .automatic")
             }
             mechanism = .lightweight
         case .protNone:
@@ -75,16 +81,6 @@ extension GuardMode: CustomStringConvertible {
             }
             throw .guardInstallFailed(errno, mechanism: mechanism)
         }
-    }
-
-    private static func probeLightweightGuards() -> Bool {
-        let page = systemPageSize
-        guard case .success(let scratch) = Syscall.map(size: 2 * page, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS)
-        else { return false }
-        defer { _ = Syscall.unmap(scratch, size: 2 * page) }
-        guard case .success = Syscall.advise(scratch, size: page, Int32(FS_MADV_GUARD_INSTALL)) else { return false }
-        // Installed: the page must now be inaccessible to a non-faulting read.
-        return fs_probe_readable(UnsafeRawPointer(bitPattern: scratch)) == EFAULT
     }
 }
 

@@ -31,14 +31,11 @@ public struct PrefaultPolicy: Sendable, Hashable {
 
 /// Runs prefault policies over stack layouts. Only the usable range is ever touched; never a guard.
 @_spi(Benchmarks) public enum Prefault {
-    /// Whether this kernel has `MADV_POPULATE_WRITE` (Linux >= 5.14): probed once on a scratch page.
-    package static let populateSupported: Bool = {
-        let page = systemPageSize
-        guard case .success(let scratch) = Syscall.map(size: page, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS)
-        else { return false }
-        defer { _ = Syscall.unmap(scratch, size: page) }
-        return (try? Syscall.advise(scratch, size: page, Int32(FS_MADV_POPULATE_WRITE)).get()) != nil
-    }()
+    /// Whether `MADV_POPULATE_WRITE` (Linux >= 5.14) works here, and if not why: probed once on a scratch page.
+    package static let populateWrite = AdviceProbe(
+        Int32(FS_MADV_POPULATE_WRITE), name: "MADV_POPULATE_WRITE", since: "5.14", pages: 1)
+    /// Whether `MADV_POPULATE_WRITE` works here (`populateWrite`).
+    package static let populateSupported = populateWrite.isSupported
     /// Set once the missing `MADV_POPULATE_WRITE` has been logged.
     private static let fallbackLogged = Atomic<Bool>(false)
 
@@ -61,8 +58,8 @@ public struct PrefaultPolicy: Sendable, Hashable {
             }
             if !fallbackLogged.exchange(true, ordering: .relaxed) {
                 logger.warning(
-                    "MADV_POPULATE_WRITE is not supported by this kernel (needs Linux >= 5.14); populate falls back to touch",
-                    metadata: ["kernel": "\(kernelRelease)"])
+                    "MADV_POPULATE_WRITE does not work here; populate falls back to touch",
+                    metadata: ["why": "\(populateWrite.missing ?? "")"])
             }
         }
         for page in plan {

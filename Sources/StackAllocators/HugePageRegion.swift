@@ -95,7 +95,8 @@ enum HugePageRegion {
         guard Prefault.populateSupported else {
             throw .capabilityMissing(
                 "MADV_POPULATE_WRITE for hugetlb stacks",
-                fix: "needs Linux >= 5.14 (running \(kernelRelease)); without it an empty pool would SIGBUS at the first touch")
+                fix: "\(Prefault.populateWrite.missing ?? "it was refused"); without it an empty pool would SIGBUS at the "
+                    + "first touch")
         }
         let range = layout.usableRange
         switch Syscall.advise(range.lowerBound, size: range.count, Int32(FS_MADV_POPULATE_WRITE)) {

@@ -16,7 +16,7 @@ package enum GuardFaultChecks {
                 let name = "\(allocator)/\(mode)"
                 if mode == .lightweight && !lightweight {
                     report.skip("guard-fault", name, lacking: .lightweightGuards,
-                                "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+                                GuardInstaller.lightweightGuards.missing ?? "")
                     continue
                 }
                 fault(name, ["--allocator", allocator, "--guard-mode", mode.rawValue], into: &report)

@@ -11,7 +11,7 @@ package enum OverflowChecks {
         for mode in [GuardMode.lightweight, .protNone] {
             if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
                 report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .lightweightGuards,
-                            "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+                            GuardInstaller.lightweightGuards.missing ?? "")
                 continue
             }
             report.check("overflow-diagnostic/\(mode)", "overflow", timeLimit: SelfChild.timeLimit + 10) { try overflowDiagnostic(mode) }

@@ -75,7 +75,7 @@ package struct VerifyReport: Sendable {
     /// records the check `name` of `allocator` as skipped for lack of them.
     package mutating func guardModes(skipping name: String, _ allocator: String) -> [GuardMode] {
         if !GuardInstaller.lightweightGuardsSupported {
-            skip(name, allocator, lacking: .lightweightGuards, "MADV_GUARD_INSTALL needs Linux >= 6.13 (running \(kernelRelease))")
+            skip(name, allocator, lacking: .lightweightGuards, GuardInstaller.lightweightGuards.missing ?? "")
         }
         return GuardMode.forcible
     }

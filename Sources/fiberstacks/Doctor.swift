@@ -23,8 +23,9 @@ struct Doctor: ParsableCommand {
         var rows: [(String, String)] = [
             ("kernel", machine.kernelRelease),
             ("page size", "\(machine.pageSize) B"),
-            ("lightweight guards (MADV_GUARD_INSTALL)", yesNo(machine.lightweightGuards, "needs Linux >= 6.13; mprotect fallback")),
-            ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "needs Linux >= 5.14; touch fallback")),
+            ("lightweight guards (MADV_GUARD_INSTALL)",
+             yesNo(machine.lightweightGuards, "\(GuardInstaller.lightweightGuards.missing ?? ""); mprotect fallback")),
+            ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "\(Prefault.populateWrite.missing ?? ""); touch fallback")),
             ("transparent huge pages", machine.transparentHugePages.map {
                 "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")

@@ -1,0 +1,11 @@
+// A seccomp filter for tests: makes the calling process look like one in a container whose seccomp profile
+// refuses a syscall.
+#ifndef FIBERSTACKS_SANDBOX_H
+#define FIBERSTACKS_SANDBOX_H
+
+/// From now on, for this process and its children, madvise(2) fails with `error` (EPERM as a seccomp
+/// profile returns it, ENOSYS, EINVAL as a kernel without the advice). Returns 0, or the errno of the prctl
+/// that failed.
+int fs_test_refuse_madvise(int error);
+
+#endif
