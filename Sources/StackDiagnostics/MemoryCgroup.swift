@@ -60,7 +60,12 @@ package struct MemoryCgroup: Sendable {
 
     /// The binding limit, or nil where no memory cgroup above this process sets one (or none can be read).
     package static func current() -> MemoryCgroup? {
-        hierarchies().flatMap(\.limits).min { $0.room < $1.room }
+        binding(in: hierarchies())
+    }
+
+    /// Of the limits set in `hierarchies`, the one with the least room.
+    package static func binding(in hierarchies: [Hierarchy]) -> MemoryCgroup? {
+        hierarchies.flatMap(\.limits).min { $0.room < $1.room }
     }
 
     /// The memory cgroup hierarchies this process is in (/proc/self/cgroup), where they are mounted
@@ -69,7 +74,13 @@ package struct MemoryCgroup: Sendable {
         guard let memberships = try? SystemFile.read("/proc/self/cgroup"),
             let mounts = try? SystemFile.read("/proc/self/mountinfo")
         else { return [] }
-        return memberships.split(separator: "\n").compactMap { line -> Hierarchy? in
+        return hierarchies(memberships: memberships, mountinfo: mounts)
+    }
+
+    /// The memory cgroup hierarchies that `memberships` (as /proc/self/cgroup reads) names, where
+    /// `mountinfo` (as /proc/self/mountinfo reads) mounts them.
+    package static func hierarchies(memberships: String, mountinfo mounts: String) -> [Hierarchy] {
+        memberships.split(separator: "\n").compactMap { line -> Hierarchy? in
             // "0::/path" (v2) or "4:memory:/path" (v1; the controllers may be comma-joined).
             let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             guard fields.count == 3 else { return nil }
@@ -87,9 +98,11 @@ package struct MemoryCgroup: Sendable {
     private static func hierarchy(
         _ mount: (directory: String, root: String), _ path: String, limit: String, usage: String, events: String
     ) -> Hierarchy? {
-        // A container may see only its own subtree: the mount's root is then a prefix of the path.
-        guard path.hasPrefix(mount.root) else { return nil }
-        let components = path.dropFirst(mount.root.count).split(separator: "/").map(String.init)
+        // A container may see only its own subtree: the mount's root is then the path or one above it.
+        let root = mount.root.split(separator: "/")
+        let all = path.split(separator: "/")
+        guard all.starts(with: root) else { return nil }
+        let components = all.dropFirst(root.count).map(String.init)
         return Hierarchy(
             mount: mount.directory, components: components, limitName: limit, usageName: usage, eventsName: events)
     }
