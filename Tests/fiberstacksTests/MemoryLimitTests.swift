@@ -51,15 +51,18 @@ struct MemoryLimitTests {
                 atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try text.write(toFile: file, atomically: false, encoding: .utf8)
         }
+        func binding(_ memberships: String, _ mountinfo: String) -> MemoryCgroup? {
+            MemoryCgroup.binding(in: MemoryCgroup.hierarchies(memberships: memberships, mountinfo: mountinfo))
+        }
         // v2: a 400 MiB limit two levels up binds, not the "max" of the process's own cgroup.
         try write("v2/system.slice/memory.max", "419430400\n")
         try write("v2/system.slice/memory.current", "104857600\n")
         try write("v2/system.slice/memory.events", "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n")
         try write("v2/system.slice/app.service/memory.max", "max\n")
         try write("v2/system.slice/app.service/memory.current", "1048576\n")
-        let v2 = MemoryCgroup.binding(in: MemoryCgroup.hierarchies(
-            memberships: "0::/system.slice/app.service\n",
-            mountinfo: "35 24 0:30 / \(root)/v2 rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"))
+        let v2 = binding(
+            "0::/system.slice/app.service\n",
+            "35 24 0:30 / \(root)/v2 rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
         #expect(v2?.limitFile == "\(root)/v2/system.slice/memory.max" && v2?.limit == 400 << 20, "\(String(describing: v2))")
         #expect(v2?.room == 300 << 20 && v2?.oomKills == 1, "\(String(describing: v2))")
         // A container that sees only its subtree: the mount's root is the cgroup's path; a sibling whose name
@@ -68,13 +71,13 @@ struct MemoryLimitTests {
         try write("container/memory.current", "0")
         try write("wrong/c/memory.max", "1")
         try write("wrong/c/memory.current", "0")
-        let container = MemoryCgroup.binding(in: MemoryCgroup.hierarchies(
-            memberships: "0::/docker/abc\n",
-            mountinfo: "40 30 0:31 /docker/ab \(root)/wrong rw - cgroup2 cgroup2 rw\n40 30 0:31 /docker/abc \(root)/container rw - cgroup2 cgroup2 rw\n"))
+        let container = binding(
+            "0::/docker/abc\n",
+            "40 30 0:31 /docker/ab \(root)/wrong rw - cgroup2 cgroup2 rw\n40 30 0:31 /docker/abc \(root)/container rw - cgroup2 cgroup2 rw\n")
         #expect(container == nil, "a mount of /docker/ab is not one of /docker/abc: \(String(describing: container))")
-        let own = MemoryCgroup.binding(in: MemoryCgroup.hierarchies(
-            memberships: "0::/docker/abc\n",
-            mountinfo: "40 30 0:31 /docker/abc \(root)/container rw - cgroup2 cgroup2 rw\n"))
+        let own = binding(
+            "0::/docker/abc\n",
+            "40 30 0:31 /docker/abc \(root)/container rw - cgroup2 cgroup2 rw\n")
         #expect(own?.limit == 256 << 20 && own?.limitFile == "\(root)/container/memory.max", "\(String(describing: own))")
         // v1's memory controller, comma-joined with another; its "no limit" is a huge number.
         try write("v1/memory.limit_in_bytes", "9223372036854771712")
@@ -82,9 +85,9 @@ struct MemoryLimitTests {
         try write("v1/job/memory.limit_in_bytes", "134217728")
         try write("v1/job/memory.usage_in_bytes", "33554432")
         try write("v1/job/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n")
-        let v1 = MemoryCgroup.binding(in: MemoryCgroup.hierarchies(
-            memberships: "5:cpu,cpuacct:/job\n4:memory,hugetlb:/job\n0::/\n",
-            mountinfo: "33 25 0:29 / \(root)/v1 rw - cgroup cgroup rw,memory,hugetlb\n"))
+        let v1 = binding(
+            "5:cpu,cpuacct:/job\n4:memory,hugetlb:/job\n0::/\n",
+            "33 25 0:29 / \(root)/v1 rw - cgroup cgroup rw,memory,hugetlb\n")
         #expect(v1?.limit == 128 << 20 && v1?.room == 96 << 20 && v1?.oomKills == 4, "\(String(describing: v1))")
     }
 }
