@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics"], path: "Tests/StackTestSupport"),
-        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "StackTestSupport"]),
+        .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "CSandbox", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
         .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "StackDiagnostics", "fiberstacks", "StackTestSupport"]),
         .testTarget(
@@ -120,7 +120,8 @@ let package = Package(
         // C frames that skip guards without touching them, for the overflow tests.
         .target(name: "CJumpFixtures", path: "Tests/CJumpFixtures"),
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
-        // A seccomp filter that refuses madvise, as a container's profile can.
+        // Seccomp filters that refuse madvise, as a container's profile can, or its guard advice, as a kernel
+        // older than 6.13 does.
         .target(name: "CSandbox", path: "Tests/CSandbox"),
     ],
     swiftLanguageModes: [.v6]

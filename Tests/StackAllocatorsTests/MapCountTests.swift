@@ -19,9 +19,9 @@ private func withLiveStacks(
 
 @Suite("Map count")
 struct MapCountTests {
-    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoSanitizer)
+    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoSanitizer,
+          .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))
     func lightweight() async throws {
-        try #require(GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)")
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let allocator = try MmapStackAllocator(guardMode: .lightweight)
             let baseline = try MapCount.current()

@@ -8,4 +8,9 @@
 /// that failed.
 int fs_test_refuse_madvise(int error);
 
+/// From now on, for this process and its children, madvise(2) and process_madvise(2) with
+/// MADV_GUARD_INSTALL or MADV_GUARD_REMOVE fail with EINVAL, as on a kernel older than Linux 6.13; every
+/// other advice works. Returns 0, or the errno of the prctl that failed.
+int fs_test_refuse_guard_advice(void);
+
 #endif
