@@ -24,7 +24,7 @@ enum StackAllocBenchmarks {
         let guardSize = StackRequest.defaultGuardSize
         let lightweight = GuardInstaller.lightweightGuardsSupported
         for name in ["mmap_lightweight", "mmap_lightweight_used"] where !lightweight {
-            recorder.skip(.stackAlloc, name, because: "MADV_GUARD_INSTALL needs Linux >= 6.13 (this is \(kernelRelease))")
+            recorder.skip(.stackAlloc, name, because: GuardInstaller.lightweightGuards.missing ?? "")
         }
         let modes: [(String, GuardMode)] = (lightweight ? [("lightweight", .lightweight)] : []) + [("mprotect", .protNone)]
         for size in sizes {
