@@ -40,9 +40,9 @@ package enum SlabChecks {
 
     /// The map lines `mapLineStacks` live slab stacks with `mode` guards add (none with lightweight guards,
     /// two each with mprotect), and that none is left after release and trim: no more than malloc may add
-    /// meanwhile, and no region's address space. With mprotect guards the
-    /// count is scaled down to what `vm.max_map_count` (or `limitOverride`) leaves the slab: the property
-    /// holds at any count, and a low limit is the slab's to respect, not a failure.
+    /// meanwhile, and no region's address space. With mprotect guards the count is scaled down to what
+    /// `vm.max_map_count` (or `limitOverride`) leaves the slab: the property holds at any count, and a low
+    /// limit is the slab's to respect, not a failure.
     package static func mapLines(mode: GuardMode, limitOverride: Int? = nil) throws -> (Bool, String) {
         try Sanitizer.requireProcessAccounting()
         var configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, guardMode: mode)

@@ -34,23 +34,11 @@ struct HugePageCommandTests {
         }
     }
 
-    /// The default-size hugetlbfs mounts, when every one is closed to uid 65534 (owned by someone else,
-    /// no write bit for others).
-    static let mountsClosedToNobody: [String] = {
-        let mounts = HugePageSystem.hugeTLBMounts().filter { $0.pageSize == HugePageSystem.defaultHugePageSize() }.map(\.path)
-        let closed = mounts.filter { path in
-            var status = stat()
-            return stat(path, &status) == 0 && status.st_uid != 65534 && status.st_mode & 0o002 == 0
-        }
-        return closed.count == mounts.count ? closed : []
-    }()
-
     @Test("A user who cannot write the hugetlbfs mount: verify skips that backing naming the mount and the chmod, doctor says libhugetlbfs ignores it, nothing fails",
-          needsNoSanitizer, .enabled(if: geteuid() == 0, "needs root, to run the tool as uid 65534"),
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv (util-linux)"),
-          .enabled(if: !mountsClosedToNobody.isEmpty, "needs a default-size hugetlbfs mount that uid 65534 cannot write (/dev/hugepages as scripts/setup mounts it)"))
+          needsNoSanitizer, needsHugeTLBMountClosedToUnprivilegedUser,
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs setpriv (util-linux)"))
     func unwritableMount() throws {
-        // A copy that uid 65534 can run: the build directory may sit below a directory closed to it.
+        // A copy that the unprivileged user can run: the build directory may sit below a directory closed to it.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-nobody-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -59,10 +47,10 @@ struct HugePageCommandTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: binary)
         func asNobody(_ arguments: [String]) throws -> ChildProcess.Outcome {
             try ChildProcess.run(
-                "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", binary] + arguments,
+                "/usr/bin/setpriv", ["--reuid=\(unprivilegedUser)", "--regid=\(unprivilegedUser)", "--clear-groups", binary] + arguments,
                 workingDirectory: directory.path, timeLimit: 300)
         }
-        let mount = Self.mountsClosedToNobody[0]
+        let mount = hugeTLBMountsClosedToUnprivilegedUser[0]
         let verify = try asNobody(["verify", "--json", "--million-stacks", "100000"])
         #expect(verify.status == 0, "\(verify.standardOutput)\(verify.standardError)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(verify.standardOutput.utf8)) as? [String: Any])
@@ -71,7 +59,7 @@ struct HugePageCommandTests {
         let backing = try #require(checks.first { $0["allocator"] as? String == name && $0["name"] as? String == "backing" }, "\(checks)")
         let detail = backing["detail"] as? String ?? ""
         #expect(backing["status"] as? String == "skip" && backing["capability"] as? String == "hugetlbfs", "\(backing)")
-        #expect(detail.contains(mount) && detail.contains("uid 65534 can write") && detail.contains("chmod 1777 \(mount)"), "\(detail)")
+        #expect(detail.contains(mount) && detail.contains("uid \(unprivilegedUser) can write") && detail.contains("chmod 1777 \(mount)"), "\(detail)")
         let doctor = try asNobody(["doctor", "--json"])
         let machine = try #require(try JSONSerialization.jsonObject(with: Data(doctor.standardOutput.utf8)) as? [String: Any])
         let mounts = try #require(machine["huge_tlb_mounts"] as? [[String: Any]], "\(doctor.standardOutput)")
