@@ -43,12 +43,21 @@ struct HugePageCommandTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         defer { try? FileManager.default.removeItem(at: directory) }
         let binary = directory.appendingPathComponent("fiberstacks").path
-        try FileManager.default.copyItem(atPath: fiberstacksBinary, toPath: binary)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: binary)
+        try Self.copyExecutable(fiberstacksBinary, to: binary)
         func asNobody(_ arguments: [String]) throws -> ChildProcess.Outcome {
-            try ChildProcess.run(
-                "/usr/bin/setpriv", ["--reuid=\(unprivilegedUser)", "--regid=\(unprivilegedUser)", "--clear-groups", binary] + arguments,
-                workingDirectory: directory.path, timeLimit: 300)
+            func run() throws -> ChildProcess.Outcome {
+                try ChildProcess.run(
+                    "/usr/bin/setpriv", ["--reuid=\(unprivilegedUser)", "--regid=\(unprivilegedUser)", "--clear-groups", binary] + arguments,
+                    workingDirectory: directory.path, timeLimit: 300)
+            }
+            // A child another test spawned while the copy was open holds it until that child execs, and
+            // exec fails with ETXTBSY meanwhile: a moment later it runs.
+            var (outcome, tries) = (try run(), 1)
+            while outcome.status == 126, outcome.standardError.contains("Text file busy"), tries < 20 {
+                usleep(50_000)
+                (outcome, tries) = (try run(), tries + 1)
+            }
+            return outcome
         }
         let mount = hugeTLBMountsClosedToUnprivilegedUser[0]
         let verify = try asNobody(["verify", "--json", "--million-stacks", "100000"])
@@ -64,6 +73,24 @@ struct HugePageCommandTests {
         let machine = try #require(try JSONSerialization.jsonObject(with: Data(doctor.standardOutput.utf8)) as? [String: Any])
         let mounts = try #require(machine["huge_tlb_mounts"] as? [[String: Any]], "\(doctor.standardOutput)")
         #expect(mounts.contains { $0["path"] as? String == mount && $0["writable"] as? Bool == false }, "\(mounts)")
+    }
+
+    /// Copies the executable at `source` to `destination` (mode 755) through a descriptor that no child
+    /// spawned meanwhile inherits (O_CLOEXEC), so that it is not held open for writing when it is run.
+    static func copyExecutable(_ source: String, to destination: String) throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: source))
+        let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        guard fchmod(descriptor, 0o755) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        try bytes.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            var written = 0
+            while written < buffer.count {
+                let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                guard count > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                written += count
+            }
+        }
     }
 
     @Test("doctor reports transparent huge page size and defrag mode, and pool surplus counters")
