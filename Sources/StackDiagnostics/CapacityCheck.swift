@@ -40,8 +40,8 @@ package enum CapacityCheck {
         var count = requested
         var limits: [String] = []
         if !lightweight {
-            // mprotect guards: two map lines per stack.
-            let room = (try MapCount.limit() - MapCount.current() - 4096) / 2
+            // mprotect guards: two map lines per stack, 4096 lines (at most a quarter of the limit) left over.
+            let room = try MapCountBudget(reserve: 4096).guardsRemaining
             if room < count { count = room; limits.append("vm.max_map_count allows \(room) (2 map lines per stack with mprotect guards)") }
         }
         var addressSpace = rlimit()
