@@ -104,7 +104,9 @@ let package = Package(
         .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
         .testTarget(
             name: "StackAllocatorsTests",
-            dependencies: ["StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport"]
+            dependencies: [
+                "StackAllocators", .product(name: "MetricsTestKit", package: "swift-metrics"), "StackTestSupport", "CSandbox",
+            ]
         ),
         // Implements allocators as a user would, with public API only (no @testable; Examples/CustomAllocator
         // builds the same allocators outside the package). The checks probe the kernel through the SPI.

@@ -14,6 +14,8 @@ package enum FailureInjection {
         case advise(Int32)
         /// process_madvise(2) on this process with this advice.
         case adviseRanges(Int32)
+        /// mincore(2).
+        case residency
         /// mbind(2).
         case bind
         /// `GuardRegistry.register`.

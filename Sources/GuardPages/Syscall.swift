@@ -62,7 +62,8 @@ package enum Syscall {
     package static func residency(_ address: UInt, size: Int, into vector: UnsafeMutablePointer<UInt8>)
         -> Result<Void, Errno>
     {
-        retrying({ $0 != 0 }) { mincore(UnsafeMutableRawPointer(bitPattern: address), size, vector) }
+        if let injected = FailureInjection.injected(.residency) { return .failure(injected) }
+        return retrying({ $0 != 0 }) { mincore(UnsafeMutableRawPointer(bitPattern: address), size, vector) }
             .map { _ in () }
     }
 

@@ -84,6 +84,9 @@ struct HugePageBacking: Sendable, Hashable {
                     "transparent huge pages (mode never)",
                     fix: "as root: echo madvise > \(HugePageSystem.transparentHugePageDirectory)/enabled")
             }
+            if let missing = HugePageSystem.transparentAdvice.missing {
+                throw .capabilityMissing("madvise(MADV_HUGEPAGE)", fix: missing)
+            }
             return HugePageBacking(source: .transparent, pageSize: pmdSize)
         }
     }
@@ -132,9 +135,8 @@ struct HugePageBacking: Sendable, Hashable {
             }
             if case .failure(let errno) = Syscall.advise(address, size: size, Int32(FS_MADV_HUGEPAGE)) {
                 return .failure(.capabilityMissing(
-                    "madvise(MADV_HUGEPAGE) (\(errno))",
-                    fix: "the kernel needs CONFIG_TRANSPARENT_HUGEPAGE and a mode other than never in "
-                        + "\(HugePageSystem.transparentHugePageDirectory)/enabled"))
+                    "madvise(MADV_HUGEPAGE)",
+                    fix: AdviceProbe.refusal(errno, name: "MADV_HUGEPAGE", lacks: HugePageSystem.transparentAdviceLacks)))
             }
             return .success(())
         }

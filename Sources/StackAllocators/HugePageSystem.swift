@@ -1,8 +1,10 @@
+import CStackSupport
 import Glibc
 @_spi(Benchmarks) import GuardPages
 
 /// What the kernel offers for huge pages, read from procfs and sysfs without side effects: the pools
-/// (global and per node), the hugetlbfs mounts, the transparent huge page mode.
+/// (global and per node), the hugetlbfs mounts, the transparent huge page mode; and whether this process
+/// may ask for transparent huge pages (one probe on a scratch page).
 @_spi(Benchmarks) public enum HugePageSystem {
     /// One huge page size's pool.
     @_spi(Benchmarks) public struct HugePagePool: Sendable, Codable, Hashable {
@@ -56,6 +58,13 @@ import Glibc
     @_spi(Benchmarks) public static func transparentHugePageMode() -> String? {
         (try? SystemFile.read("\(transparentHugePageDirectory)/enabled")).flatMap(bracketedChoice)
     }
+
+    /// Whether `MADV_HUGEPAGE` works in this process, and if not why: probed once on a scratch page. A kernel
+    /// without CONFIG_TRANSPARENT_HUGEPAGE refuses it with EINVAL; a seccomp profile with EPERM or ENOSYS.
+    package static let transparentAdvice = AdviceProbe(
+        Int32(FS_MADV_HUGEPAGE), name: "MADV_HUGEPAGE", lacks: transparentAdviceLacks, pages: 1)
+    /// What a kernel that refuses `MADV_HUGEPAGE` with EINVAL lacks.
+    package static let transparentAdviceLacks = "needs a kernel built with CONFIG_TRANSPARENT_HUGEPAGE"
 
     /// The size of a PMD-mapped transparent huge page (`hpage_pmd_size`), nil when the kernel has no THP.
     package static func transparentHugePagePMDSize() -> Int? {

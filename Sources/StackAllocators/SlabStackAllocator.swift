@@ -1,6 +1,7 @@
 import CStackSupport
 @_spi(Benchmarks) import GuardPages
 import Logging
+import Synchronization
 import SystemPackage
 @_spi(Benchmarks) import OverflowDetection
 
@@ -25,8 +26,9 @@ import SystemPackage
 /// scheduler's shutdown say, costs one TLB shootdown per batch rather than per stack; the next allocation
 /// takes the most recently released stack first, discarding it then if its batch is not done. The next
 /// owner of a slot reads zeros: no data passes between owners through a slab, and an idle slot costs no
-/// memory once discarded. Keep warm stacks in a `PooledStackAllocator` over the slab, which is where reuse
-/// without page faults belongs.
+/// memory once discarded. Where madvise is refused (a seccomp profile), a released stack is zeroed in
+/// place instead (logged once): it still reaches its next owner zeroed, but keeps its memory. Keep warm
+/// stacks in a `PooledStackAllocator` over the slab, which is where reuse without page faults belongs.
 ///
 /// Requests up to the slab's size are served with the slab's size; larger ones, or huge pages, get a typed
 /// error. `StackDescriptor.tag` holds the stack's serial: a release is honoured only for the stack a slot
@@ -48,6 +50,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     private let logger: Logger
     private let recorder = StackStatsRecorder(reservesPerStack: false)
     private let state: Lock<State>
+    /// Set once a discard that failed has been logged as zeroing instead (`zeroInstead`).
+    private let zeroingLogged = Atomic<Bool>(false)
 
     private struct State: ~Copyable {
         var regions: SlabRegions
@@ -103,7 +107,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         case .unguarded: if guardMechanism != .none { try guardNewSlots(claim) }
         case .undiscarded:
             // Reused before its batch was discarded: discarded alone now, so its new owner reads zeros.
-            if case .failure(let errno) = Syscall.advise(claim.layout.usableBottom, size: sizes.usableSize, Int32(FS_MADV_DONTNEED)) {
+            if let errno = clean(claim.layout.usableBottom) {
                 state.withLock { _ = $0.regions.reclaim(base: claim.layout.base, serial: claim.serial) }
                 keepOut(claim.layout.usableBottom, errno)
                 return try allocate(request)
@@ -353,13 +357,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             // A run that failed is discarded again stack by stack: only a stack that fails alone stays out.
             let run = runs[failure.position]
             for position in run {
-                var errno = failure.errno
-                if run.count > 1 {
-                    let alone = Syscall.advise(usableBottoms[position], size: sizes.usableSize, Int32(FS_MADV_DONTNEED))
-                    guard case .failure(let failed) = alone else { continue }
-                    errno = failed
-                }
-                keepOut(usableBottoms[position], errno)
+                let bottom = usableBottoms[position]
+                guard let errno = run.count > 1 ? clean(bottom) : zeroInstead(bottom, discardFailed: failure.errno) else { continue }
+                keepOut(bottom, errno)
                 keptOut.insert(ordered[position])
             }
         }
@@ -373,7 +373,34 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
-    /// Logs and counts a released stack whose discard failed: its slot stays occupied, never reused.
+    /// Discards the pages of the released stack at `usableBottom`, or zeroes them where madvise is refused
+    /// (`zeroInstead`). Returns the errno when neither worked.
+    private func clean(_ usableBottom: UInt) -> Errno? {
+        guard case .failure(let errno) = Syscall.advise(usableBottom, size: sizes.usableSize, Int32(FS_MADV_DONTNEED))
+        else { return nil }
+        return zeroInstead(usableBottom, discardFailed: errno)
+    }
+
+    /// Zeroes the resident pages of the released stack at `usableBottom`, whose discard failed with
+    /// `errno` (a seccomp profile refuses madvise, say): its next owner still reads zeros, but its memory
+    /// stays with the process until the region is unmapped. Logged once per slab. Returns `errno` when the
+    /// residency could not be read either.
+    private func zeroInstead(_ usableBottom: UInt, discardFailed errno: Errno) -> Errno? {
+        do {
+            try StackHygiene.scrub(usableBottom..<(usableBottom + UInt(sizes.usableSize)))
+        } catch {
+            return errno
+        }
+        if !zeroingLogged.exchange(true, ordering: .relaxed) {
+            logger.warning(
+                "MADV_DONTNEED on a released slab stack failed; released stacks are zeroed in place instead and keep their memory until their region is unmapped",
+                metadata: ["errno": "\(errno)", "why": "\(StackHygiene.discards.missing ?? "this stack alone")"])
+        }
+        return nil
+    }
+
+    /// Logs and counts a released stack that could be neither discarded nor zeroed: its slot stays
+    /// occupied, never reused.
     private func keepOut(_ usableBottom: UInt, _ errno: Errno) {
         recorder.recordReleaseFailure()
         logger.error(

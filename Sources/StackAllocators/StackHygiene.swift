@@ -13,7 +13,12 @@ import SystemPackage
 ///   wrote is resident by definition, and zeroing a non-resident page would fault it in for nothing.
 ///   memset of resident memory runs at tens of GB/s; discarding and faulting back costs microseconds per
 ///   page, so resident pages are zeroed in place and the next owner gets them warm.
-enum StackHygiene {
+package enum StackHygiene {
+    /// Whether `MADV_DONTNEED` works in this process, and if not why: a seccomp profile may refuse madvise
+    /// altogether, and then released stacks keep their memory.
+    package static let discards = AdviceProbe(
+        Int32(FS_MADV_DONTNEED), name: "MADV_DONTNEED", lacks: "fails with EINVAL on Linux \(kernelRelease)", pages: 1)
+
     /// Discards the pages of `layout`'s usable range below `top - hotBytes` (rounded to the stack's page
     /// size). Returns the discarded range (nil when nothing is below the watermark), or madvise's errno.
     static func discardBelow(hotBytes: Int, of layout: StackLayout) -> Result<Range<UInt>?, Errno> {

@@ -49,17 +49,10 @@ package enum CapacityCheck {
             let room = Int(addressSpace.rlim_cur / 2) / (stackSize + guardSize)
             if room < count { count = room; limits.append("ulimit -v allows \(room)") }
         }
-        // Page tables and guard markers: about 512 B per stack; use at most half of what is available.
-        let meminfo = try SystemFile.read("/proc/meminfo")
-        let availableKiB = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }?
-            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
-        let room = availableKiB * 1024 / 2 / 512
-        if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
-        // A container's memory limit is often far below MemAvailable: past it, the OOM killer.
-        if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / 512 < count {
-            count = cgroup.room / 2 / 512
-            limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
-        }
+        // Page tables and guard markers: about 512 B per stack.
+        let memory = try StackChecks.fittingMemory(count, bytesEach: 512)
+        count = memory.count
+        limits += memory.limits
         guard count >= 1000 else {
             throw CheckError(description: "this machine holds fewer than 1000 guarded stacks: \(limits.joined(separator: "; "))")
         }

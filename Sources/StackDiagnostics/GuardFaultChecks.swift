@@ -23,20 +23,20 @@ package enum GuardFaultChecks {
             }
         }
         fault("pool/mmap", ["--allocator", "pool"], into: &report)
-        let anonymous = (HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) >= 1
-        let transparent = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
+        let pool = HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())
+        let anonymous = HugePageChecks.hugeTLBMissing() ?? ((pool?.available ?? 0) >= 1
+            ? nil : "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
+        let transparent = HugePageChecks.transparentMissing()
         for (packing, allocator) in [("", "huge"), ("packed-", "huge-packed")] {
-            if anonymous {
+            if let anonymous {
+                report.skip("guard-fault", "huge/\(packing)anonymous", lacking: .hugetlbAnonymous, anonymous)
+            } else {
                 fault("huge/\(packing)anonymous", ["--allocator", allocator, "--huge-backing", "anonymous"], into: &report)
-            } else {
-                report.skip("guard-fault", "huge/\(packing)anonymous", lacking: .hugetlbAnonymous,
-                            "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
             }
-            if transparent {
-                fault("huge/\(packing)transparent", ["--allocator", allocator, "--huge-backing", "transparent"], into: &report)
+            if let transparent {
+                report.skip("guard-fault", "huge/\(packing)transparent", lacking: .thp, transparent)
             } else {
-                report.skip("guard-fault", "huge/\(packing)transparent", lacking: .thp,
-                            "needs THP mode madvise or always (\(HugePageSystem.transparentHugePageDirectory)/enabled)")
+                fault("huge/\(packing)transparent", ["--allocator", allocator, "--huge-backing", "transparent"], into: &report)
             }
         }
     }

@@ -31,7 +31,9 @@ package enum HugePageChecks {
                 let capability: Capability =
                     size > 2 << 20 ? .giganticPages : backing == .anonymous ? .hugetlbAnonymous : .hugetlbfs
                 let ofSize = mounts.filter { $0.pageSize == size }
-                if case .hugetlbfs = backing, ofSize.isEmpty {
+                if let missing = hugeTLBMissing() {
+                    report.skip("backing", name, lacking: capability, missing)
+                } else if case .hugetlbfs = backing, ofSize.isEmpty {
                     report.skip("backing", name, lacking: capability, "needs a hugetlbfs mount for \(formatByteCount(size)) pages "
                         + "(mount -t hugetlbfs -o pagesize=\(formatSizeOption(size)) none /dev/hugepages-\(formatSizeOption(size)))")
                 } else if case .hugetlbfs = backing, !ofSize.contains(where: \.writable) {
@@ -46,14 +48,9 @@ package enum HugePageChecks {
                 }
             }
         }
-        switch HugePageSystem.transparentHugePageMode() {
-        case nil:
-            report.skip("backing", "huge/transparent", lacking: .thp,
-                        "no transparent huge pages (\(HugePageSystem.transparentHugePageDirectory) missing)")
-        case "never":
-            report.skip("backing", "huge/transparent", lacking: .thp,
-                        "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)")
-        default:
+        if let missing = transparentMissing() {
+            report.skip("backing", "huge/transparent", lacking: .thp, missing)
+        } else {
             checkBacking(allocator, name: "huge/transparent", request: HugePageRequest(.transparent), capability: .thp, into: &report)
         }
         checkPacked(allocator, into: &report)
@@ -64,6 +61,21 @@ package enum HugePageChecks {
             let after = try MemorySnapshot.now()
             return (after.hugetlbKiB == baseline.hugetlbKiB && after.mapLines <= baseline.mapLines,
                     "after every huge-page check: \(after); before them: \(baseline)")
+        }
+    }
+
+    /// Why this process cannot have hugetlb stacks whatever the pools hold (they are populated at
+    /// allocation with `MADV_POPULATE_WRITE`), or nil.
+    static func hugeTLBMissing() -> String? {
+        Prefault.populateWrite.missing.map { "hugetlb stacks are populated at allocation: \($0)" }
+    }
+
+    /// Why this process cannot have transparent huge page stacks, or nil.
+    static func transparentMissing() -> String? {
+        switch HugePageSystem.transparentHugePageMode() {
+        case nil: "no transparent huge pages (\(HugePageSystem.transparentHugePageDirectory) missing)"
+        case "never": "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)"
+        default: HugePageSystem.transparentAdvice.missing
         }
     }
 
@@ -138,12 +150,14 @@ package enum HugePageChecks {
     /// Packed stacks: share one huge page, carry canaries that `check` and release verify.
     private static func checkPacked(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
         let backing: HugePageRequest.Backing
-        if (HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0 {
-            backing = .anonymous
-        } else if ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never") {
-            backing = .transparent
-        } else {
-            report.skip("packed-canary", "huge/packed", lacking: .hugetlbAnonymous, "needs a free huge page (/proc/sys/vm/nr_hugepages) or THP")
+        let hugeTLB = hugeTLBMissing()
+            ?? ((HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0
+                ? nil : "needs a free huge page (/proc/sys/vm/nr_hugepages)")
+        switch (hugeTLB, transparentMissing()) {
+        case (nil, _): backing = .anonymous
+        case (_, nil): backing = .transparent
+        case (let hugeTLB?, let transparent?):
+            report.skip("packed-canary", "huge/packed", lacking: .hugetlbAnonymous, "\(hugeTLB); or THP: \(transparent)")
             return
         }
         let name = "huge/packed-\(label(backing))"

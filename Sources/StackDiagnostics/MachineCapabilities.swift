@@ -2,7 +2,7 @@
 @_spi(Benchmarks) import StackAllocators
 
 /// What this machine's kernel offers for stack memory, read from procfs and sysfs without side effects
-/// (except two one-page scratch mappings, probed once per process, for the guard and populate support).
+/// (except four one-page scratch mappings, probed once per process, for the madvise advices it uses).
 package struct MachineCapabilities: Sendable, Codable {
     /// `uname -r`.
     package let kernelRelease: String
@@ -12,6 +12,8 @@ package struct MachineCapabilities: Sendable, Codable {
     package let lightweightGuards: Bool
     /// `MADV_POPULATE_WRITE` works.
     package let populateWrite: Bool
+    /// `MADV_DONTNEED` works: released stacks give their memory back (a seccomp profile may refuse it).
+    package let discards: Bool
     /// Huge page pools, global and per node.
     package let hugePagePools: [HugePageSystem.HugePagePool]
     /// hugetlbfs mounts.
@@ -22,6 +24,8 @@ package struct MachineCapabilities: Sendable, Codable {
     package let transparentHugePageDefrag: String?
     /// Size of a transparent huge page (`hpage_pmd_size`), nil if THP is absent.
     package let transparentHugePageSize: Int?
+    /// `MADV_HUGEPAGE` works in this process.
+    package let transparentHugePageAdvice: Bool
     /// Online NUMA node ids (`NUMATopology.onlineNodes()`).
     package let numaNodes: [Int]
     /// `vm.max_map_count`.
@@ -41,12 +45,14 @@ package struct MachineCapabilities: Sendable, Codable {
             pageSize: systemPageSize,
             lightweightGuards: GuardInstaller.lightweightGuardsSupported,
             populateWrite: Prefault.populateSupported,
+            discards: StackHygiene.discards.isSupported,
             hugePagePools: pools,
             hugeTLBMounts: HugePageSystem.hugeTLBMounts(),
             transparentHugePages: HugePageSystem.transparentHugePageMode(),
             transparentHugePageDefrag: (try? SystemFile.read("\(HugePageSystem.transparentHugePageDirectory)/defrag"))
                 .flatMap(bracketedChoice),
             transparentHugePageSize: HugePageSystem.transparentHugePagePMDSize(),
+            transparentHugePageAdvice: HugePageSystem.transparentAdvice.isSupported,
             numaNodes: nodes,
             maxMapCount: try MapCount.limit(),
             mapCount: try MapCount.current())

@@ -3,7 +3,8 @@ import StackAllocators
 
 /// `verify` for `MmapStackAllocator`: each guard mechanism this kernel offers times each prefault strategy,
 /// then release, then the map lines and RSS of 1000 live stacks (fewer where `vm.max_map_count` leaves
-/// mprotect guards less room: the row says so) and their return to the baseline.
+/// mprotect guards less room, or memory or a memory cgroup less: the row says so) and their return to the
+/// baseline.
 package enum MmapChecks {
     package static func run(into report: inout VerifyReport) {
         let modes = report.guardModes(skipping: "lightweight-guard", "mmap")
@@ -34,6 +35,16 @@ package enum MmapChecks {
             // This allocator keeps no budget: past the limit, the process's next mmap, malloc's too, fails.
             let budget = try MapCountBudget(reserve: SlabStackAllocator.Configuration().mapCountReserve, limitOverride: limitOverride)
             (count, scaled) = try StackChecks.mprotectStacks(count, fitting: budget)
+        }
+        // Each stack is populated: 64 KiB resident and its share of a page table. `verify` as a whole needs
+        // about as much again.
+        let memory = try StackChecks.fittingMemory(count, bytesEach: 68 << 10)
+        if memory.count < count {
+            guard memory.count >= 10 else {
+                throw CheckError(description: "memory for fewer than 10 populated stacks: \(memory.limits.joined(separator: "; "))")
+            }
+            scaled += " (scaled down to \(memory.count): \(memory.limits.joined(separator: "; ")))"
+            count = memory.count
         }
         _ = try liveRound(allocator, count: count)
         let (before, live, after, mapped) = try liveRound(allocator, count: count)

@@ -54,7 +54,8 @@ package enum PooledChecks {
                 trimming.trim()
                 let resident = try Probe.residentPages(in: layout.usableRange)
                 return (resident * systemPageSize <= 16 << 10,
-                        "\(resident) pages resident after trim (watermark 16 KiB of \(layout.sizes.usableSize >> 10) KiB)")
+                        "\(resident) pages resident after trim (watermark 16 KiB of \(layout.sizes.usableSize >> 10) KiB)"
+                            + StackChecks.discardCause)
             }
         }
     }

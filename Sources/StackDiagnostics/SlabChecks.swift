@@ -29,7 +29,7 @@ package enum SlabChecks {
                 let zero = UnsafeRawBufferPointer(start: again.usableBottom, count: again.usableSize).allSatisfy { $0 == 0 }
                 return (again.descriptor.layout.base == base && probe.residentUsablePages == 0 && probe.guardIsSound && zero,
                         "slot reused: \(again.descriptor.layout.base == base), \(probe.residentUsablePages) pages resident "
-                            + "after release, guard sound: \(probe.guardIsSound), reads zero: \(zero)")
+                            + "after release, guard sound: \(probe.guardIsSound), reads zero: \(zero)\(StackChecks.discardCause)")
             }
             report.check("map-lines", name) { try mapLines(mode: mode) }
         }
@@ -76,6 +76,6 @@ package enum SlabChecks {
         return (expected.contains(added) && after <= baseline + 4 && kept < small.regionSize / 2,
                 "\(count) live stacks\(scaled) added \(added) map lines (expected \(expected)); after release and trim "
                     + "\(after - baseline) lines and \(kept >> 20) MiB of address space more than before (a region is "
-                    + "\(small.regionSize >> 20) MiB)")
+                    + "\(small.regionSize >> 20) MiB)\(StackChecks.discardCause)")
     }
 }

@@ -34,6 +34,30 @@ package struct ReleaseMark {
 
 /// Checks every allocator-independent property of one live stack: its guard and its residency.
 package enum StackChecks {
+    /// Why released stacks keep their memory on this machine, for a check of discards: "; " and what
+    /// refuses `MADV_DONTNEED`, or "" where it works.
+    package static var discardCause: String {
+        StackHygiene.discards.missing.map { "; \($0)" } ?? ""
+    }
+
+    /// How many of `count` items of `bytesEach` bytes fit in half of what each memory limit on this
+    /// process leaves: MemAvailable, and the tightest memory cgroup above it (a container's limit is often
+    /// far below MemAvailable, and past it comes the OOM killer). Returns that count and, for each limit
+    /// that lowered it, what it allows.
+    package static func fittingMemory(_ count: Int, bytesEach: Int) throws -> (count: Int, limits: [String]) {
+        var (count, limits) = (count, [String]())
+        let meminfo = try SystemFile.read("/proc/meminfo")
+        let availableKiB = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }?
+            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
+        let room = availableKiB * 1024 / 2 / bytesEach
+        if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
+        if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / bytesEach < count {
+            count = cgroup.room / 2 / bytesEach
+            limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
+        }
+        return (count, limits)
+    }
+
     /// How many of `asked` stacks a check that counts map lines can give mprotect guards: what `budget`
     /// leaves after `lessLines` other mappings, with the note its row adds when that is fewer. Throws,
     /// naming the sysctl, when fewer than 100 fit.

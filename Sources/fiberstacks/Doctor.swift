@@ -26,9 +26,12 @@ struct Doctor: ParsableCommand {
             ("lightweight guards (MADV_GUARD_INSTALL)",
              yesNo(machine.lightweightGuards, "\(GuardInstaller.lightweightGuards.missing ?? ""); mprotect fallback")),
             ("MADV_POPULATE_WRITE", yesNo(machine.populateWrite, "\(Prefault.populateWrite.missing ?? ""); touch fallback")),
+            ("MADV_DONTNEED", yesNo(machine.discards,
+                "\(StackHygiene.discards.missing ?? ""); released slab stacks are zeroed in place and keep their memory")),
             ("transparent huge pages", machine.transparentHugePages.map {
                 "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
+                    + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
             } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),

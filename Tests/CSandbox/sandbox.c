@@ -16,31 +16,35 @@ static int install(struct sock_filter *filter, unsigned short count) {
     return 0;
 }
 
-int fs_test_refuse_madvise(int error) {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)error & SECCOMP_RET_DATA)),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    return install(filter, sizeof filter / sizeof filter[0]);
+int fs_test_refuse_advice(int error, const int *advices, int count) {
+    if (count < 0 || count > FS_TEST_ADVICES_MAX || (count > 0 && advices == NULL)) return EINVAL;
+    // The comparisons: one per advice, or for every advice one jump to the refusal.
+    int block = count > 0 ? count : 1;
+    struct sock_filter filter[8 + FS_TEST_ADVICES_MAX];
+    int n = 0;
+    filter[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    filter[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 2);
+    // madvise(addr, length, advice): the advice is the third argument (its low word).
+    filter[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2]));
+    filter[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0);
+    // Any other syscall jumps over the loads and the comparisons to the last-but-one instruction.
+    filter[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 0, (unsigned char)(block + 1));
+    // process_madvise(pidfd, iovec, count, advice, flags): the fourth.
+    filter[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3]));
+    if (count == 0) {
+        filter[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0);
+    }
+    for (int i = 0; i < count; i++) {
+        filter[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)advices[i], (unsigned char)(count - i), 0);
+    }
+    filter[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    filter[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)error & SECCOMP_RET_DATA));
+    return install(filter, (unsigned short)n);
 }
 
+int fs_test_refuse_madvise(int error) { return fs_test_refuse_advice(error, NULL, 0); }
+
 int fs_test_refuse_guard_advice(void) {
-    enum { GUARD_INSTALL = 102, GUARD_REMOVE = 103 };
-    struct sock_filter filter[] = {
-        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 2),
-        // madvise(addr, length, advice): the advice is the third argument (its low word).
-        /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JA, 2, 0, 0),
-        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 0, 4),
-        // process_madvise(pidfd, iovec, count, advice, flags): the fourth.
-        /* 5 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
-        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GUARD_INSTALL, 1, 0),
-        /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GUARD_REMOVE, 0, 1),
-        /* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-        /* 9 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    return install(filter, sizeof filter / sizeof filter[0]);
+    static const int guards[] = {FS_TEST_MADV_GUARD_INSTALL, FS_TEST_MADV_GUARD_REMOVE};
+    return fs_test_refuse_advice(EINVAL, guards, 2);
 }

@@ -89,7 +89,7 @@ struct SlabDiscardTests {
         first.release()
     }
 
-    @Test("Where the kernel refuses batches, each stack is discarded on its own, logged once; a failed discard keeps its slot out of reuse",
+    @Test("Where the kernel refuses batches, each stack is discarded on its own, logged once; a stack neither discarded nor zeroed stays out of reuse",
           needsNoSanitizer)
     func refusedBatch() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -109,12 +109,14 @@ struct SlabDiscardTests {
             keep.release()
 
             // Four neighbours, discarded as one range, fail; so does the first of them discarded again
-            // alone: that slot is never handed out again, the other three are.
+            // alone, and so does reading its residency to zero it instead: that slot is never handed out
+            // again, the other three are.
             let fresh = try SlabStackAllocator(.init(stacksPerRegion: 64, discardBatch: 4), logger: logger)
             let keepFresh = try fresh.allocate(StackRequest(usableSize: 64 << 10))
             let stacks = try HeldStacks(4, from: fresh)
             let bases = Set(stacks.bases)
             FailureInjection.fail(.advise(Int32(FS_MADV_DONTNEED)), with: .invalidArgument, times: 2)
+            FailureInjection.fail(.residency, with: .noMemory)
             stacks.release(4)
             FailureInjection.reset()
             precondition(fresh.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")

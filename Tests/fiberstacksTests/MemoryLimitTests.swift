@@ -5,11 +5,10 @@ import StackTestSupport
 import Testing
 
 /// A container's memory limit, far below MemAvailable: a memory cgroup of 400 MiB, in which a million
-/// guarded stacks (about 420 MiB of page tables and bookkeeping) do not fit.
+/// guarded stacks (about 420 MiB of page tables and bookkeeping) do not fit, and one of 64 MiB, in which
+/// 1000 populated 64 KiB stacks do not fit either.
 @Suite("A memory cgroup limit", needsNoSanitizer)
 struct MemoryLimitTests {
-    static let limit = 400 << 20
-
     /// This process's cgroup in a memory hierarchy where it may make a child cgroup and limit it: v1's
     /// memory controller, or v2 where the cgroup passes the memory controller down.
     static let hierarchy: MemoryCgroup.Hierarchy? = MemoryCgroup.hierarchies().first { hierarchy in
@@ -19,15 +18,16 @@ struct MemoryLimitTests {
         return passedDown.split(whereSeparator: \.isWhitespace).contains("memory")
     }
 
-    @Test("verify in a 400 MiB memory cgroup scales the million-stack check down to the limit, names it, and passes",
-          .enabled(if: hierarchy != nil, "needs a memory cgroup this user may make a child in (root, cgroup v1 memory or v2 with +memory in cgroup.subtree_control)"))
-    func verifyUnderLimit() throws {
+    @Test("verify in a memory cgroup scales the checks that hold many stacks down to the limit, names it, and passes",
+          .enabled(if: hierarchy != nil, "needs a memory cgroup this user may make a child in (root, cgroup v1 memory or v2 with +memory in cgroup.subtree_control)"),
+          arguments: [400 << 20, 64 << 20])
+    func verifyUnderLimit(_ limit: Int) throws {
         let hierarchy = try #require(Self.hierarchy)
-        let directory = "\(hierarchy.directory)/fiberstacks-test-\(getpid())"
+        let directory = "\(hierarchy.directory)/fiberstacks-test-\(getpid())-\(limit >> 20)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
-        try "\(Self.limit)".write(toFile: "\(directory)/\(hierarchy.limitName)", atomically: false, encoding: .utf8)
+        try "\(limit)".write(toFile: "\(directory)/\(hierarchy.limitName)", atomically: false, encoding: .utf8)
         let run = try ChildProcess.run(
             "/bin/sh", ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$1\" verify --json", directory, fiberstacksBinary],
             timeLimit: 600)
@@ -43,6 +43,12 @@ struct MemoryLimitTests {
         }
         let stacks = Int(detail.prefix { $0.isNumber }) ?? 0
         #expect((1_000..<1_000_000).contains(stacks), "\(detail)")
+        guard limit < 100 << 20 else { return }
+        // 1000 populated stacks need 64 MiB: the in-process check holds what the limit leaves.
+        let live = checks.filter { $0["name"] as? String == "live-and-released" }
+        #expect(!live.isEmpty && live.allSatisfy {
+            $0["status"] as? String == "pass" && ($0["detail"] as? String ?? "").contains("the memory cgroup limit allows")
+        }, "\(live)")
     }
 
     @Test("The binding limit is read from cgroup v2 and v1 trees as mounted, a container's subtree included, up to the root")

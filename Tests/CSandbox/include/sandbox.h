@@ -1,16 +1,31 @@
 // A seccomp filter for tests: makes the calling process look like one in a container whose seccomp profile
-// refuses a syscall.
+// refuses a syscall, or like one on an older kernel.
 #ifndef FIBERSTACKS_SANDBOX_H
 #define FIBERSTACKS_SANDBOX_H
 
-/// From now on, for this process and its children, madvise(2) fails with `error` (EPERM as a seccomp
-/// profile returns it, ENOSYS, EINVAL as a kernel without the advice). Returns 0, or the errno of the prctl
-/// that failed.
+/// Most advices one filter refuses.
+#define FS_TEST_ADVICES_MAX 16
+
+/// Advices newer than some kernels: MADV_POPULATE_READ and MADV_POPULATE_WRITE (Linux 5.14),
+/// MADV_GUARD_INSTALL and MADV_GUARD_REMOVE (Linux 6.13).
+enum {
+    FS_TEST_MADV_POPULATE_READ = 22,
+    FS_TEST_MADV_POPULATE_WRITE = 23,
+    FS_TEST_MADV_GUARD_INSTALL = 102,
+    FS_TEST_MADV_GUARD_REMOVE = 103,
+};
+
+/// From now on, for this process and its children, madvise(2) and process_madvise(2) fail with `error`
+/// for each of the `count` `advices`, or for every advice when `count` is 0: EPERM as a seccomp profile
+/// returns it, ENOSYS, or EINVAL as a kernel without the advice. Returns 0, or EINVAL for more than
+/// FS_TEST_ADVICES_MAX advices, or the errno of the prctl that failed.
+int fs_test_refuse_advice(int error, const int *advices, int count);
+
+/// `fs_test_refuse_advice(error, NULL, 0)`: every madvise(2) and process_madvise(2) fails with `error`.
 int fs_test_refuse_madvise(int error);
 
-/// From now on, for this process and its children, madvise(2) and process_madvise(2) with
-/// MADV_GUARD_INSTALL or MADV_GUARD_REMOVE fail with EINVAL, as on a kernel older than Linux 6.13; every
-/// other advice works. Returns 0, or the errno of the prctl that failed.
+/// MADV_GUARD_INSTALL and MADV_GUARD_REMOVE fail with EINVAL, as on a kernel older than Linux 6.13; every
+/// other advice works.
 int fs_test_refuse_guard_advice(void);
 
 #endif
