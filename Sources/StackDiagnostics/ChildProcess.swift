@@ -35,8 +35,17 @@ import SystemPackage
         @_spi(Benchmarks) public let program: String
 
         @_spi(Benchmarks) public var description: String {
-            "cannot run \(program): \(call) failed: \(errno) (errno \(errno.rawValue))"
-                + (errno == .noSuchFileOrDirectory ? "; check that the file exists and is executable" : "")
+            "cannot run \(program): \(call) failed: \(errno) (errno \(errno.rawValue))" + fix
+        }
+
+        /// What to do about `errno`, where it says.
+        private var fix: String {
+            switch errno {
+            case .noSuchFileOrDirectory: "; check that the file exists and is executable"
+            case .resourceTemporarilyUnavailable:
+                "; the process limit is reached: raise it (ulimit -u, /proc/sys/kernel/threads-max, the cgroup's pids.max)"
+            default: ""
+            }
         }
     }
 

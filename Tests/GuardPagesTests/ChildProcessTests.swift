@@ -65,6 +65,33 @@ struct ChildProcessTests {
             return failure.errno == .noSuchFileOrDirectory && failure.description.contains("/no/such/program")
         }
     }
+
+    /// A cgroup v1 pids hierarchy this user may make a child in.
+    static let pidsHierarchy = "/sys/fs/cgroup/pids"
+
+    @Test("A spawn the process limit refuses names the limits to raise",
+          .enabled(if: access(pidsHierarchy, W_OK) == 0, "needs a cgroup v1 pids hierarchy this user may write (\(pidsHierarchy))"))
+    func processLimit() async throws {
+        // Named after this process, which the exit test's child finds as its parent.
+        let cgroup = "\(Self.pidsHierarchy)/fiberstacks-test-\(getpid())"
+        #expect(mkdir(cgroup, 0o755) == 0, "mkdir \(cgroup): errno \(errno)")
+        defer { _ = rmdir(cgroup) }
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let cgroup = "\(ChildProcessTests.pidsHierarchy)/fiberstacks-test-\(getppid())"
+            // The limit binds new tasks only: this process, threads and all, may join at any count.
+            for (file, value) in [("pids.max", "1"), ("cgroup.procs", "\(getpid())")] {
+                let fd = open("\(cgroup)/\(file)", O_WRONLY)
+                precondition(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "\(file): errno \(errno)")
+                close(fd)
+            }
+            do {
+                _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
+                preconditionFailure("a child was spawned past pids.max")
+            } catch let failure as ChildProcess.Failure {
+                precondition(failure.errno == .resourceTemporarilyUnavailable && failure.description.contains("pids.max"), "\(failure)")
+            }
+        }
+    }
 }
 
 @Suite("The overflow diagnostic, as a parent reads it")
