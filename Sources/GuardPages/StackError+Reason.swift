@@ -14,7 +14,8 @@ extension StackError {
         case invalidConfiguration(type: String, field: String, value: String, allowed: String)
         /// A page size that is not a power of two of at least 4 KiB, or one this kernel does not offer.
         case invalidPageSize(requested: Int, reason: String)
-        /// `mmap` failed for a mapping of `size` bytes.
+        /// `mmap` failed for a mapping of `size` bytes, or `mprotect` making `size` bytes of reserved address
+        /// space writable.
         case mappingFailed(Errno, size: Int)
         /// Installing the guard failed (`MADV_GUARD_INSTALL` or `mprotect(PROT_NONE)`).
         case guardInstallFailed(Errno, mechanism: GuardMechanism)
@@ -94,6 +95,10 @@ extension StackError.Reason {
         case .mappingFailed(let errno, let size):
             let fix =
                 switch errno {
+                case .noMemory where (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2:
+                    "vm.overcommit_memory is 2, which charges every writable private mapping, touched or not, against "
+                        + "CommitLimit (/proc/meminfo): raise vm.overcommit_ratio or vm.overcommit_kbytes, or set "
+                        + "vm.overcommit_memory=0"
                 case .noMemory: "check memory limits (ulimit -v, cgroup memory.max) and vm.overcommit_memory"
                 case .resourceTemporarilyUnavailable: "locked memory is over its limit: raise `ulimit -l`"
                 case .notPermitted: "a seccomp profile or a security module forbids the mapping"
@@ -101,7 +106,7 @@ extension StackError.Reason {
                 case .invalidArgument: "the kernel refused the size, alignment or flags; see mmap(2)"
                 default: "see mmap(2)"
                 }
-            return "mmap of \(size) bytes failed: \(errno) (\(errno.rawValue)); \(fix)"
+            return "mapping \(size) bytes failed: \(errno) (\(errno.rawValue)); \(fix)"
         case .guardInstallFailed(let errno, let mechanism):
             let fix =
                 switch (mechanism, errno) {

@@ -1,4 +1,5 @@
 import CStackSupport
+import Glibc
 @_spi(Benchmarks) import GuardPages
 import Logging
 import Synchronization
@@ -8,15 +9,18 @@ import SystemPackage
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded
 /// stacks in a few hundred mappings.
 ///
-/// A region is one `mmap(stacksPerRegion × (guard + usable), PROT_READ|PROT_WRITE,
-/// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_STACK)`: address space only, no memory until touched.
-/// A slot's guard is installed the first time the slot is carved (a region-wide madvise cannot place a
-/// guard per stack) and stays for the slot's life, so a reused slot costs no guard syscall.
+/// A region is one `mmap(stacksPerRegion × (guard + usable), PROT_NONE,
+/// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_STACK)`: address space only, no memory until touched, and
+/// nothing charged against the commit limit of strict overcommit (`vm.overcommit_memory=2`, which ignores
+/// MAP_NORESERVE) until a slot is carved: carving makes the slot writable (mprotect) and installs its
+/// guard, which stays for the slot's life, so a reused slot costs no syscall.
 ///
 /// - **Lightweight guards** (`MADV_GUARD_INSTALL`, Linux >= 6.13) add no mapping: the map count grows by
-///   one line per region at most. Slots are carved 32 at a time, their guards installed in one
-///   process_madvise(2), and handed out lowest first before the next are carved.
-/// - **mprotect guards** split the region: two mappings per carved slot. Before carving, the slab checks
+///   two lines per region at most (carved and not yet carved). Slots are carved 32 at a time, made
+///   writable in one mprotect and guarded in one process_madvise(2), and handed out lowest first before
+///   the next are carved.
+/// - **mprotect guards** are the part of a slot left PROT_NONE: carving makes only its usable range
+///   writable, which splits the region into two mappings per carved slot. Before carving, the slab checks
 ///   its `MapCountBudget` and throws `.resourceExhausted` (naming `vm.max_map_count` and how many
 ///   stacks would still fit) instead of letting mprotect fail with ENOMEM.
 ///
@@ -104,7 +108,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let claim = try state.withLock { (state) throws(StackError) -> Claim in try claimSlot(&state) }
         switch claim.slot.condition {
         case .ready, .fresh: break
-        case .unguarded: if guardMechanism != .none { try guardNewSlots(claim) }
+        case .unguarded: try carve(claim)
         case .undiscarded:
             // Reused before its batch was discarded: discarded alone now, so its new owner reads zeros.
             if let errno = clean(claim.layout.usableBottom) {
@@ -203,8 +207,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let window: Int
     }
 
-    /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A slot that
-    /// needs a guard gets it from `guardNewSlots`, after the lock: the syscall would otherwise hold every
+    /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A new slot
+    /// is carved by `carve`, after the lock: the syscall would otherwise hold every
     /// other thread's allocate and release. A failure leaves nothing behind:
     /// no region it mapped.
     private func claimSlot(_ state: inout State) throws(StackError) -> Claim {
@@ -234,11 +238,27 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// before any other new slot; a window costs at most its slots' page-table entries in advance.
     package static let guardWindow = 32
 
-    /// Installs the guards of a claimed new slot and of the slots carved with it; they stay while the
-    /// region is mapped. The others become available at once (those whose guard failed as unguarded
-    /// slots, logged); when the claimed slot's own guard failed, it goes back unguarded, its region
-    /// unmapped when this claim mapped it and nothing else lives there, and the error is thrown.
-    private func guardNewSlots(_ claim: Claim) throws(StackError) {
+    /// Carves a claimed new slot and the slots carved with it: makes them writable (with lightweight
+    /// guards the whole slots, since a guard marker needs a writable mapping; otherwise the usable range,
+    /// the rest staying PROT_NONE as its mprotect guard) and installs their lightweight guards; both stay
+    /// while the region is mapped. The others become available at once (those whose guard failed as
+    /// unguarded slots, carved again later, logged); when the claimed slot itself failed, it goes back
+    /// unguarded, its region unmapped when this claim mapped it and nothing else lives there, and the
+    /// error is thrown.
+    private func carve(_ claim: Claim) throws(StackError) {
+        let opened = guardMechanism == .lightweight
+            ? claim.layout.base..<(claim.layout.base + UInt(claim.window * sizes.total)) : claim.layout.usableRange
+        let size = Int(opened.upperBound - opened.lowerBound)
+        if case .failure(let errno) = Syscall.protect(opened.lowerBound, size: size, PROT_READ | PROT_WRITE) {
+            if claim.window > 1 {
+                let others = (claim.slot.slot + 1)..<(claim.slot.slot + claim.window)
+                state.withLock { $0.regions.settle(window: others, in: claim.slot.region, unguarded: Array(others)) }
+            }
+            abandon(claim, guarded: false)
+            // ENOMEM: a split past vm.max_map_count, or the commit limit of strict overcommit.
+            throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size) : .mappingFailed(errno, size: size)
+        }
+        guard guardMechanism == .lightweight else { return }
         if claim.window == 1 {
             do throws(StackError) {
                 try installer.install(on: claim.layout.guardRange)
@@ -277,7 +297,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             try state.budget!.refresh()
             try state.budget!.charge(1)
         }
-        switch Syscall.map(size: regionSize, flags: StackLayout.mappingFlags) {
+        switch Syscall.map(size: regionSize, protection: PROT_NONE, flags: StackLayout.mappingFlags) {
         case .success(let base):
             if let placement = configuration.placement {
                 do throws(StackError) {

@@ -49,8 +49,8 @@ package enum CapacityCheck {
             let room = Int(addressSpace.rlim_cur / 2) / (stackSize + guardSize)
             if room < count { count = room; limits.append("ulimit -v allows \(room)") }
         }
-        // Page tables and guard markers: about 512 B per stack.
-        let memory = try StackChecks.fittingMemory(count, bytesEach: 512)
+        // Page tables and guard markers: about 512 B resident per stack.
+        let memory = try StackChecks.fittingMemory(count, residentEach: 512, committedEach: stackSize + guardSize)
         count = memory.count
         limits += memory.limits
         guard count >= 1000 else {

@@ -36,9 +36,9 @@ package enum MmapChecks {
             let budget = try MapCountBudget(reserve: SlabStackAllocator.Configuration().mapCountReserve, limitOverride: limitOverride)
             (count, scaled) = try StackChecks.mprotectStacks(count, fitting: budget)
         }
-        // Each stack is populated: 64 KiB resident and its share of a page table. `verify` as a whole needs
-        // about as much again.
-        let memory = try StackChecks.fittingMemory(count, bytesEach: 68 << 10)
+        // Each stack is populated: 64 KiB resident and its share of a page table; with its guard, 128 KiB of
+        // address space.
+        let memory = try StackChecks.fittingMemory(count, residentEach: 68 << 10, committedEach: 128 << 10)
         if memory.count < count {
             guard memory.count >= 10 else {
                 throw CheckError(description: "memory for fewer than 10 populated stacks: \(memory.limits.joined(separator: "; "))")

@@ -40,20 +40,36 @@ package enum StackChecks {
         StackHygiene.discards.missing.map { "; \($0)" } ?? ""
     }
 
-    /// How many of `count` items of `bytesEach` bytes fit in half of what each memory limit on this
-    /// process leaves: MemAvailable, and the tightest memory cgroup above it (a container's limit is often
-    /// far below MemAvailable, and past it comes the OOM killer). Returns that count and, for each limit
-    /// that lowered it, what it allows.
-    package static func fittingMemory(_ count: Int, bytesEach: Int) throws -> (count: Int, limits: [String]) {
+    /// How many of `count` stacks fit in half of what each memory limit on this process leaves, each
+    /// stack holding `residentEach` bytes of memory and `committedEach` bytes of address space that the
+    /// kernel charges under strict overcommit: MemAvailable; the tightest memory cgroup above this one (a
+    /// container's limit is often far below MemAvailable, and past it comes the OOM killer); and with
+    /// `vm.overcommit_memory` 2, the commit limit, which charges every writable private mapping whether it
+    /// is touched or not. Returns that count and, for each limit that lowered it, what it allows.
+    package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
+        -> (count: Int, limits: [String])
+    {
         var (count, limits) = (count, [String]())
         let meminfo = try SystemFile.read("/proc/meminfo")
-        let availableKiB = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }?
-            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
-        let room = availableKiB * 1024 / 2 / bytesEach
+        func kibibytes(_ field: String) -> Int {
+            meminfo.split(separator: "\n").first { $0.hasPrefix("\(field):") }?
+                .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
+        }
+        let availableKiB = kibibytes("MemAvailable")
+        let room = availableKiB * 1024 / 2 / residentEach
         if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
-        if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / bytesEach < count {
-            count = cgroup.room / 2 / bytesEach
+        if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / residentEach < count {
+            count = cgroup.room / 2 / residentEach
             limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
+        }
+        if (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2 {
+            let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))
+            let room = max(0, limitKiB - committedKiB) * 1024 / 2 / committedEach
+            if room < count {
+                count = room
+                limits.append("vm.overcommit_memory=2 allows \(room) (/proc/meminfo: CommitLimit \(limitKiB) KiB, "
+                    + "Committed_AS \(committedKiB) KiB)")
+            }
         }
         return (count, limits)
     }

@@ -1,6 +1,7 @@
 @_spi(Benchmarks) import GuardPages
 @_spi(Benchmarks) import OverflowDetection
 import CStackSupport
+import Glibc
 import StackAllocators
 import StackTestSupport
 import SystemPackage
@@ -19,6 +20,12 @@ enum InjectedFailure {
     /// The step that installs `mechanism`'s guards.
     static func guardStep(_ mechanism: GuardMechanism) -> FailureInjection.Step {
         mechanism == .lightweight ? guardInstall : .protect
+    }
+
+    /// The steps that carve a new slab slot with `mechanism`'s guards: making it writable (mprotect),
+    /// which with mprotect guards is all of it, then its lightweight guard.
+    static func carveSteps(_ mechanism: GuardMechanism) -> [FailureInjection.Step] {
+        mechanism == .lightweight ? [.protect, guardInstall] : [.protect]
     }
 
     /// Makes `step` fail (after `skip` calls that succeed), runs `attempt`, and requires that it threw,
@@ -81,7 +88,7 @@ struct ErrorPathTests {
         }
     }
 
-    @Test("slab: a failure at the region's mmap, mbind, a guard, prefault or registration leaves nothing mapped or registered")
+    @Test("slab: a failure at the region's mmap, mbind, carving a slot, prefault or registration leaves nothing mapped or registered")
     func slab() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             for mode in GuardMode.forcible {
@@ -91,10 +98,8 @@ struct ErrorPathTests {
                 _ = try warm.allocate(request)
                 let name = "slab \(mode)"
                 // A new slab each time, so each attempt maps a region of its own.
-                for (step, mapsFirst) in [
-                    (FailureInjection.Step.map, false), (InjectedFailure.guardStep(warm.guardMechanism), true),
-                    (InjectedFailure.populate, true), (.register, true),
-                ] {
+                let carving = InjectedFailure.carveSteps(warm.guardMechanism).map { ($0, true) }
+                for (step, mapsFirst) in [(FailureInjection.Step.map, false)] + carving + [(InjectedFailure.populate, true), (.register, true)] {
                     let slab = try SlabStackAllocator(configuration)
                     try InjectedFailure.check(name, step, mapsFirst: mapsFirst) { () throws(StackError) in try slab.allocate(request) }
                 }
@@ -108,10 +113,13 @@ struct ErrorPathTests {
         }
     }
 
-    @Test("slab: a slot whose guard failed in a live region is carved again, guarded and registered, before a new slot")
+    @Test("slab: a slot whose carving failed in a live region is carved again, guarded and registered, before a new slot")
     func slabRetriesFailedGuard() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            for mode in GuardMode.forcible {
+            let attempts = GuardMode.forcible.flatMap { mode in
+                InjectedFailure.carveSteps(mode == .lightweight ? .lightweight : .protNone).map { (mode, $0) }
+            }
+            for (mode, step) in attempts {
                 let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 64, guardMode: mode))
                 let request = StackRequest(usableSize: 64 << 10)
                 let first = try slab.allocate(request)  // keeps the region mapped
@@ -119,10 +127,10 @@ struct ErrorPathTests {
                 let ahead = mode == .lightweight ? SlabStackAllocator.guardWindow - 1 : 0
                 let carvedAhead = try HeldStacks(ahead, from: slab)
                 let registered = GuardRegistry.count
-                FailureInjection.fail(InjectedFailure.guardStep(slab.guardMechanism), with: .ioError)
+                FailureInjection.fail(step, with: .ioError)
                 let failed = (try? slab.allocate(request)) == nil
                 _ = FailureInjection.reset()
-                precondition(failed, "\(mode): the allocation succeeded although the guard failed")
+                precondition(failed, "\(mode): the allocation succeeded although \(step) failed")
                 precondition(GuardRegistry.count == registered, "\(mode): the slot whose guard failed is still registered")
                 let second = try slab.allocate(request)
                 let layout = second.descriptor.layout
@@ -133,6 +141,7 @@ struct ErrorPathTests {
                 precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) != nil, "\(mode): the reused slot is not registered")
                 let accessible = try Probe.accessiblePages(in: layout.guardRange)
                 precondition(accessible == 0, "\(mode): \(accessible) pages of the reused slot's guard are accessible")
+                memset(second.usableBottom, 0xAB, second.usableSize)
             }
         }
     }

@@ -6,11 +6,11 @@ final class HeldStacks {
     private let storage: UnsafeMutablePointer<Stack>
     private(set) var count: Int
 
-    init(_ count: Int, from allocator: some StackAllocator) throws {
+    init(_ count: Int, from allocator: some StackAllocator, request: StackRequest = StackRequest(usableSize: 64 << 10)) throws {
         storage = .allocate(capacity: count)
         self.count = 0
         for index in 0..<count {
-            (storage + index).initialize(to: try allocator.allocate(StackRequest(usableSize: 64 << 10)))
+            (storage + index).initialize(to: try allocator.allocate(request))
             self.count += 1
         }
     }

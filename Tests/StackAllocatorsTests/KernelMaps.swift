@@ -3,14 +3,17 @@ import StackAllocators
 
 /// The kernel's view of this process's address space: /proc/self/maps.
 enum KernelMaps {
-    /// Bytes of `range` that some mapping covers now.
-    static func mappedBytes(in range: Range<UInt>) throws(StackError) -> Int {
+    /// Bytes of `range` that some mapping covers now; with `permission` ("w", say), only mappings whose
+    /// permissions (`rw-p`) include it.
+    static func mappedBytes(in range: Range<UInt>, permission: Character? = nil) throws(StackError) -> Int {
         var covered = 0
         for line in try SystemFile.read("/proc/self/maps").split(separator: "\n") {
-            let bounds = line.prefix { $0 != " " }.split(separator: "-")
+            let fields = line.split(separator: " ", maxSplits: 2)
+            let bounds = fields[0].split(separator: "-")
             guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16) else {
                 continue
             }
+            if let permission, !(fields.count > 1 && fields[1].contains(permission)) { continue }
             let overlap = max(low, range.lowerBound)..<max(min(high, range.upperBound), max(low, range.lowerBound))
             covered += overlap.count
         }

@@ -41,6 +41,22 @@ struct SlabStackAllocatorTests {
         #expect(slab.stats.liveByGuard[again.guardMechanism] == 1)
     }
 
+    @Test("Only carved slots are writable: the rest of a region stays PROT_NONE, which strict overcommit (vm.overcommit_memory=2) does not charge",
+          arguments: guardModes + [nil])
+    func onlyCarvedSlotsWritable(mode: GuardMode?) throws {
+        // nil: a zero guard.
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: mode == nil ? 0 : 64 << 10, guardMode: mode ?? .automatic))
+        let stacks = try HeldStacks(3, from: slab, request: StackRequest(usableSize: 64 << 10, guardSize: slab.sizes.guardSize))
+        stacks.fill()
+        let region = stacks.bases[0]..<(stacks.bases[0] + UInt(slab.regionSize))
+        let writable = try KernelMaps.mappedBytes(in: region, permission: "w")
+        let carvedAtMost = (slab.guardMechanism == .lightweight ? SlabStackAllocator.guardWindow : 3) * slab.sizes.total
+        #expect(writable >= 3 * slab.sizes.usableSize && writable <= carvedAtMost,
+                "\(writable) writable bytes of a \(slab.regionSize)-byte region with 3 stacks carved")
+        #expect(try KernelMaps.mappedBytes(in: region) == slab.regionSize, "the whole region stays reserved")
+        stacks.release(3)
+    }
+
     @Test("Stacks fill regions in order; empty regions beyond the retained one are unmapped; trim unmaps the rest")
     func regions() throws {
         let slab = try SlabStackAllocator(.init(usableSize: 16 << 10, guardSize: 4096, stacksPerRegion: 8))
