@@ -95,7 +95,7 @@ extension StackError.Reason {
         case .mappingFailed(let errno, let size):
             let fix =
                 switch errno {
-                case .noMemory where (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2:
+                case .noMemory where Overcommit.isStrict:
                     "vm.overcommit_memory is 2, which charges every writable private mapping, touched or not, against "
                         + "CommitLimit (/proc/meminfo): raise vm.overcommit_ratio or vm.overcommit_kbytes, or set "
                         + "vm.overcommit_memory=0"

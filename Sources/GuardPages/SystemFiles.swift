@@ -69,3 +69,12 @@ import SystemPackage
         return current + margin >= limit ? .mapCountExhausted(limit: limit, current: current) : nil
     }
 }
+
+/// The kernel's overcommit policy (`vm.overcommit_memory`).
+package enum Overcommit {
+    /// Whether overcommit is strict (mode 2): every writable private mapping is charged against
+    /// CommitLimit when it is made writable, and MAP_NORESERVE is ignored. False when the file is unreadable.
+    package static var isStrict: Bool {
+        (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2
+    }
+}

@@ -23,6 +23,8 @@ struct SlabRegion {
     var unguarded: [UInt32] = []
     /// Whether the region is in `SlabRegions.available`.
     var listed = false
+    /// Whether the region was mapped PROT_NONE (strict overcommit): a slot is made writable when carved.
+    var inaccessible = false
 }
 
 /// Where a slab's next stack comes from.
@@ -210,9 +212,9 @@ struct SlabRegions {
         regions[slot.region]!.base + UInt(slot.slot * stride)
     }
 
-    /// Records a region mapped at `base`; returns its index.
-    mutating func add(base: UInt) -> Int {
-        let region = SlabRegion(base: base, listed: true)
+    /// Records a region mapped at `base` (`inaccessible`: PROT_NONE until carved); returns its index.
+    mutating func add(base: UInt, inaccessible: Bool = false) -> Int {
+        let region = SlabRegion(base: base, listed: true, inaccessible: inaccessible)
         let index: Int
         if let reused = vacant.popLast() {
             regions[reused] = region

@@ -31,6 +31,9 @@ extension SlabStackAllocator {
         public var mapCountReserve: Int
         /// A map count limit used instead of `vm.max_map_count` (nil: read it), to act out a low limit.
         package var mapCountLimitOverride: Int? = nil
+        /// Whether to reserve regions as under strict overcommit, used instead of `vm.overcommit_memory`
+        /// (nil: read it when each region is mapped), to act it out.
+        package var strictOvercommitOverride: Bool? = nil
         /// NUMA placement of every region, applied with mbind when the region is mapped (before any guard
         /// or page exists, so it stays one mapping): a slab per node. Requests may repeat it or leave
         /// `StackRequest.placement` nil; another placement is refused. Default nil (first touch).

@@ -9,18 +9,20 @@ import SystemPackage
 /// Stacks of one size carved from large reserved regions, each with a guard below it: a million guarded
 /// stacks in a few hundred mappings.
 ///
-/// A region is one `mmap(stacksPerRegion × (guard + usable), PROT_NONE,
-/// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_STACK)`: address space only, no memory until touched, and
-/// nothing charged against the commit limit of strict overcommit (`vm.overcommit_memory=2`, which ignores
-/// MAP_NORESERVE) until a slot is carved: carving makes the slot writable (mprotect) and installs its
-/// guard, which stays for the slot's life, so a reused slot costs no syscall.
+/// A region is one `mmap(stacksPerRegion × (guard + usable), PROT_READ|PROT_WRITE,
+/// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE|MAP_STACK)`: address space only, no memory until touched.
+/// A slot's guard is installed the first time the slot is carved (a region-wide madvise cannot place a
+/// guard per stack) and stays for the slot's life, so a reused slot costs no guard syscall.
+///
+/// Under strict overcommit (`vm.overcommit_memory=2`, read when each region is mapped), which ignores
+/// MAP_NORESERVE and charges every writable private mapping against CommitLimit, a region is mapped
+/// PROT_NONE instead and each slot made writable (mprotect) when it is carved, so only carved slots are
+/// charged: a region holding one stack would otherwise charge all of its 512 MiB.
 ///
 /// - **Lightweight guards** (`MADV_GUARD_INSTALL`, Linux >= 6.13) add no mapping: the map count grows by
-///   two lines per region at most (carved and not yet carved). Slots are carved 32 at a time, made
-///   writable in one mprotect and guarded in one process_madvise(2), and handed out lowest first before
-///   the next are carved.
-/// - **mprotect guards** are the part of a slot left PROT_NONE: carving makes only its usable range
-///   writable, which splits the region into two mappings per carved slot. Before carving, the slab checks
+///   one line per region at most (two under strict overcommit). Slots are carved 32 at a time, their
+///   guards installed in one process_madvise(2), and handed out lowest first before the next are carved.
+/// - **mprotect guards** split the region: two mappings per carved slot. Before carving, the slab checks
 ///   its `MapCountBudget` and throws `.resourceExhausted` (naming `vm.max_map_count` and how many
 ///   stacks would still fit) instead of letting mprotect fail with ENOMEM.
 ///
@@ -205,6 +207,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         let mappedRegion: UInt?
         /// Slots carved with this one, itself included (`guardWindow`), or 1.
         let window: Int
+        /// Whether its region was mapped PROT_NONE (strict overcommit): carving makes the slots writable.
+        let opens: Bool
     }
 
     /// Picks a slot (reused, carved, or from a new region) and hands it out, under the lock. A new slot
@@ -226,7 +230,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             let window = carves && guardMechanism == .lightweight ? min(Self.guardWindow, state.regions.capacity - slot.slot) : 1
             let serial = state.regions.take(slot, window: window)
             let mappedRegion = mapped.map { state.regions.regions[$0]!.base }
-            return Claim(slot: slot, layout: layout, serial: serial, mappedRegion: mappedRegion, window: window)
+            return Claim(
+                slot: slot, layout: layout, serial: serial, mappedRegion: mappedRegion, window: window,
+                opens: state.regions.regions[slot.region]!.inaccessible)
         } catch {
             if let mapped { unmap(state.regions.remove(mapped)) }
             throw error
@@ -238,27 +244,17 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// before any other new slot; a window costs at most its slots' page-table entries in advance.
     package static let guardWindow = 32
 
-    /// Carves a claimed new slot and the slots carved with it: makes them writable (with lightweight
-    /// guards the whole slots, since a guard marker needs a writable mapping; otherwise the usable range,
-    /// the rest staying PROT_NONE as its mprotect guard) and installs their lightweight guards; both stay
-    /// while the region is mapped. The others become available at once (those whose guard failed as
-    /// unguarded slots, carved again later, logged); when the claimed slot itself failed, it goes back
-    /// unguarded, its region unmapped when this claim mapped it and nothing else lives there, and the
-    /// error is thrown.
+    /// Carves a claimed new slot and the slots carved with it: in a region mapped PROT_NONE makes them
+    /// writable (with lightweight guards the whole slots, since a guard marker needs a writable mapping;
+    /// otherwise the usable range, the rest staying PROT_NONE as its mprotect guard), and installs their
+    /// guards; both stay while the region is mapped. The others become available at once (those whose
+    /// guard failed as unguarded slots, carved again later, logged); when the claimed slot itself failed,
+    /// it goes back unguarded, its region unmapped when this claim mapped it and nothing else lives
+    /// there, and the error is thrown.
     private func carve(_ claim: Claim) throws(StackError) {
-        let opened = guardMechanism == .lightweight
-            ? claim.layout.base..<(claim.layout.base + UInt(claim.window * sizes.total)) : claim.layout.usableRange
-        let size = Int(opened.upperBound - opened.lowerBound)
-        if case .failure(let errno) = Syscall.protect(opened.lowerBound, size: size, PROT_READ | PROT_WRITE) {
-            if claim.window > 1 {
-                let others = (claim.slot.slot + 1)..<(claim.slot.slot + claim.window)
-                state.withLock { $0.regions.settle(window: others, in: claim.slot.region, unguarded: Array(others)) }
-            }
-            abandon(claim, guarded: false)
-            // ENOMEM: a split past vm.max_map_count, or the commit limit of strict overcommit.
-            throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size) : .mappingFailed(errno, size: size)
-        }
-        guard guardMechanism == .lightweight else { return }
+        if claim.opens { try open(claim) }
+        // An mprotect guard is what the reservation left PROT_NONE.
+        guard guardMechanism == .lightweight || (guardMechanism == .protNone && !claim.opens) else { return }
         if claim.window == 1 {
             do throws(StackError) {
                 try installer.install(on: claim.layout.guardRange)
@@ -291,13 +287,30 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
     }
 
+    /// Makes a claim's slots writable in a region mapped PROT_NONE; on failure gives them back unguarded
+    /// (carved again later) and throws.
+    private func open(_ claim: Claim) throws(StackError) {
+        let range = guardMechanism == .lightweight
+            ? claim.layout.base..<(claim.layout.base + UInt(claim.window * sizes.total)) : claim.layout.usableRange
+        let size = Int(range.upperBound - range.lowerBound)
+        guard case .failure(let errno) = Syscall.protect(range.lowerBound, size: size, PROT_READ | PROT_WRITE) else { return }
+        if claim.window > 1 {
+            let others = (claim.slot.slot + 1)..<(claim.slot.slot + claim.window)
+            state.withLock { $0.regions.settle(window: others, in: claim.slot.region, unguarded: Array(others)) }
+        }
+        abandon(claim, guarded: false)
+        // ENOMEM: a split past vm.max_map_count, or the commit limit of strict overcommit.
+        throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size) : .mappingFailed(errno, size: size)
+    }
+
     /// Maps a new region (checking the map budget first, with mprotect guards); returns its index.
     private func mapRegion(_ state: inout State) throws(StackError) -> Int {
         if state.budget != nil {
             try state.budget!.refresh()
             try state.budget!.charge(1)
         }
-        switch Syscall.map(size: regionSize, protection: PROT_NONE, flags: StackLayout.mappingFlags) {
+        let inaccessible = configuration.strictOvercommitOverride ?? Overcommit.isStrict
+        switch Syscall.map(size: regionSize, protection: inaccessible ? PROT_NONE : PROT_READ | PROT_WRITE, flags: StackLayout.mappingFlags) {
         case .success(let base):
             if let placement = configuration.placement {
                 do throws(StackError) {
@@ -308,7 +321,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                 }
             }
             recorder.recordReserved(regionSize)
-            return state.regions.add(base: base)
+            return state.regions.add(base: base, inaccessible: inaccessible)
         case .failure(let errno):
             throw errno == .noMemory
                 ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: regionSize)

@@ -62,7 +62,7 @@ package enum StackChecks {
             count = cgroup.room / 2 / residentEach
             limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
         }
-        if (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2 {
+        if Overcommit.isStrict {
             let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))
             let room = max(0, limitKiB - committedKiB) * 1024 / 2 / committedEach
             if room < count {

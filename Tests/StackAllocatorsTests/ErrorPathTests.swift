@@ -22,10 +22,21 @@ enum InjectedFailure {
         mechanism == .lightweight ? guardInstall : .protect
     }
 
-    /// The steps that carve a new slab slot with `mechanism`'s guards: making it writable (mprotect),
-    /// which with mprotect guards is all of it, then its lightweight guard.
-    static func carveSteps(_ mechanism: GuardMechanism) -> [FailureInjection.Step] {
-        mechanism == .lightweight ? [.protect, guardInstall] : [.protect]
+    /// The steps that carve a new slab slot with `mechanism`'s guards: under strict overcommit making it
+    /// writable (mprotect: all of it with mprotect guards), then its guard.
+    static func carveSteps(_ mechanism: GuardMechanism, strict: Bool) -> [FailureInjection.Step] {
+        strict && mechanism == .lightweight ? [.protect, guardInstall] : [guardStep(mechanism)]
+    }
+
+    /// Every guard mode this kernel can force, as configured both ways: under strict overcommit and not.
+    static var slabConfigurations: [SlabStackAllocator.Configuration] {
+        GuardMode.forcible.flatMap { mode in
+            [false, true].map { strict in
+                var configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode)
+                configuration.strictOvercommitOverride = strict
+                return configuration
+            }
+        }
     }
 
     /// Makes `step` fail (after `skip` calls that succeed), runs `attempt`, and requires that it threw,
@@ -91,14 +102,14 @@ struct ErrorPathTests {
     @Test("slab: a failure at the region's mmap, mbind, carving a slot, prefault or registration leaves nothing mapped or registered")
     func slab() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            for mode in GuardMode.forcible {
+            for configuration in InjectedFailure.slabConfigurations {
                 let request = StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate))
-                let configuration = SlabStackAllocator.Configuration(usableSize: 64 << 10, stacksPerRegion: 8, guardMode: mode)
                 let warm = try SlabStackAllocator(configuration)
                 _ = try warm.allocate(request)
-                let name = "slab \(mode)"
+                let strict = configuration.strictOvercommitOverride!
+                let name = "slab \(configuration.guardMode)\(strict ? ", strict overcommit" : "")"
                 // A new slab each time, so each attempt maps a region of its own.
-                let carving = InjectedFailure.carveSteps(warm.guardMechanism).map { ($0, true) }
+                let carving = InjectedFailure.carveSteps(warm.guardMechanism, strict: strict).map { ($0, true) }
                 for (step, mapsFirst) in [(FailureInjection.Step.map, false)] + carving + [(InjectedFailure.populate, true), (.register, true)] {
                     let slab = try SlabStackAllocator(configuration)
                     try InjectedFailure.check(name, step, mapsFirst: mapsFirst) { () throws(StackError) in try slab.allocate(request) }
@@ -116,11 +127,14 @@ struct ErrorPathTests {
     @Test("slab: a slot whose carving failed in a live region is carved again, guarded and registered, before a new slot")
     func slabRetriesFailedGuard() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let attempts = GuardMode.forcible.flatMap { mode in
-                InjectedFailure.carveSteps(mode == .lightweight ? .lightweight : .protNone).map { (mode, $0) }
+            let attempts = InjectedFailure.slabConfigurations.flatMap { configuration in
+                let mechanism: GuardMechanism = configuration.guardMode == .lightweight ? .lightweight : .protNone
+                return InjectedFailure.carveSteps(mechanism, strict: configuration.strictOvercommitOverride!).map { (configuration, $0) }
             }
-            for (mode, step) in attempts {
-                let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, stacksPerRegion: 64, guardMode: mode))
+            for (var configuration, step) in attempts {
+                configuration.stacksPerRegion = 64
+                let mode = configuration.guardMode
+                let slab = try SlabStackAllocator(configuration)
                 let request = StackRequest(usableSize: 64 << 10)
                 let first = try slab.allocate(request)  // keeps the region mapped
                 // The slots carved with the first (lightweight guards), so the next allocation carves.

@@ -41,11 +41,14 @@ struct SlabStackAllocatorTests {
         #expect(slab.stats.liveByGuard[again.guardMechanism] == 1)
     }
 
-    @Test("Only carved slots are writable: the rest of a region stays PROT_NONE, which strict overcommit (vm.overcommit_memory=2) does not charge",
-          arguments: guardModes + [nil])
-    func onlyCarvedSlotsWritable(mode: GuardMode?) throws {
+    @Test("Strict overcommit (vm.overcommit_memory=2) charges only carved slots: the rest of a region stays PROT_NONE",
+          arguments: [GuardMode?.none] + guardModes.map(Optional.some))
+    func strictOvercommitChargesCarvedSlots(mode: GuardMode?) throws {
         // nil: a zero guard.
-        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: mode == nil ? 0 : 64 << 10, guardMode: mode ?? .automatic))
+        var configuration = SlabStackAllocator.Configuration(
+            usableSize: 64 << 10, guardSize: mode == nil ? 0 : 64 << 10, guardMode: mode ?? .automatic)
+        configuration.strictOvercommitOverride = true
+        let slab = try SlabStackAllocator(configuration)
         let stacks = try HeldStacks(3, from: slab, request: StackRequest(usableSize: 64 << 10, guardSize: slab.sizes.guardSize))
         stacks.fill()
         let region = stacks.bases[0]..<(stacks.bases[0] + UInt(slab.regionSize))
@@ -54,6 +57,20 @@ struct SlabStackAllocatorTests {
         #expect(writable >= 3 * slab.sizes.usableSize && writable <= carvedAtMost,
                 "\(writable) writable bytes of a \(slab.regionSize)-byte region with 3 stacks carved")
         #expect(try KernelMaps.mappedBytes(in: region) == slab.regionSize, "the whole region stays reserved")
+        for layout in stacks.layouts {
+            #expect(try Probe.accessiblePages(in: layout.guardRange) == 0, "a guard is inaccessible")
+        }
+        stacks.release(3)
+    }
+
+    @Test("Whatever the overcommit policy, a slab's reservation charges nothing beyond its carved slots", arguments: guardModes)
+    func reservationUncharged(mode: GuardMode) throws {
+        let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardMode: mode))
+        let stacks = try HeldStacks(3, from: slab)
+        let region = stacks.bases[0]..<(stacks.bases[0] + UInt(slab.regionSize))
+        let carvedAtMost = (slab.guardMechanism == .lightweight ? SlabStackAllocator.guardWindow : 3) * slab.sizes.total
+        let charged = try KernelMaps.chargedBytes(in: region)
+        #expect(charged <= carvedAtMost, "\(charged) bytes of a \(slab.regionSize)-byte region charged with 3 stacks carved")
         stacks.release(3)
     }
 
