@@ -164,9 +164,12 @@ struct SlabStackAllocatorTests {
         #expect(try slab.residentBytes() == 0)
     }
 
-    @Test("Several threads allocating and releasing across region boundaries: counts balance, no slot is shared")
-    func concurrency() throws {
-        let slab = try SlabStackAllocator(.init(usableSize: 16 << 10, guardSize: 4096, stacksPerRegion: 32))
+    @Test("Several threads allocating and releasing across region boundaries: counts balance, no slot is shared",
+          arguments: [false, true])
+    func concurrency(strictOvercommit: Bool) throws {
+        var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, stacksPerRegion: 32)
+        configuration.strictOvercommitOverride = strictOvercommit
+        let slab = try SlabStackAllocator(configuration)
         let threads = 4
         let iterations = 500
         let workers = (0..<threads).map { worker in
