@@ -43,3 +43,21 @@ public let benchmarksBuilt = FileManager.default.isExecutableFile(atPath: benchm
 
 /// The reason tests of `fiberstacks bench` skip when the benchmark executable is missing.
 public let benchmarksMissing = "needs the benchmark executable: swift build -c release --package-path Benchmarks"
+
+/// Writes `bytes` to a new executable file at `destination` (mode 755) through a descriptor that no child
+/// inherits past exec (O_CLOEXEC): a child that another test spawns meanwhile would otherwise hold the
+/// file open for writing for as long as it runs, and running the file would fail with ETXTBSY.
+public func writeExecutable(_ bytes: Data, to destination: String) throws {
+    let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
+    guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(descriptor) }
+    guard fchmod(descriptor, 0o755) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    try bytes.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+        var written = 0
+        while written < buffer.count {
+            let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+            guard count > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            written += count
+        }
+    }
+}

@@ -242,8 +242,7 @@ struct BenchCommandTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         if let fakeGo {
-            try "#!/bin/sh\n\(fakeGo)\n".write(toFile: "\(directory)/go", atomically: true, encoding: .utf8)
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: "\(directory)/go")
+            try writeExecutable(Data("#!/bin/sh\n\(fakeGo)\n".utf8), to: "\(directory)/go")
         }
         // PATH holds the fake go alone (or nothing); the scripts use shell builtins and absolute paths.
         let run = try SuspendedRun(environment: ["PATH": directory])

@@ -43,7 +43,7 @@ struct HugePageCommandTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
         defer { try? FileManager.default.removeItem(at: directory) }
         let binary = directory.appendingPathComponent("fiberstacks").path
-        try Self.copyExecutable(fiberstacksBinary, to: binary)
+        try writeExecutable(Data(contentsOf: URL(fileURLWithPath: fiberstacksBinary)), to: binary)
         func asNobody(_ arguments: [String]) throws -> ChildProcess.Outcome {
             func run() throws -> ChildProcess.Outcome {
                 try ChildProcess.run(
@@ -73,24 +73,6 @@ struct HugePageCommandTests {
         let machine = try #require(try JSONSerialization.jsonObject(with: Data(doctor.standardOutput.utf8)) as? [String: Any])
         let mounts = try #require(machine["huge_tlb_mounts"] as? [[String: Any]], "\(doctor.standardOutput)")
         #expect(mounts.contains { $0["path"] as? String == mount && $0["writable"] as? Bool == false }, "\(mounts)")
-    }
-
-    /// Copies the executable at `source` to `destination` (mode 755) through a descriptor that no child
-    /// spawned meanwhile inherits (O_CLOEXEC), so that it is not held open for writing when it is run.
-    static func copyExecutable(_ source: String, to destination: String) throws {
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: source))
-        let descriptor = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o755)
-        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(descriptor) }
-        guard fchmod(descriptor, 0o755) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        try bytes.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            var written = 0
-            while written < buffer.count {
-                let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
-                guard count > 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-                written += count
-            }
-        }
     }
 
     @Test("doctor reports transparent huge page size and defrag mode, and pool surplus counters")
