@@ -56,6 +56,9 @@ import SystemPackage
     /// Whether releases must settle their slot with a compare-and-exchange: set by the first `close()`, or
     /// from the start where the process barrier is unavailable.
     private let closing: Atomic<Bool>
+    /// Set once a failed discard below the hot watermark has been logged: where madvise is refused every
+    /// release would log one.
+    private let discardFailureLogged = Atomic<Bool>(false)
     /// Registers the process for `fs_process_barrier` once; nil, or why it is unavailable.
     private static let processBarrierUnavailable: Errno? = {
         let code = fs_process_barrier_register()
@@ -551,13 +554,16 @@ import SystemPackage
         }
     }
 
-    /// Discards below the watermark; a failure is logged and counted as a release failure.
+    /// Discards below the watermark; a failure is counted as a release failure, and the first one logged.
     private func discard(_ layout: StackLayout, keeping hotBytes: Int) -> Result<Range<UInt>?, Errno> {
         let result = StackHygiene.discardBelow(hotBytes: hotBytes, of: layout)
         if case .failure(let errno) = result {
             recorder.recordReleaseFailure()
-            logger.error(
-                "MADV_DONTNEED below the hot watermark failed", metadata: ["stack": "\(layout)", "errno": "\(errno)"])
+            if !discardFailureLogged.exchange(true, ordering: .relaxed) {
+                logger.error(
+                    "MADV_DONTNEED below the hot watermark failed; later failures of this pool are counted in releaseFailures, not logged",
+                    metadata: ["stack": "\(layout)", "errno": "\(errno)", "why": "\(StackHygiene.discards.missing ?? "this stack alone")"])
+            }
         }
         return result
     }

@@ -31,6 +31,25 @@ struct RefusedAdviceTests {
         }
     }
 
+    @Test("A pool whose watermark discards are refused counts each and logs it once", arguments: PooledStackAllocator.HotWatermark.Timing.allCases)
+    func poolLogsOnce(_ timing: PooledStackAllocator.HotWatermark.Timing) async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [timing = timing as PooledStackAllocator.HotWatermark.Timing] in
+            precondition(fs_test_refuse_madvise(EPERM) == 0, "seccomp: errno \(errno)")
+            let (logger, log) = CapturingLogHandler.logger()
+            let request = StackRequest(usableSize: 256 << 10)
+            let configuration = PooledStackAllocator.Configuration(stack: request, hotWatermark: .init(bytes: 16 << 10, timing: timing))
+            let pool = try PooledStackAllocator(wrapping: MmapStackAllocator(), configuration, logger: logger)
+            for _ in 0..<5 {
+                let stack = try pool.allocate(request)
+                memset(stack.usableBottom, 0xAB, stack.usableSize)
+                stack.release()
+                pool.trim()
+            }
+            precondition(pool.stats.releaseFailures >= 5, "\(pool.stats.releaseFailures) release failures counted")
+            precondition(log.count(.error) == 1, "\(log.count(.error)) errors logged: \(log.all)")
+        }
+    }
+
     @Test("A refused MADV_HUGEPAGE is blamed on what refused it",
           .enabled(if: ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never"), "needs THP mode madvise or always"),
           arguments: [(EPERM, "a seccomp filter"), (EINVAL, "CONFIG_TRANSPARENT_HUGEPAGE")])
