@@ -61,5 +61,8 @@ package final class Watchdog: Sendable {
 /// The watchdog thread could not start.
 package struct WatchdogError: Error, CustomStringConvertible {
     package let errno: Int32
-    package var description: String { "cannot start the verify watchdog thread: pthread_create: errno \(errno) (check ulimit -u)" }
+    package var description: String {
+        "cannot start the verify watchdog thread: pthread_create: errno \(errno); raise the thread limits "
+            + "(ulimit -u, /proc/sys/kernel/threads-max, the cgroup's pids.max)"
+    }
 }
