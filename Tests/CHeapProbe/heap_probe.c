@@ -10,3 +10,5 @@ size_t fs_test_heap_bytes_in_use(void) {
     return (size_t)(unsigned)mallinfo().uordblks;
 #endif
 }
+
+int fs_test_malloc_in_one_arena(void) { return mallopt(M_ARENA_MAX, 1); }

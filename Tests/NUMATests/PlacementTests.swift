@@ -131,6 +131,7 @@ struct PlacementTests {
         .enabled(if: numaAvailable, needsNUMA))
     func refusalsDoNotLeak() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let allocator = try MmapStackAllocator()
             let baseline = try MapCount.current()
             for node in [-1, 1 << 20, Int.max] {
@@ -153,6 +154,7 @@ struct PlacementTests {
             "needs libnuma and MADV_GUARD_INSTALL (Linux >= 6.13)"))
     func boundStacksMerge() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .lightweight)
             let node = try NUMATopology.current().memoryNodes[0]
             let baseline = try MapCount.current()

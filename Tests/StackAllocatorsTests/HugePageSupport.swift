@@ -12,15 +12,16 @@ enum HugePages {
     static var free: Int { HugePageSystem.hugePagePool(pageSize: size)?.available ?? 0 }
     /// At least `count` default-size pages are free.
     static func haveFree(_ count: Int = 4) -> Bool { size > 0 && free >= count }
-    /// The hugetlbfs mounts of the default size.
-    static let mounts = HugePageSystem.hugeTLBMounts().filter { $0.pageSize == size }.map(\.path)
+    /// The hugetlbfs mounts of the default size this user can write (libhugetlbfs ignores the others).
+    static let mounts = HugePageSystem.hugeTLBMounts().filter { $0.pageSize == size && $0.writable }.map(\.path)
     /// The THP mode is `madvise` or `always`.
     static let transparentEnabled = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
     /// The 1 GiB size exists and its pool is empty (the machine this was written on: a cheap exhaustion).
     static let oneGiBPoolEmpty = HugePageSystem.hugePagePool(pageSize: 1 << 30).map { $0.available == 0 } ?? false
 
     static let needFree: Comment = "needs free 2 MiB huge pages: /proc/sys/vm/nr_hugepages"
-    static let needMount: Comment = "needs a hugetlbfs mount (mount -t hugetlbfs none /dev/hugepages) and free huge pages"
+    static let needMount: Comment =
+        "needs a hugetlbfs mount this user can write (mount -t hugetlbfs -o mode=1777 none /dev/hugepages) and free huge pages"
     static let needTransparent: Comment = "needs THP mode madvise or always: /sys/kernel/mm/transparent_hugepage/enabled"
     static let needEmptyOneGiB: Comment = "needs the 1 GiB huge page size with an empty pool: /sys/kernel/mm/hugepages/hugepages-1048576kB"
 

@@ -23,6 +23,7 @@ struct MapCountTests {
           .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))
     func lightweight() async throws {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .lightweight)
             let baseline = try MapCount.current()
             try withLiveStacks(allocator, count: 10_000) { live in
@@ -36,6 +37,7 @@ struct MapCountTests {
     @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoSanitizer)
     func mprotect() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .protNone)
             let baseline = try MapCount.current()
             try withLiveStacks(allocator, count: 10_000) { live in
@@ -50,6 +52,7 @@ struct MapCountTests {
     @Test("mprotect stacks beyond vm.max_map_count give mapCountExhausted, and nothing leaks", needsNoSanitizer)
     func exhaustion() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .protNone)
             let limit = try MapCount.limit()
             let baseline = try MapCount.current()

@@ -19,6 +19,7 @@ struct SlabMapCountTests {
         .disabled(if: Overcommit.isStrict, "vm.overcommit_memory=2 charges every carved slot: a million need 128 GiB of CommitLimit (/proc/meminfo)"))
     func millionStacks() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let count = 1_000_000
             let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardSize: 64 << 10, guardMode: .lightweight))
             let request = StackRequest(usableSize: 64 << 10, guardSize: 64 << 10)
@@ -63,6 +64,7 @@ struct SlabMapCountTests {
     @Test("With mprotect guards the slab stops with mapCountReserveReached before vm.max_map_count, and nothing leaks")
     func mprotectReserve() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let reserve = 1024
             let slab = try SlabStackAllocator(
                 .init(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone, mapCountReserve: reserve))
@@ -111,6 +113,7 @@ struct SlabMapCountTests {
     @Test("Under a low vm.max_map_count (1,000, injected) the reserve is clamped to a quarter, and the stacks the error says would fit below the limit are what a slab with no reserve then carves")
     func lowLimit() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
             let limit = 1000
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
             var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone)

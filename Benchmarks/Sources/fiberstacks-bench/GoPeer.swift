@@ -93,10 +93,11 @@ enum GoPeer {
     }
 
     /// The environment of `go build`: modules on, nothing downloaded, no newer toolchain fetched, no cgo
-    /// (the program needs no C compiler). Where `GOCACHE` or `GOPATH` is unset and HOME is not writable,
+    /// (the program needs no C compiler), no version-control stamp (git refuses to read a checkout another
+    /// user owns, and go build would fail on it). Where `GOCACHE` or `GOPATH` is unset and HOME is not writable,
     /// `go` would fail to make its cache there: they go to `scratch`, removed after the run.
     static func buildEnvironment(scratch: String) -> [String: String] {
-        var environment = ["GOFLAGS": "-mod=mod", "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOWORK": "off", "CGO_ENABLED": "0"]
+        var environment = ["GOFLAGS": "-mod=mod -buildvcs=false", "GOPROXY": "off", "GOTOOLCHAIN": "local", "GOWORK": "off", "CGO_ENABLED": "0"]
         let home = getenv("HOME").map { String(cString: $0) } ?? ""
         guard home.isEmpty || access(home, W_OK) != 0 else { return environment }
         for key in ["GOCACHE", "GOPATH"] where (getenv(key).map { String(cString: $0) } ?? "").isEmpty {
