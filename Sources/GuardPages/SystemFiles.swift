@@ -72,9 +72,12 @@ import SystemPackage
 
 /// The kernel's overcommit policy (`vm.overcommit_memory`).
 package enum Overcommit {
+    /// The sysctl's file.
+    package static let path = "/proc/sys/vm/overcommit_memory"
+
     /// Whether overcommit is strict (mode 2): every writable private mapping is charged against
     /// CommitLimit when it is made writable, and MAP_NORESERVE is ignored. False when the file is unreadable.
     package static var isStrict: Bool {
-        (try? SystemFile.readInteger("/proc/sys/vm/overcommit_memory")) == 2
+        (try? SystemFile.readInteger(path)) == 2
     }
 }

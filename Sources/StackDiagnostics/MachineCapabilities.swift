@@ -30,6 +30,8 @@ package struct MachineCapabilities: Sendable, Codable {
     package let numaNodes: [Int]
     /// `vm.max_map_count`.
     package let maxMapCount: Int
+    /// `vm.overcommit_memory` (0 heuristic, 1 always, 2 strict), nil when unreadable.
+    package let overcommitMemory: Int?
     /// This process's mappings now.
     package let mapCount: Int
 
@@ -55,6 +57,7 @@ package struct MachineCapabilities: Sendable, Codable {
             transparentHugePageAdvice: HugePageSystem.transparentAdvice.isSupported,
             numaNodes: nodes,
             maxMapCount: try MapCount.limit(),
+            overcommitMemory: try? SystemFile.readInteger(Overcommit.path),
             mapCount: try MapCount.current())
     }
 

@@ -35,6 +35,9 @@ struct Doctor: ParsableCommand {
             } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
+            ("vm.overcommit_memory", machine.overcommitMemory.map {
+                $0 == 2 ? "2 (strict: slab regions are reserved PROT_NONE, and each carved stack is charged against CommitLimit)" : "\($0)"
+            } ?? "unreadable"),
         ]
         rows += numaRows(numa)
         for pool in machine.hugePagePools {

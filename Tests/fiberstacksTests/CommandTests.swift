@@ -69,13 +69,15 @@ struct CommandTests {
         #expect(strictJSON["required"] as? [String] == [capability])
     }
 
-    @Test("doctor --json reports the kernel and the map count")
+    @Test("doctor --json reports the kernel, the map count and the overcommit policy")
     func doctorJSON() throws {
         let (status, output) = try runTool(["doctor", "--json"])
         #expect(status == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         #expect((json["max_map_count"] as? Int ?? 0) > 0)
         #expect(json["kernel_release"] as? String != nil)
+        let overcommit = try String(contentsOfFile: "/proc/sys/vm/overcommit_memory", encoding: .utf8)
+        #expect(json["overcommit_memory"] as? Int == Int(overcommit.trimmingCharacters(in: .whitespacesAndNewlines)), "\(json)")
     }
 
     @Test("Bad arguments are usage errors: exit 64", arguments: [["verify", "--no-such-flag"], ["no-such-command"]])
