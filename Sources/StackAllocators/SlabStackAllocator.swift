@@ -437,7 +437,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     private func keepOut(_ usableBottom: UInt, _ errno: Errno) {
         recorder.recordReleaseFailure()
         logger.error(
-            "MADV_DONTNEED on a released slab stack failed; the slot is not reused",
+            "a released slab stack could be neither discarded (MADV_DONTNEED) nor zeroed (mincore failed); the slot is not reused",
             metadata: ["usable bottom": "0x\(String(usableBottom, radix: 16))", "errno": "\(errno)"])
     }
 
