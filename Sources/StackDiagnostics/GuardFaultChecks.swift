@@ -23,9 +23,7 @@ package enum GuardFaultChecks {
             }
         }
         fault("pool/mmap", ["--allocator", "pool"], into: &report)
-        let pool = HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())
-        let anonymous = HugePageChecks.hugeTLBMissing() ?? ((pool?.available ?? 0) >= 1
-            ? nil : "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
+        let anonymous = HugePageChecks.defaultHugeTLBMissing()
         let transparent = HugePageChecks.transparentMissing()
         for (packing, allocator) in [("", "huge"), ("packed-", "huge-packed")] {
             if let anonymous {

@@ -70,6 +70,12 @@ package enum HugePageChecks {
         Prefault.populateWrite.missing.map { "hugetlb stacks are populated at allocation: \($0)" }
     }
 
+    /// Why this process cannot have a hugetlb stack of the default page size now, or nil.
+    static func defaultHugeTLBMissing() -> String? {
+        hugeTLBMissing() ?? ((HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0
+            ? nil : "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
+    }
+
     /// Why this process cannot have transparent huge page stacks, or nil.
     static func transparentMissing() -> String? {
         switch HugePageSystem.transparentHugePageMode() {
@@ -150,10 +156,7 @@ package enum HugePageChecks {
     /// Packed stacks: share one huge page, carry canaries that `check` and release verify.
     private static func checkPacked(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
         let backing: HugePageRequest.Backing
-        let hugeTLB = hugeTLBMissing()
-            ?? ((HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0
-                ? nil : "needs a free huge page (/proc/sys/vm/nr_hugepages)")
-        switch (hugeTLB, transparentMissing()) {
+        switch (defaultHugeTLBMissing(), transparentMissing()) {
         case (nil, _): backing = .anonymous
         case (_, nil): backing = .transparent
         case (let hugeTLB?, let transparent?):

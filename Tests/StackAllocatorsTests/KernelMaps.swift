@@ -8,14 +8,9 @@ enum KernelMaps {
     static func mappedBytes(in range: Range<UInt>, permission: Character? = nil) throws(StackError) -> Int {
         var covered = 0
         for line in try SystemFile.read("/proc/self/maps").split(separator: "\n") {
-            let fields = line.split(separator: " ", maxSplits: 2)
-            let bounds = fields[0].split(separator: "-")
-            guard bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16) else {
-                continue
-            }
-            if let permission, !(fields.count > 1 && fields[1].contains(permission)) { continue }
-            let overlap = max(low, range.lowerBound)..<max(min(high, range.upperBound), max(low, range.lowerBound))
-            covered += overlap.count
+            guard let mapping = mapping(line, overlapping: range) else { continue }
+            if let permission, !mapping.permissions.contains(permission) { continue }
+            covered += mapping.overlap
         }
         return covered
     }
@@ -26,17 +21,24 @@ enum KernelMaps {
         var charged = 0
         var current: (overlap: Int, chargeable: Bool)?
         for line in try SystemFile.read("/proc/self/smaps").split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            let bounds = fields.first?.split(separator: "-") ?? []
-            if bounds.count == 2, fields.count > 1, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16) {
-                let (start, end) = (max(low, range.lowerBound), min(high, range.upperBound))
-                let overlap = end > start ? Int(end - start) : 0
-                current = (overlap, fields[1].contains("w") && fields[1].contains("p"))
-            } else if fields.first == "VmFlags:", let vma = current {
-                if vma.chargeable && !fields.contains("nr") { charged += vma.overlap }
+            if let mapping = mapping(line, overlapping: range) {
+                current = (mapping.overlap, mapping.permissions.contains("w") && mapping.permissions.contains("p"))
+            } else if line.hasPrefix("VmFlags:"), let vma = current {
+                if vma.chargeable && !line.split(separator: " ").contains("nr") { charged += vma.overlap }
                 current = nil
             }
         }
         return charged
+    }
+
+    /// The bytes of `range` that the mapping a maps (or smaps header) line names covers, and its
+    /// permissions (`rw-p`); nil for any other line.
+    private static func mapping(_ line: Substring, overlapping range: Range<UInt>) -> (overlap: Int, permissions: Substring)? {
+        let fields = line.split(separator: " ", maxSplits: 2)
+        let bounds = fields.first?.split(separator: "-") ?? []
+        guard fields.count > 1, bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
+        else { return nil }
+        let (start, end) = (max(low, range.lowerBound), min(high, range.upperBound))
+        return (end > start ? Int(end - start) : 0, fields[1])
     }
 }
