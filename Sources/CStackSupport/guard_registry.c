@@ -135,6 +135,7 @@ static uint32_t room_hint;                     // no chunk below this word has r
 static uint32_t spare_chunk = NO_CHUNK;        // the one empty chunk kept resident
 static uint64_t index_used;
 static uint64_t seq_floor;
+static uint64_t last_removed;  // the key removed last (`fs_guard_registry_remove`'s stride guess)
 static int retired_pending;  // some retired mapping still waits for readers to leave
 
 // MARK: - Geometry
@@ -595,6 +596,11 @@ int fs_guard_registry_remove(uintptr_t usable_bottom, uint64_t registration) {
     writer_enter();
     writes++;
     struct hash_index *index = LOAD(&current_index, RELAXED);
+    // Stacks are often released in the order they were made (a slab or pool trimmed, a scheduler shut
+    // down): the next key is then this one plus the same stride. Its bucket, a cache miss otherwise, is
+    // fetched while this removal and the stack's release go on; a wrong guess costs one prefetch.
+    if (index && last_removed) __builtin_prefetch(&index->buckets[bucket_of(index->shift, 2 * usable_bottom - last_removed)], 0, 3);
+    last_removed = usable_bottom;
     uint64_t word = 0;
     uint64_t position = index ? index_find(index, usable_bottom, &word) : 0;
     uint32_t id = word ? bucket_slot(word) : NO_SLOT;

@@ -242,7 +242,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// Slots carved at once with lightweight guards: their guards go in one process_madvise, which takes
     /// the memory map lock once instead of once per slot. The slots carved with a claimed one are handed out
     /// before any other new slot; a window costs at most its slots' page-table entries in advance.
-    package static let guardWindow = 32
+    @_spi(Benchmarks) public static let guardWindow = 32
 
     /// Carves a claimed new slot and the slots carved with it: in a region mapped PROT_NONE makes them
     /// writable (with lightweight guards the whole slots, since a guard marker needs a writable mapping;

@@ -2,7 +2,7 @@
 @_spi(Benchmarks) import OverflowDetection
 import CStackSupport
 import Glibc
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import SystemPackage
 import Testing

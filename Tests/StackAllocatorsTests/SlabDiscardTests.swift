@@ -1,7 +1,7 @@
 import CStackSupport
 @_spi(Benchmarks) import GuardPages
 import Glibc
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import Testing
 

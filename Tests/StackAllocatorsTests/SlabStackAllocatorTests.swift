@@ -1,7 +1,7 @@
 @_spi(Benchmarks) import GuardPages
 import Glibc
 @_spi(Benchmarks) import OverflowDetection
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackTestSupport
 import Testing
 

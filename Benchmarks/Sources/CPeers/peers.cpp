@@ -12,9 +12,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -227,6 +231,56 @@ int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, int flags, bool used, l
 int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, int flags, bool used, long ops) {
     return guarded_mmap_batch(size, guard, flags, used, ops, "madvise(guard, MADV_GUARD_INSTALL)",
                               [](void *p, std::size_t g) { return madvise(p, g, MADV_GUARD_INSTALL); });
+}
+
+int64_t fs_peer_capacity(size_t count, size_t size, size_t guard, size_t per_region, size_t window, size_t batch,
+                         int flags, int64_t *release_ns) {
+    constexpr int pidfd_self = -10000;  // PIDFD_SELF, as the slab passes it
+    const std::size_t stride = size + guard;
+    const std::size_t region_bytes = stride * per_region;
+    std::vector<char *> regions;
+    regions.reserve((count + per_region - 1) / per_region);
+    std::vector<struct iovec> ranges(window);
+    auto unmap_all = [&](int64_t result) {
+        for (char *region : regions) {
+            if (region) munmap(region, region_bytes);  // nulled once unmapped
+        }
+        return result;
+    };
+    int64_t start = now_ns();
+    for (std::size_t made = 0; made < count;) {
+        void *mapped = fs_peer_map_stack(region_bytes, flags);
+        if (mapped == MAP_FAILED) return unmap_all(fail_errno("mmap(capacity region)"));
+        char *region = static_cast<char *>(mapped);
+        regions.push_back(region);
+        const std::size_t slots = std::min(per_region, count - made);
+        for (std::size_t slot = 0; slot < slots; slot += window) {
+            const std::size_t n = std::min(window, slots - slot);
+            for (std::size_t i = 0; i < n; ++i) ranges[i] = {region + (slot + i) * stride, guard};
+            if (syscall(SYS_process_madvise, pidfd_self, ranges.data(), n, MADV_GUARD_INSTALL, 0u) < 0) {
+                return unmap_all(fail_errno("process_madvise(MADV_GUARD_INSTALL)"));
+            }
+        }
+        made += slots;
+    }
+    const int64_t create = now_ns() - start;
+    start = now_ns();
+    std::size_t left = count;
+    for (std::size_t r = 0; r < regions.size(); ++r) {
+        const std::size_t slots = std::min(per_region, left);
+        for (std::size_t slot = 0; slot < slots; slot += batch) {
+            const std::size_t n = std::min(batch, slots - slot);
+            if (madvise(regions[r] + slot * stride + guard, (n - 1) * stride + size, MADV_DONTNEED) != 0) {
+                return unmap_all(fail_errno("madvise(MADV_DONTNEED)"));
+            }
+        }
+        left -= slots;
+        char *region = regions[r];
+        regions[r] = nullptr;
+        if (munmap(region, region_bytes) != 0) return unmap_all(fail_errno("munmap(capacity region)"));
+    }
+    *release_ns = now_ns() - start;
+    return create;
 }
 
 int64_t fs_peer_hugetlb_populate(size_t bytes) {

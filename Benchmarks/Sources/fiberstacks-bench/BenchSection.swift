@@ -40,7 +40,8 @@ enum BenchSection: String, CaseIterable, Codable, ExpressibleByArgument {
         case .frames: "(auditing the stack frames of every object loaded in this process)"
         case .capacity:
             "(" + (recorder.scale.quick ? "" : "\(CapacityBenchmarks.runs) runs, each ") + "up to \(recorder.capacityStacks) "
-                + "live guarded stacks or \(format(recorder.capacitySeconds)) s, whichever comes first)"
+                + "live guarded stacks or \(format(recorder.capacitySeconds)) s, whichever comes first; each followed by "
+                + "peer c_slab_syscalls, C doing the same syscalls)"
         }
     }
 

@@ -1,5 +1,6 @@
+import CPeers
 @_spi(Benchmarks) import GuardPages
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 
 /// `capacity`: the most live guarded stacks one process holds, with the slab (64 KiB stacks, 64 KiB
 /// guards of the default kind), up to `--capacity-limit` stacks or `--capacity-seconds`, whichever
@@ -14,16 +15,25 @@ import StackAllocators
 /// growth, which includes the benchmark's own array of `Stack` values, touched before the clock starts),
 /// both also per stack (`page_table_bytes_per_stack`, `rss_bytes_per_stack`), `reserved_bytes`
 /// (address space the slab reserved), `limit`, `time_bound_s`, `time_bound_hit`, `runs`.
+///
+/// The peer `c_slab_syscalls` follows each run with as many stacks: C doing the slab's syscalls with its
+/// geometry and none of its bookkeeping (`fs_peer_capacity`), so each run shows what the kernel alone
+/// costs. Its `extra` has the same per-million medians. Lightweight guards only: where the kernel lacks
+/// them the peer is a skip.
 enum CapacityBenchmarks {
     /// Runs per benchmark: one would make a target of a single sample.
     static let runs = 3
 
     static func run(_ recorder: BenchRecorder) throws {
         var measured: [Run] = []
+        var reference: [(create: UInt64, release: UInt64, count: Int)] = []
+        let peerSkip = GuardInstaller.lightweightGuardsSupported
+            ? nil : "the C reference installs lightweight guards: \(GuardInstaller.lightweightGuards.missing ?? "refused")"
         for _ in 0..<recorder.scale.ops(runs, quick: 1) {
             let run = try measure(recorder)
             measured.append(run)
             if run.stoppedByError { break }
+            if peerSkip == nil { reference.append(try measureInC(count: run.count)) }
         }
         let first = measured[0]
         // Seconds per million stacks, which is also µs per stack.
@@ -48,6 +58,36 @@ enum CapacityBenchmarks {
                 "stopped_by_error": measured.contains { $0.stoppedByError } ? 1 : 0,
                 "runs": Double(measured.count),
             ]))
+        if let peerSkip {
+            recorder.skip(.capacity, "c_slab_syscalls", because: peerSkip)
+        } else if !reference.isEmpty {
+            let create = reference.map { Double($0.create) / Double($0.count) / 1e3 }
+            let release = reference.map { Double($0.release) / Double($0.count) / 1e3 }
+            recorder.addPeer(BenchResult(
+                section: .capacity, name: "c_slab_syscalls",
+                params: ["size": first.request.usableSize, "guard": first.request.guardSize], unit: "us",
+                samples: create, opsPerRep: reference[0].count,
+                extra: [
+                    "create_s_per_million": BenchResult.median(create),
+                    "create_s_per_million_min": create.min()!, "create_s_per_million_max": create.max()!,
+                    "release_s_per_million": BenchResult.median(release),
+                    "release_s_per_million_min": release.min()!, "release_s_per_million_max": release.max()!,
+                    "runs": Double(reference.count),
+                ]))
+        }
+    }
+
+    /// `fs_peer_capacity` for `count` stacks with the default slab's geometry: nanoseconds to create and
+    /// to release them.
+    private static func measureInC(count: Int) throws -> (create: UInt64, release: UInt64, count: Int) {
+        let slab = SlabStackAllocator.Configuration()
+        var release: Int64 = 0
+        let create = try peerNanoseconds("c_slab_syscalls") {
+            fs_peer_capacity(
+                count, slab.usableSize, slab.guardSize, slab.stacksPerRegion, SlabStackAllocator.guardWindow,
+                slab.discardBatch, StackLayout.mappingFlags, &release)
+        }
+        return (UInt64(create), UInt64(release), count)
     }
 
     /// One run: stacks created until the limit, the time bound or an error, then all released.

@@ -112,6 +112,8 @@ enum RatioPlan {
         /// Compare time per byte (each median over its `page` parameter), for figures per page of
         /// different sizes.
         var perByte = false
+        /// Nil: the medians; otherwise the `extra` value with this key on both sides.
+        var metric: String?
     }
 
     struct Bound {
@@ -238,6 +240,15 @@ enum RatioPlan {
             id: "hugetlb_prefault_vs_c", ours: FigureKey(.ours, "prefault", "alloc_hugetlb_2m_contest"),
             versus: FigureKey(.peers, "prefault", "mmap_hugetlb_populate"), maxRatio: 1.1,
             target: "a populated 2 MiB hugetlb stack within 1.1x of mmap(MAP_HUGETLB) + MADV_POPULATE_WRITE in C"),
+        Pair(
+            id: "capacity_create_vs_c", ours: FigureKey(.ours, "capacity", "slab_guarded_stacks"),
+            versus: FigureKey(.peers, "capacity", "c_slab_syscalls"), maxRatio: 1.25,
+            target: "as many live guarded slab stacks created within 1.25x of C doing the slab's syscalls",
+            metric: "create_s_per_million"),
+        Pair(
+            id: "capacity_release_vs_c", ours: FigureKey(.ours, "capacity", "slab_guarded_stacks"),
+            versus: FigureKey(.peers, "capacity", "c_slab_syscalls"), maxRatio: 1.25,
+            target: "and released within 1.25x of C doing the same", metric: "release_s_per_million"),
     ]
 
     static let bounds: [Bound] = [
@@ -276,17 +287,17 @@ enum RatioPlan {
     /// Every ratio, judged where this run measured both figures.
     static func ratios(ours: [BenchResult], peers: [BenchResult]) -> [BenchRatio] {
         pairs.map { plan in
-            guard let mine = plan.ours.find(ours: ours, peers: peers),
-                let other = plan.versus.find(ours: ours, peers: peers), other.median > 0
-            else {
+            func cost(_ figure: FigureKey) -> Double? {
+                guard let result = figure.find(ours: ours, peers: peers) else { return nil }
+                if let metric = plan.metric { return result.extra?[metric] }
+                return plan.perByte ? result.median / Double(result.params["page"] ?? 1) : result.median
+            }
+            guard let mine = cost(plan.ours), let other = cost(plan.versus), other > 0 else {
                 return BenchRatio(
                     id: plan.id, ours: plan.ours.label, versus: plan.versus.label, ratio: nil, maxRatio: plan.maxRatio,
                     target: plan.target, status: .notEvaluated, met: false)
             }
-            func cost(_ result: BenchResult) -> Double {
-                plan.perByte ? result.median / Double(result.params["page"] ?? 1) : result.median
-            }
-            let ratio = cost(mine) / cost(other)
+            let ratio = mine / other
             let status = TargetStatus(ratio, atMost: plan.maxRatio)
             return BenchRatio(
                 id: plan.id, ours: plan.ours.label, versus: plan.versus.label, ratio: ratio, maxRatio: plan.maxRatio,

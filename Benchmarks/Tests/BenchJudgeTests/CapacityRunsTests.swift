@@ -1,4 +1,6 @@
+import CPeers
 @testable import fiberstacks_bench
+@_spi(Benchmarks) import GuardPages
 import Testing
 
 /// The capacity targets are medians, like every other target: of several runs, not of one.
@@ -20,5 +22,36 @@ struct CapacityRunsTests {
         #expect(try #require(extra["release_s_per_million_min"]) <= release)
         #expect(release <= (try #require(extra["release_s_per_million_max"])))
         #expect(extra["stacks"] == 2_000 && extra["stopped_by_error"] == 0)
+    }
+
+    @Test("Each run is followed by C doing the slab's syscalls for as many stacks, and both capacity ratios are judged")
+    func referenceInC() throws {
+        let recorder = BenchRecorder(
+            scale: BenchScale(reps: 15, warmups: 2, quick: false), capacityLimit: 2_000, capacitySeconds: 20)
+        try CapacityBenchmarks.run(recorder)
+        guard GuardInstaller.lightweightGuardsSupported else {
+            #expect(recorder.skipped.contains { $0.name == "c_slab_syscalls" })
+            return
+        }
+        let peer = try #require(recorder.peerResults.first { $0.name == "c_slab_syscalls" })
+        #expect(peer.reps == 3 && peer.opsPerRep == 2_000 && peer.extra?["runs"] == 3, "\(peer)")
+        let ratios = RatioPlan.ratios(ours: recorder.results, peers: recorder.peerResults)
+        for id in ["capacity_create_vs_c", "capacity_release_vs_c"] {
+            let ratio = try #require(ratios.first { $0.id == id })
+            #expect(ratio.status != .notEvaluated && (ratio.ratio ?? 0) > 0, "\(ratio)")
+        }
+    }
+
+    @Test(
+        "The C reference unmaps what it mapped when a syscall fails",
+        .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))
+    func referenceCleansUp() throws {
+        let before = try MapCount.current()
+        var release: Int64 = 0
+        // A guard that is not a whole number of pages: the first process_madvise fails with EINVAL.
+        let result = fs_peer_capacity(64, 64 << 10, 100, 16, 8, 8, StackLayout.mappingFlags, &release)
+        #expect(result == -1)
+        #expect(String(cString: fs_peer_error()).contains("process_madvise"))
+        #expect(try MapCount.current() == before)
     }
 }

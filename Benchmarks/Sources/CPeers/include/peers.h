@@ -33,6 +33,14 @@ void *fs_peer_map_stack(size_t bytes, int flags);
 int64_t fs_peer_mmap_mprotect(size_t size, size_t guard, int flags, bool used, long ops);
 /// `ops` times: mmap(size + guard, `flags`), madvise(guard, MADV_GUARD_INSTALL), munmap; `used` as above.
 int64_t fs_peer_mmap_guard_install(size_t size, size_t guard, int flags, bool used, long ops);
+/// The capacity section's reference: the slab's syscalls without its bookkeeping. `count` stacks of `size`
+/// usable bytes above `guard`-byte lightweight guards, in regions of `per_region` slots, each region one
+/// mmap with `flags`. Creation (timed: the result): each region mapped, then its guards installed `window`
+/// slots at a time in one process_madvise(2). Release (timed into `*release_ns`), in the order made: each
+/// `batch` neighbours discarded as one MADV_DONTNEED range (their usable pages and the guards between
+/// them), and each region unmapped once all its stacks are. Everything mapped is unmapped on a failure.
+int64_t fs_peer_capacity(size_t count, size_t size, size_t guard, size_t per_region, size_t window, size_t batch,
+                         int flags, int64_t *release_ns);
 /// One mmap(MAP_HUGETLB) of `bytes` and MADV_POPULATE_WRITE over it (timed), then munmap (not timed).
 int64_t fs_peer_hugetlb_populate(size_t bytes);
 
