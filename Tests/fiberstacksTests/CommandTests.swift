@@ -150,7 +150,8 @@ struct BenchCommandTests {
         #expect(ids.count == ratios.count + targets.count && Set(ids).count == ids.count, "ids missing or repeated: \(ids)")
         for id in ["pooled_acquire_release", "pooled_vs_boost_pool", "pooled_two_threads", "scheduler_startup", "empty_job",
                    "fan_out_vs_taskgroup", "fan_out_vs_dispatch", "fan_out_vs_boost_fiber", "switch_vs_boost",
-                   "single_stack_vs_c", "lightweight_vs_mprotect", "hugetlb_prefault_vs_c", "capacity_create", "switch_checked"] {
+                   "single_stack_vs_c", "lightweight_vs_mprotect", "hugetlb_prefault_vs_c", "capacity_create", "switch_checked",
+                   "capacity_create_vs_c", "capacity_release_vs_c"] {
             #expect(ids.contains(id), "target \(id) missing")
         }
         for ratio in ratios {
@@ -184,10 +185,41 @@ struct BenchCommandTests {
         #expect(results.contains { $0["name"] as? String == "scheduler_yield" })
     }
 
-    @Test("bench rejects a non-positive repetition count and an unknown section with exit 64",
-          arguments: [["bench", "--reps", "0"], ["bench", "--section", "no_such_section"]])
+    @Test("bench rejects a non-positive repetition count, an unknown section and a report file it cannot write with exit 64",
+          arguments: [["bench", "--reps", "0"], ["bench", "--section", "no_such_section"],
+                      ["bench", "--quick", "--section", "frames", "--output", ""],
+                      ["bench", "--quick", "--section", "frames", "--svg", ""],
+                      ["bench", "--quick", "--section", "frames", "--output", "/proc/version"]])
     func badArguments(_ arguments: [String]) throws {
         #expect(try runTool(arguments).status == 64)
+    }
+
+    @Test("bench --output to a FIFO that no process reads is a usage error before any benchmark runs, not a hang at the end")
+    func outputToUnreadFIFO() throws {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-bench-\(UUID().uuidString).fifo").path
+        try #require(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let run = try runFiberstacks(["bench", "--quick", "--section", "frames", "--output", fifo], timeLimit: 60)
+        #expect(run.status == 64 && run.standardError.contains("FIFO"), "\(run.standardError)")
+        #expect(!run.standardError.contains("bench: frames"), "a benchmark ran first: \(run.standardError)")
+    }
+
+    @Test("bench --output to a FIFO that a process reads delivers the whole report there")
+    func outputToReadFIFO() throws {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-bench-\(UUID().uuidString).fifo").path
+        try #require(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        let reader = open(fifo, O_RDONLY | O_NONBLOCK)
+        try #require(reader >= 0)
+        defer { close(reader) }
+        let run = try runFiberstacks(["bench", "--quick", "--section", "frames", "--output", fifo], timeLimit: 60)
+        #expect(run.status == 0, "\(run.standardError)")
+        // The report of one section fits in the pipe's buffer (64 KiB), so the writer never waited.
+        var report = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while case let count = read(reader, &buffer, buffer.count), count > 0 { report.append(contentsOf: buffer[..<count]) }
+        let json = try JSONSerialization.jsonObject(with: report) as? [String: Any]
+        #expect(json?["sections"] as? [String] == ["frames"], "\(String(decoding: report, as: UTF8.self))")
     }
 
     @Test("bench --section suspended: with Go 1.18+ on PATH, the Go peer is measured beside ours (same jobs and workers, the same extra figures, a ratio); otherwise skipped saying why")

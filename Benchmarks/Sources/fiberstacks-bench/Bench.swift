@@ -69,16 +69,11 @@ struct Bench: ParsableCommand {
     static let capacityLimitRange = 1...4_000_000
     static let capacitySecondsRange = 0.1...600.0
 
-    func validate() throws {
-        for (flag, path) in [("--output", output), ("--svg", svg)] {
-            if let path, let reason = ReportFile(path: path).unwritableReason() {
-                throw ValidationError("\(flag) \(path): \(reason)")
-            }
-        }
-    }
-
     func run() throws {
         let started = nanoseconds()
+        // Before any benchmark: a path the report cannot be written to is a usage error that costs nothing.
+        let outputFile = try output.map { path throws(ValidationError) in try ReportFile(path: path, flag: "--output") }
+        let svgFile = try svg.map { path throws(ValidationError) in try ReportFile(path: path, flag: "--svg") }
         let machine = BenchMachine.current()
         let recorder = BenchRecorder(
             scale: BenchScale(reps: quick ? 3 : reps, warmups: quick ? 1 : 2, quick: quick),
@@ -105,12 +100,8 @@ struct Bench: ParsableCommand {
         } else {
             report.printTable()
         }
-        if let output {
-            try ReportFile(path: output).write(encoded + "\n")
-        }
-        if let svg {
-            try ReportFile(path: svg).write(BenchChart(report: report).svg())
-        }
+        try outputFile?.write(encoded + "\n")
+        try svgFile?.write(BenchChart(report: report).svg())
         if check, report.missed > 0 {
             FileStream.standardError.write("bench: \(report.missed) targets missed or not run (--check)\n")
             throw ExitCode(1)
