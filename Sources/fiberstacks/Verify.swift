@@ -9,7 +9,7 @@ struct Verify: ParsableCommand {
         abstract: "Prove guards, prefault, placement and release on this machine.",
         discussion: """
             Every check ends PASS, FAIL or SKIP; a skip names the capability this machine lacks. \
-            Exit status: 0 when no check failed, 1 when one did (a timeout is a failure), 2 for bad arguments.
+            Exit status: 0 when no check failed, 1 when one did (a timeout is a failure), 64 for a usage error.
             """)
 
     @Flag(help: "Print JSON (schema_version, tool_version, summary, checks) instead of a table.")

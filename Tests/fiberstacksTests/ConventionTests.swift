@@ -35,6 +35,16 @@ struct ConventionTests {
         }
     }
 
+    @Test("A subcommand's help that states exit statuses gives the one its usage errors exit with",
+          arguments: ["doctor", "verify", "frames"])
+    func subcommandExitCodesDocumented(_ command: String) throws {
+        let help = try runFiberstacks([command, "--help"]).output
+        let misuse = try runFiberstacks([command, "--no-such-flag"])
+        #expect(misuse.status == 64, "\(misuse.standardError)")
+        guard help.contains("Exit status") else { return }
+        #expect(help.contains("64 for a usage error"), "\(help)")
+    }
+
     @Test("doctor JSON: schema_version and tool_version at the top, every key snake_case")
     func doctorEnvelope() throws { try Self.expectEnvelope(["doctor", "--json"], schema: 1) }
 
