@@ -4,6 +4,8 @@
 struct SlabRegion {
     /// First byte of the region (slot 0's guard).
     let base: UInt
+    /// Slots in the region.
+    let capacity: Int
     /// Slots carved (the low ones; carving goes up, a slot or a window of slots at a time).
     var carved: Int { serials.count }
     /// Per carved slot: the serial of the stack handed out in it, 0 while it is not handed out.
@@ -53,8 +55,6 @@ struct SlabSlot: Hashable {
 /// serial of its stack), one `UInt32` per released slot, a few words per region.
 /// Not thread-safe: the slab keeps it behind its mutex.
 struct SlabRegions {
-    /// Slots per region.
-    let capacity: Int
     /// Bytes per slot (guard and usable).
     let stride: Int
     /// Regions by index; nil where a region was unmapped (its index is in `vacant`).
@@ -77,8 +77,7 @@ struct SlabRegions {
     /// How many released slots wait for their discard before the batch is handed back.
     let discardBatch: Int
 
-    init(capacity: Int, stride: Int, discardBatch: Int) {
-        self.capacity = capacity
+    init(stride: Int, discardBatch: Int) {
         self.stride = stride
         self.discardBatch = discardBatch
     }
@@ -100,7 +99,7 @@ struct SlabRegions {
                 return SlabSlot(region: index, slot: Int(slot), condition: .fresh)
             }
             let carved = regions[index]!.carved
-            if carved < capacity {
+            if carved < regions[index]!.capacity {
                 return SlabSlot(region: index, slot: carved, condition: .unguarded)
             }
             available.removeLast()
@@ -119,7 +118,7 @@ struct SlabRegions {
         nextSerial += 1
         switch slot.condition {
         case .unguarded where slot.slot == regions[slot.region]!.carved:
-            precondition(window >= 1 && slot.slot + window <= capacity, "a window inside its region")
+            precondition(window >= 1 && slot.slot + window <= regions[slot.region]!.capacity, "a window inside its region")
             regions[slot.region]!.serials.append(serial)
             regions[slot.region]!.serials.append(contentsOf: repeatElement(0, count: window - 1))
             if regions[slot.region]!.occupied == 0 { emptyRegions -= 1 }
@@ -212,9 +211,10 @@ struct SlabRegions {
         regions[slot.region]!.base + UInt(slot.slot * stride)
     }
 
-    /// Records a region mapped at `base` (`inaccessible`: PROT_NONE until carved); returns its index.
-    mutating func add(base: UInt, inaccessible: Bool = false) -> Int {
-        let region = SlabRegion(base: base, listed: true, inaccessible: inaccessible)
+    /// Records a region of `capacity` slots mapped at `base` (`inaccessible`: PROT_NONE until carved);
+    /// returns its index.
+    mutating func add(base: UInt, capacity: Int, inaccessible: Bool = false) -> Int {
+        let region = SlabRegion(base: base, capacity: capacity, listed: true, inaccessible: inaccessible)
         let index: Int
         if let reused = vacant.popLast() {
             regions[reused] = region

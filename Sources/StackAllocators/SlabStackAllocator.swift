@@ -50,8 +50,11 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     public var fixedSizes: StackSizes? { sizes }
     /// What guards every stack: the installer's mechanism, or `.none` for a zero guard.
     package let guardMechanism: GuardMechanism
-    /// Bytes of one region.
-    package let regionSize: Int
+    /// Bytes of the regions the slab maps now: `stacksPerRegion` stacks, or fewer where the kernel refused
+    /// that much address space (`mapRegion`).
+    package var regionSize: Int { state.withLock { $0.regionCapacity } * sizes.total }
+    /// Regions mapped now.
+    package var mappedRegions: Int { state.withLock { state in state.regions.regions.count(where: { $0 != nil }) } }
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder(reservesPerStack: false)
@@ -61,6 +64,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
 
     private struct State: ~Copyable {
         var regions: SlabRegions
+        /// Slots of the next region mapped: `stacksPerRegion`, halved each time the kernel refuses the
+        /// address space, and kept so from then on.
+        var regionCapacity: Int
         /// Present with mprotect guards: keeps the slab below vm.max_map_count.
         var budget: MapCountBudget?
     }
@@ -74,7 +80,6 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         installer = try GuardInstaller(mode: configuration.guardMode)
         self.configuration = configuration
         self.sizes = sizes
-        self.regionSize = regionSize
         self.logger = logger
         guardMechanism = sizes.guardSize == 0 ? .none : installer.mechanism
         let needsBudget = guardMechanism == .protNone
@@ -82,9 +87,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             ? try MapCountBudget(reserve: configuration.mapCountReserve, limitOverride: configuration.mapCountLimitOverride)
             : nil
         state = Lock(State(
-            regions: SlabRegions(
-                capacity: configuration.stacksPerRegion, stride: sizes.total, discardBatch: configuration.discardBatch),
-            budget: budget))
+            regions: SlabRegions(stride: sizes.total, discardBatch: configuration.discardBatch),
+            regionCapacity: configuration.stacksPerRegion, budget: budget))
         logger.debug(
             "slab stack allocator ready",
             metadata: ["guard": "\(guardMechanism)", "stack": "\(sizes.total)", "region": "\(regionSize)"])
@@ -227,7 +231,8 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                 try state.budget?.charge(MapCountBudget.linesPerGuard)
             }
             let carves = slot.condition == .unguarded && slot.slot == state.regions.regions[slot.region]!.carved
-            let window = carves && guardMechanism == .lightweight ? min(Self.guardWindow, state.regions.capacity - slot.slot) : 1
+            let room = state.regions.regions[slot.region]!.capacity - slot.slot
+            let window = carves && guardMechanism == .lightweight ? min(Self.guardWindow, room) : 1
             let serial = state.regions.take(slot, window: window)
             let mappedRegion = mapped.map { state.regions.regions[$0]!.base }
             return Claim(
@@ -303,29 +308,50 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         throw errno == .noMemory ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: size) : .mappingFailed(errno, size: size)
     }
 
-    /// Maps a new region (checking the map budget first, with mprotect guards); returns its index.
+    /// Maps a new region (checking the map budget first, with mprotect guards); returns its index. Where
+    /// the kernel refuses the address space (ENOMEM: the limit of `ulimit -v`, or an address space that is
+    /// full), the region is halved until one maps, down to a single stack, then halved once more, so that
+    /// the slab takes at most half of the room that was left and malloc and thread stacks keep the rest;
+    /// the slab keeps mapping regions of that size (logged): fewer stacks per mmap, the same stacks.
     private func mapRegion(_ state: inout State) throws(StackError) -> Int {
         if state.budget != nil {
             try state.budget!.refresh()
             try state.budget!.charge(1)
         }
         let inaccessible = configuration.strictOvercommitOverride ?? Overcommit.isStrict
-        switch Syscall.map(size: regionSize, protection: inaccessible ? PROT_NONE : PROT_READ | PROT_WRITE, flags: StackLayout.mappingFlags) {
-        case .success(let base):
+        let refused = state.regionCapacity
+        var leftRoom = false
+        while true {
+            let size = state.regionCapacity * sizes.total
+            let base: UInt
+            switch Syscall.map(size: size, protection: inaccessible ? PROT_NONE : PROT_READ | PROT_WRITE, flags: StackLayout.mappingFlags) {
+            case .success(let address) where state.regionCapacity < refused && state.regionCapacity > 1 && !leftRoom:
+                Syscall.unmap(address, size: size, logger: logger, what: "a slab region")
+                state.regionCapacity /= 2
+                leftRoom = true
+                continue
+            case .success(let address): base = address
+            case .failure(let errno):
+                if errno == .noMemory, let exhausted = MapCount.exhaustedError() { throw exhausted }
+                guard errno == .noMemory, state.regionCapacity > 1 else { throw .mappingFailed(errno, size: size) }
+                state.regionCapacity /= 2
+                continue
+            }
             if let placement = configuration.placement {
                 do throws(StackError) {
-                    try NUMABinding.apply(placement, to: base..<(base + UInt(regionSize)), untouched: true)
+                    try NUMABinding.apply(placement, to: base..<(base + UInt(size)), untouched: true)
                 } catch {
-                    Syscall.unmap(base, size: regionSize, logger: logger, what: "a slab region")
+                    Syscall.unmap(base, size: size, logger: logger, what: "a slab region")
                     throw error
                 }
             }
-            recorder.recordReserved(regionSize)
-            return state.regions.add(base: base, inaccessible: inaccessible)
-        case .failure(let errno):
-            throw errno == .noMemory
-                ? MapCount.exhaustedError() ?? .mappingFailed(errno, size: regionSize)
-                : .mappingFailed(errno, size: regionSize)
+            if state.regionCapacity < refused {
+                logger.notice(
+                    "a slab region of \(refused) stacks (\(refused * sizes.total) bytes) could not be mapped (ENOMEM: the address-space limit of ulimit -v, or a full address space); the slab maps regions of \(state.regionCapacity) stack\(state.regionCapacity == 1 ? "" : "s") from now on",
+                    metadata: ["region bytes": "\(size)"])
+            }
+            recorder.recordReserved(size)
+            return state.regions.add(base: base, capacity: state.regionCapacity, inaccessible: inaccessible)
         }
     }
 
@@ -443,8 +469,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
 
     /// Unmaps a region, logging a failure (which would mean corrupted bookkeeping).
     private func unmap(_ region: SlabRegion) {
-        recorder.recordReserved(-regionSize)
-        if case .failure(let errno) = Syscall.unmap(region.base, size: regionSize) {
+        let size = region.capacity * sizes.total
+        recorder.recordReserved(-size)
+        if case .failure(let errno) = Syscall.unmap(region.base, size: size) {
             recorder.recordReleaseFailure()
             logger.error(
                 "munmap of a slab region failed; its address space is leaked",

@@ -44,11 +44,6 @@ package enum CapacityCheck {
             let room = try MapCountBudget(reserve: 4096).guardsRemaining
             if room < count { count = room; limits.append("vm.max_map_count allows \(room) (2 map lines per stack with mprotect guards)") }
         }
-        var addressSpace = rlimit()
-        if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &addressSpace) == 0, addressSpace.rlim_cur != rlim_t.max {
-            let room = Int(addressSpace.rlim_cur / 2) / (stackSize + guardSize)
-            if room < count { count = room; limits.append("ulimit -v allows \(room)") }
-        }
         // Page tables and guard markers: about 512 B resident per stack.
         let memory = try StackChecks.fittingMemory(count, residentEach: 512, committedEach: stackSize + guardSize)
         count = memory.count

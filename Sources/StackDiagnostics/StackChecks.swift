@@ -41,11 +41,12 @@ package enum StackChecks {
     }
 
     /// How many of `count` stacks fit in half of what each memory limit on this process leaves, each
-    /// stack holding `residentEach` bytes of memory and `committedEach` bytes of address space that the
-    /// kernel charges under strict overcommit: MemAvailable; the tightest memory cgroup above this one (a
-    /// container's limit is often far below MemAvailable, and past it comes the OOM killer); and with
-    /// `vm.overcommit_memory` 2, the commit limit, which charges every writable private mapping whether it
-    /// is touched or not. Returns that count and, for each limit that lowered it, what it allows.
+    /// stack holding `residentEach` bytes of memory and `committedEach` bytes of address space: MemAvailable;
+    /// the tightest memory cgroup above this one (a container's limit is often far below MemAvailable, and
+    /// past it comes the OOM killer); the address-space limit (`ulimit -v`), which counts every mapping,
+    /// touched or not; and with `vm.overcommit_memory` 2, the commit limit, which charges every writable
+    /// private mapping whether it is touched or not. Returns that count and, for each limit that lowered
+    /// it, what it allows.
     package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
         -> (count: Int, limits: [String])
     {
@@ -61,6 +62,12 @@ package enum StackChecks {
         if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / residentEach < count {
             count = cgroup.room / 2 / residentEach
             limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
+        }
+        var addressSpace = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &addressSpace) == 0, addressSpace.rlim_cur != rlim_t.max {
+            let (limit, used) = (Int(clamping: addressSpace.rlim_cur), try SystemFile.processStatusBytes("VmSize"))
+            let room = max(0, limit - used) / 2 / committedEach
+            if room < count { count = room; limits.append("ulimit -v allows \(room) (\(limit) B, \(used) B in use)") }
         }
         if Overcommit.isStrict {
             let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))

@@ -1,3 +1,4 @@
+import Foundation
 @_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
@@ -13,6 +14,18 @@ struct AddressSpaceLimitTests {
         #expect(!run.timedOut, "the child ran past 60 s: \((run.standardOutput + run.standardError))")
         #expect(run.status == 0, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \((run.standardOutput + run.standardError))")
         #expect((run.standardOutput + run.standardError).contains("32 jobs on 2 workers"), "\((run.standardOutput + run.standardError))")
+    }
+
+    @Test("Under ulimit -v 1000000, less than a slab region of 256 KiB stacks, verify passes: the slabs map smaller regions and the checks scale to the limit")
+    func verifyUnderLimit() throws {
+        let run = try ChildProcess.run(
+            "/bin/sh", ["-c", "ulimit -v 1000000 && exec \"$0\" verify --json --million-stacks 100000", fiberstacksBinary],
+            timeLimit: 600)
+        let output = run.standardOutput + run.standardError
+        #expect(!run.timedOut && run.status == 0, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \(output)")
+        let json = try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any]
+        let failed = (json?["checks"] as? [[String: Any]] ?? []).filter { $0["status"] as? String == "fail" }
+        #expect(failed.isEmpty, "\(failed)")
     }
 
     @Test("When worker thread stacks do not fit under ulimit -v, the scheduler's error names RLIMIT_AS")

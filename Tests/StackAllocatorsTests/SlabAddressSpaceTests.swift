@@ -1,0 +1,43 @@
+import Glibc
+@_spi(Benchmarks) import GuardPages
+import StackAllocators
+import StackTestSupport
+import Testing
+
+/// A process under an address-space limit (`ulimit -v`) smaller than a slab region: the slab maps smaller
+/// regions instead of failing, and leaves room for the rest of the process.
+@Suite("A slab under an address-space limit", needsNoSanitizerUnderAddressLimit)
+struct SlabAddressSpaceTests {
+    @Test("Under ulimit -v a slab maps smaller regions, logs it, leaves room for malloc, and trim unmaps them all")
+    func slabShrinksRegions() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // Room for 256 MiB more than the process holds: half of a default region (4,096 stacks of
+            // 64 KiB with their 64 KiB guards).
+            let before = try SystemFile.processStatusBytes("VmSize")
+            var limit = rlimit()
+            precondition(getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0)
+            limit.rlim_cur = rlim_t(before + (256 << 20))
+            precondition(setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0, "setrlimit: errno \(errno)")
+            let (logger, log) = CapturingLogHandler.logger()
+            let slab = try SlabStackAllocator(logger: logger)
+            let count = 1_000
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            defer { storage.deallocate() }
+            for made in 0..<count {
+                (storage + made).initialize(to: try slab.allocate(StackRequest(usableSize: 64 << 10)))
+            }
+            precondition(slab.regionSize <= 128 << 20, "regions of \(slab.regionSize) bytes")
+            let notices = log.all.filter { $0.level == .notice && $0.message.contains("ulimit -v") }
+            precondition(!notices.isEmpty, "nothing logged: \(log.all)")
+            // The slab took at most half of the room each time it found less than a region: malloc still
+            // finds 32 MiB.
+            let block = malloc(32 << 20)
+            precondition(block != nil, "malloc of 32 MiB failed next to the slab's regions")
+            free(block)
+            storage.deinitialize(count: count)
+            slab.trim()
+            let after = try SystemFile.processStatusBytes("VmSize")
+            precondition(after < before + (16 << 20), "\((after - before) >> 20) MiB of address space kept after trim")
+        }
+    }
+}
