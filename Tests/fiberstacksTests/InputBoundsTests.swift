@@ -1,4 +1,5 @@
 import Glibc
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 
@@ -36,13 +37,28 @@ struct InputBoundsTests {
     }
 
     @Test(
-        "A report that cannot be written names the path and the errno, exits 70, and the table is still printed",
-        .enabled(if: access("/dev", W_OK) == 0, "needs write access to /dev (root) to pass the check on /dev/full"))
-    func outputWriteFails() throws {
+        "A file that takes no writes (/dev/full) is a usage error naming the errno, before any benchmark runs",
+        .enabled(if: access("/dev/full", W_OK) == 0, "needs a writable /dev/full"))
+    func outputRefusesWrites() throws {
         let run = try runFiberstacks(["bench", "--quick", "--section", "capacity", "--output", "/dev/full"])
+        #expect(run.status == 64, "\(run.standardError)")
+        #expect(run.standardError.contains("--output /dev/full: cannot write to it: No space left on device (errno 28)"), "\(run.standardError)")
+        #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
+    }
+
+    @Test("A report whose write fails at the end names the path and the errno, exits 70, and the table is still printed")
+    func outputWriteFails() throws {
+        let path = "/tmp/fiberstacks-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).json"
+        defer { unlink(path) }
+        // A file size limit of 1 KiB, its signal ignored (inherited across exec): the report's write
+        // fails with EFBIG once the first KiB is written, after every check has passed.
+        let run = try ChildProcess.run(
+            "/bin/sh",
+            ["-c", "trap '' XFSZ; ulimit -f 2 && exec \"$0\" bench --quick --section capacity --output \"$1\"", fiberstacksBinary, path],
+            timeLimit: 300)
         #expect(run.status == 70, "\(run.standardError)")
-        #expect(run.standardError.contains("cannot write /dev/full: No space left on device (errno 28)"), "\(run.standardError)")
+        #expect(run.standardError.contains("cannot write \(path): File too large (errno 27)"), "\(run.standardError)")
         #expect(!run.standardError.contains("NSCocoaErrorDomain"))
-        #expect(run.output.contains("capacity/slab_guarded_stacks"), "\(run.output)")
+        #expect(run.standardOutput.contains("capacity/slab_guarded_stacks"), "\(run.standardOutput)")
     }
 }
