@@ -319,13 +319,13 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             try state.budget!.charge(1)
         }
         let inaccessible = configuration.strictOvercommitOverride ?? Overcommit.isStrict
-        let refused = state.regionCapacity
+        let asked = state.regionCapacity
         var leftRoom = false
         while true {
             let size = state.regionCapacity * sizes.total
             let base: UInt
             switch Syscall.map(size: size, protection: inaccessible ? PROT_NONE : PROT_READ | PROT_WRITE, flags: StackLayout.mappingFlags) {
-            case .success(let address) where state.regionCapacity < refused && state.regionCapacity > 1 && !leftRoom:
+            case .success(let address) where state.regionCapacity < asked && state.regionCapacity > 1 && !leftRoom:
                 Syscall.unmap(address, size: size, logger: logger, what: "a slab region")
                 state.regionCapacity /= 2
                 leftRoom = true
@@ -345,9 +345,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
                     throw error
                 }
             }
-            if state.regionCapacity < refused {
+            if state.regionCapacity < asked {
                 logger.notice(
-                    "a slab region of \(refused) stacks (\(refused * sizes.total) bytes) could not be mapped (ENOMEM: the address-space limit of ulimit -v, or a full address space); the slab maps regions of \(state.regionCapacity) stack\(state.regionCapacity == 1 ? "" : "s") from now on",
+                    "a slab region of \(asked) stacks (\(asked * sizes.total) bytes) could not be mapped (ENOMEM: the address-space limit of ulimit -v, or a full address space); the slab maps regions of \(state.regionCapacity) stack\(state.regionCapacity == 1 ? "" : "s") from now on",
                     metadata: ["region bytes": "\(size)"])
             }
             recorder.recordReserved(size)

@@ -26,7 +26,7 @@ enum CapacityBenchmarks {
 
     static func run(_ recorder: BenchRecorder) throws {
         var measured: [Run] = []
-        var reference: [(create: UInt64, release: UInt64, count: Int)] = []
+        var reference: [Timing] = []
         let peerSkip = GuardInstaller.lightweightGuardsSupported
             ? nil : "the C reference installs lightweight guards: \(GuardInstaller.lightweightGuards.missing ?? "refused")"
         for _ in 0..<recorder.scale.ops(runs, quick: 1) {
@@ -36,19 +36,13 @@ enum CapacityBenchmarks {
             if peerSkip == nil { reference.append(try measureInC(count: run.count)) }
         }
         let first = measured[0]
-        // Seconds per million stacks, which is also µs per stack.
-        let create = measured.map { Double($0.create) / Double($0.count) / 1e3 }
-        let release = measured.map { Double($0.release) / Double($0.count) / 1e3 }
+        let ours = perMillion(measured.map { Timing(create: $0.create, release: $0.release, count: $0.count) })
         recorder.add(BenchResult(
             section: .capacity, name: "slab_guarded_stacks",
             params: ["size": first.request.usableSize, "guard": first.request.guardSize], unit: "us",
-            samples: create, opsPerRep: first.count,
-            extra: [
+            samples: ours.create, opsPerRep: first.count,
+            extra: ours.extra.merging([
                 "stacks": Double(first.count), "create_s": Double(first.create) / 1e9, "release_s": Double(first.release) / 1e9,
-                "create_s_per_million": BenchResult.median(create),
-                "create_s_per_million_min": create.min()!, "create_s_per_million_max": create.max()!,
-                "release_s_per_million": BenchResult.median(release),
-                "release_s_per_million_min": release.min()!, "release_s_per_million_max": release.max()!,
                 "map_lines_added": Double(first.mapLines), "page_table_bytes": Double(first.pageTableBytes),
                 "page_table_bytes_per_stack": Double(first.pageTableBytes) / Double(first.count),
                 "rss_bytes_per_stack": Double(first.rssBytes) / Double(first.count),
@@ -56,30 +50,42 @@ enum CapacityBenchmarks {
                 "limit": Double(recorder.capacityStacks), "time_bound_s": recorder.capacitySeconds,
                 "time_bound_hit": measured.contains { $0.timeBoundHit } ? 1 : 0,
                 "stopped_by_error": measured.contains { $0.stoppedByError } ? 1 : 0,
-                "runs": Double(measured.count),
-            ]))
+            ]) { mine, _ in mine }))
         if let peerSkip {
             recorder.skip(.capacity, "c_slab_syscalls", because: peerSkip)
         } else if !reference.isEmpty {
-            let create = reference.map { Double($0.create) / Double($0.count) / 1e3 }
-            let release = reference.map { Double($0.release) / Double($0.count) / 1e3 }
+            let theirs = perMillion(reference)
             recorder.addPeer(BenchResult(
                 section: .capacity, name: "c_slab_syscalls",
                 params: ["size": first.request.usableSize, "guard": first.request.guardSize], unit: "us",
-                samples: create, opsPerRep: reference[0].count,
-                extra: [
-                    "create_s_per_million": BenchResult.median(create),
-                    "create_s_per_million_min": create.min()!, "create_s_per_million_max": create.max()!,
-                    "release_s_per_million": BenchResult.median(release),
-                    "release_s_per_million_min": release.min()!, "release_s_per_million_max": release.max()!,
-                    "runs": Double(reference.count),
-                ]))
+                samples: theirs.create, opsPerRep: reference[0].count, extra: theirs.extra))
         }
+    }
+
+    /// Nanoseconds to create `count` stacks and to release them, in one run.
+    private struct Timing {
+        let create: UInt64
+        let release: UInt64
+        let count: Int
+    }
+
+    /// Seconds per million stacks (also µs per stack) to create, one sample per run, and the `extra`
+    /// values the targets read: the medians to create and to release, the fastest and slowest run, `runs`.
+    private static func perMillion(_ runs: [Timing]) -> (create: [Double], extra: [String: Double]) {
+        let create = runs.map { Double($0.create) / Double($0.count) / 1e3 }
+        let release = runs.map { Double($0.release) / Double($0.count) / 1e3 }
+        return (create, [
+            "create_s_per_million": BenchResult.median(create),
+            "create_s_per_million_min": create.min()!, "create_s_per_million_max": create.max()!,
+            "release_s_per_million": BenchResult.median(release),
+            "release_s_per_million_min": release.min()!, "release_s_per_million_max": release.max()!,
+            "runs": Double(runs.count),
+        ])
     }
 
     /// `fs_peer_capacity` for `count` stacks with the default slab's geometry: nanoseconds to create and
     /// to release them.
-    private static func measureInC(count: Int) throws -> (create: UInt64, release: UInt64, count: Int) {
+    private static func measureInC(count: Int) throws -> Timing {
         let slab = SlabStackAllocator.Configuration()
         var release: Int64 = 0
         let create = try peerNanoseconds("c_slab_syscalls") {
@@ -87,7 +93,7 @@ enum CapacityBenchmarks {
                 count, slab.usableSize, slab.guardSize, slab.stacksPerRegion, SlabStackAllocator.guardWindow,
                 slab.discardBatch, StackLayout.mappingFlags, &release)
         }
-        return (UInt64(create), UInt64(release), count)
+        return Timing(create: UInt64(create), release: UInt64(release), count: count)
     }
 
     /// One run: stacks created until the limit, the time bound or an error, then all released.

@@ -40,6 +40,8 @@ final class ReportFile {
     }
 
     deinit {
+        // Reached with the file still held only when the run failed before its report: that failure is
+        // the one to report, not this close's.
         if let descriptor { close(descriptor) }
     }
 
