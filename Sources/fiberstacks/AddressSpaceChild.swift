@@ -37,6 +37,6 @@ struct AddressSpaceChild: ParsableCommand {
         })
         try done.wait()
         let created = scheduler.stats.pool.created
-        print("address-space-child: 1 guarded 512 KiB stack, \(jobs) jobs on 2 workers, \(created) fibers")
+        FileStream.standardOutput.writeLine("address-space-child: 1 guarded 512 KiB stack, \(jobs) jobs on 2 workers, \(created) fibers")
     }
 }

@@ -16,7 +16,7 @@ struct Doctor: ParsableCommand {
         let limits = HugeTLBSizeLimit.all()
         if json {
             let report = DoctorReport(machine: machine, numa: numa, hugeTLBSizeLimits: limits)
-            print(try encodeJSON(ReportEnvelope(schemaVersion: DoctorReport.schemaVersion, report: report), snakeCase: true))
+            FileStream.standardOutput.writeLine(try encodeJSON(ReportEnvelope(schemaVersion: DoctorReport.schemaVersion, report: report), snakeCase: true))
             return
         }
         func yesNo(_ value: Bool, _ detail: String) -> String { value ? "yes" : "no (\(detail))" }
@@ -33,7 +33,9 @@ struct Doctor: ParsableCommand {
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
                     + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
             } ?? "absent"),
-            ("NUMA nodes (sysfs)", machine.numaNodes.map(String.init).joined(separator: ",")),
+            ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
+                ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
+                : machine.numaNodes.map(String.init).joined(separator: ",")),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
             ("vm.overcommit_memory", machine.overcommitMemory.map {
                 $0 == 2 ? "2 (strict: slab regions are reserved PROT_NONE, and each carved stack is charged against CommitLimit)" : "\($0)"
@@ -58,8 +60,8 @@ struct Doctor: ParsableCommand {
         }
         printTable(rows)
         if case .success(let topology) = numa {
-            print("\nNUMA node distances (numa_distance; 10 is local)")
-            numaDistanceMatrix(topology).forEach { print($0) }
+            FileStream.standardOutput.writeLine("\nNUMA node distances (numa_distance; 10 is local)")
+            numaDistanceMatrix(topology).forEach { FileStream.standardOutput.writeLine($0) }
         }
     }
 }
@@ -136,7 +138,7 @@ struct DoctorReport: Encodable {
 func printTable(_ rows: [(String, String)]) {
     let width = rows.map(\.0.count).max() ?? 0
     for (key, value) in rows {
-        print(key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+        FileStream.standardOutput.writeLine(key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
     }
 }
 

@@ -79,7 +79,7 @@ struct Frames: ParsableCommand {
         let limit = try guardBytes
         let overGuard = limit.map { limit in audit.functions.filter { !$0.isVariable && $0.frameBytes > limit } } ?? []
         if json {
-            print(try encodeJSON(ReportEnvelope(
+            FileStream.standardOutput.writeLine(try encodeJSON(ReportEnvelope(
                 schemaVersion: 1, report: FramesReport(audit: audit, top: top, guardBytes: limit, overGuard: overGuard))))
         } else {
             printReport(audit, guardBytes: limit, overGuard: overGuard)
@@ -100,16 +100,16 @@ struct Frames: ParsableCommand {
     }
 
     private func printReport(_ audit: FrameAudit, guardBytes: Int?, overGuard: [FrameRecord]) {
-        print("\(audit.functions.count) functions in \(audit.objects.count) objects"
+        FileStream.standardOutput.writeLine("\(audit.functions.count) functions in \(audit.objects.count) objects"
             + (audit.malformedEntries > 0 ? " (\(audit.malformedEntries) unreadable call frame records skipped)" : ""))
         printFrames(Array(audit.functions.prefix(top)))
         guard let guardBytes else { return }
         let guardText = formatByteCount(guardBytes)
         if overGuard.isEmpty {
-            print("\nOK: every fixed frame fits in a \(guardText) guard"
+            FileStream.standardOutput.writeLine("\nOK: every fixed frame fits in a \(guardText) guard"
                 + (audit.largestFixedFrame.map { " (largest: \($0.frameBytes) B, \($0.name))" } ?? ""))
         } else {
-            print("\nFAIL: \(overGuard.count) fixed frames are larger than the \(guardText) guard; raise the guard above "
+            FileStream.standardOutput.writeLine("\nFAIL: \(overGuard.count) fixed frames are larger than the \(guardText) guard; raise the guard above "
                 + "\(overGuard[0].frameBytes) B or move their locals to the heap:")
             printFrames(Array(overGuard.prefix(top)))
         }
@@ -118,7 +118,7 @@ struct Frames: ParsableCommand {
     private func printFrames(_ records: [FrameRecord]) {
         for record in records {
             let variable = record.isVariable ? " + variable" : "           "
-            print(String(format: "%10d B", record.frameBytes) + "\(variable)  \(record.name)  [\(record.object)]")
+            FileStream.standardOutput.writeLine(String(format: "%10d B", record.frameBytes) + "\(variable)  \(record.name)  [\(record.object)]")
         }
     }
 }

@@ -59,7 +59,7 @@ struct Verify: ParsableCommand {
         CapacityCheck.run(stacks: millionStacks, into: &report)
         SchedulerChecks.run(into: &report)
         MultiNodeVerify.run(allowMachineChanges: allowMachineChanges, into: &report)
-        output.finish()
+        try output.finish()
         if !report.passed { throw ExitCode(1) }
     }
 }

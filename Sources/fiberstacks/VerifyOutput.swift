@@ -32,10 +32,10 @@ final class VerifyOutput: Sendable {
     }
 
     /// Prints the summary line (table) or the whole document (JSON).
-    func finish() {
+    func finish() throws {
         let report = checks.withLock { $0 }
         if json {
-            write(((try? encodeJSON(VerifyDocument(report: report, kernel: kernelRelease))) ?? "{}") + "\n")
+            write(try encodeJSON(VerifyDocument(report: report, kernel: kernelRelease)) + "\n")
         } else {
             write("\(report.count(.pass)) passed, \(report.count(.fail)) failed, \(report.count(.skip)) skipped\n")
         }
@@ -44,7 +44,7 @@ final class VerifyOutput: Sendable {
     /// Records the check that ran past its limit, prints everything, and exits 1.
     func finishAfterTimeout(_ check: VerifyCheck) -> Never {
         print(check)
-        finish()
+        do { try finish() } catch { FileStream.standardError.writeLine("verify: the report cannot be encoded: \(error)") }
         _exit(1)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Benchmarks) import StackAllocators
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 
@@ -56,5 +57,29 @@ struct ToolTests {
         let names = Set(results.compactMap { $0["name"] as? String })
         #expect(names == ["alloc_populate", "alloc_bind_populate", "mbind_untouched", "mbind_move", "placement_query"])
         #expect(results.allSatisfy { ($0["median"] as? Double ?? 0) > 0 })
+    }
+
+    @Test(
+        "Where a container hides /sys/devices/system/node, doctor and verify run and NUMA is unavailable, naming sysfs",
+        .enabled(if: getuid() == 0 && access("/usr/bin/unshare", X_OK) == 0, "needs root and unshare(1) for a mount namespace"))
+    func hiddenNodeDirectory() throws {
+        /// Runs the tool with `arguments` in a mount namespace whose /sys/devices/system/node is an empty tmpfs.
+        func runHidden(_ arguments: [String]) throws -> ChildProcess.Outcome {
+            try ChildProcess.run(
+                "/usr/bin/unshare",
+                ["-m", "/bin/sh", "-c", "mount -t tmpfs none /sys/devices/system/node && exec \"$0\" \"$@\"", fiberstacksBinary]
+                    + arguments,
+                timeLimit: 300)
+        }
+        let doctor = try runHidden(["doctor"])
+        #expect(doctor.status == 0 && doctor.signal == nil, "\(doctor.standardError)")
+        #expect(doctor.standardOutput.contains("none listed: /sys/devices/system/node/online is missing"), "\(doctor.standardOutput)")
+        #expect(doctor.standardOutput.contains("a container needs sysfs with /sys/devices/system/node visible"), "\(doctor.standardOutput)")
+        let verify = try runHidden(["verify", "--json", "--million-stacks", "1000"])
+        #expect(verify.status == 0 && verify.signal == nil, "\(verify.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(verify.standardOutput.utf8)) as? [String: Any])
+        let numa = try #require(json["checks"] as? [[String: Any]]).filter { $0["allocator"] as? String == "mmap+numa" }
+        #expect(!numa.isEmpty && numa.allSatisfy { $0["status"] as? String == "skip" }, "\(numa)")
+        #expect(numa.allSatisfy { ($0["detail"] as? String ?? "").contains("/sys/devices/system/node") }, "\(numa)")
     }
 }

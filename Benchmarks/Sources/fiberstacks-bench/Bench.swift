@@ -96,7 +96,7 @@ struct Bench: ParsableCommand {
         let encoded = try encodeJSON(ReportEnvelope(schemaVersion: BenchReport.schemaVersion, report: report))
         // Standard output first: a report that cannot be written to --output is still shown.
         if json {
-            print(encoded)
+            FileStream.standardOutput.writeLine(encoded)
         } else {
             report.printTable()
         }

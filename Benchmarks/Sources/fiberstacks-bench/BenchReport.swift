@@ -40,38 +40,38 @@ struct BenchReport: Encodable {
 
     /// The report as aligned text tables.
     func printTable() {
-        print("fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s")
-        print("machine: \(machine.cpu), \(machine.cores) cores, \(machine.virtualization), Linux \(machine.kernel), "
+        FileStream.standardOutput.writeLine("fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s")
+        FileStream.standardOutput.writeLine("machine: \(machine.cpu), \(machine.cores) cores, \(machine.virtualization), Linux \(machine.kernel), "
             + "THP \(machine.transparentHugePages), \(machine.hugePagesFree) free huge pages, lightweight guards "
             + "\(machine.lightweightGuards ? "yes" : "no")")
-        print("load average: \(machine.loadAverage.map(format).joined(separator: " ")) at the start, "
+        FileStream.standardOutput.writeLine("load average: \(machine.loadAverage.map(format).joined(separator: " ")) at the start, "
             + "\(loadAverageEnd.map(format).joined(separator: " ")) at the end")
-        print("perf counters: " + counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "))
-        print("median and p10..p90 over \(reps) repetitions after warm-up; unit per operation")
+        FileStream.standardOutput.writeLine("perf counters: " + counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "))
+        FileStream.standardOutput.writeLine("median and p10..p90 over \(reps) repetitions after warm-up; unit per operation")
         for section in sections {
             Self.rows("\n\(section)", results.filter { $0.section == section })
         }
         Self.rows("\npeers (each measured alternating with ours)", peers)
         if !skipped.isEmpty {
-            print("\nskipped")
-            for skip in skipped { print("  \(skip.section)/\(skip.name): \(skip.reason)") }
+            FileStream.standardOutput.writeLine("\nskipped")
+            for skip in skipped { FileStream.standardOutput.writeLine("  \(skip.section)/\(skip.name): \(skip.reason)") }
         }
         if !ratios.isEmpty {
-            print("\nratios (ours / versus, medians; below 1: ours faster)")
+            FileStream.standardOutput.writeLine("\nratios (ours / versus, medians; below 1: ours faster)")
             for ratio in ratios {
-                print("  \(ratio.status.marker) \(ratio.id): \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
+                FileStream.standardOutput.writeLine("  \(ratio.status.marker) \(ratio.id): \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
                     + "(at most \(format(ratio.maxRatio)): \(ratio.target))")
             }
         }
         if !targets.isEmpty {
-            print("\ntargets")
+            FileStream.standardOutput.writeLine("\ntargets")
             for check in targets {
-                print("  \(check.status.marker) \(check.id): \(check.figure) = \(check.value.map(format) ?? "?") \(check.unit ?? check.metric) "
+                FileStream.standardOutput.writeLine("  \(check.status.marker) \(check.id): \(check.figure) = \(check.value.map(format) ?? "?") \(check.unit ?? check.metric) "
                     + "(at most \(format(check.maxValue)): \(check.target))")
             }
         }
         if notEvaluated > 0 {
-            print("\n\(notEvaluated) targets NOT RUN: this run did not measure a figure they compare "
+            FileStream.standardOutput.writeLine("\n\(notEvaluated) targets NOT RUN: this run did not measure a figure they compare "
                 + "(a section not selected, a skip, or no peers)")
         }
     }
@@ -79,7 +79,7 @@ struct BenchReport: Encodable {
     /// One table: label, median, spread, repetitions x operations, extra figures.
     static func rows(_ title: String, _ results: [BenchResult]) {
         guard !results.isEmpty else { return }
-        print(title)
+        FileStream.standardOutput.writeLine(title)
         let table = results.map { result in
             [
                 result.label, "\(format(result.median)) \(result.unit)", "\(format(result.p10))..\(format(result.p90))",
@@ -91,7 +91,7 @@ struct BenchReport: Encodable {
         let widths = (0..<4).map { column in table.map { $0[column].count }.max() ?? 0 }
         for row in table {
             let cells = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            print("  " + (cells + [row[4]]).joined(separator: "  "))
+            FileStream.standardOutput.writeLine("  " + (cells + [row[4]]).joined(separator: "  "))
         }
     }
 }

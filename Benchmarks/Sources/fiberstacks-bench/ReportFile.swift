@@ -26,13 +26,13 @@ final class ReportFile {
         // Non-blocking, so that a FIFO without a reader fails (ENXIO) instead of waiting for one.
         let fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
-            throw refused(errno == ENXIO ? "a FIFO that no process reads" : "cannot open it for writing: \(Self.errnoText())")
+            throw refused(errno == ENXIO ? "a FIFO that no process reads" : "cannot open it for writing: \(errnoText(errno))")
         }
         // A write of nothing finds a file that opens but takes no writes (/proc/version: EIO); after it,
         // writes block as usual.
         let flags = fcntl(fd, F_GETFL)
         guard Glibc.write(fd, "", 0) == 0, flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
-            let reason = "cannot write to it: \(Self.errnoText())"
+            let reason = "cannot write to it: \(errnoText(errno))"
             close(fd)
             throw refused(reason)
         }
@@ -55,9 +55,9 @@ final class ReportFile {
     private static func uncreatableReason(in directory: String) -> String? {
         let probe = "\(directory)/.fiberstacks-output-check-\(getpid())"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return "cannot create a file in \(directory): \(errnoText())" }
+        guard fd >= 0 else { return "cannot create a file in \(directory): \(errnoText(errno))" }
         close(fd)
-        guard unlink(probe) == 0 else { return "cannot remove the probe file \(probe): \(errnoText())" }
+        guard unlink(probe) == 0 else { return "cannot remove the probe file \(probe): \(errnoText(errno))" }
         return nil
     }
 
@@ -69,13 +69,13 @@ final class ReportFile {
             fd = held
             var status = stat()
             if fstat(fd, &status) != 0 || (status.st_mode & S_IFMT == S_IFREG && ftruncate(fd, 0) != 0) {
-                let failure = BenchFailure("cannot truncate \(path): \(Self.errnoText())")
+                let failure = BenchFailure("cannot truncate \(path): \(errnoText(errno))")
                 close(fd)
                 throw failure
             }
         } else {
             fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw BenchFailure("cannot open \(path) for writing: \(Self.errnoText())") }
+            guard fd >= 0 else { throw BenchFailure("cannot open \(path) for writing: \(errnoText(errno))") }
         }
         var failure: String?
         var text = text
@@ -84,17 +84,11 @@ final class ReportFile {
             while offset < bytes.count {
                 let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
                 if written < 0, errno == EINTR { continue }
-                guard written > 0 else { failure = "cannot write \(path): \(Self.errnoText())"; return }
+                guard written > 0 else { failure = "cannot write \(path): \(errnoText(errno))"; return }
                 offset += written
             }
         }
-        if close(fd) != 0, failure == nil { failure = "cannot write \(path) (close): \(Self.errnoText())" }
+        if close(fd) != 0, failure == nil { failure = "cannot write \(path) (close): \(errnoText(errno))" }
         if let failure { throw BenchFailure(failure) }
-    }
-
-    /// "No such file or directory (errno 2)" for the current errno.
-    static func errnoText() -> String {
-        let code = errno
-        return "\(String(cString: strerror(code))) (errno \(code))"
     }
 }

@@ -62,10 +62,10 @@ enum TLBBenchmarks {
         let count = recorder.scale.ops(4_096, quick: 64)
         let bytes = count * stackBytes
         guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED
-        else { throw BenchFailure("tlb: mmap of \(bytes) bytes failed: \(ReportFile.errnoText())") }
+        else { throw BenchFailure("tlb: mmap of \(bytes) bytes failed: \(errnoText(errno))") }
         defer { munmap(base, bytes) }
         guard madvise(base, bytes, MADV_NOHUGEPAGE) == 0 else {
-            throw BenchFailure("tlb: madvise(MADV_NOHUGEPAGE) failed: \(ReportFile.errnoText())")
+            throw BenchFailure("tlb: madvise(MADV_NOHUGEPAGE) failed: \(errnoText(errno))")
         }
         try rounds(recorder, name: "small_packed", tops: (1...count).map { base + $0 * stackBytes }) { 0 }
     }

@@ -16,10 +16,10 @@ import CStackSupport
     /// stack): `existingPages` is then moot and no MPOL_MF_* flag is passed. That matters for speed:
     /// MPOL_MF_MOVE makes the kernel drain every CPU's LRU cache (lru_add_drain_all) on each call.
     ///
-    /// Throws `.unsupported` when `numa_available() < 0` or a node cannot take pages (absent, offline,
-    /// without memory), `.invalidArgument` for a negative node or an empty placement (checked against
-    /// the topology read once per process); `.systemCallFailed` when the kernel refuses (EIO for `.strict`
-    /// with pages elsewhere).
+    /// Throws `.unsupported` when libnuma is unusable (`NUMATopology.available`) or a node cannot take
+    /// pages (absent, offline, without memory), `.invalidArgument` for a negative node or an empty
+    /// placement (checked against the topology read once per process); `.systemCallFailed` when the kernel
+    /// refuses (EIO for `.strict` with pages elsewhere).
     @_spi(Benchmarks) public static func apply(_ placement: NUMAPlacement, to range: Range<UInt>, untouched: Bool = false)
         throws(StackError)
     {

@@ -61,10 +61,15 @@ public struct NUMATopology: Sendable, Hashable, Codable {
         }
     }
 
-    /// Whether libnuma works on this machine (`numa_available() >= 0`).
-    @_spi(Benchmarks) public static let available: Bool = numa_available() >= 0
+    /// Whether libnuma works on this machine: `numa_available() >= 0`, and it finds a node, which it does
+    /// not where /sys/devices/system/node is hidden (some containers) although the syscalls work.
+    @_spi(Benchmarks) public static let available: Bool = {
+        guard numa_available() >= 0 else { return false }
+        let maxNode = numa_max_node()
+        return maxNode >= 0 && (0...maxNode).contains { fs_numa_node_configured($0) != 0 }
+    }()
 
-    /// Reads the topology now. Throws `.unsupported` when `numa_available() < 0`.
+    /// Reads the topology now. Throws `.unsupported` when libnuma is unusable (`available`).
     public static func current() throws(StackError) -> NUMATopology {
         guard available else { throw unavailableError }
         // libnuma fills its cpumask and distance caches without locks: one reader at a time.
@@ -104,9 +109,10 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     private static let libnumaLock = Lock(())
 
     private static let unavailableError = StackError.capabilityMissing(
-        "NUMA (libnuma: numa_available() < 0)",
+        "NUMA (libnuma: numa_available() < 0, or no node in /sys/devices/system/node)",
         fix: "the kernel needs CONFIG_NUMA=y and the get_mempolicy/mbind syscalls (a seccomp profile may block "
-            + "them); install libnuma1 (apt-get install libnuma1)")
+            + "them), and a container needs sysfs with /sys/devices/system/node visible; install libnuma1 "
+            + "(apt-get install libnuma1)")
 
     private static func read() -> NUMATopology {
         let maxNode = Int(numa_max_node())

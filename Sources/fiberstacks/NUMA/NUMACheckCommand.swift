@@ -20,17 +20,17 @@ struct NUMACheck: ParsableCommand {
         var report = NUMACheckReport()
         MultiNodeChecks.run(disposable: disposableMachine, into: &report)
         if json {
-            print(try encodeJSON(report))
+            FileStream.standardOutput.writeLine(try encodeJSON(report))
         } else {
             for check in report.checks {
                 let counts = check.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(
                     separator: " ")
-                print(
+                FileStream.standardOutput.writeLine(
                     check.status.rawValue.uppercased() + "  " + check.name + "  " + check.detail
                         + (check.capability.map { " [\($0.rawValue)]" } ?? "") + (counts.isEmpty ? "" : "  [\(counts)]"))
             }
             let count = { (status: CheckStatus) in report.checks.filter { $0.status == status }.count }
-            print("\(count(.pass)) passed, \(count(.fail)) failed, \(count(.skip)) skipped")
+            FileStream.standardOutput.writeLine("\(count(.pass)) passed, \(count(.fail)) failed, \(count(.skip)) skipped")
         }
         if !report.passed { throw ExitCode(1) }
     }

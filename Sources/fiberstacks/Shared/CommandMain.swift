@@ -4,21 +4,32 @@ import Glibc
 extension ParsableCommand {
     /// Parses the arguments and runs the command; every outcome becomes an exit code: 0 (also `--help`,
     /// `--version`, a bare command printing usage), the command's own `ExitCode`, 64 for a usage error,
-    /// and 70 (EX_SOFTWARE) for any other error, printed with its cause.
+    /// and 70 (EX_SOFTWARE) for any other error, printed with its cause. Output that standard output lost
+    /// turns a 0 into 70 and is named on standard error (`FileStream`).
     static func runMappingExitCodes() -> Never {
+        FileStream.occupyClosedDescriptors()
         do {
             var command = try parseAsRoot()
             try command.run()
-            Glibc.exit(0)
+            exitNamingLostOutput(0)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
-                print(fullMessage(for: error))
-                Glibc.exit(0)
+                FileStream.standardOutput.writeLine(fullMessage(for: error))
+                exitNamingLostOutput(0)
             }
-            if let exit = error as? ExitCode { Glibc.exit(exit.rawValue) }
-            FileStream.standardError.write(fullMessage(for: error) + "\n")
-            Glibc.exit(code == .validationFailure ? ExitCode.validationFailure.rawValue : 70)
+            if let exit = error as? ExitCode { exitNamingLostOutput(exit.rawValue) }
+            FileStream.standardError.writeLine(fullMessage(for: error))
+            exitNamingLostOutput(code == .validationFailure ? ExitCode.validationFailure.rawValue : 70)
         }
+    }
+
+    /// Exits with `code`, or with 70 when it is 0 and standard output lost some of what was written to it:
+    /// a report that did not arrive is not a success. The loss is named either way.
+    private static func exitNamingLostOutput(_ code: Int32) -> Never {
+        guard let lost = FileStream.lostOutput else { Glibc.exit(code) }
+        FileStream.standardError.writeLine(
+            "\(configuration.commandName ?? "fiberstacks"): standard output: cannot write to it: \(lost); what it shows is incomplete")
+        Glibc.exit(code == 0 ? 70 : code)
     }
 }
