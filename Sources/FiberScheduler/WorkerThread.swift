@@ -25,17 +25,14 @@ enum WorkerThread {
     /// The error when RLIMIT_AS explains an EAGAIN: pthread_create reports a failed stack mmap as EAGAIN,
     /// like a thread limit. Nil when the limit is infinite or a default thread stack still fits under it.
     private static func addressSpaceExhausted() -> StackError? {
-        var addressSpace = rlimit()
         var stack = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &addressSpace) == 0, addressSpace.rlim_cur != rlim_t.max,
-            getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &stack) == 0,
-            let inUse = try? SystemFile.processStatusBytes("VmSize")
+        guard let addressSpace = (try? MappingLimit.current())?.first(where: { $0.kind == .addressSpace }),
+            getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &stack) == 0
         else { return nil }
         // glibc gives a new thread RLIMIT_STACK bytes of stack, or 8 MiB when that is unlimited (RLIM_INFINITY).
         let stackSize = stack.rlim_cur == rlim_t.max ? 8 << 20 : Int(stack.rlim_cur)
-        let limit = Int(addressSpace.rlim_cur)
-        guard inUse + stackSize > limit else { return nil }
-        return .threadAddressSpaceExhausted(limit: limit, inUse: inUse, stackSize: stackSize)
+        guard stackSize > addressSpace.room else { return nil }
+        return .threadAddressSpaceExhausted(limit: addressSpace.limit, inUse: addressSpace.inUse, stackSize: stackSize)
     }
 
     /// Waits for `thread` to end.

@@ -99,7 +99,7 @@ extension StackError.Reason {
                     "vm.overcommit_memory is 2, which charges every writable private mapping, touched or not, against "
                         + "CommitLimit (/proc/meminfo): raise vm.overcommit_ratio or vm.overcommit_kbytes, or set "
                         + "vm.overcommit_memory=0"
-                case .noMemory: "check memory limits (ulimit -v, cgroup memory.max) and vm.overcommit_memory"
+                case .noMemory: "check memory limits (ulimit -v, ulimit -d, cgroup memory.max) and vm.overcommit_memory"
                 case .resourceTemporarilyUnavailable: "locked memory is over its limit: raise `ulimit -l`"
                 case .notPermitted: "a seccomp profile or a security module forbids the mapping"
                 case .permissionDenied: "the file's open mode or its mount's options do not allow this mapping"

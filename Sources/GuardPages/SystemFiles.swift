@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// Reads small kernel interface files (procfs, sysfs) without Foundation.
@@ -44,6 +45,39 @@ import SystemPackage
             let kibibytes = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
         else { throw .systemFileUnreadable(path: "/proc/self/status", .invalidArgument) }
         return kibibytes << 10
+    }
+}
+
+/// A `ulimit` on this process's mappings, and how much of it is in use: mmap fails with ENOMEM past it.
+package struct MappingLimit: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
+        /// `ulimit -v` (RLIMIT_AS): every mapping counts (VmSize).
+        case addressSpace
+        /// `ulimit -d` (RLIMIT_DATA): private writable mappings count (VmData), stacks among them.
+        case data
+    }
+
+    package let kind: Kind
+    /// The limit, in bytes.
+    package let limit: Int
+    /// What the process maps now that counts against it, in bytes.
+    package let inUse: Int
+    /// What is left under the limit.
+    package var room: Int { max(0, limit - inUse) }
+    /// The shell command that sets it: `ulimit -v` or `ulimit -d`.
+    package var command: String { kind == .addressSpace ? "ulimit -v" : "ulimit -d" }
+
+    /// The limits set on this process: none without `ulimit -v` and `ulimit -d`.
+    package static func current() throws(StackError) -> [MappingLimit] {
+        var limits: [MappingLimit] = []
+        for (kind, resource, field) in [(Kind.addressSpace, RLIMIT_AS, "VmSize"), (.data, RLIMIT_DATA, "VmData")] {
+            var limit = rlimit()
+            // Fails only for a bad resource or pointer (EINVAL, EFAULT), neither of which is possible here.
+            precondition(getrlimit(__rlimit_resource_t(resource.rawValue), &limit) == 0, "getrlimit failed: errno \(errno)")
+            guard limit.rlim_cur != rlim_t.max else { continue }
+            limits.append(MappingLimit(kind: kind, limit: Int(clamping: limit.rlim_cur), inUse: try SystemFile.processStatusBytes(field)))
+        }
+        return limits
     }
 }
 

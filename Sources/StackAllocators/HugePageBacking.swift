@@ -87,6 +87,9 @@ struct HugePageBacking: Sendable, Hashable {
             if let missing = HugePageSystem.transparentAdvice.missing {
                 throw .capabilityMissing("madvise(MADV_HUGEPAGE)", fix: missing)
             }
+            if let disabled = HugePageSystem.transparentHugePagesDisabledInProcess() {
+                throw .capabilityMissing("transparent huge pages in this process", fix: disabled)
+            }
             return HugePageBacking(source: .transparent, pageSize: pmdSize)
         }
     }

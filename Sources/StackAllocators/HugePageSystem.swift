@@ -59,6 +59,16 @@ import Glibc
         (try? SystemFile.read("\(transparentHugePageDirectory)/enabled")).flatMap(bracketedChoice)
     }
 
+    /// Why this process cannot have transparent huge pages whatever it advises, or nil: a parent turned them
+    /// off with prctl(PR_SET_THP_DISABLE), which every child inherits (/proc/self/status `THP_enabled: 0`).
+    package static func transparentHugePagesDisabledInProcess() -> String? {
+        let status = (try? SystemFile.read("/proc/self/status")) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("THP_enabled:") }
+        guard line?.split(whereSeparator: \.isWhitespace).last == "0" else { return nil }
+        return "transparent huge pages are off for this process (/proc/self/status THP_enabled: 0): a parent called "
+            + "prctl(PR_SET_THP_DISABLE), which children inherit; start the program from a process without it"
+    }
+
     /// Whether `MADV_HUGEPAGE` works in this process, and if not why: probed once on a scratch page. A kernel
     /// without CONFIG_TRANSPARENT_HUGEPAGE refuses it with EINVAL; a seccomp profile with EPERM or ENOSYS.
     package static let transparentAdvice = AdviceProbe(

@@ -11,8 +11,8 @@ extension SlabStackAllocator {
         public var guardSize: Int
         /// Stacks carved from one region (one mmap). Default 4,096: with 64 KiB stacks and guards a region
         /// is 512 MiB of address space, and a million stacks need 245 regions. Where the kernel refuses
-        /// that much address space (`ulimit -v`), the slab halves its regions until one maps and keeps
-        /// that size (logged at notice level).
+        /// that much address space (`ulimit -v`, `ulimit -d`), the slab maps smaller regions, taking at
+        /// most half of the room the limit leaves, and keeps that size (logged at notice level).
         public var stacksPerRegion: Int
         /// Which guard to install: lightweight (`MADV_GUARD_INSTALL`, no mapping) where the kernel has it.
         public var guardMode: GuardMode

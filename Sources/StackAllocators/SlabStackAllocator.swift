@@ -309,10 +309,9 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     }
 
     /// Maps a new region (checking the map budget first, with mprotect guards); returns its index. Where
-    /// the kernel refuses the address space (ENOMEM: the limit of `ulimit -v`, or an address space that is
-    /// full), the region is halved until one maps, down to a single stack, then halved once more, so that
-    /// the slab takes at most half of the room that was left and malloc and thread stacks keep the rest;
-    /// the slab keeps mapping regions of that size (logged): fewer stacks per mmap, the same stacks.
+    /// the kernel refuses the address space (ENOMEM: `ulimit -v` or `ulimit -d`, or an address space that
+    /// is full), the region shrinks (`capacityAfterRefusal`) until one maps, down to a single stack; the
+    /// slab keeps mapping regions of that size (logged): fewer stacks per mmap, the same stacks.
     private func mapRegion(_ state: inout State) throws(StackError) -> Int {
         if state.budget != nil {
             try state.budget!.refresh()
@@ -320,21 +319,15 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
         }
         let inaccessible = configuration.strictOvercommitOverride ?? Overcommit.isStrict
         let asked = state.regionCapacity
-        var leftRoom = false
         while true {
             let size = state.regionCapacity * sizes.total
             let base: UInt
             switch Syscall.map(size: size, protection: inaccessible ? PROT_NONE : PROT_READ | PROT_WRITE, flags: StackLayout.mappingFlags) {
-            case .success(let address) where state.regionCapacity < asked && state.regionCapacity > 1 && !leftRoom:
-                Syscall.unmap(address, size: size, logger: logger, what: "a slab region")
-                state.regionCapacity /= 2
-                leftRoom = true
-                continue
             case .success(let address): base = address
             case .failure(let errno):
                 if errno == .noMemory, let exhausted = MapCount.exhaustedError() { throw exhausted }
                 guard errno == .noMemory, state.regionCapacity > 1 else { throw .mappingFailed(errno, size: size) }
-                state.regionCapacity /= 2
+                state.regionCapacity = capacityAfterRefusal(state.regionCapacity)
                 continue
             }
             if let placement = configuration.placement {
@@ -347,12 +340,31 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             }
             if state.regionCapacity < asked {
                 logger.notice(
-                    "a slab region of \(asked) stacks (\(asked * sizes.total) bytes) could not be mapped (ENOMEM: the address-space limit of ulimit -v, or a full address space); the slab maps regions of \(state.regionCapacity) stack\(state.regionCapacity == 1 ? "" : "s") from now on",
+                    "a slab region of \(asked) stacks (\(asked * sizes.total) bytes) could not be mapped (ENOMEM: the limit of ulimit -v or ulimit -d, or a full address space); the slab maps regions of \(state.regionCapacity) stack\(state.regionCapacity == 1 ? "" : "s") from now on",
                     metadata: ["region bytes": "\(size)"])
             }
             recorder.recordReserved(size)
             return state.regions.add(base: base, capacity: state.regionCapacity, inaccessible: inaccessible)
         }
+    }
+
+    /// The region capacity to try after mmap refused a region of `capacity` stacks (ENOMEM): the largest
+    /// halving that takes at most half of the room `ulimit -v` and `ulimit -d` leave, so that malloc and
+    /// thread stacks keep the other half; half of `capacity` where no limit is set (a full address space).
+    /// The room is read, not found by mapping trial regions: a trial that fits takes all of it for a moment,
+    /// and another thread's malloc fails then.
+    private func capacityAfterRefusal(_ capacity: Int) -> Int {
+        var fitted = capacity / 2
+        let room: Int?
+        do throws(StackError) {
+            room = try MappingLimit.current().map(\.room).min()
+        } catch {
+            logger.notice("the room under ulimit -v and ulimit -d is unknown; halving the slab's regions", metadata: ["error": "\(error)"])
+            room = nil
+        }
+        guard let room else { return fitted }
+        while fitted > 1 && fitted * sizes.total > room / 2 { fitted /= 2 }
+        return fitted
     }
 
     /// Gives back a claim whose stack was never handed out (`guarded` false: its guard and registration

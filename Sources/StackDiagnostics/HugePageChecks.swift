@@ -81,7 +81,7 @@ package enum HugePageChecks {
         switch HugePageSystem.transparentHugePageMode() {
         case nil: "no transparent huge pages (\(HugePageSystem.transparentHugePageDirectory) missing)"
         case "never": "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)"
-        default: HugePageSystem.transparentAdvice.missing
+        default: HugePageSystem.transparentAdvice.missing ?? HugePageSystem.transparentHugePagesDisabledInProcess()
         }
     }
 

@@ -26,6 +26,8 @@ package struct MachineCapabilities: Sendable, Codable {
     package let transparentHugePageSize: Int?
     /// `MADV_HUGEPAGE` works in this process.
     package let transparentHugePageAdvice: Bool
+    /// False when a parent turned transparent huge pages off for this process (prctl PR_SET_THP_DISABLE).
+    package let transparentHugePagesInProcess: Bool
     /// Online NUMA node ids (`NUMATopology.onlineNodes()`).
     package let numaNodes: [Int]
     /// `vm.max_map_count`.
@@ -55,6 +57,7 @@ package struct MachineCapabilities: Sendable, Codable {
                 .flatMap(bracketedChoice),
             transparentHugePageSize: HugePageSystem.transparentHugePagePMDSize(),
             transparentHugePageAdvice: HugePageSystem.transparentAdvice.isSupported,
+            transparentHugePagesInProcess: HugePageSystem.transparentHugePagesDisabledInProcess() == nil,
             numaNodes: nodes,
             maxMapCount: try MapCount.limit(),
             overcommitMemory: try? SystemFile.readInteger(Overcommit.path),

@@ -44,7 +44,7 @@ package enum StackChecks {
     /// stack holding `residentEach` bytes of memory and `committedEach` bytes of address space: MemAvailable;
     /// the tightest memory cgroup above this one (a container's limit is often far below MemAvailable, and
     /// past it comes the OOM killer); the address-space limit (`ulimit -v`), which counts every mapping,
-    /// touched or not; and with `vm.overcommit_memory` 2, the commit limit, which charges every writable
+    /// touched or not, and the data limit (`ulimit -d`), which counts the private writable ones; and with `vm.overcommit_memory` 2, the commit limit, which charges every writable
     /// private mapping whether it is touched or not. Returns that count and, for each limit that lowered
     /// it, what it allows.
     package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
@@ -63,11 +63,9 @@ package enum StackChecks {
             count = cgroup.room / 2 / residentEach
             limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
         }
-        var addressSpace = rlimit()
-        if getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &addressSpace) == 0, addressSpace.rlim_cur != rlim_t.max {
-            let (limit, used) = (Int(clamping: addressSpace.rlim_cur), try SystemFile.processStatusBytes("VmSize"))
-            let room = max(0, limit - used) / 2 / committedEach
-            if room < count { count = room; limits.append("ulimit -v allows \(room) (\(limit) B, \(used) B in use)") }
+        for limit in try MappingLimit.current() where limit.room / 2 / committedEach < count {
+            count = limit.room / 2 / committedEach
+            limits.append("\(limit.command) allows \(count) (\(limit.limit) B, \(limit.inUse) B in use)")
         }
         if Overcommit.isStrict {
             let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))

@@ -32,6 +32,7 @@ struct Doctor: ParsableCommand {
                 "\($0), defrag \(machine.transparentHugePageDefrag ?? "?")"
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
                     + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
+                    + (machine.transparentHugePagesInProcess ? "" : "; unusable: \(HugePageSystem.transparentHugePagesDisabledInProcess() ?? "")")
             } ?? "absent"),
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"

@@ -15,7 +15,8 @@ struct FiberStacksCommand: ParsableCommand {
               0   success
               1   a check failed (verify), or a target was missed (bench --check)
               64  a usage error: an unknown command or flag, or a value out of its range
-              70  an internal error (the message names what failed)
+              70  an internal error, or output that could not be written (the message
+                  names what failed)
             """,
         version: toolVersion,
         subcommands: [

@@ -48,3 +48,5 @@ int fs_test_refuse_guard_advice(void) {
     static const int guards[] = {FS_TEST_MADV_GUARD_INSTALL, FS_TEST_MADV_GUARD_REMOVE};
     return fs_test_refuse_advice(EINVAL, guards, 2);
 }
+
+int fs_test_disable_transparent_huge_pages(void) { return prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 ? 0 : errno; }

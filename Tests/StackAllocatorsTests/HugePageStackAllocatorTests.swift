@@ -1,3 +1,4 @@
+import CSandbox
 @_spi(Benchmarks) import GuardPages
 import Glibc
 @_spi(Benchmarks) import StackAllocators
@@ -89,6 +90,20 @@ struct HugePageStackAllocatorTests {
         let usage = try Smaps.usage(of: layout.usableRange)
         #expect(usage.anonHugeBytes == 4 << 20, "compaction may have failed: \(usage)")
         #expect(try HugePageStackAllocator.hugePageBytes(of: stack) == usage.anonHugeBytes)
+    }
+
+    @Test("Where a parent turned transparent huge pages off (PR_SET_THP_DISABLE), a transparent request names it",
+          .enabled(if: HugePages.transparentEnabled, HugePages.needTransparent))
+    func transparentOffInProcess() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            precondition(fs_test_disable_transparent_huge_pages() == 0, "prctl(PR_SET_THP_DISABLE) failed")
+            do throws(StackError) {
+                _ = try HugePageStackAllocator().allocate(HugePages.request(.transparent))
+                preconditionFailure("a transparent stack was made in a process without transparent huge pages")
+            } catch {
+                precondition(error.code == .unsupported && error.description.contains("PR_SET_THP_DISABLE"), "\(error)")
+            }
+        }
     }
 
     @Test("Transparent huge pages without prefault stay unfaulted until touched",

@@ -16,13 +16,15 @@ enum HugePages {
     static let mounts = HugePageSystem.hugeTLBMounts().filter { $0.pageSize == size && $0.writable }.map(\.path)
     /// The THP mode is `madvise` or `always`.
     static let transparentEnabled = ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never")
+        && HugePageSystem.transparentHugePagesDisabledInProcess() == nil
     /// The 1 GiB size exists and its pool is empty (the machine this was written on: a cheap exhaustion).
     static let oneGiBPoolEmpty = HugePageSystem.hugePagePool(pageSize: 1 << 30).map { $0.available == 0 } ?? false
 
     static let needFree: Comment = "needs free 2 MiB huge pages: /proc/sys/vm/nr_hugepages"
     static let needMount: Comment =
         "needs a hugetlbfs mount this user can write (mount -t hugetlbfs -o mode=1777 none /dev/hugepages) and free huge pages"
-    static let needTransparent: Comment = "needs THP mode madvise or always: /sys/kernel/mm/transparent_hugepage/enabled"
+    static let needTransparent: Comment =
+        "needs THP mode madvise or always (/sys/kernel/mm/transparent_hugepage/enabled), not turned off for this process (PR_SET_THP_DISABLE)"
     static let needEmptyOneGiB: Comment = "needs the 1 GiB huge page size with an empty pool: /sys/kernel/mm/hugepages/hugepages-1048576kB"
 
     /// Bytes of hugetlb pages this process maps (`HugetlbPages` in /proc/self/status).

@@ -4,13 +4,15 @@ import StackAllocators
 import StackTestSupport
 import Testing
 
-/// A process under an address-space limit (`ulimit -v`) smaller than a slab region: the slab maps smaller
-/// regions instead of failing, and leaves room for the rest of the process.
+/// A process under an address-space limit (`ulimit -v`) or a data limit (`ulimit -d`) smaller than a slab
+/// region: the slab maps smaller regions instead of failing, and leaves room for the rest of the process.
 @Suite("A slab under an address-space limit", needsNoSanitizerUnderAddressLimit)
 struct SlabAddressSpaceTests {
     @Test("Under ulimit -v a slab maps smaller regions, logs it, leaves room for malloc, and trim unmaps them all")
     func slabShrinksRegions() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // A thread arena (64 MiB) made meanwhile would count against the limit and the end's VmSize.
+            mallocInOneArena()
             // Room for 256 MiB more than the process holds: half of a default region (4,096 stacks of
             // 64 KiB with their 64 KiB guards).
             let before = try SystemFile.processStatusBytes("VmSize")
@@ -38,6 +40,54 @@ struct SlabAddressSpaceTests {
             slab.trim()
             let after = try SystemFile.processStatusBytes("VmSize")
             precondition(after < before + (16 << 20), "\((after - before) >> 20) MiB of address space kept after trim")
+        }
+    }
+
+    @Test("Under ulimit -v the slab finds the room by reading it: no mapping, not even a moment's trial, takes more than half")
+    func slabNeverTakesTheRoom() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
+            let before = try SystemFile.processStatusBytes("VmSize")
+            var limit = rlimit()
+            precondition(getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0)
+            limit.rlim_cur = rlim_t(before + (256 << 20))
+            precondition(setrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0, "setrlimit: errno \(errno)")
+            let slab = try SlabStackAllocator()
+            // An armed plan for a step the slab never takes (it binds nothing) records every mmap it makes.
+            FailureInjection.fail(.bind, with: .invalidArgument)
+            let stack = try slab.allocate(StackRequest(usableSize: 64 << 10))
+            let largest = FailureInjection.reset().map(\.count).max() ?? 0
+            precondition(largest <= 128 << 20, "a mapping of \(largest >> 20) MiB, more than half of the room (256 MiB)")
+            precondition(largest > 0, "no mapping recorded")
+            _ = consume stack
+            slab.trim()
+        }
+    }
+
+    @Test("Under ulimit -d a slab maps smaller regions, names the data limit, and leaves room for malloc")
+    func slabUnderDataLimit() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            mallocInOneArena()
+            let before = try SystemFile.processStatusBytes("VmData")
+            var limit = rlimit()
+            precondition(getrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &limit) == 0)
+            limit.rlim_cur = rlim_t(before + (256 << 20))
+            precondition(setrlimit(__rlimit_resource_t(RLIMIT_DATA.rawValue), &limit) == 0, "setrlimit: errno \(errno)")
+            let (logger, log) = CapturingLogHandler.logger()
+            let slab = try SlabStackAllocator(logger: logger)
+            let count = 1_000
+            let storage = UnsafeMutablePointer<Stack>.allocate(capacity: count)
+            defer { storage.deallocate() }
+            for made in 0..<count {
+                (storage + made).initialize(to: try slab.allocate(StackRequest(usableSize: 64 << 10)))
+            }
+            precondition(slab.regionSize <= 128 << 20, "regions of \(slab.regionSize) bytes")
+            precondition(log.all.contains { $0.level == .notice && $0.message.contains("ulimit -d") }, "\(log.all)")
+            let block = malloc(32 << 20)
+            precondition(block != nil, "malloc of 32 MiB failed next to the slab's regions")
+            free(block)
+            storage.deinitialize(count: count)
+            slab.trim()
         }
     }
 }

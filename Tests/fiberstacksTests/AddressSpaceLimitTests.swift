@@ -3,8 +3,9 @@ import Foundation
 import StackTestSupport
 import Testing
 
-/// The limit under test: RLIMIT_AS of 256 MiB (`ulimit -v 262144`), which a PROT_NONE reservation counts
-/// against like any mapping. This test process is far larger, so a child runs under it.
+/// The limits under test: RLIMIT_AS (`ulimit -v`), which a PROT_NONE reservation counts against like any
+/// mapping, and RLIMIT_DATA (`ulimit -d`), which counts private writable mappings. This test process is
+/// far larger, so a child runs under them.
 @Suite("A small address space", needsNoSanitizerUnderAddressLimit)
 struct AddressSpaceLimitTests {
     @Test("Under ulimit -v 262144 a 512 KiB guarded stack and a two-worker scheduler with 16 fibers per worker work")
@@ -16,10 +17,12 @@ struct AddressSpaceLimitTests {
         #expect((run.standardOutput + run.standardError).contains("32 jobs on 2 workers"), "\((run.standardOutput + run.standardError))")
     }
 
-    @Test("Under ulimit -v 1000000, less than a slab region of 256 KiB stacks, verify passes: the slabs map smaller regions and the checks scale to the limit")
-    func verifyUnderLimit() throws {
+    @Test(
+        "Under a limit of 1000000 KiB, less than a slab region of 256 KiB stacks, verify passes: the slabs map smaller regions and the checks scale to the limit",
+        arguments: ["ulimit -v 1000000", "ulimit -d 1000000"])
+    func verifyUnderLimit(_ limit: String) throws {
         let run = try ChildProcess.run(
-            "/bin/sh", ["-c", "ulimit -v 1000000 && exec \"$0\" verify --json --million-stacks 100000", fiberstacksBinary],
+            "/bin/sh", ["-c", "\(limit) && exec \"$0\" verify --json --million-stacks 100000", fiberstacksBinary],
             timeLimit: 600)
         let output = run.standardOutput + run.standardError
         #expect(!run.timedOut && run.status == 0, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \(output)")

@@ -22,7 +22,8 @@ struct Bench: ParsableCommand {
         abstract: "Benchmark stacks, pools, prefault, switches, the scheduler, TLB, NUMA and capacity, next to "
             + "their peers in the same process (use a release build; see docs/benchmarks.md).",
         discussion: """
-            Exit codes: 0 success; 1 a target was missed (--check); 64 a usage error; 70 a benchmark failed.
+            Exit codes: 0 success; 1 a target was missed (--check); 64 a usage error; 70 a benchmark failed, or \
+            the output could not be written.
             """)
 
     @Flag(help: "Write the whole report as JSON to standard output.")

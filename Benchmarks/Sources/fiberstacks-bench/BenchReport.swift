@@ -39,47 +39,51 @@ struct BenchReport: Encodable {
     }
 
     /// The report as aligned text tables.
-    func printTable() {
-        FileStream.standardOutput.writeLine("fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s")
-        FileStream.standardOutput.writeLine("machine: \(machine.cpu), \(machine.cores) cores, \(machine.virtualization), Linux \(machine.kernel), "
-            + "THP \(machine.transparentHugePages), \(machine.hugePagesFree) free huge pages, lightweight guards "
-            + "\(machine.lightweightGuards ? "yes" : "no")")
-        FileStream.standardOutput.writeLine("load average: \(machine.loadAverage.map(format).joined(separator: " ")) at the start, "
-            + "\(loadAverageEnd.map(format).joined(separator: " ")) at the end")
-        FileStream.standardOutput.writeLine("perf counters: " + counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "))
-        FileStream.standardOutput.writeLine("median and p10..p90 over \(reps) repetitions after warm-up; unit per operation")
+    func printTable() { FileStream.standardOutput.write(tableLines().joined(separator: "\n") + "\n") }
+
+    private func tableLines() -> [String] {
+        var lines = [
+            "fiberstacks bench (\(command)): \(machine.build) build, \(String(format: "%.0f", seconds)) s",
+            "machine: \(machine.cpu), \(machine.cores) cores, \(machine.virtualization), Linux \(machine.kernel), "
+                + "THP \(machine.transparentHugePages), \(machine.hugePagesFree) free huge pages, lightweight guards "
+                + "\(machine.lightweightGuards ? "yes" : "no")",
+            "load average: \(machine.loadAverage.map(format).joined(separator: " ")) at the start, "
+                + "\(loadAverageEnd.map(format).joined(separator: " ")) at the end",
+            "perf counters: " + counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "),
+            "median and p10..p90 over \(reps) repetitions after warm-up; unit per operation",
+        ]
         for section in sections {
-            Self.rows("\n\(section)", results.filter { $0.section == section })
+            lines += Self.rows("\n\(section)", results.filter { $0.section == section })
         }
-        Self.rows("\npeers (each measured alternating with ours)", peers)
+        lines += Self.rows("\npeers (each measured alternating with ours)", peers)
         if !skipped.isEmpty {
-            FileStream.standardOutput.writeLine("\nskipped")
-            for skip in skipped { FileStream.standardOutput.writeLine("  \(skip.section)/\(skip.name): \(skip.reason)") }
+            lines.append("\nskipped")
+            lines += skipped.map { "  \($0.section)/\($0.name): \($0.reason)" }
         }
         if !ratios.isEmpty {
-            FileStream.standardOutput.writeLine("\nratios (ours / versus, medians; below 1: ours faster)")
-            for ratio in ratios {
-                FileStream.standardOutput.writeLine("  \(ratio.status.marker) \(ratio.id): \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
-                    + "(at most \(format(ratio.maxRatio)): \(ratio.target))")
+            lines.append("\nratios (ours / versus, medians; below 1: ours faster)")
+            lines += ratios.map { ratio in
+                "  \(ratio.status.marker) \(ratio.id): \(ratio.ours) / \(ratio.versus) = \(ratio.ratio.map(format) ?? "?") "
+                    + "(at most \(format(ratio.maxRatio)): \(ratio.target))"
             }
         }
         if !targets.isEmpty {
-            FileStream.standardOutput.writeLine("\ntargets")
-            for check in targets {
-                FileStream.standardOutput.writeLine("  \(check.status.marker) \(check.id): \(check.figure) = \(check.value.map(format) ?? "?") \(check.unit ?? check.metric) "
-                    + "(at most \(format(check.maxValue)): \(check.target))")
+            lines.append("\ntargets")
+            lines += targets.map { check in
+                "  \(check.status.marker) \(check.id): \(check.figure) = \(check.value.map(format) ?? "?") \(check.unit ?? check.metric) "
+                    + "(at most \(format(check.maxValue)): \(check.target))"
             }
         }
         if notEvaluated > 0 {
-            FileStream.standardOutput.writeLine("\n\(notEvaluated) targets NOT RUN: this run did not measure a figure they compare "
+            lines.append("\n\(notEvaluated) targets NOT RUN: this run did not measure a figure they compare "
                 + "(a section not selected, a skip, or no peers)")
         }
+        return lines
     }
 
     /// One table: label, median, spread, repetitions x operations, extra figures.
-    static func rows(_ title: String, _ results: [BenchResult]) {
-        guard !results.isEmpty else { return }
-        FileStream.standardOutput.writeLine(title)
+    static func rows(_ title: String, _ results: [BenchResult]) -> [String] {
+        guard !results.isEmpty else { return [] }
         let table = results.map { result in
             [
                 result.label, "\(format(result.median)) \(result.unit)", "\(format(result.p10))..\(format(result.p90))",
@@ -89,9 +93,9 @@ struct BenchReport: Encodable {
             ]
         }
         let widths = (0..<4).map { column in table.map { $0[column].count }.max() ?? 0 }
-        for row in table {
+        return [title] + table.map { row in
             let cells = (0..<4).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-            FileStream.standardOutput.writeLine("  " + (cells + [row[4]]).joined(separator: "  "))
+            return "  " + (cells + [row[4]]).joined(separator: "  ")
         }
     }
 }

@@ -1,5 +1,6 @@
 // A seccomp filter for tests: makes the calling process look like one in a container whose seccomp profile
-// refuses a syscall, or like one on an older kernel.
+// refuses a syscall, or like one on an older kernel; and a process whose parent turned transparent huge
+// pages off.
 #ifndef FIBERSTACKS_SANDBOX_H
 #define FIBERSTACKS_SANDBOX_H
 
@@ -27,5 +28,9 @@ int fs_test_refuse_madvise(int error);
 /// MADV_GUARD_INSTALL and MADV_GUARD_REMOVE fail with EINVAL, as on a kernel older than Linux 6.13; every
 /// other advice works.
 int fs_test_refuse_guard_advice(void);
+
+/// prctl(PR_SET_THP_DISABLE): no transparent huge page for this process and its children, as a service
+/// manager or a parent process may set. Returns 0 or the errno.
+int fs_test_disable_transparent_huge_pages(void);
 
 #endif
