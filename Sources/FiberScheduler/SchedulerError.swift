@@ -48,7 +48,7 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
     package init(_ error: StackError) {
         let code: Code =
             switch error.reason {
-            case .threadCreationFailed, .threadAddressSpaceExhausted: .threadCreationFailed
+            case .threadCreationFailed, .threadStackOverLimit: .threadCreationFailed
             default: error.isUsage ? .invalidConfiguration : .stackFailed
             }
         self.init(code, error.message, fix: error.fix, underlying: error)

@@ -16,23 +16,22 @@ enum WorkerThread {
         }, box)
         guard result == 0 else {
             Unmanaged<Box>.fromOpaque(box).release()
-            if result == EAGAIN, let exhausted = addressSpaceExhausted() { throw exhausted }
+            if result == EAGAIN, let exhausted = stackOverLimit() { throw exhausted }
             throw .threadCreationFailed(Errno(rawValue: result))
         }
         return thread
     }
 
-    /// The error when RLIMIT_AS explains an EAGAIN: pthread_create reports a failed stack mmap as EAGAIN,
-    /// like a thread limit. Nil when the limit is infinite or a default thread stack still fits under it.
-    private static func addressSpaceExhausted() -> StackError? {
+    /// The error when `ulimit -v` or `ulimit -d` explains an EAGAIN: pthread_create reports a thread stack
+    /// the kernel refused (ENOMEM) as EAGAIN, like a thread limit. Nil when no limit is set or a default
+    /// thread stack still fits under each.
+    private static func stackOverLimit() -> StackError? {
         var stack = rlimit()
-        guard let addressSpace = (try? MappingLimit.current())?.first(where: { $0.kind == .addressSpace }),
-            getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &stack) == 0
+        guard getrlimit(__rlimit_resource_t(RLIMIT_STACK.rawValue), &stack) == 0, let limits = try? MappingLimit.current()
         else { return nil }
         // glibc gives a new thread RLIMIT_STACK bytes of stack, or 8 MiB when that is unlimited (RLIM_INFINITY).
         let stackSize = stack.rlim_cur == rlim_t.max ? 8 << 20 : Int(stack.rlim_cur)
-        guard stackSize > addressSpace.room else { return nil }
-        return .threadAddressSpaceExhausted(limit: addressSpace.limit, inUse: addressSpace.inUse, stackSize: stackSize)
+        return limits.first { stackSize > $0.room }.map { .threadStackOverLimit($0, stackSize: stackSize) }
     }
 
     /// Waits for `thread` to end.

@@ -71,8 +71,8 @@ extension StackError {
         /// the largest fixed frame of the code loaded in the process: that frame could skip the guard.
         case guardSmallerThanFrame(guardSize: Int, function: String, object: String, frameBytes: Int, needed: Int)
         /// `pthread_create` failed for a scheduler worker (EAGAIN) because its `stackSize`-byte stack does not
-        /// fit under RLIMIT_AS (`ulimit -v`): the process maps `inUse` of `limit` bytes.
-        case threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int)
+        /// fit under `limit` (`ulimit -v` or `ulimit -d`).
+        case threadStackOverLimit(MappingLimit, stackSize: Int)
         /// An error made outside this package (`StackError.init(code:message:fix:errno:)`).
         case other(code: Code, message: String, fix: String, errno: Errno?)
     }
@@ -255,10 +255,11 @@ extension StackError.Reason {
                 + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
                 + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
                 + "(`fiberstacks frames` lists the largest frames)"
-        case .threadAddressSpaceExhausted(let limit, let inUse, let stackSize):
-            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the address-space "
-                + "limit RLIMIT_AS (\(inUse) of \(limit) bytes mapped); raise `ulimit -v`, lower the thread stack "
-                + "size (`ulimit -s`), or lower FiberConfig.workerCount or the fiber stack sizes"
+        case .threadStackOverLimit(let limit, let stackSize):
+            return "creating a worker thread failed: its \(stackSize)-byte stack does not fit under the "
+                + "\(limit.kind == .addressSpace ? "address-space" : "data") limit \(limit.resource) (\(limit.inUse) of "
+                + "\(limit.limit) bytes in use); raise `\(limit.command)`, lower the thread stack size (`ulimit -s`), or "
+                + "lower FiberConfig.workerCount or the fiber stack sizes"
         case .threadCreationFailed(let errno):
             let fix =
                 switch errno {

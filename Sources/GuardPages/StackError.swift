@@ -65,7 +65,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .numaNodeOffline, .numaNodeMemoryless: .unsupported
         case .guardSmallerThanFrame: .guardSmallerThanFrame
         case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
-            .threadAddressSpaceExhausted:
+            .threadStackOverLimit:
             .resourceExhausted
         case .capabilityMissing: .unsupported
         case .mappingFailed, .guardInstallFailed, .prefaultFailed, .probeFailed, .numaBindFailed,
@@ -282,9 +282,9 @@ extension StackError {
             guardSize: guardSize, function: function, object: object, frameBytes: frameBytes, needed: needed))
     }
 
-    /// A worker thread's `stackSize`-byte stack does not fit under RLIMIT_AS: `inUse` of `limit` bytes mapped.
-    package static func threadAddressSpaceExhausted(limit: Int, inUse: Int, stackSize: Int) -> StackError {
-        StackError(.threadAddressSpaceExhausted(limit: limit, inUse: inUse, stackSize: stackSize))
+    /// A worker thread's `stackSize`-byte stack does not fit under `limit` (`ulimit -v` or `ulimit -d`).
+    package static func threadStackOverLimit(_ limit: MappingLimit, stackSize: Int) -> StackError {
+        StackError(.threadStackOverLimit(limit, stackSize: stackSize))
     }
 
     /// A pool is full: `what` says of what, `fix` how to make room.

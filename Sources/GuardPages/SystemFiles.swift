@@ -49,8 +49,8 @@ import SystemPackage
 }
 
 /// A `ulimit` on this process's mappings, and how much of it is in use: mmap fails with ENOMEM past it.
-package struct MappingLimit: Sendable, Equatable {
-    package enum Kind: Sendable, Equatable {
+package struct MappingLimit: Sendable, Hashable {
+    package enum Kind: Sendable, Hashable {
         /// `ulimit -v` (RLIMIT_AS): every mapping counts (VmSize).
         case addressSpace
         /// `ulimit -d` (RLIMIT_DATA): private writable mappings count (VmData), stacks among them.
@@ -66,6 +66,8 @@ package struct MappingLimit: Sendable, Equatable {
     package var room: Int { max(0, limit - inUse) }
     /// The shell command that sets it: `ulimit -v` or `ulimit -d`.
     package var command: String { kind == .addressSpace ? "ulimit -v" : "ulimit -d" }
+    /// Its name in getrlimit(2): `RLIMIT_AS` or `RLIMIT_DATA`.
+    package var resource: String { kind == .addressSpace ? "RLIMIT_AS" : "RLIMIT_DATA" }
 
     /// The limits set on this process: none without `ulimit -v` and `ulimit -d`.
     package static func current() throws(StackError) -> [MappingLimit] {

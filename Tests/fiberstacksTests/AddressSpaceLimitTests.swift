@@ -31,14 +31,16 @@ struct AddressSpaceLimitTests {
         #expect(failed.isEmpty, "\(failed)")
     }
 
-    @Test("When worker thread stacks do not fit under ulimit -v, the scheduler's error names RLIMIT_AS")
-    func threadStacksOverTheLimit() throws {
-        // Every new thread gets RLIMIT_STACK bytes of stack: 256 MiB cannot fit under a 256 MiB RLIMIT_AS.
+    @Test("When worker thread stacks do not fit under ulimit -v or ulimit -d, the scheduler's error names that limit",
+          arguments: [("ulimit -v", "RLIMIT_AS"), ("ulimit -d", "RLIMIT_DATA")])
+    func threadStacksOverTheLimit(_ command: String, _ resource: String) throws {
+        // Every new thread gets RLIMIT_STACK bytes of stack: 256 MiB cannot fit under a limit of 256 MiB.
         let run = try ChildProcess.run(
-            "/bin/sh", ["-c", "ulimit -v 262144 && ulimit -s 262144 && exec \"$0\" address-space-child", fiberstacksBinary],
+            "/bin/sh", ["-c", "\(command) 262144 && ulimit -s 262144 && exec \"$0\" address-space-child", fiberstacksBinary],
             timeLimit: 60)
-        #expect(!run.timedOut, "the child ran past 60 s: \((run.standardOutput + run.standardError))")
-        #expect(run.status == 70, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \((run.standardOutput + run.standardError))")
-        #expect((run.standardOutput + run.standardError).contains("RLIMIT_AS") && (run.standardOutput + run.standardError).contains("ulimit -v"), "\((run.standardOutput + run.standardError))")
+        let output = run.standardOutput + run.standardError
+        #expect(!run.timedOut, "the child ran past 60 s: \(output)")
+        #expect(run.status == 70, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \(output)")
+        #expect(output.contains(resource) && output.contains("raise `\(command)`"), "\(output)")
     }
 }
