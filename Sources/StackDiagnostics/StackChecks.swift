@@ -44,9 +44,9 @@ package enum StackChecks {
     /// stack holding `residentEach` bytes of memory and `committedEach` bytes of address space: MemAvailable;
     /// the tightest memory cgroup above this one (a container's limit is often far below MemAvailable, and
     /// past it comes the OOM killer); the address-space limit (`ulimit -v`), which counts every mapping,
-    /// touched or not, and the data limit (`ulimit -d`), which counts the private writable ones; and with `vm.overcommit_memory` 2, the commit limit, which charges every writable
-    /// private mapping whether it is touched or not. Returns that count and, for each limit that lowered
-    /// it, what it allows.
+    /// touched or not, and the data limit (`ulimit -d`), which counts the private writable ones; and with
+    /// `vm.overcommit_memory` 2, the commit limit, which charges every writable private mapping whether
+    /// it is touched or not. Returns that count and, for each limit that lowered it, what it allows.
     package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
         -> (count: Int, limits: [String])
     {
