@@ -110,7 +110,7 @@ let package = Package(
         ),
         // Implements allocators as a user would, with public API only (no @testable; Examples/CustomAllocator
         // builds the same allocators outside the package). The checks probe the kernel through the SPI.
-        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport"]),
+        .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport", "CSandbox"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
         .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics", "CHeapProbe"], path: "Tests/StackTestSupport"),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "CSandbox", "StackTestSupport"]),
@@ -122,8 +122,8 @@ let package = Package(
         // C frames that skip guards without touching them, for the overflow tests.
         .target(name: "CJumpFixtures", path: "Tests/CJumpFixtures"),
         .target(name: "CHeapProbe", path: "Tests/CHeapProbe"),
-        // Seccomp filters that refuse madvise, as a container's profile can, or its guard advice, as a kernel
-        // older than 6.13 does.
+        // Seccomp filters that refuse madvise or another syscall, as a container's profile can, or the guard
+        // advice, as a kernel older than 6.13 does.
         .target(name: "CSandbox", path: "Tests/CSandbox"),
     ],
     swiftLanguageModes: [.v6]

@@ -125,7 +125,7 @@ final class Fiber: @unchecked Sendable {
     ) -> UInt64 {
         let layout = stack.descriptor.layout
         guard !GuardRegistry.setLabel(utf8: label, forStackAt: layout.usableBottom), !layout.guardRange.isEmpty,
-            stack.guardMechanism == .lightweight || stack.guardMechanism == .protNone
+            stack.guardMechanism.traps
         else { return 0 }
         do {
             return try GuardRegistry.register(layout, label: String(decoding: label, as: UTF8.self))

@@ -25,13 +25,16 @@ final class FiberPool {
         var growthStopped = false
         /// Fibers freed since the heap was last trimmed.
         var freedSinceTrim = 0
+        /// Whether each new stack's claimed guard is probed (an allocator outside this package, until the
+        /// probes are refused).
+        var checksClaimedGuards = false
     }
 
     init(config: FiberConfig, allocator: any StackAllocator, counters: WorkerCounters) {
         self.config = config
         self.allocator = allocator
         self.counters = counters
-        state.initialize(to: State())
+        state.initialize(to: State(checksClaimedGuards: allocator.claimedGuardsNeedChecking))
     }
 
     deinit {
@@ -158,12 +161,27 @@ final class FiberPool {
         try makeFiber(on: try allocator.allocate(request), prefault: prefault, grownWhileIdle: grownWhileIdle)
     }
 
+    /// Refuses a stack whose claimed guard is not there; where the probes are refused (a seccomp profile),
+    /// logs that once and trusts the allocator from then on.
+    private func checkClaimedGuard(of stack: borrowing Stack) throws(StackError) {
+        do {
+            try stack.checkClaimedGuard()
+        } catch {
+            guard case .probeFailed = error.reason else { throw error }
+            state.pointee.checksClaimedGuards = false
+            config.logger.warning(
+                "the guards of this allocator's stacks cannot be checked: an overflow on a stack whose guard was never installed would go unnoticed",
+                metadata: ["allocator": "\(type(of: allocator))", "error": "\(error)"])
+        }
+    }
+
     /// A new fiber on `stack`, prefaulted per `prefault` on this (the worker's) thread.
     private func makeFiber(on stack: consuming Stack, prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
-        // The allocator may not honour the requested guard (a custom one, or a fixed-shape one).
-        if let violation = worker.scheduler.guardRequirement?.violation(guardSize: stack.descriptor.layout.sizes.guardSize) {
-            throw violation
-        }
+        // The allocator may not honour the requested guard (a custom one, or a fixed-shape one). A guard
+        // range that does not trap (a canary, none) is no guard against a frame that skips it.
+        let guardSize = stack.guardMechanism.traps ? stack.descriptor.layout.sizes.guardSize : 0
+        if let violation = worker.scheduler.guardRequirement?.violation(guardSize: guardSize) { throw violation }
+        if state.pointee.checksClaimedGuards { try checkClaimedGuard(of: stack) }
         try Prefault.apply(PrefaultPolicy(prefault), to: stack.descriptor.layout, logger: config.logger)
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,

@@ -12,6 +12,10 @@ public enum GuardMechanism: String, Sendable, Hashable, CaseIterable, Codable {
     case canary
     /// Nothing.
     case none
+
+    /// Whether an access faults where it happens (`.lightweight`, `.protNone`): only then does the guard
+    /// range count against the frames that could skip it.
+    package var traps: Bool { self == .lightweight || self == .protNone }
 }
 
 /// Which hardware guard an allocator installs.

@@ -52,6 +52,10 @@ extension StackError {
         case guardRegistrationFailed(Errno, stack: StackLayout)
         /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
         case canaryCorrupted(stack: StackLayout, label: String?)
+        /// A stack from an allocator outside this package claims a guard that is not there: a page of its
+        /// hardware guard (`.lightweight`, `.protNone`) at `readablePage` can be read, or its canary was never
+        /// written (`readablePage` nil).
+        case guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?)
         /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
         case signalSetupFailed(Errno, what: String)
         /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
@@ -212,6 +216,17 @@ extension StackError.Reason {
                 + "overwritten: the fiber used more than its \(stack.sizes.usableSize) usable bytes (or something wrote "
                 + "over it); raise the stack size (StackRequest.usableSize), or give the stack a hardware guard "
                 + "(StackRequest.guardSize > 0) so an overflow traps where it happens"
+        case .guardMissing(let stack, let mechanism, let readablePage):
+            guard let readablePage else {
+                return "the \(stack) claims a canary at its usable bottom, but none is written there: an overflow would "
+                    + "go unnoticed; make the stack with Stack.guarded(_:request:mechanism: .canary, ...), which writes "
+                    + "it, or describe it with GuardMechanism.none"
+            }
+            return "the \(stack) claims a \(mechanism) guard over [0x\(String(stack.guardRange.lowerBound, radix: 16)), "
+                + "0x\(String(stack.guardRange.upperBound, radix: 16))), but its page at 0x\(String(readablePage, radix: 16)) "
+                + "can be read: an overflow would run through it without a fault; install the guard before "
+                + "returning the stack (Stack.guarded does, and checks the mprotect or madvise result), or describe "
+                + "it with GuardMechanism.none"
         case .signalSetupFailed(let errno, let what):
             let fix =
                 switch errno {
@@ -250,9 +265,12 @@ extension StackError.Reason {
                 + "; give the path of an executable or shared library (64-bit little-endian ELF, x86_64 or aarch64) "
                 + "that this user can read"
         case .guardSmallerThanFrame(let guardSize, let function, let object, let frameBytes, let needed):
-            return "a guard of \(guardSize) bytes is smaller than the \(frameBytes)-byte stack frame of \(function) in "
-                + "\(object): Swift emits no stack probes, so that frame can skip the guard without touching it and "
-                + "write into the stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
+            let opening = guardSize == 0
+                ? "a stack without a guard that faults (a canary or none) has nothing to stop"
+                : "a guard of \(guardSize) bytes is smaller than"
+            return "\(opening) the \(frameBytes)-byte stack frame of \(function) in \(object): Swift "
+                + "emits no stack probes, so that frame can skip the guard without touching it and write into the "
+                + "stack below; use a guard of at least \(needed) bytes (StackRequest.guardSize, "
                 + "FiberConfig.guardSize), or set FiberConfig.allowGuardSmallerThanLargestFrame to accept the risk "
                 + "(`fiberstacks frames` lists the largest frames)"
         case .threadStackOverLimit(let limit, let stackSize):

@@ -39,7 +39,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let canaryCorrupted = Code("canaryCorrupted")
         /// A placement check found present pages on NUMA nodes outside the ones asked for.
         public static let misplaced = Code("misplaced")
-        /// An allocator outside this package failed; its message says why.
+        /// An allocator outside this package failed, or handed out a stack whose claimed guard is not
+        /// there; its message says why.
         public static let allocatorFailed = Code("allocatorFailed")
     }
 
@@ -74,6 +75,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
         case .numaPlacementWrong: .misplaced
+        case .guardMissing: .allocatorFailed
         }
     }
 
@@ -240,6 +242,12 @@ extension StackError {
     /// The canary at the usable bottom of `stack` was overwritten: the fiber ran past its usable range.
     package static func canaryCorrupted(stack: StackLayout, label: String?) -> StackError {
         StackError(.canaryCorrupted(stack: stack, label: label))
+    }
+
+    /// A stack's claimed guard is not there: a hardware guard page at `readablePage` can be read, or the
+    /// canary was never written (`readablePage` nil).
+    package static func guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?) -> StackError {
+        StackError(.guardMissing(stack: stack, mechanism: mechanism, readablePage: readablePage))
     }
 
     /// Installing a signal handler or an alternate signal stack failed (`what` names the call).

@@ -10,7 +10,8 @@ extension Stack {
     /// 1. binds the whole range to `request.placement` (mbind, before any page is touched);
     /// 2. installs the guard over `layout.guardRange` with `mechanism` (`.lightweight` or `.protNone`;
     ///    pass `installGuard: false` when your allocator made the guard itself);
-    /// 3. prefaults the usable range as `request.prefault` asks (top down, never into the guard);
+    /// 3. prefaults the usable range as `request.prefault` asks (top down, never into the guard), then,
+    ///    for `.canary`, writes the canary at the usable bottom (`Stack.checkCanary` reads it back);
     /// 4. registers the guard in the guard registry, so an overflow names the fiber instead of dying with
     ///    a bare SIGSEGV.
     ///
@@ -24,7 +25,7 @@ extension Stack {
         if let placement = request.placement {
             try NUMABinding.apply(placement, to: layout.base..<layout.top, untouched: true)
         }
-        let guarded = layout.sizes.guardSize > 0 && (mechanism == .lightweight || mechanism == .protNone)
+        let guarded = layout.sizes.guardSize > 0 && mechanism.traps
         if guarded, installGuard {
             try GuardInstaller(mode: mechanism == .lightweight ? .lightweight : .protNone).install(on: layout.guardRange)
         }
@@ -33,6 +34,7 @@ extension Stack {
         } else {
             try Prefault.apply(request.prefault, to: layout)
         }
+        if !guarded, mechanism == .canary { Canary.write(layout) }
         let descriptor = StackDescriptor(
             layout: layout, guardMechanism: guarded ? mechanism : (mechanism == .canary ? .canary : .none),
             node: request.placement?.homeNode, tag: tag)
@@ -42,10 +44,29 @@ extension Stack {
     /// The stack of a finished `descriptor`, holding the registration of its guard when it has a hardware
     /// guard. For allocators whose guards and prefault need more than `guarded` does (huge pages, slabs).
     package static func registering(_ descriptor: StackDescriptor, allocator: any StackAllocator) throws(StackError) -> Stack {
-        let guarded = descriptor.layout.sizes.guardSize > 0
-            && (descriptor.guardMechanism == .lightweight || descriptor.guardMechanism == .protNone)
+        let guarded = descriptor.layout.sizes.guardSize > 0 && descriptor.guardMechanism.traps
         guard guarded else { return Stack(descriptor: descriptor, allocator: allocator) }
         let registration = try GuardRegistry.register(descriptor.layout)
         return Stack(descriptor: descriptor, allocator: allocator, guardRegistration: registration)
+    }
+
+    /// Throws `.guardMissing` when the guard this stack's descriptor claims is not there: a page of a
+    /// hardware guard that can be read (the one next to the usable bottom, where an overflow arrives
+    /// first, and the lowest; two non-faulting probes), or a `.canary` that was never written. A
+    /// consumer of an allocator outside this package (the scheduler) asks this of each new stack;
+    /// throws `.probeFailed` when the probes themselves are refused (a seccomp profile).
+    package func checkClaimedGuard() throws(StackError) {
+        let layout = descriptor.layout
+        if guardMechanism == .canary {
+            guard Canary.isIntact(layout) else {
+                throw .guardMissing(stack: layout, mechanism: .canary, readablePage: nil)
+            }
+            return
+        }
+        guard guardMechanism.traps, !layout.guardRange.isEmpty else { return }
+        let nextToUsable = layout.usableBottom - UInt(systemPageSize)
+        for page in [nextToUsable, layout.guardRange.lowerBound] where try Probe.isAccessible(page) {
+            throw .guardMissing(stack: layout, mechanism: guardMechanism, readablePage: page)
+        }
     }
 }

@@ -11,6 +11,7 @@
 ///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`.
 /// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
 ///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
+///    The scheduler probes this for each new stack and refuses one whose guard is not there.
 /// 3. **Registration.** A hardware guard is in the guard registry while the stack lives, or an overflow is a
 ///    bare SIGSEGV instead of a line naming the fiber. A stack from `Stack.guarded` holds its
 ///    registration and ends it when it is given back: nothing to do by hand. (The scheduler registers a
@@ -96,6 +97,33 @@ extension StackAllocator {
 /// Proof that a call to `StackAllocator.release` comes from a `Stack` being given back.
 public struct StackReleaseToken: Sendable {
     init() {}
+}
+
+/// The allocators of this package: each installs the guard its stacks claim and fails when the system
+/// call that installs it fails, so a consumer need not probe their guards (`Stack.checkClaimedGuard`).
+package protocol BuiltInStackAllocator: StackAllocator {
+    /// Whether every stack it hands out has the guard it claims (a pool: when the allocator it wraps does).
+    var installsClaimedGuards: Bool { get }
+}
+
+extension BuiltInStackAllocator {
+    package var installsClaimedGuards: Bool { true }
+}
+
+extension MmapStackAllocator: BuiltInStackAllocator {}
+extension SlabStackAllocator: BuiltInStackAllocator {}
+extension HugePageStackAllocator: BuiltInStackAllocator {}
+
+extension PooledStackAllocator: BuiltInStackAllocator {
+    package var installsClaimedGuards: Bool { !inner.claimedGuardsNeedChecking }
+}
+
+extension StackAllocator {
+    /// Whether the guards of its stacks must be probed before they are trusted: true for every allocator
+    /// outside this package, and for a pool over one.
+    package var claimedGuardsNeedChecking: Bool {
+        !((self as? any BuiltInStackAllocator)?.installsClaimedGuards ?? false)
+    }
 }
 
 /// Stack allocators that keep counters.

@@ -93,7 +93,7 @@ struct GuardedCustomAllocatorTests {
 }
 
 /// One worker, one fiber, 64 KiB stacks of `allocator`.
-private func oneWorker(_ allocator: any StackAllocator) -> FiberConfig {
+func oneWorker(_ allocator: any StackAllocator) -> FiberConfig {
     var config = FiberConfig(allocator: allocator)
     config.usableSize = 64 << 10
     config.workerCount = 1

@@ -29,6 +29,10 @@ int fs_test_refuse_madvise(int error);
 /// other advice works.
 int fs_test_refuse_guard_advice(void);
 
+/// From now on, for this process and its children, process_vm_readv(2) fails with `error`, as under a
+/// seccomp profile that refuses it. Returns 0 or the errno of the prctl that failed.
+int fs_test_refuse_process_vm_readv(int error);
+
 /// prctl(PR_SET_THP_DISABLE): no transparent huge page for this process and its children, as a service
 /// manager or a parent process may set. Returns 0 or the errno.
 int fs_test_disable_transparent_huge_pages(void);

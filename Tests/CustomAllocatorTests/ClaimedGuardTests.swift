@@ -1,0 +1,151 @@
+import CSandbox
+import FiberScheduler
+import Glibc
+import StackAllocators
+import StackTestSupport
+import Testing
+
+@Suite("The scheduler trusts no guard an allocator of yours claims without checking it")
+struct ClaimedGuardTests {
+    @Test("A stack whose claimed guard is not there is refused, naming a page that can be read", arguments: FaultyGuard.all)
+    func missingGuardIsRefused(_ fault: FaultyGuard) throws {
+        let allocator = ClaimingAllocator(fault)
+        var config = oneWorker(allocator)
+        // A canary is no guard against a frame that skips it: accept that, to reach the canary's own check.
+        config.allowGuardSmallerThanLargestFrame = fault.claim == .canary
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: config) }
+        let underlying = try #require(error.underlying, "\(error)")
+        #expect(error.code == .stackFailed && underlying.code == .allocatorFailed, "\(error)")
+        let layout = try #require(allocator.handedOut.withLock { $0.first })
+        if let page = fault.readablePage(of: layout) {
+            #expect(underlying.message.contains("claims a \(fault.claim) guard"), "\(underlying)")
+            #expect(underlying.message.contains("page at 0x\(String(page, radix: 16)) can be read"), "\(underlying)")
+        } else {
+            #expect(underlying.message.contains("claims a canary"), "\(underlying)")
+        }
+        #expect(underlying.fix.contains("Stack.guarded"), "\(underlying)")
+        #expect(allocator.live.withLock { $0 } == 0, "a refused stack was not given back")
+    }
+
+    @Test("A pool over such an allocator is checked as well")
+    func poolOverMissingGuardIsRefused() throws {
+        let pool = try PooledStackAllocator(wrapping: ClaimingAllocator(FaultyGuard.all[0]))
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(pool)) }
+        #expect(error.underlying?.code == .allocatorFailed, "\(error)")
+    }
+
+    @Test("A guard range that does not fault is no guard against the largest frame")
+    func rangeWithoutFaultGetsNoCredit() throws {
+        let allocator = ClaimingAllocator(FaultyGuard(claim: .none, protected: .nothing))
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(allocator)) }
+        #expect(error.code == .invalidConfiguration && error.underlying?.code == .guardSmallerThanFrame, "\(error)")
+        #expect(error.message.contains("a stack without a guard that faults"), "\(error)")
+    }
+
+    @Test("Stack.guarded writes the canary it claims, and the scheduler runs on such stacks")
+    func guardedCanaryIsWritten() throws {
+        let allocator = CanaryAllocator()
+        let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10))
+        #expect(stack.descriptor.guardMechanism == .canary)
+        #expect(throws: Never.self) { try stack.checkCanary() }
+        stack.release()
+        var config = oneWorker(allocator)
+        config.allowGuardSmallerThanLargestFrame = true
+        let scheduler = try FiberScheduler(config: config)
+        defer { scheduler.shutdown() }
+        #expect(try scheduler.submit { 6 * 7 }.wait() == 42)
+    }
+
+    @Test("Where a seccomp profile refuses the probes, the scheduler says it cannot check and runs")
+    func refusedProbesAreLogged() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            precondition(fs_test_refuse_process_vm_readv(EPERM) == 0, "seccomp: errno \(errno)")
+            let (logger, log) = CapturingLogHandler.logger()
+            var config = oneWorker(ClaimingAllocator(FaultyGuard.all[0]))
+            config.logger = logger
+            let scheduler = try FiberScheduler(config: config)
+            let answer = try scheduler.submit { 6 * 7 }.wait()
+            scheduler.shutdown()
+            let warnings = log.all.filter { $0.level == .warning }
+            precondition(answer == 42 && warnings.count == 1, "\(log.all)")
+            precondition(warnings[0].message.contains("cannot be checked"), "\(warnings)")
+        }
+    }
+}
+
+/// A guard an allocator claims, and what of it the allocator really made.
+struct FaultyGuard: Sendable, CustomTestStringConvertible {
+    /// Which pages of the guard range are made inaccessible (with mprotect).
+    enum Protected: Sendable { case nothing, lowestPage, highestPage }
+
+    let claim: GuardMechanism
+    let protected: Protected
+
+    static let all = [
+        FaultyGuard(claim: .protNone, protected: .nothing),
+        FaultyGuard(claim: .lightweight, protected: .nothing),
+        FaultyGuard(claim: .protNone, protected: .lowestPage),
+        FaultyGuard(claim: .protNone, protected: .highestPage),
+        FaultyGuard(claim: .canary, protected: .nothing),
+    ]
+
+    var testDescription: String { "\(claim), \(protected) protected" }
+
+    /// The first page of the guard that can be read, where the scheduler looks: next to the usable
+    /// bottom, then the lowest. Nil for a canary.
+    func readablePage(of layout: StackLayout) -> UInt? {
+        guard claim != .canary else { return nil }
+        return protected == .highestPage ? layout.base : layout.usableBottom - UInt(systemPageSize)
+    }
+}
+
+/// Maps stacks with a 64 KiB guard range (none for a canary) and claims `fault.claim` for them, having
+/// protected only what `fault` says and written no canary.
+final class ClaimingAllocator: StackAllocator {
+    let fault: FaultyGuard
+    let live = Locked(0)
+    let handedOut = Locked<[StackLayout]>([])
+
+    init(_ fault: FaultyGuard) { self.fault = fault }
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: fault.claim == .canary ? 0 : 64 << 10)
+        let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let memory, memory != MAP_FAILED else { throw StackError(message: "mmap failed", errno: errno) }
+        let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
+        let page = switch fault.protected {
+        case .nothing: UInt?.none
+        case .lowestPage: layout.base
+        case .highestPage: layout.usableBottom - UInt(systemPageSize)
+        }
+        if let page { precondition(mprotect(UnsafeMutableRawPointer(bitPattern: page), systemPageSize, PROT_NONE) == 0) }
+        live.withLock { $0 += 1 }
+        handedOut.withLock { $0.append(layout) }
+        return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: fault.claim), allocator: self)
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        live.withLock { $0 -= 1 }
+        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+    }
+}
+
+/// Stacks with no guard page and a canary, made by `Stack.guarded`.
+final class CanaryAllocator: StackAllocator {
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: 0)
+        let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let memory, memory != MAP_FAILED else { throw StackError(message: "mmap failed", errno: errno) }
+        do {
+            return try Stack.guarded(
+                StackLayout(base: UInt(bitPattern: memory), sizes: sizes), request: request, mechanism: .canary, allocator: self)
+        } catch {
+            munmap(memory, sizes.total)
+            throw error
+        }
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+    }
+}
