@@ -1,3 +1,4 @@
+import CStackSupport
 import Glibc
 import Logging
 @_exported import StackAllocators
@@ -26,6 +27,10 @@ public enum ShutdownMode: Sendable, Hashable {
 /// worker's thread; waiting inside a job (`JobCounter.wait`, `JobHandle.wait`) suspends the fiber and the
 /// worker runs other jobs. Idle workers steal queued jobs, never suspended fibers. The worker threads keep
 /// the scheduler alive until `shutdown` returns: always shut a scheduler down.
+///
+/// A scheduler does not cross fork(2): in a child, which has none of the worker threads, jobs submitted
+/// fail at once with `SchedulerError.forkedProcess` and `shutdown` returns without joining anything. Make
+/// a new scheduler in the child. (A wait in the child for a job submitted before the fork never ends.)
 public final class FiberScheduler: @unchecked Sendable {
     /// The configuration it was made with.
     package let config: FiberConfig
@@ -51,6 +56,10 @@ public final class FiberScheduler: @unchecked Sendable {
     private let joined = Lock<Bool>(false)
     /// What every fiber stack's guard must cover (nil: not checked, see `guardRequirement(_:)`).
     let guardRequirement: GuardSizing.Requirement?
+    /// `fs_fork_generation()` when the workers started: another value means this is a child made by fork.
+    private let forkGeneration: UInt
+    /// Whether forks are counted in this process (`fs_fork_watch_install`): 0, or the errno.
+    private static let forkWatch = fs_fork_watch_install()
 
     /// Starts the workers and waits until each has its initial pool. Throws the first configuration,
     /// allocation or thread error (after stopping the workers already started).
@@ -58,6 +67,12 @@ public final class FiberScheduler: @unchecked Sendable {
         try config.validate()
         self.config = config
         logger = config.logger
+        if Self.forkWatch != 0 {
+            logger.warning(
+                "pthread_atfork failed: in a child made by fork(), jobs will wait forever instead of failing",
+                metadata: ["errno": "\(Self.forkWatch)"])
+        }
+        forkGeneration = fs_fork_generation()
         do throws(StackError) {
             guardRequirement = try Self.guardRequirement(config)
         } catch {
@@ -196,6 +211,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wake(worker)
             return
         }
+        guard !isForkedAway else { return end([job], .forkedProcess) }
         guard accepting.load(ordering: .sequentiallyConsistent) else { return end([job], .shutDown) }
         let worker = workers[nextWorker.add(1, ordering: .relaxed).oldValue % workers.count]
         worker.jobs.push(job)
@@ -212,6 +228,7 @@ public final class FiberScheduler: @unchecked Sendable {
             wake(worker)
             return
         }
+        guard !isForkedAway else { return end(jobs, .forkedProcess) }
         guard accepting.load(ordering: .sequentiallyConsistent) else { return end(jobs, .shutDown) }
         // Spread evenly, one lock per worker.
         let first = nextWorker.add(1, ordering: .relaxed).oldValue
@@ -265,12 +282,14 @@ public final class FiberScheduler: @unchecked Sendable {
     /// Stops accepting jobs from outside, finishes or cancels the rest per `mode`, joins every worker
     /// thread, and returns once every stack is back with its allocator. Calling it again (say, `.cancel`
     /// after `.drain`) upgrades the mode and waits for the same end. Must not be called from one of this
-    /// scheduler's jobs (it would join its own thread): that traps.
+    /// scheduler's jobs (it would join its own thread): that traps. In a child made by fork, which has no
+    /// worker to join, it only stops accepting jobs.
     public func shutdown(_ mode: ShutdownMode = .drain) {
         precondition(
             Worker.current?.scheduler !== self,
             "FiberScheduler.shutdown was called from one of its own jobs; call it from outside the scheduler")
         accepting.store(false, ordering: .sequentiallyConsistent)
+        guard !isForkedAway else { return }
         let requested = mode == .cancel ? 2 : 1
         var current = self.mode.load(ordering: .sequentiallyConsistent)
         while current < requested {
@@ -287,6 +306,9 @@ public final class FiberScheduler: @unchecked Sendable {
             logger.debug("fiber scheduler shut down", metadata: ["mode": "\(mode)"])
         }
     }
+
+    /// Whether this is a child made by fork after the workers started: they are not in this process.
+    private var isForkedAway: Bool { fs_fork_generation() != forkGeneration }
 
     /// Whether `shutdown` has begun.
     var isShuttingDown: Bool { mode.load(ordering: .sequentiallyConsistent) != 0 }

@@ -19,6 +19,9 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
         public static let jobCancelled = Code("jobCancelled")
         /// The job was submitted after `shutdown` began.
         public static let shutDown = Code("shutDown")
+        /// The job was submitted in a child process made by fork(2) after the scheduler started: the child
+        /// has none of its worker threads.
+        public static let forkedProcess = Code("forkedProcess")
         /// A worker thread could not be created.
         public static let threadCreationFailed = Code("threadCreationFailed")
         /// The allocator, the topology or the overflow handler failed: see `underlying`.
@@ -67,6 +70,11 @@ public struct SchedulerError: Error, Sendable, Hashable, CustomStringConvertible
     package static let jobCancelled = SchedulerError(
         .jobCancelled, "the job was cancelled by shutdown(.cancel)",
         fix: "use shutdown(.drain) to let queued and waiting jobs finish")
+
+    package static let forkedProcess = SchedulerError(
+        .forkedProcess,
+        "the job was submitted in a child process made by fork(), which has none of the scheduler's worker threads",
+        fix: "make a new FiberScheduler in the child, or fork before starting the scheduler")
 
     package static let shutDown = SchedulerError(
         .shutDown, "the job was submitted after the scheduler began shutting down",
