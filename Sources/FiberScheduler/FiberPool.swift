@@ -51,8 +51,9 @@ final class FiberPool {
     func fillInitial() throws(StackError) {
         let prefault = config.prefaultInitialPool ? config.prefault : .none
         // All at once: an allocator may make them for less than one at a time (one mapping for all).
+        let request = self.request
         try allocator.allocate(request, count: config.initialPoolSize) { (stack) throws(StackError) in
-            state.pointee.idle.append(try makeFiber(on: stack, prefault: prefault, grownWhileIdle: false))
+            state.pointee.idle.append(try makeFiber(on: stack, for: request, prefault: prefault, grownWhileIdle: false))
         }
     }
 
@@ -158,7 +159,8 @@ final class FiberPool {
 
     /// A new fiber on a new stack, prefaulted per `prefault` on this (the worker's) thread.
     private func make(prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
-        try makeFiber(on: try allocator.allocate(request), prefault: prefault, grownWhileIdle: grownWhileIdle)
+        let request = self.request
+        return try makeFiber(on: try allocator.allocate(request), for: request, prefault: prefault, grownWhileIdle: grownWhileIdle)
     }
 
     /// Refuses a stack whose claimed guard is not there; where the probes are refused (a seccomp profile),
@@ -175,8 +177,15 @@ final class FiberPool {
         }
     }
 
-    /// A new fiber on `stack`, prefaulted per `prefault` on this (the worker's) thread.
-    private func makeFiber(on stack: consuming Stack, prefault: PrefaultStrategy, grownWhileIdle: Bool) throws(StackError) -> Fiber {
+    /// A new fiber on `stack`, made for `request`, prefaulted per `prefault` on this (the worker's) thread.
+    private func makeFiber(
+        on stack: consuming Stack, for request: StackRequest, prefault: PrefaultStrategy, grownWhileIdle: Bool
+    ) throws(StackError) -> Fiber {
+        let usableSize = stack.descriptor.layout.sizes.usableSize
+        guard usableSize >= request.usableSize else {
+            throw .stackSmallerThanRequested(
+                stack: stack.descriptor.layout, requested: request.usableSize, allocator: "\(type(of: allocator))")
+        }
         // The allocator may not honour the requested guard (a custom one, or a fixed-shape one). A guard
         // range that does not trap (a canary, none) is no guard against a frame that skips it.
         let guardSize = stack.guardMechanism.traps ? stack.descriptor.layout.sizes.guardSize : 0

@@ -56,6 +56,9 @@ extension StackError {
         /// hardware guard (`.lightweight`, `.protNone`) at `readablePage` can be read, or its canary was never
         /// written (`readablePage` nil).
         case guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?)
+        /// `allocator`, outside this package, handed out `stack` with fewer usable bytes than the
+        /// `requested` ones.
+        case stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String)
         /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
         case signalSetupFailed(Errno, what: String)
         /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
@@ -227,6 +230,10 @@ extension StackError.Reason {
                 + "can be read: an overflow would run through it without a fault; install the guard before "
                 + "returning the stack (Stack.guarded does, and checks the mprotect or madvise result), or describe "
                 + "it with GuardMechanism.none"
+        case .stackSmallerThanRequested(let stack, let requested, let allocator):
+            return "\(allocator) handed out the \(stack) for a request of \(requested) usable bytes: its fibers would "
+                + "overflow sooner than configured; hand out at least StackRequest.usableSize usable bytes (StackSizes "
+                + "rounds it up to whole pages), or give the allocator's one size in fixedSizes"
         case .signalSetupFailed(let errno, let what):
             let fix =
                 switch errno {

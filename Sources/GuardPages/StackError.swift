@@ -39,8 +39,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let canaryCorrupted = Code("canaryCorrupted")
         /// A placement check found present pages on NUMA nodes outside the ones asked for.
         public static let misplaced = Code("misplaced")
-        /// An allocator outside this package failed, or handed out a stack whose claimed guard is not
-        /// there; its message says why.
+        /// An allocator outside this package failed, or handed out a stack smaller than requested or whose
+        /// claimed guard is not there; its message says why.
         public static let allocatorFailed = Code("allocatorFailed")
     }
 
@@ -75,7 +75,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
         case .numaPlacementWrong: .misplaced
-        case .guardMissing: .allocatorFailed
+        case .guardMissing, .stackSmallerThanRequested: .allocatorFailed
         }
     }
 
@@ -248,6 +248,11 @@ extension StackError {
     /// canary was never written (`readablePage` nil).
     package static func guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?) -> StackError {
         StackError(.guardMissing(stack: stack, mechanism: mechanism, readablePage: readablePage))
+    }
+
+    /// An allocator outside this package handed out a stack with fewer usable bytes than requested.
+    package static func stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String) -> StackError {
+        StackError(.stackSmallerThanRequested(stack: stack, requested: requested, allocator: allocator))
     }
 
     /// Installing a signal handler or an alternate signal stack failed (`what` names the call).

@@ -8,7 +8,8 @@
 ///
 /// 1. **Sizes.** At least `request.usableSize` usable bytes and `request.guardSize` guard bytes, rounded
 ///    by `StackSizes`; throw `.invalidArgument` (`StackSizes` throws it for you) for what you
-///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`.
+///    cannot make, never trap. An allocator of one shape says so in `fixedSizes`. The scheduler refuses a
+///    stack with fewer usable bytes than requested.
 /// 2. **Guard.** `guardMechanism` must be true: `.lightweight` and `.protNone` mean every byte of
 ///    `guardRange` faults on access; `.canary` means the pattern is in place; `.none` promises nothing.
 ///    The scheduler probes this for each new stack and refuses one whose guard is not there.

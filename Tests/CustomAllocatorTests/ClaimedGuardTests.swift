@@ -5,7 +5,7 @@ import StackAllocators
 import StackTestSupport
 import Testing
 
-@Suite("The scheduler trusts no guard an allocator of yours claims without checking it")
+@Suite("The scheduler checks the stacks an allocator of yours hands out: their guard and their size")
 struct ClaimedGuardTests {
     @Test("A stack whose claimed guard is not there is refused, naming a page that can be read", arguments: FaultyGuard.all)
     func missingGuardIsRefused(_ fault: FaultyGuard) throws {
@@ -40,6 +40,14 @@ struct ClaimedGuardTests {
         let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(allocator)) }
         #expect(error.code == .invalidConfiguration && error.underlying?.code == .guardSmallerThanFrame, "\(error)")
         #expect(error.message.contains("a stack without a guard that faults"), "\(error)")
+    }
+
+    @Test("A stack with fewer usable bytes than requested is refused")
+    func smallerStackIsRefused() throws {
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(HalvingAllocator())) }
+        #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
+        #expect(error.message.contains("HalvingAllocator handed out"), "\(error)")
+        #expect(error.message.contains("usable 32768 B") && error.message.contains("a request of 65536 usable bytes"), "\(error)")
     }
 
     @Test("Stack.guarded writes the canary it claims, and the scheduler runs on such stacks")
@@ -128,6 +136,17 @@ final class ClaimingAllocator: StackAllocator {
         live.withLock { $0 -= 1 }
         munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
     }
+}
+
+/// Hands out stacks with half the usable bytes asked for (and a real guard).
+final class HalvingAllocator: StackAllocator {
+    private let inner = GuardedMmapAllocator()
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        try inner.allocate(StackRequest(usableSize: request.usableSize / 2, guardSize: request.guardSize))
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }
 
 /// Stacks with no guard page and a canary, made by `Stack.guarded`.
