@@ -56,7 +56,7 @@ public final class FiberScheduler: @unchecked Sendable {
     private let joined = Lock<Bool>(false)
     /// What every fiber stack's guard must cover (nil: not checked, see `guardRequirement(_:)`).
     let guardRequirement: GuardSizing.Requirement?
-    /// `fs_fork_generation()` when the workers started: another value means this is a child made by fork.
+    /// `fs_fork_generation()` when the scheduler was made: another value means this is a child made by fork.
     private let forkGeneration: UInt
     /// Whether forks are counted in this process (`fs_fork_watch_install`): 0, or the errno.
     private static let forkWatch = fs_fork_watch_install()
