@@ -63,7 +63,9 @@ public struct StackLayout: Sendable, Hashable, CustomStringConvertible {
     /// Places `sizes` at `base`, which must be aligned to the system page size.
     public init(base: UInt, sizes: StackSizes) throws(StackError) {
         guard base % UInt(systemPageSize) == 0, base != 0 else {
-            throw .invalidSize(requested: Int(bitPattern: base), reason: "stack base must be a non-null page-aligned address")
+            throw .invalidConfiguration(
+                type: "StackLayout", field: "base", value: "0x\(String(base, radix: 16))",
+                allowed: "a non-null multiple of the page size (\(systemPageSize) bytes)")
         }
         guard base.addingReportingOverflow(UInt(sizes.total)).overflow == false else {
             throw .invalidSize(requested: sizes.total, reason: "stack would extend past the end of the address space")

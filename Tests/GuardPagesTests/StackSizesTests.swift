@@ -40,7 +40,7 @@ struct StackSizesTests {
         }
     }
 
-    @Test("A layout puts the guard below the usable range and rejects bases that overflow")
+    @Test("A layout puts the guard below the usable range, and refuses a base that overflows or is not page-aligned, naming it")
     func layout() throws {
         let sizes = try StackSizes(usableSize: 65536, guardSize: 8192)
         let layout = try StackLayout(base: 0x10000, sizes: sizes)
@@ -48,6 +48,12 @@ struct StackSizesTests {
         #expect(layout.usableRange == 0x12000..<0x22000)
         #expect(layout.top == 0x22000)
         #expect(throws: StackError.self) { try StackLayout(base: UInt.max & ~0xfff, sizes: sizes) }
-        #expect(throws: StackError.self) { try StackLayout(base: 0x10001, sizes: sizes) }
+        for base: UInt in [0x10001, 0x10010, 0] {
+            let error = try #require(throws: StackError.self) { try StackLayout(base: base, sizes: sizes) }
+            #expect(error.code == .invalidArgument)
+            let expected = "invalid StackLayout.base 0x\(String(base, radix: 16)): it must be a non-null multiple of the "
+                + "page size (\(systemPageSize) bytes)"
+            #expect(error.message == expected, "\(error)")
+        }
     }
 }
