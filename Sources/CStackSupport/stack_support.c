@@ -112,6 +112,20 @@ int fs_probe_readable(const void *address) {
     return fs_probe_read(address, &byte, 1);
 }
 
+int fs_probe_writable(void *address) {
+    unsigned char byte;
+    int code = fs_probe_read(address, &byte, 1);
+    if (code != 0) return code;
+    struct iovec local = {.iov_base = &byte, .iov_len = 1};
+    struct iovec remote = {.iov_base = address, .iov_len = 1};
+    for (;;) {
+        ssize_t n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+        if (n == 1) return 0;
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 ? errno : EFAULT;
+    }
+}
+
 int fs_process_getaffinity(size_t size, void *mask) {
     return sched_getaffinity(getpid(), size, (cpu_set_t *)mask);
 }

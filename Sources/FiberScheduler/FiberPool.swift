@@ -25,16 +25,16 @@ final class FiberPool {
         var growthStopped = false
         /// Fibers freed since the heap was last trimmed.
         var freedSinceTrim = 0
-        /// Whether each new stack's claimed guard is probed (an allocator outside this package, until the
-        /// probes are refused).
-        var checksClaimedGuards = false
+        /// Whether each new stack is probed for what its descriptor claims (an allocator outside this
+        /// package, until the probes are refused).
+        var checksClaims = false
     }
 
     init(config: FiberConfig, allocator: any StackAllocator, counters: WorkerCounters) {
         self.config = config
         self.allocator = allocator
         self.counters = counters
-        state.initialize(to: State(checksClaimedGuards: allocator.claimedGuardsNeedChecking))
+        state.initialize(to: State(checksClaims: allocator.claimsNeedChecking))
     }
 
     deinit {
@@ -163,16 +163,16 @@ final class FiberPool {
         return try makeFiber(on: try allocator.allocate(request), for: request, prefault: prefault, grownWhileIdle: grownWhileIdle)
     }
 
-    /// Refuses a stack whose claimed guard is not there; where the probes are refused (a seccomp profile),
-    /// logs that once and trusts the allocator from then on.
-    private func checkClaimedGuard(of stack: borrowing Stack) throws(StackError) {
+    /// Refuses a stack that is not what its descriptor claims (`Stack.checkClaims`); where the probes are
+    /// refused (a seccomp profile), logs that once and trusts the allocator from then on.
+    private func checkClaims(of stack: borrowing Stack) throws(StackError) {
         do {
-            try stack.checkClaimedGuard()
+            try stack.checkClaims()
         } catch {
             guard case .probeFailed = error.reason else { throw error }
-            state.pointee.checksClaimedGuards = false
+            state.pointee.checksClaims = false
             config.logger.warning(
-                "the guards of this allocator's stacks cannot be checked: an overflow on a stack whose guard was never installed would go unnoticed",
+                "the stacks of this allocator cannot be checked: an overflow on a stack whose guard was never installed would go unnoticed",
                 metadata: ["allocator": "\(type(of: allocator))", "error": "\(error)"])
         }
     }
@@ -190,7 +190,7 @@ final class FiberPool {
         // range that does not trap (a canary, none) is no guard against a frame that skips it.
         let guardSize = stack.guardMechanism.traps ? stack.descriptor.layout.sizes.guardSize : 0
         if let violation = worker.scheduler.guardRequirement?.violation(guardSize: guardSize) { throw violation }
-        if state.pointee.checksClaimedGuards { try checkClaimedGuard(of: stack) }
+        if state.pointee.checksClaims { try checkClaims(of: stack) }
         try Prefault.apply(PrefaultPolicy(prefault), to: stack.descriptor.layout, logger: config.logger)
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,

@@ -18,6 +18,18 @@ import SystemPackage
         }
     }
 
+    /// Whether the byte at `address` can be written: it is read and written back, unchanged, through
+    /// process_vm_readv and process_vm_writev on this process. False for memory mapped without
+    /// PROT_WRITE, guards and unmapped addresses. The page becomes resident, as a write would make it.
+    package static func isWritable(_ address: UInt) throws(StackError) -> Bool {
+        let code = fs_probe_writable(UnsafeMutableRawPointer(bitPattern: address))
+        switch code {
+        case 0: return true
+        case EFAULT: return false
+        default: throw .probeFailed(Errno(rawValue: code), what: "writing back the byte at 0x\(String(address, radix: 16))")
+        }
+    }
+
     /// How many pages of `range` are accessible, probing the first byte of each system page.
     @_spi(Benchmarks) public static func accessiblePages(in range: Range<UInt>) throws(StackError) -> Int {
         var accessible = 0

@@ -56,6 +56,8 @@ extension StackError {
         /// hardware guard (`.lightweight`, `.protNone`) at `readablePage` can be read, or its canary was never
         /// written (`readablePage` nil).
         case guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?)
+        /// A stack from an allocator outside this package cannot be written at `address` (its top byte).
+        case stackNotWritable(stack: StackLayout, address: UInt)
         /// `allocator`, outside this package, handed out `stack` with fewer usable bytes than the
         /// `requested` ones.
         case stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String)
@@ -230,6 +232,9 @@ extension StackError.Reason {
                 + "can be read: an overflow would run through it without a fault; install the guard before "
                 + "returning the stack (Stack.guarded does, and checks the mprotect or madvise result), or describe "
                 + "it with GuardMechanism.none"
+        case .stackNotWritable(let stack, let address):
+            return "the \(stack) cannot be written at 0x\(String(address, radix: 16)), its top byte: a fiber's first "
+                + "frame goes there; map the stack readable and writable (PROT_READ | PROT_WRITE), private and anonymous"
         case .stackSmallerThanRequested(let stack, let requested, let allocator):
             return "\(allocator) handed out the \(stack) for a request of \(requested) usable bytes: its fibers would "
                 + "overflow sooner than configured; hand out at least StackRequest.usableSize usable bytes (StackSizes "

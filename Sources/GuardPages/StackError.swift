@@ -39,8 +39,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let canaryCorrupted = Code("canaryCorrupted")
         /// A placement check found present pages on NUMA nodes outside the ones asked for.
         public static let misplaced = Code("misplaced")
-        /// An allocator outside this package failed, or handed out a stack smaller than requested or whose
-        /// claimed guard is not there; its message says why.
+        /// An allocator outside this package failed, or handed out a stack that is smaller than requested,
+        /// not writable, or without the guard it claims; its message says why.
         public static let allocatorFailed = Code("allocatorFailed")
     }
 
@@ -75,7 +75,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
         case .numaPlacementWrong: .misplaced
-        case .guardMissing, .stackSmallerThanRequested: .allocatorFailed
+        case .guardMissing, .stackNotWritable, .stackSmallerThanRequested: .allocatorFailed
         }
     }
 
@@ -248,6 +248,11 @@ extension StackError {
     /// canary was never written (`readablePage` nil).
     package static func guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?) -> StackError {
         StackError(.guardMissing(stack: stack, mechanism: mechanism, readablePage: readablePage))
+    }
+
+    /// A stack from an allocator outside this package cannot be written at `address`.
+    package static func stackNotWritable(stack: StackLayout, address: UInt) -> StackError {
+        StackError(.stackNotWritable(stack: stack, address: address))
     }
 
     /// An allocator outside this package handed out a stack with fewer usable bytes than requested.

@@ -50,13 +50,17 @@ extension Stack {
         return Stack(descriptor: descriptor, allocator: allocator, guardRegistration: registration)
     }
 
-    /// Throws `.guardMissing` when the guard this stack's descriptor claims is not there: a page of a
-    /// hardware guard that can be read (the one next to the usable bottom, where an overflow arrives
-    /// first, and the lowest; two non-faulting probes), or a `.canary` that was never written. A
+    /// Throws when this stack is not what its descriptor claims, with probes that cannot fault: its top
+    /// byte cannot be written back (`.stackNotWritable`: a fiber's first frame goes there), or its guard
+    /// is not there (`.guardMissing`: a page of a hardware guard can be read, the one next to the usable
+    /// bottom, where an overflow arrives first, or the lowest; or a `.canary` was never written). A
     /// consumer of an allocator outside this package (the scheduler) asks this of each new stack;
     /// throws `.probeFailed` when the probes themselves are refused (a seccomp profile).
-    package func checkClaimedGuard() throws(StackError) {
+    package func checkClaims() throws(StackError) {
         let layout = descriptor.layout
+        guard try Probe.isWritable(layout.top - 1) else {
+            throw .stackNotWritable(stack: layout, address: layout.top - 1)
+        }
         if guardMechanism == .canary {
             guard Canary.isIntact(layout) else {
                 throw .guardMissing(stack: layout, mechanism: .canary, readablePage: nil)

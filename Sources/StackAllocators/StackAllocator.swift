@@ -20,7 +20,7 @@
 /// 4. **Prefault and placement.** Honour `request.prefault` (only the usable range, top down) and
 ///    `request.placement` (bind before the first touch), or throw.
 /// 5. **Safety.** `[usableBottom, top)` is readable, writable and owned by that stack alone until it is
-///    released.
+///    released. The scheduler refuses a stack whose top byte cannot be written.
 /// 6. **Release.** A `Stack` is `~Copyable` and carries its allocator: it is given back when it is dropped
 ///    or consumed by `Stack.release()`, the only path that calls `release` (a `StackReleaseToken` cannot
 ///    be made outside this module). But `Stack.init` is public, for allocator implementers: a second
@@ -100,15 +100,16 @@ public struct StackReleaseToken: Sendable {
     init() {}
 }
 
-/// The allocators of this package: each installs the guard its stacks claim and fails when the system
-/// call that installs it fails, so a consumer need not probe their guards (`Stack.checkClaimedGuard`).
+/// The allocators of this package: each maps its stacks writable, installs the guard they claim and fails
+/// when a system call that does so fails, so a consumer need not probe their stacks (`Stack.checkClaims`).
 package protocol BuiltInStackAllocator: StackAllocator {
-    /// Whether every stack it hands out has the guard it claims (a pool: when the allocator it wraps does).
-    var installsClaimedGuards: Bool { get }
+    /// Whether every stack it hands out is what its descriptor claims (a pool: when the allocator it wraps
+    /// does).
+    var keepsItsClaims: Bool { get }
 }
 
 extension BuiltInStackAllocator {
-    package var installsClaimedGuards: Bool { true }
+    package var keepsItsClaims: Bool { true }
 }
 
 extension MmapStackAllocator: BuiltInStackAllocator {}
@@ -116,14 +117,14 @@ extension SlabStackAllocator: BuiltInStackAllocator {}
 extension HugePageStackAllocator: BuiltInStackAllocator {}
 
 extension PooledStackAllocator: BuiltInStackAllocator {
-    package var installsClaimedGuards: Bool { !inner.claimedGuardsNeedChecking }
+    package var keepsItsClaims: Bool { !inner.claimsNeedChecking }
 }
 
 extension StackAllocator {
-    /// Whether the guards of its stacks must be probed before they are trusted: true for every allocator
-    /// outside this package, and for a pool over one.
-    package var claimedGuardsNeedChecking: Bool {
-        !((self as? any BuiltInStackAllocator)?.installsClaimedGuards ?? false)
+    /// Whether its stacks must be probed before they are trusted (`Stack.checkClaims`): true for every
+    /// allocator outside this package, and for a pool over one.
+    package var claimsNeedChecking: Bool {
+        !((self as? any BuiltInStackAllocator)?.keepsItsClaims ?? false)
     }
 }
 

@@ -5,7 +5,7 @@ import StackAllocators
 import StackTestSupport
 import Testing
 
-@Suite("The scheduler checks the stacks an allocator of yours hands out: their guard and their size")
+@Suite("The scheduler checks the stacks an allocator of yours hands out: their size, their memory and their guard")
 struct ClaimedGuardTests {
     @Test("A stack whose claimed guard is not there is refused, naming a page that can be read", arguments: FaultyGuard.all)
     func missingGuardIsRefused(_ fault: FaultyGuard) throws {
@@ -50,9 +50,18 @@ struct ClaimedGuardTests {
         #expect(error.message.contains("usable 32768 B") && error.message.contains("a request of 65536 usable bytes"), "\(error)")
     }
 
+    @Test("A stack mapped without PROT_WRITE is refused, naming its top byte")
+    func readOnlyStackIsRefused() throws {
+        let allocator = ProtectionAllocator(protection: PROT_READ, mechanism: .protNone)
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(allocator)) }
+        #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
+        #expect(error.message.contains("cannot be written at 0x"), "\(error)")
+        #expect(error.fix.contains("PROT_READ | PROT_WRITE"), "\(error)")
+    }
+
     @Test("Stack.guarded writes the canary it claims, and the scheduler runs on such stacks")
     func guardedCanaryIsWritten() throws {
-        let allocator = CanaryAllocator()
+        let allocator = ProtectionAllocator(mechanism: .canary)
         let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10))
         #expect(stack.descriptor.guardMechanism == .canary)
         #expect(throws: Never.self) { try stack.checkCanary() }
@@ -149,15 +158,24 @@ final class HalvingAllocator: StackAllocator {
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }
 
-/// Stacks with no guard page and a canary, made by `Stack.guarded`.
-final class CanaryAllocator: StackAllocator {
+/// Maps stacks with `protection` and finishes them with `Stack.guarded(…, mechanism:)`: no guard page for
+/// a canary, the requested guard otherwise.
+final class ProtectionAllocator: StackAllocator {
+    let protection: Int32
+    let mechanism: GuardMechanism
+
+    init(protection: Int32 = PROT_READ | PROT_WRITE, mechanism: GuardMechanism) {
+        self.protection = protection
+        self.mechanism = mechanism
+    }
+
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
-        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: 0)
-        let memory = mmap(nil, sizes.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: mechanism == .canary ? 0 : request.guardSize)
+        let memory = mmap(nil, sizes.total, protection, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let memory, memory != MAP_FAILED else { throw StackError(message: "mmap failed", errno: errno) }
         do {
             return try Stack.guarded(
-                StackLayout(base: UInt(bitPattern: memory), sizes: sizes), request: request, mechanism: .canary, allocator: self)
+                StackLayout(base: UInt(bitPattern: memory), sizes: sizes), request: request, mechanism: mechanism, allocator: self)
         } catch {
             munmap(memory, sizes.total)
             throw error

@@ -34,6 +34,19 @@ struct ProbeAndPrefaultTests {
         #expect(try !Probe.isAccessible(stack.layout.usableBottom - 1))
     }
 
+    @Test("A written-back byte keeps its value; a read-only page and a guard are not writable", arguments: guardModes)
+    func writableProbe(mode: GuardMode) throws {
+        let stack = try ScratchStack(mode: mode)
+        let top = UnsafeMutablePointer<UInt8>(bitPattern: stack.layout.top - 1)!
+        top.pointee = 0xA5
+        #expect(try Probe.isWritable(stack.layout.top - 1))
+        #expect(top.pointee == 0xA5)
+        #expect(try !Probe.isWritable(stack.layout.usableBottom - 1))
+        try #require(mprotect(UnsafeMutableRawPointer(bitPattern: stack.layout.usableBottom), systemPageSize, PROT_READ) == 0)
+        #expect(try !Probe.isWritable(stack.layout.usableBottom))
+        #expect(try Probe.isAccessible(stack.layout.usableBottom))
+    }
+
     @Test("A mapped range is not reported unmapped; an unmapped one is", needsNoSanitizer)
     func unmapped() async {
         // In a child: another test could map the freed range before it is probed.

@@ -87,6 +87,11 @@ int fs_hypervisor_vendor(char vendor[13]);
 /// unmapped). Never raises a signal. A readable page that was not resident may be mapped (read fault).
 int fs_probe_readable(const void *address);
 
+/// Reads the byte at `address` and writes it back unchanged, through process_vm_readv(2) and
+/// process_vm_writev(2) on the calling process. Returns 0 when it can be written, or the errno: EFAULT
+/// means it cannot (mapped without PROT_WRITE, a guard, unmapped). Never raises a signal.
+int fs_probe_writable(void *address);
+
 /// Copies `length` bytes at `address` into `into` through process_vm_readv(2), never raising a signal.
 /// Returns 0, or the errno: EFAULT when some byte is inaccessible.
 int fs_probe_read(const void *address, void *into, size_t length);
