@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <linux/perf_event.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
@@ -96,15 +97,22 @@ int fs_perf_open(int event) {
     return (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-int fs_probe_read(const void *address, void *into, size_t length) {
-    struct iovec local = {.iov_base = into, .iov_len = length};
-    struct iovec remote = {.iov_base = (void *)address, .iov_len = length};
+/// Copies `length` bytes between `buffer` and `address` in this process, through process_vm_readv (from
+/// `address`) or process_vm_writev (to it). Returns 0, or the errno: EFAULT when some byte is inaccessible.
+static int transfer(void *address, void *buffer, size_t length, bool writing) {
+    struct iovec local = {.iov_base = buffer, .iov_len = length};
+    struct iovec remote = {.iov_base = address, .iov_len = length};
     for (;;) {
-        ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+        ssize_t n = writing ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0)
+                            : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
         if (n == (ssize_t)length) return 0;
         if (n < 0 && errno == EINTR) continue;
         return n < 0 ? errno : EFAULT;
     }
+}
+
+int fs_probe_read(const void *address, void *into, size_t length) {
+    return transfer((void *)address, into, length, false);
 }
 
 int fs_probe_readable(const void *address) {
@@ -114,16 +122,8 @@ int fs_probe_readable(const void *address) {
 
 int fs_probe_writable(void *address) {
     unsigned char byte;
-    int code = fs_probe_read(address, &byte, 1);
-    if (code != 0) return code;
-    struct iovec local = {.iov_base = &byte, .iov_len = 1};
-    struct iovec remote = {.iov_base = address, .iov_len = 1};
-    for (;;) {
-        ssize_t n = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
-        if (n == 1) return 0;
-        if (n < 0 && errno == EINTR) continue;
-        return n < 0 ? errno : EFAULT;
-    }
+    int code = transfer(address, &byte, 1, false);
+    return code != 0 ? code : transfer(address, &byte, 1, true);
 }
 
 int fs_process_getaffinity(size_t size, void *mask) {
