@@ -47,6 +47,8 @@ struct FiberControl {
     let registration: UInt64
     /// Whether it is suspended in a wait (set and cleared on the worker's thread).
     var isSuspended: Bool
+    /// Whether its stack is in `FiberStackRanges` (an allocator outside this package made it).
+    let rangeRecorded: Bool
     let grownWhileIdle: Bool
     let prefault: PrefaultStrategy
 }
@@ -89,7 +91,10 @@ final class Fiber: @unchecked Sendable {
     private let control: UnsafeMutablePointer<FiberControl>
 
     /// Wraps `stack` into a fiber of `worker`. The stack is not touched until the first job.
-    init(stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy) {
+    init(
+        stack: consuming Stack, id: Int, worker: Worker, grownWhileIdle: Bool, prefault: PrefaultStrategy,
+        rangeRecorded: Bool
+    ) {
         self.worker = worker
         // The single place a fiber's stack gets its label: the overflow handler's copy and the guard
         // registry's (when the allocator registered the stack; its entry goes when the stack is released).
@@ -100,7 +105,7 @@ final class Fiber: @unchecked Sendable {
                 context: nil, sanitizerFiber: fs_sanitizer_create_fiber(),
                 registrySlot: 0, id: id,
                 registration: Self.labelInRegistry(stack, label, logger: worker.scheduler.logger),
-                isSuspended: false, grownWhileIdle: grownWhileIdle, prefault: prefault),
+                isSuspended: false, rangeRecorded: rangeRecorded, grownWhileIdle: grownWhileIdle, prefault: prefault),
             count: 1)
         self.stack = stack
         worker.fiberRegistry.add(self)
@@ -110,11 +115,13 @@ final class Fiber: @unchecked Sendable {
         if control.pointee.context != nil { checkTopCanary() }
         worker.fiberRegistry.remove(self)
         fs_sanitizer_destroy_fiber(control.pointee.sanitizerFiber)
-        let registration = control.pointee.registration
+        let registration = control.pointee.registration, rangeRecorded = control.pointee.rangeRecorded
         control.deinitialize(count: 1)
         free(control)
-        // Out of the registry before `stack` is dropped after this and goes back to its allocator.
+        // Out of the registry and the ranges before `stack` is dropped after this and goes back to its
+        // allocator.
         if registration != 0 { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
+        if rangeRecorded { FiberStackRanges.remove(stack.descriptor.layout) }
     }
 
     /// Labels the stack's guard in the registry, registering it first when its allocator did not (an

@@ -13,6 +13,9 @@ import StackAllocators
 final class FiberPool {
     private let config: FiberConfig
     private let allocator: any StackAllocator
+    /// Whether each new stack is checked against the live fibers' stacks (`FiberStackRanges`): for an
+    /// allocator outside this package.
+    private let checksOverlap: Bool
     /// The owning worker, set once by it right after both exist (it owns the pool).
     unowned(unsafe) var owner: Worker?
     private let counters: WorkerCounters
@@ -33,6 +36,7 @@ final class FiberPool {
     init(config: FiberConfig, allocator: any StackAllocator, counters: WorkerCounters) {
         self.config = config
         self.allocator = allocator
+        self.checksOverlap = allocator.claimsNeedChecking
         self.counters = counters
         state.initialize(to: State(checksClaims: allocator.claimsNeedChecking))
     }
@@ -51,10 +55,16 @@ final class FiberPool {
     func fillInitial() throws(StackError) {
         let prefault = config.prefaultInitialPool ? config.prefault : .none
         // All at once: an allocator may make them for less than one at a time (one mapping for all).
-        let request = self.request
-        try allocator.allocate(request, count: config.initialPoolSize) { (stack) throws(StackError) in
+        let request = self.request, count = config.initialPoolSize
+        var handed = 0
+        let miscounted = { StackError.batchMiscounted(allocator: "\(type(of: self.allocator))", count: count, handed: handed) }
+        try allocator.allocate(request, count: count) { (stack) throws(StackError) in
+            handed += 1
+            // An allocator of your own may miscount: the pool never holds more than asked for.
+            guard handed <= count else { throw miscounted() }
             state.pointee.idle.append(try makeFiber(on: stack, for: request, prefault: prefault, grownWhileIdle: false))
         }
+        guard handed == count else { throw miscounted() }
     }
 
     /// An idle fiber, or a new one while below the maximum; nil when all `maxPoolSize` are in use.
@@ -190,11 +200,19 @@ final class FiberPool {
         // range that does not trap (a canary, none) is no guard against a frame that skips it.
         let guardSize = stack.guardMechanism.traps ? stack.descriptor.layout.sizes.guardSize : 0
         if let violation = worker.scheduler.guardRequirement?.violation(guardSize: guardSize) { throw violation }
-        if state.pointee.checksClaims { try checkClaims(of: stack) }
-        try Prefault.apply(PrefaultPolicy(prefault), to: stack.descriptor.layout, logger: config.logger)
+        // Before the probes and the prefault write to memory a live fiber may be running on.
+        let layout = stack.descriptor.layout
+        if checksOverlap { try FiberStackRanges.insert(layout, allocator: allocator) }
+        do throws(StackError) {
+            if state.pointee.checksClaims { try checkClaims(of: stack) }
+            try Prefault.apply(PrefaultPolicy(prefault), to: layout, logger: config.logger)
+        } catch {
+            if checksOverlap { FiberStackRanges.remove(layout) }
+            throw error
+        }
         let fiber = Fiber(
             stack: stack, id: worker.scheduler.nextFiberID.add(1, ordering: .relaxed).oldValue, worker: worker,
-            grownWhileIdle: grownWhileIdle, prefault: prefault)
+            grownWhileIdle: grownWhileIdle, prefault: prefault, rangeRecorded: checksOverlap)
         state.pointee.size += 1
         counters.size.store(state.pointee.size, ordering: .relaxed)
         bump(counters.created)

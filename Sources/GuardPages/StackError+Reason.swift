@@ -61,6 +61,11 @@ extension StackError {
         /// `allocator`, outside this package, handed out `stack` with fewer usable bytes than the
         /// `requested` ones.
         case stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String)
+        /// `allocator`, outside this package, handed out `stack`, whose memory (guard or usable) overlaps
+        /// `live`, the stack of a fiber that still runs on it.
+        case stackOverlapsLiveStack(stack: StackLayout, live: StackLayout, allocator: String)
+        /// `allocator` handed `handed` stacks to the closure of `allocate(_:count:into:)` for `count`.
+        case batchMiscounted(allocator: String, count: Int, handed: Int)
         /// Installing a signal handler or an alternate signal stack failed (`what` names the call).
         case signalSetupFailed(Errno, what: String)
         /// A huge page pool had fewer free pages than a stack needs. `free` excludes pages already promised
@@ -239,6 +244,18 @@ extension StackError.Reason {
             return "\(allocator) handed out the \(stack) for a request of \(requested) usable bytes: its fibers would "
                 + "overflow sooner than configured; hand out at least StackRequest.usableSize usable bytes (StackSizes "
                 + "rounds it up to whole pages), or give the allocator's one size in fixedSizes"
+        case .stackOverlapsLiveStack(let stack, let live, let allocator):
+            func memory(_ layout: StackLayout) -> String {
+                "[0x\(String(layout.base, radix: 16)), 0x\(String(layout.top, radix: 16)))"
+            }
+            return "\(allocator) handed out the \(stack), which with its guard spans \(memory(stack)) and overlaps "
+                + "\(memory(live)), the \(live) of a live fiber with its guard: two fibers would run on the same memory; "
+                + "hand out each range (guard and usable bytes) to one stack at a time, and again only once "
+                + "release(_:token:) has taken it back"
+        case .batchMiscounted(let allocator, let count, let handed):
+            return "\(allocator) handed \(handed) stacks to the closure of allocate(_:count:into:) for \(count): a fiber "
+                + "pool would start with another number of fibers than configured; call the closure exactly count "
+                + "times, or throw the error that stops the batch"
         case .signalSetupFailed(let errno, let what):
             let fix =
                 switch errno {

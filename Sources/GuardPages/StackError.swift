@@ -75,7 +75,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
         case .numaPlacementWrong: .misplaced
-        case .guardMissing, .stackNotWritable, .stackSmallerThanRequested: .allocatorFailed
+        case .guardMissing, .stackNotWritable, .stackSmallerThanRequested, .stackOverlapsLiveStack, .batchMiscounted:
+            .allocatorFailed
         }
     }
 
@@ -258,6 +259,16 @@ extension StackError {
     /// An allocator outside this package handed out a stack with fewer usable bytes than requested.
     package static func stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String) -> StackError {
         StackError(.stackSmallerThanRequested(stack: stack, requested: requested, allocator: allocator))
+    }
+
+    /// An allocator handed another number of stacks than `count` to the closure of `allocate(_:count:into:)`.
+    package static func batchMiscounted(allocator: String, count: Int, handed: Int) -> StackError {
+        StackError(.batchMiscounted(allocator: allocator, count: count, handed: handed))
+    }
+
+    /// An allocator outside this package handed out a stack that overlaps the stack of a live fiber.
+    package static func stackOverlapsLiveStack(stack: StackLayout, live: StackLayout, allocator: String) -> StackError {
+        StackError(.stackOverlapsLiveStack(stack: stack, live: live, allocator: allocator))
     }
 
     /// Installing a signal handler or an alternate signal stack failed (`what` names the call).

@@ -70,7 +70,8 @@ public protocol StackAllocator: AnyObject, Sendable {
     /// Makes `count` stacks satisfying `request` and hands each to `body` as it is made (a fiber pool's
     /// first fill). The default calls `allocate(_:)` `count` times; an allocator that makes several stacks
     /// for less than one each (one mapping for all) implements it. On an error, from the allocator or from
-    /// `body`, the stacks already handed over stay `body`'s and nothing else is left mapped.
+    /// `body`, the stacks already handed over stay `body`'s and nothing else is left mapped. A scheduler
+    /// refuses a batch that hands `body` another number of stacks than `count`.
     func allocate(_ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void) throws(StackError)
 
     /// Takes back the memory described by `descriptor`, if it is a live stack of this allocator (refuses

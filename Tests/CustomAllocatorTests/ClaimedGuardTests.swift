@@ -73,6 +73,46 @@ struct ClaimedGuardTests {
         #expect(try scheduler.submit { 6 * 7 }.wait() == 42)
     }
 
+    @Test("A stack that overlaps a live fiber's stack is refused, naming both", arguments: [ArenaAllocator.Stride.none, .usableSize])
+    func overlappingStackIsRefused(_ stride: ArenaAllocator.Stride) throws {
+        let allocator = try ArenaAllocator(stride: stride)
+        var config = oneWorker(allocator)
+        // Two workers: without the check, both would run jobs on the same memory at once.
+        config.workerCount = 2
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: config) }
+        #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
+        let first = allocator.layout(0), second = allocator.layout(1)
+        #expect(error.message.contains("ArenaAllocator handed out the \(second)"), "\(error)")
+        #expect(error.message.contains("the \(first) of a live fiber"), "\(error)")
+        #expect(error.message.contains("spans [0x\(String(second.base, radix: 16)), 0x\(String(second.top, radix: 16)))"), "\(error)")
+        #expect(error.fix.contains("release(_:token:)"), "\(error)")
+    }
+
+    @Test("A stack handed out again once its fiber is gone is accepted")
+    func reusedStackIsAccepted() throws {
+        let allocator = try ArenaAllocator(stride: .none)
+        for _ in 0..<2 {
+            let scheduler = try FiberScheduler(config: oneWorker(allocator))
+            #expect(try scheduler.submit { 6 * 7 }.wait() == 42)
+            scheduler.shutdown()
+        }
+        #expect(allocator.handedOut.withLock { $0 } == 2)
+    }
+
+    @Test("A batch of another number of stacks than asked for is refused", arguments: [-1, 1])
+    func miscountedBatchIsRefused(_ difference: Int) throws {
+        let allocator = MiscountingAllocator(difference: difference)
+        var config = oneWorker(allocator)
+        config.initialPoolSize = 4
+        config.targetPoolSize = 4
+        config.maxPoolSize = 4
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: config) }
+        #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
+        #expect(error.message.contains("MiscountingAllocator handed \(4 + difference) stacks"), "\(error)")
+        #expect(error.message.contains("allocate(_:count:into:) for 4"), "\(error)")
+        #expect(allocator.live == 0, "the stacks of a refused batch were not given back")
+    }
+
     @Test("Where a seccomp profile refuses the probes, the scheduler says it cannot check and runs")
     func refusedProbesAreLogged() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -185,4 +225,63 @@ final class ProtectionAllocator: StackAllocator {
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
     }
+}
+
+/// Carves stacks of 64 KiB (and a 64 KiB mprotect guard) out of one mapping, `stride` apart, and takes
+/// nothing back before it goes: with a stride below a stack's size it hands out overlapping stacks.
+final class ArenaAllocator: StackAllocator {
+    enum Stride: Sendable { case none, usableSize }
+
+    static let sizes = try! StackSizes(usableSize: 64 << 10, guardSize: 64 << 10)
+    static let capacity = 8
+    let stride: Int
+    let arena: UInt
+    let handedOut = Locked(0)
+
+    init(stride: Stride) throws {
+        self.stride = stride == .none ? 0 : Self.sizes.usableSize
+        let length = Self.sizes.total * Self.capacity
+        let memory = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let memory, memory != MAP_FAILED else { throw StackError(message: "mmap failed", errno: errno) }
+        arena = UInt(bitPattern: memory)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(bitPattern: arena), Self.sizes.total * Self.capacity) }
+
+    /// The `index`th stack handed out.
+    func layout(_ index: Int) -> StackLayout {
+        try! StackLayout(base: arena + UInt(index * stride), sizes: Self.sizes)
+    }
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let index = handedOut.withLock { count in
+            defer { count += 1 }
+            return count
+        }
+        precondition(request.usableSize <= Self.sizes.usableSize && index < Self.capacity)
+        let layout = layout(index)
+        precondition(mprotect(UnsafeMutableRawPointer(bitPattern: layout.base), Self.sizes.guardSize, PROT_NONE) == 0)
+        return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .protNone), allocator: self)
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
+}
+
+/// Hands `difference` more stacks (fewer, when negative) to `allocate(_:count:into:)` than asked for.
+final class MiscountingAllocator: StackAllocator {
+    let difference: Int
+    private let inner = TrackingAllocator(wrapping: GuardedMmapAllocator())
+
+    init(difference: Int) { self.difference = difference }
+
+    /// Its stacks not yet given back.
+    var live: Int { inner.live.load(ordering: .relaxed) }
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack { try inner.allocate(request) }
+
+    func allocate(_ request: StackRequest, count: Int, into body: (consuming Stack) throws(StackError) -> Void) throws(StackError) {
+        for _ in 0..<(count + difference) { try body(try allocate(request)) }
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }

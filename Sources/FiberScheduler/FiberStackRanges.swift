@@ -1,0 +1,50 @@
+import GuardPages
+import StackAllocators
+
+/// The memory (guard and usable bytes) of every live fiber's stack from an allocator outside this package,
+/// process-wide: a stack that overlaps one of them is refused before two fibers run on the same memory (an
+/// allocator that hands a stack out twice, or carves stacks closer together than their size).
+///
+/// Each stack is filed under every 2 MiB block of addresses it touches, so a check reads only the stacks
+/// near its own, whatever the number of fibers. One lock, taken once when such a fiber is made and once
+/// when it is freed.
+enum FiberStackRanges {
+    private static let blockShift = 21
+    private static let blocks = Lock<[UInt: [StackLayout]]>([:])
+    /// Blocks whose table is kept when every stack is gone.
+    private static var keptCapacity: Int { 1024 }
+
+    /// Records `stack`, made by `allocator`; throws `.stackOverlapsLiveStack` (and records nothing) when
+    /// it overlaps a recorded stack.
+    static func insert(_ stack: StackLayout, allocator: any StackAllocator) throws(StackError) {
+        let overlapped = blocks.withLock { blocks -> StackLayout? in
+            for key in blockKeys(of: stack) {
+                if let live = blocks[key]?.first(where: { $0.base < stack.top && stack.base < $0.top }) { return live }
+            }
+            for key in blockKeys(of: stack) { blocks[key, default: []].append(stack) }
+            return nil
+        }
+        if let overlapped {
+            throw .stackOverlapsLiveStack(stack: stack, live: overlapped, allocator: "\(type(of: allocator))")
+        }
+    }
+
+    /// Forgets `stack`, recorded by `insert`: before it goes back to its allocator, which may hand it out
+    /// again at once.
+    static func remove(_ stack: StackLayout) {
+        blocks.withLock { blocks in
+            for key in blockKeys(of: stack) {
+                guard let index = blocks[key]?.firstIndex(of: stack) else { continue }
+                blocks[key]!.swapAt(index, blocks[key]!.count - 1)
+                blocks[key]!.removeLast()
+                if blocks[key]!.isEmpty { blocks[key] = nil }
+            }
+            if blocks.isEmpty, blocks.capacity > keptCapacity { blocks = [:] }
+        }
+    }
+
+    /// The 2 MiB blocks `stack` touches, guard included.
+    private static func blockKeys(of stack: StackLayout) -> ClosedRange<UInt> {
+        (stack.base >> blockShift)...((stack.top - 1) >> blockShift)
+    }
+}
