@@ -8,7 +8,7 @@ import StackAllocators
 /// Each stack is filed under every 2 MiB block of addresses it touches, so a check reads only the stacks
 /// near its own, whatever the number of fibers. One lock, taken once when such a fiber is made and once
 /// when it is freed.
-enum FiberStackRanges {
+package enum FiberStackRanges {
     private static let blockShift = 21
     private static let blocks = Lock<[UInt: [StackLayout]]>([:])
     /// Blocks whose table is kept when every stack is gone.
@@ -16,7 +16,7 @@ enum FiberStackRanges {
 
     /// Records `stack`, made by `allocator`; throws `.stackOverlapsLiveStack` (and records nothing) when
     /// it overlaps a recorded stack.
-    static func insert(_ stack: StackLayout, allocator: any StackAllocator) throws(StackError) {
+    package static func insert(_ stack: StackLayout, allocator: any StackAllocator) throws(StackError) {
         let overlapped = blocks.withLock { blocks -> StackLayout? in
             for key in blockKeys(of: stack) {
                 if let live = blocks[key]?.first(where: { $0.base < stack.top && stack.base < $0.top }) { return live }
@@ -31,7 +31,7 @@ enum FiberStackRanges {
 
     /// Forgets `stack`, recorded by `insert`: before it goes back to its allocator, which may hand it out
     /// again at once.
-    static func remove(_ stack: StackLayout) {
+    package static func remove(_ stack: StackLayout) {
         blocks.withLock { blocks in
             for key in blockKeys(of: stack) {
                 guard let index = blocks[key]?.firstIndex(of: stack) else { continue }

@@ -1,6 +1,7 @@
 import Foundation
 import GuardPages
 @_spi(Benchmarks) import OverflowDetection
+import StackTestSupport
 import Synchronization
 import Testing
 
@@ -11,17 +12,6 @@ private final class StressTally: Sendable {
     let hits = Atomic<Int>(0)
     let wrongEntries = Atomic<Int>(0)
     let stableMisses = Atomic<Int>(0)
-}
-
-/// A small, fast, deterministic generator (xorshift64*), one per thread; also drives the corruption test.
-struct XorShift: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
-    }
 }
 
 /// Runs each body on its own thread and waits for all of them.
