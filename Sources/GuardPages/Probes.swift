@@ -59,6 +59,31 @@ import SystemPackage
         try residency(of: range).lazy.filter { $0 }.count
     }
 
+    /// The first system page of `range` (page-aligned) that is not mapped, or nil when all are: one
+    /// mincore per 4096 pages, then one per page only where a call answered ENOMEM.
+    package static func firstUnmappedPage(in range: Range<UInt>) throws(StackError) -> UInt? {
+        let chunk = UInt(4096 * systemPageSize)
+        var vector = [UInt8](repeating: 0, count: Int(min(chunk, range.upperBound - range.lowerBound)) / systemPageSize)
+        return try vector.withUnsafeMutableBufferPointer { (buffer) throws(StackError) -> UInt? in
+            /// Whether `[address, address + size)` is mapped.
+            func mapped(_ address: UInt, _ size: UInt) throws(StackError) -> Bool {
+                switch Syscall.residency(address, size: Int(size), into: buffer.baseAddress!) {
+                case .success: return true
+                case .failure(.noMemory): return false
+                case .failure(let errno): throw .probeFailed(errno, what: "mapping state of 0x\(String(address, radix: 16))")
+                }
+            }
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: Int(chunk)) {
+                let end = min(start + chunk, range.upperBound)
+                guard try !mapped(start, end - start) else { continue }
+                for page in stride(from: start, to: end, by: systemPageSize) where try !mapped(page, UInt(systemPageSize)) {
+                    return page
+                }
+            }
+            return nil
+        }
+    }
+
     /// Whether every system page of `range` is unmapped (mincore answers ENOMEM for each).
     @_spi(Benchmarks) public static func isUnmapped(_ range: Range<UInt>) throws(StackError) -> Bool {
         var byte: UInt8 = 0

@@ -58,6 +58,12 @@ extension StackError {
         case guardMissing(stack: StackLayout, mechanism: GuardMechanism, readablePage: UInt?)
         /// A stack from an allocator outside this package cannot be written at `address` (its top byte).
         case stackNotWritable(stack: StackLayout, address: UInt)
+        /// A stack from an allocator outside this package is not mapped at `page`: in its guard (which must
+        /// be reserved, not left as a hole) or in its usable range.
+        case stackNotMapped(stack: StackLayout, page: UInt)
+        /// A stack from an allocator outside this package cannot be read at its usable bottom: its guard
+        /// reaches into the usable range.
+        case guardReachesUsable(stack: StackLayout)
         /// `allocator`, outside this package, handed out `stack` with fewer usable bytes than the
         /// `requested` ones.
         case stackSmallerThanRequested(stack: StackLayout, requested: Int, allocator: String)
@@ -240,6 +246,19 @@ extension StackError.Reason {
         case .stackNotWritable(let stack, let address):
             return "the \(stack) cannot be written at 0x\(String(address, radix: 16)), its top byte: a fiber's first "
                 + "frame goes there; map the stack readable and writable (PROT_READ | PROT_WRITE), private and anonymous"
+        case .stackNotMapped(let stack, let page):
+            let address = "0x\(String(page, radix: 16))"
+            guard page < stack.usableBottom else {
+                return "the \(stack) is not mapped at \(address), in its usable range: map all its usable bytes, "
+                    + "readable and writable"
+            }
+            return "the \(stack) is not mapped at \(address), in its guard: another mapping can take that hole, and an "
+                + "overflow would then write into it without a fault; keep the guard mapped and make it inaccessible "
+                + "(mprotect PROT_NONE, or MADV_GUARD_INSTALL), as Stack.guarded does"
+        case .guardReachesUsable(let stack):
+            return "the \(stack) cannot be read at 0x\(String(stack.usableBottom, radix: 16)), its usable bottom: its "
+                + "guard reaches into the usable range, so fibers have fewer usable bytes than it claims; make exactly "
+                + "StackSizes.guardSize bytes from the base inaccessible, as Stack.guarded does"
         case .stackSmallerThanRequested(let stack, let requested, let allocator):
             return "\(allocator) handed out the \(stack) for a request of \(requested) usable bytes: its fibers would "
                 + "overflow sooner than configured; hand out at least StackRequest.usableSize usable bytes (StackSizes "

@@ -75,7 +75,8 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .systemFileUnreadable, .objectUnreadable: .unreadable
         case .canaryCorrupted: .canaryCorrupted
         case .numaPlacementWrong: .misplaced
-        case .guardMissing, .stackNotWritable, .stackSmallerThanRequested, .stackOverlapsLiveStack, .batchMiscounted:
+        case .guardMissing, .stackNotWritable, .stackNotMapped, .guardReachesUsable, .stackSmallerThanRequested,
+            .stackOverlapsLiveStack, .batchMiscounted:
             .allocatorFailed
         }
     }
@@ -254,6 +255,16 @@ extension StackError {
     /// A stack from an allocator outside this package cannot be written at `address`.
     package static func stackNotWritable(stack: StackLayout, address: UInt) -> StackError {
         StackError(.stackNotWritable(stack: stack, address: address))
+    }
+
+    /// A stack from an allocator outside this package is not mapped at `page`.
+    package static func stackNotMapped(stack: StackLayout, page: UInt) -> StackError {
+        StackError(.stackNotMapped(stack: stack, page: page))
+    }
+
+    /// A stack from an allocator outside this package cannot be read at its usable bottom.
+    package static func guardReachesUsable(stack: StackLayout) -> StackError {
+        StackError(.guardReachesUsable(stack: stack))
     }
 
     /// An allocator outside this package handed out a stack with fewer usable bytes than requested.

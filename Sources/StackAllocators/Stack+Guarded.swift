@@ -50,17 +50,22 @@ extension Stack {
         return Stack(descriptor: descriptor, allocator: allocator, guardRegistration: registration)
     }
 
-    /// Throws when this stack is not what its descriptor claims, with probes that cannot fault: its top
-    /// byte cannot be written back (`.stackNotWritable`: a fiber's first frame goes there), or its guard
-    /// is not there (`.guardMissing`: a page of a hardware guard can be read, the one next to the usable
-    /// bottom, where an overflow arrives first, or the lowest; or a `.canary` was never written). A
-    /// consumer of an allocator outside this package (the scheduler) asks this of each new stack;
-    /// throws `.probeFailed` when the probes themselves are refused (a seccomp profile).
+    /// Throws when this stack is not what its descriptor claims, with probes that cannot fault: a page of
+    /// it is not mapped (`.stackNotMapped`: a hardware guard must be reserved, not a hole another mapping
+    /// can take), its top byte cannot be written back (`.stackNotWritable`: a fiber's first frame goes
+    /// there), its usable bottom cannot be read (`.guardReachesUsable`), or its guard is not there
+    /// (`.guardMissing`: a page of a hardware guard can be read, the one next to the usable bottom, where
+    /// an overflow arrives first, or the lowest; or a `.canary` was never written). A consumer of an
+    /// allocator outside this package (the scheduler) asks this of each new stack; throws `.probeFailed`
+    /// when the probes themselves are refused (a seccomp profile).
     package func checkClaims() throws(StackError) {
         let layout = descriptor.layout
+        let mustBeMapped = guardMechanism.traps ? layout.base..<layout.top : layout.usableBottom..<layout.top
+        if let page = try Probe.firstUnmappedPage(in: mustBeMapped) { throw .stackNotMapped(stack: layout, page: page) }
         guard try Probe.isWritable(layout.top - 1) else {
             throw .stackNotWritable(stack: layout, address: layout.top - 1)
         }
+        guard try Probe.isAccessible(layout.usableBottom) else { throw .guardReachesUsable(stack: layout) }
         if guardMechanism == .canary {
             guard Canary.isIntact(layout) else {
                 throw .guardMissing(stack: layout, mechanism: .canary, readablePage: nil)

@@ -73,6 +73,18 @@ struct ClaimedGuardTests {
         #expect(try scheduler.submit { 6 * 7 }.wait() == 42)
     }
 
+    @Test("A stack not wholly mapped, or whose guard reaches into its usable bytes, is refused, naming the page", arguments: MappingFault.allCases)
+    func mappingFaultIsRefused(_ fault: MappingFault) throws {
+        let allocator = MisguardingAllocator(fault)
+        let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: oneWorker(allocator)) }
+        #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
+        let layout = try #require(allocator.handedOut.withLock { $0.first })
+        let page = fault == .guardUnmapped ? layout.base : layout.usableBottom
+        let seen = fault == .guardReachesUsable ? "cannot be read at 0x" : "is not mapped at 0x"
+        #expect(error.message.contains("\(seen)\(String(page, radix: 16))"), "\(error)")
+        #expect(allocator.live.withLock { $0 } == 0, "a refused stack was not given back")
+    }
+
     @Test("A stack that overlaps a live fiber's stack is refused, naming both", arguments: [ArenaAllocator.Stride.none, .usableSize])
     func overlappingStackIsRefused(_ stride: ArenaAllocator.Stride) throws {
         let allocator = try ArenaAllocator(stride: stride)
@@ -284,4 +296,59 @@ final class MiscountingAllocator: StackAllocator {
     }
 
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
+}
+
+/// How `MisguardingAllocator` gets a stack's memory wrong.
+enum MappingFault: CaseIterable, Sendable {
+    /// The guard range is unmapped rather than protected: another mapping can land there.
+    case guardUnmapped
+    /// The lowest usable page is unmapped.
+    case usableBottomUnmapped
+    /// The guard is protected one page too far, over the lowest usable page.
+    case guardReachesUsable
+}
+
+/// Maps a stack of 64 KiB with a 64 KiB guard range, gets its memory wrong per `fault`, and claims a
+/// `.protNone` guard.
+final class MisguardingAllocator: StackAllocator {
+    let fault: MappingFault
+    let live = Locked(0)
+    let handedOut = Locked<[StackLayout]>([])
+
+    init(_ fault: MappingFault) { self.fault = fault }
+
+    /// Where the stacks go: far below where the kernel places mappings, so no other mapping of the
+    /// process lands in a hole left in one of them before the scheduler looks.
+    private static let region = Locked<UInt>(0x2000_0000_0000)
+    private static let mapFixedNoReplace: Int32 = 0x100000
+
+    func allocate(_ request: StackRequest) throws(StackError) -> Stack {
+        let sizes = try StackSizes(usableSize: request.usableSize, guardSize: 64 << 10)
+        let hint = Self.region.withLock { next in
+            defer { next += 1 << 30 }
+            return next
+        }
+        let memory = mmap(
+            UnsafeMutableRawPointer(bitPattern: hint), sizes.total, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | Self.mapFixedNoReplace, -1, 0)
+        guard let memory, memory != MAP_FAILED else { throw StackError(message: "mmap failed", errno: errno) }
+        let page = systemPageSize
+        switch fault {
+        case .guardUnmapped: precondition(munmap(memory, sizes.guardSize) == 0)
+        case .usableBottomUnmapped:
+            precondition(mprotect(memory, sizes.guardSize, PROT_NONE) == 0)
+            precondition(munmap(memory + sizes.guardSize, page) == 0)
+        case .guardReachesUsable: precondition(mprotect(memory, sizes.guardSize + page, PROT_NONE) == 0)
+        }
+        let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)
+        live.withLock { $0 += 1 }
+        handedOut.withLock { $0.append(layout) }
+        return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .protNone), allocator: self)
+    }
+
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        live.withLock { $0 -= 1 }
+        // munmap of a range with holes unmaps what is there.
+        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+    }
 }
