@@ -89,8 +89,15 @@ struct ClaimedGuardTests {
     func overlappingStackIsRefused(_ stride: ArenaAllocator.Stride) throws {
         let allocator = try ArenaAllocator(stride: stride)
         var config = oneWorker(allocator)
-        // Two workers: without the check, both would run jobs on the same memory at once.
-        config.workerCount = 2
+        if stride == .none {
+            // Two workers: without the check, both would run jobs on the same memory at once.
+            config.workerCount = 2
+        } else {
+            // One worker making two fibers, one after the other: with two, the second stack's guard could
+            // cover the first stack's top before the first is checked, and be refused for that instead.
+            config.initialPoolSize = 2
+            config.targetPoolSize = 2
+        }
         let error = try #require(throws: SchedulerError.self) { try FiberScheduler(config: config) }
         #expect(error.code == .stackFailed && error.underlying?.code == .allocatorFailed, "\(error)")
         let first = allocator.layout(0), second = allocator.layout(1)
@@ -317,9 +324,10 @@ final class MisguardingAllocator: StackAllocator {
 
     init(_ fault: MappingFault) { self.fault = fault }
 
-    /// Where the stacks go: far below where the kernel places mappings, so no other mapping of the
-    /// process lands in a hole left in one of them before the scheduler looks.
-    private static let region = Locked<UInt>(0x2000_0000_0000)
+    /// Where the stacks go: terabytes above the program and its heap, far below where the kernel places
+    /// mappings, so no other mapping of the process lands in a hole left in one of them before the
+    /// scheduler looks; a range ThreadSanitizer and AddressSanitizer accept as program memory.
+    private static let region = Locked<UInt>(0x5900_0000_0000)
     private static let mapFixedNoReplace: Int32 = 0x100000
 
     func allocate(_ request: StackRequest) throws(StackError) -> Stack {
