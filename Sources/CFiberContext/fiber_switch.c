@@ -20,6 +20,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 #ifdef FS_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -75,6 +76,15 @@ void fs_sanitizer_destroy_fiber(void *fiber) {
     if (fiber) __tsan_destroy_fiber(fiber);
 #else
     (void)fiber;
+#endif
+}
+
+void fs_sanitizer_forget_stack(const void *bottom, size_t size) {
+#ifdef FS_ASAN
+    __asan_unpoison_memory_region(bottom, size);
+#else
+    (void)bottom;
+    (void)size;
 #endif
 }
 

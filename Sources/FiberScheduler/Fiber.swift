@@ -115,13 +115,15 @@ final class Fiber: @unchecked Sendable {
         if control.pointee.context != nil { checkTopCanary() }
         worker.fiberRegistry.remove(self)
         fs_sanitizer_destroy_fiber(control.pointee.sanitizerFiber)
+        let layout = stack.descriptor.layout
+        fs_sanitizer_forget_stack(UnsafeRawPointer(bitPattern: layout.usableBottom), layout.sizes.usableSize)
         let registration = control.pointee.registration, rangeRecorded = control.pointee.rangeRecorded
         control.deinitialize(count: 1)
         free(control)
         // Out of the registry and the ranges before `stack` is dropped after this and goes back to its
         // allocator.
-        if registration != 0 { GuardRegistry.end(registration, at: stack.descriptor.layout.usableBottom) }
-        if rangeRecorded { FiberStackRanges.remove(stack.descriptor.layout) }
+        if registration != 0 { GuardRegistry.end(registration, at: layout.usableBottom) }
+        if rangeRecorded { FiberStackRanges.remove(layout) }
     }
 
     /// Labels the stack's guard in the registry, registering it first when its allocator did not (an
