@@ -55,6 +55,14 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     package var regionSize: Int { state.withLock { $0.regionCapacity } * sizes.total }
     /// Regions mapped now.
     package var mappedRegions: Int { state.withLock { state in state.regions.regions.count(where: { $0 != nil }) } }
+    /// The addresses of the regions mapped now, so that a test can count the kernel's mappings in them.
+    package var regionRanges: [Range<UInt>] {
+        state.withLock { state in
+            state.regions.regions.compactMap { region in
+                region.map { $0.base..<($0.base + UInt($0.capacity * sizes.total)) }
+            }
+        }
+    }
     private let installer: GuardInstaller
     private let logger: Logger
     private let recorder = StackStatsRecorder(reservesPerStack: false)

@@ -8,8 +8,7 @@ import SystemPackage
 import Testing
 
 // Exit tests: failure injection is process-wide, so each runs in a child of its own where no other test
-// maps memory or hits an injected failure. A failing precondition makes the child exit non-zero; the
-// message is on its standard error.
+// maps memory or hits an injected failure. A failed check (`ensure`) shows its message in the parent.
 
 /// Injects one failure into an allocation and checks, with the kernel, that it left nothing behind.
 enum InjectedFailure {
@@ -55,13 +54,13 @@ enum InjectedFailure {
             threw = true
         }
         let mapped = FailureInjection.reset()
-        precondition(threw, "\(name): the allocation succeeded although \(step) failed")
-        precondition(!mapsFirst || !mapped.isEmpty, "\(name): nothing was mapped before \(step) failed")
+        ensure(threw, "\(name): the allocation succeeded although \(step) failed")
+        ensure(!mapsFirst || !mapped.isEmpty, "\(name): nothing was mapped before \(step) failed")
         for range in mapped {
             let left = try KernelMaps.mappedBytes(in: range)
-            precondition(left == 0, "\(name): \(left) bytes of [0x\(String(range.lowerBound, radix: 16)), 0x\(String(range.upperBound, radix: 16))) still mapped after \(step) failed")
+            ensure(left == 0, "\(name): \(left) bytes of [0x\(String(range.lowerBound, radix: 16)), 0x\(String(range.upperBound, radix: 16))) still mapped after \(step) failed")
         }
-        precondition(GuardRegistry.count == registered, "\(name): \(GuardRegistry.count - registered) stacks still registered after \(step) failed")
+        ensure(GuardRegistry.count == registered, "\(name): \(GuardRegistry.count - registered) stacks still registered after \(step) failed")
     }
 
     /// Whether this machine takes an mbind to node 0 (allocating `request` with it also warms up the
@@ -94,7 +93,7 @@ struct ErrorPathTests {
                     placed.placement = .bind(0)
                     try InjectedFailure.check(name, .bind) { () throws(StackError) in try allocator.allocate(placed) }
                 }
-                precondition(allocator.stats.live == 0, "\(name): \(allocator.stats.live) stacks counted live")
+                ensure(allocator.stats.live == 0, "\(name): \(allocator.stats.live) stacks counted live")
             }
         }
     }
@@ -144,17 +143,17 @@ struct ErrorPathTests {
                 FailureInjection.fail(step, with: .ioError)
                 let failed = (try? slab.allocate(request)) == nil
                 _ = FailureInjection.reset()
-                precondition(failed, "\(mode): the allocation succeeded although \(step) failed")
-                precondition(GuardRegistry.count == registered, "\(mode): the slot whose guard failed is still registered")
+                ensure(failed, "\(mode): the allocation succeeded although \(step) failed")
+                ensure(GuardRegistry.count == registered, "\(mode): the slot whose guard failed is still registered")
                 let second = try slab.allocate(request)
                 let layout = second.descriptor.layout
-                precondition(
+                ensure(
                     layout.base == first.descriptor.layout.base + UInt((ahead + 1) * layout.sizes.total),
                     "\(mode): the slot whose guard failed was not the next one used")
                 withExtendedLifetime(carvedAhead) {}
-                precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) != nil, "\(mode): the reused slot is not registered")
+                ensure(GuardRegistry.entry(forStackAt: layout.usableBottom) != nil, "\(mode): the reused slot is not registered")
                 let accessible = try Probe.accessiblePages(in: layout.guardRange)
-                precondition(accessible == 0, "\(mode): \(accessible) pages of the reused slot's guard are accessible")
+                ensure(accessible == 0, "\(mode): \(accessible) pages of the reused slot's guard are accessible")
                 memset(second.usableBottom, 0xAB, second.usableSize)
             }
         }
@@ -179,8 +178,8 @@ struct ErrorPathTests {
             // A pool that keeps idle stacks gives a stack whose prefault failed back, rather than keeping it.
             let keeping = try PooledStackAllocator(wrapping: inner, .init(stack: request, minimumIdle: 0, threadCacheSize: 0))
             try InjectedFailure.check("pool", InjectedFailure.populate) { () throws(StackError) in try keeping.allocate(populated) }
-            precondition(keeping.stats.cached == 0, "pool: the stack whose prefault failed was kept")
-            precondition(pool.stats.live == 0 && inner.stats.live == 0, "pool: stacks counted live after the failures")
+            ensure(keeping.stats.cached == 0, "pool: the stack whose prefault failed was kept")
+            ensure(pool.stats.live == 0 && inner.stats.live == 0, "pool: stacks counted live after the failures")
         }
     }
 
@@ -219,7 +218,7 @@ struct ErrorPathTests {
                 try InjectedFailure.check(name, .map, after: 1) { () throws(StackError) in try allocator.allocate(packed) }
                 try InjectedFailure.check(name, InjectedFailure.populate) { () throws(StackError) in try allocator.allocate(packed) }
             }
-            precondition(allocator.stats.live == 0, "huge pages: \(allocator.stats.live) stacks counted live")
+            ensure(allocator.stats.live == 0, "huge pages: \(allocator.stats.live) stacks counted live")
         }
     }
 }

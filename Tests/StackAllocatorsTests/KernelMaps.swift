@@ -15,6 +15,32 @@ enum KernelMaps {
         return covered
     }
 
+    /// Mappings (lines) that overlap any of `ranges`: what the memory there adds to the process's map
+    /// count, whatever other threads of the process map meanwhile.
+    static func mappings(overlapping ranges: [Range<UInt>]) throws(StackError) -> Int {
+        let sorted = ranges.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        var merged: [Range<UInt>] = []
+        for range in sorted {
+            if let last = merged.last, range.lowerBound <= last.upperBound {
+                merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+            } else {
+                merged.append(range)
+            }
+        }
+        return try SystemFile.read("/proc/self/maps").split(separator: "\n").count { line in
+            guard let bounds = line.split(separator: " ", maxSplits: 1).first?.split(separator: "-"), bounds.count == 2,
+                let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
+            else { return false }
+            // The first merged range that ends above the mapping's start overlaps it if it starts below its end.
+            var (lower, upper) = (0, merged.count)
+            while lower < upper {
+                let middle = (lower + upper) / 2
+                if merged[middle].upperBound <= low { lower = middle + 1 } else { upper = middle }
+            }
+            return lower < merged.count && merged[lower].lowerBound < high
+        }
+    }
+
     /// Bytes of `range` that strict overcommit charges against CommitLimit: writable private mappings
     /// whose smaps `VmFlags` lack `nr` (MAP_NORESERVE, honoured unless overcommit is strict).
     static func chargedBytes(in range: Range<UInt>) throws(StackError) -> Int {

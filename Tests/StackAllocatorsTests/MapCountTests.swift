@@ -5,47 +5,50 @@ import StackTestSupport
 import Testing
 
 // These run in child processes (exit tests): the map count is process-wide, and other tests mapping
-// memory in parallel would blur it. A failing precondition makes the child exit non-zero; the message
-// is on its standard error.
+// memory in parallel would blur it. Within the child, the test runtime's own threads may still map (a new
+// thread's stack), so the checks count the kernel's mappings where the stacks are.
 
-/// Allocates `count` stacks into raw storage; `body` sees the map count with them live.
+/// The whole memory of a stack, guard included.
+private func wholeRange(_ layout: StackLayout) -> Range<UInt> { layout.base..<layout.top }
+
+/// Allocates `count` stacks; `body` sees the mappings where they are while they live. Returns where they
+/// were.
 private func withLiveStacks(
     _ allocator: MmapStackAllocator, count: Int, _ body: (Int) throws -> Void
-) throws {
+) throws -> [Range<UInt>] {
     let stacks = try HeldStacks(count, from: allocator)
-    try body(try MapCount.current())
+    let ranges = stacks.layouts.map(wholeRange)
+    try body(try KernelMaps.mappings(overlapping: ranges))
     stacks.release(count)
+    return ranges
 }
 
 @Suite("Map count")
 struct MapCountTests {
-    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release restores the baseline", needsNoSanitizer,
+    @Test("10,000 stacks with lightweight guards add fewer than 100 map lines; release leaves none", needsNoSanitizer,
           .enabled(if: GuardInstaller.lightweightGuardsSupported, "needs MADV_GUARD_INSTALL (Linux >= 6.13)"))
     func lightweight() async throws {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .lightweight)
-            let baseline = try MapCount.current()
-            try withLiveStacks(allocator, count: 10_000) { live in
-                precondition(live - baseline < 100, "10,000 stacks added \(live - baseline) map lines")
+            let ranges = try withLiveStacks(allocator, count: 10_000) { live in
+                ensure(live < 100, "10,000 stacks take \(live) map lines")
             }
-            let after = try MapCount.current()
-            precondition(after <= baseline, "map count \(after) after release, baseline \(baseline)")
+            let left = try KernelMaps.mappings(overlapping: ranges)
+            ensure(left == 0, "\(left) map lines left where the stacks were, after release")
         }
     }
 
-    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release restores the baseline", needsNoSanitizer)
+    @Test("10,000 stacks with mprotect guards add about 2 map lines each; release leaves none", needsNoSanitizer)
     func mprotect() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .protNone)
-            let baseline = try MapCount.current()
-            try withLiveStacks(allocator, count: 10_000) { live in
-                let added = live - baseline
-                precondition((19_900...20_100).contains(added), "10,000 mprotect stacks added \(added) map lines")
+            let ranges = try withLiveStacks(allocator, count: 10_000) { live in
+                ensure((19_900...20_100).contains(live), "10,000 mprotect stacks take \(live) map lines")
             }
-            let after = try MapCount.current()
-            precondition(after <= baseline, "map count \(after) after release, baseline \(baseline)")
+            let left = try KernelMaps.mappings(overlapping: ranges)
+            ensure(left == 0, "\(left) map lines left where the stacks were, after release")
         }
     }
 
@@ -55,9 +58,8 @@ struct MapCountTests {
             mallocInOneArena()
             let allocator = try MmapStackAllocator(guardMode: .protNone)
             let limit = try MapCount.limit()
-            let baseline = try MapCount.current()
             // Each stack costs two mappings; room for all of them plus slack so the loop must hit the limit.
-            let capacity = (limit - baseline) / 2 + 100
+            let capacity = (limit - (try MapCount.current())) / 2 + 100
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: capacity)
             var count = 0
             var failure: StackError?
@@ -71,15 +73,16 @@ struct MapCountTests {
                 }
             }
             guard case .mapCountExhausted(let reportedLimit, _)? = failure?.reason else {
-                preconditionFailure("expected mapCountExhausted after \(count) stacks, got \(String(describing: failure))")
+                fail("expected mapCountExhausted after \(count) stacks, got \(String(describing: failure))")
             }
-            precondition(reportedLimit == limit)
-            precondition(failure!.description.contains("vm.max_map_count"))
+            ensure(reportedLimit == limit, "\(failure!)")
+            ensure(failure!.description.contains("vm.max_map_count"), failure!.description)
+            let ranges = (0..<count).map { wholeRange(storage[$0].descriptor.layout) }
             storage.deinitialize(count: count)
             storage.deallocate()
-            let after = try MapCount.current()
-            precondition(after <= baseline, "map count \(after) after release, baseline \(baseline)")
-            precondition(allocator.stats.live == 0 && allocator.stats.bytesReserved == 0)
+            let left = try KernelMaps.mappings(overlapping: ranges)
+            ensure(left == 0, "\(left) map lines left where the stacks were, after release")
+            ensure(allocator.stats.live == 0 && allocator.stats.bytesReserved == 0, "\(allocator.stats)")
         }
     }
 }
