@@ -135,7 +135,7 @@ struct ClaimedGuardTests {
     @Test("Where a seccomp profile refuses the probes, the scheduler says it cannot check and runs")
     func refusedProbesAreLogged() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_refuse_process_vm_readv(EPERM) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_process_vm_readv(EPERM) == 0, "seccomp: errno \(errno)")
             let (logger, log) = CapturingLogHandler.logger()
             var config = oneWorker(ClaimingAllocator(FaultyGuard.all[0]))
             config.logger = logger
@@ -143,8 +143,8 @@ struct ClaimedGuardTests {
             let answer = try scheduler.submit { 6 * 7 }.wait()
             scheduler.shutdown()
             let warnings = log.all.filter { $0.level == .warning }
-            precondition(answer == 42 && warnings.count == 1, "\(log.all)")
-            precondition(warnings[0].message.contains("cannot be checked"), "\(warnings)")
+            ensure(answer == 42 && warnings.count == 1, "\(log.all)")
+            ensure(warnings[0].message.contains("cannot be checked"), "\(warnings)")
         }
     }
 }
@@ -202,7 +202,7 @@ final class ClaimingAllocator: StackAllocator {
 
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         live.withLock { $0 -= 1 }
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        precondition(munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total) == 0)
     }
 }
 
@@ -214,6 +214,7 @@ final class HalvingAllocator: StackAllocator {
         try inner.allocate(StackRequest(usableSize: request.usableSize / 2, guardSize: request.guardSize))
     }
 
+    /// Never called: its stacks are the inner allocator's, and go back there.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }
 
@@ -236,13 +237,13 @@ final class ProtectionAllocator: StackAllocator {
             return try Stack.guarded(
                 StackLayout(base: UInt(bitPattern: memory), sizes: sizes), request: request, mechanism: mechanism, allocator: self)
         } catch {
-            munmap(memory, sizes.total)
+            precondition(munmap(memory, sizes.total) == 0)
             throw error
         }
     }
 
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        precondition(munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total) == 0)
     }
 }
 
@@ -265,7 +266,7 @@ final class ArenaAllocator: StackAllocator {
         arena = UInt(bitPattern: memory)
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(bitPattern: arena), Self.sizes.total * Self.capacity) }
+    deinit { precondition(munmap(UnsafeMutableRawPointer(bitPattern: arena), Self.sizes.total * Self.capacity) == 0) }
 
     /// The `index`th stack handed out.
     func layout(_ index: Int) -> StackLayout {
@@ -283,6 +284,7 @@ final class ArenaAllocator: StackAllocator {
         return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .protNone), allocator: self)
     }
 
+    /// Takes nothing back: the arena goes as a whole.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }
 
@@ -302,6 +304,7 @@ final class MiscountingAllocator: StackAllocator {
         for _ in 0..<(count + difference) { try body(try allocate(request)) }
     }
 
+    /// Never called: its stacks are the inner allocator's, and go back there.
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
 }
 
@@ -357,6 +360,6 @@ final class MisguardingAllocator: StackAllocator {
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         live.withLock { $0 -= 1 }
         // munmap of a range with holes unmaps what is there.
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        precondition(munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total) == 0)
     }
 }

@@ -16,15 +16,15 @@ struct GuardedCustomAllocatorTests {
             let allocator = GuardedMmapAllocator()
             let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10, prefault: PrefaultPolicy(.populate)))
             let layout = stack.descriptor.layout
-            precondition(stack.descriptor.guardMechanism == .protNone, "\(stack.descriptor)")
+            ensure(stack.descriptor.guardMechanism == .protNone, "\(stack.descriptor)")
             let probe = try StackProbeReport(layout: layout)
-            precondition(probe.guardIsSound && probe.accessibleGuardPages == 0, "\(probe)")
-            precondition(probe.residentUsablePages == probe.usablePages, "prefault not honoured: \(probe)")
-            precondition(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
+            ensure(probe.guardIsSound && probe.accessibleGuardPages == 0, "\(probe)")
+            ensure(probe.residentUsablePages == probe.usablePages, "prefault not honoured: \(probe)")
+            ensure(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
             stack.release()
-            precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil, "still registered after the release")
+            ensure(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil, "still registered after the release")
             let unmapped = try Probe.isUnmapped(layout.base..<layout.top)
-            precondition(unmapped, "still mapped after the release")
+            ensure(unmapped, "still mapped after the release")
         }
     }
 
@@ -69,25 +69,25 @@ struct GuardedCustomAllocatorTests {
                 let first = try tracking.allocate(StackRequest(usableSize: 32 << 10))
                 let second = try tracking.allocate(StackRequest(usableSize: 32 << 10))
                 bottoms = [first.descriptor.layout.usableBottom, second.descriptor.layout.usableBottom]
-                precondition(tracking.live.load(ordering: .relaxed) == 2)
-                precondition(GuardRegistry.entry(forStackAt: bottoms[0]) != nil, "the inner stack is not registered")
+                ensure(tracking.live.load(ordering: .relaxed) == 2)
+                ensure(GuardRegistry.entry(forStackAt: bottoms[0]) != nil, "the inner stack is not registered")
                 first.release()
-                precondition(tracking.live.load(ordering: .relaxed) == 1)
-                precondition(GuardRegistry.entry(forStackAt: bottoms[0]) == nil, "still registered after the release")
+                ensure(tracking.live.load(ordering: .relaxed) == 1)
+                ensure(GuardRegistry.entry(forStackAt: bottoms[0]) == nil, "still registered after the release")
                 _ = consume second
             }
-            precondition(tracking.live.load(ordering: .relaxed) == 0 && tracking.peak.load(ordering: .relaxed) == 2)
+            ensure(tracking.live.load(ordering: .relaxed) == 0 && tracking.peak.load(ordering: .relaxed) == 2)
             for bottom in bottoms {
-                precondition(GuardRegistry.entry(forStackAt: bottom) == nil, "still registered")
+                ensure(GuardRegistry.entry(forStackAt: bottom) == nil, "still registered")
                 let unmapped = try Probe.isUnmapped(bottom..<bottom + UInt(systemPageSize))
-                precondition(unmapped, "still mapped after the release")
+                ensure(unmapped, "still mapped after the release")
             }
             // The scheduler runs jobs on the decorated allocator.
             let scheduler = try FiberScheduler(config: oneWorker(tracking))
             let answer = try scheduler.submit { 21 * 2 }.wait()
-            precondition(answer == 42, "the job answered \(answer)")
+            ensure(answer == 42, "the job answered \(answer)")
             scheduler.shutdown()
-            precondition(tracking.live.load(ordering: .relaxed) == 0, "stacks left live")
+            ensure(tracking.live.load(ordering: .relaxed) == 0, "stacks left live")
         }
     }
 }

@@ -20,7 +20,7 @@ final class GuardedMmapAllocator: StackAllocator {
             live.withLock { _ = $0.insert(layout.usableBottom) }
             return stack
         } catch {
-            munmap(memory, sizes.total)
+            precondition(munmap(memory, sizes.total) == 0, "munmap of our own mapping failed: errno \(errno)")
             throw error
         }
     }
@@ -28,6 +28,7 @@ final class GuardedMmapAllocator: StackAllocator {
     func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
         // Refuse what is not a live stack of ours: a second release, a descriptor we never made.
         guard live.withLock({ $0.remove(descriptor.layout.usableBottom) }) != nil else { return }
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        let unmapped = munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        precondition(unmapped == 0, "munmap of our own mapping failed: errno \(errno)")
     }
 }

@@ -12,7 +12,7 @@ final class UnregisteredArenaAllocator: StackAllocator {
 
     deinit {
         for layout in released.withLock({ $0 }) {
-            munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total)
+            precondition(munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total) == 0)
         }
     }
 
@@ -24,7 +24,7 @@ final class UnregisteredArenaAllocator: StackAllocator {
         }
         guard mprotect(memory, sizes.guardSize, PROT_NONE) == 0 else {
             let error = errno
-            munmap(memory, sizes.total)
+            precondition(munmap(memory, sizes.total) == 0)
             throw StackError(message: "mprotect failed", errno: error)
         }
         let layout = try StackLayout(base: UInt(bitPattern: memory), sizes: sizes)

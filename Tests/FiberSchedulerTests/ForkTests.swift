@@ -10,17 +10,17 @@ struct ForkTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let scheduler = try FiberScheduler(config: testConfig())
             let first = try scheduler.submit { 6 * 7 }.wait()
-            precondition(first == 42, "the parent's first job")
+            ensure(first == 42, "the parent's first job")
             let child = fork()
-            precondition(child >= 0, "fork: errno \(errno)")
+            ensure(child >= 0, "fork: errno \(errno)")
             if child == 0 {
                 alarm(20)  // a wait that never ends kills the child (SIGALRM) instead of hanging the test
                 _exit(forkedChildChecks(scheduler))
             }
             let status = waitForChild(child, seconds: 30)
-            precondition(status == 0, "the child ended with wait status \(status) (exit code = failed check)")
+            ensure(status == 0, "the child ended with wait status \(status) (exit code = failed check)")
             let after = try scheduler.submit { 6 * 7 }.wait()
-            precondition(after == 42, "the parent's job after the fork")
+            ensure(after == 42, "the parent's job after the fork")
             scheduler.shutdown()
         }
     }

@@ -13,24 +13,24 @@ struct AdviceProbeTests {
     func refusedBySeccomp(_ error: Int32) async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [error = error as Int32] in
             // The probes run once per process, on first use: after the filter, in this child.
-            precondition(fs_test_refuse_madvise(error) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_madvise(error) == 0, "seccomp: errno \(errno)")
             for probe in [GuardInstaller.lightweightGuards, Prefault.populateWrite] {
                 let missing = probe.missing ?? ""
-                precondition(!probe.isSupported, "a probe passed with madvise refused")
-                precondition(missing.contains("(\(error))") && missing.contains("seccomp") && !missing.contains("needs Linux"), missing)
+                ensure(!probe.isSupported, "a probe passed with madvise refused")
+                ensure(missing.contains("(\(error))") && missing.contains("seccomp") && !missing.contains("needs Linux"), missing)
             }
-            precondition(!GuardInstaller.lightweightGuardsSupported && !Prefault.populateSupported)
+            ensure(!GuardInstaller.lightweightGuardsSupported && !Prefault.populateSupported)
         }
     }
 
     @Test("EINVAL, what a kernel without the advice returns, is named as the kernel version it needs")
     func refusedByAnOldKernel() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_refuse_madvise(EINVAL) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_madvise(EINVAL) == 0, "seccomp: errno \(errno)")
             let guards = GuardInstaller.lightweightGuards.missing ?? ""
             let populate = Prefault.populateWrite.missing ?? ""
-            precondition(guards.contains("needs Linux >= 6.13 (running \(kernelRelease))"), guards)
-            precondition(populate.contains("needs Linux >= 5.14 (running \(kernelRelease))"), populate)
+            ensure(guards.contains("needs Linux >= 6.13 (running \(kernelRelease))"), guards)
+            ensure(populate.contains("needs Linux >= 5.14 (running \(kernelRelease))"), populate)
         }
     }
 }

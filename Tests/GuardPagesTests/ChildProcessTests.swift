@@ -2,6 +2,7 @@ import Glibc
 @testable import GuardPages
 import OverflowDetection
 @_spi(Benchmarks) import StackDiagnostics
+import StackTestSupport
 import Testing
 
 @Suite("Child processes: posix_spawn with a time limit")
@@ -83,14 +84,14 @@ struct ChildProcessTests {
             // The limit binds new tasks only: this process, threads and all, may join at any count.
             for (file, value) in [("pids.max", "1"), ("cgroup.procs", "\(getpid())")] {
                 let fd = open("\(cgroup)/\(file)", O_WRONLY)
-                precondition(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "\(file): errno \(errno)")
+                ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "\(file): errno \(errno)")
                 close(fd)
             }
             do {
                 _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
-                preconditionFailure("a child was spawned past pids.max")
+                fail("a child was spawned past pids.max")
             } catch let failure as ChildProcess.Failure {
-                precondition(failure.errno == .resourceTemporarilyUnavailable && failure.description.contains("pids.max"), "\(failure)")
+                ensure(failure.errno == .resourceTemporarilyUnavailable && failure.description.contains("pids.max"), "\(failure)")
             }
         }
     }

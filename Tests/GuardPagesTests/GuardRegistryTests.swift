@@ -1,6 +1,7 @@
 import Glibc
 import GuardPages
 @_spi(Benchmarks) import OverflowDetection
+import StackTestSupport
 import Testing
 
 /// Address space reserved PROT_NONE, carved into fake stacks for the registry (which never touches
@@ -22,7 +23,7 @@ final class AddressReservation: Sendable {
         return try StackLayout(base: base + UInt(offset), sizes: StackSizes(usableSize: usable, guardSize: guardSize))
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(bitPattern: base), size) }
+    deinit { precondition(munmap(UnsafeMutableRawPointer(bitPattern: base), size) == 0) }
 }
 
 @Suite("GuardRegistry")
@@ -137,33 +138,33 @@ struct GuardRegistryTests {
             let layouts = try (0..<stacks).map { try region.layout(at: $0 * (8 << 10), usable: 4 << 10, guard: 4 << 10) }
             func label(_ index: Int) -> String { index % 7 == 0 ? "stack \(index)" : "" }
             for (index, layout) in layouts.enumerated() { try GuardRegistry.register(layout, label: label(index)) }
-            precondition(GuardRegistry.count == baseline + stacks, "count \(GuardRegistry.count) after registering")
+            ensure(GuardRegistry.count == baseline + stacks, "count \(GuardRegistry.count) after registering")
             for (index, layout) in layouts.enumerated() {
                 let entry = GuardRegistry.entry(guarding: layout.base + 100)
-                precondition(
+                ensure(
                     entry?.usableRange == layout.usableRange && entry?.label == label(index),
                     "stack \(index): \(String(describing: entry))")
             }
             // Registered again in place without a label (in the last segment): the old label goes.
             let last = stacks - stacks % 7
             try GuardRegistry.register(layouts[last])
-            precondition(GuardRegistry.entry(forStackAt: layouts[last].usableBottom)?.label == "", "replaced label kept")
+            ensure(GuardRegistry.entry(forStackAt: layouts[last].usableBottom)?.label == "", "replaced label kept")
             for layout in layouts.reversed() where layout.base % (16 << 10) == 0 {
-                precondition(GuardRegistry.unregister(layout))
+                ensure(GuardRegistry.unregister(layout))
             }
             for layout in layouts {
                 let registered = layout.base % (16 << 10) != 0
-                precondition((GuardRegistry.entry(guarding: layout.base) != nil) == registered, "after removing half")
+                ensure((GuardRegistry.entry(guarding: layout.base) != nil) == registered, "after removing half")
             }
             // The slots the labelled half left are taken again by stacks without labels: none inherits one.
             let removed = layouts.filter { $0.base % (16 << 10) == 0 }
             for layout in removed { try GuardRegistry.register(layout) }
             for layout in removed {
                 let found = GuardRegistry.entry(forStackAt: layout.usableBottom)?.label
-                precondition(found == "", "a reused slot kept the label \(String(describing: found))")
+                ensure(found == "", "a reused slot kept the label \(String(describing: found))")
             }
-            for layout in layouts { precondition(GuardRegistry.unregister(layout)) }
-            precondition(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
+            for layout in layouts { ensure(GuardRegistry.unregister(layout)) }
+            ensure(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
         }
     }
 }

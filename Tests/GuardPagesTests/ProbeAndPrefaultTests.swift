@@ -16,7 +16,7 @@ final class ScratchStack {
         try GuardInstaller(mode: mode).install(on: layout.guardRange)
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total) }
+    deinit { precondition(munmap(UnsafeMutableRawPointer(bitPattern: layout.base), layout.sizes.total) == 0) }
 }
 
 @Suite("Non-faulting probes and prefault strategies")
@@ -53,13 +53,13 @@ struct ProbeAndPrefaultTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let stack = try ScratchStack()
             let mapped = try Probe.isUnmapped(stack.layout.usableRange)
-            precondition(!mapped, "a mapped range reported unmapped")
+            ensure(!mapped, "a mapped range reported unmapped")
             let address = mmap(nil, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            precondition(address != MAP_FAILED, "mmap failed")
-            munmap(address, 65536)
+            ensure(address != MAP_FAILED, "mmap failed")
+            ensure(munmap(address, 65536) == 0, "munmap: errno \(errno)")
             let range = UInt(bitPattern: address)..<UInt(bitPattern: address) + 65536
             let unmapped = try Probe.isUnmapped(range)
-            precondition(unmapped, "an unmapped range reported mapped")
+            ensure(unmapped, "an unmapped range reported mapped")
         }
     }
 

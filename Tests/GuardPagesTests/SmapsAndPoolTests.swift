@@ -40,7 +40,7 @@ struct SmapsAndPoolTests {
     func live() throws {
         let size = 16 * systemPageSize
         let address = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        defer { munmap(address, size) }
+        defer { precondition(munmap(address, size) == 0) }
         address.storeBytes(of: 1, as: UInt8.self)
         let start = UInt(bitPattern: address)
         let usage = try Smaps.usage(of: start..<start + UInt(size))

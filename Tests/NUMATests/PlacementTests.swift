@@ -198,7 +198,7 @@ struct PlacementReportTests {
         let size = pages * systemPageSize
         let raw = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         #expect(raw != MAP_FAILED)
-        defer { munmap(raw, size) }
+        defer { precondition(munmap(raw, size) == 0) }
         try body(UInt(bitPattern: raw))
     }
 

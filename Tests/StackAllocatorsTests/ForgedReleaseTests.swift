@@ -33,7 +33,7 @@ private final class Scratch {
         layout = try StackLayout(base: base, sizes: sizes)
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(bitPattern: range.lowerBound), range.count) }
+    deinit { precondition(munmap(UnsafeMutableRawPointer(bitPattern: range.lowerBound), range.count) == 0) }
 }
 
 /// How many refusals `log` holds at error level naming `allocator`.
@@ -88,7 +88,7 @@ struct ForgedReleaseTests {
                 let (logger, log) = CapturingLogHandler.logger()
                 let allocator = try MmapStackAllocator(guardMode: mode, logger: logger)
                 try expectUnmappedOnce(allocator, StackRequest(usableSize: 64 << 10))
-                precondition(refusals(in: log, allocator: "mmap") == 1, "\(mode): \(log.all)")
+                ensure(refusals(in: log, allocator: "mmap") == 1, "\(mode): \(log.all)")
             }
         }
     }
@@ -173,12 +173,12 @@ struct ForgedReleaseTests {
             let (logger, log) = CapturingLogHandler.logger()
             let allocator = HugePageStackAllocator(logger: logger)
             try expectUnmappedOnce(allocator, HugePages.request(.anonymous))
-            precondition(refusals(in: log, allocator: "huge-page") == 1, "\(log.all)")
+            ensure(refusals(in: log, allocator: "huge-page") == 1, "\(log.all)")
             let scratch = try Scratch()
             _ = Stack(descriptor: StackDescriptor(layout: scratch.layout, guardMechanism: .protNone), allocator: allocator)
             let mapped = try KernelMaps.mappedBytes(in: scratch.range)
-            precondition(mapped == scratch.range.count, "a made-up release unmapped memory the allocator never made")
-            precondition(allocator.stats.refusedReleases == 2, "\(allocator.stats)")
+            ensure(mapped == scratch.range.count, "a made-up release unmapped memory the allocator never made")
+            ensure(allocator.stats.refusedReleases == 2, "\(allocator.stats)")
         }
     }
 

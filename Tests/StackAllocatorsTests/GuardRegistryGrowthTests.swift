@@ -20,8 +20,8 @@ struct GuardRegistryGrowthTests {
             let page = systemPageSize
             let span = count * 2 * page
             let region = mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-            precondition(region != MAP_FAILED, "reserving \(span) bytes of address space failed: errno \(errno)")
-            defer { munmap(region, span) }
+            ensure(region != MAP_FAILED, "reserving \(span) bytes of address space failed: errno \(errno)")
+            defer { ensure(munmap(region, span) == 0, "munmap: errno \(errno)") }
             let base = UInt(bitPattern: region)
             let sizes = try StackSizes(usableSize: page, guardSize: page)
             func layout(_ index: Int) throws -> StackLayout { try StackLayout(base: base + UInt(index * 2 * page), sizes: sizes) }
@@ -29,34 +29,34 @@ struct GuardRegistryGrowthTests {
             let baseline = GuardRegistry.count
             let before = try SystemFile.processStatusBytes("VmRSS")
             for index in 0..<count { try GuardRegistry.register(layout(index)) }
-            precondition(GuardRegistry.count == baseline + count, "count \(GuardRegistry.count) after registering")
+            ensure(GuardRegistry.count == baseline + count, "count \(GuardRegistry.count) after registering")
             let full = try SystemFile.processStatusBytes("VmRSS")
             // 40 bytes of slot and 11-21 bytes of index per stack: the kernel must see them, and no label
             // memory, since none of these stacks has a label.
             let perStack = (full - before) / count
-            precondition((48...64).contains(perStack), "VmRSS grew by \(perStack) bytes per stack for \(count) stacks")
+            ensure((48...64).contains(perStack), "VmRSS grew by \(perStack) bytes per stack for \(count) stacks")
             for index in stride(from: 0, to: count, by: 4093) {
                 let expected = try layout(index)
                 let found = GuardRegistry.entry(guarding: expected.base)
-                precondition(found?.usableRange == expected.usableRange, "stack \(index): found \(String(describing: found))")
+                ensure(found?.usableRange == expected.usableRange, "stack \(index): found \(String(describing: found))")
             }
 
             let allocator = try MmapStackAllocator()
             do {
                 let stack = try allocator.allocate(StackRequest(usableSize: 512 << 10))
-                precondition(GuardRegistry.entry(guarding: stack.guardRange.lowerBound)?.usableRange == stack.descriptor.layout.usableRange)
+                ensure(GuardRegistry.entry(guarding: stack.guardRange.lowerBound)?.usableRange == stack.descriptor.layout.usableRange)
                 let accessible = try Probe.isAccessible(stack.guardRange.lowerBound)
-                precondition(!accessible, "the new stack's guard is accessible")
+                ensure(!accessible, "the new stack's guard is accessible")
             }
 
             for index in 0..<count {
                 let removed = GuardRegistry.unregister(try layout(index))
-                precondition(removed, "unregistering stack \(index) failed")
+                ensure(removed, "unregistering stack \(index) failed")
             }
-            precondition(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
+            ensure(GuardRegistry.count == baseline, "count \(GuardRegistry.count) after unregistering")
             let after = try SystemFile.processStatusBytes("VmRSS")
             // Within 10% of the start, plus 8 MiB of slack for the test runtime's own noise (malloc, stacks).
-            precondition(
+            ensure(
                 after <= before + before / 10 + (8 << 20),
                 "VmRSS \(after) bytes after removing every stack: \(before) before, \(full) at the peak")
         }

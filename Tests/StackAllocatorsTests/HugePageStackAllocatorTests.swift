@@ -96,12 +96,12 @@ struct HugePageStackAllocatorTests {
           .enabled(if: HugePages.transparentEnabled, HugePages.needTransparent))
     func transparentOffInProcess() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_disable_transparent_huge_pages() == 0, "prctl(PR_SET_THP_DISABLE) failed")
+            ensure(fs_test_disable_transparent_huge_pages() == 0, "prctl(PR_SET_THP_DISABLE) failed")
             do throws(StackError) {
                 _ = try HugePageStackAllocator().allocate(HugePages.request(.transparent))
-                preconditionFailure("a transparent stack was made in a process without transparent huge pages")
+                fail("a transparent stack was made in a process without transparent huge pages")
             } catch {
-                precondition(error.code == .unsupported && error.description.contains("PR_SET_THP_DISABLE"), "\(error)")
+                ensure(error.code == .unsupported && error.description.contains("PR_SET_THP_DISABLE"), "\(error)")
             }
         }
     }
@@ -138,8 +138,8 @@ struct HugePageStackAllocatorTests {
             try OverflowHandler.install()
             let stack = try HugePageStackAllocator().allocate(HugePages.request(backing, prefault: PrefaultPolicy(.populate)))
             let readable = try Probe.accessiblePages(in: stack.guardRange)
-            precondition(readable == 0, "\(readable) guard pages readable")
-            precondition(stack.setOverflowLabel("huge-guard-test"))
+            ensure(readable == 0, "\(readable) guard pages readable")
+            ensure(stack.setOverflowLabel("huge-guard-test"))
             (stack.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
         try expectDiagnostic(result, label: "huge-guard-test", distance: 1, guardSize: StackRequest.defaultGuardSize)
@@ -157,29 +157,29 @@ struct HugePageStackAllocatorTests {
             defer { storage.deallocate() }
             let (count, error) = allocateUntilFailure(allocator, HugePages.request(.anonymous), into: storage, capacity: capacity)
             guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let controlFile)? = error?.reason else {
-                preconditionFailure("expected hugePagesExhausted after \(count) stacks, got \(String(describing: error))")
+                fail("expected hugePagesExhausted after \(count) stacks, got \(String(describing: error))")
             }
-            precondition(count >= 1 && count <= before, "\(count) stacks from \(before) free pages")
-            precondition(pageSize == HugePages.size && needed == 1 && free == 0, "\(error!)")
-            precondition(controlFile == "/proc/sys/vm/nr_hugepages", controlFile)
-            precondition(error!.description.contains("/proc/sys/vm/nr_hugepages"), error!.description)
+            ensure(count >= 1 && count <= before, "\(count) stacks from \(before) free pages")
+            ensure(pageSize == HugePages.size && needed == 1 && free == 0, "\(error!)")
+            ensure(controlFile == "/proc/sys/vm/nr_hugepages", controlFile)
+            ensure(error!.description.contains("/proc/sys/vm/nr_hugepages"), error!.description)
             let held = try HugePages.heldByThisProcess()
-            precondition(held == count * HugePages.size, "this process holds \(held) B of hugetlb for \(count) stacks")
+            ensure(held == count * HugePages.size, "this process holds \(held) B of hugetlb for \(count) stacks")
 
             // The pool is empty: fallback gives guarded small-page stacks and warns once.
             for _ in 0..<2 {
                 let small = try allocator.allocate(HugePages.request(.anonymous, exhaustion: .fallback))
-                precondition(small.pageSize == systemPageSize && small.guardMechanism == .protNone, "\(small.descriptor)")
+                ensure(small.pageSize == systemPageSize && small.guardMechanism == .protNone, "\(small.descriptor)")
                 let probe = try StackProbeReport(layout: small.descriptor.layout)
-                precondition(probe.guardIsSound, "\(probe)")
+                ensure(probe.guardIsSound, "\(probe)")
                 small.usableBottom.storeBytes(of: 1, as: UInt8.self)
             }
-            precondition(allocator.stats.fallbacks == 2, "\(allocator.stats)")
-            precondition(log.count(.warning) == 1, "\(log.all)")
+            ensure(allocator.stats.fallbacks == 2, "\(allocator.stats)")
+            ensure(log.count(.warning) == 1, "\(log.all)")
 
             storage.deinitialize(count: count)
             let leaked = try HugePages.heldByThisProcess()
-            precondition(leaked == 0, "\(leaked) B of hugetlb still mapped after release")
+            ensure(leaked == 0, "\(leaked) B of hugetlb still mapped after release")
             // The pool is shared: another process (verify, run by the command tests) may hold a page
             // for a moment. Ours are back once the pool is at least where it was.
             var waited = 0
@@ -187,8 +187,8 @@ struct HugePageStackAllocatorTests {
                 usleep(10_000)
                 waited += 10
             }
-            precondition(HugePages.free >= before, "pool has \(HugePages.free) free after release, \(before) before")
-            precondition(allocator.stats.live == 0 && allocator.stats.bytesReserved == 0, "\(allocator.stats)")
+            ensure(HugePages.free >= before, "pool has \(HugePages.free) free after release, \(before) before")
+            ensure(allocator.stats.live == 0 && allocator.stats.bytesReserved == 0, "\(allocator.stats)")
         }
     }
 

@@ -34,22 +34,22 @@ struct HugeTLBFSMountLimitTests {
             let expectedFree = holdOne ? 1 : 2
             do throws(StackError) {
                 _ = try allocator.allocate(stackRequest(8 << 20, mount: directory))
-                preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
+                fail("an 8 MiB stack came from a 4 MiB hugetlbfs")
             } catch {
                 guard case .hugeTLBFSMountFull(let mount, let pageSize, let limit, let free, let needed) = error.reason else {
-                    preconditionFailure("expected hugeTLBFSMountFull, got \(error)")
+                    fail("expected hugeTLBFSMountFull, got \(error)")
                 }
-                precondition(mount == directory && pageSize == 2 << 20, "\(error)")
-                precondition(limit == 2 && free == expectedFree && needed == 4, "\(error)")
+                ensure(mount == directory && pageSize == 2 << 20, "\(error)")
+                ensure(limit == 2 && free == expectedFree && needed == 4, "\(error)")
                 let text = error.description
-                precondition(text.contains(directory) && text.contains("limited to 2 2 MiB pages"), text)
-                precondition(text.contains("\(expectedFree) free, 4 needed"), text)
-                precondition(text.contains("size=\(expectedFree == 2 ? 8 : 10)M") && !text.contains("nr_hugepages"), text)
+                ensure(text.contains(directory) && text.contains("limited to 2 2 MiB pages"), text)
+                ensure(text.contains("\(expectedFree) free, 4 needed"), text)
+                ensure(text.contains("size=\(expectedFree == 2 ? 8 : 10)M") && !text.contains("nr_hugepages"), text)
             }
-            precondition(allocator.stats.live == (holdOne ? 1 : 0), "\(allocator.stats)")
+            ensure(allocator.stats.live == (holdOne ? 1 : 0), "\(allocator.stats)")
             _ = consume held
             let leaked = try HugePages.heldByThisProcess()
-            precondition(leaked == 0, "\(leaked) B of hugetlb still mapped after the failure and the release")
+            ensure(leaked == 0, "\(leaked) B of hugetlb still mapped after the failure and the release")
         }
     }
 
@@ -65,20 +65,20 @@ struct HugeTLBFSMountLimitTests {
             let options: String
             do throws(StackError) {
                 _ = try allocator.allocate(request)
-                preconditionFailure("an 8 MiB stack came from a 4 MiB hugetlbfs")
+                fail("an 8 MiB stack came from a 4 MiB hugetlbfs")
             } catch {
                 // The options of the `mount -t hugetlbfs -o OPTIONS none MOUNT` the error names.
                 let text = error.description
                 let named = text.split(separator: "mount -t hugetlbfs -o ").dropFirst().first?.split(separator: " ").first
-                precondition(named != nil && text.contains(" none \(directory)`"), text)
+                ensure(named != nil && text.contains(" none \(directory)`"), text)
                 options = String(named!)
             }
-            precondition(umount2(directory, 0) == 0, "umount: \(errno)")
+            ensure(umount2(directory, 0) == 0, "umount: \(errno)")
             let remounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
-            precondition(remounted == 0, "mount -o \(options): \(errno)")
+            ensure(remounted == 0, "mount -o \(options): \(errno)")
             let stack = try allocator.allocate(request)
             let backed = try HugePages.heldByThisProcess()
-            precondition(backed == 8 << 20, "\(backed) B of hugetlb mapped for an 8 MiB stack")
+            ensure(backed == 8 << 20, "\(backed) B of hugetlb mapped for an 8 MiB stack")
             _ = consume stack
         }
     }

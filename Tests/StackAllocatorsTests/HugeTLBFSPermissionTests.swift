@@ -13,16 +13,16 @@ struct HugeTLBFSPermissionTests {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [mount = hugeTLBMountsClosedToUnprivilegedUser[0] as String] in
             // As root, setgid and setuid change the real, effective and saved ids alike.
             let user = unprivilegedUser
-            precondition(setgroups(0, nil) == 0 && setgid(user) == 0 && setuid(user) == 0, "dropping to uid \(user): errno \(errno)")
+            ensure(setgroups(0, nil) == 0 && setgid(user) == 0 && setuid(user) == 0, "dropping to uid \(user): errno \(errno)")
             let request = StackRequest(usableSize: 2 << 20, pages: .huge(HugePageRequest(.hugetlbfs())))
             do throws(StackError) {
                 _ = try HugePageStackAllocator().allocate(request)
-                preconditionFailure("uid \(user) got a stack from a hugetlbfs it cannot write")
+                fail("uid \(user) got a stack from a hugetlbfs it cannot write")
             } catch {
                 let text = error.description
-                precondition(error.isUnsupported, "\(error)")
-                precondition(text.contains(mount) && text.contains("uid \(user) can write") && text.contains("uid 0"), text)
-                precondition(text.contains("chmod 1777 \(mount)") && text.contains("uid=\(user),gid=\(user)"), text)
+                ensure(error.isUnsupported, "\(error)")
+                ensure(text.contains(mount) && text.contains("uid \(user) can write") && text.contains("uid 0"), text)
+                ensure(text.contains("chmod 1777 \(mount)") && text.contains("uid=\(user),gid=\(user)"), text)
             }
         }
     }

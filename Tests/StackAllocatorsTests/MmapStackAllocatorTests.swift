@@ -18,20 +18,20 @@ struct MmapStackAllocatorTests {
         await #expect(processExitsWith: .success) { [mode] in
             let allocator = try MmapStackAllocator(guardMode: mode)
             let stack = try allocator.allocate(StackRequest(usableSize: 100_000, guardSize: 5000))
-            precondition(stack.usableSize == 102_400, "rounded up to 25 pages")
-            precondition(stack.guardRange.count == 8192)
-            precondition(stack.guardMechanism == (mode == .lightweight ? .lightweight : .protNone))
-            precondition(UInt(bitPattern: stack.top) - UInt(bitPattern: stack.usableBottom) == 102_400)
+            ensure(stack.usableSize == 102_400, "rounded up to 25 pages")
+            ensure(stack.guardRange.count == 8192)
+            ensure(stack.guardMechanism == (mode == .lightweight ? .lightweight : .protNone))
+            ensure(UInt(bitPattern: stack.top) - UInt(bitPattern: stack.usableBottom) == 102_400)
             stack.usableBottom.storeBytes(of: 0xAB, as: UInt8.self)
             (stack.top - 1).storeBytes(of: 0xCD, as: UInt8.self)
             let accessible = try Probe.accessiblePages(in: stack.guardRange)
-            precondition(accessible == 0, "the guard is accessible")
-            precondition(allocator.stats.live == 1 && allocator.stats.liveByGuard[stack.guardMechanism] == 1)
+            ensure(accessible == 0, "the guard is accessible")
+            ensure(allocator.stats.live == 1 && allocator.stats.liveByGuard[stack.guardMechanism] == 1)
             let whole = stack.descriptor.layout.base..<stack.descriptor.layout.top
             stack.release()
             let unmapped = try Probe.isUnmapped(whole)
-            precondition(unmapped, "the released stack is still mapped")
-            precondition(allocator.stats.live == 0 && allocator.stats.releases == 1 && allocator.stats.bytesReserved == 0)
+            ensure(unmapped, "the released stack is still mapped")
+            ensure(allocator.stats.live == 0 && allocator.stats.releases == 1 && allocator.stats.bytesReserved == 0)
         }
     }
 
@@ -47,15 +47,15 @@ struct MmapStackAllocatorTests {
                 (storage + made).initialize(to: stack)
                 made += 1
             }
-            precondition(made == count && allocator.stats.live == count, "\(made) stacks, \(allocator.stats)")
+            ensure(made == count && allocator.stats.live == count, "\(made) stacks, \(allocator.stats)")
             let layouts = (0..<count).map { storage[$0].descriptor.layout }.sorted { $0.base < $1.base }
             for (layout, next) in zip(layouts, layouts.dropFirst()) {
-                precondition(layout.top == next.base, "not one range: \(layout) then \(next)")
+                ensure(layout.top == next.base, "not one range: \(layout) then \(next)")
             }
             for layout in layouts {
                 let probe = try StackProbeReport(layout: layout)
-                precondition(probe.guardIsSound, "\(layout): \(probe)")
-                precondition(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
+                ensure(probe.guardIsSound, "\(layout): \(probe)")
+                ensure(GuardRegistry.entry(forStackAt: layout.usableBottom)?.guardRange == layout.guardRange, "not registered")
                 UnsafeMutableRawPointer(bitPattern: layout.top - 1)!.storeBytes(of: 0xCD, as: UInt8.self)
             }
             // Every other stack first: each release unmaps its own range and no neighbour's.
@@ -65,14 +65,14 @@ struct MmapStackAllocatorTests {
             }
             for (position, layout) in layouts.enumerated() {
                 let mapped = try KernelMaps.mappedBytes(in: layout.base..<layout.top)
-                precondition(mapped == (position % 2 == 1 ? 0 : layout.sizes.total), "stack \(position): \(mapped) bytes mapped")
+                ensure(mapped == (position % 2 == 1 ? 0 : layout.sizes.total), "stack \(position): \(mapped) bytes mapped")
             }
             for (position, layout) in layouts.enumerated() where position % 2 == 0 {
                 (storage + byBase[layout.base]!).deinitialize(count: 1)
             }
             storage.deallocate()
             let left = try KernelMaps.mappedBytes(in: layouts.first!.base..<layouts.last!.top)
-            precondition(left == 0 && allocator.stats.live == 0, "\(left) bytes left, \(allocator.stats)")
+            ensure(left == 0 && allocator.stats.live == 0, "\(left) bytes left, \(allocator.stats)")
         }
     }
 
@@ -92,18 +92,18 @@ struct MmapStackAllocatorTests {
             } catch {
                 failure = error
             }
-            precondition(failure?.message == "enough" && made == 3, "\(String(describing: failure)), \(made) made")
+            ensure(failure?.message == "enough" && made == 3, "\(String(describing: failure)), \(made) made")
             // The fourth stack went back when the body threw; the twelve never made were never handed out.
-            precondition(allocator.stats.live == 3, "\(allocator.stats)")
+            ensure(allocator.stats.live == 3, "\(allocator.stats)")
             // The batch's range: the stacks were cut from its start in order.
             let base = (0..<3).map { storage[$0].descriptor.layout.base }.min()!
             let total = UInt(storage[0].descriptor.layout.sizes.total)
             let held = try KernelMaps.mappedBytes(in: base..<(base + 3 * total))
             let rest = try KernelMaps.mappedBytes(in: (base + 3 * total)..<(base + 16 * total))
-            precondition(held == Int(3 * total) && rest == 0, "held \(held) bytes mapped, the rest \(rest)")
+            ensure(held == Int(3 * total) && rest == 0, "held \(held) bytes mapped, the rest \(rest)")
             storage.deinitialize(count: 3)
             storage.deallocate()
-            precondition(allocator.stats.live == 0, "\(allocator.stats)")
+            ensure(allocator.stats.live == 0, "\(allocator.stats)")
         }
     }
 
@@ -153,7 +153,7 @@ struct MmapStackAllocatorTests {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) { [mode] in
             try OverflowHandler.install()
             let stack = try MmapStackAllocator(guardMode: mode).allocate(StackRequest(usableSize: 65536))
-            precondition(stack.setOverflowLabel("mmap-guard-test"))
+            ensure(stack.setOverflowLabel("mmap-guard-test"))
             (stack.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
         try expectDiagnostic(result, label: "mmap-guard-test", distance: 1, guardSize: StackRequest.defaultGuardSize)
@@ -164,7 +164,7 @@ struct MmapStackAllocatorTests {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             try OverflowHandler.install()
             let stack = try MmapStackAllocator().allocate(StackRequest(usableSize: 65536))
-            precondition(stack.setOverflowLabel("mmap-lowest-guard-byte"))
+            ensure(stack.setOverflowLabel("mmap-lowest-guard-byte"))
             UnsafeMutableRawPointer(bitPattern: stack.guardRange.lowerBound)!.storeBytes(of: 1, as: UInt8.self)
         }
         let guardSize = StackRequest.defaultGuardSize

@@ -95,7 +95,7 @@ struct OverflowHandlerTests {
         await #expect(processExitsWith: .signal(SIGSEGV)) {
             try OverflowHandler.install()
             raise(SIGSEGV)
-            preconditionFailure("raise(SIGSEGV) returned")
+            fail("raise(SIGSEGV) returned")
         }
     }
 
@@ -105,7 +105,7 @@ struct OverflowHandlerTests {
             installUserSigInfoHandler()
             try OverflowHandler.install()
             try OverflowHandler.install()
-            precondition(OverflowHandler.isInstalled)
+            ensure(OverflowHandler.isInstalled)
             dereferenceNull()
         }
         let text = try standardError(result)
@@ -120,7 +120,7 @@ struct OverflowHandlerTests {
                 _ = "plain handler\n".withCString { write(2, $0, strlen($0)) }
                 _exit(signal == SIGSEGV ? 43 : 44)
             }
-            precondition(sigaction(SIGSEGV, &action, nil) == 0)
+            ensure(sigaction(SIGSEGV, &action, nil) == 0)
             try OverflowHandler.install()
             dereferenceNull()
         }
@@ -135,9 +135,9 @@ struct OverflowHandlerTests {
             try OverflowHandler.install()
             let file = tmpfile()!  // empty: touching a mapping of it raises SIGBUS
             let page = mmap(nil, systemPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fileno(file), 0)!
-            precondition(page != MAP_FAILED)
+            ensure(page != MAP_FAILED)
             page.storeBytes(of: 1, as: UInt8.self)
-            preconditionFailure("no SIGBUS")
+            fail("no SIGBUS")
         }
         let text = try standardError(result)
         #expect(text.contains("user handler: signal \(SIGBUS) at 0x"))
@@ -163,19 +163,19 @@ struct OverflowHandlerTests {
             let baseline = GuardRegistry.count
             let stack = try allocator.allocate(StackRequest(usableSize: 64 << 10))
             let layout = stack.descriptor.layout
-            precondition(GuardRegistry.count == baseline + 1)
-            precondition(GuardRegistry.entry(guarding: layout.usableBottom - 1)?.usableRange == layout.usableRange)
-            precondition(stack.overflowLabel == "")
-            precondition(stack.setOverflowLabel("job-5@worker-0"))
-            precondition(stack.overflowLabel == "job-5@worker-0")
+            ensure(GuardRegistry.count == baseline + 1)
+            ensure(GuardRegistry.entry(guarding: layout.usableBottom - 1)?.usableRange == layout.usableRange)
+            ensure(stack.overflowLabel == "")
+            ensure(stack.setOverflowLabel("job-5@worker-0"))
+            ensure(stack.overflowLabel == "job-5@worker-0")
             stack.release()
-            precondition(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil)
-            precondition(GuardRegistry.count == baseline)
+            ensure(GuardRegistry.entry(forStackAt: layout.usableBottom) == nil)
+            ensure(GuardRegistry.count == baseline)
             let unguarded = try allocator.allocate(StackRequest(usableSize: 64 << 10, guardSize: 0))
-            precondition(!unguarded.setOverflowLabel("nobody"))
-            precondition(unguarded.overflowLabel == nil)
-            precondition(GuardRegistry.count == baseline)
-            precondition(allocator.stats.releaseFailures == 0)
+            ensure(!unguarded.setOverflowLabel("nobody"))
+            ensure(unguarded.overflowLabel == nil)
+            ensure(GuardRegistry.count == baseline)
+            ensure(allocator.stats.releaseFailures == 0)
         }
     }
 }

@@ -283,35 +283,35 @@ struct PooledStackAllocatorTests {
                 for index in 0..<count { (stacks + index).initialize(to: try pool.allocate(Self.request)) }
                 dropped = pool
             }
-            precondition(dropped == nil, "the pool object the test made is still alive")
+            ensure(dropped == nil, "the pool object the test made is still alive")
             let wholes = (0..<count).map { stacks[$0].descriptor.layout.base..<stacks[$0].descriptor.layout.top }
             for index in 0..<count {
                 let stack = stacks + index
                 let mapped = try KernelMaps.mappedBytes(in: wholes[index])
                 let accessible = try Probe.accessiblePages(in: stack.pointee.descriptor.layout.guardRange)
-                precondition(mapped == wholes[index].count && accessible == 0, "stack \(index): \(mapped) B mapped, \(accessible) guard pages readable")
+                ensure(mapped == wholes[index].count && accessible == 0, "stack \(index): \(mapped) B mapped, \(accessible) guard pages readable")
                 memset(stack.pointee.top - 4096, 0x5A, 4096)
             }
             do {
                 // A stack's allocator is a handle on the same pool: it hands out and takes back as before.
-                guard let handle = stacks.pointee.allocator as? PooledStackAllocator else { preconditionFailure("not a pool handle") }
+                guard let handle = stacks.pointee.allocator as? PooledStackAllocator else { fail("not a pool handle") }
                 let extra = try handle.allocate(Self.request)
-                precondition(handle.stats.live == count + 1, "\(handle.stats)")
+                ensure(handle.stats.live == count + 1, "\(handle.stats)")
                 extra.release()
-                precondition(handle.stats.live == count && handle.stats.cached == 1, "\(handle.stats)")
+                ensure(handle.stats.live == count && handle.stats.cached == 1, "\(handle.stats)")
             }
             stacks.deinitialize(count: count - 1)
             for index in 0..<count - 1 {
                 let mapped = try KernelMaps.mappedBytes(in: wholes[index])
-                precondition(mapped == wholes[index].count, "pooled, not given back: stack \(index) is unmapped")
+                ensure(mapped == wholes[index].count, "pooled, not given back: stack \(index) is unmapped")
             }
-            precondition(inner.stats.live == count + 1, "\(inner.stats)")
+            ensure(inner.stats.live == count + 1, "\(inner.stats)")
             (stacks + count - 1).deinitialize(count: 1)
             // The last stack took the pool away: every stack it held went back to the kernel.
-            precondition(inner.stats.live == 0, "\(inner.stats)")
+            ensure(inner.stats.live == 0, "\(inner.stats)")
             for whole in wholes {
                 let mapped = try KernelMaps.mappedBytes(in: whole)
-                precondition(mapped == 0, "\(mapped) B still mapped after the pool went")
+                ensure(mapped == 0, "\(mapped) B still mapped after the pool went")
             }
         }
     }

@@ -13,7 +13,7 @@ struct RefusedAdviceTests {
     @Test("A released slab stack is zeroed in place, reused, and its region unmapped by trim")
     func slabZeroesInstead() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_refuse_madvise(EPERM) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_madvise(EPERM) == 0, "seccomp: errno \(errno)")
             let slab = try SlabStackAllocator(.init(usableSize: 64 << 10, guardMode: .protNone))
             let request = StackRequest(usableSize: 64 << 10)
             let first = try slab.allocate(request)
@@ -22,19 +22,19 @@ struct RefusedAdviceTests {
             first.release()
             let again = try slab.allocate(request)
             let zero = UnsafeRawBufferPointer(start: again.usableBottom, count: again.usableSize).allSatisfy { $0 == 0 }
-            precondition(again.descriptor.layout.base == base && zero, "reused: \(again.descriptor.layout.base == base), zero: \(zero)")
+            ensure(again.descriptor.layout.base == base && zero, "reused: \(again.descriptor.layout.base == base), zero: \(zero)")
             again.release()
             slab.trim()
-            precondition(slab.stats.releaseFailures == 0, "\(slab.stats.releaseFailures) release failures")
+            ensure(slab.stats.releaseFailures == 0, "\(slab.stats.releaseFailures) release failures")
             let unmapped = try Probe.isUnmapped(base..<(base + UInt(systemPageSize)))
-            precondition(unmapped, "the region is still mapped after trim")
+            ensure(unmapped, "the region is still mapped after trim")
         }
     }
 
     @Test("A pool whose watermark discards are refused counts each and logs it once", arguments: PooledStackAllocator.HotWatermark.Timing.allCases)
     func poolLogsOnce(_ timing: PooledStackAllocator.HotWatermark.Timing) async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [timing = timing as PooledStackAllocator.HotWatermark.Timing] in
-            precondition(fs_test_refuse_madvise(EPERM) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_madvise(EPERM) == 0, "seccomp: errno \(errno)")
             let (logger, log) = CapturingLogHandler.logger()
             let request = StackRequest(usableSize: 256 << 10)
             let configuration = PooledStackAllocator.Configuration(stack: request, hotWatermark: .init(bytes: 16 << 10, timing: timing))
@@ -45,8 +45,8 @@ struct RefusedAdviceTests {
                 stack.release()
                 pool.trim()
             }
-            precondition(pool.stats.releaseFailures >= 5, "\(pool.stats.releaseFailures) release failures counted")
-            precondition(log.count(.error) == 1, "\(log.count(.error)) errors logged: \(log.all)")
+            ensure(pool.stats.releaseFailures >= 5, "\(pool.stats.releaseFailures) release failures counted")
+            ensure(log.count(.error) == 1, "\(log.count(.error)) errors logged: \(log.all)")
         }
     }
 
@@ -55,14 +55,14 @@ struct RefusedAdviceTests {
           arguments: [(EPERM, "a seccomp filter"), (EINVAL, "CONFIG_TRANSPARENT_HUGEPAGE")])
     func transparentNamesTheCause(_ error: Int32, _ cause: String) async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [error = error as Int32, cause = cause as String] in
-            precondition(fs_test_refuse_madvise(error) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_madvise(error) == 0, "seccomp: errno \(errno)")
             do {
                 _ = try HugePageStackAllocator().allocate(StackRequest(usableSize: 64 << 10, pages: .huge(HugePageRequest(.transparent))))
-                preconditionFailure("a transparent huge page stack was granted with madvise refused")
+                fail("a transparent huge page stack was granted with madvise refused")
             } catch {
                 let text = "\(error)"
                 let other = cause == "a seccomp filter" ? "CONFIG_TRANSPARENT_HUGEPAGE" : "seccomp"
-                precondition(text.contains("MADV_HUGEPAGE") && text.contains(cause) && !text.contains(other), text)
+                ensure(text.contains("MADV_HUGEPAGE") && text.contains(cause) && !text.contains(other), text)
             }
         }
     }

@@ -38,18 +38,18 @@ struct SlabAddressSpaceTests {
             for made in 0..<count {
                 (storage + made).initialize(to: try slab.allocate(StackRequest(usableSize: 64 << 10)))
             }
-            precondition(slab.regionSize <= 128 << 20, "regions of \(slab.regionSize) bytes")
+            ensure(slab.regionSize <= 128 << 20, "regions of \(slab.regionSize) bytes")
             let notices = log.all.filter { $0.level == .notice && $0.message.contains(command) }
-            precondition(!notices.isEmpty, "nothing logged: \(log.all)")
+            ensure(!notices.isEmpty, "nothing logged: \(log.all)")
             // The slab took at most half of the room each time it found less than a region: malloc still
             // finds 32 MiB.
             let block = malloc(32 << 20)
-            precondition(block != nil, "malloc of 32 MiB failed next to the slab's regions")
+            ensure(block != nil, "malloc of 32 MiB failed next to the slab's regions")
             free(block)
             storage.deinitialize(count: count)
             slab.trim()
             let after = try SystemFile.processStatusBytes(field)
-            precondition(after < before + (16 << 20), "\((after - before) >> 20) MiB of \(field) kept after trim")
+            ensure(after < before + (16 << 20), "\((after - before) >> 20) MiB of \(field) kept after trim")
         }
     }
 
@@ -63,8 +63,8 @@ struct SlabAddressSpaceTests {
             FailureInjection.fail(.bind, with: .invalidArgument)
             let stack = try slab.allocate(StackRequest(usableSize: 64 << 10))
             let largest = FailureInjection.reset().map(\.count).max() ?? 0
-            precondition(largest <= 128 << 20, "a mapping of \(largest >> 20) MiB, more than half of the room (256 MiB)")
-            precondition(largest > 0, "no mapping recorded")
+            ensure(largest <= 128 << 20, "a mapping of \(largest >> 20) MiB, more than half of the room (256 MiB)")
+            ensure(largest > 0, "no mapping recorded")
             _ = consume stack
             slab.trim()
         }

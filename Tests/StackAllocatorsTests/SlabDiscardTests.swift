@@ -108,8 +108,8 @@ struct SlabDiscardTests {
                 for index in stride(from: 0, to: 8, by: 2) { stacks[index].release(1) }
             }
             let resident = try slab.residentBytes()
-            precondition(resident == 0, "every released stack was discarded: \(resident) bytes stay")
-            precondition(log.count(.notice) == 1, "the fallback is logged once: \(log.all)")
+            ensure(resident == 0, "every released stack was discarded: \(resident) bytes stay")
+            ensure(log.count(.notice) == 1, "the fallback is logged once: \(log.all)")
             keep.release()
 
             // Four neighbours, discarded as one range, fail; so does the first of them discarded again
@@ -123,9 +123,9 @@ struct SlabDiscardTests {
             FailureInjection.fail(.residency, with: .noMemory)
             stacks.release(4)
             FailureInjection.reset()
-            precondition(fresh.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
+            ensure(fresh.stats.releaseFailures == 1 && log.count(.error) == 1, "the failed discard is counted and logged: \(log.all)")
             let next = try HeldStacks(8, from: fresh)
-            precondition(Set(next.bases).intersection(bases).count == 3, "three of the four slots are reused")
+            ensure(Set(next.bases).intersection(bases).count == 3, "three of the four slots are reused")
             keepFresh.release()
         }
     }

@@ -209,8 +209,8 @@ struct SlabStackAllocatorTests {
             let first = try slab.allocate(StackRequest(usableSize: 64 << 10))
             let second = try slab.allocate(StackRequest(usableSize: 64 << 10))
             // The second stack's guard lies right above the first stack's top, in the same region.
-            precondition(second.descriptor.layout.base == first.descriptor.layout.top)
-            precondition(first.setOverflowLabel("slab-first") && second.setOverflowLabel("slab-second"))
+            ensure(second.descriptor.layout.base == first.descriptor.layout.top)
+            ensure(first.setOverflowLabel("slab-first") && second.setOverflowLabel("slab-second"))
             (second.usableBottom - 1).storeBytes(of: 1, as: UInt8.self)
         }
         try expectDiagnostic(result, label: "slab-second", distance: 1, guardSize: StackRequest.defaultGuardSize)

@@ -26,7 +26,7 @@ private final class CanaryStackAllocator: StackAllocator {
             corruptReleases.withLock { $0.append(error) }
         }
         GuardRegistry.unregister(descriptor.layout)
-        munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total)
+        precondition(munmap(UnsafeMutableRawPointer(bitPattern: descriptor.layout.base), descriptor.layout.sizes.total) == 0)
     }
 }
 

@@ -39,18 +39,18 @@ struct HugePageCommandTests {
           .enabled(if: ["madvise", "always"].contains(HugePageSystem.transparentHugePageMode() ?? "never"), "needs THP mode madvise or always"))
     func transparentOffInProcess() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_disable_transparent_huge_pages() == 0, "prctl(PR_SET_THP_DISABLE) failed")
+            ensure(fs_test_disable_transparent_huge_pages() == 0, "prctl(PR_SET_THP_DISABLE) failed")
             let verify = try runFiberstacks(["verify", "--json", "--million-stacks", "1000"])
-            precondition(verify.status == 0, "verify exited \(verify.status): \(verify.output)")
+            ensure(verify.status == 0, "verify exited \(verify.status): \(verify.output)")
             let checks = (try JSONSerialization.jsonObject(with: Data(verify.output.utf8)) as? [String: Any])?["checks"] as? [[String: Any]]
             let transparent = (checks ?? []).filter { ($0["allocator"] as? String ?? "").contains("transparent") }
-            precondition(!transparent.isEmpty, "no transparent huge page check: \(verify.output)")
+            ensure(!transparent.isEmpty, "no transparent huge page check: \(verify.output)")
             for check in transparent {
-                precondition(check["status"] as? String == "skip" && check["capability"] as? String == "thp"
+                ensure(check["status"] as? String == "skip" && check["capability"] as? String == "thp"
                     && (check["detail"] as? String ?? "").contains("PR_SET_THP_DISABLE"), "\(check)")
             }
             let doctor = try runFiberstacks(["doctor"])
-            precondition(doctor.output.contains("off for this process") && doctor.output.contains("PR_SET_THP_DISABLE"), doctor.output)
+            ensure(doctor.output.contains("off for this process") && doctor.output.contains("PR_SET_THP_DISABLE"), doctor.output)
         }
     }
 

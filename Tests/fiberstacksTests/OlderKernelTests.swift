@@ -14,11 +14,11 @@ struct OlderKernelTests {
     @Test("Before Linux 6.13: verify passes with mprotect guards alone and skips the lightweight checks, naming the kernel they need")
     func verifyPassesBefore613() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            precondition(fs_test_refuse_guard_advice() == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_guard_advice() == 0, "seccomp: errno \(errno)")
             let checks = try OlderKernelTests.verifyWithoutFailures()
             OlderKernelTests.expectSkipped(checks, ["lightweight-guards"], naming: "needs Linux >= 6.13")
             let guarded = checks.filter { ($0["allocator"] as? String ?? "").hasSuffix("/mprotect") && $0["status"] as? String == "pass" }
-            precondition(guarded.count >= 10, "\(guarded.count) mprotect checks passed")
+            ensure(guarded.count >= 10, "\(guarded.count) mprotect checks passed")
         }
     }
 
@@ -26,7 +26,7 @@ struct OlderKernelTests {
     func verifyPassesBefore514() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let newer = [FS_TEST_MADV_POPULATE_READ, FS_TEST_MADV_POPULATE_WRITE, FS_TEST_MADV_GUARD_INSTALL, FS_TEST_MADV_GUARD_REMOVE]
-            precondition(fs_test_refuse_advice(EINVAL, newer.map(Int32.init), Int32(newer.count)) == 0, "seccomp: errno \(errno)")
+            ensure(fs_test_refuse_advice(EINVAL, newer.map(Int32.init), Int32(newer.count)) == 0, "seccomp: errno \(errno)")
             let checks = try OlderKernelTests.verifyWithoutFailures()
             OlderKernelTests.expectSkipped(checks, ["lightweight-guards"], naming: "needs Linux >= 6.13")
             OlderKernelTests.expectSkipped(
