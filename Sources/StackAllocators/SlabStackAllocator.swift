@@ -53,9 +53,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     /// Bytes of the regions the slab maps now: `stacksPerRegion` stacks, or fewer where the kernel refused
     /// that much address space (`mapRegion`).
     package var regionSize: Int { state.withLock { $0.regionCapacity } * sizes.total }
-    /// Regions mapped now.
-    package var mappedRegions: Int { state.withLock { state in state.regions.regions.count(where: { $0 != nil }) } }
-    /// The addresses of the regions mapped now, so that a test can count the kernel's mappings in them.
+    /// The addresses of the regions mapped now, so that a check can count the kernel's mappings in them.
     package var regionRanges: [Range<UInt>] {
         state.withLock { state in
             state.regions.regions.compactMap { region in

@@ -77,7 +77,7 @@ package enum SlabChecks {
         let added = try MapCount.current() - baseline
         // A region is a mapping of its own unless it merges with its neighbour: normally one or two for
         // these stacks, more where the address space is limited (`ulimit -v`) and the slab maps smaller ones.
-        let regions = small.mappedRegions
+        let regions = small.regionRanges.count
         storage.deinitialize(count: made)
         made = 0
         small.trim()

@@ -9,6 +9,40 @@ import Testing
 // count the kernel's mappings in the slab's regions (`KernelMaps.mappings(overlapping:)`), except where
 // the slab's own budget reads the process's count.
 
+/// Lines a slab's regions add beyond what its budget charges: under strict overcommit a region is
+/// reserved PROT_NONE, and its uncarved rest is a line of its own; elsewhere the rest merges with the
+/// highest stack.
+private func regionLines(_ regions: [Range<UInt>]) -> Int { Overcommit.isStrict ? regions.count : 0 }
+
+/// Checks a slab's refusal at its map-count reserve, after `count` stacks, against the kernel; `baseline`
+/// is the process's count when the slab was made. The test runtime's threads may map memory meanwhile (a
+/// new thread's stack), which the budget sees only when it reads the count again, so the slab's own
+/// mappings are counted apart: the kernel's lines in its regions. Returns the stacks the error says
+/// would fit below the limit.
+@discardableResult
+private func checkRefusal(
+    _ failure: StackError?, of slab: SlabStackAllocator, after count: Int, baseline: Int, limit: Int, reserve: Int
+) throws -> Int {
+    guard case .mapCountReserveReached(let reportedLimit, let current, let reportedReserve, let remaining)? = failure?.reason else {
+        fail("expected mapCountReserveReached after \(count) stacks, got \(String(describing: failure))")
+    }
+    let regions = slab.regionRanges
+    let own = try KernelMaps.mappings(overlapping: regions)
+    let now = try MapCount.current()
+    ensure(reportedLimit == limit && reportedReserve == reserve, "\(failure!)")
+    ensure(current <= now, "the error's count, \(current), is above the process's, \(now)")
+    ensure(
+        baseline + own <= limit - reserve + regionLines(regions),
+        "the slab went into the reserve: \(own) mappings of its own over \(baseline) before it, of \(limit)")
+    ensure(
+        current + MapCountBudget.linesPerGuard > limit - reserve,
+        "refused at \(current) of \(limit) mappings, with room for another guard above the reserve of \(reserve)")
+    ensure(remaining == (limit - current) / 2, "\(remaining) stacks remaining at \(current) of \(limit) mappings")
+    let description = failure!.description
+    ensure(description.contains("vm.max_map_count") && description.contains("would hold \(remaining) more"), description)
+    return remaining
+}
+
 @Suite("Slab map count", needsNoSanitizer)
 struct SlabMapCountTests {
     /// One million live stacks of 64 KiB over 64 KiB guards: 128 GiB of address space (MAP_NORESERVE), none
@@ -89,25 +123,8 @@ struct SlabMapCountTests {
                     break
                 }
             }
-            guard case .mapCountReserveReached(let reportedLimit, let current, let reportedReserve, let remaining)? = failure?.reason else {
-                fail("expected mapCountReserveReached after \(count) stacks, got \(String(describing: failure))")
-            }
-            // The test runtime's threads may map memory meanwhile (a new thread's stack), which the budget
-            // sees only when it reads the count again. So the slab's own mappings are counted apart: the
-            // kernel's lines in its regions. A region reserved PROT_NONE (strict overcommit) adds one line
-            // of its own.
+            try checkRefusal(failure, of: slab, after: count, baseline: baseline, limit: limit, reserve: reserve)
             let regions = slab.regionRanges
-            let own = try KernelMaps.mappings(overlapping: regions)
-            ensure(reportedLimit == limit && reportedReserve == reserve, "\(failure!)")
-            ensure(
-                baseline + own <= limit - reserve + regions.count,
-                "the slab went into the reserve: \(own) mappings of its own over \(baseline) before it, of \(limit)")
-            ensure(
-                current + MapCountBudget.linesPerGuard > limit - reserve,
-                "refused at \(current) of \(limit) mappings, with room for another guard above the reserve of \(reserve)")
-            ensure(remaining == (limit - current) / 2, "\(remaining) stacks remaining at \(current) of \(limit) mappings")
-            let description = failure!.description
-            ensure(description.contains("vm.max_map_count") && description.contains("\(remaining) more"), description)
             ensure(count > 20_000, "only \(count) stacks before the reserve")
 
             // A released slot is reused without new mappings, even at the reserve.
@@ -130,9 +147,10 @@ struct SlabMapCountTests {
             let request = StackRequest(usableSize: 16 << 10, guardSize: 4096)
             var configuration = SlabStackAllocator.Configuration(usableSize: 16 << 10, guardSize: 4096, guardMode: .protNone)
             configuration.mapCountLimitOverride = limit
-            let reserved = try SlabStackAllocator(configuration)  // the default reserve, 1,024: above the limit
+            // Made before the slab, whose budget then reads the count with it.
             let storage = UnsafeMutablePointer<Stack>.allocate(capacity: limit)
             defer { storage.deallocate() }
+            let reserved = try SlabStackAllocator(configuration)  // the default reserve, 1,024: above the limit
             var count = 0
             let baseline = try MapCount.current()
             ensure(baseline < limit / 2, "the test process already has \(baseline) mappings")
@@ -150,27 +168,19 @@ struct SlabMapCountTests {
                 return (count - start, nil)
             }
             let (made, failure) = fill(reserved)
-            guard case .mapCountReserveReached(let reportedLimit, let current, let reserve, let remaining)? = failure?.reason else {
-                fail("expected mapCountReserveReached after \(made) stacks, got \(String(describing: failure))")
-            }
-            let now = try MapCount.current()
-            ensure(reportedLimit == limit && reserve == limit / 4 && current == now, "\(failure!)")
-            ensure(now <= limit - reserve && now + 2 + 1 > limit - reserve, "stopped at \(now) of \(limit) mappings")
-            ensure(made >= (limit - reserve - baseline) / 2 - 1, "\(made) stacks from \(baseline) of \(limit) mappings")
-            ensure(remaining == (limit - now) / 2, "\(failure!)")
-            ensure(failure!.description.contains("would hold \(remaining) more"), failure!.description)
-
-            // The mappings the error says are left hold what it says: a slab without a reserve (made now, so
-            // its budget reads the count after the first slab's stacks) fills them up to the limit, less the
-            // line its own region may add.
+            let remaining = try checkRefusal(
+                failure, of: reserved, after: made, baseline: baseline, limit: limit, reserve: limit / 4)
+            // The mappings the error says are left hold what it says: a slab without a reserve fills the
+            // room its budget reads when it is made (the error's, unless a runtime thread mapped since), less
+            // the line its own region may add.
             configuration.mapCountReserve = 0
+            let start = try MapCount.current()
             let unreserved = try SlabStackAllocator(configuration)
             let (more, last) = fill(unreserved)
-            let full = try MapCount.current()
-            ensure(full <= limit && full + MapCountBudget.linesPerGuard > limit, "\(full) of \(limit) mappings")
+            let room = (limit - start) / 2
             ensure(
-                more == remaining || (more == remaining - 1 && (limit - now) % 2 == 0),
-                "the error said \(remaining) more would fit in \(limit - now) mappings; a slab with no reserve made \(more)")
+                more == room || (more == room - 1 && (limit - start) % 2 == 0),
+                "the error said \(remaining) more would fit; \(limit - start) mappings were left when a slab with no reserve was made, room for \(room); it made \(more)")
             guard case .mapCountReserveReached(_, _, 0, 0)? = last?.reason else {
                 fail("expected no room left, got \(String(describing: last))")
             }
