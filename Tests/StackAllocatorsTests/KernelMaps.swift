@@ -28,16 +28,14 @@ enum KernelMaps {
             }
         }
         return try SystemFile.read("/proc/self/maps").split(separator: "\n").count { line in
-            guard let bounds = line.split(separator: " ", maxSplits: 1).first?.split(separator: "-"), bounds.count == 2,
-                let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
-            else { return false }
+            guard let addresses = mapping(line)?.addresses else { return false }
             // The first merged range that ends above the mapping's start overlaps it if it starts below its end.
             var (lower, upper) = (0, merged.count)
             while lower < upper {
                 let middle = (lower + upper) / 2
-                if merged[middle].upperBound <= low { lower = middle + 1 } else { upper = middle }
+                if merged[middle].upperBound <= addresses.lowerBound { lower = middle + 1 } else { upper = middle }
             }
-            return lower < merged.count && merged[lower].lowerBound < high
+            return lower < merged.count && merged[lower].lowerBound < addresses.upperBound
         }
     }
 
@@ -60,11 +58,19 @@ enum KernelMaps {
     /// The bytes of `range` that the mapping a maps (or smaps header) line names covers, and its
     /// permissions (`rw-p`); nil for any other line.
     private static func mapping(_ line: Substring, overlapping range: Range<UInt>) -> (overlap: Int, permissions: Substring)? {
+        guard let (addresses, permissions) = mapping(line) else { return nil }
+        let (start, end) = (max(addresses.lowerBound, range.lowerBound), min(addresses.upperBound, range.upperBound))
+        return (end > start ? Int(end - start) : 0, permissions)
+    }
+
+    /// The addresses and permissions (`rw-p`) of the mapping a maps (or smaps header) line names; nil for
+    /// any other line.
+    private static func mapping(_ line: Substring) -> (addresses: Range<UInt>, permissions: Substring)? {
         let fields = line.split(separator: " ", maxSplits: 2)
         let bounds = fields.first?.split(separator: "-") ?? []
-        guard fields.count > 1, bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16)
+        guard fields.count > 1, bounds.count == 2, let low = UInt(bounds[0], radix: 16), let high = UInt(bounds[1], radix: 16),
+            low < high
         else { return nil }
-        let (start, end) = (max(low, range.lowerBound), min(high, range.upperBound))
-        return (end > start ? Int(end - start) : 0, fields[1])
+        return (low..<high, fields[1])
     }
 }
