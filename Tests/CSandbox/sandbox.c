@@ -1,6 +1,9 @@
+#define _GNU_SOURCE
 #include "sandbox.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -50,6 +53,11 @@ int fs_test_refuse_guard_advice(void) {
 }
 
 int fs_test_disable_transparent_huge_pages(void) { return prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0 ? 0 : errno; }
+
+int fs_test_private_mounts(void) {
+    if (unshare(CLONE_NEWNS) != 0) return errno;
+    return mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 ? 0 : errno;
+}
 
 int fs_test_refuse_process_vm_readv(int error) {
     struct sock_filter filter[] = {

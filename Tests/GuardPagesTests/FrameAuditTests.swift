@@ -40,11 +40,8 @@ private enum LargeFrameFixtures {
         size_t fs_fixture_consume(const void *bytes, size_t count) { return ((const volatile unsigned char *)bytes)[count / 2]; }
         """
 
-    /// Compiles `source` with `compiler` into a shared library in a new directory; returns its path.
-    static func library(_ source: String, named name: String, compiler: [String]) throws -> String {
-        let template = try #require(strdup("/tmp/fiberstacks-frames-XXXXXX"))
-        defer { free(template) }
-        let directory = try #require(mkdtemp(template).map { String(cString: $0) })
+    /// Compiles `source` with `compiler` into a shared library in `directory`; returns its path.
+    static func library(_ source: String, named name: String, compiler: [String], in directory: String) throws -> String {
         let sourcePath = "\(directory)/\(name)", libraryPath = "\(directory)/lib\(name).so"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let run = try ChildProcess.run("/usr/bin/env", compiler + ["-o", libraryPath, sourcePath], timeLimit: 120)
@@ -105,10 +102,15 @@ struct FrameAuditTests {
 
     @Test("Fixed frames of 200 KiB (Swift and C, compiled into libraries) are found within 512 bytes")
     func largeFramesInLibraries() throws {
+        let template = try #require(strdup("/tmp/fiberstacks-frames-XXXXXX"))
+        defer { free(template) }
+        let directory = try #require(mkdtemp(template).map { String(cString: $0) })
+        defer { #expect((try? FileManager.default.removeItem(atPath: directory)) != nil, "\(directory) left behind") }
         let swift = try LargeFrameFixtures.library(
             LargeFrameFixtures.swift, named: "frames.swift",
-            compiler: ["swiftc", "-Onone", "-emit-library", "-module-name", "LargeFrames"])
-        let c = try LargeFrameFixtures.library(LargeFrameFixtures.c, named: "frames.c", compiler: ["cc", "-O1", "-shared", "-fPIC"])
+            compiler: ["swiftc", "-Onone", "-emit-library", "-module-name", "LargeFrames"], in: directory)
+        let c = try LargeFrameFixtures.library(
+            LargeFrameFixtures.c, named: "frames.c", compiler: ["cc", "-O1", "-shared", "-fPIC"], in: directory)
         let cases: [(String, String, (String) -> Bool)] = [
             ("Swift 200 KiB", swift, { Demangler.demangle($0).hasPrefix("LargeFrames.swiftFrame200KiB(") }),
             ("C 200 KiB", c, { $0 == "fs_fixture_frame_200k" }),

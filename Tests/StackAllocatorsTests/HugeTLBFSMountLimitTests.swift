@@ -1,11 +1,13 @@
+import CSandbox
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import StackAllocators
 import StackTestSupport
 import Testing
 
-// The test mounts a hugetlbfs of its own on a new directory and unmounts it in a `defer`, which runs however
-// the check ends: the checks run in an exit test (a child process), whose failure only ends the child.
+// Each test makes a new directory and mounts a hugetlbfs of its own on it inside its exit test's child, in a
+// mount namespace of the child's own: the mount goes when the child ends, however it ends (a killed test run
+// leaves no mount behind), and no other process sees it. The parent removes the empty directory.
 
 @Suite("hugetlbfs mount limit", needsNoSanitizer)
 struct HugeTLBFSMountLimitTests {
@@ -24,9 +26,10 @@ struct HugeTLBFSMountLimitTests {
     @Test("A size=4M hugetlbfs refuses an 8 MiB stack: the error names the mount, its limit and free pages, not nr_hugepages",
           .enabled(if: HugePages.size == 2 << 20, needTwoMiB), .enabled(if: canMount, needMountPrivilege))
     func mountLimitNamed() async throws {
-        let directory = try mountTemporaryHugeTLBFS(options: "pagesize=2M,size=4M")
-        defer { unmountAndRemove(directory) }
+        let directory = try makeTemporaryDirectory()
+        defer { expectRemoved(directory) }
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String] in
+            mountPrivately(directory, options: "pagesize=2M,size=4M")
             let allocator = HugePageStackAllocator()
             // One 2 MiB stack in the mount first (when the pool has a page), so `free` is not just the limit.
             let holdOne = HugePages.haveFree(1)
@@ -57,9 +60,10 @@ struct HugeTLBFSMountLimitTests {
           .enabled(if: HugePages.size == 2 << 20 && HugePages.haveFree(4), HugePages.needFree),
           .enabled(if: canMount, needMountPrivilege))
     func namedFixWorks() async throws {
-        let directory = try mountTemporaryHugeTLBFS(options: "pagesize=2M,size=4M")
-        defer { unmountAndRemove(directory) }
+        let directory = try makeTemporaryDirectory()
+        defer { expectRemoved(directory) }
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String] in
+            mountPrivately(directory, options: "pagesize=2M,size=4M")
             let allocator = HugePageStackAllocator()
             let request = stackRequest(8 << 20, mount: directory)
             let options: String
@@ -89,27 +93,30 @@ private func stackRequest(_ usable: Int, mount: String) -> StackRequest {
     StackRequest(usableSize: usable, pages: .huge(HugePageRequest(.hugetlbfs(mount: mount))))
 }
 
-/// A new directory under /tmp with a hugetlbfs mounted on it with `options`.
-private func mountTemporaryHugeTLBFS(options: String) throws -> String {
+/// A new empty directory under /tmp.
+private func makeTemporaryDirectory() throws -> String {
     var template = Array("/tmp/fiberstacks-hugetlbfs.XXXXXX".utf8CString)
     let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
-    guard made else { throw MountFailure(what: "mkdtemp", errno: errno) }
-    let directory = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    guard options.withCString({ mount("none", directory, "hugetlbfs", 0, $0) }) == 0 else {
-        let failure = MountFailure(what: "mount -t hugetlbfs -o \(options) none \(directory)", errno: errno)
-        _ = rmdir(directory)
-        throw failure
-    }
-    return directory
+    guard made else { throw DirectoryFailure(errno: errno) }
+    return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
 
-private struct MountFailure: Error {
-    let what: String
+private struct DirectoryFailure: Error {
     let errno: Int32
 }
 
-/// Unmounts `directory` (lazily: nothing still using it can block this) and removes it.
-private func unmountAndRemove(_ directory: String) {
-    _ = umount2(directory, Int32(MNT_DETACH))
-    _ = rmdir(directory)
+/// Removes `directory`, which must be empty: a mount left on it, or a file in it, fails the test.
+private func expectRemoved(_ directory: String) {
+    #expect(rmdir(directory) == 0, "rmdir \(directory): errno \(errno)")
+}
+
+/// In an exit test's child: moves the child into a mount namespace of its own, then mounts a hugetlbfs with
+/// `options` on `directory` there. The parent's namespace never has the mount.
+private func mountPrivately(_ directory: String, options: String) {
+    let isolated = fs_test_private_mounts()
+    ensure(isolated == 0, "a mount namespace of the child's own (unshare, mount --make-rprivate /): errno \(isolated)")
+    let mounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
+    ensure(mounted == 0, "mount -t hugetlbfs -o \(options) none \(directory): errno \(errno)")
+    let parents = try? SystemFile.read("/proc/\(getppid())/mountinfo")
+    ensure(parents.map { !$0.contains(" \(directory) ") } == true, "the parent's namespace has the mount on \(directory)")
 }

@@ -1,6 +1,6 @@
 // A seccomp filter for tests: makes the calling process look like one in a container whose seccomp profile
-// refuses a syscall, or like one on an older kernel; and a process whose parent turned transparent huge
-// pages off.
+// refuses a syscall, or like one on an older kernel; a process whose parent turned transparent huge pages
+// off; and a process with mounts of its own.
 #ifndef FIBERSTACKS_SANDBOX_H
 #define FIBERSTACKS_SANDBOX_H
 
@@ -36,5 +36,10 @@ int fs_test_refuse_process_vm_readv(int error);
 /// prctl(PR_SET_THP_DISABLE): no transparent huge page for this process and its children, as a service
 /// manager or a parent process may set. Returns 0 or the errno.
 int fs_test_disable_transparent_huge_pages(void);
+
+/// unshare(CLONE_NEWNS), then every mount below / made private: mounts the calling process makes from now on
+/// are in a namespace of its own, seen by no other process and gone when it ends (needs CAP_SYS_ADMIN).
+/// Returns 0 or the errno of the call that failed.
+int fs_test_private_mounts(void);
 
 #endif
