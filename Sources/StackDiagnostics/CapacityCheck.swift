@@ -42,7 +42,11 @@ package enum CapacityCheck {
         if !lightweight {
             // mprotect guards: two map lines per stack, 4096 lines (at most a quarter of the limit) left over.
             let room = try MapCountBudget(reserve: 4096).guardsRemaining
-            if room < count { count = room; limits.append("vm.max_map_count allows \(room) (2 map lines per stack with mprotect guards)") }
+            if room < count {
+                count = room
+                limits.append("vm.max_map_count allows \(room) (2 map lines per stack with mprotect guards; raise it with "
+                    + "`sysctl -w vm.max_map_count=262144`)")
+            }
         }
         // Page tables and guard markers: about 512 B resident per stack.
         let memory = try StackChecks.fittingMemory(count, residentEach: 512, committedEach: stackSize + guardSize)

@@ -46,7 +46,8 @@ package enum StackChecks {
     /// past it comes the OOM killer); the address-space limit (`ulimit -v`), which counts every mapping,
     /// touched or not, and the data limit (`ulimit -d`), which counts the private writable ones; and with
     /// `vm.overcommit_memory` 2, the commit limit, which charges every writable private mapping whether
-    /// it is touched or not. Returns that count and, for each limit that lowered it, what it allows.
+    /// it is touched or not. Returns that count and, for each limit that lowered it, what it allows and
+    /// how to raise it.
     package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
         -> (count: Int, limits: [String])
     {
@@ -58,14 +59,19 @@ package enum StackChecks {
         }
         let availableKiB = kibibytes("MemAvailable")
         let room = availableKiB * 1024 / 2 / residentEach
-        if room < count { count = room; limits.append("MemAvailable \(availableKiB) KiB allows \(room)") }
+        if room < count {
+            count = room
+            limits.append("MemAvailable \(availableKiB) KiB allows \(room) (free memory: stop what holds it, or run where more is free)")
+        }
         if let cgroup = MemoryCgroup.current(), cgroup.room / 2 / residentEach < count {
             count = cgroup.room / 2 / residentEach
-            limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B in use)")
+            limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B "
+                + "in use; raise it there)")
         }
         for limit in try MappingLimit.current() where limit.room / 2 / committedEach < count {
             count = limit.room / 2 / committedEach
-            limits.append("\(limit.command) allows \(count) (\(limit.limit) B, \(limit.inUse) B in use)")
+            limits.append("\(limit.command) allows \(count) (\(limit.limit) B, \(limit.inUse) B in use; raise it with "
+                + "`\(limit.command) unlimited`)")
         }
         if Overcommit.isStrict {
             let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))
@@ -73,7 +79,7 @@ package enum StackChecks {
             if room < count {
                 count = room
                 limits.append("vm.overcommit_memory=2 allows \(room) (/proc/meminfo: CommitLimit \(limitKiB) KiB, "
-                    + "Committed_AS \(committedKiB) KiB)")
+                    + "Committed_AS \(committedKiB) KiB; raise vm.overcommit_ratio, or set vm.overcommit_memory=0)")
             }
         }
         return (count, limits)

@@ -31,6 +31,21 @@ struct AddressSpaceLimitTests {
         #expect(failed.isEmpty, "\(failed)")
     }
 
+    @Test("Under ulimit -v 300000, too small for 1000 guarded stacks, verify fails the capacity check, and every failure names the limit and how to raise it")
+    func verifyUnderTooSmallLimit() throws {
+        let run = try ChildProcess.run(
+            "/bin/sh", ["-c", "ulimit -v 300000 && exec \"$0\" verify --json", fiberstacksBinary], timeLimit: 600)
+        let output = run.standardOutput + run.standardError
+        #expect(!run.timedOut && run.status == 1, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \(output)")
+        let json = try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any]
+        let failed = (json?["checks"] as? [[String: Any]] ?? []).filter { $0["status"] as? String == "fail" }
+        #expect(failed.contains { $0["allocator"] as? String == "slab/capacity" }, "\(failed)")
+        for check in failed {
+            let detail = check["detail"] as? String ?? ""
+            #expect(detail.contains("ulimit -v allows") && detail.contains("raise it with `ulimit -v unlimited`"), "\(check)")
+        }
+    }
+
     @Test("When worker thread stacks do not fit under ulimit -v or ulimit -d, the scheduler's error names that limit",
           arguments: [("ulimit -v", "RLIMIT_AS"), ("ulimit -d", "RLIMIT_DATA")])
     func threadStacksOverTheLimit(_ command: String, _ resource: String) throws {
