@@ -57,7 +57,7 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
     package var regionRanges: [Range<UInt>] {
         state.withLock { state in
             state.regions.regions.compactMap { region in
-                region.map { $0.base..<($0.base + UInt($0.capacity * sizes.total)) }
+                region.map(addresses(of:))
             }
         }
     }
@@ -485,9 +485,14 @@ public final class SlabStackAllocator: StackAllocator, StackStatsReporting, Stac
             metadata: ["usable bottom": "0x\(String(usableBottom, radix: 16))", "errno": "\(errno)"])
     }
 
+    /// The addresses `region` spans: its slots, guards included.
+    private func addresses(of region: SlabRegion) -> Range<UInt> {
+        region.base..<(region.base + UInt(region.capacity * sizes.total))
+    }
+
     /// Unmaps a region, logging a failure (which would mean corrupted bookkeeping).
     private func unmap(_ region: SlabRegion) {
-        let size = region.capacity * sizes.total
+        let size = addresses(of: region).count
         recorder.recordReserved(-size)
         if case .failure(let errno) = Syscall.unmap(region.base, size: size) {
             recorder.recordReleaseFailure()
