@@ -30,7 +30,9 @@ public enum ShutdownMode: Sendable, Hashable {
 ///
 /// A scheduler does not cross fork(2): in a child, which has none of the worker threads, jobs submitted
 /// fail at once with `SchedulerError.forkedProcess` and `shutdown` returns without joining anything. Make
-/// a new scheduler in the child. (A wait in the child for a job submitted before the fork never ends.)
+/// a new scheduler in the child. (A wait in the child for a job submitted before the fork never ends.) A
+/// child forked inside a job must end inside it (`exec` or `_exit`): once that job returns, waits or yields
+/// in the child, the child exits with status 70.
 public final class FiberScheduler: @unchecked Sendable {
     /// The configuration it was made with.
     package let config: FiberConfig
@@ -308,7 +310,7 @@ public final class FiberScheduler: @unchecked Sendable {
     }
 
     /// Whether this is a child made by fork after the workers started: they are not in this process.
-    private var isForkedAway: Bool { fs_fork_generation() != forkGeneration }
+    var isForkedAway: Bool { fs_fork_generation() != forkGeneration }
 
     /// Whether `shutdown` has begun.
     var isShuttingDown: Bool { mode.load(ordering: .sequentiallyConsistent) != 0 }

@@ -1,4 +1,5 @@
 import CFiberContext
+import Glibc
 import Logging
 import StackAllocators
 import Synchronization
@@ -217,6 +218,7 @@ final class Worker: @unchecked Sendable {
         local.pointee.quiet = false
         local.pointee.currentFiber = fiber
         let exit = fiber.resume(reason, switches)
+        if scheduler.isForkedAway { Self.endForkedChild() }
         local.pointee.currentFiber = nil
         switch exit {
         case .finished:
@@ -229,6 +231,21 @@ final class Worker: @unchecked Sendable {
         case .yielded:
             local.pointee.localReady.append(fiber)
         }
+    }
+
+    /// Ends a child made by fork(2) in one of this scheduler's jobs, once that job comes back to its worker
+    /// (it returned, waited or yielded). The child has this one worker thread and none of the others: going
+    /// on would run again jobs the parent runs, and wait forever for locks and jobs held by threads the child
+    /// does not have. Writes the cause with write(2), not the logger, whose lock another thread of the parent
+    /// may have held at the fork.
+    private static func endForkedChild() -> Never {
+        let message = "fiberstacks: a FiberScheduler job called fork(), and in the child the job went back to the "
+            + "scheduler (it returned, waited or yielded); the child has none of the scheduler's other worker "
+            + "threads, so it exits with status 70. End the child inside the job: exec, or _exit.\n"
+        var bytes = Array(message.utf8)
+        // The child exits either way: a failed write has no one left to tell.
+        _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        _exit(70)
     }
 
     // MARK: Jobs

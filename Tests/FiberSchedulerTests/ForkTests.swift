@@ -24,6 +24,40 @@ struct ForkTests {
             scheduler.shutdown()
         }
     }
+
+    /// What a job does in the child once fork returned there.
+    enum ChildPath: String, CaseIterable, Codable, Sendable, CustomTestStringConvertible {
+        /// The job returns (fork's 0).
+        case returns
+        /// The job waits for a job submitted before the fork, which the child never runs.
+        case waits
+        var testDescription: String { rawValue }
+    }
+
+    @Test(
+        "A job that forks and goes back to its worker in the child (returning or waiting) ends the child with status 70 and a message naming exec and _exit; the parent's scheduler runs on",
+        needsNoSanitizer, arguments: ChildPath.allCases)
+    func jobForks(_ path: ChildPath) async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [path] in
+            let scheduler = try FiberScheduler(config: testConfig())
+            let slow = scheduler.submit { usleep(500_000) }
+            // In the parent the job returns the child's pid; in the child it gets fork's 0 and goes on.
+            let child = try scheduler.submit { () -> pid_t in
+                let pid = fork()
+                if pid == 0, path == .waits { try? slow.wait() }
+                return pid
+            }.wait()
+            ensure(child > 0, "fork: errno \(errno)")
+            let status = waitForChild(child, seconds: 20)
+            ensure(status & 0x7f == 0 && (status >> 8) & 0xff == 70, "the child ended with wait status \(status), not exit 70")
+            try slow.wait()
+            let after = try scheduler.submit { 6 * 7 }.wait()
+            ensure(after == 42, "the parent's job after the fork")
+            scheduler.shutdown()
+        }
+        let text = String(decoding: try #require(result).standardErrorContent, as: UTF8.self)
+        #expect(text.contains("called fork()") && text.contains("exec") && text.contains("_exit"), "\(text)")
+    }
 }
 
 /// What the forked child checks; 0 when all hold, or the number of the first that failed.
