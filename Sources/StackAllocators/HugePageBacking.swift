@@ -71,7 +71,8 @@ struct HugePageBacking: Sendable, Hashable {
             else {
                 throw .capabilityMissing(
                     "transparent huge pages",
-                    fix: "\(HugePageSystem.transparentHugePageDirectory) is missing: the kernel needs CONFIG_TRANSPARENT_HUGEPAGE")
+                    fix: HugePageSystem.sysfsDirectoryMissing(
+                        HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE"))
             }
             if let size = request.pageSize, size != pmdSize {
                 throw .invalidPageSize(
@@ -99,7 +100,8 @@ struct HugePageBacking: Sendable, Hashable {
         let sizes = HugePageSystem.hugePageSizes()
         guard !sizes.isEmpty else {
             throw .capabilityMissing(
-                "hugetlb pages", fix: "this kernel has no /sys/kernel/mm/hugepages: it needs CONFIG_HUGETLBFS")
+                "hugetlb pages",
+                fix: HugePageSystem.sysfsDirectoryMissing(HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS"))
         }
         let size = requested ?? HugePageSystem.defaultHugePageSize()
         guard sizes.contains(size) else {

@@ -41,15 +41,31 @@ import Glibc
 
     /// Huge page sizes the kernel offers, in bytes, smallest first.
     package static func hugePageSizes() -> [Int] {
-        let pools = hugePagePools(under: "/sys/kernel/mm/hugepages", node: nil)
+        let pools = hugePagePools(under: hugePagePoolDirectory, node: nil)
         return pools.map(\.pageSize).sorted()
     }
 
     /// One pool: `pageSize`'s, global (`node` nil) or on `node`; nil when the kernel has no such pool.
     @_spi(Benchmarks) public static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
-        let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? "/sys/kernel/mm/hugepages"
+        let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? hugePagePoolDirectory
         return hugePagePools(under: directory, node: node, only: pageSize).first
     }
+
+    /// Why the kernel interface directory `path` (under /sys) is missing: sysfs not mounted on /sys (a
+    /// container started without it), or else a kernel without `config`.
+    package static func sysfsDirectoryMissing(_ path: String, kernelNeeds config: String) -> String {
+        if case .success(let fileSystem) = Syscall.fileSystem(at: "/sys"), fileSystem.type == sysfsMagic {
+            return "this kernel has no \(path): it needs \(config)"
+        }
+        return "sysfs is not mounted on /sys, so \(path) cannot be read: as root, mount -t sysfs sysfs /sys, or give "
+            + "the container /sys"
+    }
+
+    /// SYSFS_MAGIC (linux/magic.h): statfs's type of a sysfs.
+    private static let sysfsMagic = 0x6265_6572
+
+    /// Where the kernel lists its global hugetlb pools, one directory per page size.
+    package static let hugePagePoolDirectory = "/sys/kernel/mm/hugepages"
 
     /// Where the transparent huge page controls live.
     package static let transparentHugePageDirectory = "/sys/kernel/mm/transparent_hugepage"

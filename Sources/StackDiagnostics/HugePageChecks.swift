@@ -21,7 +21,8 @@ package enum HugePageChecks {
         let sizes = HugePageSystem.hugePageSizes()
         if sizes.isEmpty {
             report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous,
-                        "this kernel has no hugetlb pages (/sys/kernel/mm/hugepages; CONFIG_HUGETLBFS)")
+                        "no hugetlb pages: " + HugePageSystem.sysfsDirectoryMissing(
+                            HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS"))
         }
         let mounts = HugePageSystem.hugeTLBMounts()
         for size in sizes {
@@ -79,7 +80,9 @@ package enum HugePageChecks {
     /// Why this process cannot have transparent huge page stacks, or nil.
     static func transparentMissing() -> String? {
         switch HugePageSystem.transparentHugePageMode() {
-        case nil: "no transparent huge pages (\(HugePageSystem.transparentHugePageDirectory) missing)"
+        case nil:
+            "no transparent huge pages: " + HugePageSystem.sysfsDirectoryMissing(
+                HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")
         case "never": "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)"
         default: HugePageSystem.transparentAdvice.missing ?? HugePageSystem.transparentHugePagesDisabledInProcess()
         }

@@ -40,7 +40,7 @@ package struct MachineCapabilities: Sendable, Codable {
     /// Reads everything now.
     package static func current() throws(StackError) -> MachineCapabilities {
         let nodes = NUMATopology.onlineNodes()
-        var pools = HugePageSystem.hugePagePools(under: "/sys/kernel/mm/hugepages", node: nil)
+        var pools = HugePageSystem.hugePagePools(under: HugePageSystem.hugePagePoolDirectory, node: nil)
         for node in nodes {
             pools += HugePageSystem.hugePagePools(under: "/sys/devices/system/node/node\(node)/hugepages", node: node)
         }
