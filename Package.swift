@@ -112,7 +112,7 @@ let package = Package(
         // builds the same allocators outside the package). The checks probe the kernel through the SPI.
         .testTarget(name: "CustomAllocatorTests", dependencies: ["StackAllocators", "FiberScheduler", "StackTestSupport", "CSandbox"]),
         // A custom allocator and helpers shared by the test targets, written with public API only.
-        .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics", "CHeapProbe"], path: "Tests/StackTestSupport"),
+        .target(name: "StackTestSupport", dependencies: ["StackAllocators", "StackDiagnostics", "CHeapProbe", "CSandbox"], path: "Tests/StackTestSupport"),
         .testTarget(name: "fiberstacksTests", dependencies: ["fiberstacks", "StackDiagnostics", "CSandbox", "StackTestSupport"]),
         // NUMA placement on this host, and (through scripts/numa-vm) in multi-node virtual machines.
         .testTarget(name: "NUMATests", dependencies: ["StackAllocators", "StackDiagnostics", "fiberstacks", "StackTestSupport"]),

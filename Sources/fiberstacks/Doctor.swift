@@ -33,7 +33,8 @@ struct Doctor: ParsableCommand {
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
                     + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
                     + (machine.transparentHugePagesInProcess ? "" : "; unusable: \(HugePageSystem.transparentHugePagesDisabledInProcess() ?? "")")
-            } ?? "absent"),
+            } ?? "absent: " + HugePageSystem.sysfsDirectoryMissing(
+                HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")),
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
                 : machine.numaNodes.map(String.init).joined(separator: ",")),
@@ -43,6 +44,10 @@ struct Doctor: ParsableCommand {
             } ?? "unreadable"),
         ]
         rows += numaRows(numa)
+        if machine.hugePagePools.isEmpty {
+            rows.append(("huge page pools", "none: " + HugePageSystem.sysfsDirectoryMissing(
+                HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS")))
+        }
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"
             rows.append((

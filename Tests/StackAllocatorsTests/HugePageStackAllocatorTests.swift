@@ -107,12 +107,10 @@ struct HugePageStackAllocatorTests {
     }
 
     @Test("In a container without sysfs, hugetlb and transparent requests name the missing /sys mount, not the kernel",
-          .enabled(if: HugeTLBFSMountLimitTests.canMount, HugeTLBFSMountLimitTests.needMountPrivilege))
+          needsMountPrivilege)
     func noSysfs() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let isolated = fs_test_private_mounts()
-            ensure(isolated == 0, "a mount namespace of the child's own: errno \(isolated)")
-            ensure(mount("none", "/sys", "tmpfs", 0, nil) == 0, "mount -t tmpfs none /sys: errno \(errno)")
+            hideSysfs()
             for backing in [HugePageRequest.Backing.anonymous, .transparent] {
                 do throws(StackError) {
                     _ = try HugePageStackAllocator().allocate(HugePages.request(backing))

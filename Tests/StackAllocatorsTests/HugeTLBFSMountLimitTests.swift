@@ -1,4 +1,3 @@
-import CSandbox
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import StackAllocators
@@ -11,20 +10,10 @@ import Testing
 
 @Suite("hugetlbfs mount limit", needsNoSanitizer)
 struct HugeTLBFSMountLimitTests {
-    /// CAP_SYS_ADMIN (bit 21) in this process's effective set (/proc/self/status CapEff): what mount(2) needs.
-    static let canMount: Bool = {
-        guard let status = try? SystemFile.read("/proc/self/status"),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-            let mask = line.split(whereSeparator: \.isWhitespace).last.flatMap({ UInt64($0, radix: 16) })
-        else { return false }
-        return mask & (1 << 21) != 0
-    }()
-
     static let needTwoMiB: Comment = "needs 2 MiB hugetlb pages (CONFIG_HUGETLBFS, /sys/kernel/mm/hugepages)"
-    static let needMountPrivilege: Comment = "needs CAP_SYS_ADMIN to mount a private hugetlbfs (run as root)"
 
     @Test("A size=4M hugetlbfs refuses an 8 MiB stack: the error names the mount, its limit and free pages, not nr_hugepages",
-          .enabled(if: HugePages.size == 2 << 20, needTwoMiB), .enabled(if: canMount, needMountPrivilege))
+          .enabled(if: HugePages.size == 2 << 20, needTwoMiB), needsMountPrivilege)
     func mountLimitNamed() async throws {
         let directory = try makeTemporaryDirectory()
         defer { expectRemoved(directory) }
@@ -58,7 +47,7 @@ struct HugeTLBFSMountLimitTests {
 
     @Test("Mounting again with the options the error names lets the same 8 MiB stack be allocated",
           .enabled(if: HugePages.size == 2 << 20 && HugePages.haveFree(4), HugePages.needFree),
-          .enabled(if: canMount, needMountPrivilege))
+          needsMountPrivilege)
     func namedFixWorks() async throws {
         let directory = try makeTemporaryDirectory()
         defer { expectRemoved(directory) }
@@ -113,8 +102,7 @@ private func expectRemoved(_ directory: String) {
 /// In an exit test's child: moves the child into a mount namespace of its own, then mounts a hugetlbfs with
 /// `options` on `directory` there. The parent's namespace never has the mount.
 private func mountPrivately(_ directory: String, options: String) {
-    let isolated = fs_test_private_mounts()
-    ensure(isolated == 0, "a mount namespace of the child's own (unshare, mount --make-rprivate /): errno \(isolated)")
+    enterPrivateMountNamespace()
     let mounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
     ensure(mounted == 0, "mount -t hugetlbfs -o \(options) none \(directory): errno \(errno)")
     let parents = try? SystemFile.read("/proc/\(getppid())/mountinfo")

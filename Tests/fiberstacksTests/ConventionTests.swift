@@ -108,6 +108,18 @@ struct ConventionTests {
 
     /// Other tests mount and remount private hugetlbfs file systems while this one runs, so only the mounts
     /// that /proc/mounts shows unchanged before and after both doctor runs are compared.
+    @Test("doctor in a container without sysfs says that /sys is not mounted, for transparent huge pages and the huge page pools",
+          needsMountPrivilege)
+    func doctorWithoutSysfs() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            hideSysfs()
+            let text = try runFiberstacks(["doctor"]).output
+            for directory in ["/sys/kernel/mm/transparent_hugepage", "/sys/kernel/mm/hugepages"] {
+                ensure(text.contains("sysfs is not mounted on /sys, so \(directory) cannot be read"), text)
+            }
+        }
+    }
+
     @Test("doctor lists every hugetlbfs mount of /proc/mounts with its page size and size limit")
     func doctorHugeTLBMounts() throws {
         func hugetlbfsMounts() throws -> [[Substring]] {
