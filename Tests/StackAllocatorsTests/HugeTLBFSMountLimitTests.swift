@@ -105,6 +105,8 @@ private func mountPrivately(_ directory: String, options: String) {
     enterPrivateMountNamespace()
     let mounted = options.withCString { mount("none", directory, "hugetlbfs", 0, $0) }
     ensure(mounted == 0, "mount -t hugetlbfs -o \(options) none \(directory): errno \(errno)")
-    let parents = try? SystemFile.read("/proc/\(getppid())/mountinfo")
-    ensure(parents.map { !$0.contains(" \(directory) ") } == true, "the parent's namespace has the mount on \(directory)")
+    guard let parents = try? SystemFile.read("/proc/\(getppid())/mountinfo") else {
+        fail("/proc/\(getppid())/mountinfo, the parent's mounts, is unreadable")
+    }
+    ensure(!parents.contains(" \(directory) "), "the parent's namespace has the mount on \(directory)")
 }
