@@ -61,6 +61,13 @@ import Glibc
             + "the container /sys"
     }
 
+    /// Why the kernel lists no pool of `pageSize` pages: its sysfs directory is missing (see
+    /// `sysfsDirectoryMissing`).
+    package static func hugePagePoolMissing(pageSize: Int) -> String {
+        "no \(formatByteCount(pageSize)) huge page pool: "
+            + sysfsDirectoryMissing("\(hugePagePoolDirectory)/hugepages-\(pageSize >> 10)kB", kernelNeeds: "CONFIG_HUGETLBFS")
+    }
+
     /// SYSFS_MAGIC (linux/magic.h): statfs's type of a sysfs.
     private static let sysfsMagic = 0x6265_6572
 

@@ -45,7 +45,7 @@ package enum HugePageChecks {
                 } else {
                     report.skip("backing", name, lacking: capability, pool.map {
                         "needs a free \(formatByteCount(size)) huge page: \($0.controlFile) (\($0.available) free)"
-                    } ?? "no \(formatByteCount(size)) pool (/sys/kernel/mm/hugepages)")
+                    } ?? HugePageSystem.hugePagePoolMissing(pageSize: size))
                 }
             }
         }
@@ -189,7 +189,7 @@ package enum HugePageChecks {
     private static func checkExhaustion(_ allocator: HugePageStackAllocator, into report: inout VerifyReport) {
         let size = HugePageSystem.defaultHugePageSize()
         guard let pool = HugePageSystem.hugePagePool(pageSize: size) else {
-            report.skip("exhaustion", "huge", lacking: .hugetlbAnonymous, "no default huge page pool (/sys/kernel/mm/hugepages)")
+            report.skip("exhaustion", "huge", lacking: .hugetlbAnonymous, HugePageSystem.hugePagePoolMissing(pageSize: size))
             return
         }
         let needed = pool.total + (pool.overcommit ?? 0) + 1

@@ -37,4 +37,20 @@ struct InProcessChecksTests {
             }
         }
     }
+
+    @Test("In a container without sysfs, every huge-page check that skips names the missing /sys mount, not the kernel",
+          needsMountPrivilege)
+    func hugePageSkipsWithoutSysfs() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            hideSysfs()
+            var report = VerifyReport()
+            HugePageChecks.run(into: &report)
+            let skips = report.checks.filter { $0.status == .skip }
+            ensure(skips.contains { $0.name == "exhaustion" }, "no exhaustion skip: \(report.checks)")
+            for check in skips {
+                ensure(check.detail.contains("sysfs is not mounted on /sys") && !check.detail.contains("CONFIG_"),
+                       "\(check.name) \(check.allocator): \(check.detail)")
+            }
+        }
+    }
 }
