@@ -41,7 +41,8 @@ public struct FiberConfig: Sendable {
     /// Default false: stacks follow first touch, which prefault on the worker's thread already makes local.
     /// A worker on a node without memory then fails at startup with `.unsupported`.
     public var bindStacksToNode = false
-    /// Worker threads; nil: one per CPU of `topology`. Default nil.
+    /// Worker threads; nil: one per CPU this process may run on, but no more than its cgroup's CPU quota
+    /// (`docker --cpus`, `cpu.max`) lets run at once, rounded up. Default nil.
     public var workerCount: Int?
     /// Whether each worker is pinned to its CPU (`sched_setaffinity`). Failures are logged, not fatal.
     /// Default true.

@@ -80,6 +80,7 @@ public final class FiberScheduler: @unchecked Sendable {
         } catch {
             throw SchedulerError(error)
         }
+        var workerCount = config.workerCount
         if let topology = config.topology {
             self.topology = topology
         } else {
@@ -88,8 +89,9 @@ public final class FiberScheduler: @unchecked Sendable {
             } catch {
                 throw SchedulerError(error)
             }
+            if workerCount == nil { workerCount = Self.workersAllowed(on: topology, logger: logger) }
         }
-        let placements = topology.placements(workers: config.workerCount ?? topology.cpus.count)
+        let placements = topology.placements(workers: workerCount ?? topology.cpus.count)
         guard !placements.isEmpty else {
             throw .invalidConfiguration(field: "topology", reason: "it has no CPU to run a worker on")
         }
@@ -117,6 +119,17 @@ public final class FiberScheduler: @unchecked Sendable {
             "fiber scheduler started",
             metadata: ["workers": "\(workers.count)", "nodes": "\(allocators.keys.sorted())",
                        "initialPool": "\(config.initialPoolSize)", "stackSize": "\(config.usableSize)"])
+    }
+
+    /// One worker per CPU of `topology`, but no more than a cgroup's CPU quota lets run at once (logged
+    /// at `info` when it is fewer).
+    private static func workersAllowed(on topology: CPUTopology, logger: Logger) -> Int {
+        let cpus = topology.cpus.count
+        guard let quota = CPUQuota.current(), quota.workers < cpus else { return cpus }
+        logger.info(
+            "\(quota.workersText), not one per CPU (\(cpus)): the CPU quota allows \(quota.cpus) CPUs; FiberConfig.workerCount sets another number",
+            metadata: ["quota": "\(quota.quota)", "period": "\(quota.period)", "file": "\(quota.file)"])
+        return quota.workers
     }
 
     /// Refuses `config.guardSize` when it is smaller than the largest fixed frame of the loaded code, and

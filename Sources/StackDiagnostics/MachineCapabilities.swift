@@ -1,3 +1,4 @@
+import FiberScheduler
 @_spi(Benchmarks) import GuardPages
 @_spi(Benchmarks) import StackAllocators
 
@@ -36,6 +37,10 @@ package struct MachineCapabilities: Sendable, Codable {
     package let overcommitMemory: Int?
     /// This process's mappings now.
     package let mapCount: Int
+    /// CPUs this process may run on (its affinity mask); nil when sched_getaffinity is refused.
+    package let cpus: Int?
+    /// The CPU quota of a cgroup above this process, nil where none sets one.
+    package let cpuQuota: CPUQuota?
 
     /// Reads everything now.
     package static func current() throws(StackError) -> MachineCapabilities {
@@ -61,7 +66,9 @@ package struct MachineCapabilities: Sendable, Codable {
             numaNodes: nodes,
             maxMapCount: try MapCount.limit(),
             overcommitMemory: try? SystemFile.readInteger(Overcommit.path),
-            mapCount: try MapCount.current())
+            mapCount: try MapCount.current(),
+            cpus: try? Syscall.processAffinity().get().count,
+            cpuQuota: CPUQuota.current())
     }
 
 }

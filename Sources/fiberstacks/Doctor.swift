@@ -38,6 +38,7 @@ struct Doctor: ParsableCommand {
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
                 : machine.numaNodes.map(String.init).joined(separator: ",")),
+            ("CPUs", cpuRow(machine)),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
             ("vm.overcommit_memory", machine.overcommitMemory.map {
                 $0 == 2 ? "2 (strict: slab regions are reserved PROT_NONE, and each carved stack is charged against CommitLimit)" : "\($0)"
@@ -70,6 +71,15 @@ struct Doctor: ParsableCommand {
             numaDistanceMatrix(topology).forEach { FileStream.standardOutput.writeLine($0) }
         }
     }
+}
+
+/// The CPUs this process may run on, the CPU quota, and the workers a scheduler runs by default.
+func cpuRow(_ machine: MachineCapabilities) -> String {
+    guard let cpus = machine.cpus else { return "unknown: sched_getaffinity is refused (check seccomp profiles)" }
+    guard let quota = machine.cpuQuota, quota.workers < cpus else {
+        return "\(cpus) this process may run on, no CPU quota below that: a scheduler runs one worker on each"
+    }
+    return "\(cpus) this process may run on, CPU quota \(quota.cpus) CPUs (\(quota.file)): a scheduler runs \(quota.workersText)"
 }
 
 /// The NUMA section: one row per node from libnuma, or why there is none.

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Benchmarks) import StackAllocators
+@_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
 
@@ -118,6 +119,21 @@ struct ConventionTests {
                 ensure(text.contains("sysfs is not mounted on /sys, so \(directory) cannot be read"), text)
             }
         }
+    }
+
+    @Test("doctor in a cgroup with a CPU quota of one CPU names the quota, its file, and the one worker a scheduler runs",
+          needsCPUCgroup)
+    func doctorUnderCPUQuota() throws {
+        let hierarchy = try #require(writableCgroup(controller: "cpu"))
+        let (settings, file) = oneCPUQuota(in: hierarchy)
+        let directory = try makeChildCgroup(of: hierarchy, "fiberstacks-doctor-\(getpid())", settings: settings)
+        // The child has exited by then, so the cgroup is empty and can go.
+        defer { _ = rmdir(directory) }
+        let run = try ChildProcess.run(
+            "/bin/sh", ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$1\" doctor", directory, fiberstacksBinary], timeLimit: 120)
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(run.standardOutput.contains("CPU quota 1.0 CPUs (\(directory)/\(file)): a scheduler runs 1 worker\n"),
+                "\(run.standardOutput)")
     }
 
     @Test("doctor lists every hugetlbfs mount of /proc/mounts with its page size and size limit")

@@ -9,25 +9,18 @@ import Testing
 /// 1000 populated 64 KiB stacks do not fit either.
 @Suite("A memory cgroup limit", needsNoSanitizer)
 struct MemoryLimitTests {
-    /// This process's cgroup in a memory hierarchy where it may make a child cgroup and limit it: v1's
-    /// memory controller, or v2 where the cgroup passes the memory controller down.
-    static let hierarchy: MemoryCgroup.Hierarchy? = MemoryCgroup.hierarchies().first { hierarchy in
-        guard access(hierarchy.directory, W_OK) == 0 else { return false }
-        guard hierarchy.limitName == "memory.max" else { return true }
-        let passedDown = (try? String(contentsOfFile: hierarchy.directory + "/cgroup.subtree_control", encoding: .utf8)) ?? ""
-        return passedDown.split(whereSeparator: \.isWhitespace).contains("memory")
-    }
+    static let hierarchy = writableCgroup(controller: "memory")
 
     @Test("verify in a memory cgroup scales the checks that hold many stacks down to the limit, names it, and passes",
           .enabled(if: hierarchy != nil, "needs a memory cgroup this user may make a child in (root, cgroup v1 memory or v2 with +memory in cgroup.subtree_control)"),
           arguments: [400 << 20, 64 << 20])
     func verifyUnderLimit(_ limit: Int) throws {
         let hierarchy = try #require(Self.hierarchy)
-        let directory = "\(hierarchy.directory)/fiberstacks-test-\(getpid())-\(limit >> 20)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let limitName = MemoryCgroup.fileNames(in: hierarchy).limit
+        let directory = try makeChildCgroup(
+            of: hierarchy, "fiberstacks-test-\(getpid())-\(limit >> 20)", settings: [(limitName, "\(limit)")])
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
-        try "\(limit)".write(toFile: "\(directory)/\(hierarchy.limitName)", atomically: false, encoding: .utf8)
         let run = try ChildProcess.run(
             "/bin/sh", ["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$1\" verify --json", directory, fiberstacksBinary],
             timeLimit: 600)
@@ -39,7 +32,7 @@ struct MemoryLimitTests {
         #expect(capacity["status"] as? String == "pass", "\(capacity)")
         // With mprotect guards alone, vm.max_map_count holds fewer stacks still, and names itself instead.
         if GuardInstaller.lightweightGuardsSupported {
-            #expect(detail.contains("the memory cgroup limit allows") && detail.contains("\(directory)/\(hierarchy.limitName)"), "\(detail)")
+            #expect(detail.contains("the memory cgroup limit allows") && detail.contains("\(directory)/\(limitName)"), "\(detail)")
         }
         let stacks = Int(detail.prefix { $0.isNumber }) ?? 0
         #expect((1_000..<1_000_000).contains(stacks), "\(detail)")
@@ -62,7 +55,7 @@ struct MemoryLimitTests {
             try text.write(toFile: file, atomically: false, encoding: .utf8)
         }
         func binding(_ memberships: String, _ mountinfo: String) -> MemoryCgroup? {
-            MemoryCgroup.binding(in: MemoryCgroup.hierarchies(memberships: memberships, mountinfo: mountinfo))
+            MemoryCgroup.binding(in: CgroupHierarchy.hierarchies(controller: "memory", memberships: memberships, mountinfo: mountinfo))
         }
         // v2: a 400 MiB limit two levels up binds, not the "max" of the process's own cgroup.
         try write("v2/system.slice/memory.max", "419430400\n")

@@ -1,0 +1,40 @@
+import Foundation
+@_spi(Benchmarks) import GuardPages
+import Testing
+
+/// This process's cgroup in a hierarchy with `controller` where it may make a child cgroup and set its
+/// limits: v1's hierarchy of that controller, or v2 where the cgroup passes the controller down (root,
+/// or a delegated subtree).
+package func writableCgroup(controller: String) -> CgroupHierarchy? {
+    CgroupHierarchy.current(controller: controller).first { hierarchy in
+        guard access(hierarchy.directory, W_OK) == 0 else { return false }
+        guard hierarchy.unified else { return true }
+        let passedDown = (try? String(contentsOfFile: hierarchy.directory + "/cgroup.subtree_control", encoding: .utf8)) ?? ""
+        return passedDown.split(whereSeparator: \.isWhitespace).contains(Substring(controller))
+    }
+}
+
+/// Makes the child cgroup `name` of this process's cgroup in `hierarchy`, writes `settings` (file, value)
+/// into it in order, and returns its directory; the caller removes it with rmdir once no process is in it.
+package func makeChildCgroup(of hierarchy: CgroupHierarchy, _ name: String, settings: [(String, String)]) throws -> String {
+    let directory = "\(hierarchy.directory)/\(name)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+    do {
+        for (file, value) in settings { try value.write(toFile: "\(directory)/\(file)", atomically: false, encoding: .utf8) }
+    } catch {
+        _ = rmdir(directory)
+        throw error
+    }
+    return directory
+}
+
+/// The files that give a cgroup of `hierarchy` a CPU quota of one CPU, and the one that names it.
+package func oneCPUQuota(in hierarchy: CgroupHierarchy) -> (settings: [(String, String)], file: String) {
+    hierarchy.unified ? ([("cpu.max", "100000 100000")], "cpu.max")
+        : ([("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "100000")], "cpu.cfs_quota_us")
+}
+
+/// For tests that need a CPU cgroup of their own.
+package let needsCPUCgroup = ConditionTrait.enabled(
+    if: writableCgroup(controller: "cpu") != nil,
+    "needs a CPU cgroup this user may make a child in (root, cgroup v1 cpu or v2 with +cpu in cgroup.subtree_control)")
