@@ -20,6 +20,8 @@ package enum FailureInjection {
         case bind
         /// `GuardRegistry.register`.
         case register
+        /// sched_getaffinity(2) of the process.
+        case cpuAffinity
     }
 
     private struct Plan {

@@ -124,25 +124,39 @@ package enum Syscall {
             .map { _ in (type, blockSize, blocks, freeBlocks) }
     }
 
-    /// Bytes in the CPU masks below: 1024 CPUs, glibc's `cpu_set_t`.
+    /// Bytes in a CPU mask at first: 1024 CPUs, glibc's `cpu_set_t`. A kernel with more possible CPUs
+    /// refuses a mask that cannot hold them all (EINVAL), and the mask doubles up to `maximumCPUMaskBytes`.
     private static let cpuMaskBytes = 128
+    /// 1,048,576 CPUs: past any kernel's CONFIG_NR_CPUS.
+    private static let maximumCPUMaskBytes = 1 << 17
 
     /// sched_getaffinity(2) for the process (its main thread, so a pinned worker asking still gets
-    /// the whole set): the CPUs it may run on, ascending.
+    /// the whole set): the CPUs it may run on, ascending. On a machine of more than 1024 possible CPUs the
+    /// mask grows until the kernel accepts it.
     package static func processAffinity() -> Result<[Int], Errno> {
-        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
-        let count = mask.count
-        let result = retrying({ $0 != 0 }) { fs_process_getaffinity(count, &mask) }
-        return result.map { _ in
-            (0..<count * 8).filter { (cpu: Int) -> Bool in mask[cpu / 8] & (UInt8(1) << (cpu % 8)) != 0 }
+        var bytes = cpuMaskBytes
+        while true {
+            var mask = [UInt8](repeating: 0, count: bytes)
+            let result = FailureInjection.injected(.cpuAffinity).map { .failure($0) }
+                ?? retrying({ $0 != 0 }) { fs_process_getaffinity(bytes, &mask) }
+            switch result {
+            case .success:
+                return .success((0..<bytes * 8).filter { mask[$0 / 8] & (UInt8(1) << ($0 % 8)) != 0 })
+            case .failure(.invalidArgument) where bytes < maximumCPUMaskBytes:
+                bytes *= 2
+            case .failure(let errno):
+                return .failure(errno)
+            }
         }
     }
 
-    /// sched_setaffinity(2) for the calling thread: restricts it to `cpus`. EINVAL for a CPU beyond
-    /// 1023 or outside the allowed set.
+    /// sched_setaffinity(2) for the calling thread: restricts it to `cpus`, with a mask as large as the
+    /// highest of them needs. EINVAL for a CPU outside the allowed set, or past `maximumCPUMaskBytes`.
     package static func setThreadAffinity(_ cpus: [Int]) -> Result<Void, Errno> {
-        var mask = [UInt8](repeating: 0, count: cpuMaskBytes)
-        guard cpus.allSatisfy({ $0 >= 0 && $0 < cpuMaskBytes * 8 }) else { return .failure(.invalidArgument) }
+        guard cpus.allSatisfy({ $0 >= 0 && $0 < maximumCPUMaskBytes * 8 }) else { return .failure(.invalidArgument) }
+        // Whole 64-bit words: the kernel reads the mask as longs.
+        let bytes = max(cpuMaskBytes, ((cpus.max() ?? 0) / 64 + 1) * 8)
+        var mask = [UInt8](repeating: 0, count: bytes)
         for cpu in cpus { mask[cpu / 8] |= UInt8(1) << (cpu % 8) }
         return retrying({ $0 != 0 }) { fs_thread_setaffinity(mask.count, mask) }.map { _ in () }
     }
