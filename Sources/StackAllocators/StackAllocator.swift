@@ -31,6 +31,11 @@
 ///    refused. The built-in allocators do all of this, with a serial in `StackDescriptor.tag`.
 ///    (`PooledStackAllocator`'s own stacks come back by a path of their own, so it refuses every release
 ///    that reaches `release`.)
+/// 7. **Threads.** `allocate` and `release` are called from any thread, at the same time: a scheduler's
+///    workers on one NUMA node share one allocator, each allocating and releasing on its own thread, and a
+///    `Stack` is released on whichever thread drops it. Guard your state with a lock or atomics. Neither
+///    call may wait for a job of a scheduler that uses the allocator: it runs on that scheduler's worker
+///    thread, which then cannot run the job.
 ///
 /// A decorator (counting, tracing) cannot return the inner allocator's `Stack`: it keeps it in a box
 /// keyed by usable bottom, returns `Stack(descriptor:allocator: self)` for the same memory, and drops
