@@ -1,4 +1,4 @@
-/// A cgroup hierarchy this process is in that has one controller: cgroup v2 (one tree for every
+/// A cgroup hierarchy this process is in, for one controller: cgroup v2 (one tree for every
 /// controller) or the v1 hierarchy of that controller. A container's memory and CPU limits live in the
 /// files of its cgroup or of one above it.
 package struct CgroupHierarchy: Sendable, Hashable {
