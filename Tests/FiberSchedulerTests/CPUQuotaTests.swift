@@ -13,7 +13,7 @@ struct CPUQuotaTests {
     func schedulerUnderQuota() async throws {
         let hierarchy = try #require(writableCgroup(controller: "cpu"))
         let (settings, file) = oneCPUQuota(in: hierarchy)
-        let directory = try makeChildCgroup(of: hierarchy, "fiberstacks-test-\(getpid())", settings: settings)
+        let directory = try makeChildCgroup(of: hierarchy, "cpu-quota", settings: settings)
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String, file = file as String] in

@@ -67,26 +67,22 @@ struct ChildProcessTests {
         }
     }
 
-    /// A cgroup v1 pids hierarchy this user may make a child in.
-    static let pidsHierarchy = "/sys/fs/cgroup/pids"
-
     @Test("A spawn the process limit refuses names the limits to raise",
-          .enabled(if: access(pidsHierarchy, W_OK) == 0, "needs a cgroup v1 pids hierarchy this user may write (\(pidsHierarchy))"),
+          .enabled(if: writableCgroup(controller: "pids") != nil,
+                   "needs a pids cgroup this user may make a child in (root, cgroup v1 pids or v2 with +pids in cgroup.subtree_control)"),
           .disabled(if: Sanitizer.loaded == .address,
                     "LeakSanitizer checks for leaks at exit from a task it creates, which the process limit refuses (exit 1)"))
     func processLimit() async throws {
-        // Named after this process, which the exit test's child finds as its parent.
-        let cgroup = "\(Self.pidsHierarchy)/fiberstacks-test-\(getpid())"
-        #expect(mkdir(cgroup, 0o755) == 0, "mkdir \(cgroup): errno \(errno)")
+        let hierarchy = try #require(writableCgroup(controller: "pids"))
+        let cgroup = try makeChildCgroup(of: hierarchy, "pids", settings: [("pids.max", "1")])
+        // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(cgroup) }
-        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
-            let cgroup = "\(ChildProcessTests.pidsHierarchy)/fiberstacks-test-\(getppid())"
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [cgroup = cgroup as String] in
             // The limit binds new tasks only: this process, threads and all, may join at any count.
-            for (file, value) in [("pids.max", "1"), ("cgroup.procs", "\(getpid())")] {
-                let fd = open("\(cgroup)/\(file)", O_WRONLY)
-                ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "\(file): errno \(errno)")
-                close(fd)
-            }
+            let value = "\(getpid())"
+            let fd = open("\(cgroup)/cgroup.procs", O_WRONLY)
+            ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "cgroup.procs: errno \(errno)")
+            close(fd)
             do {
                 _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
                 fail("a child was spawned past pids.max")

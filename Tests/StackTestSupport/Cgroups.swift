@@ -14,10 +14,17 @@ package func writableCgroup(controller: String) -> CgroupHierarchy? {
     }
 }
 
-/// Makes the child cgroup `name` of this process's cgroup in `hierarchy`, writes `settings` (file, value)
-/// into it in order, and returns its directory; the caller removes it with rmdir once no process is in it.
-package func makeChildCgroup(of hierarchy: CgroupHierarchy, _ name: String, settings: [(String, String)]) throws -> String {
-    let directory = "\(hierarchy.directory)/\(name)"
+/// Makes a child cgroup of this process's cgroup in `hierarchy`, named after this process and `purpose`
+/// (`fiberstacks-test-PID-purpose`), writes `settings` (file, value) into it in order, and returns its
+/// directory; the caller removes it with rmdir once no process is in it. First removes what test runs
+/// that were killed left there: the empty cgroups named after processes that no longer exist.
+package func makeChildCgroup(of hierarchy: CgroupHierarchy, _ purpose: String, settings: [(String, String)] = []) throws -> String {
+    let prefix = "fiberstacks-test-"
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: hierarchy.directory)) ?? [] where name.hasPrefix(prefix) {
+        guard let pid = pid_t(name.dropFirst(prefix.count).prefix { $0 != "-" }), kill(pid, 0) != 0, errno == ESRCH else { continue }
+        _ = rmdir("\(hierarchy.directory)/\(name)")
+    }
+    let directory = "\(hierarchy.directory)/\(prefix)\(getpid())-\(purpose)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
     do {
         for (file, value) in settings { try value.write(toFile: "\(directory)/\(file)", atomically: false, encoding: .utf8) }

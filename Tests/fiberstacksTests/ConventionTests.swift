@@ -126,7 +126,7 @@ struct ConventionTests {
     func doctorUnderCPUQuota() throws {
         let hierarchy = try #require(writableCgroup(controller: "cpu"))
         let (settings, file) = oneCPUQuota(in: hierarchy)
-        let directory = try makeChildCgroup(of: hierarchy, "fiberstacks-doctor-\(getpid())", settings: settings)
+        let directory = try makeChildCgroup(of: hierarchy, "doctor-cpu-quota", settings: settings)
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
         let run = try ChildProcess.run(

@@ -18,7 +18,7 @@ struct MemoryLimitTests {
         let hierarchy = try #require(Self.hierarchy)
         let limitName = MemoryCgroup.fileNames(in: hierarchy).limit
         let directory = try makeChildCgroup(
-            of: hierarchy, "fiberstacks-test-\(getpid())-\(limit >> 20)", settings: [(limitName, "\(limit)")])
+            of: hierarchy, "memory-\(limit >> 20)m", settings: [(limitName, "\(limit)")])
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
         let run = try ChildProcess.run(
