@@ -82,8 +82,9 @@ extension StackError {
         case hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int)
         /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
         case notHugeTLBFSMount(path: String)
-        /// `pthread_create` failed (a scheduler worker, a thread on a given stack).
-        case threadCreationFailed(Errno)
+        /// `pthread_create` failed (a scheduler worker, a thread on a given stack); for EAGAIN, `taskLimit`
+        /// names the limit reached (`TaskLimit.explanation()`, read when it failed).
+        case threadCreationFailed(Errno, taskLimit: String?)
         /// The frame audit cannot read `path` as a 64-bit little-endian ELF object for x86_64 or aarch64
         /// (`reason` says why; `errno` is set when a syscall failed).
         case objectUnreadable(path: String, reason: String, errno: Errno?)
@@ -326,14 +327,8 @@ extension StackError.Reason {
                 + "\(limit.kind == .addressSpace ? "address-space" : "data") limit \(limit.resource) (\(limit.inUse) of "
                 + "\(limit.limit) bytes in use); raise `\(limit.command)`, lower the thread stack size (`ulimit -s`), or "
                 + "lower FiberConfig.workerCount or the fiber stack sizes"
-        case .threadCreationFailed(let errno):
-            let fix =
-                switch errno {
-                case .resourceTemporarilyUnavailable:
-                    "raise the thread limits (ulimit -u, /proc/sys/kernel/threads-max, cgroup pids.max) or lower "
-                        + "FiberConfig.workerCount"
-                default: "see pthread_create(3)"
-                }
+        case .threadCreationFailed(let errno, let taskLimit):
+            let fix = taskLimit.map { "\($0), or lower FiberConfig.workerCount" } ?? "see pthread_create(3)"
             return "creating a thread failed: \(errno) (\(errno.rawValue)); \(fix)"
         }
     }

@@ -87,7 +87,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .other(_, _, _, let errno), .objectUnreadable(_, _, let errno): errno
         case .mappingFailed(let errno, _), .guardInstallFailed(let errno, _), .prefaultFailed(let errno, _, _),
             .probeFailed(let errno, _), .systemFileUnreadable(_, let errno), .numaBindFailed(let errno, _, _, _),
-            .guardRegistrationFailed(let errno, _), .signalSetupFailed(let errno, _), .threadCreationFailed(let errno):
+            .guardRegistrationFailed(let errno, _), .signalSetupFailed(let errno, _), .threadCreationFailed(let errno, _):
             errno
         default: nil
         }
@@ -304,9 +304,10 @@ extension StackError {
         StackError(.notHugeTLBFSMount(path: path))
     }
 
-    /// `pthread_create` failed for a scheduler worker.
+    /// `pthread_create` failed (a scheduler worker, a thread on a given stack); for EAGAIN, names the task
+    /// limit reached, read now.
     package static func threadCreationFailed(_ errno: Errno) -> StackError {
-        StackError(.threadCreationFailed(errno))
+        StackError(.threadCreationFailed(errno, taskLimit: errno == .resourceTemporarilyUnavailable ? TaskLimit.explanation() : nil))
     }
 
     /// The frame audit cannot read `path` (`reason` says why; `errno` when a syscall failed).

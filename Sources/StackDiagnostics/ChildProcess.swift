@@ -1,4 +1,5 @@
 import CStackSupport
+import GuardPages
 import Glibc
 import SystemPackage
 
@@ -33,6 +34,15 @@ import SystemPackage
         @_spi(Benchmarks) public let call: String
         @_spi(Benchmarks) public let errno: Errno
         @_spi(Benchmarks) public let program: String
+        /// For EAGAIN, the task limit reached (`TaskLimit.explanation()`, read when it failed).
+        let taskLimit: String?
+
+        init(call: String, errno: Errno, program: String) {
+            self.call = call
+            self.errno = errno
+            self.program = program
+            taskLimit = errno == .resourceTemporarilyUnavailable ? TaskLimit.explanation() : nil
+        }
 
         @_spi(Benchmarks) public var description: String {
             "cannot run \(program): \(call) failed: \(errno) (errno \(errno.rawValue))" + fix
@@ -40,12 +50,8 @@ import SystemPackage
 
         /// What to do about `errno`, where it says.
         private var fix: String {
-            switch errno {
-            case .noSuchFileOrDirectory: "; check that the file exists and is executable"
-            case .resourceTemporarilyUnavailable:
-                "; the process limit is reached: raise it (ulimit -u, /proc/sys/kernel/threads-max, the cgroup's pids.max)"
-            default: ""
-            }
+            if let taskLimit { return "; \(taskLimit)" }
+            return errno == .noSuchFileOrDirectory ? "; check that the file exists and is executable" : ""
         }
     }
 

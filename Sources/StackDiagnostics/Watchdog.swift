@@ -61,8 +61,15 @@ package final class Watchdog: Sendable {
 /// The watchdog thread could not start.
 package struct WatchdogError: Error, CustomStringConvertible {
     package let errno: Int32
+    /// For EAGAIN, the task limit reached (`TaskLimit.explanation()`, read when it failed).
+    let taskLimit: String?
+
+    init(errno: Int32) {
+        self.errno = errno
+        taskLimit = errno == EAGAIN ? TaskLimit.explanation() : nil
+    }
+
     package var description: String {
-        "cannot start the verify watchdog thread: pthread_create: errno \(errno); raise the thread limits "
-            + "(ulimit -u, /proc/sys/kernel/threads-max, the cgroup's pids.max)"
+        "cannot start the verify watchdog thread: pthread_create: errno \(errno)" + (taskLimit.map { "; \($0)" } ?? "")
     }
 }

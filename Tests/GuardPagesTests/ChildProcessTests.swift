@@ -67,7 +67,7 @@ struct ChildProcessTests {
         }
     }
 
-    @Test("A spawn the process limit refuses names the limits to raise",
+    @Test("A spawn the cgroup's process limit refuses names its pids.max file and its numbers",
           .enabled(if: writableCgroup(controller: "pids") != nil,
                    "needs a pids cgroup this user may make a child in (root, cgroup v1 pids or v2 with +pids in cgroup.subtree_control)"),
           .disabled(if: Sanitizer.loaded == .address,
@@ -87,7 +87,9 @@ struct ChildProcessTests {
                 _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
                 fail("a child was spawned past pids.max")
             } catch let failure as ChildProcess.Failure {
-                ensure(failure.errno == .resourceTemporarilyUnavailable && failure.description.contains("pids.max"), "\(failure)")
+                ensure(failure.errno == .resourceTemporarilyUnavailable
+                    && failure.description.contains("the cgroup's pids.max is reached (")
+                    && failure.description.contains(" of 1 tasks): raise \(cgroup)/pids.max"), "\(failure)")
             }
         }
     }
