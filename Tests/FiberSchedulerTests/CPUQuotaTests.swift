@@ -17,8 +17,7 @@ struct CPUQuotaTests {
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(directory) }
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [directory = directory as String, file = file as String] in
-            ensure((try? "\(getpid())".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)) != nil,
-                   "could not join \(directory)")
+            joinCgroup(directory)
             let quota = CPUQuota.current()
             ensure(quota?.workers == 1 && quota?.file == "\(directory)/\(file)", "\(String(describing: quota))")
             let (logger, log) = CapturingLogHandler.logger()
@@ -42,14 +41,9 @@ struct CPUQuotaTests {
 
     @Test("The binding quota is read from cgroup v2 and v1 trees up to the root: the fewest CPUs, rounded up to workers")
     func quotasReadFromTheTree() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-cpu-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        func write(_ path: String, _ text: String) throws {
-            let file = "\(root)/\(path)"
-            try FileManager.default.createDirectory(
-                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try text.write(toFile: file, atomically: false, encoding: .utf8)
-        }
+        let tree = FakeCgroupTree()
+        let root = tree.root
+        let write = tree.write
         func binding(_ memberships: String, _ mountinfo: String) -> CPUQuota? {
             CPUQuota.binding(in: CgroupHierarchy.hierarchies(controller: "cpu", memberships: memberships, mountinfo: mountinfo))
         }

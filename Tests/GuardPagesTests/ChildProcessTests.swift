@@ -66,33 +66,6 @@ struct ChildProcessTests {
             return failure.errno == .noSuchFileOrDirectory && failure.description.contains("/no/such/program")
         }
     }
-
-    @Test("A spawn the cgroup's process limit refuses names its pids.max file and its numbers",
-          .enabled(if: writableCgroup(controller: "pids") != nil,
-                   "needs a pids cgroup this user may make a child in (root, cgroup v1 pids or v2 with +pids in cgroup.subtree_control)"),
-          .disabled(if: Sanitizer.loaded == .address,
-                    "LeakSanitizer checks for leaks at exit from a task it creates, which the process limit refuses (exit 1)"))
-    func processLimit() async throws {
-        let hierarchy = try #require(writableCgroup(controller: "pids"))
-        let cgroup = try makeChildCgroup(of: hierarchy, "pids", settings: [("pids.max", "1")])
-        // The child has exited by then, so the cgroup is empty and can go.
-        defer { _ = rmdir(cgroup) }
-        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [cgroup = cgroup as String] in
-            // The limit binds new tasks only: this process, threads and all, may join at any count.
-            let value = "\(getpid())"
-            let fd = open("\(cgroup)/cgroup.procs", O_WRONLY)
-            ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "cgroup.procs: errno \(errno)")
-            close(fd)
-            do {
-                _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
-                fail("a child was spawned past pids.max")
-            } catch let failure as ChildProcess.Failure {
-                ensure(failure.errno == .resourceTemporarilyUnavailable
-                    && failure.description.contains("the cgroup's pids.max is reached (")
-                    && failure.description.contains(" of 1 tasks): raise \(cgroup)/pids.max"), "\(failure)")
-            }
-        }
-    }
 }
 
 @Suite("The overflow diagnostic, as a parent reads it")

@@ -18,26 +18,31 @@ struct TaskLimitTests {
         try StackThread.run(on: try StackLayout(base: UInt(bitPattern: base), sizes: sizes), name: "limited") {}
     }
 
-    @Test("A thread the cgroup's pids.max refuses names the file and its numbers",
+    @Test("A thread or a child process the cgroup's pids.max refuses names the file and its numbers",
           .enabled(if: writableCgroup(controller: "pids") != nil,
                    "needs a pids cgroup this user may make a child in (root, cgroup v1 pids or v2 with +pids in cgroup.subtree_control)"))
     func pidsMax() async throws {
         let hierarchy = try #require(writableCgroup(controller: "pids"))
-        let cgroup = try makeChildCgroup(of: hierarchy, "thread-pids", settings: [("pids.max", "1")])
+        let cgroup = try makeChildCgroup(of: hierarchy, "pids", settings: [("pids.max", "1")])
         // The child has exited by then, so the cgroup is empty and can go.
         defer { _ = rmdir(cgroup) }
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) { [cgroup = cgroup as String] in
             // The limit binds new tasks only: this process, threads and all, may join at any count.
-            let value = "\(getpid())"
-            let fd = open("\(cgroup)/cgroup.procs", O_WRONLY)
-            ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "cgroup.procs: errno \(errno)")
-            close(fd)
+            joinCgroup(cgroup)
+            let named = { (text: String) in
+                text.contains("the cgroup's pids.max is reached (") && text.contains(" of 1 tasks): raise \(cgroup)/pids.max")
+            }
             do throws(StackError) {
                 try TaskLimitTests.startThread()
                 fail("a thread started past pids.max")
             } catch {
-                ensure(error.errno == .resourceTemporarilyUnavailable && error.description.contains("the cgroup's pids.max is reached (")
-                    && error.description.contains(" of 1 tasks): raise \(cgroup)/pids.max"), "\(error)")
+                ensure(error.errno == .resourceTemporarilyUnavailable && named(error.description), "\(error)")
+            }
+            do {
+                _ = try ChildProcess.run("/bin/true", [], timeLimit: 5)
+                fail("a child was spawned past pids.max")
+            } catch let failure as ChildProcess.Failure {
+                ensure(failure.errno == .resourceTemporarilyUnavailable && named(failure.description), "\(failure)")
             }
         }
     }

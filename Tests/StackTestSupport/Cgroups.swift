@@ -45,3 +45,28 @@ package func oneCPUQuota(in hierarchy: CgroupHierarchy) -> (settings: [(String, 
 package let needsCPUCgroup = ConditionTrait.enabled(
     if: writableCgroup(controller: "cpu") != nil,
     "needs a CPU cgroup this user may make a child in (root, cgroup v1 cpu or v2 with +cpu in cgroup.subtree_control)")
+
+/// A directory tree standing in for mounted cgroup hierarchies, removed when dropped: files are written
+/// by path below `root`, their directories made as needed.
+package final class FakeCgroupTree {
+    package let root = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-cgroups-\(UUID().uuidString)").path
+
+    package init() {}
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    /// Writes `text` to `path` below `root`.
+    package func write(_ path: String, _ text: String) throws {
+        let file = "\(root)/\(path)"
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: file, atomically: false, encoding: .utf8)
+    }
+}
+
+/// In an exit test's child: moves the child into the cgroup at `directory` (its cgroup.procs).
+package func joinCgroup(_ directory: String) {
+    let value = "\(getpid())"
+    let fd = open("\(directory)/cgroup.procs", O_WRONLY)
+    ensure(fd >= 0 && write(fd, value, value.utf8.count) == value.utf8.count, "joining \(directory): errno \(errno)")
+    close(fd)
+}

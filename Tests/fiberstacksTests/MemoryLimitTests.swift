@@ -46,14 +46,9 @@ struct MemoryLimitTests {
 
     @Test("The binding limit is read from cgroup v2 and v1 trees as mounted, a container's subtree included, up to the root")
     func limitsReadFromTheTree() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("fiberstacks-cgroup-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        func write(_ path: String, _ text: String) throws {
-            let file = "\(root)/\(path)"
-            try FileManager.default.createDirectory(
-                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try text.write(toFile: file, atomically: false, encoding: .utf8)
-        }
+        let tree = FakeCgroupTree()
+        let root = tree.root
+        let write = tree.write
         func binding(_ memberships: String, _ mountinfo: String) -> MemoryCgroup? {
             MemoryCgroup.binding(in: CgroupHierarchy.hierarchies(controller: "memory", memberships: memberships, mountinfo: mountinfo))
         }
