@@ -84,4 +84,23 @@ struct GuardJumpTests {
         #expect(stderr.contains("the top of the stack of \(victim) ["), "\(stderr)")
         #expect(stderr.contains("was overwritten while the fiber was not running"), "\(stderr)")
     }
+
+    /// Swift's one runtime-sized stack allocation: `withUnsafeTemporaryAllocation` takes stack space without
+    /// a probe when the runtime judges it safe, judging by the thread's stack, not the fiber's. Past the
+    /// guard's size it must come from the heap on a fiber, or it could jump the guard without touching it.
+    @Test("withUnsafeTemporaryAllocation larger than the guard on a fiber comes from the heap, not from or below the fiber's stack",
+          arguments: [16 << 10, 96 << 10, 1 << 20])
+    func temporaryAllocationOnAFiber(_ bytes: Int) throws {
+        let scheduler = try FiberScheduler(config: testConfig(workers: 1))
+        defer { scheduler.shutdown() }
+        let (address, stack) = try scheduler.submit { () -> (UInt, Range<UInt>) in
+            let layout = FiberScheduler.currentFiber!.stack.layout
+            let address = withUnsafeTemporaryAllocation(byteCount: bytes, alignment: 16) { UInt(bitPattern: $0.baseAddress) }
+            return (address, layout.base..<layout.top)
+        }.wait()
+        // Below the top of the stack and within `bytes` of its guard: carved from the stack, or past it.
+        let hex = { (value: UInt) in "0x" + String(value, radix: 16) }
+        #expect(!(stack.upperBound - UInt(bytes) - UInt(1 << 20)..<stack.upperBound).contains(address),
+                "a \(bytes)-byte temporary allocation at \(hex(address)) on the fiber whose stack is \(hex(stack.lowerBound))..<\(hex(stack.upperBound))")
+    }
 }
