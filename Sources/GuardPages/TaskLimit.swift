@@ -6,10 +6,12 @@ import Glibc
 /// reached.
 package enum TaskLimit {
     /// The limit this process is at, with its numbers and how to raise it; where none is found at its
-    /// end (a task ended meanwhile), all three to check. Read right after the EAGAIN.
+    /// end (a task ended meanwhile, or glibc reported a thread stack it could not map as EAGAIN), all
+    /// three to check, and memory. Read right after the EAGAIN.
     package static func explanation() -> String {
         pidsMaxReached() ?? userLimitReached() ?? threadsMaxReached()
-            ?? "a task limit is reached: raise it (ulimit -u, /proc/sys/kernel/threads-max, the cgroup's pids.max)"
+            ?? "no task limit is at its end now (a task may have ended since): check them (ulimit -u, "
+            + "/proc/sys/kernel/threads-max, the cgroup's pids.max), and the free memory a thread's stack needs"
     }
 
     /// The cgroup (this process's or one above it) whose `pids.current` is at its `pids.max`.
