@@ -15,6 +15,10 @@ package struct CPUQuota: Sendable, Hashable, Codable {
     /// The workers that can run at once under the quota: CPUs' worth rounded up, at least one.
     package var workers: Int { max(1, (quota + period - 1) / period) }
 
+    /// `workers` where it is fewer than `cpus`, the default of one worker per CPU; nil where the quota
+    /// leaves that default alone.
+    package func workers(below cpus: Int) -> Int? { workers < cpus ? workers : nil }
+
     /// "1 worker", "2 workers": `workers` in words.
     package var workersText: String { workers == 1 ? "1 worker" : "\(workers) workers" }
 

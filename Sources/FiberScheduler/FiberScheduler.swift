@@ -125,11 +125,11 @@ public final class FiberScheduler: @unchecked Sendable {
     /// at `info` when it is fewer).
     private static func workersAllowed(on topology: CPUTopology, logger: Logger) -> Int {
         let cpus = topology.cpus.count
-        guard let quota = CPUQuota.current(), quota.workers < cpus else { return cpus }
+        guard let quota = CPUQuota.current(), let workers = quota.workers(below: cpus) else { return cpus }
         logger.info(
             "\(quota.workersText), not one per CPU (\(cpus)): the CPU quota allows \(quota.cpus) CPUs; FiberConfig.workerCount sets another number",
             metadata: ["quota": "\(quota.quota)", "period": "\(quota.period)", "file": "\(quota.file)"])
-        return quota.workers
+        return workers
     }
 
     /// Refuses `config.guardSize` when it is smaller than the largest fixed frame of the loaded code, and

@@ -71,8 +71,7 @@ struct HugePageBacking: Sendable, Hashable {
             else {
                 throw .capabilityMissing(
                     "transparent huge pages",
-                    fix: HugePageSystem.sysfsDirectoryMissing(
-                        HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE"))
+                    fix: HugePageSystem.transparentHugePagesMissing)
             }
             if let size = request.pageSize, size != pmdSize {
                 throw .invalidPageSize(
@@ -101,7 +100,7 @@ struct HugePageBacking: Sendable, Hashable {
         guard !sizes.isEmpty else {
             throw .capabilityMissing(
                 "hugetlb pages",
-                fix: HugePageSystem.sysfsDirectoryMissing(HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS"))
+                fix: HugePageSystem.hugePagePoolsMissing)
         }
         let size = requested ?? HugePageSystem.defaultHugePageSize()
         guard sizes.contains(size) else {

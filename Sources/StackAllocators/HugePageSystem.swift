@@ -51,9 +51,19 @@ import Glibc
         return hugePagePools(under: directory, node: node, only: pageSize).first
     }
 
+    /// Why the kernel lists no hugetlb pool at all (see `sysfsDirectoryMissing`).
+    package static var hugePagePoolsMissing: String {
+        sysfsDirectoryMissing(hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS")
+    }
+
+    /// Why the kernel shows no transparent huge page controls (see `sysfsDirectoryMissing`).
+    package static var transparentHugePagesMissing: String {
+        sysfsDirectoryMissing(transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")
+    }
+
     /// Why the kernel interface directory `path` (under /sys) is missing: sysfs not mounted on /sys (a
     /// container started without it), or else a kernel without `config`.
-    package static func sysfsDirectoryMissing(_ path: String, kernelNeeds config: String) -> String {
+    private static func sysfsDirectoryMissing(_ path: String, kernelNeeds config: String) -> String {
         if case .success(let fileSystem) = Syscall.fileSystem(at: "/sys"), fileSystem.type == sysfsMagic {
             return "this kernel has no \(path): it needs \(config)"
         }

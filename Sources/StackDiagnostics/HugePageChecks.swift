@@ -21,8 +21,7 @@ package enum HugePageChecks {
         let sizes = HugePageSystem.hugePageSizes()
         if sizes.isEmpty {
             report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous,
-                        "no hugetlb pages: " + HugePageSystem.sysfsDirectoryMissing(
-                            HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS"))
+                        "no hugetlb pages: " + HugePageSystem.hugePagePoolsMissing)
         }
         let mounts = HugePageSystem.hugeTLBMounts()
         for size in sizes {
@@ -81,8 +80,7 @@ package enum HugePageChecks {
     static func transparentMissing() -> String? {
         switch HugePageSystem.transparentHugePageMode() {
         case nil:
-            "no transparent huge pages: " + HugePageSystem.sysfsDirectoryMissing(
-                HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")
+            "no transparent huge pages: " + HugePageSystem.transparentHugePagesMissing
         case "never": "THP mode is never (\(HugePageSystem.transparentHugePageDirectory)/enabled)"
         default: HugePageSystem.transparentAdvice.missing ?? HugePageSystem.transparentHugePagesDisabledInProcess()
         }

@@ -33,8 +33,7 @@ struct Doctor: ParsableCommand {
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
                     + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
                     + (machine.transparentHugePagesInProcess ? "" : "; unusable: \(HugePageSystem.transparentHugePagesDisabledInProcess() ?? "")")
-            } ?? "absent: " + HugePageSystem.sysfsDirectoryMissing(
-                HugePageSystem.transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")),
+            } ?? "absent: " + HugePageSystem.transparentHugePagesMissing),
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
                 : machine.numaNodes.map(String.init).joined(separator: ",")),
@@ -46,8 +45,7 @@ struct Doctor: ParsableCommand {
         ]
         rows += numaRows(numa)
         if machine.hugePagePools.isEmpty {
-            rows.append(("huge page pools", "none: " + HugePageSystem.sysfsDirectoryMissing(
-                HugePageSystem.hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS")))
+            rows.append(("huge page pools", "none: " + HugePageSystem.hugePagePoolsMissing))
         }
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"
@@ -76,7 +74,7 @@ struct Doctor: ParsableCommand {
 /// The CPUs this process may run on, the CPU quota, and the workers a scheduler runs by default.
 func cpuRow(_ machine: MachineCapabilities) -> String {
     guard let cpus = machine.cpus else { return "unknown: sched_getaffinity is refused (check seccomp profiles)" }
-    guard let quota = machine.cpuQuota, quota.workers < cpus else {
+    guard let quota = machine.cpuQuota, quota.workers(below: cpus) != nil else {
         return "\(cpus) this process may run on, no CPU quota below that: a scheduler runs one worker on each"
     }
     return "\(cpus) this process may run on, CPU quota \(quota.cpus) CPUs (\(quota.file)): a scheduler runs \(quota.workersText)"

@@ -53,6 +53,8 @@ struct CPUQuotaTests {
         try write("v2/kubepods/pod/cpu.max", "max 100000\n")
         let v2 = binding("0::/kubepods/pod\n", "35 24 0:30 / \(root)/v2 rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
         #expect(v2?.file == "\(root)/v2/kubepods/cpu.max" && v2?.workers == 2 && v2?.cpus == 1.5, "\(String(describing: v2))")
+        // It lowers the default of one worker per CPU only where it allows fewer.
+        #expect(v2?.workers(below: 64) == 2 && v2?.workers(below: 2) == nil, "\(String(describing: v2))")
         // None anywhere.
         let none = binding("0::/kubepods/pod\n", "35 24 0:30 /kubepods/pod \(root)/v2/kubepods/pod rw - cgroup2 cgroup2 rw\n")
         #expect(none == nil, "\(String(describing: none))")

@@ -14,7 +14,7 @@ struct TopologyTests {
         config.targetPoolSize = 1
         let scheduler = try FiberScheduler(config: config)
         scheduler.shutdown()
-        let workers = min(topology.cpus.count, CPUQuota.current()?.workers ?? Int.max)
+        let workers = CPUQuota.current()?.workers(below: topology.cpus.count) ?? topology.cpus.count
         #expect(scheduler.workerCount == workers)
         #expect(scheduler.stats.workers.map(\.placement.cpu).sorted() == topology.placements(workers: workers).map(\.cpu).sorted())
         #expect(scheduler.stats.workers.allSatisfy { $0.pinned })
