@@ -62,6 +62,13 @@ package struct MappingLimit: Sendable, Hashable {
     package let limit: Int
     /// What the process maps now that counts against it, in bytes.
     package let inUse: Int
+    /// A limit of `kind` at `limit` bytes, `inUse` of them taken (`current()` reads the process's own).
+    package init(kind: Kind, limit: Int, inUse: Int) {
+        self.kind = kind
+        self.limit = limit
+        self.inUse = inUse
+    }
+
     /// What is left under the limit.
     package var room: Int { max(0, limit - inUse) }
     /// The shell command that sets it: `ulimit -v` or `ulimit -d`.

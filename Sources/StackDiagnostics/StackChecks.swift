@@ -46,11 +46,12 @@ package enum StackChecks {
     /// past it comes the OOM killer); the address-space limit (`ulimit -v`), which counts every mapping,
     /// touched or not, and the data limit (`ulimit -d`), which counts the private writable ones; and with
     /// `vm.overcommit_memory` 2, the commit limit, which charges every writable private mapping whether
-    /// it is touched or not. Returns that count and, for each limit that lowered it, what it allows and
-    /// how to raise it.
-    package static func fittingMemory(_ count: Int, residentEach: Int, committedEach: Int) throws
-        -> (count: Int, limits: [String])
-    {
+    /// it is touched or not. Under `ulimit -v` a new malloc arena's address space is set aside first
+    /// (`arenaAddressSpace`). Returns that count and, for each limit that lowered it, what it allows and
+    /// how to raise it. `mappingLimits` replaces the process's own `ulimit -v` and `ulimit -d`.
+    package static func fittingMemory(
+        _ count: Int, residentEach: Int, committedEach: Int, mappingLimits: [MappingLimit]? = nil
+    ) throws -> (count: Int, limits: [String]) {
         var (count, limits) = (count, [String]())
         let meminfo = try SystemFile.read("/proc/meminfo")
         func kibibytes(_ field: String) -> Int {
@@ -68,10 +69,14 @@ package enum StackChecks {
             limits.append("the memory cgroup limit allows \(count) (\(cgroup.limitFile): \(cgroup.limit) B, \(cgroup.usage) B "
                 + "in use; raise it there)")
         }
-        for limit in try MappingLimit.current() where limit.room / 2 / committedEach < count {
-            count = limit.room / 2 / committedEach
-            limits.append("\(limit.command) allows \(count) (\(limit.limit) B, \(limit.inUse) B in use; raise it with "
-                + "`\(limit.command) unlimited`)")
+        for limit in try mappingLimits ?? MappingLimit.current() {
+            let setAside = limit.kind == .addressSpace ? arenaAddressSpace : 0
+            let room = max(0, limit.room - setAside) / 2 / committedEach
+            guard room < count else { continue }
+            count = room
+            let arena = setAside > 0 ? ", \(setAside >> 20) MiB of it left for a new malloc arena" : ""
+            limits.append("\(limit.command) allows \(count) (\(limit.limit) B, \(limit.inUse) B in use\(arena); raise it "
+                + "with `\(limit.command) unlimited`)")
         }
         if Overcommit.isStrict {
             let (limitKiB, committedKiB) = (kibibytes("CommitLimit"), kibibytes("Committed_AS"))
@@ -84,6 +89,11 @@ package enum StackChecks {
         }
         return (count, limits)
     }
+
+    /// Address space a thread may take under `ulimit -v` while a check holds its stacks: its first malloc
+    /// can make a glibc arena, which reserves 64 MiB and maps twice that for a moment to align it. When
+    /// that mapping fails, the arena is not made, but a check's own mmap failing instead is a false failure.
+    package static let arenaAddressSpace = 128 << 20
 
     /// How many of `asked` stacks a check that counts map lines can give mprotect guards: what `budget`
     /// leaves after `lessLines` other mappings, with the note its row adds when that is fewer. Throws,

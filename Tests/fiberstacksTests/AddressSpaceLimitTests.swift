@@ -1,4 +1,5 @@
 import Foundation
+import GuardPages
 @_spi(Benchmarks) import StackDiagnostics
 import StackTestSupport
 import Testing
@@ -57,5 +58,23 @@ struct AddressSpaceLimitTests {
         #expect(!run.timedOut, "the child ran past 60 s: \(output)")
         #expect(run.status == 70, "exit \(String(describing: run.status)), signal \(String(describing: run.signal)): \(output)")
         #expect(output.contains(resource) && output.contains("raise `\(command)`"), "\(output)")
+    }
+}
+
+/// How `verify` sizes its checks under a mapping limit.
+struct AddressSpaceRoomTests {
+    @Test("Under ulimit -v a check's stacks leave room for a new malloc arena (128 MiB mapped while glibc aligns it); under ulimit -d they need not",
+          arguments: [150, 300, 1000])
+    func checksLeaveRoomForAnArena(_ roomMiB: Int) throws {
+        let stackBytes = 128 << 10
+        let inUse = 150 << 20
+        let addressSpace = MappingLimit(kind: .addressSpace, limit: inUse + roomMiB << 20, inUse: inUse)
+        let fitted = try StackChecks.fittingMemory(10_000, residentEach: 4096, committedEach: stackBytes, mappingLimits: [addressSpace])
+        #expect(addressSpace.room - fitted.count * stackBytes >= 128 << 20, "\(fitted)")
+        #expect(fitted.count > 0 || roomMiB <= 128, "\(fitted)")
+        #expect(fitted.limits.contains { $0.contains("ulimit -v allows \(fitted.count)") && $0.contains("malloc arena") }, "\(fitted)")
+        let data = MappingLimit(kind: .data, limit: inUse + roomMiB << 20, inUse: inUse)
+        let fittedData = try StackChecks.fittingMemory(10_000, residentEach: 4096, committedEach: stackBytes, mappingLimits: [data])
+        #expect(fittedData.count == (roomMiB << 20) / 2 / stackBytes, "\(fittedData)")
     }
 }
