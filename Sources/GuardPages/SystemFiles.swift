@@ -124,3 +124,41 @@ package enum Overcommit {
         (try? SystemFile.readInteger(path)) == 2
     }
 }
+
+/// The kernel's interfaces under /sys, and why one of them cannot be read.
+package enum Sysfs {
+    /// Why the kernel interface directory `path` (under /sys) lists nothing: sysfs not mounted on /sys (a
+    /// container started without it); another file system mounted over `path` or a directory above it (a
+    /// container's masked paths); `path` there but empty or unreadable; or else a kernel without `config`.
+    package static func missing(_ path: String, kernelNeeds config: String) -> String {
+        guard case .success(let root) = Syscall.fileSystem(at: "/sys"), root.type == magic else {
+            return "sysfs is not mounted on /sys, so \(path) cannot be read: as root, mount -t sysfs sysfs /sys, or give "
+                + "the container /sys"
+        }
+        var existing = path
+        while access(existing, F_OK) != 0, existing.count > "/sys".count {
+            existing = String(existing[..<(existing.lastIndex(of: "/") ?? existing.startIndex)])
+        }
+        if case .success(let fileSystem) = Syscall.fileSystem(at: existing), fileSystem.type != magic {
+            return "\(path) is hidden: \(existing) is a \(fileSystemName(fileSystem.type)) mounted over sysfs (a container's "
+                + "masked path): unmount it, or start the container without masking \(existing)"
+        }
+        guard existing == path else { return "this kernel has no \(path): it needs \(config)" }
+        return "\(path) lists nothing this process can read (a security module or a container may restrict it): "
+            + "give the process read access to it"
+    }
+
+    /// A file system's name from its statfs magic: the usual ones over a sysfs path, else the number.
+    private static func fileSystemName(_ type: Int) -> String {
+        switch type {
+        case 0x0102_1994: "tmpfs"
+        case 0x9fa0: "procfs"
+        case 0x794c_7630: "overlayfs"
+        case 0x1373: "devtmpfs"
+        default: "file system of type 0x\(String(type, radix: 16))"
+        }
+    }
+
+    /// SYSFS_MAGIC (linux/magic.h): statfs's type of a sysfs.
+    private static let magic = 0x6265_6572
+}

@@ -104,10 +104,12 @@ struct HugePageBacking: Sendable, Hashable {
         }
         let size = requested ?? HugePageSystem.defaultHugePageSize()
         guard sizes.contains(size) else {
+            let listed = sizes.map(formatByteCount).joined(separator: ", ")
             throw .invalidPageSize(
                 requested: size,
-                reason: "this kernel offers \(sizes.map(formatByteCount).joined(separator: ", ")) huge pages "
-                    + "(/sys/kernel/mm/hugepages)")
+                reason: HugePageSystem.sysfsListsPools
+                    ? "this kernel offers \(listed) huge pages (\(HugePageSystem.hugePagePoolDirectory))"
+                    : "only the default size, \(listed), is known (/proc/meminfo): \(HugePageSystem.hugePagePoolsMissing)")
         }
         return size
     }

@@ -24,6 +24,8 @@ import Glibc
         package let overcommit: Int?
         /// The file to write to grow this pool.
         package let controlFile: String
+        /// Where the counts were read: the pool's sysfs directory, or /proc/meminfo.
+        package let countedIn: String
 
         /// Free pages not promised to any mapping: what a new mapping can still get (`free - reserved`).
         package var available: Int { free - (reserved ?? 0) }
@@ -41,45 +43,59 @@ import Glibc
 
     /// Huge page sizes the kernel offers, in bytes, smallest first.
     package static func hugePageSizes() -> [Int] {
-        let pools = hugePagePools(under: hugePagePoolDirectory, node: nil)
-        return pools.map(\.pageSize).sorted()
+        globalPools().map(\.pageSize)
     }
 
     /// One pool: `pageSize`'s, global (`node` nil) or on `node`; nil when the kernel has no such pool.
     @_spi(Benchmarks) public static func hugePagePool(pageSize: Int, node: Int? = nil) -> HugePagePool? {
-        let directory = node.map { "/sys/devices/system/node/node\($0)/hugepages" } ?? hugePagePoolDirectory
-        return hugePagePools(under: directory, node: node, only: pageSize).first
+        guard let node else { return globalPools(only: pageSize).first }
+        return hugePagePools(under: "/sys/devices/system/node/node\(node)/hugepages", node: node, only: pageSize).first
     }
 
-    /// Why the kernel lists no hugetlb pool at all (see `sysfsDirectoryMissing`).
-    package static var hugePagePoolsMissing: String {
-        sysfsDirectoryMissing(hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS")
+    /// The global pools, smallest page first: sysfs's, or where /sys/kernel/mm/hugepages lists none (a
+    /// container may hide it), the default size's pool as /proc/meminfo counts it.
+    package static func globalPools(only pageSize: Int? = nil) -> [HugePagePool] {
+        let pools = hugePagePools(under: hugePagePoolDirectory, node: nil, only: pageSize)
+        guard pools.isEmpty, let pool = meminfoPool(), pageSize.map({ $0 == pool.pageSize }) ?? true else { return pools }
+        return [pool]
     }
 
-    /// Why the kernel shows no transparent huge page controls (see `sysfsDirectoryMissing`).
-    package static var transparentHugePagesMissing: String {
-        sysfsDirectoryMissing(transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")
+    /// Whether /sys/kernel/mm/hugepages lists a pool (`globalPools` falls back to /proc/meminfo otherwise).
+    package static var sysfsListsPools: Bool {
+        !hugePagePools(under: hugePagePoolDirectory, node: nil).isEmpty
     }
 
-    /// Why the kernel interface directory `path` (under /sys) is missing: sysfs not mounted on /sys (a
-    /// container started without it), or else a kernel without `config`.
-    private static func sysfsDirectoryMissing(_ path: String, kernelNeeds config: String) -> String {
-        if case .success(let fileSystem) = Syscall.fileSystem(at: "/sys"), fileSystem.type == sysfsMagic {
-            return "this kernel has no \(path): it needs \(config)"
+    /// The default huge page size's global pool from /proc/meminfo (`HugePages_*`), nil without one.
+    private static func meminfoPool() -> HugePagePool? {
+        guard let meminfo = try? SystemFile.read("/proc/meminfo") else { return nil }
+        func field(_ name: String) -> Int? {
+            meminfo.split(separator: "\n").first { $0.hasPrefix("\(name):") }?
+                .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) }
         }
-        return "sysfs is not mounted on /sys, so \(path) cannot be read: as root, mount -t sysfs sysfs /sys, or give "
-            + "the container /sys"
+        guard let kib = field("Hugepagesize"), kib > 0, let total = field("HugePages_Total"), let free = field("HugePages_Free")
+        else { return nil }
+        return HugePagePool(
+            pageSize: kib << 10, node: nil, total: total, free: free, reserved: field("HugePages_Rsvd"),
+            surplus: field("HugePages_Surp") ?? 0, overcommit: try? SystemFile.readInteger("/proc/sys/vm/nr_overcommit_hugepages"),
+            controlFile: "/proc/sys/vm/nr_hugepages", countedIn: "/proc/meminfo")
+    }
+
+    /// Why the kernel lists no hugetlb pool at all (see `Sysfs.missing`).
+    package static var hugePagePoolsMissing: String {
+        Sysfs.missing(hugePagePoolDirectory, kernelNeeds: "CONFIG_HUGETLBFS")
+    }
+
+    /// Why the kernel shows no transparent huge page controls (see `Sysfs.missing`).
+    package static var transparentHugePagesMissing: String {
+        Sysfs.missing(transparentHugePageDirectory, kernelNeeds: "CONFIG_TRANSPARENT_HUGEPAGE")
     }
 
     /// Why the kernel lists no pool of `pageSize` pages: its sysfs directory is missing (see
-    /// `sysfsDirectoryMissing`).
+    /// `Sysfs.missing`).
     package static func hugePagePoolMissing(pageSize: Int) -> String {
         "no \(formatByteCount(pageSize)) huge page pool: "
-            + sysfsDirectoryMissing("\(hugePagePoolDirectory)/hugepages-\(pageSize >> 10)kB", kernelNeeds: "CONFIG_HUGETLBFS")
+            + Sysfs.missing("\(hugePagePoolDirectory)/hugepages-\(pageSize >> 10)kB", kernelNeeds: "CONFIG_HUGETLBFS")
     }
-
-    /// SYSFS_MAGIC (linux/magic.h): statfs's type of a sysfs.
-    private static let sysfsMagic = 0x6265_6572
 
     /// Where the kernel lists its global hugetlb pools, one directory per page size.
     package static let hugePagePoolDirectory = "/sys/kernel/mm/hugepages"
@@ -130,7 +146,8 @@ import Glibc
                 reserved: try? SystemFile.readInteger("\(path)/resv_hugepages"),
                 surplus: (try? SystemFile.readInteger("\(path)/surplus_hugepages")) ?? 0,
                 overcommit: try? SystemFile.readInteger("\(path)/nr_overcommit_hugepages"),
-                controlFile: node == nil && kib << 10 == defaultHugePageSize() ? "/proc/sys/vm/nr_hugepages" : "\(path)/nr_hugepages")
+                controlFile: node == nil && kib << 10 == defaultHugePageSize() ? "/proc/sys/vm/nr_hugepages" : "\(path)/nr_hugepages",
+                countedIn: path)
         }.sorted { $0.pageSize < $1.pageSize }
     }
 

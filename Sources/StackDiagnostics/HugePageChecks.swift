@@ -19,9 +19,14 @@ package enum HugePageChecks {
         let allocator = HugePageStackAllocator(logger: Logger(label: "fiberstacks.verify", factory: { _ in SwiftLogNoOpLogHandler() }))
         let baseline = try? MemorySnapshot.now()
         let sizes = HugePageSystem.hugePageSizes()
+        // Every capability gets a row, so that `--require` fails where no size of its kind is listed.
         if sizes.isEmpty {
-            report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous,
-                        "no hugetlb pages: " + HugePageSystem.hugePagePoolsMissing)
+            let reason = "no hugetlb pages: " + HugePageSystem.hugePagePoolsMissing
+            report.skip("backing", "huge/hugetlb", lacking: .hugetlbAnonymous, reason)
+            report.skip("backing", "huge/hugetlbfs", lacking: .hugetlbfs, reason)
+        }
+        if !sizes.contains(where: { $0 > 2 << 20 }) {
+            report.skip("backing", "huge/gigantic", lacking: .giganticPages, giganticMissing(sizes))
         }
         let mounts = HugePageSystem.hugeTLBMounts()
         for size in sizes {
@@ -64,6 +69,20 @@ package enum HugePageChecks {
         }
     }
 
+    /// Why no huge page size above 2 MiB is known, where the kernel lists `sizes`.
+    static func giganticMissing(_ sizes: [Int]) -> String {
+        guard HugePageSystem.sysfsListsPools else {
+            return "no huge page size above 2 MiB is known: " + HugePageSystem.hugePagePoolsMissing
+        }
+        #if arch(x86_64)
+        let needs = "1 GiB pages need a CPU with pdpe1gb (/proc/cpuinfo)"
+        #else
+        let needs = "larger sizes depend on the kernel's base page size"
+        #endif
+        return "the kernel offers no huge page size above 2 MiB (\(HugePageSystem.hugePagePoolDirectory) lists "
+            + "\(sizes.map(formatByteCount).joined(separator: ", "))): \(needs)"
+    }
+
     /// Why this process cannot have hugetlb stacks whatever the pools hold (they are populated at
     /// allocation with `MADV_POPULATE_WRITE`), or nil.
     static func hugeTLBMissing() -> String? {
@@ -104,13 +123,13 @@ package enum HugePageChecks {
                 return
             }
             // Believe the allocator only when the kernel's own count agrees.
-            let path = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB"
-            let kernelFree = (try? SystemFile.readInteger("\(path)/free_hugepages")).map { $0 - ((try? SystemFile.readInteger("\(path)/resv_hugepages")) ?? 0) }
-            if let kernelFree, kernelFree < needed {
-                report.skip("backing", name, lacking: capability, "the pool emptied meanwhile (\(path): \(kernelFree) free, \(needed) needed; raise \(file))")
+            let pool = HugePageSystem.hugePagePool(pageSize: pageSize)
+            let counts = pool?.countedIn ?? HugePageSystem.hugePagePoolMissing(pageSize: pageSize)
+            if let kernelFree = pool?.available, kernelFree < needed {
+                report.skip("backing", name, lacking: capability, "the pool emptied meanwhile (\(counts): \(kernelFree) free, \(needed) needed; raise \(file))")
             } else {
                 report.add("allocate", name, false, "the allocator reported hugePagesExhausted (\(free) free, \(needed) needed) but "
-                    + "\(path)/free_hugepages - resv_hugepages says \(kernelFree.map(String.init) ?? "unreadable")")
+                    + "the kernel's free pages less reserved ones (\(counts)) are \(pool.map { String($0.available) } ?? "unreadable")")
             }
             return
         }
@@ -202,10 +221,11 @@ package enum HugePageChecks {
             }
             guard case .hugePagesExhausted(_, let reportedNeed, let free, _, let file) = error.reason else { throw error }
             // The kernel's own count must confirm that the pool could not serve the request.
-            let path = "/sys/kernel/mm/hugepages/hugepages-\(size >> 10)kB/free_hugepages"
-            let kernelFree = try SystemFile.readInteger(path)
-            return (reportedNeed == needed && file == pool.controlFile && kernelFree < needed,
-                    "hugePagesExhausted: \(needed) needed, \(free) free (\(path): \(kernelFree)), raise \(file)")
+            guard let kernel = HugePageSystem.hugePagePool(pageSize: size) else {
+                throw CheckError(description: "the pool is gone: \(HugePageSystem.hugePagePoolMissing(pageSize: size))")
+            }
+            return (reportedNeed == needed && file == pool.controlFile && kernel.free < needed,
+                    "hugePagesExhausted: \(needed) needed, \(free) free (\(kernel.countedIn): \(kernel.free)), raise \(file)")
         }
         report.check("exhaustion-fallback", "huge") {
             var fallback = request

@@ -45,7 +45,7 @@ package struct MachineCapabilities: Sendable, Codable {
     /// Reads everything now.
     package static func current() throws(StackError) -> MachineCapabilities {
         let nodes = NUMATopology.onlineNodes()
-        var pools = HugePageSystem.hugePagePools(under: HugePageSystem.hugePagePoolDirectory, node: nil)
+        var pools = HugePageSystem.globalPools()
         for node in nodes {
             pools += HugePageSystem.hugePagePools(under: "/sys/devices/system/node/node\(node)/hugepages", node: node)
         }

@@ -33,7 +33,7 @@ struct Doctor: ParsableCommand {
                     + (machine.transparentHugePageSize.map { ", \(formatByteCount($0)) pages" } ?? "")
                     + (machine.transparentHugePageAdvice ? "" : "; unusable: \(HugePageSystem.transparentAdvice.missing ?? "")")
                     + (machine.transparentHugePagesInProcess ? "" : "; unusable: \(HugePageSystem.transparentHugePagesDisabledInProcess() ?? "")")
-            } ?? "absent: " + HugePageSystem.transparentHugePagesMissing),
+            } ?? HugePageSystem.transparentHugePagesMissing),
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
                 : machine.numaNodes.map(String.init).joined(separator: ",")),
@@ -46,6 +46,9 @@ struct Doctor: ParsableCommand {
         rows += numaRows(numa)
         if machine.hugePagePools.isEmpty {
             rows.append(("huge page pools", "none: " + HugePageSystem.hugePagePoolsMissing))
+        } else if !HugePageSystem.sysfsListsPools {
+            rows.append(("huge page pools (sysfs)", "none listed: \(HugePageSystem.hugePagePoolsMissing); the default size's "
+                + "pool below is read from /proc/meminfo, other sizes are unknown"))
         }
         for pool in machine.hugePagePools {
             let scope = pool.node.map { "node \($0)" } ?? "global"

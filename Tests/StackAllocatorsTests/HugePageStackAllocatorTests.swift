@@ -106,15 +106,21 @@ struct HugePageStackAllocatorTests {
         }
     }
 
-    @Test("In a container without sysfs, hugetlb and transparent requests name the missing /sys mount, not the kernel",
+    @Test("In a container without sysfs, a hugetlb stack of the default size is made from the pool /proc/meminfo counts; other sizes and transparent requests name the missing /sys mount, not the kernel",
           needsMountPrivilege)
     func noSysfs() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let haveFree = HugePages.haveFree()
             hideSysfs()
-            for backing in [HugePageRequest.Backing.anonymous, .transparent] {
+            if haveFree {
+                let stack = try HugePageStackAllocator().allocate(HugePages.request(.anonymous))
+                ensure(stack.pageSize == HugePageSystem.defaultHugePageSize(), "\(stack.descriptor)")
+            }
+            let gigantic = StackRequest(usableSize: 1 << 30, pages: .huge(HugePageRequest(.anonymous, pageSize: 1 << 30)))
+            for request in [gigantic, HugePages.request(.transparent)] {
                 do throws(StackError) {
-                    _ = try HugePageStackAllocator().allocate(HugePages.request(backing))
-                    fail("a \(backing) stack was made without sysfs")
+                    _ = try HugePageStackAllocator().allocate(request)
+                    fail("a \(request.pages) stack was made without sysfs")
                 } catch {
                     let text = error.description
                     ensure(text.contains("sysfs is not mounted on /sys") && !text.contains("CONFIG_"), text)

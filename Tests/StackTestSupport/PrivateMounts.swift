@@ -30,3 +30,10 @@ public func hideSysfs() {
     enterPrivateMountNamespace()
     ensure(mount("none", "/sys", "tmpfs", 0, nil) == 0, "mount -t tmpfs none /sys: errno \(errno)")
 }
+
+/// In an exit test's child: a mount namespace of its own with an empty tmpfs over `path`, as a container
+/// masks part of /sys. Processes it starts inherit the namespace.
+public func hideDirectory(_ path: String) {
+    enterPrivateMountNamespace()
+    ensure(mount("none", path, "tmpfs", 0, nil) == 0, "mount -t tmpfs none \(path): errno \(errno)")
+}

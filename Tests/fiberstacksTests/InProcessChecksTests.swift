@@ -1,5 +1,5 @@
 @_spi(Benchmarks) import GuardPages
-import StackAllocators
+@_spi(Benchmarks) import StackAllocators
 import StackDiagnostics
 import StackTestSupport
 import Testing
@@ -38,7 +38,7 @@ struct InProcessChecksTests {
         }
     }
 
-    @Test("In a container without sysfs, every huge-page check that skips names the missing /sys mount, not the kernel",
+    @Test("In a container without sysfs, the default size's pool is read from /proc/meminfo and every huge-page check that skips names the missing /sys mount, not the kernel",
           needsMountPrivilege)
     func hugePageSkipsWithoutSysfs() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
@@ -47,11 +47,67 @@ struct InProcessChecksTests {
             HugePageChecks.run(into: &report)
             // A sanitizer's own mappings skip the leak check (process accounting): not a huge-page skip.
             let skips = report.checks.filter { $0.status == .skip && $0.capability != .processAccounting }
-            ensure(skips.contains { $0.name == "exhaustion" }, "no exhaustion skip: \(report.checks)")
+            // The default size's pool is counted in /proc/meminfo: its exhaustion is checked without sysfs.
+            if HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize()) != nil {
+                ensure(report.checks.contains { $0.name == "exhaustion-strict" && $0.status == .pass }, "\(report.checks)")
+            }
             for check in skips {
                 ensure(check.detail.contains("sysfs is not mounted on /sys") && !check.detail.contains("CONFIG_"),
                        "\(check.name) \(check.allocator): \(check.detail)")
             }
+        }
+    }
+
+    @Test("With /sys/kernel/mm/hugepages masked, the default size's pool comes from /proc/meminfo, every huge-page row that skips names the masked path, and a required gigantic-page check fails instead of vanishing",
+          needsMountPrivilege)
+    func hugePagePoolsMasked() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let defaultSize = HugePageSystem.defaultHugePageSize()
+            let defaultPool = HugePageSystem.hugePagePool(pageSize: defaultSize)
+            hideDirectory(HugePageSystem.hugePagePoolDirectory)
+            let fromMeminfo = HugePageSystem.hugePagePool(pageSize: defaultSize)
+            ensure(defaultPool == nil || (fromMeminfo?.total == defaultPool?.total && fromMeminfo?.countedIn == "/proc/meminfo"),
+                   "sysfs: \(String(describing: defaultPool)); masked: \(String(describing: fromMeminfo))")
+            var report = VerifyReport()
+            report.required = [.giganticPages]
+            HugePageChecks.run(into: &report)
+            let gigantic = report.checks.filter { $0.capability == .giganticPages }
+            ensure(!gigantic.isEmpty && gigantic.allSatisfy { $0.status == .fail }, "gigantic rows: \(gigantic)")
+            for check in report.checks where check.status != .pass && check.capability != .processAccounting {
+                ensure(!check.detail.contains("CONFIG_") && !check.detail.contains("needs a free default-size huge page"),
+                       "\(check.name) \(check.allocator): \(check.detail)")
+                ensure(check.detail.contains("\(HugePageSystem.hugePagePoolDirectory) is hidden") || check.capability != .giganticPages,
+                       "\(check.name) \(check.allocator): \(check.detail)")
+            }
+        }
+    }
+
+    @Test("With /sys/kernel/mm/transparent_hugepage masked, the THP skip and doctor name the masked path, not the kernel",
+          needsMountPrivilege)
+    func transparentHugePagesMasked() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            hideDirectory(HugePageSystem.transparentHugePageDirectory)
+            var report = VerifyReport()
+            HugePageChecks.run(into: &report)
+            let transparent = report.checks.filter { $0.capability == .thp }
+            ensure(!transparent.isEmpty, "no THP row: \(report.checks)")
+            for check in transparent {
+                ensure(check.detail.contains("\(HugePageSystem.transparentHugePageDirectory) is hidden: \(HugePageSystem.transparentHugePageDirectory) is a tmpfs")
+                       && !check.detail.contains("CONFIG_"), "\(check.allocator): \(check.detail)")
+            }
+        }
+    }
+
+    @Test("With /sys/devices/system/node masked, NUMA is unavailable for that one reason, named, and no package to install",
+          needsMountPrivilege)
+    func numaNodesMasked() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // libnuma reads the nodes when it loads: a process started after the mask sees it.
+            hideDirectory("/sys/devices/system/node")
+            let run = try runFiberstacks(["doctor"], timeLimit: 60)
+            let row = run.output.split(separator: "\n").first { $0.hasPrefix("NUMA (libnuma)") } ?? ""
+            ensure(row.contains("/sys/devices/system/node is hidden: /sys/devices/system/node is a tmpfs")
+                   && !row.contains("libnuma1") && !row.contains("seccomp"), "\(run.output)\(run.standardError)")
         }
     }
 }

@@ -2,6 +2,7 @@ import CNuma
 import CStackSupport
 import Glibc
 @_spi(Benchmarks) import GuardPages
+import SystemPackage
 
 /// The machine's NUMA nodes as libnuma and sysfs report them: which exist, which are online, which have
 /// memory, their CPUs, memory and distances.
@@ -63,15 +64,32 @@ public struct NUMATopology: Sendable, Hashable, Codable {
 
     /// Whether libnuma works on this machine: `numa_available() >= 0`, and it finds a node, which it does
     /// not where /sys/devices/system/node is hidden (some containers) although the syscalls work.
-    @_spi(Benchmarks) public static let available: Bool = {
-        guard numa_available() >= 0 else { return false }
+    @_spi(Benchmarks) public static var available: Bool { unavailableError == nil }
+
+    /// Why libnuma does not work here, naming the one cause found, or nil.
+    private static let unavailableError: StackError? = {
+        guard numa_available() >= 0 else {
+            // numa_available() is get_mempolicy(2), whose errno says why.
+            let code = errno
+            guard code != ENOSYS else {
+                return .capabilityMissing("NUMA (get_mempolicy: ENOSYS)", fix: "a kernel built with CONFIG_NUMA=y")
+            }
+            return .capabilityMissing(
+                "NUMA (get_mempolicy: \(Errno(rawValue: code)))",
+                fix: "a seccomp profile that allows get_mempolicy, set_mempolicy, mbind and move_pages")
+        }
         let maxNode = numa_max_node()
-        return maxNode >= 0 && (0...maxNode).contains { fs_numa_node_configured($0) != 0 }
+        guard maxNode >= 0 && (0...maxNode).contains(where: { fs_numa_node_configured($0) != 0 }) else {
+            return .capabilityMissing(
+                "NUMA (libnuma finds no node in /sys/devices/system/node)",
+                fix: Sysfs.missing("/sys/devices/system/node", kernelNeeds: "CONFIG_NUMA=y"))
+        }
+        return nil
     }()
 
     /// Reads the topology now. Throws `.unsupported` when libnuma is unusable (`available`).
     public static func current() throws(StackError) -> NUMATopology {
-        guard available else { throw unavailableError }
+        if let unavailableError { throw unavailableError }
         // libnuma fills its cpumask and distance caches without locks: one reader at a time.
         return libnumaLock.withLock { _ in read() }
     }
@@ -107,12 +125,6 @@ public struct NUMATopology: Sendable, Hashable, Codable {
     }
 
     private static let libnumaLock = Lock(())
-
-    private static let unavailableError = StackError.capabilityMissing(
-        "NUMA (libnuma: numa_available() < 0, or no node in /sys/devices/system/node)",
-        fix: "the kernel needs CONFIG_NUMA=y and the get_mempolicy/mbind syscalls (a seccomp profile may block "
-            + "them), and a container needs sysfs with /sys/devices/system/node visible; install libnuma1 "
-            + "(apt-get install libnuma1)")
 
     private static func read() -> NUMATopology {
         let maxNode = Int(numa_max_node())
