@@ -181,9 +181,10 @@ package enum Syscall {
         }
     }
 
-    /// open(2) of `path` for reading, close-on-exec.
+    /// open(2) of `path` for reading, close-on-exec and non-blocking: a FIFO without a writer opens at once
+    /// (and fstat tells what it is) instead of waiting for one.
     package static func openReadOnly(_ path: String) -> Result<Int32, Errno> {
-        retrying({ $0 < 0 }) { open(path, O_RDONLY | O_CLOEXEC) }
+        retrying({ $0 < 0 }) { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
     }
 
     /// fstat(2).

@@ -70,6 +70,17 @@ struct ELFFile {
         guard FrameMachine(elfMachine: machine) != nil else {
             return "its machine type \(machine) is neither x86_64 (62) nor aarch64 (183)"
         }
+        let header = file.loadUnaligned(as: Elf64_Ehdr.self)
+        let tables = [
+            ("program headers", header.e_phoff, UInt64(header.e_phnum) * UInt64(header.e_phentsize)),
+            ("section headers", header.e_shoff, UInt64(header.e_shnum) * UInt64(header.e_shentsize)),
+        ]
+        for (name, offset, size) in tables where size > 0 {
+            let (end, overflow) = offset.addingReportingOverflow(size)
+            guard !overflow, end <= UInt64(file.count) else {
+                return "it is truncated: its \(name) end past its \(file.count) bytes"
+            }
+        }
         return nil
     }
 

@@ -138,7 +138,7 @@ package struct VerifyObserver: Sendable {
     package func willStart(name: String, allocator: String, timeLimit: Double) { willStart(name, allocator, timeLimit) }
 }
 
-/// The JSON `verify --json` prints: versions first, then the summary, then every check.
+/// The JSON `verify --json` prints: versions, the summary and every check (keys sorted by the encoder).
 package struct VerifyDocument: Encodable {
     /// Bumped when a key changes meaning or goes away.
     package static let schemaVersion = 2

@@ -36,7 +36,7 @@ struct Doctor: ParsableCommand {
             } ?? HugePageSystem.transparentHugePagesMissing),
             ("NUMA nodes (sysfs)", machine.numaNodes.isEmpty
                 ? "none listed: /sys/devices/system/node/online is missing (a container may hide it)"
-                : machine.numaNodes.map(String.init).joined(separator: ",")),
+                : (machine.numaNodes.count == 1 ? "node " : "nodes ") + machine.numaNodes.map(String.init).joined(separator: ",")),
             ("CPUs", cpuRow(machine)),
             ("vm.max_map_count", "\(machine.maxMapCount) (this process: \(machine.mapCount) mappings)"),
             ("vm.overcommit_memory", machine.overcommitMemory.map {

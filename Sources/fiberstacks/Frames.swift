@@ -15,7 +15,8 @@ struct Frames: ParsableCommand {
             A stack guard protects only if it is at least as large as the largest frame of the code that \
             runs on the stack: Swift emits no stack probes, so a larger frame can skip the guard. With \
             --guard, exits 1 when a fixed-size frame is larger than the guard (variable frames, which grow \
-            at run time, are listed but cannot be checked).
+            at run time, are listed but cannot be checked), and when no call frame record could be read, \
+            since then nothing shows that the guard covers the code.
             """)
 
     /// The largest `--guard` accepted.
@@ -40,7 +41,7 @@ struct Frames: ParsableCommand {
         _ = try guardBytes
         for binary in binaries where access(binary, R_OK) != 0 {
             throw ValidationError(
-                "cannot read BINARY \(binary): \(String(cString: strerror(errno))); give the path of an ELF executable or shared library")
+                "cannot read \(binary): \(String(cString: strerror(errno))); give the path of an ELF executable or shared library")
         }
     }
 
@@ -73,9 +74,11 @@ struct Frames: ParsableCommand {
     }()
 
     func run() throws {
-        let audit = binaries.isEmpty
+        // A path given twice is audited once.
+        let paths = binaries.enumerated().filter { binaries.firstIndex(of: $0.element) == $0.offset }.map(\.element)
+        let audit = paths.isEmpty
             ? try FrameAudit.auditLoadedObjects(logger: Self.logger)
-            : FrameAudit(merging: try binaries.map(Self.audit))
+            : FrameAudit(merging: try paths.map(Self.audit))
         let limit = try guardBytes
         let overGuard = limit.map { limit in audit.functions.filter { !$0.isVariable && $0.frameBytes > limit } } ?? []
         if json {
@@ -84,7 +87,7 @@ struct Frames: ParsableCommand {
         } else {
             printReport(audit, guardBytes: limit, overGuard: overGuard)
         }
-        if !overGuard.isEmpty { throw ExitCode(1) }
+        if !overGuard.isEmpty || (limit != nil && audit.functions.isEmpty) { throw ExitCode(1) }
     }
 
     /// The audit of a binary given on the command line: one that is not an object the audit reads (a
@@ -100,12 +103,16 @@ struct Frames: ParsableCommand {
     }
 
     private func printReport(_ audit: FrameAudit, guardBytes: Int?, overGuard: [FrameRecord]) {
-        FileStream.standardOutput.writeLine("\(audit.functions.count) functions in \(audit.objects.count) objects"
+        FileStream.standardOutput.writeLine(
+            "\(count(audit.functions.count, "function")) in \(count(audit.objects.count, "object"))"
             + (audit.malformedEntries > 0 ? " (\(audit.malformedEntries) unreadable call frame records skipped)" : ""))
         printFrames(Array(audit.functions.prefix(top)))
         guard let guardBytes else { return }
         let guardText = formatByteCount(guardBytes)
-        if overGuard.isEmpty {
+        if audit.functions.isEmpty {
+            FileStream.standardOutput.writeLine("\nNOT CHECKED: no call frame record was read from \(audit.objects.joined(separator: ", ")), "
+                + "so nothing shows that a \(guardText) guard covers its frames (an object without .eh_frame, or a damaged one)")
+        } else if overGuard.isEmpty {
             FileStream.standardOutput.writeLine("\nOK: every fixed frame fits in a \(guardText) guard"
                 + (audit.largestFixedFrame.map { " (largest: \($0.frameBytes) B, \($0.name))" } ?? ""))
         } else {
@@ -114,6 +121,9 @@ struct Frames: ParsableCommand {
             printFrames(Array(overGuard.prefix(top)))
         }
     }
+
+    /// "1 object", "2 objects".
+    private func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
 
     private func printFrames(_ records: [FrameRecord]) {
         for record in records {

@@ -10,7 +10,7 @@ import StackDiagnostics
 struct OverflowChild: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "overflow-child",
-        abstract: "Die by a stack overflow or another fault, for `verify` (internal).",
+        abstract: "Die by a stack overflow or another fault, for `verify` (internal: exits 3 when a stack cannot be made, 4 when the fault did not kill it).",
         shouldDisplay: false)
 
     /// What the child does.
@@ -53,13 +53,13 @@ struct OverflowChild: ParsableCommand {
     @Option(help: "guard-write: how many 64 KiB stacks to allocate (1...1000000).")
     var stacks = 1
 
-    @Option(help: "guard-write: the index of the stack whose guard is written (labelled with --label).")
+    @Option(help: "guard-write: the index of the stack whose guard is written (labelled with --label; 0..<--stacks).")
     var target = 0
 
     @Option(help: "guard-write: how many bytes below the usable bottom to write (1...guard size).")
     var offset = 1
 
-    @Option(help: "guard-write: the guard size in bytes.")
+    @Option(help: "guard-write: the guard size in bytes (4096...64 MiB).")
     var guardSize = 64 << 10
 
     @Flag(help: "Do not install the overflow handler (the control case).")
@@ -68,7 +68,9 @@ struct OverflowChild: ParsableCommand {
     func validate() throws {
         guard (1...1_000_000).contains(stacks) else { throw ValidationError("--stacks must lie in 1...1000000") }
         guard (0..<stacks).contains(target) else { throw ValidationError("--target must lie in 0..<--stacks") }
-        guard (4096...(1 << 30)).contains(guardSize) else { throw ValidationError("--guard-size must lie in 4096...1 GiB") }
+        guard (4096...StackSizes.maximumGuardSize).contains(guardSize) else {
+            throw ValidationError("--guard-size must lie in 4096...\(StackSizes.maximumGuardSize) (64 MiB), not \(guardSize)")
+        }
         guard (1...guardSize).contains(offset) else { throw ValidationError("--offset must lie in 1...--guard-size") }
         guard ["anonymous", "hugetlbfs", "transparent"].contains(hugeBacking) else {
             throw ValidationError("--huge-backing must be anonymous, hugetlbfs or transparent")

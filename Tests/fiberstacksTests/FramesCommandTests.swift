@@ -90,4 +90,50 @@ struct FramesCommandTests {
         #expect(run.status == 64)
         #expect(run.standardError.contains("/nonexistent/binary") && run.standardError.contains("ELF"), "\(run.standardError)")
     }
+
+    @Test("A FIFO no process writes to is refused at once, not waited on")
+    func fifoWithoutWriter() throws {
+        let path = "/tmp/fiberstacks-frames-fifo-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkfifo(path, 0o600) == 0, "mkfifo: errno \(errno)")
+        defer { unlink(path) }
+        let run = try runFiberstacks(["frames", path], timeLimit: 30)
+        #expect(!run.timedOut && run.status == 64, "\(run.status): \(run.standardError)")
+        #expect(run.standardError.contains("not a regular file"), "\(run.standardError)")
+    }
+
+    @Test("A truncated ELF file is a usage error naming the truncation, not an audit of nothing that passes --guard",
+          arguments: [100, 4096, 70_000])
+    func truncatedObject(_ bytes: Int) throws {
+        let path = "/tmp/fiberstacks-frames-truncated-\(getpid())-\(bytes)"
+        defer { unlink(path) }
+        try Data(try Data(contentsOf: URL(fileURLWithPath: fiberstacksBinary)).prefix(bytes)).write(to: URL(fileURLWithPath: path))
+        let run = try runFiberstacks(["frames", path, "--guard", "4096"])
+        #expect(run.status == 64, "\(run.status): \(run.output) \(run.standardError)")
+        #expect(run.standardError.contains("truncated") && !run.output.contains("OK"), "\(run.output) \(run.standardError)")
+    }
+
+    @Test("With --guard, an object from which no call frame record is read exits 1: NOT CHECKED, not OK")
+    func nothingRead() throws {
+        // A whole ELF header that names no program or section header: a valid object with nothing to audit.
+        var header = [UInt8](try Data(contentsOf: URL(fileURLWithPath: fiberstacksBinary)).prefix(64))
+        header.replaceSubrange(56..<58, with: [0, 0])  // e_phnum
+        header.replaceSubrange(60..<62, with: [0, 0])  // e_shnum
+        let path = "/tmp/fiberstacks-frames-empty-\(getpid())"
+        defer { unlink(path) }
+        try Data(header).write(to: URL(fileURLWithPath: path))
+        let run = try runFiberstacks(["frames", path, "--guard", "4096"])
+        #expect(run.status == 1, "\(run.status): \(run.output) \(run.standardError)")
+        #expect(run.output.contains("NOT CHECKED") && !run.output.contains("OK:"), "\(run.output)")
+        let bare = try runFiberstacks(["frames", path])
+        #expect(bare.status == 0 && bare.output.hasPrefix("0 functions in 1 object\n"), "\(bare.output)")
+    }
+
+    @Test("A binary given twice is audited once")
+    func givenTwice() throws {
+        let once = try runFiberstacks(["frames", fiberstacksBinary, "--top", "1"])
+        let twice = try runFiberstacks(["frames", fiberstacksBinary, fiberstacksBinary, "--top", "1"])
+        #expect(twice.status == 0 && twice.output.split(separator: "\n").first == once.output.split(separator: "\n").first,
+                "\(once.output) / \(twice.output)")
+        #expect(twice.output.contains(" in 1 object"), "\(twice.output)")
+    }
 }

@@ -19,6 +19,8 @@ struct InputBoundsTests {
             (["--reps", "4611686018427387904", "--section", "context_switch"], "--reps"),
             (["--reps", "99999999999999999999999", "--section", "context_switch"], "--reps"),
             (["--reps", "-1"], "--reps"),
+            (["--section", "capacity", "--quick", "--capacity-seconds", "0x10"], "--capacity-seconds"),
+            (["--section", "capacity", "--quick", "--capacity-seconds", "0x1p3"], "--capacity-seconds"),
         ])
     func outOfRange(_ arguments: [String], flag: String) throws {
         let run = try runFiberstacks(["bench"] + arguments)
@@ -26,6 +28,21 @@ struct InputBoundsTests {
         #expect(run.standardError.contains("'\(flag) <"), "\(run.standardError)")
         #expect(run.standardError.contains("expected a number from "), "\(run.standardError)")
         #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
+    }
+
+    @Test("--output and --svg naming the same file (or a link to it) is a usage error before any benchmark runs")
+    func outputAndPictureInOneFile() throws {
+        let path = "/tmp/fiberstacks-report-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let link = path + ".svg"
+        defer { unlink(path); unlink(link) }
+        let descriptor = creat(path, 0o600)
+        #expect(descriptor >= 0 && close(descriptor) == 0 && symlink(path, link) == 0, "errno \(errno)")
+        for svg in [path, link] {
+            let run = try runFiberstacks(["bench", "--quick", "--section", "frames", "--output", path, "--svg", svg])
+            #expect(run.status == 64, "\(run.standardError)")
+            #expect(run.standardError.contains("--output and --svg name the same file"), "\(run.standardError)")
+            #expect(!run.standardError.contains("bench: "), "a benchmark ran: \(run.standardError)")
+        }
     }
 
     @Test("An --output in a missing directory is a usage error before any benchmark runs")

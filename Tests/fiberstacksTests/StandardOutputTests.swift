@@ -34,6 +34,18 @@ struct StandardOutputTests {
         #expect(run.standardError.contains("standard output: cannot write to it"), "\(run.standardError)")
     }
 
+    @Test("Standard output a pipe whose reader went away (as in `| head`): exit 70 naming EPIPE, not a death by SIGPIPE",
+          arguments: [["doctor"], ["frames", "--top", "3"], ["verify", "--json", "--million-stacks", "1000"]])
+    func readerGone(_ arguments: [String]) throws {
+        // A FIFO opened for reading and writing, then for writing, then closed for reading: a pipe with no reader.
+        let fifo = "/tmp/fiberstacks-epipe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        #expect(mkfifo(fifo, 0o600) == 0, "mkfifo: errno \(errno)")
+        defer { unlink(fifo) }
+        let run = try Self.run(arguments, redirection: "4<>\(fifo) 5>\(fifo) 4<&- >&5 5>&-")
+        #expect(run.signal == nil && run.status == 70, "\(arguments): \(String(describing: run.status)) \(String(describing: run.signal)) \(run.standardError)")
+        #expect(run.standardError.contains("standard output: cannot write to it: Broken pipe (errno 32)"), "\(arguments): \(run.standardError)")
+    }
+
     @Test("Standard output closed: exit 70, naming EBADF")
     func closedDescriptor() throws {
         let run = try Self.run(["doctor"], redirection: ">&-")

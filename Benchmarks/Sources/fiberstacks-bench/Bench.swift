@@ -73,6 +73,11 @@ struct Bench: ParsableCommand {
     func run() throws {
         let started = nanoseconds()
         // Before any benchmark: a path the report cannot be written to is a usage error that costs nothing.
+        if let output, let svg,
+            URL(fileURLWithPath: output).resolvingSymlinksInPath() == URL(fileURLWithPath: svg).resolvingSymlinksInPath()
+        {
+            throw ValidationError("--output and --svg name the same file, \(svg): the picture would replace the report; give two paths")
+        }
         let outputFile = try output.map { path throws(ValidationError) in try ReportFile(path: path, flag: "--output") }
         let svgFile = try svg.map { path throws(ValidationError) in try ReportFile(path: path, flag: "--svg") }
         let machine = BenchMachine.current()

@@ -5,9 +5,12 @@ extension ParsableCommand {
     /// Parses the arguments and runs the command; every outcome becomes an exit code: 0 (also `--help`,
     /// `--version`, a bare command printing usage), the command's own `ExitCode`, 64 for a usage error,
     /// and 70 (EX_SOFTWARE) for any other error, printed with its cause. Output that standard output lost
-    /// turns a 0 into 70 and is named on standard error (`FileStream`).
+    /// turns a 0 into 70 (a 1 stays: the verdict holds) and is named on standard error (`FileStream`).
     static func runMappingExitCodes() -> Never {
         FileStream.occupyClosedDescriptors()
+        // A reader that went away (`| head`) is output lost like any other: EPIPE, named, exit 70, not a
+        // silent death by SIGPIPE. Children start with default signal actions (`ChildProcess`).
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()

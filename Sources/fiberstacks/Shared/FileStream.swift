@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// Unbuffered writes to a standard stream. A write to standard output that fails (a full disk, a closed
-/// descriptor) is remembered, so that the command can say so and not exit 0 as if its output had arrived.
+/// descriptor, a pipe without a reader) is remembered, so that the command can say so and not exit 0 as if its output had arrived.
 enum FileStream {
     case standardOutput, standardError
 
