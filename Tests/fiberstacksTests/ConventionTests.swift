@@ -15,6 +15,17 @@ struct ConventionTests {
         #expect(!run.output.contains("PASS"), "verify ran: \(run.output)")
     }
 
+    @Test("help with a topic that is no command is a usage error naming the commands; help with one shows its help",
+          arguments: [(["help", "nosuch"], 64), (["help", "doctor", "extra"], 64), (["help", "doctor"], 0), (["help"], 0)] as [([String], Int32)])
+    func helpTopics(_ arguments: [String], _ status: Int32) throws {
+        let run = try runFiberstacks(arguments)
+        #expect(run.status == status, "\(arguments): \(run.output) \(run.standardError)")
+        if status == 64 {
+            #expect(run.standardError.contains("unknown command") && run.standardError.contains("doctor, verify, bench, frames")
+                    && !run.standardError.contains("overflow-child"), "\(run.standardError)")
+        }
+    }
+
     @Test("--version prints the version of the newest released CHANGELOG.md entry")
     func version() throws {
         let changelog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -12,6 +12,7 @@ extension ParsableCommand {
         // silent death by SIGPIPE. Children start with default signal actions (`ChildProcess`).
         signal(SIGPIPE, SIG_IGN)
         do {
+            try checkHelpTopics()
             var command = try parseAsRoot()
             try command.run()
             exitNamingLostOutput(0)
@@ -24,6 +25,18 @@ extension ParsableCommand {
             if let exit = error as? ExitCode { exitNamingLostOutput(exit.rawValue) }
             FileStream.standardError.writeLine(fullMessage(for: error))
             exitNamingLostOutput(code == .validationFailure ? ExitCode.validationFailure.rawValue : 70)
+        }
+    }
+
+    /// `help TOPIC...`: each topic must be a subcommand (ArgumentParser prints the root's help for any
+    /// other word and exits 0, as if the topic existed).
+    private static func checkHelpTopics() throws {
+        let arguments = CommandLine.arguments.dropFirst()
+        guard arguments.first == "help" else { return }
+        let names = configuration.subcommands.map { $0._commandName }
+        let shown = configuration.subcommands.filter { $0.configuration.shouldDisplay }.map { $0._commandName }
+        for topic in arguments.dropFirst() where !names.contains(topic) {
+            throw ValidationError("help: unknown command '\(topic)'; commands: \(shown.joined(separator: ", "))")
         }
     }
 
