@@ -111,7 +111,8 @@ static void finish(struct line *line, const char *advice) {
 }
 
 static const char resize_advice[] =
-    "; raise the stack size (StackRequest.usableSize) or the guard size (StackRequest.guardSize)";
+    "; raise the stack size (StackRequest.usableSize; FiberConfig.usableSize for a FiberScheduler) or the guard "
+    "size (StackRequest.guardSize; FiberConfig.guardSize)";
 static const char jump_advice[] =
     "; a frame larger than the guard skipped it: make the guard at least the largest frame "
     "(`fiberstacks frames` lists them)";

@@ -202,7 +202,14 @@ final class FiberPool {
         if let violation = worker.scheduler.guardRequirement?.violation(guardSize: guardSize) { throw violation }
         // Before the probes and the prefault write to memory a live fiber may be running on.
         let layout = stack.descriptor.layout
-        if checksOverlap { try FiberStackRanges.insert(layout, allocator: allocator) }
+        if checksOverlap {
+            do throws(StackError) {
+                try FiberStackRanges.insert(layout, allocator: allocator)
+            } catch {
+                FiberStackRanges.keep(stack, logger: config.logger)
+                throw error
+            }
+        }
         do throws(StackError) {
             if state.pointee.checksClaims { try checkClaims(of: stack) }
             try Prefault.apply(PrefaultPolicy(prefault), to: layout, logger: config.logger)

@@ -1,4 +1,5 @@
 import GuardPages
+import Logging
 import StackAllocators
 
 /// The memory (guard and usable bytes) of every live fiber's stack from an allocator outside this package,
@@ -27,6 +28,16 @@ package enum FiberStackRanges {
         if let overlapped {
             throw .stackOverlapsLiveStack(stack: stack, live: overlapped, allocator: "\(type(of: allocator))")
         }
+    }
+
+    /// Keeps a stack `insert` refused for overlapping a live one, never releasing it: its descriptor may be
+    /// the live stack's own (memory handed out twice), and the allocator, taking it back, would free or hand
+    /// out again memory a fiber runs on. The allocator counts it as out for good; the error says why.
+    package static func keep(_ stack: consuming Stack, logger: Logger) {
+        logger.error(
+            "a stack that overlaps a live fiber's stack is kept, never released: releasing it could free the live fiber's memory",
+            metadata: ["stack": "\(stack.descriptor.layout)"])
+        UnsafeMutablePointer<Stack>.allocate(capacity: 1).initialize(to: stack)
     }
 
     /// Forgets `stack`, recorded by `insert`: before it goes back to its allocator, which may hand it out

@@ -269,7 +269,8 @@ extension StackError.Reason {
                 "[0x\(String(layout.base, radix: 16)), 0x\(String(layout.top, radix: 16)))"
             }
             return "\(allocator) handed out the \(stack), which with its guard spans \(memory(stack)) and overlaps "
-                + "\(memory(live)), the \(live) of a live fiber with its guard: two fibers would run on the same memory; "
+                + "\(memory(live)), the \(live) of a live fiber with its guard: two fibers would run on the same memory "
+                + "(the refused stack is kept, never released, since releasing it could free the live fiber's memory); "
                 + "hand out each range (guard and usable bytes) to one stack at a time, and again only once "
                 + "release(_:token:) has taken it back"
         case .batchMiscounted(let allocator, let count, let handed):

@@ -104,7 +104,10 @@ struct ClaimedGuardTests {
         #expect(error.message.contains("ArenaAllocator handed out the \(second)"), "\(error)")
         #expect(error.message.contains("the \(first) of a live fiber"), "\(error)")
         #expect(error.message.contains("spans [0x\(String(second.base, radix: 16)), 0x\(String(second.top, radix: 16)))"), "\(error)")
-        #expect(error.fix.contains("release(_:token:)"), "\(error)")
+        #expect(error.fix.contains("release(_:token:)") && error.message.contains("kept, never released"), "\(error)")
+        // Only the live fiber's stack comes back (when the failed scheduler ends): the refused one, released,
+        // would have handed the allocator the live fiber's memory while it ran.
+        #expect(allocator.released.withLock { $0 } == [first], "\(allocator.released.withLock { $0 })")
     }
 
     @Test("A stack handed out again once its fiber is gone is accepted")
@@ -257,6 +260,8 @@ final class ArenaAllocator: StackAllocator {
     let stride: Int
     let arena: UInt
     let handedOut = Locked(0)
+    /// What `release` was given, in order.
+    let released = Locked<[StackLayout]>([])
 
     init(stride: Stride) throws {
         self.stride = stride == .none ? 0 : Self.sizes.usableSize
@@ -284,8 +289,10 @@ final class ArenaAllocator: StackAllocator {
         return Stack(descriptor: StackDescriptor(layout: layout, guardMechanism: .protNone), allocator: self)
     }
 
-    /// Takes nothing back: the arena goes as a whole.
-    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {}
+    /// Records the release and unmaps nothing: the arena goes as a whole.
+    func release(_ descriptor: StackDescriptor, token: StackReleaseToken) {
+        released.withLock { $0.append(descriptor.layout) }
+    }
 }
 
 /// Hands `difference` more stacks (fewer, when negative) to `allocate(_:count:into:)` than asked for.

@@ -63,7 +63,8 @@ struct OverflowHandlerTests {
         #expect(line.contains(#"in fiber "job-17@worker-1" (thread "#))
         #expect(line.contains(#" "worker-1"): fault at 0x"#))
         #expect(line.contains("usable 131072 B, guard 65536 B"))
-        #expect(line.contains("raise the stack size (StackRequest.usableSize) or the guard size (StackRequest.guardSize)"))
+        #expect(line.contains("raise the stack size (StackRequest.usableSize; FiberConfig.usableSize for a FiberScheduler) or "
+            + "the guard size (StackRequest.guardSize; FiberConfig.guardSize)"))
         let distance = try #require(line.split(separator: " is ").last?.split(separator: " ").first.flatMap { Int($0) })
         #expect((1...(64 << 10)).contains(distance), "\(distance) bytes below the usable bottom")
     }
