@@ -13,8 +13,10 @@ import SystemPackage
     @_spi(Benchmarks) public var isSupported: Bool { missing == nil }
 
     /// Probes `advice` (called `name`; a kernel without it `lacks` what it needs, such as "needs Linux >=
-    /// 6.13") on the first of `pages` scratch pages; `works` then checks its effect on them.
-    package init(_ advice: Int32, name: String, lacks: String, pages: Int, works: (UInt) -> Bool = { _ in true }) {
+    /// 6.13", the release `since`) on the first of `pages` scratch pages; `works` then checks its effect.
+    package init(
+        _ advice: Int32, name: String, lacks: String, since: (Int, Int)? = nil, pages: Int, works: (UInt) -> Bool = { _ in true }
+    ) {
         let size = pages * systemPageSize
         switch Syscall.map(size: size, flags: FS_MAP_PRIVATE | FS_MAP_ANONYMOUS) {
         case .failure(let errno):
@@ -25,7 +27,7 @@ import SystemPackage
             case .success:
                 missing = works(scratch) ? nil : "\(name) was accepted but had no effect (Linux \(kernelRelease))"
             case .failure(let errno):
-                missing = Self.refusal(errno, name: name, lacks: lacks)
+                missing = Self.refusal(errno, name: name, lacks: lacks, since: since)
             }
         }
     }
@@ -33,9 +35,20 @@ import SystemPackage
     /// Why madvise(2) refused the advice `name` with `errno`, in words a user can act on: EINVAL is what a
     /// kernel without the advice returns (it `lacks` what the advice needs); EPERM or ENOSYS on a kernel
     /// that has it come from a seccomp filter or sandbox, which a kernel upgrade would not fix.
-    package static func refusal(_ errno: Errno, name: String, lacks: String) -> String {
-        guard errno != .invalidArgument else { return "\(name) \(lacks)" }
+    /// A running kernel at least `since` that answers EINVAL has the advice: a filter is the likelier cause.
+    package static func refusal(_ errno: Errno, name: String, lacks: String, since: (Int, Int)? = nil) -> String {
+        guard errno != .invalidArgument else {
+            guard let since, let running = kernelVersion, running >= since else { return "\(name) \(lacks)" }
+            return "\(name) \(lacks); this kernel is newer, so a seccomp filter that answers EINVAL (or a kernel "
+                + "built without the advice) refuses it: allow madvise(2) in the container's seccomp profile"
+        }
         return "\(name) fails with \(errno) (\(errno.rawValue)) on Linux \(kernelRelease): a seccomp filter or "
             + "sandbox refuses madvise(2); allow it in the container's seccomp profile"
     }
 }
+
+/// The running kernel's major and minor version (from `uname -r`), nil when unreadable.
+package let kernelVersion: (Int, Int)? = {
+    let numbers = kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    return numbers.count == 2 ? (numbers[0], numbers[1]) : nil
+}()

@@ -44,7 +44,8 @@ extension GuardMode: CustomStringConvertible {
     /// Whether `MADV_GUARD_INSTALL` works here, and if not why: probed once per process on a scratch mapping,
     /// whose guarded page must then be inaccessible to a non-faulting read.
     @_spi(Benchmarks) public static let lightweightGuards = AdviceProbe(
-        Int32(FS_MADV_GUARD_INSTALL), name: "MADV_GUARD_INSTALL", lacks: "needs Linux >= 6.13 (running \(kernelRelease))", pages: 2
+        Int32(FS_MADV_GUARD_INSTALL), name: "MADV_GUARD_INSTALL", lacks: "needs Linux >= 6.13 (running \(kernelRelease))", since: (6, 13),
+        pages: 2
     ) { scratch in fs_probe_readable(UnsafeRawPointer(bitPattern: scratch)) == EFAULT }
 
     /// Whether `MADV_GUARD_INSTALL` works here (`lightweightGuards`).

@@ -33,7 +33,8 @@ public struct PrefaultPolicy: Sendable, Hashable {
 @_spi(Benchmarks) public enum Prefault {
     /// Whether `MADV_POPULATE_WRITE` (Linux >= 5.14) works here, and if not why: probed once on a scratch page.
     package static let populateWrite = AdviceProbe(
-        Int32(FS_MADV_POPULATE_WRITE), name: "MADV_POPULATE_WRITE", lacks: "needs Linux >= 5.14 (running \(kernelRelease))", pages: 1)
+        Int32(FS_MADV_POPULATE_WRITE), name: "MADV_POPULATE_WRITE", lacks: "needs Linux >= 5.14 (running \(kernelRelease))",
+        since: (5, 14), pages: 1)
     /// Whether `MADV_POPULATE_WRITE` works here (`populateWrite`).
     package static let populateSupported = populateWrite.isSupported
     /// Set once the missing `MADV_POPULATE_WRITE` has been logged.

@@ -281,7 +281,9 @@ extension StackError.Reason {
             let fix =
                 switch errno {
                 case .noMemory: "no memory for the alternate signal stack; check memory limits (ulimit -v, cgroup memory.max)"
-                case .notPermitted: "the thread is running on its alternate signal stack; change it outside a signal handler"
+                case .notPermitted:
+                    "the thread is running on its alternate signal stack (change it outside a signal handler), or a "
+                        + "seccomp profile forbids sigaltstack (allow it)"
                 case .resourceTemporarilyUnavailable: "the process is out of pthread keys (PTHREAD_KEYS_MAX)"
                 case .invalidArgument: "the kernel refused the arguments (a stack below MINSIGSTKSZ, or a bad signal)"
                 default: "a seccomp profile or a sandbox may forbid it; allow sigaction, sigaltstack and mmap"

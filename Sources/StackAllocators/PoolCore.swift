@@ -89,7 +89,9 @@ import SystemPackage
                 "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) failed: each pooled release uses a locked compare-and-exchange",
                 metadata: [
                     "errno": "\(errno)",
-                    "fix": "Linux 4.14 or later, and a seccomp profile that allows the membarrier system call",
+                    // EPERM (or ENOSYS on a kernel that has it) is a filter; EINVAL and ENOSYS, a kernel before 4.14.
+                    "fix": errno == .notPermitted || (errno == .noFunction && (kernelVersion.map { $0 >= (4, 14) } ?? false))
+                        ? "a seccomp profile that allows the membarrier system call" : "Linux 4.14 or later",
                 ])
         }
         (registryIndex, poolID) = PoolRegistry.register()

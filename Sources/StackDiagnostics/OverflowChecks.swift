@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 @_spi(Benchmarks) import GuardPages
 @_spi(Benchmarks) import OverflowDetection
 import StackAllocators
@@ -9,16 +10,28 @@ import StackAllocators
 package enum OverflowChecks {
     package static func run(into report: inout VerifyReport) {
         for mode in [GuardMode.lightweight, .protNone] {
-            if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
+            if let missing = alternateStackMissing {
+                report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .overflowDiagnostic, missing)
+            } else if mode == .lightweight && !GuardInstaller.lightweightGuardsSupported {
                 report.skip("overflow-diagnostic/\(mode)", "overflow", lacking: .lightweightGuards,
                             GuardInstaller.lightweightGuards.missing ?? "")
-                continue
+            } else {
+                report.check("overflow-diagnostic/\(mode)", "overflow", timeLimit: SelfChild.timeLimit + 10) { try overflowDiagnostic(mode) }
             }
-            report.check("overflow-diagnostic/\(mode)", "overflow", timeLimit: SelfChild.timeLimit + 10) { try overflowDiagnostic(mode) }
         }
         report.check("foreign-fault-chains", "overflow", timeLimit: 2 * SelfChild.timeLimit + 10, foreignFaultChains)
         report.check("canary", "overflow", canary)
         report.check("high-water-mark", "overflow", highWaterMark)
+    }
+
+    /// Why no thread of this process can have an alternate signal stack, which the overflow handler runs
+    /// on (the faulting stack has no room left), or nil: sigaltstack(2) refused even to report the current one.
+    private static var alternateStackMissing: String? {
+        var current = stack_t()
+        guard sigaltstack(nil, &current) != 0 else { return nil }
+        let code = errno
+        return "sigaltstack(2) fails with \(Errno(rawValue: code)) (\(code)), so the overflow handler has no stack to run on: a seccomp "
+            + "profile forbids it; allow sigaltstack"
     }
 
     /// The child overflows a stack labelled with our pid by recursion; it must die by SIGSEGV with the

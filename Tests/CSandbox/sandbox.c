@@ -59,12 +59,18 @@ int fs_test_private_mounts(void) {
     return mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 ? 0 : errno;
 }
 
-int fs_test_refuse_process_vm_readv(int error) {
+int fs_test_refuse_syscall(long number, int error) {
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)number, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)error & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     return install(filter, sizeof filter / sizeof filter[0]);
 }
+
+int fs_test_refuse_process_vm_readv(int error) { return fs_test_refuse_syscall(SYS_process_vm_readv, error); }
+
+int fs_test_refuse_sigaltstack(int error) { return fs_test_refuse_syscall(SYS_sigaltstack, error); }
+
+int fs_test_refuse_get_mempolicy(int error) { return fs_test_refuse_syscall(SYS_get_mempolicy, error); }

@@ -1,3 +1,5 @@
+import CSandbox
+import Glibc
 @_spi(Benchmarks) import GuardPages
 @_spi(Benchmarks) import StackAllocators
 import StackDiagnostics
@@ -108,6 +110,47 @@ struct InProcessChecksTests {
             let row = run.output.split(separator: "\n").first { $0.hasPrefix("NUMA (libnuma)") } ?? ""
             ensure(row.contains("/sys/devices/system/node is hidden: /sys/devices/system/node is a tmpfs")
                    && !row.contains("libnuma1") && !row.contains("seccomp"), "\(run.output)\(run.standardError)")
+        }
+    }
+
+    @Test("Where mincore is refused, a pool's scrub cannot run and the scrub check fails: fresh memory reading zero proves nothing")
+    func scrubRefused() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // The scrub finds the resident pages with mincore(2): refused, the pool gives the stack back.
+            FailureInjection.fail(.residency, with: .permissionDenied, times: 1_000_000)
+            var report = VerifyReport()
+            PooledChecks.run(into: &report)
+            let scrubs = report.checks.filter { $0.name == "scrub" }
+            ensure(scrubs.count == 2 && scrubs.allSatisfy { $0.status == .fail && $0.detail.contains("scrubs that failed: 1") }, "\(scrubs)")
+        }
+    }
+
+    @Test("Where a seccomp profile refuses sigaltstack (EPERM), the overflow diagnostic checks skip naming it (a failure only when required)")
+    func alternateStackRefused() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            ensure(fs_test_refuse_sigaltstack(EPERM) == 0, "seccomp: errno \(errno)")
+            var report = VerifyReport()
+            OverflowChecks.run(into: &report)
+            let diagnostics = report.checks.filter { $0.name.hasPrefix("overflow-diagnostic") }
+            ensure(diagnostics.count == 2 && diagnostics.allSatisfy {
+                $0.status == .skip && $0.capability == .overflowDiagnostic && $0.detail.contains("sigaltstack(2) fails")
+                    && $0.detail.contains("seccomp")
+            }, "\(diagnostics)")
+        }
+    }
+
+    @Test("Where a seccomp profile refuses get_mempolicy (EPERM), NUMA is unavailable, naming the call, its errno and the profile")
+    func numaCallsRefused() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // libnuma's numa_available() passes an EPERM; the topology must not.
+            ensure(fs_test_refuse_get_mempolicy(EPERM) == 0, "seccomp: errno \(errno)")
+            do {
+                _ = try NUMATopology.current()
+                ensure(false, "the topology was read with get_mempolicy refused")
+            } catch {
+                let text = "\(error)"
+                ensure(text.contains("get_mempolicy: Operation not permitted") && text.contains("seccomp"), text)
+            }
         }
     }
 }

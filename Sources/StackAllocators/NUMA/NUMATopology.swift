@@ -68,8 +68,9 @@ public struct NUMATopology: Sendable, Hashable, Codable {
 
     /// Why libnuma does not work here, naming the one cause found, or nil.
     private static let unavailableError: StackError? = {
-        guard numa_available() >= 0 else {
-            // numa_available() is get_mempolicy(2), whose errno says why.
+        // numa_available() is get_mempolicy(2), but some libnuma versions fail it for ENOSYS only: a seccomp
+        // profile's EPERM would pass. The call itself, made here too, decides, and its errno says why.
+        guard numa_available() >= 0, get_mempolicy(nil, nil, 0, nil, 0) == 0 else {
             let code = errno
             guard code != ENOSYS else {
                 return .capabilityMissing("NUMA (get_mempolicy: ENOSYS)", fix: "a kernel built with CONFIG_NUMA=y")

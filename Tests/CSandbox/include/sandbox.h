@@ -29,9 +29,18 @@ int fs_test_refuse_madvise(int error);
 /// other advice works.
 int fs_test_refuse_guard_advice(void);
 
-/// From now on, for this process and its children, process_vm_readv(2) fails with `error`, as under a
-/// seccomp profile that refuses it. Returns 0 or the errno of the prctl that failed.
+/// From now on, for this process and its children, the system call `number` fails with `error`, as under
+/// a seccomp profile that refuses it. Returns 0 or the errno of the prctl that failed.
+int fs_test_refuse_syscall(long number, int error);
+
+/// `fs_test_refuse_syscall` for process_vm_readv(2).
 int fs_test_refuse_process_vm_readv(int error);
+
+/// `fs_test_refuse_syscall` for sigaltstack(2).
+int fs_test_refuse_sigaltstack(int error);
+
+/// `fs_test_refuse_syscall` for get_mempolicy(2).
+int fs_test_refuse_get_mempolicy(int error);
 
 /// prctl(PR_SET_THP_DISABLE): no transparent huge page for this process and its children, as a service
 /// manager or a parent process may set. Returns 0 or the errno.
