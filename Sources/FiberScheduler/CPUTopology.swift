@@ -1,3 +1,5 @@
+import Glibc
+@_spi(Benchmarks) import GuardPages
 import Logging
 import StackAllocators
 
@@ -65,15 +67,20 @@ package struct CPUTopology: Sendable, Hashable, Codable {
 
     /// This machine's topology: the online nodes from sysfs, each with the CPUs of the process's
     /// affinity mask (its main thread's: `taskset`, cgroup cpusets). Without sysfs node information
-    /// (some containers) it is one node 0 holding every allowed CPU, logged at `info`.
+    /// (some containers) it is one node 0 holding every allowed CPU, logged at `info`. Where a seccomp
+    /// profile refuses sched_getaffinity, every online CPU counts as allowed, logged as a warning (a worker
+    /// that cannot be pinned runs unpinned).
     package static func current(logger: Logger = Logger(label: "fiberstacks.topology")) throws(StackError) -> CPUTopology {
         let allowed: Set<Int>
         switch Syscall.processAffinity() {
         case .success(let cpus): allowed = Set(cpus)
         case .failure(let errno):
-            throw .capabilityMissing(
-                "the process's CPU affinity (sched_getaffinity: \(errno))",
-                fix: "sched_getaffinity must be allowed (check seccomp profiles)")
+            let online = (try? SystemFile.read("/sys/devices/system/cpu/online")).map(parseCPUList) ?? []
+            let cpus = online.isEmpty ? Array(0..<max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) : online
+            logger.warning(
+                "sched_getaffinity is refused: every online CPU is taken as one this process may run on",
+                metadata: ["errno": "\(errno)", "cpus": "\(cpus)", "fix": "allow sched_getaffinity in the seccomp profile"])
+            allowed = Set(cpus)
         }
         let nodes = NUMATopology.onlineNodeCPUs().map { Node(id: $0.node, cpus: $0.cpus.filter(allowed.contains)) }
         let placed = Set(nodes.flatMap(\.cpus))

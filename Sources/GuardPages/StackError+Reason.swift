@@ -166,7 +166,8 @@ extension StackError.Reason {
             let fix =
                 switch errno {
                 case .notPermitted, .permissionDenied, .noFunction:
-                    "process_vm_readv, mincore and move_pages must be allowed (seccomp profiles may block process_vm_readv)"
+                    "a seccomp profile refuses the probe's system call (mincore(2) for residency, process_vm_readv(2) "
+                        + "for access, move_pages(2) for placement): allow process_vm_readv, mincore and move_pages"
                 case .noMemory: "part of the range is not mapped"
                 default: "see process_vm_readv(2), mincore(2) and move_pages(2)"
                 }

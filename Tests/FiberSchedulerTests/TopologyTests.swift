@@ -1,4 +1,6 @@
 import FiberScheduler
+@_spi(Benchmarks) import GuardPages
+import StackTestSupport
 import Testing
 
 @Suite("CPU topology and worker placement")
@@ -18,6 +20,23 @@ struct TopologyTests {
         #expect(scheduler.workerCount == workers)
         #expect(scheduler.stats.workers.map(\.placement.cpu).sorted() == topology.placements(workers: workers).map(\.cpu).sorted())
         #expect(scheduler.stats.workers.allSatisfy { $0.pinned })
+    }
+
+    @Test("Where a seccomp profile refuses sched_getaffinity (EPERM), every online CPU counts, and a scheduler starts")
+    func affinityRefused() async {
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let online = parseCPUList(try SystemFile.read("/sys/devices/system/cpu/online"))
+            FailureInjection.fail(.cpuAffinity, with: .notPermitted, times: 1_000)
+            let topology = try CPUTopology.current()
+            ensure(topology.cpus.sorted() == online, "\(topology.cpus) against online \(online)")
+            var config = FiberConfig()
+            config.usableSize = 64 << 10
+            config.initialPoolSize = 1
+            let scheduler = try FiberScheduler(config: config)
+            let answer = try scheduler.submit { 6 * 7 }.wait()
+            ensure(answer == 42, "the job returned \(answer)")
+            scheduler.shutdown()
+        }
     }
 
     @Test("Workers spread over nodes in proportion and are listed grouped by node")
