@@ -37,7 +37,17 @@ package enum FiberStackRanges {
         logger.error(
             "a stack that overlaps a live fiber's stack is kept, never released: releasing it could free the live fiber's memory",
             metadata: ["stack": "\(stack.descriptor.layout)"])
-        UnsafeMutablePointer<Stack>.allocate(capacity: 1).initialize(to: stack)
+        let cell = UnsafeMutablePointer<Stack>.allocate(capacity: 1)
+        cell.initialize(to: stack)
+        kept.withLock { $0.append(KeptStack(cell: cell)) }
+    }
+
+    /// The stacks `keep` holds, for the life of the process (reachable, so not a leak to a leak checker).
+    private static let kept = Lock<[KeptStack]>([])
+
+    /// A kept stack's cell: sendable because nothing reads it again.
+    private struct KeptStack: @unchecked Sendable {
+        let cell: UnsafeMutablePointer<Stack>
     }
 
     /// Forgets `stack`, recorded by `insert`: before it goes back to its allocator, which may hand it out
