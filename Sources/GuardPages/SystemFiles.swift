@@ -3,6 +3,12 @@ import SystemPackage
 
 /// Reads small kernel interface files (procfs, sysfs) without Foundation.
 @_spi(Benchmarks) public enum SystemFile {
+    /// The number of `field` in /proc/meminfo's `text` ("HugePages_Free:  64" gives 64), nil when absent.
+    package static func meminfoField(_ field: String, in text: String) -> Int? {
+        text.split(separator: "\n").first { $0.hasPrefix("\(field):") }?
+            .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) }
+    }
+
     /// The whole contents of `path` as text.
     @_spi(Benchmarks) public static func read(_ path: String) throws(StackError) -> String {
         let fd: FileDescriptor

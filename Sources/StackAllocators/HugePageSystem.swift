@@ -68,10 +68,7 @@ import Glibc
     /// The default huge page size's global pool from /proc/meminfo (`HugePages_*`), nil without one.
     private static func meminfoPool() -> HugePagePool? {
         guard let meminfo = try? SystemFile.read("/proc/meminfo") else { return nil }
-        func field(_ name: String) -> Int? {
-            meminfo.split(separator: "\n").first { $0.hasPrefix("\(name):") }?
-                .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) }
-        }
+        func field(_ name: String) -> Int? { SystemFile.meminfoField(name, in: meminfo) }
         guard let kib = field("Hugepagesize"), kib > 0, let total = field("HugePages_Total"), let free = field("HugePages_Free")
         else { return nil }
         return HugePagePool(
@@ -153,9 +150,7 @@ import Glibc
 
     /// The default huge page size (`Hugepagesize` in /proc/meminfo), 0 when there is none.
     @_spi(Benchmarks) public static func defaultHugePageSize() -> Int {
-        guard let meminfo = try? SystemFile.read("/proc/meminfo"),
-            let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix("Hugepagesize:") }),
-            let kib = line.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap({ Int($0) })
+        guard let meminfo = try? SystemFile.read("/proc/meminfo"), let kib = SystemFile.meminfoField("Hugepagesize", in: meminfo)
         else { return 0 }
         return kib << 10
     }

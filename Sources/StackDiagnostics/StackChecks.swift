@@ -54,10 +54,7 @@ package enum StackChecks {
     ) throws -> (count: Int, limits: [String]) {
         var (count, limits) = (count, [String]())
         let meminfo = try SystemFile.read("/proc/meminfo")
-        func kibibytes(_ field: String) -> Int {
-            meminfo.split(separator: "\n").first { $0.hasPrefix("\(field):") }?
-                .split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { Int($0) } ?? 0
-        }
+        func kibibytes(_ field: String) -> Int { SystemFile.meminfoField(field, in: meminfo) ?? 0 }
         let availableKiB = kibibytes("MemAvailable")
         let room = availableKiB * 1024 / 2 / residentEach
         if room < count {
