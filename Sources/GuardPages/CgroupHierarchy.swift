@@ -18,11 +18,12 @@ package struct CgroupHierarchy: Sendable, Hashable {
         (0...components.count).reversed().map { ([mount] + components.prefix($0)).joined(separator: "/") }
     }
 
-    /// The hierarchies of this process that have `controller` (/proc/self/cgroup, /proc/self/mountinfo);
-    /// empty where neither can be read.
+    /// The hierarchies of this process that have `controller` (/proc/thread-self/cgroup and mountinfo:
+    /// the mounts the calling thread resolves paths in, which a thread that unshared its mount namespace
+    /// does not share with the process's first thread); empty where neither can be read.
     package static func current(controller: String) -> [CgroupHierarchy] {
-        guard let memberships = try? SystemFile.read("/proc/self/cgroup"),
-            let mounts = try? SystemFile.read("/proc/self/mountinfo")
+        guard let memberships = try? SystemFile.read("/proc/thread-self/cgroup"),
+            let mounts = try? SystemFile.read("/proc/thread-self/mountinfo")
         else { return [] }
         return hierarchies(controller: controller, memberships: memberships, mountinfo: mounts)
     }
@@ -50,6 +51,18 @@ package struct CgroupHierarchy: Sendable, Hashable {
         (try? SystemFile.read(file)).flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } }
     }
 
+    /// The limits that the file named `limitFile` sets on this process's cgroup and on each one above it,
+    /// innermost first, each with what `usageFile` beside it says is charged. "max" (v2) or a number of
+    /// 2^60 or more (v1's "no limit") sets none.
+    package func limits(_ limitFile: String, charged usageFile: String) -> [CgroupLimit] {
+        directories.compactMap { directory in
+            guard let limit = Self.number(in: "\(directory)/\(limitFile)"), limit < 1 << 60,
+                let usage = Self.number(in: "\(directory)/\(usageFile)")
+            else { return nil }
+            return CgroupLimit(directory: directory, name: limitFile, limit: limit, usage: usage)
+        }
+    }
+
     private static func hierarchy(_ mount: (directory: String, root: String), _ path: String, unified: Bool) -> CgroupHierarchy? {
         // A container may see only its own subtree: the mount's root is then the path or one above it.
         let root = mount.root.split(separator: "/")
@@ -72,4 +85,21 @@ package struct CgroupHierarchy: Sendable, Hashable {
         }
         return nil
     }
+}
+
+/// A limit one cgroup sets: the file that sets it, the limit and what is charged against it now.
+package struct CgroupLimit: Sendable, Codable, Hashable {
+    /// The cgroup's directory.
+    package let directory: String
+    /// The name of the file that sets the limit (`memory.max`, `hugetlb.2MB.limit_in_bytes`, …).
+    package let name: String
+    /// The limit.
+    package let limit: Int
+    /// What is charged now.
+    package let usage: Int
+
+    /// The file that sets the limit.
+    package var file: String { "\(directory)/\(name)" }
+    /// What may still be charged.
+    package var room: Int { max(0, limit - usage) }
 }

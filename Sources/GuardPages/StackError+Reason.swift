@@ -80,6 +80,9 @@ extension StackError {
         /// A hugetlbfs mount's `size=` limit left fewer free huge pages than a stack needs, whatever the pool
         /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
         case hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int)
+        /// A hugetlb cgroup limit (`limitFile`: faults or reservations, v2 or v1) left less room than the
+        /// `needed` pages of `pageSize` a stack needs, whatever the pool holds; `limit` and `usage` in bytes.
+        case hugeTLBCgroupLimitReached(limitFile: String, pageSize: Int, limit: Int, usage: Int, needed: Int)
         /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).
         case notHugeTLBFSMount(path: String)
         /// `pthread_create` failed (a scheduler worker, a thread on a given stack); for EAGAIN, `taskLimit`
@@ -294,7 +297,7 @@ extension StackError.Reason {
             let pool = "\(node.map { "node \($0)'s" } ?? "the") \(formatByteCount(pageSize)) huge page pool"
             guard free < needed else {
                 return "\(pool) has \(free) free pages, \(needed) needed, yet the kernel refused them: a hugetlbfs "
-                    + "mount's size= limit or a hugetlb cgroup limit (hugetlb.\(formatSizeOption(pageSize))B.max) may be "
+                    + "mount's size= limit or a hugetlb cgroup limit (hugetlb.\(formatSizeOption(pageSize))B.max, or v1's .limit_in_bytes) may be "
                     + "reached, or another process took the pages meanwhile; raise the limit that was reached, or ask "
                     + "for HugePageRequest.ExhaustionPolicy.fallback"
             }
@@ -308,6 +311,11 @@ extension StackError.Reason {
                 + "with a larger size (as root, once nothing uses it: `umount \(mount) && mount -t hugetlbfs -o \(options) "
                 + "none \(mount)`; `mount -o remount` keeps the old size), pass another hugetlbfs mount with room, or use "
                 + "anonymous huge pages (HugePageRequest.Backing.anonymous, MAP_HUGETLB), which no mount limits"
+        case .hugeTLBCgroupLimitReached(let file, let pageSize, let limit, let usage, let needed):
+            return "the hugetlb cgroup limit \(file) allows \(limit) B of \(formatByteCount(pageSize)) huge pages, "
+                + "\(usage) B in use, \(needed) \(needed == 1 ? "page" : "pages") needed: raise it (as root, write a "
+                + "larger byte count to \(file); in Kubernetes, request hugepages-\(formatSizeOption(pageSize))i for the "
+                + "container), or ask for HugePageRequest.ExhaustionPolicy.fallback"
         case .notHugeTLBFSMount(let path):
             return "\(path) is not a hugetlbfs mount: mount one (as root) with "
                 + "`mount -t hugetlbfs -o pagesize=2M none \(path)` (pagesize= picks the huge page size), "

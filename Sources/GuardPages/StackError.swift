@@ -66,7 +66,7 @@ public struct StackError: Error, Sendable, Hashable, CustomStringConvertible {
         case .numaNodeOffline, .numaNodeMemoryless: .unsupported
         case .guardSmallerThanFrame: .guardSmallerThanFrame
         case .mapCountExhausted, .mapCountReserveReached, .hugePagesExhausted, .hugeTLBFSMountFull,
-            .threadStackOverLimit:
+            .hugeTLBCgroupLimitReached, .threadStackOverLimit:
             .resourceExhausted
         case .capabilityMissing: .unsupported
         case .mappingFailed, .guardInstallFailed, .prefaultFailed, .probeFailed, .numaBindFailed,
@@ -297,6 +297,14 @@ extension StackError {
     /// holds: `limit` and `free` are the mount's (statfs(2)), in pages of `pageSize`.
     package static func hugeTLBFSMountFull(mount: String, pageSize: Int, limit: Int, free: Int, needed: Int) -> StackError {
         StackError(.hugeTLBFSMountFull(mount: mount, pageSize: pageSize, limit: limit, free: free, needed: needed))
+    }
+
+    /// A hugetlb cgroup limit (`limitFile`) left less room than the `needed` pages of `pageSize` a stack
+    /// needs, whatever the pool holds; `limit` and `usage` in bytes.
+    package static func hugeTLBCgroupLimitReached(limitFile: String, pageSize: Int, limit: Int, usage: Int, needed: Int)
+        -> StackError
+    {
+        StackError(.hugeTLBCgroupLimitReached(limitFile: limitFile, pageSize: pageSize, limit: limit, usage: usage, needed: needed))
     }
 
     /// A path given as a hugetlbfs mount is not on a hugetlbfs file system (or does not exist).

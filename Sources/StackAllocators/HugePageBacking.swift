@@ -149,10 +149,14 @@ struct HugePageBacking: Sendable, Hashable {
     }
 
     /// The error for a hugetlb pool that could not give `needed` pages, with the numbers now: the
-    /// hugetlbfs mount's when its `size=` limit is what ran out, else the pool's.
+    /// hugetlbfs mount's when its `size=` limit is what ran out, the pool's when it lacks them, else the
+    /// hugetlb cgroup limit's when that is what ran out.
     func exhaustedError(needed: Int, node: Int? = nil) -> StackError {
         if let full = mountFullError(needed: needed) { return full }
         let pool = HugePageSystem.hugePagePool(pageSize: pageSize, node: node)
+        if let pool, pool.available >= needed, let limited = HugeTLBCgroup.reached(pageSize: pageSize, needed: needed) {
+            return limited
+        }
         return .hugePagesExhausted(
             pageSize: pageSize, needed: needed, free: pool?.available ?? 0, node: node,
             controlFile: pool?.controlFile ?? "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages")

@@ -63,7 +63,7 @@ enum HugePageRegion {
             // The pool's numbers are read after the unmap, so our own partial populate is not counted.
             // A bound stack draws on its node's pool: name that pool and its file.
             switch error.reason {
-            case .hugePagesExhausted, .hugeTLBFSMountFull:
+            case .hugePagesExhausted, .hugeTLBFSMountFull, .hugeTLBCgroupLimitReached:
                 throw backing.exhaustedError(needed: sizes.usableSize / sizes.pageSize, node: placement?.homeNode)
             default:
                 throw error

@@ -22,11 +22,12 @@ public struct HugePageRequest: Sendable, Hashable, Codable {
         case transparent
     }
 
-    /// What happens when huge pages cannot be had (the pool is exhausted, no hugetlbfs is mounted for
-    /// the size, or transparent huge pages are off).
+    /// What happens when huge pages cannot be had (the pool is exhausted, a hugetlbfs mount's `size=` or
+    /// a hugetlb cgroup limit is reached, no hugetlbfs is mounted for the size, or transparent huge pages
+    /// are off).
     public enum ExhaustionPolicy: String, Sendable, Hashable, CaseIterable, Codable {
-        /// Throw: `StackError.hugePagesExhausted` names the pages needed, the pages free and the file
-        /// to raise; `.unsupported` names the mount or the THP switch.
+        /// Throw: a `.resourceExhausted` error names the pages needed, what is free and the file to raise
+        /// (the pool's, the mount, or the cgroup's limit); `.unsupported` names the mount or the THP switch.
         case strict
         /// Return a small-page stack with a hardware guard instead, count it in
         /// `StackAllocatorStats.fallbacks`, and log a warning (the first time, per allocator).

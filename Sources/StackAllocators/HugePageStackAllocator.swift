@@ -189,7 +189,7 @@ public final class HugePageStackAllocator: StackAllocator, StackStatsReporting {
     /// Errors the fallback policy absorbs: huge pages cannot be had. Bad input is never absorbed.
     private static func isShortage(_ error: StackError) -> Bool {
         switch error.reason {
-        case .hugePagesExhausted, .hugeTLBFSMountFull, .capabilityMissing: true
+        case .hugePagesExhausted, .hugeTLBFSMountFull, .hugeTLBCgroupLimitReached, .capabilityMissing: true
         default: false
         }
     }

@@ -45,7 +45,11 @@ package enum HugePageChecks {
                     report.skip("backing", name, lacking: capability,
                                 "\(HugePageSystem.unwritableMountError(ofSize.map(\.path), pageSize: size))")
                 } else if let pool, pool.available >= 1 {
-                    checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), capability: capability, into: &report)
+                    if let limited = HugeTLBCgroup.missing(pageSize: size) {
+                        report.skip("backing", name, lacking: capability, "needs a free \(formatByteCount(size)) huge page: \(limited)")
+                    } else {
+                        checkBacking(allocator, name: name, request: HugePageRequest(backing, pageSize: size), capability: capability, into: &report)
+                    }
                 } else {
                     report.skip("backing", name, lacking: capability, pool.map {
                         "needs a free \(formatByteCount(size)) huge page: \($0.controlFile) (\($0.available) free)"
@@ -90,9 +94,13 @@ package enum HugePageChecks {
     }
 
     /// Why this process cannot have a hugetlb stack of the default page size now, or nil.
-    static func defaultHugeTLBMissing() -> String? {
-        hugeTLBMissing() ?? ((HugePageSystem.hugePagePool(pageSize: HugePageSystem.defaultHugePageSize())?.available ?? 0) > 0
-            ? nil : "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)")
+    package static func defaultHugeTLBMissing() -> String? {
+        let size = HugePageSystem.defaultHugePageSize()
+        if let missing = hugeTLBMissing() { return missing }
+        guard (HugePageSystem.hugePagePool(pageSize: size)?.available ?? 0) > 0 else {
+            return "needs a free default-size huge page (/proc/sys/vm/nr_hugepages)"
+        }
+        return HugeTLBCgroup.missing(pageSize: size).map { "needs a free default-size huge page: \($0)" }
     }
 
     /// Why this process cannot have transparent huge page stacks, or nil.
@@ -118,6 +126,16 @@ package enum HugePageChecks {
             before = try MemorySnapshot.now()
             stack = try allocator.allocate(StackRequest(usableSize: size, pages: .huge(request), prefault: PrefaultPolicy(.populate)))
         } catch {
+            if case .hugeTLBCgroupLimitReached(let file, let pageSize, _, _, let needed) = error.reason {
+                // Believe the allocator only when the cgroup's own files agree.
+                if let limit = HugeTLBCgroup.binding(pageSize: pageSize), limit.room < needed * pageSize {
+                    report.skip("backing", name, lacking: capability, "the hugetlb cgroup limit was reached meanwhile: \(error)")
+                } else {
+                    report.add("allocate", name, false, "the allocator reported the hugetlb cgroup limit \(file) reached, "
+                        + "but no hugetlb cgroup limit of this process is short of \(needed) pages now")
+                }
+                return
+            }
             guard case .hugePagesExhausted(let pageSize, let needed, let free, _, let file) = error.reason else {
                 report.add("allocate", name, false, "error: \(error)")
                 return

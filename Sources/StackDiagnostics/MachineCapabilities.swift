@@ -19,6 +19,8 @@ package struct MachineCapabilities: Sendable, Codable {
     package let hugePagePools: [HugePageSystem.HugePagePool]
     /// hugetlbfs mounts.
     package let hugeTLBMounts: [HugePageSystem.HugeTLBMount]
+    /// The binding hugetlb cgroup limit of each huge page size that has one.
+    package let hugeTLBCgroupLimits: [HugeTLBCgroup.Limit]
     /// Transparent huge page mode (`always`, `madvise`, `never`), nil if THP is absent.
     package let transparentHugePages: String?
     /// Transparent huge page defrag mode (`always`, `defer`, `defer+madvise`, `madvise`, `never`), nil if absent.
@@ -57,6 +59,9 @@ package struct MachineCapabilities: Sendable, Codable {
             discards: StackHygiene.discards.isSupported,
             hugePagePools: pools,
             hugeTLBMounts: HugePageSystem.hugeTLBMounts(),
+            hugeTLBCgroupLimits: HugePageSystem.hugePageSizes().compactMap { size in
+                HugeTLBCgroup.binding(pageSize: size).map { HugeTLBCgroup.Limit(pageSize: size, limit: $0) }
+            },
             transparentHugePages: HugePageSystem.transparentHugePageMode(),
             transparentHugePageDefrag: (try? SystemFile.read("\(HugePageSystem.transparentHugePageDirectory)/defrag"))
                 .flatMap(bracketedChoice),

@@ -33,13 +33,10 @@ package struct MemoryCgroup: Sendable {
     /// The limits set on this process's cgroup in `hierarchy` and on each one above it, up to the mount.
     static func limits(in hierarchy: CgroupHierarchy) -> [MemoryCgroup] {
         let names = fileNames(in: hierarchy)
-        return hierarchy.directories.compactMap { directory in
-            // "max" (v2) or a huge number (v1's "no limit": PAGE_COUNTER_MAX pages) set none.
-            guard let limit = CgroupHierarchy.number(in: "\(directory)/\(names.limit)"), limit < 1 << 60,
-                let usage = CgroupHierarchy.number(in: "\(directory)/\(names.usage)")
-            else { return nil }
-            return MemoryCgroup(
-                limitFile: "\(directory)/\(names.limit)", limit: limit, usage: usage, eventsFile: "\(directory)/\(names.events)")
+        return hierarchy.limits(names.limit, charged: names.usage).map { set in
+            MemoryCgroup(
+                limitFile: set.file, limit: set.limit, usage: set.usage,
+                eventsFile: "\(set.directory)/\(names.events)")
         }
     }
 

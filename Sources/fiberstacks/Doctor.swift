@@ -58,6 +58,13 @@ struct Doctor: ParsableCommand {
                     + (pool.surplus > 0 ? ", \(pool.surplus) surplus" : "")
                     + (pool.overcommit.map { $0 > 0 ? ", overcommit \($0)" : "" } ?? "") + " (\(pool.controlFile))"))
         }
+        for cgroup in machine.hugeTLBCgroupLimits {
+            let limit = cgroup.limit
+            rows.append((
+                "huge pages \(formatByteCount(cgroup.pageSize)) cgroup limit",
+                "\(limit.limit / cgroup.pageSize) pages (\(limit.limit) B), \(limit.usage / cgroup.pageSize) in use (\(limit.file))"
+                    + (limit.room < cgroup.pageSize ? "; none left to this process, whatever the pool holds" : "")))
+        }
         if machine.hugeTLBMounts.isEmpty {
             rows.append(("hugetlbfs mounts", "none (mount -t hugetlbfs none /dev/hugepages)"))
         }

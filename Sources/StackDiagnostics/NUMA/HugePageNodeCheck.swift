@@ -25,6 +25,10 @@ package enum HugePageNodeCheck {
             report.skip(name, lacking: .machineChanges, "needs root and a writable \(poolFile(full, "nr_hugepages"))")
             return
         }
+        if let limited = HugeTLBCgroup.missing(pageSize: pageSize) {
+            report.skip(name, lacking: .hugetlbAnonymous, "needs a free 2 MiB huge page: \(limited)")
+            return
+        }
         let saved = nodes.compactMap { try? SystemFile.readInteger(poolFile($0, "nr_hugepages")) }
         guard saved.count == nodes.count else {
             report.skip(name, lacking: .machineChanges, "cannot read every node's \(poolFile(full, "nr_hugepages"))")
