@@ -84,6 +84,13 @@ func checkMarks(_ model: StackModel, _ context: @autoclosure () -> String) {
         let found = UnsafePointer<UInt64>(bitPattern: address)!.pointee
         check(found == value, "\(context()): 0x\(String(address, radix: 16)) holds \(found), \(value) was written there")
     }
+    // The probe that judges guards inaccessible must answer "accessible" where memory was written: a probe
+    // that answered no to everything would pass every guard check. The words at both ends are marked when a
+    // stack is adopted, so this holds for every live stack.
+    for address in [model.layout.usableBottom, model.layout.top - 8] where model.marks[address] != nil {
+        let accessible = probing("a written byte") { () throws(StackError) in try Probe.isAccessible(address) }
+        check(accessible, "\(context()): 0x\(String(address, radix: 16)), written by this fuzzer, probes as inaccessible")
+    }
 }
 
 /// The reservation of a released stack is no longer mapped.

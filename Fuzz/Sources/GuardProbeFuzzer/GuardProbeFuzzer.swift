@@ -108,7 +108,20 @@ struct Outcome {
             let distance = Int(line[..<below.lowerBound].split(separator: " ").last ?? "")
         else { finding("the diagnostic gives no distance: \(context())") }
         FuzzSupport.check(distance >= 1 && distance <= probe.guardSize, "the fault is \(distance) bytes below the usable bottom, outside the guard: \(context())")
+        // The distance must be the one between the two addresses the line itself gives.
+        guard let fault = hexadecimal(after: "fault at 0x", in: line), let bottom = hexadecimal(after: "of stack [0x", in: line) else {
+            finding("the diagnostic gives no fault address or no usable bottom: \(context())")
+        }
+        FuzzSupport.check(
+            bottom > fault && bottom - fault == UInt(distance),
+            "the diagnostic says \(distance) bytes below the usable bottom, but the fault at 0x\(String(fault, radix: 16)) is \(Int(bitPattern: bottom &- fault)) bytes below 0x\(String(bottom, radix: 16)): \(context())")
     }
+}
+
+/// The hexadecimal number right after `prefix` in `line`.
+func hexadecimal(after prefix: String, in line: Substring) -> UInt? {
+    guard let start = line.firstRange(of: prefix)?.upperBound else { return nil }
+    return UInt(line[start...].prefix { $0.isHexDigit }, radix: 16)
 }
 
 /// Runs `probe` in a child and collects what happened.
