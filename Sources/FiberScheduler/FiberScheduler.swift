@@ -203,19 +203,32 @@ public final class FiberScheduler: @unchecked Sendable {
     }
 
     /// Runs `body` for every index of `range` as jobs of `chunkSize` indices (default: about four chunks
-    /// per worker; values below 1 count as 1), and waits for all of them: inside a job the fiber
-    /// suspends, elsewhere the thread blocks. Throws the first error a chunk threw.
+    /// per worker; values below 1 count as 1, and a size that would make more than `maximumChunks`
+    /// chunks is raised to make that many), and waits for all of them: inside a job the fiber suspends,
+    /// elsewhere the thread blocks. Any range works, `Int.min..<Int.max` included. Throws the first error
+    /// a chunk threw.
     public func parallelFor(
         _ range: Range<Int>, chunkSize: Int? = nil, _ body: @escaping @Sendable (Int) throws -> Void
     ) throws {
         guard !range.isEmpty else { return }
-        let chunk = max(1, chunkSize ?? range.count / (workers.count * 4))
-        let chunks = stride(from: range.lowerBound, to: range.upperBound, by: chunk).map { start in
-            let indices = start..<min(start + chunk, range.upperBound)
-            return { @Sendable () throws -> Void in for index in indices { try body(index) } }
+        // The count as an unsigned number: `range.count` overflows past Int.max indices.
+        let count = UInt(bitPattern: range.upperBound &- range.lowerBound)
+        let asked = max(1, chunkSize ?? Int(count / UInt(workers.count * 4)))
+        let fewest = (count - 1) / UInt(Self.maximumChunks) + 1
+        let chunk = UInt(asked) < fewest ? Int(fewest) : asked
+        var chunks: [@Sendable () throws -> Void] = []
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let (next, overflow) = start.addingReportingOverflow(chunk)
+            let indices = start..<(overflow ? range.upperBound : min(next, range.upperBound))
+            chunks.append { for index in indices { try body(index) } }
+            start = indices.upperBound
         }
         try submit(batch: chunks).wait()
     }
+
+    /// The most chunks `parallelFor` makes: each is a closure held until the batch ends.
+    public static let maximumChunks = 1 << 20
 
     private func enqueue(_ job: Job) {
         outstanding.add(1, ordering: .sequentiallyConsistent)

@@ -122,6 +122,43 @@ struct JobTests {
         #expect(try nested.wait() == 499_500)
     }
 
+    @Test("parallelFor takes any range: chunks end at Int.max without overflowing, a range of more than Int.max indices is chunked, and a tiny chunk size over a huge range is raised to at most maximumChunks chunks")
+    func parallelForAtTheEdges() throws {
+        let scheduler = try FiberScheduler(config: testConfig())
+        defer { scheduler.shutdown() }
+        for chunkSize in [nil, 1, 4, Int.max] {
+            let box = VisitBox(count: 10)
+            try scheduler.parallelFor((Int.max - 10)..<Int.max, chunkSize: chunkSize) { index in box.visit(index - (Int.max - 10)) }
+            #expect(box.allVisitedOnce, "chunkSize \(String(describing: chunkSize))")
+            let low = VisitBox(count: 10)
+            try scheduler.parallelFor(Int.min..<(Int.min + 10), chunkSize: chunkSize) { index in low.visit(index - Int.min) }
+            #expect(low.allVisitedOnce, "chunkSize \(String(describing: chunkSize))")
+        }
+        // One index per chunk over 4 Mi indices would be 4 Mi closures: raised to 4 indices per chunk, as
+        // many jobs as one index per chunk over maximumChunks indices.
+        func jobs(_ count: Int) throws -> Int {
+            let before = scheduler.stats.jobsRun
+            let visited = Atomic<Int>(0)
+            try scheduler.parallelFor(0..<count, chunkSize: 1) { _ in visited.add(1, ordering: .relaxed) }
+            #expect(visited.load(ordering: .relaxed) == count)
+            return scheduler.stats.jobsRun - before
+        }
+        let most = try jobs(FiberScheduler.maximumChunks)
+        #expect(try jobs(4 * FiberScheduler.maximumChunks) == most)
+        #expect(try jobs(1000) >= 1000, "one index per chunk below the cap is one job per index")
+        // Every chunk of the whole Int range throws at its first index: it is chunked, not trapped on.
+        let firsts = Locked<[Int]>([])
+        #expect(throws: Boom(code: 7)) {
+            try scheduler.parallelFor(Int.min..<Int.max) { index in
+                firsts.withLock { $0.append(index) }
+                throw Boom(code: 7)
+            }
+        }
+        // Two workers: about four chunks each (2^64 - 1 indices do not divide by 8: a ninth holds the rest).
+        let starts = firsts.withLock { $0.sorted() }
+        #expect((8...9).contains(starts.count) && starts.first == Int.min, "\(starts)")
+    }
+
     @Test("Idle workers steal queued jobs from a busy one")
     func stealing() throws {
         let scheduler = try FiberScheduler(config: testConfig())
