@@ -47,6 +47,9 @@ public final class FiberScheduler: @unchecked Sendable {
     let sleepers = Atomic<Int>(0)
     /// How many workers are parked or about to park now (tests wait for an idle scheduler with it).
     package var sleepingWorkers: Int { sleepers.load(ordering: .relaxed) }
+    /// Whether there are no more workers than CPUs to run them: only then does an idle worker poll
+    /// before it parks (`Worker.sleep`).
+    let workersFitCPUs: Bool
     private var workers: [Worker] = []
     private var threads: [pthread_t] = []
     /// Jobs submitted and not yet ended (running and suspended ones included).
@@ -95,6 +98,7 @@ public final class FiberScheduler: @unchecked Sendable {
         guard !placements.isEmpty else {
             throw .invalidConfiguration(field: "topology", reason: "it has no CPU to run a worker on")
         }
+        workersFitCPUs = placements.count <= topology.cpus.count
         var allocators: [Int: any StackAllocator] = [:]
         do throws(StackError) {
             for node in Set(placements.map(\.node)) {
@@ -342,7 +346,8 @@ public final class FiberScheduler: @unchecked Sendable {
     var isShuttingDown: Bool { mode.load(ordering: .sequentiallyConsistent) != 0 }
     /// Whether `shutdown(.cancel)` has begun.
     var isCancelling: Bool { mode.load(ordering: .relaxed) == 2 }
-    /// Whether no job is left (meaningful once shutting down: then nothing new can arrive from outside).
+    /// Whether no job is outstanding: none submitted and not yet ended (final once shutting down: then
+    /// nothing new can arrive from outside).
     var isFinished: Bool { outstanding.load(ordering: .sequentiallyConsistent) == 0 }
 
     /// Called for jobs that ended (ran, failed to start, or were cancelled): one at a time where they

@@ -55,6 +55,9 @@ final class Worker: @unchecked Sendable {
         /// jobs (and the thread waiting for them) need; shrinking in a pause between bursts would free
         /// fibers that the next burst makes again.
         var quiet = false
+        /// Parks in a row that timed out with nothing to do: each doubles the next park's timeout (see
+        /// `longestParkDoublings`).
+        var quietParks = 0
         /// Fibers suspended in a wait.
         var suspendedCount = 0
         /// Jobs ended here and not yet subtracted from the scheduler's outstanding count: it is shared by
@@ -150,6 +153,7 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             local.pointee.quiet = !sleep()
+            local.pointee.quietParks = local.pointee.quiet ? local.pointee.quietParks + 1 : 0
             if local.pointee.quiet { jobs.releaseSpareCapacity() }
         }
     }
@@ -250,10 +254,12 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Jobs
 
-    /// A job to start now, or nil. With `.wait` and no fiber to spare, jobs stay queued for thieves.
+    /// A job to start now, or nil. With `.wait` and no fiber to spare, jobs stay queued for thieves. Where
+    /// no job is outstanding at all, it looks at no peer (see `workVisible`).
     private func nextJob() -> Job? {
         guard pool.canProvideFiber || scheduler.config.whenExhausted == .fail else { return nil }
         if !jobs.looksEmpty, let job = jobs.popNewest() { return job }
+        if scheduler.isFinished { return nil }
         for victim in victims where !victim.worker.jobs.looksEmpty {
             // Half the victim's queue at once: a burst pushed on one worker spreads in a few steals.
             let stolen = victim.worker.jobs.stealOldestHalf()
@@ -319,7 +325,10 @@ final class Worker: @unchecked Sendable {
     static let spinChecks = 256
 
     /// Parks unless work is visible, after polling for it briefly (for work on its own node only: a
-    /// thief on another node comes when a producer wakes it, so same-node thieves go first). Pairs with
+    /// thief on another node comes when a producer wakes it, so same-node thieves go first). It polls
+    /// only where it may pay: not once a park timed out with nothing done since (an idle scheduler costs
+    /// one look per worker per timeout, not `spinChecks`, each over every peer), and not where workers
+    /// outnumber the CPUs they run on (a poll would hold a CPU that a worker with work needs). Pairs with
     /// `FiberScheduler.wake`: each side publishes its write (the sleeping flag, the queued job)
     /// before a sequentially consistent fence and reads the other's after it, so at least one of them
     /// sees the other. Returns false when the park timed out with nothing to do.
@@ -331,25 +340,37 @@ final class Worker: @unchecked Sendable {
             scheduler.sleepers.subtract(1, ordering: .sequentiallyConsistent)
             isSleeping.store(false, ordering: .relaxed)
         }
-        for _ in 0..<Self.spinChecks {
-            if workVisible(acrossNodes: false) { return true }
-            fs_cpu_relax()
+        if !local.pointee.quiet && scheduler.workersFitCPUs {
+            for _ in 0..<Self.spinChecks {
+                if workVisible(acrossNodes: false) { return true }
+                fs_cpu_relax()
+            }
         }
         if workVisible(acrossNodes: true) { return true }
-        // The timeout is a safety net (every producer of work unparks) and the pool's cue to shrink.
-        return parker.park(timeoutNanoseconds: 100_000_000)
+        // The timeout is a safety net (every producer of work unparks) and the pool's cue to grow or
+        // shrink; an idle worker lengthens it, so many idle workers do not keep the CPUs waking.
+        return parker.park(timeoutNanoseconds: Self.shortestPark << min(local.pointee.quietParks, Self.longestParkDoublings))
     }
 
+    /// The first park's timeout after work, in nanoseconds: 100 ms.
+    static let shortestPark = 100_000_000
+    /// Times the timeout doubles while the worker stays idle: up to 1.6 s.
+    static let longestParkDoublings = 4
+
     /// Whether this worker has something to do: a fiber to resume, a job it may start (its own, or one to
-    /// steal on its node or, with `acrossNodes`, on any), or the end.
+    /// steal on its node or, with `acrossNodes`, on any), or the end. With `acrossNodes` (the last look
+    /// before parking) it looks at its peers only where a job is outstanding at all: one load instead of
+    /// a look at every peer, which is what an idle scheduler of many workers would spend its CPUs on.
+    /// Submitters count a job before they queue it, and read the sleepers after: either they see this
+    /// worker sleeping or it sees their count (and then their job).
     private func workVisible(acrossNodes: Bool) -> Bool {
-        let canStartJobs = pool.canProvideFiber || scheduler.config.whenExhausted == .fail
-        let stealable = victims.contains {
+        if readyCount.load(ordering: .acquiring) > 0 || (scheduler.isShuttingDown && scheduler.isFinished) { return true }
+        guard pool.canProvideFiber || scheduler.config.whenExhausted == .fail else { return false }
+        if !jobs.looksEmpty { return true }
+        if acrossNodes && scheduler.isFinished { return false }
+        return victims.contains {
             (acrossNodes || $0.worker.placement.node == placement.node) && !$0.worker.jobs.looksEmpty
         }
-        return readyCount.load(ordering: .acquiring) > 0
-            || (canStartJobs && (!jobs.looksEmpty || stealable))
-            || (scheduler.isShuttingDown && scheduler.isFinished)
     }
 
     /// A snapshot of this worker's counters.
