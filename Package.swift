@@ -99,9 +99,13 @@ let package = Package(
 
         .testTarget(
             name: "GuardPagesTests",
-            dependencies: ["GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures", "CSandbox", "StackTestSupport"]),
+            dependencies: [
+                "GuardPages", "OverflowDetection", "StackDiagnostics", "CFrameFixtures", "CSandbox", "CFaultTrap", "StackTestSupport",
+            ]),
         // Functions with frames of known size (C and assembly) for the frame audit's tests.
         .target(name: "CFrameFixtures", path: "Tests/CFrameFixtures"),
+        // A one-shot trap on a page that reads back what was resident when it was first touched.
+        .target(name: "CFaultTrap", path: "Tests/CFaultTrap"),
         .testTarget(
             name: "StackAllocatorsTests",
             dependencies: [

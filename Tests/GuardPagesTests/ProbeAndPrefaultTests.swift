@@ -1,3 +1,4 @@
+import CFaultTrap
 import Glibc
 @_spi(Benchmarks) import GuardPages
 import Logging
@@ -75,6 +76,39 @@ struct ProbeAndPrefaultTests {
             #expect(report.residentUsablePages <= 1)
         } else {
             #expect(report.residentUsablePages == report.usablePages)
+        }
+    }
+
+    @Test("touch goes from the top down, the order a stack grows: when it first reaches the middle page, every page above is resident and none below",
+          needsNoSanitizer)
+    func touchOrder() async {
+        // In a child of its own: the trap is a SIGSEGV handler.
+        await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let stack: ScratchStack
+            do {
+                stack = try ScratchStack(usable: 64 << 10)
+            } catch {
+                fail("a scratch stack: \(error)")
+            }
+            let usable = stack.layout.usableRange
+            let pages = usable.count / systemPageSize
+            let middle = usable.lowerBound + UInt(pages / 2 * systemPageSize)
+            let armed = fs_test_arm_fault_trap(
+                UnsafeMutableRawPointer(bitPattern: usable.lowerBound), UnsafeMutableRawPointer(bitPattern: middle),
+                UnsafeMutableRawPointer(bitPattern: usable.upperBound))
+            ensure(armed == 0, "arming the trap: errno \(armed)")
+            do {
+                try Prefault.apply(PrefaultPolicy(.touch), to: stack.layout, logger: Logger(label: "test"))
+            } catch {
+                fail("touch: \(error)")
+            }
+            var fired: Int32 = 0
+            var below = 0
+            var above = 0
+            fs_test_fault_trap_result(&fired, &below, &above)
+            let abovePages = pages - pages / 2 - 1
+            ensure(fired == 1 && above == abovePages && below == 0,
+                   "at the middle page: \(above) of \(abovePages) pages above resident, \(below) of \(pages / 2) below (trap fired: \(fired))")
         }
     }
 
