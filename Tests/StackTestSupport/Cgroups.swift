@@ -9,7 +9,9 @@ package func writableCgroup(controller: String) -> CgroupHierarchy? {
     CgroupHierarchy.current(controller: controller).first { hierarchy in
         guard access(hierarchy.directory, W_OK) == 0 else { return false }
         guard hierarchy.unified else { return true }
-        let passedDown = (try? String(contentsOfFile: hierarchy.directory + "/cgroup.subtree_control", encoding: .utf8)) ?? ""
+        // SystemFile, not Foundation: String(contentsOfFile:) leaks its buffer on an empty cgroup file,
+        // which LeakSanitizer reports when the process exits.
+        let passedDown = (try? SystemFile.read(hierarchy.directory + "/cgroup.subtree_control")) ?? ""
         return passedDown.split(whereSeparator: \.isWhitespace).contains(Substring(controller))
     }
 }
