@@ -128,7 +128,7 @@ package enum HugePageChecks {
         } catch {
             if case .hugeTLBCgroupLimitReached(let file, let pageSize, _, _, let needed) = error.reason {
                 // Believe the allocator only when the cgroup's own files agree.
-                if let limit = HugeTLBCgroup.binding(pageSize: pageSize), limit.room < needed * pageSize {
+                if HugeTLBCgroup.reached(pageSize: pageSize, needed: needed) != nil {
                     report.skip("backing", name, lacking: capability, "the hugetlb cgroup limit was reached meanwhile: \(error)")
                 } else {
                     report.add("allocate", name, false, "the allocator reported the hugetlb cgroup limit \(file) reached, "
